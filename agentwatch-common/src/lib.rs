@@ -1,0 +1,203 @@
+//! Records and map values shared by the kernel programs (`agentwatch-ebpf`)
+//! and the userspace daemon (`agentwatch`).
+//!
+//! Every type here is `#[repr(C)]` and fixed-size; the size assertions at the
+//! bottom fail the build of either side if a layout drifts.
+#![no_std]
+
+pub mod syscalls;
+
+/// Size of one string slot in a [`RawEvent`]. A user string (path, argv) or
+/// a kernel path walk longer than this is cut and flagged truncated.
+pub const SLOT_LEN: usize = 2048;
+/// Number of string slots in a [`RawEvent`].
+pub const SLOTS: usize = 4;
+/// Longest single path component the kernel path walk copies (NAME_MAX + 1).
+pub const NAME_LEN: usize = 256;
+/// Bytes of string data in a [`RawEvent`]. The tail past the last slot is
+/// headroom so a path walk's bounded copy never leaves the buffer.
+pub const DATA_LEN: usize = SLOT_LEN * SLOTS + NAME_LEN;
+/// Bytes of socket address carried in an event (sizeof(struct sockaddr_un)).
+pub const SOCKADDR_LEN: usize = 112;
+/// Bytes of a DNS message copied from a send to port 53.
+pub const DNS_PAYLOAD_LEN: usize = 512;
+
+/// What a kernel record describes. The kernel fills `RawEvent::kind`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A successful execve/execveat (sched_process_exec).
+    Exec = 1,
+    /// A new process (not thread) was forked by a watched one.
+    Fork = 2,
+    /// The last thread of a watched process exited.
+    Exit = 3,
+    /// Entry of a watched file or network syscall; the result follows in a
+    /// [`RecordKind::SysExit`] record from the same thread.
+    SysEnter = 4,
+    /// Return of a watched syscall whose entry was recorded.
+    SysExit = 5,
+    /// A DNS query sent by a watched process (payload in slot 0).
+    Dns = 6,
+}
+
+impl RecordKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::Fork,
+            3 => Self::Exit,
+            4 => Self::SysEnter,
+            5 => Self::SysExit,
+            6 => Self::Dns,
+            _ => return None,
+        })
+    }
+}
+
+/// Flag bits in [`StrSlot::flags`].
+pub const SLOT_USED: u16 = 1;
+/// The string did not fit in its slot and was cut.
+pub const SLOT_TRUNCATED: u16 = 2;
+/// The slot holds path components leaf-first, each NUL-terminated (a kernel
+/// dentry walk); userspace reverses them into an absolute path.
+pub const SLOT_REVERSED_COMPONENTS: u16 = 4;
+/// The slot holds argv: NUL-separated arguments.
+pub const SLOT_ARGV: u16 = 8;
+/// The slot holds raw bytes (a DNS message or a socket address).
+pub const SLOT_BYTES: u16 = 16;
+
+/// Roles of the four string slots. Which ones are filled depends on the record.
+pub mod slot {
+    /// First path argument as the process passed it; exec: the filename.
+    pub const PATH1: usize = 0;
+    /// Second path argument (rename target); exec: argv.
+    pub const PATH2: usize = 1;
+    /// Directory PATH1 is relative to (dirfd or cwd), when PATH1 is relative;
+    /// exec: the binary actually loaded (interpreter for scripts).
+    pub const BASE1: usize = 2;
+    /// Directory PATH2 is relative to, when PATH2 is relative.
+    pub const BASE2: usize = 3;
+}
+
+/// Where a string lives inside `RawEvent::data`: slot `i` starts at
+/// `i * SLOT_LEN`; `len` excludes any trailing NUL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StrSlot {
+    pub len: u16,
+    pub flags: u16,
+}
+
+/// Fixed header of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// Monotonic time (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    /// bpf_get_current_cgroup_id(): the cgroup-v2 id (inode of its directory).
+    pub cgroup_id: u64,
+    /// Process id (tgid) of the task that caused the record.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id (real_parent's tgid).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Agent the process belongs to (index into the userspace agent table).
+    pub agent_id: u32,
+    pub comm: [u8; 16],
+    /// [`RecordKind`] as u8.
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// Syscall number for SysEnter/SysExit (x86-64 numbering).
+    pub syscall_nr: u32,
+}
+
+/// Per-kind numbers. Meaning by kind:
+/// - SysEnter: the syscall's six raw arguments.
+/// - SysExit: `args[0]` = return value (as i64).
+/// - Exec: `args[0]` = old pid (before a de_thread), `args[1]`/`args[2]` = dev/ino of the binary.
+/// - Fork: `args[0]` = child pid, `args[1]` = child tid.
+/// - Exit: `args[0]` = exit code (wait status encoding).
+pub type Args = [u64; 6];
+
+/// A socket address carried with network records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockAddr {
+    /// Bytes valid in `bytes` (0 when absent).
+    pub len: u32,
+    pub _pad: u32,
+    /// A `struct sockaddr_*` exactly as the kernel or process had it.
+    pub bytes: [u8; SOCKADDR_LEN],
+}
+
+/// One record in the ring buffer. The kernel sends only the prefix that is
+/// used: the fixed part plus the string data up to the last filled slot.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawEvent {
+    pub hdr: EventHeader,
+    pub args: Args,
+    /// The socket address of connect/bind/sendto (user memory at entry), or
+    /// of accept's peer / listen's local address read from the kernel socket.
+    pub addr: SockAddr,
+    pub slots: [StrSlot; SLOTS],
+    pub data: [u8; DATA_LEN],
+}
+
+/// Bytes of a [`RawEvent`] before `data`.
+pub const RAW_EVENT_FIXED_LEN: usize = core::mem::size_of::<RawEvent>() - DATA_LEN;
+
+/// Value of the WATCHED map (key: tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchEntry {
+    pub agent_id: u32,
+    pub flags: u32,
+}
+
+/// Key of the EXE_SELECTORS map: the binary's device (kernel encoding,
+/// MAJOR << 20 | MINOR) and inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Indexes of the per-CPU LOSS counters the kernel keeps.
+pub mod loss {
+    /// bpf_ringbuf_output failed (ring buffer full).
+    pub const RINGBUF_FULL: u32 = 0;
+    /// The WATCHED map was full when a fork tried to add a child.
+    pub const WATCH_MAP_FULL: u32 = 1;
+    /// A kernel read of user or kernel memory failed.
+    pub const READ_FAILED: u32 = 2;
+    pub const COUNT: u32 = 4;
+}
+
+/// Keys of the CONFIG array map, written by userspace before attach.
+pub mod config {
+    /// Non-zero when any selector map (cgroup, uid, exe) has entries, so the
+    /// exec hook only consults them when they can match.
+    pub const SELECTORS_ACTIVE: u32 = 0;
+    /// The tgid of the agentwatch process itself, never watched.
+    pub const SELF_TGID: u32 = 1;
+    pub const COUNT: u32 = 4;
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<SockAddr>() == 120);
+const _: () = assert!(core::mem::size_of::<RawEvent>() == 64 + 48 + 120 + 16 + DATA_LEN);
+const _: () = assert!(SLOT_LEN.is_power_of_two());
+const _: () = assert!(DNS_PAYLOAD_LEN <= SLOT_LEN);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data, repr(C), no padding-dependent invariants.
+    unsafe impl aya::Pod for super::WatchEntry {}
+    unsafe impl aya::Pod for super::InodeKey {}
+}

@@ -1,0 +1,65 @@
+//! x86-64 syscall numbers of the calls agentwatch watches, and the
+//! classification both sides agree on.
+
+pub const OPEN: u32 = 2;
+pub const CREAT: u32 = 85;
+pub const OPENAT: u32 = 257;
+pub const OPENAT2: u32 = 437;
+pub const UNLINK: u32 = 87;
+pub const UNLINKAT: u32 = 263;
+pub const RMDIR: u32 = 84;
+pub const RENAME: u32 = 82;
+pub const RENAMEAT: u32 = 264;
+pub const RENAMEAT2: u32 = 316;
+pub const CHMOD: u32 = 90;
+pub const FCHMOD: u32 = 91;
+pub const FCHMODAT: u32 = 268;
+pub const FCHMODAT2: u32 = 452;
+pub const CHOWN: u32 = 92;
+pub const FCHOWN: u32 = 93;
+pub const LCHOWN: u32 = 94;
+pub const FCHOWNAT: u32 = 260;
+pub const CONNECT: u32 = 42;
+pub const ACCEPT: u32 = 43;
+pub const SENDTO: u32 = 44;
+pub const SENDMSG: u32 = 46;
+pub const BIND: u32 = 49;
+pub const LISTEN: u32 = 50;
+pub const ACCEPT4: u32 = 288;
+pub const SENDMMSG: u32 = 307;
+pub const WRITE: u32 = 1;
+pub const WRITEV: u32 = 20;
+
+/// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
+pub const AT_FDCWD: i32 = -100;
+
+/// Tracepoint names (under `syscalls:`) for calls whose entry and exit are
+/// both recorded; the exit supplies the result.
+pub const PAIRED: &[&str] = &[
+    "open",
+    "creat",
+    "openat",
+    "openat2",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
+];
+
+/// Calls watched only at entry, to copy DNS queries (sends to port 53).
+pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writev"];

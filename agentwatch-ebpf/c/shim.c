@@ -1,0 +1,105 @@
+/* CO-RE accessors for agentwatch's Rust eBPF programs.
+ *
+ * Rust eBPF has no field relocations, so every read of a kernel structure
+ * goes through one of these small getters; clang emits the relocations
+ * (BPF_CORE_READ) and bpf-linker carries them into the final object. Each
+ * getter reads one thing and returns 0 (or NULL) when the read fails, which
+ * callers treat as "unknown": nothing here can make a program fail closed.
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define SHIM __attribute__((always_inline))
+
+SHIM __u32 aw_task_tgid(struct task_struct *t) { return BPF_CORE_READ(t, tgid); }
+SHIM __u32 aw_task_pid(struct task_struct *t) { return BPF_CORE_READ(t, pid); }
+SHIM __u32 aw_task_ppid(struct task_struct *t) { return BPF_CORE_READ(t, real_parent, tgid); }
+
+/* Exit status as wait() reports it; the group code when the whole group exits. */
+SHIM __s32 aw_task_exit_code(struct task_struct *t)
+{
+	int group = BPF_CORE_READ(t, signal, group_exit_code);
+	return group ? group : BPF_CORE_READ(t, exit_code);
+}
+
+/* Threads still alive in t's thread group (0 once the last one is exiting). */
+SHIM __s32 aw_task_live_threads(struct task_struct *t) { return BPF_CORE_READ(t, signal, live.counter); }
+
+SHIM struct path *aw_task_pwd(struct task_struct *t)
+{
+	struct fs_struct *fs = BPF_CORE_READ(t, fs);
+	if (!fs)
+		return 0;
+	return (struct path *)((char *)fs + bpf_core_field_offset(struct fs_struct, pwd));
+}
+
+SHIM struct file *aw_task_fd(struct task_struct *t, __u32 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct file **fds;
+	struct file *f = 0;
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+SHIM struct path *aw_file_path(struct file *f)
+{
+	return (struct path *)((char *)f + bpf_core_field_offset(struct file, f_path));
+}
+
+SHIM __u64 aw_file_ino(struct file *f) { return BPF_CORE_READ(f, f_inode, i_ino); }
+SHIM __u32 aw_file_dev(struct file *f) { return BPF_CORE_READ(f, f_inode, i_sb, s_dev); }
+SHIM struct sock *aw_file_sock(struct file *f)
+{
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : 0;
+}
+
+SHIM struct dentry *aw_path_dentry(struct path *p) { return BPF_CORE_READ(p, dentry); }
+SHIM struct vfsmount *aw_path_mnt(struct path *p) { return BPF_CORE_READ(p, mnt); }
+SHIM struct dentry *aw_dentry_parent(struct dentry *d) { return BPF_CORE_READ(d, d_parent); }
+SHIM const unsigned char *aw_dentry_name(struct dentry *d) { return BPF_CORE_READ(d, d_name.name); }
+SHIM struct dentry *aw_vfsmount_root(struct vfsmount *m) { return BPF_CORE_READ(m, mnt_root); }
+
+/* container_of(vfsmount, struct mount, mnt) */
+SHIM struct mount *aw_real_mount(struct vfsmount *m)
+{
+	return (struct mount *)((char *)m - bpf_core_field_offset(struct mount, mnt));
+}
+SHIM struct mount *aw_mount_parent(struct mount *m) { return BPF_CORE_READ(m, mnt_parent); }
+SHIM struct dentry *aw_mount_mountpoint(struct mount *m) { return BPF_CORE_READ(m, mnt_mountpoint); }
+SHIM struct vfsmount *aw_mount_vfsmount(struct mount *m)
+{
+	return (struct vfsmount *)((char *)m + bpf_core_field_offset(struct mount, mnt));
+}
+
+SHIM struct file *aw_bprm_file(struct linux_binprm *b) { return BPF_CORE_READ(b, file); }
+SHIM const char *aw_bprm_filename(struct linux_binprm *b) { return BPF_CORE_READ(b, filename); }
+SHIM __u64 aw_task_arg_start(struct task_struct *t) { return BPF_CORE_READ(t, mm, arg_start); }
+SHIM __u64 aw_task_arg_end(struct task_struct *t) { return BPF_CORE_READ(t, mm, arg_end); }
+
+SHIM __u16 aw_sock_family(struct sock *s) { return BPF_CORE_READ(s, __sk_common.skc_family); }
+SHIM __u32 aw_sock_saddr4(struct sock *s) { return BPF_CORE_READ(s, __sk_common.skc_rcv_saddr); }
+SHIM __u32 aw_sock_daddr4(struct sock *s) { return BPF_CORE_READ(s, __sk_common.skc_daddr); }
+/* Local port in host order; remote port in network order, as the kernel keeps them. */
+SHIM __u16 aw_sock_sport(struct sock *s) { return BPF_CORE_READ(s, __sk_common.skc_num); }
+SHIM __u16 aw_sock_dport(struct sock *s) { return BPF_CORE_READ(s, __sk_common.skc_dport); }
+SHIM void aw_sock_saddr6(struct sock *s, __u8 *out)
+{
+	bpf_core_read(out, 16, &s->__sk_common.skc_v6_rcv_saddr);
+}
+SHIM void aw_sock_daddr6(struct sock *s, __u8 *out)
+{
+	bpf_core_read(out, 16, &s->__sk_common.skc_v6_daddr);
+}
+/* The bound address of a unix socket (shared by accepted sockets), or NULL. */
+SHIM struct unix_address *aw_unix_addr(struct sock *s) { return BPF_CORE_READ((struct unix_sock *)s, addr); }
+SHIM __s32 aw_unix_addr_len(struct unix_address *a) { return BPF_CORE_READ(a, len); }
+SHIM void *aw_unix_addr_name(struct unix_address *a)
+{
+	return (char *)a + bpf_core_field_offset(struct unix_address, name);
+}

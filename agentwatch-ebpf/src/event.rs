@@ -1,0 +1,236 @@
+//! Building a `RawEvent` in the per-CPU scratch slot and sending the used
+//! prefix of it to the ring buffer.
+use agentwatch_common::{
+    loss, EventHeader, RawEvent, RecordKind, WatchEntry, NAME_LEN, RAW_EVENT_FIXED_LEN, SLOTS,
+    SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
+};
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    generated::{
+        bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
+    },
+};
+
+use crate::{
+    maps::{count_loss, EVENTS, SCRATCH},
+    shim::*,
+};
+
+/// Deepest path the dentry walk follows (components plus mount crossings).
+const MAX_PATH_DEPTH: u32 = 48;
+
+/// Takes this CPU's scratch event and fills the header for the current task.
+#[inline(always)]
+pub fn start(
+    kind: RecordKind,
+    watch: &WatchEntry,
+    syscall_nr: u32,
+) -> Option<&'static mut RawEvent> {
+    // SAFETY: the per-CPU slot is ours until the program returns.
+    let ev = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
+    ev.hdr = EventHeader {
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        ppid: unsafe { aw_task_ppid(task) },
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        agent_id: watch.agent_id,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        kind: kind as u8,
+        _pad: [0; 3],
+        syscall_nr,
+    };
+    ev.args = [0; 6];
+    ev.addr.len = 0;
+    for i in 0..SLOTS {
+        ev.slots[i] = Default::default();
+    }
+    Some(ev)
+}
+
+#[inline(always)]
+fn slot_ptr(ev: &mut RawEvent, slot: usize) -> *mut u8 {
+    // slot < SLOTS is a constant at every call site.
+    unsafe { ev.data.as_mut_ptr().add((slot & (SLOTS - 1)) * SLOT_LEN) }
+}
+
+/// Copies a NUL-terminated string from user memory into `slot`.
+#[inline(always)]
+pub fn user_str(ev: &mut RawEvent, slot: usize, src: u64) {
+    if src == 0 {
+        return;
+    }
+    let dst = slot_ptr(ev, slot);
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), SLOT_LEN as u32, src as *const _) };
+    set_str_slot(ev, slot, n);
+}
+
+/// Copies a NUL-terminated string from kernel memory into `slot`.
+#[inline(always)]
+pub fn kernel_str(ev: &mut RawEvent, slot: usize, src: *const u8) {
+    if src.is_null() {
+        return;
+    }
+    let dst = slot_ptr(ev, slot);
+    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), SLOT_LEN as u32, src.cast()) };
+    set_str_slot(ev, slot, n);
+}
+
+#[inline(always)]
+fn set_str_slot(ev: &mut RawEvent, slot: usize, n: i64) {
+    if n <= 0 {
+        count_loss(loss::READ_FAILED);
+        return;
+    }
+    let len = (n - 1) as u16; // excludes the NUL
+    let mut flags = SLOT_USED;
+    if n as usize >= SLOT_LEN {
+        flags |= SLOT_TRUNCATED;
+    }
+    ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot { len, flags };
+}
+
+/// Copies up to `len` raw bytes of user memory into `slot`.
+#[inline(always)]
+pub fn user_bytes(ev: &mut RawEvent, slot: usize, src: u64, len: u64, flags: u16) {
+    let mut n = len as usize;
+    let mut extra = 0;
+    if n > SLOT_LEN {
+        n = SLOT_LEN;
+        extra = SLOT_TRUNCATED;
+    }
+    if n == 0 || src == 0 {
+        return;
+    }
+    let dst = slot_ptr(ev, slot);
+    if unsafe { bpf_probe_read_user(dst.cast(), n as u32, src as *const _) } < 0 {
+        count_loss(loss::READ_FAILED);
+        return;
+    }
+    ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot {
+        len: n as u16,
+        flags: SLOT_USED | flags | extra,
+    };
+}
+
+/// State of one path walk, kept on the caller's stack across `bpf_loop`
+/// iterations.
+#[repr(C)]
+struct Walk {
+    dentry: Ptr,
+    vfsmnt: Ptr,
+    mnt: Ptr,
+    /// Start of the slot being written (a pointer into the scratch map value).
+    base: *mut u8,
+    off: u64,
+    complete: u64,
+}
+
+/// One step of the walk: one path component, or one mount crossing.
+/// Returns 1 to stop the loop.
+extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer we gave it.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    unsafe {
+        if w.dentry.is_null() || w.vfsmnt.is_null() {
+            return 1;
+        }
+        if w.dentry == aw_vfsmount_root(w.vfsmnt) {
+            let parent = aw_mount_parent(w.mnt);
+            if parent.is_null() || parent == w.mnt {
+                w.complete = 1;
+                return 1;
+            }
+            w.dentry = aw_mount_mountpoint(w.mnt);
+            w.mnt = parent;
+            w.vfsmnt = aw_mount_vfsmount(parent);
+            return 0;
+        }
+        let parent = aw_dentry_parent(w.dentry);
+        if parent == w.dentry {
+            w.complete = 1;
+            return 1;
+        }
+        let off = w.off as usize;
+        if off > SLOT_LEN - NAME_LEN {
+            return 1;
+        }
+        let dst = w.base.add(off & (SLOT_LEN - 1));
+        let n =
+            bpf_probe_read_kernel_str(dst.cast(), NAME_LEN as u32, aw_dentry_name(w.dentry).cast());
+        if n <= 0 {
+            return 1;
+        }
+        w.off += n as u64;
+        w.dentry = parent;
+    }
+    0
+}
+
+/// Writes the absolute path of `path` (a `struct path *`) into `slot` as
+/// leaf-first NUL-terminated components, crossing mount points up to the
+/// root of the task's mount namespace.
+///
+/// The loop runs in `bpf_loop` so the verifier checks one step, not every
+/// unrolled depth at every call site.
+#[inline(always)]
+pub fn walk_path(ev: &mut RawEvent, slot: usize, path: Ptr) {
+    if path.is_null() {
+        return;
+    }
+    let mut w = unsafe {
+        let vfsmnt = aw_path_mnt(path);
+        Walk {
+            dentry: aw_path_dentry(path),
+            vfsmnt,
+            mnt: aw_real_mount(vfsmnt),
+            base: slot_ptr(ev, slot),
+            off: 0,
+            complete: 0,
+        }
+    };
+    unsafe {
+        bpf_loop(
+            MAX_PATH_DEPTH,
+            walk_step as *mut core::ffi::c_void,
+            (&mut w as *mut Walk).cast(),
+            0,
+        );
+    }
+    let mut flags = SLOT_USED | SLOT_REVERSED_COMPONENTS;
+    if w.complete == 0 {
+        flags |= SLOT_TRUNCATED;
+    }
+    ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot {
+        len: (w.off as usize & (SLOT_LEN - 1)) as u16,
+        flags,
+    };
+}
+
+/// Sends the used prefix of `ev`: the fixed part plus data up to the end of
+/// the last filled slot. A full ring buffer is counted, never silent.
+#[inline(always)]
+pub fn submit(ev: &RawEvent) {
+    let mut used = 0usize;
+    for i in 0..SLOTS {
+        let s = ev.slots[i];
+        if s.flags & SLOT_USED != 0 {
+            used = i * SLOT_LEN + s.len as usize + 1;
+        }
+    }
+    let mut size = RAW_EVENT_FIXED_LEN + used;
+    if size > core::mem::size_of::<RawEvent>() {
+        size = core::mem::size_of::<RawEvent>();
+    }
+    // SAFETY: size is bounded by the struct's size just above.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawEvent).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count_loss(loss::RINGBUF_FULL);
+    }
+}

@@ -1,0 +1,103 @@
+//! agentwatch's kernel programs.
+//!
+//! Every entry point is a thin wrapper that calls a `try_` function and
+//! always lets the traced operation proceed: these are sensors, they fail
+//! open. Scoping is in the kernel: each program first looks the current
+//! tgid up in `WATCHED` and returns at once when it is absent.
+#![no_std]
+#![no_main]
+
+mod event;
+mod maps;
+mod process;
+mod shim;
+mod syscalls;
+
+use aya_ebpf::{
+    macros::{btf_tracepoint, cgroup_sock_addr, fentry, lsm, tracepoint},
+    programs::{
+        BtfTracePointContext, FEntryContext, LsmContext, SockAddrContext, TracePointContext,
+    },
+};
+
+/// tp_btf/sched_process_fork. Fails open.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let _ = process::try_fork(&ctx);
+    0
+}
+
+/// tp_btf/sched_process_exec. Fails open.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let _ = process::try_exec(&ctx);
+    0
+}
+
+/// tp_btf/sched_process_exit. Fails open.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let _ = process::try_exit(&ctx);
+    0
+}
+
+/// syscalls/sys_enter_{open,openat,unlink,rename,chmod,connect,...}: one
+/// program attached to each watched call. Fails open.
+#[tracepoint]
+pub fn sys_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_sys_enter(&ctx);
+    0
+}
+
+/// syscalls/sys_exit_* of the same calls: the result. Fails open.
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_sys_exit(&ctx);
+    0
+}
+
+/// syscalls/sys_enter_{sendto,sendmsg,sendmmsg,write,writev}: DNS queries.
+/// Fails open.
+#[tracepoint]
+pub fn dns_send(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_dns_send(&ctx);
+    0
+}
+
+/// Empty program attached to the same tracepoints by `cargo xtask bench`:
+/// the floor cost of a hook.
+#[tracepoint]
+pub fn floor_tracepoint(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// Empty tp_btf program for the floor of the sched hooks.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn floor_btf(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// `agentwatch doctor` probe: does this kernel load BPF LSM programs?
+/// lsm/file_open; allows everything.
+#[lsm(hook = "file_open")]
+pub fn probe_lsm(_ctx: LsmContext) -> i32 {
+    0
+}
+
+/// `agentwatch doctor` probe: does this kernel load fentry programs?
+#[fentry(function = "do_unlinkat")]
+pub fn probe_fentry(_ctx: FEntryContext) -> u32 {
+    0
+}
+
+/// `agentwatch doctor` probe: cgroup/connect4; allows everything.
+#[cgroup_sock_addr(connect4)]
+pub fn probe_connect4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,53 @@
+//! Maps shared with userspace. Names are the contract with
+//! `agentwatch::sensors::loader`.
+use agentwatch_common::{loss, InodeKey, RawEvent, WatchEntry};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+
+/// Records for userspace. Resized by the loader (`--ring-buffer-mb`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// One event under construction per CPU (tracing programs do not nest on a
+/// CPU, so one slot suffices).
+#[map]
+pub static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Watched processes: tgid -> agent. The one lookup an unwatched process pays.
+#[map]
+pub static WATCHED: HashMap<u32, WatchEntry> = HashMap::with_max_entries(65536, 0);
+
+/// Selectors consulted at exec for processes not yet watched.
+#[map]
+pub static CGROUP_SELECTORS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+#[map]
+pub static UID_SELECTORS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+#[map]
+pub static EXE_SELECTORS: HashMap<InodeKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Sockets a watched process connected to port 53: (tgid << 32 | fd).
+#[map]
+pub static DNS_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU loss counters, indexed by `agentwatch_common::loss`.
+#[map]
+pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);
+
+/// Settings written by userspace before attaching (`agentwatch_common::config`).
+#[map]
+pub static CONFIG: Array<u64> = Array::with_max_entries(agentwatch_common::config::COUNT, 0);
+
+#[inline(always)]
+pub fn count_loss(index: u32) {
+    if let Some(p) = LOSS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn config(index: u32) -> u64 {
+    CONFIG.get(index).copied().unwrap_or(0)
+}

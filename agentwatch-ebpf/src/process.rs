@@ -1,0 +1,126 @@
+//! Process lifecycle: fork (inherit the agent), exec (selectors, path,
+//! argv), exit (status; forget the process).
+use agentwatch_common::{
+    config, loss, slot, InodeKey, RecordKind, WatchEntry, SLOT_ARGV, SLOT_LEN,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_get_current_task,
+    },
+    programs::BtfTracePointContext,
+};
+
+use crate::{event, maps::*, shim::*};
+
+fn current_task() -> Ptr {
+    unsafe { bpf_get_current_task() as Ptr }
+}
+
+fn watched(tgid: u32) -> Option<WatchEntry> {
+    unsafe { WATCHED.get(&tgid).copied() }
+}
+
+/// sched_process_fork(parent, child): a child process of a watched one is
+/// watched from its first instruction. Threads share the tgid: nothing to do.
+pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(w) = watched(tgid) else {
+        return Ok(());
+    };
+    let child: Ptr = ctx.arg(1);
+    let child_tgid = unsafe { aw_task_tgid(child) };
+    if child_tgid == tgid || child_tgid == 0 {
+        return Ok(());
+    }
+    if WATCHED.insert(&child_tgid, &w, 0).is_err() {
+        count_loss(loss::WATCH_MAP_FULL);
+    }
+    let ev = event::start(RecordKind::Fork, &w, 0).ok_or(1)?;
+    ev.args[0] = child_tgid as u64;
+    ev.args[1] = unsafe { aw_task_pid(child) } as u64;
+    event::submit(ev);
+    Ok(())
+}
+
+/// The agent an unwatched process joins at exec, if a selector matches.
+fn selected(binary: Ptr) -> Option<WatchEntry> {
+    if config(config::SELECTORS_ACTIVE) == 0 {
+        return None;
+    }
+    let hit = |agent_id: u32| Some(WatchEntry { agent_id, flags: 0 });
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    if let Some(a) = unsafe { CGROUP_SELECTORS.get(&cgroup) } {
+        return hit(*a);
+    }
+    let uid = bpf_get_current_uid_gid() as u32;
+    if let Some(a) = unsafe { UID_SELECTORS.get(&uid) } {
+        return hit(*a);
+    }
+    let key = InodeKey {
+        dev: unsafe { aw_file_dev(binary) } as u64,
+        ino: unsafe { aw_file_ino(binary) },
+    };
+    unsafe { EXE_SELECTORS.get(&key) }.and_then(|a| hit(*a))
+}
+
+/// sched_process_exec(p, old_pid, bprm): after a successful exec.
+pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let bprm: Ptr = ctx.arg(2);
+    let binary = unsafe { aw_bprm_file(bprm) };
+    let w = match watched(tgid) {
+        Some(w) => w,
+        None => {
+            if tgid as u64 == config(config::SELF_TGID) {
+                return Ok(());
+            }
+            let w = selected(binary).ok_or(0)?;
+            if WATCHED.insert(&tgid, &w, 0).is_err() {
+                count_loss(loss::WATCH_MAP_FULL);
+            }
+            w
+        }
+    };
+    let old_pid: i32 = ctx.arg(1);
+    let task = current_task();
+    let ev = event::start(RecordKind::Exec, &w, 0).ok_or(1)?;
+    ev.args[0] = old_pid as u64;
+    ev.args[1] = unsafe { aw_file_dev(binary) } as u64;
+    ev.args[2] = unsafe { aw_file_ino(binary) };
+    let filename = unsafe { aw_bprm_filename(bprm) };
+    event::kernel_str(ev, slot::PATH1, filename);
+    // A relative filename is resolved against the cwd, as the kernel did.
+    let first = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(filename) }.unwrap_or(b'/');
+    if first != b'/' {
+        event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
+    }
+    event::walk_path(ev, slot::BASE2, unsafe { aw_file_path(binary) });
+    let start = unsafe { aw_task_arg_start(task) };
+    let end = unsafe { aw_task_arg_end(task) };
+    if end > start {
+        event::user_bytes(ev, slot::PATH2, start, end - start, SLOT_ARGV);
+        if end - start > SLOT_LEN as u64 {
+            ev.args[3] = end - start; // full length, so userspace can say how much was cut
+        }
+    }
+    event::submit(ev);
+    Ok(())
+}
+
+/// sched_process_exit(p): fires per thread; report when the last one goes.
+pub fn try_exit(_ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(w) = watched(tgid) else {
+        return Ok(());
+    };
+    let task = current_task();
+    if unsafe { aw_task_live_threads(task) } != 0 {
+        return Ok(());
+    }
+    let ev = event::start(RecordKind::Exit, &w, 0).ok_or(1)?;
+    ev.args[0] = unsafe { aw_task_exit_code(task) } as u32 as u64;
+    event::submit(ev);
+    let _ = WATCHED.remove(&tgid);
+    Ok(())
+}

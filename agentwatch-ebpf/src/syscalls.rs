@@ -1,0 +1,338 @@
+//! File and network syscalls, from the classic per-syscall tracepoints
+//! (`syscalls:sys_enter_*` / `sys_exit_*`). One entry program and one exit
+//! program are attached to every watched call and switch on `__syscall_nr`.
+//!
+//! Record layout of these tracepoints (checked against tracefs by the
+//! loader before attaching): `__syscall_nr` at 8, arguments at 16 + 8*i,
+//! and on exit the return value at 16.
+use agentwatch_common::{slot, syscalls as nr, RawEvent, RecordKind, WatchEntry, SOCKADDR_LEN};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user},
+    },
+    programs::TracePointContext,
+};
+
+use crate::{event, maps::*, shim::*};
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const DNS_PORT_BE: u16 = 53u16.to_be();
+
+#[inline(always)]
+fn watched_current() -> Option<(u32, WatchEntry)> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    unsafe { WATCHED.get(&tgid) }.map(|w| (tgid, *w))
+}
+
+#[inline(always)]
+fn task() -> Ptr {
+    unsafe { bpf_get_current_task() as Ptr }
+}
+
+#[inline(always)]
+fn read_args(ctx: &TracePointContext) -> [u64; 6] {
+    let mut a = [0u64; 6];
+    for (i, v) in a.iter_mut().enumerate() {
+        *v = unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
+    }
+    a
+}
+
+/// Copies the path argument into `slot` and, when it is relative, the
+/// directory it is relative to (dirfd, or the cwd for AT_FDCWD) into `base`.
+#[inline(always)]
+fn path_arg(ev: &mut RawEvent, slot: usize, base: usize, dirfd: u64, user_path: u64) {
+    event::user_str(ev, slot, user_path);
+    let first =
+        unsafe { aya_ebpf::helpers::bpf_probe_read_user(user_path as *const u8) }.unwrap_or(b'/');
+    if first == b'/' && user_path != 0 {
+        return;
+    }
+    // Relative (or empty, for AT_EMPTY_PATH): resolve against dirfd or cwd.
+    let dirfd = dirfd as i32;
+    let dir = if dirfd == nr::AT_FDCWD {
+        unsafe { aw_task_pwd(task()) }
+    } else if dirfd >= 0 {
+        let f = unsafe { aw_task_fd(task(), dirfd as u32) };
+        if f.is_null() {
+            return;
+        }
+        unsafe { aw_file_path(f) }
+    } else {
+        return;
+    };
+    event::walk_path(ev, base, dir);
+}
+
+/// Path of an open file descriptor (fchmod, fchown).
+#[inline(always)]
+fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if !f.is_null() {
+        event::walk_path(ev, slot, unsafe { aw_file_path(f) });
+    }
+}
+
+/// Copies a `struct sockaddr` from user memory into `ev.addr`.
+#[inline(always)]
+fn user_sockaddr(ev: &mut RawEvent, ptr: u64, len: u64) {
+    let mut n = len as usize;
+    if n > SOCKADDR_LEN {
+        n = SOCKADDR_LEN;
+    }
+    if ptr == 0 || n == 0 {
+        return;
+    }
+    if unsafe { bpf_probe_read_user(ev.addr.bytes.as_mut_ptr().cast(), n as u32, ptr as *const _) }
+        >= 0
+    {
+        ev.addr.len = n as u32;
+    }
+}
+
+/// Writes the local (or peer) address of the socket behind `fd` into
+/// `ev.addr` as a `struct sockaddr_*`, read from the kernel socket.
+#[inline(always)]
+fn kernel_sockaddr(ev: &mut RawEvent, fd: u64, peer: bool) {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if f.is_null() {
+        return;
+    }
+    let sk = unsafe { aw_file_sock(f) };
+    if sk.is_null() {
+        return;
+    }
+    let family = unsafe { aw_sock_family(sk) };
+    let b = &mut ev.addr.bytes;
+    b[0..2].copy_from_slice(&family.to_ne_bytes());
+    match family {
+        AF_INET => {
+            let (port, addr) = unsafe {
+                if peer {
+                    (aw_sock_dport(sk), aw_sock_daddr4(sk))
+                } else {
+                    (aw_sock_sport(sk).to_be(), aw_sock_saddr4(sk))
+                }
+            };
+            b[2..4].copy_from_slice(&port.to_ne_bytes());
+            b[4..8].copy_from_slice(&addr.to_ne_bytes());
+            ev.addr.len = 16;
+        }
+        AF_INET6 => {
+            let port = unsafe {
+                if peer {
+                    aw_sock_dport(sk)
+                } else {
+                    aw_sock_sport(sk).to_be()
+                }
+            };
+            b[2..4].copy_from_slice(&port.to_ne_bytes());
+            let out = unsafe { b.as_mut_ptr().add(8) };
+            unsafe {
+                if peer {
+                    aw_sock_daddr6(sk, out)
+                } else {
+                    aw_sock_saddr6(sk, out)
+                }
+            };
+            ev.addr.len = 28;
+        }
+        AF_UNIX => {
+            // Accepted unix sockets share the listener's address.
+            let ua = unsafe { aw_unix_addr(sk) };
+            if ua.is_null() {
+                ev.addr.len = 2;
+                return;
+            }
+            let mut n = unsafe { aw_unix_addr_len(ua) } as usize;
+            if n > SOCKADDR_LEN {
+                n = SOCKADDR_LEN;
+            }
+            if n > 0
+                && unsafe {
+                    bpf_probe_read_kernel(b.as_mut_ptr().cast(), n as u32, aw_unix_addr_name(ua))
+                } >= 0
+            {
+                ev.addr.len = n as u32;
+            }
+        }
+        _ => ev.addr.len = 2,
+    }
+}
+
+#[inline(always)]
+fn sockaddr_port_be(ev: &RawEvent) -> Option<u16> {
+    if ev.addr.len < 4 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([ev.addr.bytes[0], ev.addr.bytes[1]]);
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    Some(u16::from_ne_bytes([ev.addr.bytes[2], ev.addr.bytes[3]]))
+}
+
+/// Entry of a watched file or network call. Fails open: any read that
+/// fails leaves a field empty; the record is still sent.
+pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((tgid, w)) = watched_current() else {
+        return Ok(());
+    };
+    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
+    let a = read_args(ctx);
+    let ev = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
+    ev.args = a;
+    let cwd = nr::AT_FDCWD as i64 as u64;
+    match sysno {
+        nr::OPEN | nr::CREAT | nr::UNLINK | nr::RMDIR | nr::CHMOD | nr::CHOWN | nr::LCHOWN => {
+            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0])
+        }
+        nr::OPENAT | nr::UNLINKAT | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT => {
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1])
+        }
+        nr::OPENAT2 => {
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1]);
+            // struct open_how begins with the u64 flags (uapi, stable).
+            ev.args[5] =
+                unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
+        }
+        nr::RENAME => {
+            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0]);
+            path_arg(ev, slot::PATH2, slot::BASE2, cwd, a[1]);
+        }
+        nr::RENAMEAT | nr::RENAMEAT2 => {
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1]);
+            path_arg(ev, slot::PATH2, slot::BASE2, a[2], a[3]);
+        }
+        nr::FCHMOD | nr::FCHOWN => fd_path(ev, slot::BASE1, a[0]),
+        nr::CONNECT | nr::BIND => {
+            user_sockaddr(ev, a[1], a[2]);
+            if sysno == nr::CONNECT {
+                let key = ((tgid as u64) << 32) | (a[0] & 0xffff_ffff);
+                if sockaddr_port_be(ev) == Some(DNS_PORT_BE) {
+                    let _ = DNS_SOCKETS.insert(&key, &1, 0);
+                } else {
+                    let _ = DNS_SOCKETS.remove(&key);
+                }
+            }
+        }
+        nr::LISTEN => kernel_sockaddr(ev, a[0], false),
+        _ => {}
+    }
+    event::submit(ev);
+    Ok(())
+}
+
+/// Return of a watched call: a small record with the result; accept adds
+/// the peer's address, read from the new socket.
+pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
+    let ret = unsafe { ctx.read_at::<i64>(16) }.map_err(|e| e as i64)?;
+    let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
+    ev.args[0] = ret as u64;
+    if (sysno == nr::ACCEPT || sysno == nr::ACCEPT4) && ret >= 0 {
+        kernel_sockaddr(ev, ret as u64, true);
+    }
+    event::submit(ev);
+    Ok(())
+}
+
+/// Copies the DNS message being sent: `buf` of `len` bytes, from a send to
+/// port 53 or on a socket connected to it.
+#[inline(always)]
+fn dns_record(
+    w: &WatchEntry,
+    sysno: u32,
+    fd: u64,
+    buf: u64,
+    len: u64,
+    to_port_53: bool,
+) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = ((tgid as u64) << 32) | (fd & 0xffff_ffff);
+    if !to_port_53 && unsafe { DNS_SOCKETS.get(&key) }.is_none() {
+        return Ok(());
+    }
+    let ev = event::start(RecordKind::Dns, w, sysno).ok_or(1)?;
+    ev.args[0] = fd;
+    let mut n = len;
+    if n > agentwatch_common::DNS_PAYLOAD_LEN as u64 {
+        n = agentwatch_common::DNS_PAYLOAD_LEN as u64;
+    }
+    event::user_bytes(ev, slot::PATH1, buf, n, agentwatch_common::SLOT_BYTES);
+    event::submit(ev);
+    Ok(())
+}
+
+/// Reads `(base, len)` of the first iovec of a `struct user_msghdr` (uapi
+/// layout: msg_name 0, msg_namelen 8, msg_iov 16), and whether its
+/// destination is port 53.
+#[inline(always)]
+fn msghdr_first_iov(msg: u64) -> Option<(u64, u64, bool)> {
+    use aya_ebpf::helpers::bpf_probe_read_user as rd;
+    let name: u64 = unsafe { rd((msg) as *const u64) }.ok()?;
+    let mut to53 = false;
+    if name != 0 {
+        let port: u16 = unsafe { rd((name + 2) as *const u16) }.ok()?;
+        to53 = port == DNS_PORT_BE;
+    }
+    let iov: u64 = unsafe { rd((msg + 16) as *const u64) }.ok()?;
+    let base: u64 = unsafe { rd(iov as *const u64) }.ok()?;
+    let len: u64 = unsafe { rd((iov + 8) as *const u64) }.ok()?;
+    Some((base, len, to53))
+}
+
+/// Entry of send-type calls of a watched process: copy DNS queries only.
+pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
+    let a = read_args(ctx);
+    use aya_ebpf::helpers::bpf_probe_read_user as rd;
+    match sysno {
+        nr::SENDTO => {
+            let mut to53 = false;
+            if a[4] != 0 {
+                let port: u16 = unsafe { rd((a[4] + 2) as *const u16) }.unwrap_or(0);
+                to53 = port == DNS_PORT_BE;
+            }
+            dns_record(&w, sysno, a[0], a[1], a[2], to53)
+        }
+        nr::WRITE => dns_record(&w, sysno, a[0], a[1], a[2], false),
+        nr::SENDMSG => {
+            let (base, len, to53) = msghdr_first_iov(a[1]).ok_or(1)?;
+            dns_record(&w, sysno, a[0], base, len, to53)
+        }
+        nr::SENDMMSG => {
+            // glibc sends the A and AAAA questions in one sendmmsg; struct
+            // mmsghdr is a msghdr (56 bytes) plus msg_len, padded to 64.
+            for i in 0..2u64 {
+                if i >= a[2] {
+                    break;
+                }
+                if let Some((base, len, to53)) = msghdr_first_iov(a[1] + 64 * i) {
+                    dns_record(&w, sysno, a[0], base, len, to53)?;
+                }
+            }
+            Ok(())
+        }
+        nr::WRITEV => {
+            // DNS over TCP through writev: [2-byte length][message].
+            let mut base: u64 = unsafe { rd(a[1] as *const u64) }.unwrap_or(0);
+            let mut len: u64 = unsafe { rd((a[1] + 8) as *const u64) }.unwrap_or(0);
+            if len == 2 && a[2] > 1 {
+                base = unsafe { rd((a[1] + 16) as *const u64) }.unwrap_or(0);
+                len = unsafe { rd((a[1] + 24) as *const u64) }.unwrap_or(0);
+            }
+            dns_record(&w, sysno, a[0], base, len, false)
+        }
+        _ => Ok(()),
+    }
+}

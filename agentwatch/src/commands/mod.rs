@@ -1,0 +1,3 @@
+//! One module per CLI command; `main.rs` only dispatches here.
+pub mod doctor;
+pub mod trace;

@@ -1,0 +1,230 @@
+//! The event model every stage after decode works on, and its JSON form.
+//! Field names here are a contract with scripts reading `--json`.
+use serde::Serialize;
+
+/// One thing a watched process did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    /// Nanoseconds since boot (CLOCK_MONOTONIC), as the kernel stamped it.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    /// Name of the agent the process belongs to.
+    pub agent: String,
+    pub cgroup_id: u64,
+    #[serde(flatten)]
+    pub context: Context,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// What enrichment adds: who and where, beyond the kernel's numbers.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Context {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Executable of the process, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Parent chain, nearest first, up to the agent's root process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<Ancestor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// Access modes of an open, as a list in JSON (`["read","write"]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+    pub create: bool,
+    pub truncate: bool,
+}
+
+impl Access {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (on, name) in [
+            (self.read, "read"),
+            (self.write, "write"),
+            (self.create, "create"),
+            (self.truncate, "truncate"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+impl Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+/// Socket address families as they appear in events.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+    Unix,
+    Other,
+}
+
+/// A socket endpoint: address and port, or a unix socket path.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Endpoint {
+    pub family: Family,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Per-kind fields; `kind` names the variant in JSON.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Detail {
+    Exec {
+        /// Absolute path the process asked to execute.
+        path: String,
+        argv: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        argv_truncated: bool,
+        /// The binary the kernel loaded (the interpreter, for a script).
+        binary: String,
+    },
+    Fork {
+        child_pid: u32,
+    },
+    Exit {
+        /// Exit status (0-255) when the process exited normally.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+        /// Terminating signal number, when killed by one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+    },
+    Open {
+        path: String,
+        access: Access,
+        flags: u64,
+        syscall: &'static str,
+        result: Option<i64>,
+    },
+    Unlink {
+        path: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        dir: bool,
+        syscall: &'static str,
+        result: Option<i64>,
+    },
+    Rename {
+        from: String,
+        to: String,
+        syscall: &'static str,
+        result: Option<i64>,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+        syscall: &'static str,
+        result: Option<i64>,
+    },
+    Chown {
+        path: String,
+        owner: i64,
+        group: i64,
+        syscall: &'static str,
+        result: Option<i64>,
+    },
+    Connect {
+        #[serde(flatten)]
+        endpoint: Endpoint,
+        result: Option<i64>,
+    },
+    Bind {
+        #[serde(flatten)]
+        endpoint: Endpoint,
+        result: Option<i64>,
+    },
+    Listen {
+        #[serde(flatten)]
+        endpoint: Endpoint,
+        backlog: i64,
+        result: Option<i64>,
+    },
+    Accept {
+        #[serde(flatten)]
+        endpoint: Endpoint,
+        result: Option<i64>,
+    },
+    Dns {
+        name: String,
+        qtype: String,
+    },
+    /// Records lost at a pipeline stage since the last loss event.
+    Loss {
+        stage: &'static str,
+        reason: &'static str,
+        count: u64,
+    },
+}
+
+impl Detail {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Detail::Exec { .. } => "exec",
+            Detail::Fork { .. } => "fork",
+            Detail::Exit { .. } => "exit",
+            Detail::Open { .. } => "open",
+            Detail::Unlink { .. } => "unlink",
+            Detail::Rename { .. } => "rename",
+            Detail::Chmod { .. } => "chmod",
+            Detail::Chown { .. } => "chown",
+            Detail::Connect { .. } => "connect",
+            Detail::Bind { .. } => "bind",
+            Detail::Listen { .. } => "listen",
+            Detail::Accept { .. } => "accept",
+            Detail::Dns { .. } => "dns",
+            Detail::Loss { .. } => "loss",
+        }
+    }
+
+    /// The syscall result slot, for the kinds that have one.
+    pub fn result_mut(&mut self) -> Option<&mut Option<i64>> {
+        match self {
+            Detail::Open { result, .. }
+            | Detail::Unlink { result, .. }
+            | Detail::Rename { result, .. }
+            | Detail::Chmod { result, .. }
+            | Detail::Chown { result, .. }
+            | Detail::Connect { result, .. }
+            | Detail::Bind { result, .. }
+            | Detail::Listen { result, .. }
+            | Detail::Accept { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+}

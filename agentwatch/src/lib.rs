@@ -1,0 +1,13 @@
+//! agentwatch: eBPF runtime monitor and enforcer for AI agents.
+//!
+//! Layout: `sensors` (kernel programs as userspace sees them), `pipeline`
+//! (source -> decode -> enrich -> sinks), `sinks`, `event` (the model),
+//! `commands` (one module per CLI command).
+pub mod commands;
+pub mod event;
+pub mod net;
+pub mod paths;
+pub mod pipeline;
+pub mod sensors;
+pub mod sinks;
+pub mod spawn;

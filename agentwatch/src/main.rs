@@ -1,0 +1,73 @@
+//! The `agentwatch` binary: parse the command line and dispatch.
+use std::{ffi::OsString, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use agentwatch::commands::{doctor, trace};
+
+#[derive(Parser)]
+#[command(
+    name = "agentwatch",
+    version,
+    about = "eBPF runtime monitor and enforcer for AI agents"
+)]
+struct Cli {
+    /// Log level for agentwatch's own diagnostics (error, warn, info, debug).
+    #[arg(long, global = true, default_value = "warn", env = "AGENTWATCH_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run CMD as a watched agent and print what its process tree does.
+    Trace {
+        /// One JSON object per line instead of readable lines.
+        #[arg(long)]
+        json: bool,
+        /// Agent name to show in events (default: the command's file name).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Kernel ring buffer size in MiB (a power of two).
+        #[arg(long, default_value_t = 8)]
+        ring_buffer_mb: u32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<OsString>,
+    },
+    /// Report which kernel features each sensor and enforcement tier can use here.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Trace {
+            json,
+            agent,
+            ring_buffer_mb,
+            cmd,
+        } => trace::run(trace::TraceOptions {
+            json,
+            agent,
+            ring_buffer_mb,
+            cmd,
+        }),
+        Command::Doctor { json } => doctor::run(json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("agentwatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Socket addresses and DNS messages as the kernel copied them.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::event::{Endpoint, Family};
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Parses a `struct sockaddr_*` (native-endian family, network-order port).
+pub fn parse_sockaddr(b: &[u8]) -> Option<Endpoint> {
+    if b.len() < 2 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([b[0], b[1]]);
+    let port = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
+    Some(match family {
+        AF_INET if b.len() >= 8 => Endpoint {
+            family: Family::Ipv4,
+            addr: Some(Ipv4Addr::new(b[4], b[5], b[6], b[7]).to_string()),
+            port: Some(port(b)),
+            path: None,
+        },
+        AF_INET6 if b.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[8..24]);
+            Endpoint {
+                family: Family::Ipv6,
+                addr: Some(Ipv6Addr::from(a).to_string()),
+                port: Some(port(b)),
+                path: None,
+            }
+        }
+        AF_UNIX => {
+            let raw = &b[2..];
+            let path = if raw.is_empty() {
+                String::new()
+            } else if raw[0] == 0 {
+                // Abstract socket: shown with a leading '@', as ss(8) does.
+                let name = &raw[1..];
+                let end = name.iter().position(|c| *c == 0).unwrap_or(name.len());
+                format!("@{}", String::from_utf8_lossy(&name[..end]))
+            } else {
+                let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+                String::from_utf8_lossy(&raw[..end]).into_owned()
+            };
+            Endpoint {
+                family: Family::Unix,
+                addr: None,
+                port: None,
+                path: Some(path),
+            }
+        }
+        _ => Endpoint {
+            family: Family::Other,
+            addr: None,
+            port: None,
+            path: None,
+        },
+    })
+}
+
+/// A DNS question: the name asked for and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: String,
+    pub qtype: String,
+}
+
+/// Parses the first question of a DNS query. Accepts both UDP messages and
+/// TCP ones (with their two-byte length prefix). Returns None for anything
+/// that is not a well-formed query, so a stray write to a port-53 socket
+/// never becomes a made-up name.
+pub fn parse_dns_query(b: &[u8]) -> Option<Question> {
+    parse_dns_message(b).or_else(|| {
+        if b.len() > 2 && u16::from_be_bytes([b[0], b[1]]) as usize >= b.len() - 2 {
+            parse_dns_message(&b[2..])
+        } else {
+            None
+        }
+    })
+}
+
+fn parse_dns_message(b: &[u8]) -> Option<Question> {
+    if b.len() < 12 + 5 {
+        return None;
+    }
+    let flags = u16::from_be_bytes([b[2], b[3]]);
+    let qdcount = u16::from_be_bytes([b[4], b[5]]);
+    // QR bit must be 0 (query), opcode 0 (standard query), one question or more.
+    if flags & 0x8000 != 0 || (flags >> 11) & 0xf != 0 || qdcount == 0 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels: Vec<String> = Vec::new();
+    loop {
+        let len = *b.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None; // compression pointers never appear in a query's question
+        }
+        let label = b.get(i..i + len)?;
+        if !label.iter().all(|c| c.is_ascii_graphic()) {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        i += len;
+        if labels.len() > 127 {
+            return None;
+        }
+    }
+    let qtype = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]);
+    Some(Question {
+        name: if labels.is_empty() {
+            ".".into()
+        } else {
+            labels.join(".")
+        },
+        qtype: qtype_name(qtype),
+    })
+}
+
+fn qtype_name(t: u16) -> String {
+    match t {
+        1 => "A".into(),
+        2 => "NS".into(),
+        5 => "CNAME".into(),
+        12 => "PTR".into(),
+        15 => "MX".into(),
+        16 => "TXT".into(),
+        28 => "AAAA".into(),
+        33 => "SRV".into(),
+        65 => "HTTPS".into(),
+        other => format!("TYPE{other}"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn build_query(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_sockaddr() {
+        let mut b = vec![0u8; 16];
+        b[0..2].copy_from_slice(&AF_INET.to_ne_bytes());
+        b[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        b[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        let e = parse_sockaddr(&b).unwrap();
+        assert_eq!(e.family, Family::Ipv4);
+        assert_eq!(e.addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(e.port, Some(8080));
+    }
+
+    #[test]
+    fn ipv6_sockaddr() {
+        let mut b = vec![0u8; 28];
+        b[0..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+        b[2..4].copy_from_slice(&443u16.to_be_bytes());
+        b[23] = 1;
+        let e = parse_sockaddr(&b).unwrap();
+        assert_eq!(e.addr.as_deref(), Some("::1"));
+        assert_eq!(e.port, Some(443));
+    }
+
+    #[test]
+    fn unix_paths_and_abstract_names() {
+        let mut b = AF_UNIX.to_ne_bytes().to_vec();
+        b.extend_from_slice(b"/run/x.sock\0");
+        assert_eq!(
+            parse_sockaddr(&b).unwrap().path.as_deref(),
+            Some("/run/x.sock")
+        );
+        let mut b = AF_UNIX.to_ne_bytes().to_vec();
+        b.extend_from_slice(b"\0abstract");
+        assert_eq!(
+            parse_sockaddr(&b).unwrap().path.as_deref(),
+            Some("@abstract")
+        );
+    }
+
+    #[test]
+    fn dns_udp_and_tcp_queries() {
+        let q = build_query("Example.COM", 28);
+        assert_eq!(
+            parse_dns_query(&q),
+            Some(Question {
+                name: "example.com".into(),
+                qtype: "AAAA".into()
+            })
+        );
+        let mut tcp = (q.len() as u16).to_be_bytes().to_vec();
+        tcp.extend_from_slice(&q);
+        assert_eq!(parse_dns_query(&tcp).unwrap().name, "example.com");
+    }
+
+    #[test]
+    fn dns_rejects_responses_and_garbage() {
+        let mut r = build_query("a.b", 1);
+        r[2] |= 0x80; // a response
+        assert_eq!(parse_dns_query(&r), None);
+        assert_eq!(parse_dns_query(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), None);
+        assert_eq!(parse_dns_query(&[0u8; 4]), None);
+    }
+}

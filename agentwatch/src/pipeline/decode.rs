@@ -1,0 +1,381 @@
+//! Decode: kernel records -> [`Event`]s. Pairs each syscall entry with its
+//! exit (same thread) to fill in the result. An entry whose exit never comes
+//! (the thread died inside the call) is flushed when its process exits, with
+//! no result, rather than dropped.
+use std::collections::HashMap;
+
+use agentwatch_common::{
+    slot, syscalls as nr, EventHeader, RawEvent, RecordKind, DATA_LEN, RAW_EVENT_FIXED_LEN,
+    SLOT_ARGV, SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
+};
+use thiserror::Error;
+
+use crate::{
+    event::{Access, Context, Detail, Endpoint, Event, Family},
+    net, paths,
+};
+
+#[derive(Debug, Error, PartialEq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than the {RAW_EVENT_FIXED_LEN}-byte header")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+}
+
+/// A kernel record copied out of the ring buffer.
+pub struct Record {
+    raw: Box<RawEvent>,
+    data_len: usize,
+}
+
+impl Record {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < RAW_EVENT_FIXED_LEN {
+            return Err(DecodeError::Short(bytes.len()));
+        }
+        // SAFETY: RawEvent is plain old data (repr(C), integers and byte
+        // arrays), so any bit pattern is valid; we copy at most its size.
+        let mut raw: Box<RawEvent> = Box::new(unsafe { std::mem::zeroed() });
+        let n = bytes.len().min(std::mem::size_of::<RawEvent>());
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (&mut *raw as *mut RawEvent).cast::<u8>(),
+                n,
+            );
+        }
+        Ok(Self {
+            raw,
+            data_len: n - RAW_EVENT_FIXED_LEN,
+        })
+    }
+
+    pub fn header(&self) -> &EventHeader {
+        &self.raw.hdr
+    }
+
+    /// Bytes of string slot `i`, and whether it was filled / truncated.
+    fn slot(&self, i: usize) -> Option<(&[u8], u16)> {
+        let s = self.raw.slots[i];
+        if s.flags & SLOT_USED == 0 {
+            return None;
+        }
+        let start = i * SLOT_LEN;
+        let end = (start + s.len as usize).min(self.data_len).min(DATA_LEN);
+        Some((self.raw.data.get(start..end.max(start))?, s.flags))
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        let (b, flags) = self.slot(i)?;
+        if flags & SLOT_REVERSED_COMPONENTS != 0 {
+            return Some(paths::from_reversed_components(b));
+        }
+        Some(String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Path argument `path_slot`, made absolute against `base_slot`.
+    fn path(&self, path_slot: usize, base_slot: usize) -> String {
+        let base = self.text(base_slot);
+        match self.text(path_slot) {
+            Some(p) => paths::resolve(base.as_deref(), &p),
+            None => base.unwrap_or_default(),
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        let a = &self.raw.addr;
+        let len = (a.len as usize).min(a.bytes.len());
+        net::parse_sockaddr(&a.bytes[..len]).unwrap_or(Endpoint {
+            family: Family::Other,
+            addr: None,
+            port: None,
+            path: None,
+        })
+    }
+}
+
+/// Maps agent ids (from the kernel) to names.
+pub trait AgentNames {
+    fn name(&self, id: u32) -> String;
+}
+
+impl AgentNames for Vec<String> {
+    fn name(&self, id: u32) -> String {
+        self.get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("agent-{id}"))
+    }
+}
+
+/// Stateful decoder: holds syscall entries until their exits arrive.
+#[derive(Default)]
+pub struct Decoder {
+    pending: HashMap<u32, Event>,
+}
+
+pub const O_ACCMODE: u64 = 0o3;
+pub const O_WRONLY: u64 = 0o1;
+pub const O_RDWR: u64 = 0o2;
+pub const O_CREAT: u64 = 0o100;
+pub const O_TRUNC: u64 = 0o1000;
+const O_TMPFILE: u64 = 0o20000000 | 0o200000;
+
+pub fn access_from_flags(flags: u64) -> Access {
+    let mode = flags & O_ACCMODE;
+    Access {
+        read: mode != O_WRONLY,
+        write: mode == O_WRONLY || mode == O_RDWR,
+        create: flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE,
+        truncate: flags & O_TRUNC != 0,
+    }
+}
+
+fn syscall_name(sysno: u32) -> &'static str {
+    match sysno {
+        nr::OPEN => "open",
+        nr::CREAT => "creat",
+        nr::OPENAT => "openat",
+        nr::OPENAT2 => "openat2",
+        nr::UNLINK => "unlink",
+        nr::UNLINKAT => "unlinkat",
+        nr::RMDIR => "rmdir",
+        nr::RENAME => "rename",
+        nr::RENAMEAT => "renameat",
+        nr::RENAMEAT2 => "renameat2",
+        nr::CHMOD => "chmod",
+        nr::FCHMOD => "fchmod",
+        nr::FCHMODAT => "fchmodat",
+        nr::FCHMODAT2 => "fchmodat2",
+        nr::CHOWN => "chown",
+        nr::FCHOWN => "fchown",
+        nr::LCHOWN => "lchown",
+        nr::FCHOWNAT => "fchownat",
+        _ => "other",
+    }
+}
+
+const AT_REMOVEDIR: u64 = 0x200;
+
+impl Decoder {
+    /// Decodes one record. Returns the events it completes (zero, one, or
+    /// several when an exit flushes entries that never got their result).
+    pub fn decode(
+        &mut self,
+        rec: &Record,
+        agents: &dyn AgentNames,
+    ) -> Result<Vec<Event>, DecodeError> {
+        let h = rec.header();
+        let kind = RecordKind::from_u8(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
+        let a = rec.raw.args;
+        let detail = match kind {
+            RecordKind::SysExit => return Ok(self.complete(rec)),
+            RecordKind::SysEnter => match self.enter_detail(rec, h.syscall_nr) {
+                Some(d) => {
+                    let ev = base_event(h, agents, d);
+                    // A second entry on the same thread means the first
+                    // never returned (e.g. interrupted): emit it as is.
+                    return Ok(self.pending.insert(h.tid, ev).into_iter().collect());
+                }
+                None => return Ok(Vec::new()),
+            },
+            RecordKind::Exec => {
+                let filename = rec.path(slot::PATH1, slot::BASE1);
+                let (argv, argv_truncated) = match rec.slot(slot::PATH2) {
+                    Some((b, flags)) if flags & SLOT_ARGV != 0 => {
+                        let mut v: Vec<String> = b
+                            .split(|c| *c == 0)
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect();
+                        if v.last().is_some_and(|s| s.is_empty()) {
+                            v.pop();
+                        }
+                        (v, flags & SLOT_TRUNCATED != 0)
+                    }
+                    _ => (Vec::new(), false),
+                };
+                let binary = rec.text(slot::BASE2).unwrap_or_else(|| filename.clone());
+                Detail::Exec {
+                    path: filename,
+                    argv,
+                    argv_truncated,
+                    binary,
+                }
+            }
+            RecordKind::Fork => Detail::Fork {
+                child_pid: a[0] as u32,
+            },
+            RecordKind::Exit => {
+                let status = a[0] as i32;
+                let (code, signal) = if status & 0x7f == 0 {
+                    (Some((status >> 8) & 0xff), None)
+                } else {
+                    (None, Some(status & 0x7f))
+                };
+                let mut out: Vec<Event> = self.flush_process(h.pid);
+                out.push(base_event(h, agents, Detail::Exit { code, signal }));
+                return Ok(out);
+            }
+            RecordKind::Dns => {
+                let Some((b, _)) = rec.slot(slot::PATH1) else {
+                    return Ok(Vec::new());
+                };
+                match net::parse_dns_query(b) {
+                    Some(q) => Detail::Dns {
+                        name: q.name,
+                        qtype: q.qtype,
+                    },
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        Ok(vec![base_event(h, agents, detail)])
+    }
+
+    fn enter_detail(&self, rec: &Record, sysno: u32) -> Option<Detail> {
+        let a = rec.raw.args;
+        let syscall = syscall_name(sysno);
+        let path1 = || rec.path(slot::PATH1, slot::BASE1);
+        Some(match sysno {
+            nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
+                let flags = match sysno {
+                    nr::OPEN => a[1],
+                    nr::OPENAT => a[2],
+                    nr::OPENAT2 => a[5],
+                    _ => O_CREAT | O_WRONLY | O_TRUNC,
+                };
+                Detail::Open {
+                    path: path1(),
+                    access: access_from_flags(flags),
+                    flags,
+                    syscall,
+                    result: None,
+                }
+            }
+            nr::UNLINK | nr::RMDIR | nr::UNLINKAT => {
+                let dir = sysno == nr::RMDIR || (sysno == nr::UNLINKAT && a[2] & AT_REMOVEDIR != 0);
+                Detail::Unlink {
+                    path: path1(),
+                    dir,
+                    syscall,
+                    result: None,
+                }
+            }
+            nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 => Detail::Rename {
+                from: path1(),
+                to: rec.path(slot::PATH2, slot::BASE2),
+                syscall,
+                result: None,
+            },
+            nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 => {
+                let mode = if sysno == nr::CHMOD || sysno == nr::FCHMOD {
+                    a[1]
+                } else {
+                    a[2]
+                };
+                Detail::Chmod {
+                    path: path1(),
+                    mode: mode as u32,
+                    syscall,
+                    result: None,
+                }
+            }
+            nr::CHOWN | nr::FCHOWN | nr::LCHOWN | nr::FCHOWNAT => {
+                let (o, g) = if sysno == nr::FCHOWNAT {
+                    (a[2], a[3])
+                } else {
+                    (a[1], a[2])
+                };
+                Detail::Chown {
+                    path: path1(),
+                    owner: o as u32 as i32 as i64,
+                    group: g as u32 as i32 as i64,
+                    syscall,
+                    result: None,
+                }
+            }
+            nr::CONNECT => Detail::Connect {
+                endpoint: rec.endpoint(),
+                result: None,
+            },
+            nr::BIND => Detail::Bind {
+                endpoint: rec.endpoint(),
+                result: None,
+            },
+            nr::LISTEN => Detail::Listen {
+                endpoint: rec.endpoint(),
+                backlog: a[1] as i32 as i64,
+                result: None,
+            },
+            // Accept's address comes with its exit.
+            nr::ACCEPT | nr::ACCEPT4 => Detail::Accept {
+                endpoint: Endpoint {
+                    family: Family::Other,
+                    addr: None,
+                    port: None,
+                    path: None,
+                },
+                result: None,
+            },
+            _ => return None,
+        })
+    }
+
+    /// Fills the result of the entry pending on `rec`'s thread; accept also
+    /// gets the peer address the kernel read from the new socket.
+    fn complete(&mut self, rec: &Record) -> Vec<Event> {
+        let ret = rec.raw.args[0] as i64;
+        let Some(mut ev) = self.pending.remove(&rec.header().tid) else {
+            return Vec::new();
+        };
+        if let Detail::Accept { endpoint, .. } = &mut ev.detail {
+            if ret >= 0 {
+                *endpoint = rec.endpoint();
+            }
+        }
+        if let Some(r) = ev.detail.result_mut() {
+            *r = Some(ret);
+        }
+        vec![ev]
+    }
+
+    /// Entries of threads of `pid` still waiting for a result.
+    fn flush_process(&mut self, pid: u32) -> Vec<Event> {
+        let tids: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, e)| e.pid == pid)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut out: Vec<Event> = tids
+            .into_iter()
+            .filter_map(|t| self.pending.remove(&t))
+            .collect();
+        out.sort_by_key(|e| e.ts_ns);
+        out
+    }
+
+    /// Everything still pending, oldest first (at shutdown).
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut out: Vec<Event> = self.pending.drain().map(|(_, e)| e).collect();
+        out.sort_by_key(|e| e.ts_ns);
+        out
+    }
+}
+
+fn base_event(h: &EventHeader, agents: &dyn AgentNames, detail: Detail) -> Event {
+    let end = h.comm.iter().position(|c| *c == 0).unwrap_or(h.comm.len());
+    Event {
+        ts_ns: h.ts_ns,
+        pid: h.pid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        comm: String::from_utf8_lossy(&h.comm[..end]).into_owned(),
+        agent: agents.name(h.agent_id),
+        cgroup_id: h.cgroup_id,
+        context: Context::default(),
+        detail,
+    }
+}

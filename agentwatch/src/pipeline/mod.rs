@@ -1,0 +1,189 @@
+//! The event pipeline: source (ring buffer) -> decode -> enrich -> sinks,
+//! each stage on its own thread, joined by bounded channels. Losses are
+//! counted where they happen and travel down the stream as `loss` events.
+pub mod decode;
+pub mod enrich;
+pub mod source;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{sync_channel, Receiver, TryRecvError},
+        Arc,
+    },
+    thread::JoinHandle,
+};
+
+use tracing::warn;
+
+use crate::{
+    event::{Context, Detail, Event},
+    sensors::{SensorError, Sensors},
+    sinks::Sink,
+};
+use decode::{Decoder, Record};
+use enrich::Enricher;
+use source::SourceMsg;
+
+/// Capacity of the channel between the source and the processing stage.
+const CHANNEL_DEPTH: usize = 16 * 1024;
+
+/// Losses counted by userspace stages (the kernel's come from its map).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub records: u64,
+    pub events: u64,
+    pub decode_errors: u64,
+    pub sink_errors: u64,
+}
+
+/// A running pipeline; `finish` drains it and returns the counts.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    source: Option<JoinHandle<()>>,
+    process: Option<JoinHandle<Counts>>,
+}
+
+impl Pipeline {
+    /// Starts the stages. `agents` maps the kernel's agent ids to names;
+    /// `known_pids` are processes to describe before their first event.
+    pub fn start(
+        sensors: &mut Sensors,
+        agents: Vec<String>,
+        mut sink: Box<dyn Sink>,
+        mut enricher: Enricher,
+    ) -> Result<Self, SensorError> {
+        let ring = sensors.take_ring_buffer()?;
+        let losses = sensors.take_loss_counters()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = sync_channel::<SourceMsg>(CHANNEL_DEPTH);
+        let s = stop.clone();
+        let source = std::thread::Builder::new()
+            .name("aw-source".into())
+            .spawn(move || source::run(ring, losses, tx, s))
+            .map_err(|e| SensorError::Object(format!("cannot start the source thread: {e}")))?;
+        let process = std::thread::Builder::new()
+            .name("aw-process".into())
+            .spawn(move || process(rx, &agents, &mut enricher, sink.as_mut()))
+            .map_err(|e| SensorError::Object(format!("cannot start the pipeline thread: {e}")))?;
+        Ok(Self {
+            stop,
+            source: Some(source),
+            process: Some(process),
+        })
+    }
+
+    /// Stops reading, drains everything already produced, and waits for
+    /// the sinks to write it.
+    pub fn finish(mut self) -> Counts {
+        self.stop.store(true, Ordering::Release);
+        if let Some(s) = self.source.take() {
+            let _ = s.join();
+        }
+        self.process
+            .take()
+            .and_then(|p| p.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
+    Event {
+        ts_ns: now_monotonic_ns(),
+        pid: 0,
+        tid: 0,
+        ppid: 0,
+        uid: 0,
+        gid: 0,
+        comm: String::new(),
+        agent: String::new(),
+        cgroup_id: 0,
+        context: Context::default(),
+        detail: Detail::Loss {
+            stage,
+            reason,
+            count,
+        },
+    }
+}
+
+fn now_monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Decode, enrich and sink: one thread, so per-process state needs no locks.
+fn process(
+    rx: Receiver<SourceMsg>,
+    agents: &Vec<String>,
+    enricher: &mut Enricher,
+    sink: &mut dyn Sink,
+) -> Counts {
+    let mut decoder = Decoder::default();
+    let mut counts = Counts::default();
+    let mut emit = |ev: &mut Event, counts: &mut Counts, sink: &mut dyn Sink| {
+        if !matches!(ev.detail, Detail::Loss { .. }) {
+            enricher.enrich(ev);
+        }
+        counts.events += 1;
+        if let Err(e) = sink.emit(ev) {
+            counts.sink_errors += 1;
+            warn!(error = %e, "sink write failed");
+        }
+    };
+    let mut reported_decode_errors = 0;
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                let _ = sink.flush();
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        match msg {
+            SourceMsg::Record(bytes) => {
+                counts.records += 1;
+                let decoded = Record::from_bytes(&bytes).and_then(|r| decoder.decode(&r, agents));
+                match decoded {
+                    Ok(events) => {
+                        for mut ev in events {
+                            emit(&mut ev, &mut counts, sink);
+                        }
+                    }
+                    Err(e) => {
+                        counts.decode_errors += 1;
+                        warn!(error = %e, "undecodable kernel record");
+                    }
+                }
+            }
+            SourceMsg::KernelLoss { reason, count } => {
+                emit(&mut loss_event("kernel", reason, count), &mut counts, sink);
+            }
+        }
+        if counts.decode_errors > reported_decode_errors {
+            let n = counts.decode_errors - reported_decode_errors;
+            reported_decode_errors = counts.decode_errors;
+            emit(
+                &mut loss_event("decode", "malformed_record", n),
+                &mut counts,
+                sink,
+            );
+        }
+    }
+    for mut ev in decoder.drain() {
+        emit(&mut ev, &mut counts, sink);
+    }
+    let _ = sink.flush();
+    counts
+}

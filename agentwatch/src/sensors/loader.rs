@@ -1,0 +1,258 @@
+//! Loading and attaching the programs, and access to the maps.
+use std::collections::BTreeMap;
+
+use agentwatch_common::{config, loss, syscalls, WatchEntry};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use thiserror::Error;
+use tracing::debug;
+
+use super::{host, EBPF_OBJECT};
+
+#[derive(Debug, Error)]
+pub enum SensorError {
+    #[error("agentwatch needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN) to load its kernel sensors; run it with sudo")]
+    NotRoot,
+    #[error("this kernel exposes no BTF at /sys/kernel/btf/vmlinux; agentwatch needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or later)")]
+    NoBtf,
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    #[error("loading the eBPF object failed: {0}")]
+    Object(String),
+    #[error("the kernel refused program {program}: {reason}")]
+    Program { program: String, reason: String },
+    #[error("attaching {program} to {hook} failed: {reason}")]
+    Attach {
+        program: String,
+        hook: String,
+        reason: String,
+    },
+    #[error("map {0} is missing from the eBPF object (build mismatch)")]
+    MissingMap(&'static str),
+    #[error("map {map}: {reason}")]
+    Map { map: &'static str, reason: String },
+}
+
+/// Which programs go on the hooks: the real sensors, or empty programs on
+/// the same hooks (the benchmark's floor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookSet {
+    Sensors,
+    Floor,
+}
+
+/// Loaded and attached kernel sensors. Dropping it detaches everything.
+pub struct Sensors {
+    ebpf: Ebpf,
+    watched: HashMap<MapData, u32, WatchEntry>,
+    /// Hooks this kernel lacks (e.g. fchmodat2 before 6.6), skipped.
+    pub missing_hooks: Vec<String>,
+}
+
+fn check_prerequisites() -> Result<std::path::PathBuf, SensorError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(SensorError::NotRoot);
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(SensorError::NoBtf);
+    }
+    let tracefs = host::ensure_tracefs()?;
+    host::check_syscall_layout(&tracefs)?;
+    Ok(tracefs)
+}
+
+impl Sensors {
+    /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
+    /// power of two multiple of the page size.
+    pub fn load(hooks: HookSet, ring_buffer_bytes: u32) -> Result<Self, SensorError> {
+        let tracefs = check_prerequisites()?;
+        // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+        let _ = nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+            nix::sys::resource::RLIM_INFINITY,
+            nix::sys::resource::RLIM_INFINITY,
+        );
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| SensorError::Object(format!("{e:#}")))?;
+        let btf = Btf::from_sys_fs().map_err(|_| SensorError::NoBtf)?;
+
+        let mut cfg: Array<_, u64> = Array::try_from(
+            ebpf.map_mut("CONFIG")
+                .ok_or(SensorError::MissingMap("CONFIG"))?,
+        )
+        .map_err(|e| SensorError::Map {
+            map: "CONFIG",
+            reason: e.to_string(),
+        })?;
+        cfg.set(config::SELF_TGID, std::process::id() as u64, 0)
+            .map_err(|e| SensorError::Map {
+                map: "CONFIG",
+                reason: e.to_string(),
+            })?;
+
+        let mut missing = Vec::new();
+        let (enter, exit, dns, sched): (&str, &str, &str, &[(&str, &str)]) = match hooks {
+            HookSet::Sensors => (
+                "sys_enter",
+                "sys_exit",
+                "dns_send",
+                &[
+                    ("sched_process_fork", "sched_process_fork"),
+                    ("sched_process_exec", "sched_process_exec"),
+                    ("sched_process_exit", "sched_process_exit"),
+                ],
+            ),
+            HookSet::Floor => (
+                "floor_tracepoint",
+                "floor_tracepoint",
+                "floor_tracepoint",
+                &[],
+            ),
+        };
+        let mut attach_all = |prog: &str, names: Vec<String>| -> Result<(), SensorError> {
+            let p: &mut TracePoint = program(&mut ebpf, prog)?;
+            if p.fd().is_err() {
+                p.load().map_err(|e| SensorError::Program {
+                    program: prog.into(),
+                    reason: format!("{e:#}"),
+                })?;
+            }
+            for name in names {
+                if !tracefs.join("events/syscalls").join(&name).exists() {
+                    debug!(tracepoint = %name, "not on this kernel; skipped");
+                    missing.push(name);
+                    continue;
+                }
+                p.attach("syscalls", &name)
+                    .map_err(|e| SensorError::Attach {
+                        program: prog.into(),
+                        hook: format!("syscalls/{name}"),
+                        reason: format!("{e:#}"),
+                    })?;
+            }
+            Ok(())
+        };
+        attach_all(
+            enter,
+            syscalls::PAIRED
+                .iter()
+                .map(|s| format!("sys_enter_{s}"))
+                .collect(),
+        )?;
+        attach_all(
+            exit,
+            syscalls::PAIRED
+                .iter()
+                .map(|s| format!("sys_exit_{s}"))
+                .collect(),
+        )?;
+        attach_all(
+            dns,
+            syscalls::DNS_SENDS
+                .iter()
+                .map(|s| format!("sys_enter_{s}"))
+                .collect(),
+        )?;
+        for (prog, tp) in sched {
+            let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
+            p.load(tp, &btf).map_err(|e| SensorError::Program {
+                program: (*prog).into(),
+                reason: format!("{e:#}"),
+            })?;
+            p.attach().map_err(|e| SensorError::Attach {
+                program: (*prog).into(),
+                hook: format!("tp_btf/{tp}"),
+                reason: format!("{e:#}"),
+            })?;
+        }
+        let watched = HashMap::try_from(
+            ebpf.take_map("WATCHED")
+                .ok_or(SensorError::MissingMap("WATCHED"))?,
+        )
+        .map_err(|e| SensorError::Map {
+            map: "WATCHED",
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            ebpf,
+            watched,
+            missing_hooks: missing,
+        })
+    }
+
+    /// Watches process `pid` (and, from now on, every child it forks).
+    pub fn watch(&mut self, pid: u32, agent_id: u32) -> Result<(), SensorError> {
+        self.watched
+            .insert(pid, WatchEntry { agent_id, flags: 0 }, 0)
+            .map_err(|e| SensorError::Map {
+                map: "WATCHED",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Takes the ring buffer (once) for the pipeline's source stage.
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<aya::maps::MapData>, SensorError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(SensorError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|e| SensorError::Map {
+            map: "EVENTS",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Takes the loss counters (once) for the pipeline's source stage.
+    pub fn take_loss_counters(&mut self) -> Result<LossCounters, SensorError> {
+        let map = self
+            .ebpf
+            .take_map("LOSS")
+            .ok_or(SensorError::MissingMap("LOSS"))?;
+        let map = PerCpuArray::try_from(map).map_err(|e| SensorError::Map {
+            map: "LOSS",
+            reason: e.to_string(),
+        })?;
+        Ok(LossCounters { map })
+    }
+
+    /// Programs attached, by name, with their kernel ids (for `doctor` and bench).
+    pub fn program_ids(&self) -> BTreeMap<String, u32> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| Some((name.to_string(), p.info().ok()?.id())))
+            .collect()
+    }
+}
+
+/// Kernel-side loss counters, summed over CPUs.
+pub struct LossCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl LossCounters {
+    pub fn read(&self) -> [u64; loss::COUNT as usize] {
+        let mut out = [0u64; loss::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.map.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| SensorError::Object(format!("program {name} missing from the object")))?;
+    p.try_into()
+        .map_err(|_| SensorError::Object(format!("program {name} has an unexpected type")))
+}

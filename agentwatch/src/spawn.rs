@@ -1,0 +1,113 @@
+//! Starting a command as a watched agent. The child stops just before exec
+//! until its pid is in the kernel's watch map, so its very first
+//! instruction, and every process it forks, is watched.
+use std::{
+    ffi::OsString,
+    io::{Read, Write},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    process::{Child, Command},
+};
+
+use thiserror::Error;
+
+use crate::sensors::{SensorError, Sensors};
+
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("no command given")]
+    Empty,
+    #[error("cannot run {cmd}: {source}")]
+    Exec { cmd: String, source: std::io::Error },
+    #[error("cannot set up the start handshake: {0}")]
+    Pipe(std::io::Error),
+    #[error(transparent)]
+    Watch(#[from] SensorError),
+}
+
+impl SpawnError {
+    /// The status a shell would give: 127 for not found, 126 otherwise.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            SpawnError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
+            SpawnError::Exec { .. } => 126,
+            _ => 1,
+        }
+    }
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File), SpawnError> {
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
+    Ok((std::fs::File::from(r), std::fs::File::from(w)))
+}
+
+/// Spawns `argv` watched as `agent_id`. Signals the caller ignores are
+/// restored to their defaults in the child.
+pub fn spawn_watched(
+    argv: &[OsString],
+    sensors: &mut Sensors,
+    agent_id: u32,
+) -> Result<Child, SpawnError> {
+    let (prog, args) = argv.split_first().ok_or(SpawnError::Empty)?;
+    let (mut pid_r, pid_w) = pipe()?;
+    let (go_r, mut go_w) = pipe()?;
+    let (pid_wfd, go_rfd) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls (signal, getpid, write, read).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            let pid = libc::getpid().to_ne_bytes();
+            if libc::write(pid_wfd, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut go = [0u8; 1];
+            if libc::read(go_rfd, go.as_mut_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::other(
+                    "agentwatch did not confirm the watch",
+                ));
+            }
+            Ok(())
+        });
+    }
+    std::thread::scope(|s| {
+        // The spawner owns our copies of the child's pipe ends and closes
+        // them once spawn returns, so a failed fork shows here as EOF.
+        let spawner = s.spawn(move || {
+            let r = cmd.spawn();
+            drop((pid_w, go_r));
+            r
+        });
+        let mut pid = [0u8; 4];
+        let watched = match pid_r.read_exact(&mut pid) {
+            Ok(()) => {
+                let pid = i32::from_ne_bytes(pid) as u32;
+                let r = sensors.watch(pid, agent_id);
+                if r.is_ok() {
+                    let _ = go_w.write_all(&[1]);
+                }
+                r
+            }
+            Err(_) => Ok(()), // the child never got to pre_exec; spawn reports why
+        };
+        drop(go_w);
+        let child = spawner
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("spawner thread panicked")));
+        watched?;
+        child.map_err(|source| SpawnError::Exec {
+            cmd: prog.to_string_lossy().into_owned(),
+            source,
+        })
+    })
+}
+
+/// The status a shell reports for a finished child: the code, or 128+signal.
+pub fn shell_status(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
