@@ -60,15 +60,21 @@ fn slot_ptr(ev: &mut RawEvent, slot: usize) -> *mut u8 {
     unsafe { ev.data.as_mut_ptr().add((slot & (SLOTS - 1)) * SLOT_LEN) }
 }
 
-/// Copies a NUL-terminated string from user memory into `slot`.
+/// Copies a NUL-terminated string from user memory into `slot`. Returns
+/// false when the read failed (the caller decides whether that is a loss:
+/// syscall entries retry at exit).
 #[inline(always)]
-pub fn user_str(ev: &mut RawEvent, slot: usize, src: u64) {
+pub fn user_str(ev: &mut RawEvent, slot: usize, src: u64) -> bool {
     if src == 0 {
-        return;
+        return true;
     }
     let dst = slot_ptr(ev, slot);
     let n = unsafe { bpf_probe_read_user_str(dst.cast(), SLOT_LEN as u32, src as *const _) };
+    if n <= 0 {
+        return false;
+    }
     set_str_slot(ev, slot, n);
+    true
 }
 
 /// Copies a NUL-terminated string from kernel memory into `slot`.

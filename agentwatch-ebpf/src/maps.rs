@@ -31,6 +31,12 @@ pub static EXE_SELECTORS: HashMap<InodeKey, u32> = HashMap::with_max_entries(102
 #[map]
 pub static DNS_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
+/// User path pointers whose read failed at syscall entry (page not yet
+/// faulted in), keyed by thread id: re-read at exit, after the kernel's own
+/// copy brought the page in. Value: [PATH1 pointer, PATH2 pointer].
+#[map]
+pub static RETRY_PATHS: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(8192, 0);
+
 /// Per-CPU loss counters, indexed by `agentwatch_common::loss`.
 #[map]
 pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);

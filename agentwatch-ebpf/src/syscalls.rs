@@ -43,9 +43,19 @@ fn read_args(ctx: &TracePointContext) -> [u64; 6] {
 
 /// Copies the path argument into `slot` and, when it is relative, the
 /// directory it is relative to (dirfd, or the cwd for AT_FDCWD) into `base`.
+/// A path whose read failed is remembered in `retry` for the exit.
 #[inline(always)]
-fn path_arg(ev: &mut RawEvent, slot: usize, base: usize, dirfd: u64, user_path: u64) {
-    event::user_str(ev, slot, user_path);
+fn path_arg(
+    ev: &mut RawEvent,
+    slot: usize,
+    base: usize,
+    dirfd: u64,
+    user_path: u64,
+    retry: &mut [u64; 2],
+) {
+    if !event::user_str(ev, slot, user_path) {
+        retry[slot & 1] = user_path;
+    }
     let first =
         unsafe { aya_ebpf::helpers::bpf_probe_read_user(user_path as *const u8) }.unwrap_or(b'/');
     if first == b'/' && user_path != 0 {
@@ -186,26 +196,28 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
     ev.args = a;
     let cwd = nr::AT_FDCWD as i64 as u64;
+    let mut retry = [0u64; 2];
+    let r = &mut retry;
     match sysno {
         nr::OPEN | nr::CREAT | nr::UNLINK | nr::RMDIR | nr::CHMOD | nr::CHOWN | nr::LCHOWN => {
-            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0])
+            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0], r)
         }
         nr::OPENAT | nr::UNLINKAT | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT => {
-            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1])
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1], r)
         }
         nr::OPENAT2 => {
-            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1]);
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1], r);
             // struct open_how begins with the u64 flags (uapi, stable).
             ev.args[5] =
                 unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
         }
         nr::RENAME => {
-            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0]);
-            path_arg(ev, slot::PATH2, slot::BASE2, cwd, a[1]);
+            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0], r);
+            path_arg(ev, slot::PATH2, slot::BASE2, cwd, a[1], r);
         }
         nr::RENAMEAT | nr::RENAMEAT2 => {
-            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1]);
-            path_arg(ev, slot::PATH2, slot::BASE2, a[2], a[3]);
+            path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1], r);
+            path_arg(ev, slot::PATH2, slot::BASE2, a[2], a[3], r);
         }
         nr::FCHMOD | nr::FCHOWN => fd_path(ev, slot::BASE1, a[0]),
         nr::CONNECT | nr::BIND => {
@@ -221,6 +233,10 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         }
         nr::LISTEN => kernel_sockaddr(ev, a[0], false),
         _ => {}
+    }
+    if retry != [0, 0] {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = RETRY_PATHS.insert(&tid, &retry, 0);
     }
     event::submit(ev);
     Ok(())
@@ -238,6 +254,16 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     ev.args[0] = ret as u64;
     if (sysno == nr::ACCEPT || sysno == nr::ACCEPT4) && ret >= 0 {
         kernel_sockaddr(ev, ret as u64, true);
+    }
+    // Paths unreadable at entry: the kernel has faulted them in by now.
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(retry) = unsafe { RETRY_PATHS.get(&tid) }.copied() {
+        let _ = RETRY_PATHS.remove(&tid);
+        for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
+            if ptr != 0 && !event::user_str(ev, slot, ptr) {
+                count_loss(agentwatch_common::loss::READ_FAILED);
+            }
+        }
     }
     event::submit(ev);
     Ok(())

@@ -108,10 +108,18 @@ impl AgentNames for Vec<String> {
     }
 }
 
+/// A syscall entry waiting for its exit, with the directories its relative
+/// paths hang off, in case the exit brings a path the entry could not read.
+struct Pending {
+    ev: Event,
+    base1: Option<String>,
+    base2: Option<String>,
+}
+
 /// Stateful decoder: holds syscall entries until their exits arrive.
 #[derive(Default)]
 pub struct Decoder {
-    pending: HashMap<u32, Event>,
+    pending: HashMap<u32, Pending>,
 }
 
 pub const O_ACCMODE: u64 = 0o3;
@@ -172,10 +180,19 @@ impl Decoder {
             RecordKind::SysExit => return Ok(self.complete(rec)),
             RecordKind::SysEnter => match self.enter_detail(rec, h.syscall_nr) {
                 Some(d) => {
-                    let ev = base_event(h, agents, d);
+                    let p = Pending {
+                        ev: base_event(h, agents, d),
+                        base1: rec.text(slot::BASE1),
+                        base2: rec.text(slot::BASE2),
+                    };
                     // A second entry on the same thread means the first
                     // never returned (e.g. interrupted): emit it as is.
-                    return Ok(self.pending.insert(h.tid, ev).into_iter().collect());
+                    return Ok(self
+                        .pending
+                        .insert(h.tid, p)
+                        .into_iter()
+                        .map(|p| p.ev)
+                        .collect());
                 }
                 None => return Ok(Vec::new()),
             },
@@ -325,13 +342,39 @@ impl Decoder {
     /// gets the peer address the kernel read from the new socket.
     fn complete(&mut self, rec: &Record) -> Vec<Event> {
         let ret = rec.raw.args[0] as i64;
-        let Some(mut ev) = self.pending.remove(&rec.header().tid) else {
+        let Some(Pending {
+            mut ev,
+            base1,
+            base2,
+        }) = self.pending.remove(&rec.header().tid)
+        else {
             return Vec::new();
         };
-        if let Detail::Accept { endpoint, .. } = &mut ev.detail {
-            if ret >= 0 {
-                *endpoint = rec.endpoint();
+        let late1 = rec
+            .text(slot::PATH1)
+            .map(|p| paths::resolve(base1.as_deref(), &p));
+        let late2 = rec
+            .text(slot::PATH2)
+            .map(|p| paths::resolve(base2.as_deref(), &p));
+        match &mut ev.detail {
+            Detail::Accept { endpoint, .. } if ret >= 0 => *endpoint = rec.endpoint(),
+            Detail::Rename { from, to, .. } => {
+                if let Some(p) = late1 {
+                    *from = p;
+                }
+                if let Some(p) = late2 {
+                    *to = p;
+                }
             }
+            Detail::Open { path, .. }
+            | Detail::Unlink { path, .. }
+            | Detail::Chmod { path, .. }
+            | Detail::Chown { path, .. } => {
+                if let Some(p) = late1 {
+                    *path = p;
+                }
+            }
+            _ => {}
         }
         if let Some(r) = ev.detail.result_mut() {
             *r = Some(ret);
@@ -344,12 +387,12 @@ impl Decoder {
         let tids: Vec<u32> = self
             .pending
             .iter()
-            .filter(|(_, e)| e.pid == pid)
+            .filter(|(_, p)| p.ev.pid == pid)
             .map(|(t, _)| *t)
             .collect();
         let mut out: Vec<Event> = tids
             .into_iter()
-            .filter_map(|t| self.pending.remove(&t))
+            .filter_map(|t| self.pending.remove(&t).map(|p| p.ev))
             .collect();
         out.sort_by_key(|e| e.ts_ns);
         out
@@ -357,7 +400,7 @@ impl Decoder {
 
     /// Everything still pending, oldest first (at shutdown).
     pub fn drain(&mut self) -> Vec<Event> {
-        let mut out: Vec<Event> = self.pending.drain().map(|(_, e)| e).collect();
+        let mut out: Vec<Event> = self.pending.drain().map(|(_, p)| p.ev).collect();
         out.sort_by_key(|e| e.ts_ns);
         out
     }

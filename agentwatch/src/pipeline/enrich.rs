@@ -17,6 +17,9 @@ const MAX_ANCESTRY: usize = 16;
 struct Proc {
     ppid: u32,
     exe: Option<String>,
+    /// Seen in an event: part of a watched agent (ancestry stops at the
+    /// first ancestor that is not, i.e. at the agent's root).
+    watched: bool,
 }
 
 /// State the enrich stage keeps between events.
@@ -35,13 +38,6 @@ impl Enricher {
         }
     }
 
-    /// Records that `pid` exists before any event of it (e.g. the command
-    /// `trace` started), reading what /proc says.
-    pub fn learn_process(&mut self, pid: u32) {
-        let p = proc_from_fs(pid);
-        self.procs.insert(pid, p);
-    }
-
     pub fn enrich(&mut self, ev: &mut Event) {
         match &ev.detail {
             Detail::Exec { path, .. } => {
@@ -51,7 +47,14 @@ impl Enricher {
             }
             Detail::Fork { child_pid } => {
                 let exe = self.procs.get(&ev.pid).and_then(|p| p.exe.clone());
-                self.procs.insert(*child_pid, Proc { ppid: ev.pid, exe });
+                self.procs.insert(
+                    *child_pid,
+                    Proc {
+                        ppid: ev.pid,
+                        exe,
+                        watched: true,
+                    },
+                );
             }
             _ => {}
         }
@@ -59,6 +62,7 @@ impl Enricher {
             .procs
             .entry(ev.pid)
             .or_insert_with(|| proc_from_fs(ev.pid));
+        known.watched = true;
         if known.ppid == 0 {
             known.ppid = ev.ppid;
         }
@@ -84,6 +88,9 @@ impl Enricher {
                 .entry(pid)
                 .or_insert_with(|| proc_from_fs(pid))
                 .clone();
+            if !p.watched {
+                break;
+            }
             out.push(Ancestor {
                 pid,
                 exe: p.exe.clone(),
@@ -121,7 +128,11 @@ fn proc_from_fs(pid: u32) -> Proc {
     let exe = fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
-    Proc { ppid, exe }
+    Proc {
+        ppid,
+        exe,
+        watched: false,
+    }
 }
 
 /// Maps cgroup ids (the inode number of a cgroup2 directory) to paths,
