@@ -3,7 +3,7 @@ use std::{ffi::OsString, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use agentwatch::commands::{doctor, trace};
+use agentwatch::commands::{demo, doctor, trace};
 
 #[derive(Parser)]
 #[command(
@@ -32,9 +32,17 @@ enum Command {
         /// Kernel ring buffer size in MiB (a power of two).
         #[arg(long, default_value_t = 8)]
         ring_buffer_mb: u32,
+        /// Write events to FILE instead of stdout (the command keeps stdout).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<OsString>,
+    },
+    /// Trace the built-in demo agent (loopback only).
+    Demo {
+        #[arg(long)]
+        json: bool,
     },
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
@@ -54,13 +62,16 @@ fn main() -> ExitCode {
             json,
             agent,
             ring_buffer_mb,
+            output,
             cmd,
         } => trace::run(trace::TraceOptions {
             json,
             agent,
             ring_buffer_mb,
+            output,
             cmd,
         }),
+        Command::Demo { json } => demo::run(json),
         Command::Doctor { json } => doctor::run(json),
     };
     match result {

@@ -1,6 +1,10 @@
 //! `agentwatch trace -- CMD`: run CMD as a watched agent and stream what
 //! its process tree does until it exits.
-use std::{ffi::OsString, io::BufWriter, path::Path};
+use std::{
+    ffi::OsString,
+    io::{BufWriter, Write},
+    path::Path,
+};
 
 use anyhow::Context as _;
 
@@ -15,6 +19,8 @@ pub struct TraceOptions {
     pub json: bool,
     pub agent: Option<String>,
     pub ring_buffer_mb: u32,
+    /// Write events here instead of stdout (which the command shares).
+    pub output: Option<std::path::PathBuf>,
     pub cmd: Vec<OsString>,
 }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing agentwatch needs on a Debian 12 host.
+# Idempotent: each step checks first, so a second run takes seconds.
+set -euo pipefail
+
+need_apt=()
+for pkg in llvm-22-dev libpolly-22-dev clang-22 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 util-linux python3; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The eBPF crate builds with nightly and needs the core sources.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  rustup component add rust-src --toolchain nightly
+fi
+
+# bpf-linker must use LLVM 22, the major of nightly's rustc.
+if ! command -v bpf-linker >/dev/null 2>&1; then
+  echo "setup: building bpf-linker against LLVM 22 (about 3 minutes, once)"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --locked --no-default-features --features llvm-22
+fi
+
+# Syscall tracepoints live in tracefs.
+if ! grep -q ' tracefs ' /proc/self/mountinfo 2>/dev/null; then
+  mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+fi
+echo "setup: ready"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: unit tests, the privileged
+# integration tests against this kernel (serially: they share kernel
+# state), and the Debian 6.1 kernel under qemu (portability of the eBPF
+# object). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --workspace --all-targets
+cargo test --workspace --lib --bins
+cargo test -p agentwatch --test sensors -- --test-threads=1
+cargo xtask vm-test
