@@ -444,3 +444,97 @@ fn human_output_is_one_line_per_event() {
     );
     let _ = Duration::from_secs(0);
 }
+
+#[test]
+fn doctor_reports_features_tiers_and_is_consistent() {
+    let Some(_k) = privileged() else { return };
+    let out = agentwatch().args(["doctor", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "doctor exits 0 where trace can run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["ready"], true);
+    let feature = |n: &str| {
+        r["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    for f in [
+        "root",
+        "btf",
+        "tracefs",
+        "syscall_tracepoints",
+        "ring_buffer",
+        "tp_btf",
+    ] {
+        assert_eq!(feature(f)["ok"], true, "{f} is what trace itself uses here");
+    }
+    let tiers = r["enforcement"].as_array().unwrap();
+    assert_eq!(tiers.len(), 4);
+    let tier = |n: u64| tiers.iter().find(|t| t["tier"] == n).unwrap();
+    // Tier 1 is available exactly when the LSM list has bpf and the probe loads.
+    let lsm =
+        feature("lsm_list_has_bpf")["ok"] == true && feature("bpf_lsm_programs")["ok"] == true;
+    assert_eq!(tier(1)["available"], lsm);
+    if !lsm {
+        assert!(
+            !tier(1)["why"].as_str().unwrap().is_empty(),
+            "an unavailable tier says why"
+        );
+    }
+    assert_eq!(
+        tier(2)["available"],
+        feature("cgroup_sock_addr")["ok"] == true && feature("cgroup2")["ok"] == true
+    );
+    assert_eq!(tier(4)["available"], true);
+    // Every class lands on exactly one tier.
+    let classes: Vec<&str> = tiers
+        .iter()
+        .flat_map(|t| t["classes"].as_array().unwrap())
+        .filter_map(|c| c.as_str())
+        .collect();
+    for c in ["exec", "file", "network"] {
+        assert_eq!(
+            classes.iter().filter(|x| **x == c).count(),
+            1,
+            "{c} in {classes:?}"
+        );
+    }
+}
+
+#[test]
+fn output_file_keeps_events_apart_from_the_commands_stdout() {
+    let Some(_k) = privileged() else { return };
+    let dir = TempDir::new("output");
+    let file = dir.join("events.jsonl");
+    let out = agentwatch()
+        .args([
+            "trace",
+            "--json",
+            "-o",
+            &file,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo from-the-command; rm -f gone",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-the-command\n");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "unlink" && e["path"] == dir.join("gone")));
+}

@@ -96,6 +96,14 @@ pub fn probe_connect4(_ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// `agentwatch doctor` probe: is bpf_send_signal usable from a syscall
+/// tracepoint? Loaded, never attached.
+#[tracepoint]
+pub fn probe_send_signal(_ctx: TracePointContext) -> u32 {
+    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(0) };
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

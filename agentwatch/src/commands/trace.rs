@@ -38,8 +38,16 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
         .checked_mul(1024 * 1024)
         .filter(|b| b.is_power_of_two())
         .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")?;
+    // Open the output before loading anything, so a bad path fails fast.
+    let out: Box<dyn Write + Send> = match &opts.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create --output {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let out = BufWriter::with_capacity(64 * 1024, out);
     let mut sensors = Sensors::load(HookSet::Sensors, bytes)?;
-    let out = BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let sink: Box<dyn Sink> = if opts.json {
         Box::new(JsonLines(out))
     } else {

@@ -120,3 +120,18 @@ mod tests {
         assert_eq!(field_offset(f, "missing"), None);
     }
 }
+
+/// The active LSMs, comma-separated, mounting securityfs if needed.
+pub fn active_lsms() -> Option<String> {
+    let path = std::path::Path::new("/sys/kernel/security/lsm");
+    if !path.exists() {
+        let _ = nix::mount::mount(
+            Some("securityfs"),
+            "/sys/kernel/security",
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+    }
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}

@@ -1,8 +1,9 @@
 //! The kernel side as userspace sees it: load the embedded eBPF object,
 //! attach its programs, and expose the maps (watch list, selectors, ring
 //! buffer, loss counters).
-mod host;
+pub mod host;
 mod loader;
+pub mod probe;
 
 pub use host::{cgroup2_mount, ensure_tracefs, HostError};
 pub use loader::{HookSet, LossCounters, SensorError, Sensors};
