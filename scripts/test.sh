@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --workspace --all-targets
-cargo test --workspace --lib --bins
+cargo build --all-targets
+cargo test --lib --bins
 cargo test -p agentwatch --test sensors -- --test-threads=1
 cargo xtask vm-test

@@ -103,3 +103,31 @@ SHIM void *aw_unix_addr_name(struct unix_address *a)
 {
 	return (char *)a + bpf_core_field_offset(struct unix_address, name);
 }
+
+/* Bounded reads. The clamp and mask sit right before the helper call,
+ * behind a compiler barrier, so no verifier (6.1's included) loses the
+ * size's bound through a stack spill (barrier_var is libbpf's). */
+
+SHIM long aw_read_user_max127(void *dst, __u64 len, const void *src)
+{
+	__u32 n = len > 112 ? 112 : len;
+	barrier_var(n);
+	n &= 127;
+	return bpf_probe_read_user(dst, n, src);
+}
+
+SHIM long aw_read_kernel_max127(void *dst, __u64 len, const void *src)
+{
+	__u32 n = len > 112 ? 112 : len;
+	barrier_var(n);
+	n &= 127;
+	return bpf_probe_read_kernel(dst, n, src);
+}
+
+SHIM long aw_read_user_max2047(void *dst, __u64 len, const void *src)
+{
+	__u32 n = len > 2047 ? 2047 : len;
+	barrier_var(n);
+	n &= 2047;
+	return bpf_probe_read_user(dst, n, src);
+}

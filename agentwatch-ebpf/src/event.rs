@@ -105,17 +105,18 @@ fn set_str_slot(ev: &mut RawEvent, slot: usize, n: i64) {
 /// Copies up to `len` raw bytes of user memory into `slot`.
 #[inline(always)]
 pub fn user_bytes(ev: &mut RawEvent, slot: usize, src: u64, len: u64, flags: u16) {
+    // At most SLOT_LEN - 1 bytes: the bounded C reader's limit.
     let mut n = len as usize;
     let mut extra = 0;
-    if n > SLOT_LEN {
-        n = SLOT_LEN;
+    if n > SLOT_LEN - 1 {
+        n = SLOT_LEN - 1;
         extra = SLOT_TRUNCATED;
     }
     if n == 0 || src == 0 {
         return;
     }
     let dst = slot_ptr(ev, slot);
-    if unsafe { bpf_probe_read_user(dst.cast(), n as u32, src as *const _) } < 0 {
+    if unsafe { aw_read_user_max2047(dst, n as u64, src as Ptr) } < 0 {
         count_loss(loss::READ_FAILED);
         return;
     }

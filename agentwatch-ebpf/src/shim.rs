@@ -40,4 +40,7 @@ unsafe extern "C" {
     pub fn aw_unix_addr(s: Ptr) -> Ptr;
     pub fn aw_unix_addr_len(a: Ptr) -> i32;
     pub fn aw_unix_addr_name(a: Ptr) -> Ptr;
+    pub fn aw_read_user_max127(dst: *mut u8, len: u64, src: Ptr) -> i64;
+    pub fn aw_read_kernel_max127(dst: *mut u8, len: u64, src: Ptr) -> i64;
+    pub fn aw_read_user_max2047(dst: *mut u8, len: u64, src: Ptr) -> i64;
 }

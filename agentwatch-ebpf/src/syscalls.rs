@@ -7,10 +7,7 @@
 //! and on exit the return value at 16.
 use agentwatch_common::{slot, syscalls as nr, RawEvent, RecordKind, WatchEntry, SOCKADDR_LEN};
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user},
-    },
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_task},
     programs::TracePointContext,
 };
 
@@ -56,8 +53,10 @@ fn path_arg(
     if !event::user_str(ev, slot, user_path) {
         retry[slot & 1] = user_path;
     }
+    // Unreadable now (retried at exit): walk the base anyway, in case the
+    // path turns out to be relative.
     let first =
-        unsafe { aya_ebpf::helpers::bpf_probe_read_user(user_path as *const u8) }.unwrap_or(b'/');
+        unsafe { aya_ebpf::helpers::bpf_probe_read_user(user_path as *const u8) }.unwrap_or(0);
     if first == b'/' && user_path != 0 {
         return;
     }
@@ -96,9 +95,7 @@ fn user_sockaddr(ev: &mut RawEvent, ptr: u64, len: u64) {
     if ptr == 0 || n == 0 {
         return;
     }
-    if unsafe { bpf_probe_read_user(ev.addr.bytes.as_mut_ptr().cast(), n as u32, ptr as *const _) }
-        >= 0
-    {
+    if unsafe { aw_read_user_max127(ev.addr.bytes.as_mut_ptr(), n as u64, ptr as Ptr) } >= 0 {
         ev.addr.len = n as u32;
     }
 }
@@ -162,9 +159,8 @@ fn kernel_sockaddr(ev: &mut RawEvent, fd: u64, peer: bool) {
                 n = SOCKADDR_LEN;
             }
             if n > 0
-                && unsafe {
-                    bpf_probe_read_kernel(b.as_mut_ptr().cast(), n as u32, aw_unix_addr_name(ua))
-                } >= 0
+                && unsafe { aw_read_kernel_max127(b.as_mut_ptr(), n as u64, aw_unix_addr_name(ua)) }
+                    >= 0
             {
                 ev.addr.len = n as u32;
             }

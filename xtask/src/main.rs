@@ -1,1 +1,32 @@
-fn main() {}
+//! Developer tasks: `cargo xtask vm-test` (the eBPF object on a Debian
+//! kernel under qemu) and `cargo xtask bench` (cost against baselines).
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod vm;
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Boot a Debian kernel under qemu and run agentwatch inside it.
+    VmTest {
+        /// Kernel series: 6.1 (Debian 12's) or 6.12 (its backport).
+        #[arg(long, default_value = "6.1")]
+        kernel: String,
+    },
+    /// Measure overhead and throughput; prints ratios against baselines.
+    Bench(bench::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::VmTest { kernel } => vm::run(&kernel),
+        Task::Bench(o) => bench::run(o),
+    }
+}
