@@ -25,7 +25,7 @@ fi
 # bpf-linker must use LLVM 22, the major of nightly's rustc.
 if ! command -v bpf-linker >/dev/null 2>&1; then
   echo "setup: building bpf-linker against LLVM 22 (about 3 minutes, once)"
-  LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --locked --no-default-features --features llvm-22
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22
 fi
 
 # Syscall tracepoints live in tracefs.

@@ -7,9 +7,7 @@ use agentwatch_common::{
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid, bpf_ktime_get_ns,
-    generated::{
-        bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
-    },
+    generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
 };
 
 use crate::{

@@ -44,6 +44,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark helper: attach empty programs to the sensors' syscall
+    /// hooks (the cost floor) and hold them until stdin closes.
+    #[command(hide = true)]
+    BenchFloor,
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
         #[arg(long)]
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
             cmd,
         }),
         Command::Demo { json } => demo::run(json),
+        Command::BenchFloor => agentwatch::sensors::hold_floor(),
         Command::Doctor { json } => doctor::run(json),
     };
     match result {

@@ -1,7 +1,373 @@
-//! `cargo xtask bench` (filled in below).
-#[derive(clap::Args)]
-pub struct Options {}
+//! `cargo xtask bench`: what agentwatch costs, as ratios against baselines
+//! measured in the same invocation (timing noise here is 10-40% between
+//! runs, so configurations alternate round by round and we report the
+//! median of per-round ratios with its spread).
+//!
+//! Configurations, each running the same loop in a fresh process:
+//! - `a` unwatched, agentwatch not loaded;
+//! - `b` unwatched while `agentwatch trace` watches another process;
+//! - `c` unwatched while empty programs sit on the same hooks (the floor);
+//! - `d` watched: the loop runs under `agentwatch trace -o /dev/null`.
+//!
+//! Then a paced run under `trace` measures events/s sustained with zero
+//! loss. Everything stays on loopback; every loop is bounded.
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
-pub fn run(_o: Options) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+use anyhow::{bail, Context as _};
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Alternating rounds per configuration.
+    #[arg(long, default_value_t = 15)]
+    rounds: usize,
+    /// Operations per loop run.
+    #[arg(long, default_value_t = 20_000)]
+    ops: u64,
+    /// Events per second for the zero-loss run.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Internal: run one loop (`open` or `connect`) and print ns/op.
+    #[arg(long, hide = true, num_args = 2, value_names = ["WORKLOAD", "PORT"])]
+    inner: Option<Vec<String>>,
+    /// Internal: pace the inner loop to this many operations per second.
+    #[arg(long, hide = true)]
+    pace: Option<u64>,
+}
+
+const OPEN_TARGET: &str = "/tmp/agentwatch-bench-target";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
+}
+
+/// The inner loop: `ops` open+close pairs, or connect+close pairs to a
+/// loopback listener on `port`. Prints `ns_per_op N`.
+fn inner(workload: &str, port: u16, ops: u64, pace: Option<u64>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let gap = pace.map(|r| Duration::from_nanos(1_000_000_000 / r.max(1)));
+    for i in 0..ops {
+        match workload {
+            "open" => drop(std::fs::File::open(OPEN_TARGET)?),
+            "connect" => drop(std::net::TcpStream::connect(("127.0.0.1", port))?),
+            other => bail!("unknown workload {other}"),
+        }
+        if let Some(g) = gap {
+            let due = start + g * (i as u32 + 1);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / ops as f64;
+    println!("ns_per_op {ns:.1}");
+    Ok(())
+}
+
+fn parse_ns(out: &str) -> anyhow::Result<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("ns_per_op "))
+        .context("the loop printed no ns_per_op")?
+        .trim()
+        .parse()
+        .context("bad ns_per_op")
+}
+
+struct Bench {
+    xtask: PathBuf,
+    agentwatch: PathBuf,
+    ops: u64,
+}
+
+impl Bench {
+    fn loop_cmd(&self, workload: &str, port: u16) -> Vec<String> {
+        vec![
+            "taskset".into(),
+            "-c".into(),
+            "1".into(),
+            self.xtask.display().to_string(),
+            "bench".into(),
+            "--ops".into(),
+            self.ops.to_string(),
+            "--inner".into(),
+            workload.into(),
+            port.to_string(),
+        ]
+    }
+
+    fn run_plain(&self, workload: &str, port: u16) -> anyhow::Result<f64> {
+        let argv = self.loop_cmd(workload, port);
+        let out = Command::new(&argv[0]).args(&argv[1..]).output()?;
+        if !out.status.success() {
+            bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        parse_ns(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    fn run_watched(&self, workload: &str, port: u16) -> anyhow::Result<f64> {
+        let out = Command::new(&self.agentwatch)
+            .args(["trace", "--json", "-o", "/dev/null", "--"])
+            .args(self.loop_cmd(workload, port))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "watched loop failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        parse_ns(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// A background process holding programs on the hooks, stopped on drop:
+/// `watched_pid` (the idle agent of (b)) is killed first so `trace` exits
+/// by itself; the floor loader (c) exits when its stdin closes.
+struct Loaded {
+    holder: Child,
+    watched_pid: Option<u32>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if let Some(pid) = self.watched_pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        drop(self.holder.stdin.take());
+        let _ = self.holder.wait();
+    }
+}
+
+/// (b): agentwatch tracing an idle `sleep`; ready once that child exists
+/// (trace spawns it only after its programs are attached).
+fn load_sensors(agentwatch: &Path) -> anyhow::Result<Loaded> {
+    let holder = Command::new(agentwatch)
+        .args(["trace", "-o", "/dev/null", "--", "sleep", "3600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let children = format!("/proc/{0}/task/{0}/children", holder.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let kids = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next() {
+            return Ok(Loaded {
+                holder,
+                watched_pid: Some(pid.parse()?),
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("agentwatch trace did not start within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (c): the empty floor programs on the same syscall hooks.
+fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
+    let mut child = Command::new(agentwatch)
+        .arg("bench-floor")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("floor stdout")?).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("floor programs did not load");
+    }
+    Ok(Loaded {
+        holder: child,
+        watched_pid: None,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn spread(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 4], v[v.len() * 3 / 4])
+}
+
+struct Row {
+    workload: &'static str,
+    a: f64,
+    b: f64,
+    c: f64,
+    d: f64,
+    b_over_a: (f64, f64, f64),
+    c_over_a: (f64, f64, f64),
+    d_over_a: (f64, f64, f64),
+}
+
+fn ratio_stats(num: &[f64], den: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
+    let m = median(&mut r);
+    let (lo, hi) = spread(&mut r);
+    (m, lo, hi)
+}
+
+fn measure(bench: &Bench, workload: &'static str, port: u16, rounds: usize) -> anyhow::Result<Row> {
+    let (mut a, mut b, mut c, mut d) = (vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        a.push(bench.run_plain(workload, port)?);
+        {
+            let _loaded = load_sensors(&bench.agentwatch)?;
+            b.push(bench.run_plain(workload, port)?);
+        }
+        {
+            let _floor = load_floor(&bench.agentwatch)?;
+            c.push(bench.run_plain(workload, port)?);
+        }
+        d.push(bench.run_watched(workload, port)?);
+        eprint!("\r{workload}: round {}/{rounds}", round + 1);
+    }
+    eprintln!();
+    Ok(Row {
+        workload,
+        b_over_a: ratio_stats(&b, &a),
+        c_over_a: ratio_stats(&c, &a),
+        d_over_a: ratio_stats(&d, &a),
+        a: median(&mut a.clone()),
+        b: median(&mut b.clone()),
+        c: median(&mut c.clone()),
+        d: median(&mut d.clone()),
+    })
+}
+
+/// Paced open loop under trace: events/s reached and losses reported.
+fn zero_loss(bench: &Bench, rate: u64) -> anyhow::Result<(f64, u64, u64)> {
+    let events_file = std::env::temp_dir().join("agentwatch-bench-events.jsonl");
+    let ops = rate * 3; // three seconds
+    let out = Command::new(&bench.agentwatch)
+        .args(["trace", "--json", "-o"])
+        .arg(&events_file)
+        .arg("--")
+        .arg(&bench.xtask)
+        .args([
+            "bench",
+            "--ops",
+            &ops.to_string(),
+            "--pace",
+            &rate.to_string(),
+            "--inner",
+            "open",
+            "0",
+        ])
+        .output()?;
+    if !out.status.success() {
+        bail!("paced run failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let loop_ns = parse_ns(&String::from_utf8_lossy(&out.stdout))?;
+    let text = std::fs::read_to_string(&events_file)?;
+    let _ = std::fs::remove_file(&events_file);
+    let mut opens = 0u64;
+    let mut lost = 0u64;
+    for l in text.lines() {
+        if l.contains("\"kind\":\"open\"") && l.contains(OPEN_TARGET) {
+            opens += 1;
+        } else if l.contains("\"kind\":\"loss\"") {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            lost += v["count"].as_u64().unwrap_or(0);
+        }
+    }
+    let events_per_s = opens as f64 / (loop_ns * ops as f64 / 1e9);
+    Ok((events_per_s, opens, lost))
+}
+
+pub fn run(o: Options) -> anyhow::Result<()> {
+    if let Some(inner_args) = &o.inner {
+        let port: u16 = inner_args[1].parse().context("port")?;
+        return inner(&inner_args[0], port, o.ops, o.pace);
+    }
+    let ws = workspace();
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-p", "agentwatch", "-p", "xtask"])
+        .current_dir(&ws)
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    std::fs::write(OPEN_TARGET, b"x")?;
+    let bench = Bench {
+        xtask: ws.join("target/release/xtask"),
+        agentwatch: ws.join("target/release/agentwatch"),
+        ops: o.ops,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    // Accept and drop connections so the backlog never fills.
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let rows = vec![
+        measure(&bench, "open", port, o.rounds)?,
+        measure(&bench, "connect", port, o.rounds)?,
+    ];
+    let (eps, opens, lost) = zero_loss(&bench, o.rate)?;
+    let _ = std::fs::remove_file(OPEN_TARGET);
+    let report = render(&rows, o.rounds, o.ops, o.rate, eps, opens, lost);
+    print!("{report}");
+    let path = ws.join("docs/benchmarks.md");
+    let mut f = std::fs::File::create(&path)?;
+    f.write_all(report.as_bytes())?;
+    eprintln!("written to {}", path.display());
+    Ok(())
+}
+
+fn render(
+    rows: &[Row],
+    rounds: usize,
+    ops: u64,
+    rate: u64,
+    eps: f64,
+    opens: u64,
+    lost: u64,
+) -> String {
+    let mut s = String::new();
+    s.push_str("# Benchmarks\n\nGenerated by `cargo xtask bench`. Each loop runs in a fresh process pinned to CPU 1 (`taskset -c 1`).\n");
+    s.push_str(&format!(
+        "Configurations alternate round by round ({rounds} rounds of {ops} operations each). Ratios are medians of per-round ratios\nagainst (a), measured in the same round; the interquartile range is in brackets.\n\n"
+    ));
+    s.push_str("- (a) unwatched, agentwatch not loaded\n- (b) unwatched, agentwatch loaded and watching another process\n- (c) unwatched, empty programs on the same syscall hooks (the floor)\n- (d) watched, under `agentwatch trace --json -o /dev/null`\n\n");
+    s.push_str("| loop | (a) ns/op | (b) ns/op | (c) ns/op | (d) ns/op | b/a | c/a | d/a | (b-a)/(c-a) |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let over = |x: f64| {
+            if r.c > r.a {
+                format!("{:.2}", (x - r.a) / (r.c - r.a))
+            } else {
+                "n/a (floor within noise)".into()
+            }
+        };
+        let f = |t: (f64, f64, f64)| format!("{:.3} [{:.3}-{:.3}]", t.0, t.1, t.2);
+        s.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
+            r.workload,
+            r.a,
+            r.b,
+            r.c,
+            r.d,
+            f(r.b_over_a),
+            f(r.c_over_a),
+            f(r.d_over_a),
+            over(r.b)
+        ));
+    }
+    s.push_str(&format!(
+        "\nZero-loss run: an open loop paced at {rate} opens/s for 3 s under `trace --json` into a file: {opens} open events of the target file delivered, {eps:.0} events/s sustained, {lost} records reported lost.\n"
+    ));
+    s.push_str("\nTargets (issue 2): b within 1.5x of the floor's overhead, d/a at most 2x for open/close, zero loss at 100k events/s.\n");
+    s.push_str("\nCaveats: timing on this 2-core VM is noisy; (d) includes the userspace pipeline competing for the second core; the floor attaches empty programs to the syscall tracepoints only (the sched tp_btf hooks do not fire in these loops).\n");
+    s
 }

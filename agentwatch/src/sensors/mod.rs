@@ -11,3 +11,13 @@ pub use loader::{HookSet, LossCounters, SensorError, Sensors};
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agentwatch"));
+
+/// Attaches the empty floor programs, prints `ready`, and holds them until
+/// stdin reaches EOF (used by `cargo xtask bench`).
+pub fn hold_floor() -> anyhow::Result<i32> {
+    let _sensors = Sensors::load(HookSet::Floor, 4096 * 16)?;
+    println!("ready");
+    let mut sink = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)?;
+    Ok(0)
+}
