@@ -15,6 +15,12 @@ use crate::{
     shim::*,
 };
 
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Unread bytes in the ring buffer that justify waking the reader early.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
 /// Deepest path the dentry walk follows (components plus mount crossings).
 const MAX_PATH_DEPTH: u32 = 48;
 
@@ -235,7 +241,15 @@ pub fn submit(ev: &RawEvent) {
     }
     // SAFETY: size is bounded by the struct's size just above.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    // Wake the reader only once a batch has built up; it also polls on a
+    // short timer. A wakeup per record would cost the traced process more
+    // than the record itself.
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<[u8]>(bytes, flags).is_err() {
         count_loss(loss::RINGBUF_FULL);
     }
 }

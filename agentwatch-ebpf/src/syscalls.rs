@@ -9,6 +9,7 @@ use agentwatch_common::{slot, syscalls as nr, RawEvent, RecordKind, WatchEntry, 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_task},
     programs::TracePointContext,
+    EbpfContext,
 };
 
 use crate::{event, maps::*, shim::*};
@@ -31,11 +32,22 @@ fn task() -> Ptr {
 
 #[inline(always)]
 fn read_args(ctx: &TracePointContext) -> [u64; 6] {
+    // The first argument is loaded directly. The others go through a
+    // helper: one program serves every call, and a direct load past the
+    // smallest record (unlink's, one argument) makes the kernel refuse to
+    // attach it there.
+    let base = ctx.as_ptr() as *const u64;
     let mut a = [0u64; 6];
-    for (i, v) in a.iter_mut().enumerate() {
+    a[0] = unsafe { core::ptr::read(base.add(2)) };
+    for (i, v) in a.iter_mut().enumerate().skip(1) {
         *v = unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
     }
     a
+}
+
+#[inline(always)]
+fn syscall_nr(ctx: &TracePointContext) -> u32 {
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(8) as *const i32) as u32 }
 }
 
 /// Copies the path argument into `slot` and, when it is relative, the
@@ -187,7 +199,7 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((tgid, w)) = watched_current() else {
         return Ok(());
     };
-    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
+    let sysno = syscall_nr(ctx);
     let a = read_args(ctx);
     let ev = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
     ev.args = a;
@@ -244,8 +256,8 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
-    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
-    let ret = unsafe { ctx.read_at::<i64>(16) }.map_err(|e| e as i64)?;
+    let sysno = syscall_nr(ctx);
+    let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
     if (sysno == nr::ACCEPT || sysno == nr::ACCEPT4) && ret >= 0 {
@@ -315,7 +327,7 @@ pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
-    let sysno = unsafe { ctx.read_at::<i32>(8) }.map_err(|e| e as i64)? as u32;
+    let sysno = syscall_nr(ctx);
     let a = read_args(ctx);
     use aya_ebpf::helpers::bpf_probe_read_user as rd;
     match sysno {

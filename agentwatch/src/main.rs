@@ -3,7 +3,10 @@ use std::{ffi::OsString, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use agentwatch::commands::{demo, doctor, trace};
+use agentwatch::{
+    commands::{demo, doctor, trace},
+    selectors::Selector,
+};
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +38,16 @@ enum Command {
         /// Write events to FILE instead of stdout (the command keeps stdout).
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<std::path::PathBuf>,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, value_name = "CMD")]
+        /// Also watch processes that exec while matching KIND=VALUE:
+        /// cgroup=PATH (cgroup v2), uid=USER, exe=PATH. Repeatable. Processes
+        /// already running that match are watched from now on.
+        #[arg(long, value_name = "KIND=VALUE")]
+        select: Vec<Selector>,
+        /// Without a command: stop after this long (30, 30s, 5m, 1h).
+        #[arg(long, value_parser = trace::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// The command and its arguments (optional with --select).
+        #[arg(last = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
     /// Trace the built-in demo agent (loopback only).
@@ -67,12 +78,16 @@ fn main() -> ExitCode {
             agent,
             ring_buffer_mb,
             output,
+            select,
+            duration,
             cmd,
         } => trace::run(trace::TraceOptions {
             json,
             agent,
             ring_buffer_mb,
             output,
+            select,
+            duration,
             cmd,
         }),
         Command::Demo { json } => demo::run(json),

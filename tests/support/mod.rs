@@ -184,3 +184,97 @@ pub fn dns_query(name: &str) -> Vec<u8> {
 }
 
 pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Mount point of the cgroup v2 hierarchy, from mountinfo.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount_point = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+/// A cgroup v2 directory removed on drop (after its processes are gone).
+pub struct Cgroup(pub PathBuf);
+
+impl Cgroup {
+    pub fn new(tag: &str) -> Option<Self> {
+        let root = cgroup2_mount()?;
+        let p = root.join(format!("aw-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&p).ok()?;
+        Some(Self(p))
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `agentwatch trace --json --select ... --duration SECS -o FILE`, returned
+/// once it reports that it is watching; `finish` waits and parses events.
+pub struct Watching {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Watching {
+    pub fn start(selectors: &[String], out: PathBuf, secs: u32) -> Self {
+        use std::io::BufRead;
+        let mut cmd = agentwatch();
+        cmd.args([
+            "trace",
+            "--json",
+            "--agent",
+            "selected-agent",
+            "--duration",
+            &secs.to_string(),
+            "-o",
+        ])
+        .arg(&out);
+        for s in selectors {
+            cmd.args(["--select", s]);
+        }
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start agentwatch");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let ready = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("watching"));
+        assert!(ready.is_some(), "agentwatch did not start watching");
+        // Keep draining stderr so the child never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, out }
+    }
+
+    pub fn finish(mut self) -> Vec<Value> {
+        let status = self.child.wait().expect("wait agentwatch");
+        assert!(
+            status.success(),
+            "agentwatch trace --select exited with {status}"
+        );
+        let text = std::fs::read_to_string(&self.out).expect("events file");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -68,6 +68,8 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         agent: Some("demo-agent".into()),
         ring_buffer_mb: 8,
         output: None,
+        select: Vec::new(),
+        duration: None,
         cmd: ["unshare", "-m", "--", "/bin/sh"]
             .iter()
             .map(Into::into)

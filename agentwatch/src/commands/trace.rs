@@ -1,15 +1,18 @@
-//! `agentwatch trace -- CMD`: run CMD as a watched agent and stream what
-//! its process tree does until it exits.
+//! `agentwatch trace`: run CMD as a watched agent, or watch the processes
+//! that match selectors, and stream what their process trees do.
 use std::{
     ffi::OsString,
     io::{BufWriter, Write},
     path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 
 use crate::{
     pipeline::{enrich::Enricher, Pipeline},
+    selectors::{self, Selector},
     sensors::{cgroup2_mount, HookSet, Sensors},
     sinks::{HumanLines, JsonLines, Sink},
     spawn,
@@ -21,24 +24,42 @@ pub struct TraceOptions {
     pub ring_buffer_mb: u32,
     /// Write events here instead of stdout (which the command shares).
     pub output: Option<std::path::PathBuf>,
+    /// Also watch processes that exec while matching these.
+    pub select: Vec<Selector>,
+    /// Without CMD: stop after this long (otherwise at Ctrl-C or SIGTERM).
+    pub duration: Option<Duration>,
+    /// The command to start; may be empty when selectors are given.
     pub cmd: Vec<OsString>,
 }
 
+/// The agent id `trace` gives its one agent in the kernel.
+const AGENT_ID: u32 = 0;
+
 /// Runs the trace; returns the exit status agentwatch should exit with.
 pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
+    if opts.cmd.is_empty() && opts.select.is_empty() {
+        bail!("nothing to watch: give a command after --, or at least one --select (cgroup=PATH, uid=USER, exe=PATH)");
+    }
     let agent = opts.agent.clone().unwrap_or_else(|| {
         opts.cmd
             .first()
             .and_then(|c| Path::new(c).file_name())
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "agent".into())
+            .unwrap_or_else(|| "selected".into())
     });
     let bytes = opts
         .ring_buffer_mb
         .checked_mul(1024 * 1024)
         .filter(|b| b.is_power_of_two())
         .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")?;
-    // Open the output before loading anything, so a bad path fails fast.
+    // Resolve selectors and open the output before loading anything, so
+    // bad input fails fast and clearly.
+    let cgroup2 = cgroup2_mount();
+    let resolved = opts
+        .select
+        .iter()
+        .map(|s| s.resolve(cgroup2.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let out: Box<dyn Write + Send> = match &opts.output {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -53,16 +74,49 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     } else {
         Box::new(HumanLines(out))
     };
-    // Ctrl-C goes to the whole foreground group: let the command handle it
-    // and keep draining its events until it exits.
-    ignore_interrupts();
     let pipeline = Pipeline::start(
         &mut sensors,
         vec![agent],
         sink,
-        Enricher::new(cgroup2_mount()),
+        Enricher::new(cgroup2.clone()),
     )?;
-    let mut child = match spawn::spawn_watched(&opts.cmd, &mut sensors, 0) {
+
+    for sel in &resolved {
+        sensors.add_selector(*sel, AGENT_ID)?;
+    }
+    // The kernel sees new execs; processes already running are added here.
+    let running = if resolved.is_empty() {
+        Vec::new()
+    } else {
+        selectors::running_matches(&resolved, cgroup2.as_deref())
+    };
+    for pid in &running {
+        sensors.watch(*pid, AGENT_ID)?;
+    }
+
+    if opts.cmd.is_empty() {
+        eprintln!(
+            "agentwatch: watching {} running process(es) and every new exec matching {}; {}",
+            running.len(),
+            opts.select
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            match opts.duration {
+                Some(d) => format!("stopping after {}s", d.as_secs_f64()),
+                None => "Ctrl-C to stop".into(),
+            }
+        );
+        wait_for_stop(opts.duration);
+        pipeline.finish();
+        return Ok(0);
+    }
+
+    // Ctrl-C goes to the whole foreground group: let the command handle it
+    // and keep draining its events until it exits.
+    ignore_interrupts();
+    let mut child = match spawn::spawn_watched(&opts.cmd, &mut sensors, AGENT_ID) {
         Ok(c) => c,
         Err(e) => {
             pipeline.finish();
@@ -73,6 +127,12 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     let status = child.wait().context("waiting for the traced command")?;
     let counts = pipeline.finish();
     tracing::debug!(?counts, "trace finished");
+    if counts.sink_errors > 0 {
+        eprintln!(
+            "agentwatch: {} events could not be written to the output",
+            counts.sink_errors
+        );
+    }
     Ok(spawn::shell_status(status))
 }
 
@@ -81,5 +141,68 @@ fn ignore_interrupts() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Blocks until SIGINT/SIGTERM or `duration` has passed.
+fn wait_for_stop(duration: Option<Duration>) {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+    }
+    let start = Instant::now();
+    while !STOP.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Parses `--duration`: seconds, or a number with `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 30, 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("x").is_err());
     }
 }

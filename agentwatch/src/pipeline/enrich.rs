@@ -212,17 +212,18 @@ pub fn parse_container_ids(path: &str) -> ContainerIds {
     let mut ids = ContainerIds::default();
     for comp in path.split('/') {
         let stem = comp.trim_end_matches(".scope").trim_end_matches(".slice");
-        if let Some(i) = stem.rfind("pod") {
-            let uid = &stem[i + 3..];
-            if stem.starts_with("kubepods") || stem.starts_with("pod") {
-                if uid.len() >= 32
-                    && uid
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() || c == '_' || c == '-')
-                {
-                    ids.pod_uid = Some(uid.replace('_', "-"));
-                    continue;
-                }
+        let is_pod_dir = stem.starts_with("kubepods") || stem.starts_with("pod");
+        if let Some(uid) = stem
+            .rfind("pod")
+            .map(|i| &stem[i + 3..])
+            .filter(|_| is_pod_dir)
+        {
+            let uid_like = uid
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '_' || c == '-');
+            if uid.len() >= 32 && uid_like {
+                ids.pod_uid = Some(uid.replace('_', "-"));
+                continue;
             }
         }
         let id = stem.rsplit(['-', ':']).next().unwrap_or(stem);

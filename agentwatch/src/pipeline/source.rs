@@ -23,6 +23,10 @@ pub enum SourceMsg {
     KernelLoss { reason: &'static str, count: u64 },
 }
 
+/// The kernel wakes us only when a batch has built up (see the eBPF
+/// `submit`), so this timer bounds the latency of a quiet stream.
+const POLL_MS: i32 = 10;
+
 const LOSS_REASONS: [(u32, &str); 3] = [
     (loss::RINGBUF_FULL, "ring_buffer_full"),
     (loss::WATCH_MAP_FULL, "watch_map_full"),
@@ -64,7 +68,7 @@ pub fn run(
                 revents: 0,
             };
             // SAFETY: one valid pollfd; a timeout keeps `stop` responsive.
-            unsafe { libc::poll(&mut pfd, 1, 50) };
+            unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
         }
     }
 }

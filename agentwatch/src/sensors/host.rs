@@ -108,19 +108,6 @@ pub fn check_syscall_layout(tracefs: &std::path::Path) -> Result<(), HostError> 
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_tracefs_format_offsets() {
-        let f = "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;\n";
-        assert_eq!(field_offset(f, "__syscall_nr"), Some(8));
-        assert_eq!(field_offset(f, "filename"), Some(24));
-        assert_eq!(field_offset(f, "missing"), None);
-    }
-}
-
 /// The active LSMs, comma-separated, mounting securityfs if needed.
 pub fn active_lsms() -> Option<String> {
     let path = std::path::Path::new("/sys/kernel/security/lsm");
@@ -134,4 +121,17 @@ pub fn active_lsms() -> Option<String> {
         );
     }
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tracefs_format_offsets() {
+        let f = "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;\n";
+        assert_eq!(field_offset(f, "__syscall_nr"), Some(8));
+        assert_eq!(field_offset(f, "filename"), Some(24));
+        assert_eq!(field_offset(f, "missing"), None);
+    }
 }

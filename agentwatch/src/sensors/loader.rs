@@ -1,7 +1,7 @@
 //! Loading and attaching the programs, and access to the maps.
 use std::collections::BTreeMap;
 
-use agentwatch_common::{config, loss, syscalls, WatchEntry};
+use agentwatch_common::{config, loss, syscalls, InodeKey, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
@@ -11,6 +11,7 @@ use thiserror::Error;
 use tracing::debug;
 
 use super::{host, EBPF_OBJECT};
+use crate::selectors::Resolved;
 
 #[derive(Debug, Error)]
 pub enum SensorError {
@@ -193,6 +194,50 @@ impl Sensors {
                 map: "WATCHED",
                 reason: e.to_string(),
             })
+    }
+
+    /// Installs a selector: processes that exec while matching it join
+    /// `agent_id` (see `crate::selectors`).
+    pub fn add_selector(&mut self, sel: Resolved, agent_id: u32) -> Result<(), SensorError> {
+        fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+            move |e| SensorError::Map {
+                map,
+                reason: e.to_string(),
+            }
+        }
+        fn map<'a>(
+            ebpf: &'a mut Ebpf,
+            name: &'static str,
+        ) -> Result<&'a mut aya::maps::Map, SensorError> {
+            ebpf.map_mut(name).ok_or(SensorError::MissingMap(name))
+        }
+        match sel {
+            Resolved::Cgroup(id) => {
+                let mut m: HashMap<_, u64, u32> =
+                    HashMap::try_from(map(&mut self.ebpf, "CGROUP_SELECTORS")?)
+                        .map_err(map_err("CGROUP_SELECTORS"))?;
+                m.insert(id, agent_id, 0)
+                    .map_err(map_err("CGROUP_SELECTORS"))?;
+            }
+            Resolved::Uid(uid) => {
+                let mut m: HashMap<_, u32, u32> =
+                    HashMap::try_from(map(&mut self.ebpf, "UID_SELECTORS")?)
+                        .map_err(map_err("UID_SELECTORS"))?;
+                m.insert(uid, agent_id, 0)
+                    .map_err(map_err("UID_SELECTORS"))?;
+            }
+            Resolved::Exe(key) => {
+                let mut m: HashMap<_, InodeKey, u32> =
+                    HashMap::try_from(map(&mut self.ebpf, "EXE_SELECTORS")?)
+                        .map_err(map_err("EXE_SELECTORS"))?;
+                m.insert(key, agent_id, 0)
+                    .map_err(map_err("EXE_SELECTORS"))?;
+            }
+        }
+        let mut cfg: Array<_, u64> =
+            Array::try_from(map(&mut self.ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
+        cfg.set(config::SELECTORS_ACTIVE, 1, 0)
+            .map_err(map_err("CONFIG"))
     }
 
     /// Takes the ring buffer (once) for the pipeline's source stage.

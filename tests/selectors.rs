@@ -1,0 +1,160 @@
+//! Privileged tests of agent selectors: processes agentwatch did not start
+//! are watched when they exec inside a cgroup, as a uid, or as a binary,
+//! and processes already running that match are picked up from /proc.
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn pids_of<'a>(events: &'a [serde_json::Value], kind: &'a str, path: &'a str) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind && e["path"] == path)
+        .filter_map(|e| e["pid"].as_u64())
+        .collect()
+}
+
+#[test]
+fn cgroup_selector_watches_processes_that_exec_inside_it() {
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = Cgroup::new("sel") else {
+        eprintln!("SKIP: cannot create a cgroup v2 directory here");
+        return;
+    };
+    let dir = TempDir::new("sel-cgroup");
+    let w = Watching::start(
+        &[format!("cgroup={}", cg.0.display())],
+        dir.0.join("ev.jsonl"),
+        3,
+    );
+    let inside = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs && exec /bin/cat /etc/hostname",
+                cg.0.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        inside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    let outside = Command::new("/bin/cat")
+        .arg("/etc/hostname")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let outside_pid = outside.id() as u64;
+    let _ = outside.wait_with_output();
+    let events = w.finish();
+
+    let execs = pids_of(&events, "exec", "/bin/cat");
+    assert_eq!(
+        execs.len(),
+        1,
+        "exactly the cat inside the cgroup: {execs:?}"
+    );
+    assert!(!execs.contains(&outside_pid));
+    let cat = events
+        .iter()
+        .find(|e| e["kind"] == "exec" && e["path"] == "/bin/cat")
+        .unwrap();
+    let rel = format!("/{}", cg.0.file_name().unwrap().to_string_lossy());
+    assert_eq!(cat["cgroup"], rel.as_str(), "enriched with the cgroup path");
+    assert_eq!(cat["agent"], "selected-agent");
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "open" && e["path"] == "/etc/hostname" && e["pid"] == cat["pid"]));
+}
+
+#[test]
+fn uid_selector_watches_processes_that_exec_as_that_user() {
+    let Some(_k) = privileged() else { return };
+    let dir = TempDir::new("sel-uid");
+    let w = Watching::start(&["uid=65534".into()], dir.0.join("ev.jsonl"), 3);
+    let as_nobody = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/bin/cat",
+            "/etc/hostname",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        as_nobody.status.success(),
+        "{}",
+        String::from_utf8_lossy(&as_nobody.stderr)
+    );
+    let as_root = Command::new("/bin/cat")
+        .arg("/etc/hostname")
+        .output()
+        .unwrap();
+    assert!(as_root.status.success());
+    let events = w.finish();
+    let cats: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "exec" && e["path"] == "/bin/cat")
+        .collect();
+    assert_eq!(cats.len(), 1, "only the cat run as uid 65534: {cats:?}");
+    assert_eq!(cats[0]["uid"], 65534);
+    assert_eq!(
+        cats[0]["argv"],
+        serde_json::json!(["/bin/cat", "/etc/hostname"])
+    );
+}
+
+#[test]
+fn exe_selector_watches_new_and_already_running_instances_of_a_binary() {
+    let Some(_k) = privileged() else { return };
+    let dir = TempDir::new("sel-exe");
+    let agent_bin = dir.join("agent-sleep");
+    std::fs::copy("/bin/sleep", &agent_bin).unwrap();
+    // Running before agentwatch starts: found through /proc.
+    let mut early = Command::new(&agent_bin).arg("1.5").spawn().unwrap();
+    let w = Watching::start(&[format!("exe={agent_bin}")], dir.0.join("ev.jsonl"), 3);
+    let late = Command::new(&agent_bin).arg("0.1").output().unwrap();
+    assert!(late.status.success());
+    let other = Command::new("/bin/sleep").arg("0.1").spawn().unwrap();
+    let other_pid = other.id() as u64;
+    let _ = other.wait_with_output();
+    let _ = early.wait();
+    let events = w.finish();
+
+    let new_execs = pids_of(&events, "exec", &agent_bin);
+    assert_eq!(
+        new_execs.len(),
+        1,
+        "the instance started after the selector: {new_execs:?}"
+    );
+    let early_pid = early.id() as u64;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "exit" && e["pid"] == early_pid),
+        "the instance already running was watched until it exited"
+    );
+    assert!(
+        events.iter().all(|e| e["pid"] != other_pid),
+        "plain /bin/sleep is not the agent"
+    );
+}
+
+#[test]
+fn without_root_trace_says_what_is_missing() {
+    let Some(_k) = privileged() else { return };
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_agentwatch"))
+        .args(["trace", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+}
