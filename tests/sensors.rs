@@ -16,7 +16,7 @@ fn exec_fork_exit_argv_and_grandchild_attribution() {
         &[
             "/bin/sh",
             "-c",
-            "/bin/echo one 'two words' >/dev/null; sh -c '/bin/true'; exit 3",
+            "/bin/echo one 'two words' >/dev/null; sh -c '/bin/true'; /nonexistent/agent-tool 2>/dev/null; exit 3",
         ],
     );
     assert_eq!(
@@ -57,6 +57,17 @@ fn exec_fork_exit_argv_and_grandchild_attribution() {
         "ancestry {ancestry:?} ends at the agent root"
     );
     assert_eq!(ancestry.len(), 2, "true <- sh <- root sh");
+
+    // Successful execs carry result 0; a failed attempt is reported too.
+    assert_eq!(echo["result"], 0);
+    let failed = t.find("exec", "path", "/nonexistent/agent-tool");
+    assert_eq!(failed["result"], -2, "ENOENT");
+    assert!(failed["binary"].is_null(), "no binary was loaded");
+    let echo_execs = t
+        .of_kind("exec")
+        .filter(|e| e["path"] == "/bin/echo")
+        .count();
+    assert_eq!(echo_execs, 1, "a success is reported once");
 
     let exit = t
         .of_kind("exit")

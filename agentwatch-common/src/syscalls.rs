@@ -29,6 +29,8 @@ pub const ACCEPT4: u32 = 288;
 pub const SENDMMSG: u32 = 307;
 pub const WRITE: u32 = 1;
 pub const WRITEV: u32 = 20;
+pub const EXECVE: u32 = 59;
+pub const EXECVEAT: u32 = 322;
 
 /// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
 pub const AT_FDCWD: i32 = -100;
@@ -59,6 +61,10 @@ pub const PAIRED: &[&str] = &[
     "listen",
     "accept",
     "accept4",
+    // Exec attempts: successes are reported by sched_process_exec; the
+    // pair is what reports the failures.
+    "execve",
+    "execveat",
 ];
 
 /// Calls watched only at entry, to copy DNS queries (sends to port 53).

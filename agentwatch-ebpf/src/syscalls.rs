@@ -207,10 +207,15 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let mut retry = [0u64; 2];
     let r = &mut retry;
     match sysno {
-        nr::OPEN | nr::CREAT | nr::UNLINK | nr::RMDIR | nr::CHMOD | nr::CHOWN | nr::LCHOWN => {
-            path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0], r)
-        }
-        nr::OPENAT | nr::UNLINKAT | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT => {
+        nr::OPEN
+        | nr::CREAT
+        | nr::UNLINK
+        | nr::RMDIR
+        | nr::CHMOD
+        | nr::CHOWN
+        | nr::LCHOWN
+        | nr::EXECVE => path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0], r),
+        nr::OPENAT | nr::UNLINKAT | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT | nr::EXECVEAT => {
             path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1], r)
         }
         nr::OPENAT2 => {

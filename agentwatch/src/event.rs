@@ -112,8 +112,12 @@ pub enum Detail {
         argv: Vec<String>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         argv_truncated: bool,
-        /// The binary the kernel loaded (the interpreter, for a script).
-        binary: String,
+        /// The binary the kernel loaded (the interpreter, for a script);
+        /// absent when the exec failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
+        /// 0, or -errno for an exec that failed (argv is then empty).
+        result: Option<i64>,
     },
     Fork {
         child_pid: u32,
@@ -216,6 +220,7 @@ impl Detail {
     pub fn result_mut(&mut self) -> Option<&mut Option<i64>> {
         match self {
             Detail::Open { result, .. }
+            | Detail::Exec { result, .. }
             | Detail::Unlink { result, .. }
             | Detail::Rename { result, .. }
             | Detail::Chmod { result, .. }

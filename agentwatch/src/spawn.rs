@@ -52,8 +52,10 @@ pub fn spawn_watched(
     let (mut pid_r, pid_w) = pipe()?;
     let (go_r, mut go_w) = pipe()?;
     let (pid_wfd, go_rfd) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
-    let mut cmd = Command::new(prog);
-    cmd.args(args);
+    // Search PATH here, so the agent's first recorded act is one exec of
+    // the real binary rather than our launcher probing PATH entries.
+    let mut cmd = Command::new(resolve_in_path(prog).unwrap_or_else(|| prog.into()));
+    cmd.arg0(prog).args(args);
     // SAFETY: only async-signal-safe calls (signal, getpid, write, read).
     unsafe {
         cmd.pre_exec(move || {
@@ -102,6 +104,20 @@ pub fn spawn_watched(
             source,
         })
     })
+}
+
+/// `prog` found in $PATH as a shell would (only for names without a '/').
+fn resolve_in_path(prog: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
+    if prog.as_bytes().contains(&b'/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(prog))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// The status a shell reports for a finished child: the code, or 128+signal.

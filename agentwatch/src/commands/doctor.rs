@@ -191,7 +191,7 @@ fn build() -> Report {
         },
         Sensor {
             sensor: "file",
-            hook: "syscalls/sys_{enter,exit}_{open*,creat,unlink*,rmdir,rename*,*chmod*,*chown*}",
+            hook: "syscalls/sys_{enter,exit}_{open*,creat,unlink*,rmdir,rename*,*chmod*,*chown*,execve*}",
             ok: syscall_ok && layout.is_ok(),
             needs: "syscall tracepoints, bpf_loop (5.17+)",
         },

@@ -212,11 +212,25 @@ impl Decoder {
                     _ => (Vec::new(), false),
                 };
                 let binary = rec.text(slot::BASE2).unwrap_or_else(|| filename.clone());
+                // The execve entry that led here (under this tid, or under
+                // the old one when a thread exec'd and took over the pid)
+                // is reported by this record: forget it.
+                let old_tid = a[0] as u32;
+                for tid in [h.tid, old_tid] {
+                    if self
+                        .pending
+                        .get(&tid)
+                        .is_some_and(|p| matches!(p.ev.detail, Detail::Exec { .. }))
+                    {
+                        self.pending.remove(&tid);
+                    }
+                }
                 Detail::Exec {
                     path: filename,
                     argv,
                     argv_truncated,
-                    binary,
+                    binary: Some(binary),
+                    result: Some(0),
                 }
             }
             RecordKind::Fork => Detail::Fork {
@@ -311,6 +325,15 @@ impl Decoder {
                     result: None,
                 }
             }
+            // Only failures surface from these: a success is dropped at its
+            // exit (sched_process_exec reports it with argv).
+            nr::EXECVE | nr::EXECVEAT => Detail::Exec {
+                path: path1(),
+                argv: Vec::new(),
+                argv_truncated: false,
+                binary: None,
+                result: None,
+            },
             nr::CONNECT => Detail::Connect {
                 endpoint: rec.endpoint(),
                 result: None,
@@ -375,6 +398,9 @@ impl Decoder {
                 }
             }
             _ => {}
+        }
+        if matches!(ev.detail, Detail::Exec { .. }) && ret == 0 {
+            return Vec::new();
         }
         if let Some(r) = ev.detail.result_mut() {
             *r = Some(ret);

@@ -40,7 +40,11 @@ impl Enricher {
 
     pub fn enrich(&mut self, ev: &mut Event) {
         match &ev.detail {
-            Detail::Exec { path, .. } => {
+            Detail::Exec {
+                path,
+                result: Some(0),
+                ..
+            } => {
                 let e = self.procs.entry(ev.pid).or_default();
                 e.exe = Some(path.clone());
                 e.ppid = ev.ppid;

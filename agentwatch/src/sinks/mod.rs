@@ -64,6 +64,11 @@ pub fn human_line(ev: &Event) -> String {
     let what = match &ev.detail {
         Detail::Exec {
             path,
+            result: r @ Some(e),
+            ..
+        } if *e < 0 => format!("exec {path}{}", result(r)),
+        Detail::Exec {
+            path,
             argv,
             argv_truncated,
             ..
