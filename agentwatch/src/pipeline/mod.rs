@@ -45,8 +45,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the stages. `agents` maps the kernel's agent ids to names;
-    /// `known_pids` are processes to describe before their first event.
+    /// Starts the stages. `agents` maps the kernel's agent ids to names.
     pub fn start(
         sensors: &mut Sensors,
         agents: Vec<String>,

@@ -1,6 +1,4 @@
 //! Loading and attaching the programs, and access to the maps.
-use std::collections::BTreeMap;
-
 use agentwatch_common::{config, loss, syscalls, InodeKey, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -263,14 +261,6 @@ impl Sensors {
             reason: e.to_string(),
         })?;
         Ok(LossCounters { map })
-    }
-
-    /// Programs attached, by name, with their kernel ids (for `doctor` and bench).
-    pub fn program_ids(&self) -> BTreeMap<String, u32> {
-        self.ebpf
-            .programs()
-            .filter_map(|(name, p)| Some((name.to_string(), p.info().ok()?.id())))
-            .collect()
     }
 }
 
