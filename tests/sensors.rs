@@ -549,3 +549,58 @@ fn output_file_keeps_events_apart_from_the_commands_stdout() {
         .iter()
         .any(|e| e["kind"] == "unlink" && e["path"] == dir.join("gone")));
 }
+
+#[test]
+fn overload_is_counted_never_silent() {
+    let Some(_k) = privileged() else { return };
+    let dir = TempDir::new("overload");
+    let target = dir.join("target");
+    std::fs::write(&target, "x").unwrap();
+    const N: u64 = 60_000;
+    let script = format!(
+        "import os\nfor _ in range({N}):\n    os.close(os.open({target:?}, os.O_RDONLY))\n"
+    );
+    let events_file = dir.join("events.jsonl");
+    // A 1 MiB ring buffer and an unpaced loop: the kernel may run out of
+    // room. Whatever happens, every open is either delivered or counted.
+    let out = agentwatch()
+        .args([
+            "trace",
+            "--json",
+            "--ring-buffer-mb",
+            "1",
+            "-o",
+            &events_file,
+            "--",
+            PYTHON,
+            "-c",
+            &script,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&events_file).unwrap();
+    let mut delivered = 0u64;
+    let mut lost = 0u64;
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["kind"] == "open" && e["path"] == target.as_str() {
+            delivered += 1;
+        } else if e["kind"] == "loss" {
+            assert_eq!(e["stage"], "kernel");
+            lost += e["count"].as_u64().unwrap();
+        }
+    }
+    eprintln!("overload: {delivered} of {N} opens delivered, {lost} records reported lost");
+    // Each lost record costs at most one event.
+    assert!(
+        delivered + lost >= N,
+        "{delivered} delivered + {lost} lost < {N}: events vanished silently"
+    );
+    assert!(delivered <= N);
+}
