@@ -235,7 +235,8 @@ pub fn run(series: &str) -> anyhow::Result<()> {
         &cache.join(format!("console-{series}.log")),
     )?;
     check(&log).with_context(|| format!("guest console:\n{log}"))?;
-    println!("vm-test: kernel {series}: 1 passed, 0 failed");
+    println!("vm-test: kernel {series} ok");
+    println!("vm-test: 1 passed, 0 failed");
     Ok(())
 }
 
