@@ -207,21 +207,7 @@ ua, _ = u.accept()
 "#,
         dir = dir.path().display()
     );
-    let out = agentwatch()
-        .args([
-            "trace",
-            "--json",
-            "--agent",
-            "test-agent",
-            "--",
-            PYTHON,
-            "-c",
-            &script,
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let t = parse(out);
+    let t = trace(dir.path(), &[PYTHON, "-c", &script]);
     assert_eq!(t.status, 0, "{}", t.stderr);
 
     let bind = t
