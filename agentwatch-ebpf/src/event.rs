@@ -81,6 +81,12 @@ pub fn user_str(ev: &mut RawEvent, slot: usize, src: u64) -> bool {
     true
 }
 
+/// First byte of string slot `slot` (0 when empty).
+#[inline(always)]
+pub fn slot_first_byte(ev: &RawEvent, slot: usize) -> u8 {
+    ev.data[(slot & (SLOTS - 1)) * SLOT_LEN]
+}
+
 /// Copies a NUL-terminated string from kernel memory into `slot`.
 #[inline(always)]
 pub fn kernel_str(ev: &mut RawEvent, slot: usize, src: *const u8) {

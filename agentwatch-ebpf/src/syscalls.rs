@@ -62,14 +62,15 @@ fn path_arg(
     user_path: u64,
     retry: &mut [u64; 2],
 ) {
-    if !event::user_str(ev, slot, user_path) {
+    // The first byte comes from the copy just made. Unreadable now
+    // (retried at exit): walk the base anyway, in case it turns out relative.
+    let absolute = if event::user_str(ev, slot, user_path) {
+        user_path != 0 && event::slot_first_byte(ev, slot) == b'/'
+    } else {
         retry[slot & 1] = user_path;
-    }
-    // Unreadable now (retried at exit): walk the base anyway, in case the
-    // path turns out to be relative.
-    let first =
-        unsafe { aya_ebpf::helpers::bpf_probe_read_user(user_path as *const u8) }.unwrap_or(0);
-    if first == b'/' && user_path != 0 {
+        false
+    };
+    if absolute {
         return;
     }
     // Relative (or empty, for AT_EMPTY_PATH): resolve against dirfd or cwd.
@@ -269,17 +270,31 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         kernel_sockaddr(ev, ret as u64, true);
     }
     // Paths unreadable at entry: the kernel has faulted them in by now.
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(retry) = unsafe { RETRY_PATHS.get(&tid) }.copied() {
-        let _ = RETRY_PATHS.remove(&tid);
-        for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
-            if ptr != 0 && !event::user_str(ev, slot, ptr) {
-                count_loss(agentwatch_common::loss::READ_FAILED);
-            }
-        }
+    // Network calls take no path, so they skip the lookup.
+    let takes_path = !matches!(
+        sysno,
+        nr::CONNECT | nr::BIND | nr::LISTEN | nr::ACCEPT | nr::ACCEPT4
+    );
+    if takes_path {
+        retry_paths(ev);
     }
     event::submit(ev);
     Ok(())
+}
+
+/// Re-reads into the exit record the paths its entry could not read.
+#[inline(always)]
+fn retry_paths(ev: &mut RawEvent) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = RETRY_PATHS.remove(&tid);
+    for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
+        if ptr != 0 && !event::user_str(ev, slot, ptr) {
+            count_loss(agentwatch_common::loss::READ_FAILED);
+        }
+    }
 }
 
 /// Copies the DNS message being sent: `buf` of `len` bytes, from a send to
