@@ -73,6 +73,17 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
+impl std::fmt::Display for Selector {
+    /// The form the user typed: `cgroup=PATH`, `uid=USER`, `exe=PATH`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Cgroup(p) => write!(f, "cgroup={p}"),
+            Selector::Uid(u) => write!(f, "uid={u}"),
+            Selector::Exe(p) => write!(f, "exe={}", p.display()),
+        }
+    }
+}
+
 impl Selector {
     pub fn resolve(&self, cgroup2: Option<&Path>) -> Result<Resolved, SelectorError> {
         match self {
@@ -136,9 +147,7 @@ pub fn running_matches(selectors: &[Resolved], cgroup2: Option<&Path>) -> Vec<u3
 
 fn process_matches(pid: u32, sel: &Resolved, cgroup2: Option<&Path>) -> bool {
     match sel {
-        Resolved::Uid(uid) => {
-            fs::metadata(format!("/proc/{pid}")).is_ok_and(|_| real_uid(pid) == Some(*uid))
-        }
+        Resolved::Uid(uid) => real_uid(pid) == Some(*uid),
         Resolved::Exe(key) => fs::metadata(format!("/proc/{pid}/exe"))
             .is_ok_and(|m| kernel_dev(m.dev()) == key.dev && m.ino() == key.ino),
         Resolved::Cgroup(id) => {

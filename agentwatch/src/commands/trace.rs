@@ -100,7 +100,7 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
             running.len(),
             opts.select
                 .iter()
-                .map(|s| format!("{s:?}"))
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
             match opts.duration {
@@ -109,7 +109,7 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
             }
         );
         wait_for_stop(opts.duration);
-        pipeline.finish();
+        finish(pipeline);
         return Ok(0);
     }
 
@@ -125,6 +125,12 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
         }
     };
     let status = child.wait().context("waiting for the traced command")?;
+    finish(pipeline);
+    Ok(spawn::shell_status(status))
+}
+
+/// Drains the pipeline and says so if the output lost events.
+fn finish(pipeline: Pipeline) {
     let counts = pipeline.finish();
     tracing::debug!(?counts, "trace finished");
     if counts.sink_errors > 0 {
@@ -133,7 +139,6 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
             counts.sink_errors
         );
     }
-    Ok(spawn::shell_status(status))
 }
 
 fn ignore_interrupts() {

@@ -212,18 +212,18 @@ impl Decoder {
                     _ => (Vec::new(), false),
                 };
                 let binary = rec.text(slot::BASE2).unwrap_or_else(|| filename.clone());
-                // The execve entry that led here (under this tid, or under
-                // the old one when a thread exec'd and took over the pid)
-                // is reported by this record: forget it.
+                // A successful execve's entry is dropped at its exit (see
+                // `complete`), except when a thread exec'd and took over
+                // the pid: its exit comes under the new tid, so the entry
+                // under the old one is dropped here.
                 let old_tid = a[0] as u32;
-                for tid in [h.tid, old_tid] {
-                    if self
+                if old_tid != h.tid
+                    && self
                         .pending
-                        .get(&tid)
+                        .get(&old_tid)
                         .is_some_and(|p| matches!(p.ev.detail, Detail::Exec { .. }))
-                    {
-                        self.pending.remove(&tid);
-                    }
+                {
+                    self.pending.remove(&old_tid);
                 }
                 Detail::Exec {
                     path: filename,
@@ -399,6 +399,7 @@ impl Decoder {
             }
             _ => {}
         }
+        // A successful exec is reported by its exec record, with argv.
         if matches!(ev.detail, Detail::Exec { .. }) && ret == 0 {
             return Vec::new();
         }

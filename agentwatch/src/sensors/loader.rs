@@ -1,5 +1,5 @@
 //! Loading and attaching the programs, and access to the maps.
-use agentwatch_common::{config, loss, syscalls, InodeKey, WatchEntry};
+use agentwatch_common::{config, loss, syscalls, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
@@ -197,45 +197,40 @@ impl Sensors {
     /// Installs a selector: processes that exec while matching it join
     /// `agent_id` (see `crate::selectors`).
     pub fn add_selector(&mut self, sel: Resolved, agent_id: u32) -> Result<(), SensorError> {
-        fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
-            move |e| SensorError::Map {
-                map,
-                reason: e.to_string(),
-            }
-        }
-        fn map<'a>(
-            ebpf: &'a mut Ebpf,
-            name: &'static str,
-        ) -> Result<&'a mut aya::maps::Map, SensorError> {
-            ebpf.map_mut(name).ok_or(SensorError::MissingMap(name))
-        }
         match sel {
-            Resolved::Cgroup(id) => {
-                let mut m: HashMap<_, u64, u32> =
-                    HashMap::try_from(map(&mut self.ebpf, "CGROUP_SELECTORS")?)
-                        .map_err(map_err("CGROUP_SELECTORS"))?;
-                m.insert(id, agent_id, 0)
-                    .map_err(map_err("CGROUP_SELECTORS"))?;
-            }
-            Resolved::Uid(uid) => {
-                let mut m: HashMap<_, u32, u32> =
-                    HashMap::try_from(map(&mut self.ebpf, "UID_SELECTORS")?)
-                        .map_err(map_err("UID_SELECTORS"))?;
-                m.insert(uid, agent_id, 0)
-                    .map_err(map_err("UID_SELECTORS"))?;
-            }
-            Resolved::Exe(key) => {
-                let mut m: HashMap<_, InodeKey, u32> =
-                    HashMap::try_from(map(&mut self.ebpf, "EXE_SELECTORS")?)
-                        .map_err(map_err("EXE_SELECTORS"))?;
-                m.insert(key, agent_id, 0)
-                    .map_err(map_err("EXE_SELECTORS"))?;
-            }
+            Resolved::Cgroup(id) => self.insert("CGROUP_SELECTORS", id, agent_id)?,
+            Resolved::Uid(uid) => self.insert("UID_SELECTORS", uid, agent_id)?,
+            Resolved::Exe(key) => self.insert("EXE_SELECTORS", key, agent_id)?,
         }
-        let mut cfg: Array<_, u64> =
-            Array::try_from(map(&mut self.ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
-        cfg.set(config::SELECTORS_ACTIVE, 1, 0)
-            .map_err(map_err("CONFIG"))
+        let map = self
+            .ebpf
+            .map_mut("CONFIG")
+            .ok_or(SensorError::MissingMap("CONFIG"))?;
+        let err = |e: aya::maps::MapError| SensorError::Map {
+            map: "CONFIG",
+            reason: e.to_string(),
+        };
+        let mut cfg: Array<_, u64> = Array::try_from(map).map_err(err)?;
+        cfg.set(config::SELECTORS_ACTIVE, 1, 0).map_err(err)
+    }
+
+    /// Inserts `key -> value` into the hash map `name`.
+    fn insert<K: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        key: K,
+        value: u32,
+    ) -> Result<(), SensorError> {
+        let err = |e: aya::maps::MapError| SensorError::Map {
+            map: name,
+            reason: e.to_string(),
+        };
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(SensorError::MissingMap(name))?;
+        let mut m: HashMap<_, K, u32> = HashMap::try_from(map).map_err(err)?;
+        m.insert(key, value, 0).map_err(err)
     }
 
     /// Takes the ring buffer (once) for the pipeline's source stage.
