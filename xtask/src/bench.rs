@@ -42,28 +42,24 @@ pub struct Options {
 
 const OPEN_TARGET: &str = "/tmp/agentwatch-bench-target";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
-}
-
 /// The inner loop: `ops` open+close pairs, or connect+accept+close on a
 /// loopback listener of its own (self-contained: a listener in another
 /// process lets the backlog fill, and SYN retries add whole seconds).
 /// Prints `ns_per_op N`.
 fn inner(workload: &str, ops: u64, pace: Option<u64>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
+    let listener = match workload {
+        "connect" => Some(TcpListener::bind("127.0.0.1:0")?),
+        _ => None,
+    };
     let start = Instant::now();
     let gap = pace.map(|r| Duration::from_nanos(1_000_000_000 / r.max(1)));
     for i in 0..ops {
         match workload {
             "open" => drop(std::fs::File::open(OPEN_TARGET)?),
             "connect" => {
-                let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                let (a, _) = listener.accept()?;
+                let l = listener.as_ref().context("connect loop has a listener")?;
+                let c = std::net::TcpStream::connect(l.local_addr()?)?;
+                let (a, _) = l.accept()?;
                 drop((c, a));
             }
             other => bail!("unknown workload {other}"),
@@ -305,7 +301,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     if let Some(workload) = &o.inner {
         return inner(workload, o.ops, o.pace);
     }
-    let ws = workspace();
+    let ws = crate::workspace();
     let status = Command::new("cargo")
         .args(["build", "--release", "-p", "agentwatch", "-p", "xtask"])
         .current_dir(&ws)

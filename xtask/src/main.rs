@@ -24,6 +24,14 @@ enum Task {
     Bench(bench::Options),
 }
 
+/// The repository root (xtask lives one level below it).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::VmTest { kernel } => vm::run(&kernel),

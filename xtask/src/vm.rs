@@ -15,13 +15,6 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
-}
-
 fn sh(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(
@@ -219,7 +212,7 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
 }
 
 pub fn run(series: &str) -> anyhow::Result<()> {
-    let ws = workspace();
+    let ws = crate::workspace();
     let cache = ws.join("target/vm");
     fs::create_dir_all(&cache)?;
     let vmlinuz = kernel(series, &cache)?;
