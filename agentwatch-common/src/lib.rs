@@ -21,6 +21,9 @@ pub const DATA_LEN: usize = SLOT_LEN * SLOTS + NAME_LEN;
 pub const SOCKADDR_LEN: usize = 112;
 /// Bytes of a DNS message copied from a send to port 53.
 pub const DNS_PAYLOAD_LEN: usize = 512;
+/// Bytes of a DNS answer copied from a receive (the EDNS size most
+/// resolvers advertise).
+pub const DNS_ANSWER_LEN: usize = 1232;
 
 /// What a kernel record describes. The kernel fills `RawEvent::kind`.
 #[repr(u8)]
@@ -194,6 +197,7 @@ const _: () = assert!(core::mem::size_of::<SockAddr>() == 120);
 const _: () = assert!(core::mem::size_of::<RawEvent>() == 64 + 48 + 120 + 16 + DATA_LEN);
 const _: () = assert!(SLOT_LEN.is_power_of_two());
 const _: () = assert!(DNS_PAYLOAD_LEN <= SLOT_LEN);
+const _: () = assert!(DNS_ANSWER_LEN < SLOT_LEN);
 
 #[cfg(feature = "user")]
 mod pod {

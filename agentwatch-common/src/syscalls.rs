@@ -22,6 +22,8 @@ pub const FCHOWNAT: u32 = 260;
 pub const CONNECT: u32 = 42;
 pub const ACCEPT: u32 = 43;
 pub const SENDTO: u32 = 44;
+pub const RECVFROM: u32 = 45;
+pub const RECVMSG: u32 = 47;
 pub const SENDMSG: u32 = 46;
 pub const BIND: u32 = 49;
 pub const LISTEN: u32 = 50;
@@ -69,3 +71,7 @@ pub const PAIRED: &[&str] = &[
 
 /// Calls watched only at entry, to copy DNS queries (sends to port 53).
 pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writev"];
+
+/// Calls whose entry and exit copy DNS answers received on sockets that
+/// sent to port 53 (UDP; TCP answers read with read(2) are not copied).
+pub const DNS_RECVS: &[&str] = &["recvfrom", "recvmsg"];

@@ -64,6 +64,22 @@ pub fn dns_send(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// syscalls/sys_enter_{recvfrom,recvmsg}: note the buffer of a receive on a
+/// DNS socket. Fails open.
+#[tracepoint]
+pub fn dns_recv_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_dns_recv_enter(&ctx);
+    0
+}
+
+/// syscalls/sys_exit_{recvfrom,recvmsg}: copy the DNS answer received.
+/// Fails open.
+#[tracepoint]
+pub fn dns_recv_exit(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_dns_recv_exit(&ctx);
+    0
+}
+
 /// Empty program attached to the same tracepoints by `cargo xtask bench`:
 /// the floor cost of a hook.
 #[tracepoint]

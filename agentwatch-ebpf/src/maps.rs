@@ -31,6 +31,11 @@ pub static EXE_SELECTORS: HashMap<InodeKey, u32> = HashMap::with_max_entries(102
 #[map]
 pub static DNS_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
+/// Receive buffers of DNS sockets, by thread id, from a recv's entry to its
+/// exit, where the answer is copied.
+#[map]
+pub static DNS_RECV: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
 /// User path pointers whose read failed at syscall entry (page not yet
 /// faulted in), keyed by thread id: re-read at exit, after the kernel's own
 /// copy brought the page in. Value: [PATH1 pointer, PATH2 pointer].

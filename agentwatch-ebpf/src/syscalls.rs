@@ -310,7 +310,11 @@ fn dns_record(
 ) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let key = ((tgid as u64) << 32) | (fd & 0xffff_ffff);
-    if !to_port_53 && unsafe { DNS_SOCKETS.get(&key) }.is_none() {
+    if to_port_53 {
+        // An unconnected socket sending to port 53: its answers come back
+        // on it, so the receive side must know it too.
+        let _ = DNS_SOCKETS.insert(&key, &1, 0);
+    } else if unsafe { DNS_SOCKETS.get(&key) }.is_none() {
         return Ok(());
     }
     let ev = event::start(RecordKind::Dns, w, sysno).ok_or(1)?;
@@ -389,4 +393,50 @@ pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
         }
         _ => Ok(()),
     }
+}
+
+/// Entry of recvfrom/recvmsg: on a DNS socket of a watched process, keep
+/// the buffer for the exit.
+pub fn try_dns_recv_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((tgid, _)) = watched_current() else {
+        return Ok(());
+    };
+    let a = read_args(ctx);
+    let key = ((tgid as u64) << 32) | (a[0] & 0xffff_ffff);
+    if unsafe { DNS_SOCKETS.get(&key) }.is_none() {
+        return Ok(());
+    }
+    let buf = match syscall_nr(ctx) {
+        nr::RECVFROM => a[1],
+        nr::RECVMSG => msghdr_first_iov(a[1]).ok_or(1)?.0,
+        _ => return Ok(()),
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = DNS_RECV.insert(&tid, &buf, 0);
+    Ok(())
+}
+
+/// Exit of recvfrom/recvmsg: copy what was received into a DNS record
+/// (userspace tells answers from queries by the header).
+pub fn try_dns_recv_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(buf) = (unsafe { DNS_RECV.get(&tid) }).copied() else {
+        return Ok(());
+    };
+    let _ = DNS_RECV.remove(&tid);
+    let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
+    if ret <= 0 {
+        return Ok(());
+    }
+    let mut n = ret as u64;
+    if n > agentwatch_common::DNS_ANSWER_LEN as u64 {
+        n = agentwatch_common::DNS_ANSWER_LEN as u64;
+    }
+    let ev = event::start(RecordKind::Dns, &w, syscall_nr(ctx)).ok_or(1)?;
+    event::user_bytes(ev, slot::PATH1, buf, n, agentwatch_common::SLOT_BYTES);
+    event::submit(ev);
+    Ok(())
 }

@@ -1,9 +1,14 @@
 //! The event model every stage after decode works on, and its JSON form.
 //! Field names here are a contract with scripts reading `--json`.
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// A static name (syscall, stage, reason) that reads back owned from JSON.
+pub type Name = Cow<'static, str>;
 
 /// One thing a watched process did.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     /// Nanoseconds since boot (CLOCK_MONOTONIC), as the kernel stamped it.
     pub ts_ns: u64,
@@ -23,7 +28,7 @@ pub struct Event {
 }
 
 /// What enrichment adds: who and where, beyond the kernel's numbers.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Context {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -41,7 +46,7 @@ pub struct Context {
     pub pod_uid: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Ancestor {
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,8 +85,30 @@ impl Serialize for Access {
     }
 }
 
+impl<'de> Deserialize<'de> for Access {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        let mut a = Access::default();
+        for n in names {
+            match n.as_str() {
+                "read" => a.read = true,
+                "write" => a.write = true,
+                "create" => a.create = true,
+                "truncate" => a.truncate = true,
+                other => {
+                    return Err(serde::de::Error::unknown_variant(
+                        other,
+                        &["read", "write", "create", "truncate"],
+                    ))
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
 /// Socket address families as they appear in events.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ipv4,
@@ -91,7 +118,7 @@ pub enum Family {
 }
 
 /// A socket endpoint: address and port, or a unix socket path.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
     pub family: Family,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +130,7 @@ pub struct Endpoint {
 }
 
 /// Per-kind fields; `kind` names the variant in JSON.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Detail {
     Exec {
@@ -134,33 +161,33 @@ pub enum Detail {
         path: String,
         access: Access,
         flags: u64,
-        syscall: &'static str,
+        syscall: Name,
         result: Option<i64>,
     },
     Unlink {
         path: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         dir: bool,
-        syscall: &'static str,
+        syscall: Name,
         result: Option<i64>,
     },
     Rename {
         from: String,
         to: String,
-        syscall: &'static str,
+        syscall: Name,
         result: Option<i64>,
     },
     Chmod {
         path: String,
         mode: u32,
-        syscall: &'static str,
+        syscall: Name,
         result: Option<i64>,
     },
     Chown {
         path: String,
         owner: i64,
         group: i64,
-        syscall: &'static str,
+        syscall: Name,
         result: Option<i64>,
     },
     Connect {
@@ -188,10 +215,17 @@ pub enum Detail {
         name: String,
         qtype: String,
     },
+    /// A DNS answer received: the name asked and the addresses given
+    /// (A and AAAA records, following CNAMEs).
+    #[serde(rename = "dns_answer")]
+    DnsAnswer {
+        name: String,
+        addrs: Vec<String>,
+    },
     /// Records lost at a pipeline stage since the last loss event.
     Loss {
-        stage: &'static str,
-        reason: &'static str,
+        stage: Name,
+        reason: Name,
         count: u64,
     },
 }
@@ -212,6 +246,7 @@ impl Detail {
             Detail::Listen { .. } => "listen",
             Detail::Accept { .. } => "accept",
             Detail::Dns { .. } => "dns",
+            Detail::DnsAnswer { .. } => "dns_answer",
             Detail::Loss { .. } => "loss",
         }
     }

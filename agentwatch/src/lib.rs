@@ -8,6 +8,7 @@ pub mod event;
 pub mod net;
 pub mod paths;
 pub mod pipeline;
+pub mod profile;
 pub mod selectors;
 pub mod sensors;
 pub mod sinks;

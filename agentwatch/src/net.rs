@@ -123,6 +123,92 @@ fn parse_dns_message(b: &[u8]) -> Option<Question> {
     })
 }
 
+/// The addresses a DNS response gave for its question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub addrs: Vec<std::net::IpAddr>,
+}
+
+/// Parses a DNS response (UDP, or TCP with its length prefix) into the
+/// question's name and every A and AAAA record in the answer section
+/// (CNAME chains included: the addresses are those of the name asked).
+/// None for anything else, or a response without addresses.
+pub fn parse_dns_answer(b: &[u8]) -> Option<Answer> {
+    parse_answer_message(b).or_else(|| {
+        if b.len() > 2 && u16::from_be_bytes([b[0], b[1]]) as usize >= b.len() - 2 {
+            parse_answer_message(&b[2..])
+        } else {
+            None
+        }
+    })
+}
+
+fn parse_answer_message(b: &[u8]) -> Option<Answer> {
+    if b.len() < 12 {
+        return None;
+    }
+    let flags = u16::from_be_bytes([b[2], b[3]]);
+    let qdcount = u16::from_be_bytes([b[4], b[5]]);
+    let ancount = u16::from_be_bytes([b[6], b[7]]);
+    // A response (QR), standard opcode, no error, one question.
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || flags & 0xf != 0 || qdcount != 1 {
+        return None;
+    }
+    let (name, mut i) = read_name(b, 12)?;
+    i += 4; // qtype, qclass
+    let mut addrs = Vec::new();
+    for _ in 0..ancount {
+        let (_, j) = read_name(b, i)?;
+        let rtype = u16::from_be_bytes([*b.get(j)?, *b.get(j + 1)?]);
+        let rdlen = u16::from_be_bytes([*b.get(j + 8)?, *b.get(j + 9)?]) as usize;
+        let rdata = b.get(j + 10..j + 10 + rdlen)?;
+        match (rtype, rdlen) {
+            (1, 4) => addrs.push(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => addrs.push(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            _ => {}
+        }
+        i = j + 10 + rdlen;
+    }
+    (!addrs.is_empty()).then_some(Answer { name, addrs })
+}
+
+/// Reads a possibly compressed name at `at`; returns it and the offset
+/// just past it in the message.
+fn read_name(b: &[u8], at: usize) -> Option<(String, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    let (mut i, mut end, mut jumps) = (at, None, 0);
+    loop {
+        let len = *b.get(i)? as usize;
+        if len & 0xc0 == 0xc0 {
+            let ptr = ((len & 0x3f) << 8) | *b.get(i + 1)? as usize;
+            end.get_or_insert(i + 2);
+            jumps += 1;
+            if jumps > 16 {
+                return None;
+            }
+            i = ptr;
+            continue;
+        }
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        let label = b.get(i..i + len)?;
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        i += len;
+        if labels.len() > 127 {
+            return None;
+        }
+    }
+    let name = if labels.is_empty() {
+        ".".into()
+    } else {
+        labels.join(".")
+    };
+    Some((name, end.unwrap_or(i)))
+}
+
 fn qtype_name(t: u16) -> String {
     match t {
         1 => "A".into(),
@@ -216,5 +302,77 @@ mod tests {
         assert_eq!(parse_dns_query(&r), None);
         assert_eq!(parse_dns_query(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), None);
         assert_eq!(parse_dns_query(&[0u8; 4]), None);
+    }
+
+    /// A response to `q` with a CNAME to `alias` and then `addrs`.
+    fn response(q: &[u8], addrs: &[std::net::IpAddr]) -> Vec<u8> {
+        let mut r = q.to_vec();
+        r[2] |= 0x80;
+        r[7] = 1 + addrs.len() as u8;
+        // CNAME: api -> (pointer to the question name, so the alias shares it)
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 0x0c]);
+        for a in addrs {
+            r.extend_from_slice(&[0xc0, 0x0c]);
+            let (t, bytes) = match a {
+                std::net::IpAddr::V4(v4) => (1u16, v4.octets().to_vec()),
+                std::net::IpAddr::V6(v6) => (28u16, v6.octets().to_vec()),
+            };
+            r.extend_from_slice(&t.to_be_bytes());
+            r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            r.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            r.extend_from_slice(&bytes);
+        }
+        r
+    }
+
+    #[test]
+    fn dns_answers_give_every_address() {
+        let q = build_query("API.example.com", 1);
+        let addrs: Vec<std::net::IpAddr> =
+            vec!["10.1.2.3".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        let r = response(&q, &addrs);
+        assert_eq!(
+            parse_dns_answer(&r),
+            Some(Answer {
+                name: "api.example.com".into(),
+                addrs: addrs.clone()
+            })
+        );
+        let mut tcp = (r.len() as u16).to_be_bytes().to_vec();
+        tcp.extend_from_slice(&r);
+        assert_eq!(parse_dns_answer(&tcp).unwrap().addrs, addrs);
+        // Queries, errors, empty answers and truncated messages are not answers.
+        assert_eq!(parse_dns_answer(&q), None);
+        let mut nx = response(&q, &addrs);
+        nx[3] |= 3;
+        assert_eq!(parse_dns_answer(&nx), None);
+        assert_eq!(parse_dns_answer(&response(&q, &[])), None);
+        assert_eq!(parse_dns_answer(&r[..r.len() - 3]), None);
+    }
+
+    #[test]
+    fn dns_compression_loops_are_refused() {
+        let mut r = build_query("a.b", 1);
+        r[2] |= 0x80;
+        r[7] = 1;
+        r.extend_from_slice(&[
+            0xc0,
+            r.len() as u8,
+            0,
+            1,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            0,
+            4,
+            1,
+            2,
+            3,
+            4,
+        ]);
+        assert_eq!(parse_dns_answer(&r), None);
     }
 }

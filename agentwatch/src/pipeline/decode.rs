@@ -251,12 +251,18 @@ impl Decoder {
                 let Some((b, _)) = rec.slot(slot::PATH1) else {
                     return Ok(Vec::new());
                 };
-                match net::parse_dns_query(b) {
-                    Some(q) => Detail::Dns {
+                if let Some(q) = net::parse_dns_query(b) {
+                    Detail::Dns {
                         name: q.name,
                         qtype: q.qtype,
-                    },
-                    None => return Ok(Vec::new()),
+                    }
+                } else if let Some(a) = net::parse_dns_answer(b) {
+                    Detail::DnsAnswer {
+                        name: a.name,
+                        addrs: a.addrs.iter().map(ToString::to_string).collect(),
+                    }
+                } else {
+                    return Ok(Vec::new());
                 }
             }
         };
@@ -265,7 +271,7 @@ impl Decoder {
 
     fn enter_detail(&self, rec: &Record, sysno: u32) -> Option<Detail> {
         let a = rec.raw.args;
-        let syscall = syscall_name(sysno);
+        let syscall: crate::event::Name = syscall_name(sysno).into();
         let path1 = || rec.path(slot::PATH1, slot::BASE1);
         Some(match sysno {
             nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {

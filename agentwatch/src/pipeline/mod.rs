@@ -105,8 +105,8 @@ fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
         cgroup_id: 0,
         context: Context::default(),
         detail: Detail::Loss {
-            stage,
-            reason,
+            stage: stage.into(),
+            reason: reason.into(),
             count,
         },
     }

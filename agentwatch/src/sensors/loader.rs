@@ -95,11 +95,12 @@ impl Sensors {
             })?;
 
         let mut missing = Vec::new();
-        let (enter, exit, dns, sched): (&str, &str, &str, &[(&str, &str)]) = match hooks {
+        type Programs<'a> = (&'a str, &'a str, [&'a str; 3], &'a [(&'a str, &'a str)]);
+        let (enter, exit, dns, sched): Programs = match hooks {
             HookSet::Sensors => (
                 "sys_enter",
                 "sys_exit",
-                "dns_send",
+                ["dns_send", "dns_recv_enter", "dns_recv_exit"],
                 &[
                     ("sched_process_fork", "sched_process_fork"),
                     ("sched_process_exec", "sched_process_exec"),
@@ -109,7 +110,7 @@ impl Sensors {
             HookSet::Floor => (
                 "floor_tracepoint",
                 "floor_tracepoint",
-                "floor_tracepoint",
+                ["floor_tracepoint"; 3],
                 &[],
             ),
         };
@@ -151,12 +152,21 @@ impl Sensors {
                 .collect(),
         )?;
         attach_all(
-            dns,
+            dns[0],
             syscalls::DNS_SENDS
                 .iter()
                 .map(|s| format!("sys_enter_{s}"))
                 .collect(),
         )?;
+        for (prog, side) in [(dns[1], "enter"), (dns[2], "exit")] {
+            attach_all(
+                prog,
+                syscalls::DNS_RECVS
+                    .iter()
+                    .map(|s| format!("sys_{side}_{s}"))
+                    .collect(),
+            )?;
+        }
         for (prog, tp) in sched {
             let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
             p.load(tp, &btf).map_err(|e| SensorError::Program {

@@ -1,0 +1,253 @@
+//! Semantic differences between two profiles, in words a reviewer reads:
+//! `new: /usr/bin/git -> connect github.com:443`,
+//! `removed: write $WORKSPACE/build/**`. Run counts, stability and
+//! provenance are not differences in what the agent may do, so they are
+//! left out.
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{AccessSet, Class, NetRule, Profile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    New,
+    Removed,
+    Changed,
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    pub change: ChangeKind,
+    pub section: &'static str,
+    pub text: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = match self.change {
+            ChangeKind::New => "new",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed => "changed",
+        };
+        write!(f, "{k}: {}", self.text)
+    }
+}
+
+fn push(out: &mut Vec<Change>, change: ChangeKind, section: &'static str, text: String) {
+    out.push(Change {
+        change,
+        section,
+        text,
+    });
+}
+
+/// Keys present on one side only.
+fn sides<'a, K: Ord + Clone, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> {
+    let keys: BTreeSet<&K> = old.keys().chain(new.keys()).collect();
+    keys.into_iter().map(move |k| (k, old.get(k), new.get(k)))
+}
+
+fn short(h: &[String]) -> String {
+    let v: Vec<String> = h
+        .iter()
+        .map(|x| format!("{}…", &x[..x.len().min(12)]))
+        .collect();
+    v.join(",")
+}
+
+/// What changed from `old` to `new`, in section order.
+pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
+    use ChangeKind::*;
+    let mut out = Vec::new();
+
+    let ex = |p: &Profile| -> BTreeMap<String, Vec<String>> {
+        p.executables
+            .iter()
+            .map(|e| (e.path.clone(), e.sha256.clone()))
+            .collect()
+    };
+    for (path, o, n) in sides(&ex(old), &ex(new)) {
+        match (o, n) {
+            (None, Some(_)) => push(&mut out, New, "executables", format!("exec {path}")),
+            (Some(_), None) => push(&mut out, Removed, "executables", format!("exec {path}")),
+            (Some(a), Some(b)) if a != b => push(
+                &mut out,
+                Changed,
+                "executables",
+                format!("exec {path} sha256 {} -> {}", short(a), short(b)),
+            ),
+            _ => {}
+        }
+    }
+
+    let files = |p: &Profile| -> BTreeMap<String, AccessSet> {
+        p.files.iter().map(|f| (f.path.clone(), f.access)).collect()
+    };
+    for (path, o, n) in sides(&files(old), &files(new)) {
+        let (o, n) = (
+            o.copied().unwrap_or_default(),
+            n.copied().unwrap_or_default(),
+        );
+        if !n.minus(o).is_empty() {
+            push(&mut out, New, "files", format!("{} {path}", n.minus(o)));
+        }
+        if !o.minus(n).is_empty() {
+            push(&mut out, Removed, "files", format!("{} {path}", o.minus(n)));
+        }
+    }
+
+    // Endpoints, per executable that used them.
+    let net = |p: &Profile| -> BTreeMap<String, ()> {
+        p.network
+            .iter()
+            .flat_map(net_lines)
+            .map(|l| (l, ()))
+            .collect()
+    };
+    for (line, o, n) in sides(&net(old), &net(new)) {
+        match (o, n) {
+            (None, Some(_)) => push(&mut out, New, "network", line.clone()),
+            (Some(_), None) => push(&mut out, Removed, "network", line.clone()),
+            _ => {}
+        }
+    }
+
+    let dns = |p: &Profile| -> BTreeMap<String, ()> {
+        p.dns.iter().map(|d| (d.name.clone(), ())).collect()
+    };
+    for (name, o, n) in sides(&dns(old), &dns(new)) {
+        match (o, n) {
+            (None, Some(_)) => push(&mut out, New, "dns", format!("resolve {name}")),
+            (Some(_), None) => push(&mut out, Removed, "dns", format!("resolve {name}")),
+            _ => {}
+        }
+    }
+
+    let rates = |p: &Profile| -> BTreeMap<Class, u64> {
+        p.rates
+            .per_minute
+            .iter()
+            .map(|(c, b)| (*c, b.budget))
+            .collect()
+    };
+    for (class, o, n) in sides(&rates(old), &rates(new)) {
+        match (o, n) {
+            (Some(a), Some(b)) if a != b => push(
+                &mut out,
+                Changed,
+                "rates",
+                format!("rate {class} budget {a}/min -> {b}/min"),
+            ),
+            (None, Some(b)) => push(
+                &mut out,
+                New,
+                "rates",
+                format!("rate {class} budget {b}/min"),
+            ),
+            (Some(a), None) => push(
+                &mut out,
+                Removed,
+                "rates",
+                format!("rate {class} budget {a}/min"),
+            ),
+            _ => {}
+        }
+    }
+
+    let review = |p: &Profile| -> BTreeMap<(String, String), AccessSet> {
+        p.review
+            .iter()
+            .map(|r| ((r.path.clone(), r.guardrail.clone()), r.access))
+            .collect()
+    };
+    for ((path, g), o, n) in sides(&review(old), &review(new)) {
+        let (o, n) = (
+            o.copied().unwrap_or_default(),
+            n.copied().unwrap_or_default(),
+        );
+        if !n.minus(o).is_empty() {
+            push(
+                &mut out,
+                New,
+                "review",
+                format!("review {} {path} ({g} guardrail)", n.minus(o)),
+            );
+        }
+        if !o.minus(n).is_empty() {
+            push(
+                &mut out,
+                Removed,
+                "review",
+                format!("review {} {path} ({g} guardrail)", o.minus(n)),
+            );
+        }
+    }
+    out
+}
+
+/// `EXE -> connect host:port` for each executable of an endpoint.
+fn net_lines(r: &NetRule) -> Vec<String> {
+    let what = format!("{} {}", r.direction, r.target());
+    if r.by.is_empty() {
+        return vec![what];
+    }
+    r.by.iter().map(|b| format!("{b} -> {what}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Access, Direction, Executable, FileRule, NetRule};
+
+    fn base() -> Profile {
+        let mut p = Profile::empty("a");
+        p.executables.push(Executable {
+            path: "/usr/bin/git".into(),
+            sha256: vec!["a".repeat(64)],
+            runs: 1,
+        });
+        p.files.push(FileRule {
+            path: "$WORKSPACE/build/**".into(),
+            access: AccessSet::of(&[Access::Read, Access::Write]),
+            runs: 1,
+        });
+        p
+    }
+
+    #[test]
+    fn reads_like_a_review() {
+        let old = base();
+        let mut new = base();
+        new.files[0].access = AccessSet::of(&[Access::Read]);
+        new.network.push(NetRule {
+            direction: Direction::Connect,
+            host: Some("github.com".into()),
+            address: None,
+            unix: None,
+            port: Some(443),
+            by: vec!["/usr/bin/git".into()],
+            runs: 1,
+        });
+        new.executables[0].sha256 = vec!["b".repeat(64)];
+        let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                format!(
+                    "changed: exec /usr/bin/git sha256 {}… -> {}…",
+                    "a".repeat(12),
+                    "b".repeat(12)
+                ),
+                "removed: write $WORKSPACE/build/**".to_string(),
+                "new: /usr/bin/git -> connect github.com:443".to_string(),
+            ]
+        );
+        assert!(diff(&old, &old).is_empty());
+    }
+}

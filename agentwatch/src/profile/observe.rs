@@ -1,0 +1,157 @@
+//! What an event means for a profile: the one reduction both learning and
+//! matching use, so `check` judges exactly what `learn` recorded.
+use std::net::IpAddr;
+
+use super::{Access, AccessSet, Class, Direction};
+use crate::event::{Detail, Endpoint, Event, Family};
+
+/// One profile-relevant fact from an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obs {
+    /// A successful exec of `path`.
+    Exec {
+        path: String,
+    },
+    /// An access (attempted or done) to an absolute path.
+    File {
+        path: String,
+        access: AccessSet,
+        class: Class,
+    },
+    Net {
+        direction: Direction,
+        peer: Peer,
+    },
+    /// A DNS question the agent sent.
+    Dns {
+        name: String,
+    },
+    /// Addresses a DNS answer gave for a name the agent asked.
+    DnsAnswer {
+        name: String,
+        addrs: Vec<IpAddr>,
+    },
+}
+
+/// The other side of a network event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Ip { addr: IpAddr, port: Option<u16> },
+    Unix { path: String },
+}
+
+impl Obs {
+    pub fn class(&self) -> Class {
+        match self {
+            Obs::Exec { .. } => Class::Exec,
+            Obs::File { class, .. } => *class,
+            Obs::Net { .. } => Class::Network,
+            Obs::Dns { .. } | Obs::DnsAnswer { .. } => Class::Dns,
+        }
+    }
+}
+
+fn file(path: &str, access: &[Access], class: Class) -> Obs {
+    Obs::File {
+        path: path.to_string(),
+        access: AccessSet::of(access),
+        class,
+    }
+}
+
+fn peer(e: &Endpoint, with_port: bool) -> Option<Peer> {
+    match e.family {
+        Family::Ipv4 | Family::Ipv6 => {
+            let addr: IpAddr = e.addr.as_deref()?.parse().ok()?;
+            // IPv4-mapped IPv6 is the IPv4 host it maps.
+            let addr = match addr {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+                a => a,
+            };
+            Some(Peer::Ip {
+                addr,
+                port: if with_port { e.port } else { None },
+            })
+        }
+        Family::Unix => Some(Peer::Unix {
+            path: e.path.clone().filter(|p| !p.is_empty())?,
+        }),
+        Family::Other => None,
+    }
+}
+
+/// The facts in one event (a rename is two).
+pub fn observe(ev: &Event) -> Vec<Obs> {
+    use Access::*;
+    match &ev.detail {
+        Detail::Exec { path, result, .. } if *result == Some(0) || result.is_none() => {
+            vec![Obs::Exec { path: path.clone() }]
+        }
+        Detail::Open { path, access, .. } => {
+            let mut set = Vec::new();
+            if access.read {
+                set.push(Read);
+            }
+            if access.write || access.truncate {
+                set.push(Write);
+            }
+            if access.create {
+                set.push(Create);
+            }
+            if set.is_empty() {
+                set.push(Read);
+            }
+            vec![file(path, &set, Class::File)]
+        }
+        Detail::Unlink { path, .. } => vec![file(path, &[Delete], Class::Delete)],
+        Detail::Rename { from, to, .. } => vec![
+            file(from, &[Rename], Class::File),
+            file(to, &[Rename], Class::File),
+        ],
+        Detail::Chmod { path, .. } | Detail::Chown { path, .. } => {
+            vec![file(path, &[Chmod], Class::File)]
+        }
+        Detail::Connect { endpoint, .. } => peer(endpoint, true)
+            .map(|peer| Obs::Net {
+                direction: Direction::Connect,
+                peer,
+            })
+            .into_iter()
+            .collect(),
+        Detail::Bind { endpoint, .. } => peer(endpoint, true)
+            .map(|peer| Obs::Net {
+                direction: Direction::Bind,
+                // Port 0 asks for any free port.
+                peer: match peer {
+                    Peer::Ip { addr, port } => Peer::Ip {
+                        addr,
+                        port: port.filter(|p| *p != 0),
+                    },
+                    p => p,
+                },
+            })
+            .into_iter()
+            .collect(),
+        // The peer's port is ephemeral; who connected is the address.
+        Detail::Accept { endpoint, .. } => peer(endpoint, false)
+            .map(|peer| Obs::Net {
+                direction: Direction::Accept,
+                peer,
+            })
+            .into_iter()
+            .collect(),
+        Detail::Dns { name, .. } if !name.is_empty() => vec![Obs::Dns {
+            name: dns_name(name),
+        }],
+        Detail::DnsAnswer { name, addrs } => vec![Obs::DnsAnswer {
+            name: dns_name(name),
+            addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// DNS names compare lower-case, without the root dot.
+pub fn dns_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}

@@ -1,0 +1,175 @@
+use super::*;
+use crate::profile::{yaml::to_yaml, Access, Direction};
+
+fn sample() -> Profile {
+    let mut p = Profile::empty("coder");
+    p.executables.push(Executable {
+        path: "/usr/bin/git".into(),
+        sha256: vec!["0".repeat(64)],
+        runs: 2,
+    });
+    p.files.push(FileRule {
+        path: "$WORKSPACE/logs/*.log".into(),
+        access: AccessSet::of(&[Access::Read, Access::Write, Access::Create]),
+        runs: 1,
+    });
+    p.network.push(NetRule {
+        direction: Direction::Connect,
+        host: Some("github.com".into()),
+        address: None,
+        unix: None,
+        port: Some(443),
+        by: vec!["/usr/bin/git".into()],
+        runs: 1,
+    });
+    p.dns.push(DnsRule {
+        name: "github.com".into(),
+        runs: 1,
+    });
+    p.rates
+        .per_minute
+        .insert(Class::Exec, RateBudget::new(7, 2.0));
+    p.review.push(ReviewItem {
+        path: "$HOME/.ssh/id_ed25519".into(),
+        access: AccessSet::of(&[Access::Read]),
+        guardrail: "secrets".into(),
+        pattern: "**/.ssh/**".into(),
+        runs: 1,
+    });
+    p.stability.classes.insert(
+        Class::Exec,
+        ClassStability {
+            stable: true,
+            entries: 1,
+        },
+    );
+    p.provenance.hosts = vec!["h1".into()];
+    p.provenance.sessions = 1;
+    p.provenance.started = "2026-11-21T10:00:00Z".into();
+    p.provenance.ended = "2026-11-21T10:05:00Z".into();
+    p.provenance.events.insert(Class::Exec, 3);
+    p
+}
+
+fn findings(text: &str) -> Vec<Finding> {
+    parse(text).1
+}
+
+#[test]
+fn written_profiles_read_back_equal() {
+    let p = sample();
+    let text = to_yaml(&p);
+    let (back, f) = parse(&text);
+    assert!(f.is_empty(), "{f:?}");
+    assert_eq!(back.unwrap(), p);
+    assert_eq!(to_yaml(&parse(&text).0.unwrap()), text, "stable round trip");
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let text = to_yaml(&sample()).replace("    access: [read, write, create]", "    acess: [read]");
+    let f = findings(&text);
+    assert_eq!(f.len(), 1);
+    let line = text.lines().position(|l| l.contains("acess")).unwrap() as u64 + 1;
+    assert_eq!((f[0].line, f[0].column), (line, 5));
+    assert!(
+        f[0].message.contains("unknown field `acess`"),
+        "{}",
+        f[0].message
+    );
+}
+
+#[test]
+fn malformed_yaml_is_located() {
+    let f = findings("apiVersion: agentwatch.dev/v1\nkind: Profile\nagent: \"x\nfiles: []\n");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].severity, Severity::Error);
+    assert!(f[0].line >= 3, "{:?}", f[0]);
+}
+
+#[test]
+fn unknown_access_is_an_error() {
+    let text = to_yaml(&sample()).replace("[read, write, create]", "[read, scribble]");
+    let f = findings(&text);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("scribble"), "{}", f[0].message);
+}
+
+#[test]
+fn contradictions_are_errors_with_a_fix() {
+    let mut p = sample();
+    p.files.push(FileRule {
+        path: "$HOME/.ssh/*".into(),
+        access: AccessSet::of(&[Access::Read]),
+        runs: 1,
+    });
+    p.files.push(FileRule {
+        path: "$HOME/.ssh/id_ed25519".into(),
+        access: AccessSet::of(&[Access::Read]),
+        runs: 1,
+    });
+    p.rates.per_minute.insert(
+        Class::Dns,
+        RateBudget {
+            peak: 10,
+            budget: 5,
+        },
+    );
+    let text = to_yaml(&p);
+    let f = findings(&text);
+    let msgs: Vec<&str> = f.iter().map(|x| x.message.as_str()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("secrets guardrail")),
+        "{msgs:?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("awaits review")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("below the peak")),
+        "{msgs:?}"
+    );
+    assert!(f
+        .iter()
+        .all(|x| x.severity == Severity::Error && !x.fix.is_empty()));
+    let line = text
+        .lines()
+        .position(|l| l.contains("$HOME/.ssh/*"))
+        .unwrap() as u64
+        + 1;
+    assert!(f.iter().any(|x| x.line == line && x.column == 11), "{f:?}");
+}
+
+#[test]
+fn bad_values_are_errors() {
+    let text = to_yaml(&sample())
+        .replace(
+            "apiVersion: agentwatch.dev/v1",
+            "apiVersion: agentwatch.dev/v9",
+        )
+        .replace("\"$WORKSPACE/logs/*.log\"", "\"logs/*.log\"")
+        .replace("host: \"github.com\"", "address: \"10.0.0.0/99\"");
+    let msgs: Vec<String> = findings(&text).into_iter().map(|f| f.message).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("unsupported apiVersion")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("must start with /")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("not an IP address or CIDR")),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn duplicates_name_the_first() {
+    let mut p = sample();
+    p.dns.push(DnsRule {
+        name: "github.com".into(),
+        runs: 1,
+    });
+    let f = findings(&to_yaml(&p));
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("first on line"), "{}", f[0].message);
+}

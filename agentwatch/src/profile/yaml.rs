@@ -1,0 +1,140 @@
+//! Writing a profile as YAML. Written by hand, not by a serializer, so the
+//! layout is fixed: sections in a set order, one entry per list item,
+//! short lists in flow style, every string quoted. Equal profiles are
+//! byte-identical files.
+use std::fmt::Write;
+
+use super::{Class, Profile, API_VERSION, KIND};
+
+/// A string as a double-quoted YAML scalar (JSON escaping is valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn q_list(items: &[String]) -> String {
+    let v: Vec<String> = items.iter().map(|s| q(s)).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn class_map(values: impl Iterator<Item = (Class, String)>) -> String {
+    let v: Vec<String> = values.map(|(c, s)| format!("{c}: {s}")).collect();
+    format!("{{{}}}", v.join(", "))
+}
+
+/// The YAML text of a profile.
+pub fn to_yaml(p: &Profile) -> String {
+    let mut o = String::new();
+    // fmt::Write into a String cannot fail.
+    let _ = write_profile(&mut o, p);
+    o
+}
+
+fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
+    writeln!(o, "# agentwatch profile of agent {}.", q(&p.agent))?;
+    writeln!(
+        o,
+        "# Review before enforcing; `agentwatch profile lint` checks it."
+    )?;
+    writeln!(o, "# Format: docs/profile-format.md")?;
+    writeln!(o, "apiVersion: {API_VERSION}")?;
+    writeln!(o, "kind: {KIND}")?;
+    writeln!(o, "agent: {}", q(&p.agent))?;
+
+    section(o, "executables", p.executables.is_empty())?;
+    for e in &p.executables {
+        writeln!(o, "  - path: {}", q(&e.path))?;
+        writeln!(o, "    sha256: {}", q_list(&e.sha256))?;
+        writeln!(o, "    runs: {}", e.runs)?;
+    }
+    section(o, "files", p.files.is_empty())?;
+    for f in &p.files {
+        writeln!(o, "  - path: {}", q(&f.path))?;
+        writeln!(
+            o,
+            "    access: [{}]",
+            f.access
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(o, "    runs: {}", f.runs)?;
+    }
+    section(o, "network", p.network.is_empty())?;
+    for n in &p.network {
+        writeln!(o, "  - direction: {}", n.direction)?;
+        if let Some(h) = &n.host {
+            writeln!(o, "    host: {}", q(h))?;
+        }
+        if let Some(a) = &n.address {
+            writeln!(o, "    address: {}", q(a))?;
+        }
+        if let Some(u) = &n.unix {
+            writeln!(o, "    unix: {}", q(u))?;
+        }
+        if let Some(port) = n.port {
+            writeln!(o, "    port: {port}")?;
+        }
+        writeln!(o, "    by: {}", q_list(&n.by))?;
+        writeln!(o, "    runs: {}", n.runs)?;
+    }
+    section(o, "dns", p.dns.is_empty())?;
+    for d in &p.dns {
+        writeln!(o, "  - name: {}", q(&d.name))?;
+        writeln!(o, "    runs: {}", d.runs)?;
+    }
+    writeln!(o, "rates:")?;
+    writeln!(o, "  headroom: {:?}", p.rates.headroom)?;
+    writeln!(o, "  perMinute:")?;
+    for (c, r) in &p.rates.per_minute {
+        writeln!(o, "    {c}: {{peak: {}, budget: {}}}", r.peak, r.budget)?;
+    }
+    section(o, "review", p.review.is_empty())?;
+    for r in &p.review {
+        writeln!(o, "  - path: {}", q(&r.path))?;
+        writeln!(
+            o,
+            "    access: [{}]",
+            r.access
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(o, "    guardrail: {}", r.guardrail)?;
+        writeln!(o, "    pattern: {}", q(&r.pattern))?;
+        writeln!(o, "    runs: {}", r.runs)?;
+    }
+    writeln!(o, "stability:")?;
+    writeln!(o, "  warmupSecs: {}", p.stability.warmup_secs)?;
+    writeln!(o, "  quietSecs: {}", p.stability.quiet_secs)?;
+    writeln!(o, "  classes:")?;
+    for (c, s) in &p.stability.classes {
+        writeln!(
+            o,
+            "    {c}: {{stable: {}, entries: {}}}",
+            s.stable, s.entries
+        )?;
+    }
+    let pv = &p.provenance;
+    writeln!(o, "provenance:")?;
+    writeln!(o, "  hosts: {}", q_list(&pv.hosts))?;
+    writeln!(o, "  sessions: {}", pv.sessions)?;
+    writeln!(o, "  started: {}", q(&pv.started))?;
+    writeln!(o, "  ended: {}", q(&pv.ended))?;
+    writeln!(
+        o,
+        "  events: {}",
+        class_map(pv.events.iter().map(|(c, n)| (*c, n.to_string())))
+    )?;
+    Ok(())
+}
+
+/// A section header; an empty list is written `[]` so it reads as one.
+fn section(o: &mut String, name: &str, empty: bool) -> std::fmt::Result {
+    if empty {
+        writeln!(o, "{name}: []")
+    } else {
+        writeln!(o, "{name}:")
+    }
+}
