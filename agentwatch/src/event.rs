@@ -36,7 +36,7 @@ pub struct Context {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     /// Parent chain, nearest first, up to the agent's root process.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestry: Vec<Ancestor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
@@ -137,7 +137,7 @@ pub enum Detail {
         /// Absolute path the process asked to execute.
         path: String,
         argv: Vec<String>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         argv_truncated: bool,
         /// The binary the kernel loaded (the interpreter, for a script);
         /// absent when the exec failed.
@@ -166,7 +166,7 @@ pub enum Detail {
     },
     Unlink {
         path: String,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dir: bool,
         syscall: Name,
         result: Option<i64>,
@@ -266,5 +266,46 @@ impl Detail {
             | Detail::Accept { result, .. } => Some(result),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_read_back_as_the_same_event() {
+        let ev = Event {
+            ts_ns: 1,
+            pid: 2,
+            tid: 2,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "sh".into(),
+            agent: "a".into(),
+            cgroup_id: 9,
+            context: Context::default(),
+            detail: Detail::Unlink {
+                path: "/tmp/x".into(),
+                dir: false,
+                syscall: "unlinkat".into(),
+                result: Some(0),
+            },
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains("ancestry") && !text.contains("\"dir\""));
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev);
+        let answer = Detail::DnsAnswer {
+            name: "x.test".into(),
+            addrs: vec!["10.0.0.1".into()],
+        };
+        let ev2 = Event {
+            detail: answer,
+            ..ev
+        };
+        let text = serde_json::to_string(&ev2).unwrap();
+        assert!(text.contains("\"kind\":\"dns_answer\""), "{text}");
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev2);
     }
 }

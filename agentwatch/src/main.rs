@@ -4,7 +4,7 @@ use std::{ffi::OsString, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 use agentwatch::{
-    commands::{demo, doctor, trace},
+    commands::{check, demo, doctor, learn, profile, trace},
     selectors::Selector,
 };
 
@@ -50,10 +50,94 @@ enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
+    /// Run CMD as a watched agent and learn its profile: what it executes,
+    /// which files it touches and how, where it connects, what it resolves,
+    /// and how fast. Writes profiles/NAME.yaml unless --out says otherwise.
+    Learn {
+        /// The agent's name (also the default profile file name).
+        #[arg(long)]
+        agent: String,
+        /// Where to write the profile [default: profiles/NAME.yaml].
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Stop learning after this long (30, 30s, 5m, 1h); a command still
+        /// running then gets SIGTERM.
+        #[arg(long, value_parser = trace::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Stop as soon as every class (exec, file, network, dns) is stable.
+        #[arg(long)]
+        until_stable: bool,
+        /// Progress as JSON lines on stderr instead of the live view.
+        #[arg(long)]
+        json: bool,
+        /// No class is stable before learning has run this long.
+        #[arg(long, default_value = "30s", value_parser = trace::parse_duration)]
+        warmup: std::time::Duration,
+        /// A class is stable when nothing new appeared for this long.
+        #[arg(long, default_value = "60s", value_parser = trace::parse_duration)]
+        quiet: std::time::Duration,
+        /// Rate budget = peak per minute x this.
+        #[arg(long, default_value_t = 2.0)]
+        headroom: f64,
+        /// Siblings sharing a name structure needed to merge into a pattern.
+        #[arg(long, default_value_t = 3)]
+        min_siblings: usize,
+        /// Kernel ring buffer size in MiB (a power of two).
+        #[arg(long, default_value_t = 8)]
+        ring_buffer_mb: u32,
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<OsString>,
+    },
+    /// What-if: list every event of CMD (or of a `trace --json` file) the
+    /// profile would flag, and the rule that would flag it. Enforces
+    /// nothing. Exit 0 nothing flagged, 1 flagged, 2 bad input.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        profile: std::path::PathBuf,
+        /// Judge a recorded `agentwatch trace --json` file instead of a command.
+        #[arg(long, value_name = "FILE")]
+        events: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Write findings here [default: stdout for --events, else stderr].
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// $WORKSPACE for this check [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<std::path::PathBuf>,
+        /// $HOME for this check [default: $HOME].
+        #[arg(long, value_name = "DIR")]
+        home: Option<std::path::PathBuf>,
+        /// $TMP for this check [default: $TMPDIR or /tmp].
+        #[arg(long, value_name = "DIR")]
+        tmp: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        ring_buffer_mb: u32,
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<OsString>,
+    },
+    /// Read, check, compare and combine profiles.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// Trace the built-in demo agent (loopback only).
     Demo {
         #[arg(long)]
         json: bool,
+        /// Learn the demo agent's profile into FILE instead of tracing it.
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        learn: Option<std::path::PathBuf>,
+        /// Check the demo agent against the profile in FILE.
+        #[arg(long, value_name = "FILE")]
+        check: Option<std::path::PathBuf>,
+        /// Run the changed agent (builds objects, reads an SSH key, tries a
+        /// second port, no longer chmods), for the worked example.
+        #[arg(long)]
+        changed: bool,
     },
     /// Benchmark helper: attach empty programs to the sensors' syscall
     /// hooks (the cost floor) and hold them until stdin closes.
@@ -63,6 +147,46 @@ enum Command {
     Doctor {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileAction {
+    /// A readable summary of a profile (or the whole profile with --json).
+    Show {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report malformed, unknown-field and contradictory entries with
+    /// file:line:column and what to fix. Exit 2 on any error.
+    Lint {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed from OLD to NEW, as a reviewer reads it. Exit 1 when
+    /// they differ.
+    Diff {
+        old: std::path::PathBuf,
+        new: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Union of profiles of several runs or replicas, counting per entry
+    /// how many runs saw it.
+    Merge {
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<std::path::PathBuf>,
+        /// Name of the merged agent (needed when the inputs differ).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -90,7 +214,78 @@ fn main() -> ExitCode {
             duration,
             cmd,
         }),
-        Command::Demo { json } => demo::run(json),
+        Command::Learn {
+            agent,
+            out,
+            force,
+            duration,
+            until_stable,
+            json,
+            warmup,
+            quiet,
+            headroom,
+            min_siblings,
+            ring_buffer_mb,
+            cmd,
+        } => learn::run(learn::LearnOptions {
+            agent,
+            out,
+            force,
+            duration,
+            until_stable,
+            json,
+            warmup,
+            quiet,
+            headroom,
+            min_siblings,
+            ring_buffer_mb,
+            cmd,
+        }),
+        Command::Check {
+            profile,
+            events,
+            json,
+            output,
+            workspace,
+            home,
+            tmp,
+            ring_buffer_mb,
+            cmd,
+        } => check::run(check::CheckOptions {
+            profile,
+            events,
+            json,
+            output,
+            workspace,
+            home,
+            tmp,
+            ring_buffer_mb,
+            cmd,
+        }),
+        Command::Profile { action } => match action {
+            ProfileAction::Show { file, json } => profile::show(&file, json),
+            ProfileAction::Lint { files, json } => profile::lint(&files, json),
+            ProfileAction::Diff { old, new, json } => profile::diff_cmd(&old, &new, json),
+            ProfileAction::Merge {
+                files,
+                agent,
+                out,
+                force,
+            } => profile::merge_cmd(&files, agent.as_deref(), out.as_deref(), force),
+        },
+        Command::Demo {
+            json,
+            learn,
+            check,
+            changed,
+        } => {
+            let mode = match (learn, check) {
+                (Some(out), _) => demo::DemoMode::Learn { out },
+                (_, Some(profile)) => demo::DemoMode::Check { profile, json },
+                _ => demo::DemoMode::Trace { json },
+            };
+            demo::run(mode, changed)
+        }
         Command::BenchFloor => agentwatch::sensors::hold_floor(),
         Command::Doctor { json } => doctor::run(json),
     };

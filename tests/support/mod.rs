@@ -172,6 +172,112 @@ impl Drop for DnsResponder {
     }
 }
 
+/// A DNS responder answering every A query with its own loopback address,
+/// and a TCP server on `port` of that address that answers "ok". The
+/// agent's resolver reaches them through a private mount namespace whose
+/// /etc/resolv.conf is `resolv_conf`. Stops on drop.
+pub struct LocalServices {
+    pub addr: String,
+    pub port: u16,
+    pub resolv_conf: TempDir,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl LocalServices {
+    pub fn start(port: u16) -> Self {
+        use std::sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc,
+        };
+        let (udp, tcp, addr) = ["127.0.0.155", "127.0.0.156", "127.0.0.157"]
+            .iter()
+            .find_map(|a| {
+                let u = UdpSocket::bind((*a, 53)).ok()?;
+                let t = std::net::TcpListener::bind((*a, port)).ok()?;
+                Some((u, t, a.to_string()))
+            })
+            .expect("no free loopback address for test DNS and TCP services");
+        let octets: [u8; 4] = addr.parse::<std::net::Ipv4Addr>().unwrap().octets();
+        udp.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s1 = stop.clone();
+        let dns = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s1.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                    if let Some(r) = answer(&buf[..n], octets) {
+                        let _ = udp.send_to(&r, peer);
+                    }
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let srv = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !s2.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut b = [0u8; 64];
+                        let _ = c.read(&mut b);
+                        let _ = c.write_all(b"ok");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let resolv_conf = TempDir::new(&format!("resolv-{port}"));
+        std::fs::write(
+            resolv_conf.path().join("resolv.conf"),
+            format!("nameserver {addr}\noptions attempts:1 timeout:2\n"),
+        )
+        .unwrap();
+        Self {
+            addr,
+            port,
+            resolv_conf,
+            stop,
+            threads: vec![dns, srv],
+        }
+    }
+
+    pub fn resolv_conf(&self) -> String {
+        self.resolv_conf.join("resolv.conf")
+    }
+}
+
+/// An answer to an A query (one record, `addr`); other types get none.
+fn answer(q: &[u8], addr: [u8; 4]) -> Option<Vec<u8>> {
+    let mut i = 12;
+    while *q.get(i)? != 0 {
+        i += 1 + *q.get(i)? as usize;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let mut r = q.get(..i + 5)?.to_vec();
+    r[2] = 0x84 | (q[2] & 1);
+    r[3] = 0;
+    r[6..12].copy_from_slice(&[0; 6]);
+    if qtype == 1 {
+        r[7] = 1;
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&addr);
+    }
+    Some(r)
+}
+
+impl Drop for LocalServices {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A DNS query for `name` (type A), as bytes.
 pub fn dns_query(name: &str) -> Vec<u8> {
     let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];

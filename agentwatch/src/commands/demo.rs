@@ -16,7 +16,10 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::trace::{self, TraceOptions};
+use super::{
+    check, learn,
+    trace::{self, TraceOptions},
+};
 
 const DEMO_ADDR: [u8; 4] = [127, 0, 0, 77];
 const DEMO_PORT: u16 = 8077;
@@ -38,6 +41,40 @@ s.sendall(b"hello\n"); s.recv(16); s.close()
 PY
 "#;
 
+/// The same agent after a change, for the worked example: it builds
+/// objects, peeks at an SSH key, stops chmod-ing, and tries a second port.
+const CHANGED_SCRIPT: &str = r#"#!/bin/sh
+set -e
+mount --bind "$AW_DEMO/resolv.conf" /etc/resolv.conf   # private mount namespace only
+cd "$AW_DEMO/workspace"
+echo "draft" > notes.txt
+cat notes.txt > /dev/null
+mv notes.txt notes-final.txt
+rm notes-final.txt
+mkdir -p build
+for i in 1 2 3 4; do echo obj > "build/obj-$i.o"; done
+cat "$HOME/.ssh/id_ed25519" > /dev/null 2>&1 || true
+python3 - <<'PY'
+import socket
+s = socket.create_connection(("api.demo.agentwatch.test", 8077), timeout=5)
+s.sendall(b"hello\n"); s.recv(16); s.close()
+try:
+    socket.create_connection(("api.demo.agentwatch.test", 8078), timeout=5)
+except OSError:
+    pass
+PY
+"#;
+
+/// What `demo` does with the agent.
+pub enum DemoMode {
+    /// Print its events (the default).
+    Trace { json: bool },
+    /// Learn its profile into this file.
+    Learn { out: PathBuf },
+    /// Check it against this profile.
+    Check { profile: PathBuf, json: bool },
+}
+
 /// Removes the demo directory on drop.
 struct DemoDir(PathBuf);
 impl Drop for DemoDir {
@@ -46,10 +83,13 @@ impl Drop for DemoDir {
     }
 }
 
-pub fn run(json: bool) -> anyhow::Result<i32> {
+pub fn run(mode: DemoMode, changed: bool) -> anyhow::Result<i32> {
     let dir = DemoDir(std::env::temp_dir().join(format!("agentwatch-demo-{}", std::process::id())));
     std::fs::create_dir_all(dir.0.join("workspace")).context("creating the demo directory")?;
-    std::fs::write(dir.0.join("agent.sh"), SCRIPT)?;
+    std::fs::write(
+        dir.0.join("agent.sh"),
+        if changed { CHANGED_SCRIPT } else { SCRIPT },
+    )?;
     std::fs::write(
         dir.0.join("resolv.conf"),
         "nameserver 127.0.0.77\noptions attempts:1 timeout:2\n",
@@ -63,19 +103,44 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
     let servers = [spawn_dns(dns, stop.clone())?, spawn_tcp(tcp, stop.clone())?];
 
     std::env::set_var("AW_DEMO", &dir.0);
-    let status = trace::run(TraceOptions {
-        json,
-        agent: Some("demo-agent".into()),
-        ring_buffer_mb: 8,
-        output: None,
-        select: Vec::new(),
-        duration: None,
-        cmd: ["unshare", "-m", "--", "/bin/sh"]
-            .iter()
-            .map(Into::into)
-            .chain(std::iter::once(dir.0.join("agent.sh").into_os_string()))
-            .collect(),
-    });
+    let cmd: Vec<std::ffi::OsString> = ["unshare", "-m", "--", "/bin/sh"]
+        .iter()
+        .map(Into::into)
+        .chain(std::iter::once(dir.0.join("agent.sh").into_os_string()))
+        .collect();
+    // Paths given relative to where the user is, before moving into the
+    // agent's workspace (which learn and check take as $WORKSPACE).
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let status = match mode {
+        DemoMode::Trace { json } => trace::run(TraceOptions {
+            json,
+            agent: Some("demo-agent".into()),
+            ring_buffer_mb: 8,
+            output: None,
+            select: Vec::new(),
+            duration: None,
+            cmd,
+        }),
+        DemoMode::Learn { out } => {
+            let out = absolute(out);
+            std::env::set_current_dir(dir.0.join("workspace"))?;
+            learn::run(learn::LearnOptions {
+                out: Some(out),
+                force: true,
+                cmd,
+                ..learn::LearnOptions::new("demo-agent")
+            })
+        }
+        DemoMode::Check { profile, json } => {
+            let profile = absolute(profile);
+            std::env::set_current_dir(dir.0.join("workspace"))?;
+            check::run(check::CheckOptions {
+                json,
+                cmd,
+                ..check::CheckOptions::new(profile)
+            })
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     for s in servers {
         let _ = s.join();

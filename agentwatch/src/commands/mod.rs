@@ -1,4 +1,8 @@
 //! One module per CLI command; `main.rs` only dispatches here.
+pub mod check;
 pub mod demo;
 pub mod doctor;
+pub mod learn;
+pub mod profile;
+pub mod session;
 pub mod trace;

@@ -4,12 +4,12 @@ use std::{
     ffi::OsString,
     io::{BufWriter, Write},
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
 
+use super::session::{ignore_interrupts, wait_for_stop, AGENT_ID};
 use crate::{
     pipeline::{enrich::Enricher, Pipeline},
     selectors::{self, Selector},
@@ -31,9 +31,6 @@ pub struct TraceOptions {
     /// The command to start; may be empty when selectors are given.
     pub cmd: Vec<OsString>,
 }
-
-/// The agent id `trace` gives its one agent in the kernel.
-const AGENT_ID: u32 = 0;
 
 /// Runs the trace; returns the exit status agentwatch should exit with.
 pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
@@ -138,39 +135,6 @@ fn finish(pipeline: Pipeline) {
             "agentwatch: {} events could not be written to the output",
             counts.sink_errors
         );
-    }
-}
-
-fn ignore_interrupts() {
-    // SAFETY: setting a signal disposition to SIG_IGN has no handler to race.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Blocks until SIGINT/SIGTERM or `duration` has passed.
-fn wait_for_stop(duration: Option<Duration>) {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_stop_signal as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_stop_signal as *const () as libc::sighandler_t,
-        );
-    }
-    let start = Instant::now();
-    while !STOP.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

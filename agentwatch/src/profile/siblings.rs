@@ -28,7 +28,8 @@ fn structure(name: &str) -> (Option<&str>, Option<&str>) {
         .rfind('.')
         .filter(|i| *i > 0 && name.len() - i <= 10 && name.len() - i >= 2)
         .map(|i| &name[i..])
-        .filter(|e| !e.contains('*'));
+        // A version number (`.6` of `libc.so.6`) is not a kind of file.
+        .filter(|e| !e.contains('*') && e.bytes().any(|b| b.is_ascii_alphabetic()));
     (stem, ext)
 }
 
@@ -189,6 +190,12 @@ mod tests {
             merged(&names),
             names.iter().map(|s| s.to_string()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn version_numbers_are_not_extensions() {
+        let names = ["/lib/libc.so.6", "/lib/libm.so.6", "/lib/libtinfo.so.6"];
+        assert_eq!(merged(&names).len(), 3);
     }
 
     #[test]

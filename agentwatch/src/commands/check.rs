@@ -1,0 +1,230 @@
+//! `agentwatch check`: what-if. Runs CMD watched (or reads a recorded
+//! `trace --json` file) and lists every event the profile would flag, and
+//! the rule that would flag it. Enforces nothing.
+//!
+//! Exit status: 0 nothing flagged, 1 something flagged, 2 bad input.
+use std::{
+    collections::BTreeMap,
+    ffi::OsString,
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::session::{self, Session};
+use crate::{
+    event::Event,
+    profile::{
+        anchors::Anchors,
+        guardrails::Guardrails,
+        matcher::{Finding, Matcher},
+        parse,
+    },
+    sinks::Sink,
+};
+
+pub struct CheckOptions {
+    pub profile: PathBuf,
+    /// A `trace --json` file to judge instead of running a command.
+    pub events: Option<PathBuf>,
+    pub json: bool,
+    pub output: Option<PathBuf>,
+    pub workspace: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub tmp: Option<PathBuf>,
+    pub ring_buffer_mb: u32,
+    pub cmd: Vec<OsString>,
+}
+
+impl CheckOptions {
+    /// The defaults the command line documents, for `profile`.
+    pub fn new(profile: PathBuf) -> Self {
+        Self {
+            profile,
+            events: None,
+            json: false,
+            output: None,
+            workspace: None,
+            home: None,
+            tmp: None,
+            ring_buffer_mb: 8,
+            cmd: Vec::new(),
+        }
+    }
+}
+
+/// Judges events and writes findings; shared by both input kinds.
+struct Judge {
+    matcher: Matcher,
+    out: Box<dyn Write + Send>,
+    json: bool,
+    events: u64,
+    by_rule: BTreeMap<String, u64>,
+}
+
+impl Judge {
+    fn judge(&mut self, ev: &Event) -> std::io::Result<()> {
+        self.events += 1;
+        for f in self.matcher.check(ev) {
+            *self.by_rule.entry(f.rule.clone()).or_default() += 1;
+            self.write(&f, ev)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, f: &Finding, ev: &Event) -> std::io::Result<()> {
+        if self.json {
+            let line = json!({
+                "type": "finding",
+                "rule": f.rule,
+                "class": f.class,
+                "what": f.what,
+                "reason": f.reason,
+                "event": ev,
+            });
+            writeln!(self.out, "{line}")
+        } else {
+            writeln!(
+                self.out,
+                "flag {:<20} {}  ({}; pid {} {})",
+                f.rule, f.what, f.reason, ev.pid, ev.comm
+            )
+        }
+    }
+
+    fn summary(&mut self) -> std::io::Result<u64> {
+        let flagged: u64 = self.by_rule.values().sum();
+        if self.json {
+            let line = json!({"type": "summary", "events": self.events, "flagged": flagged, "by_rule": self.by_rule});
+            writeln!(self.out, "{line}")?;
+        } else {
+            let rules: Vec<String> = self
+                .by_rule
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            writeln!(
+                self.out,
+                "check: {} events, {flagged} would be flagged{}",
+                self.events,
+                if rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", rules.join(", "))
+                }
+            )?;
+        }
+        self.out.flush()?;
+        Ok(flagged)
+    }
+}
+
+struct JudgeSink(Arc<Mutex<Judge>>);
+
+impl Sink for JudgeSink {
+    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("judge lock poisoned"))?
+            .judge(ev)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
+    let profile = match parse::load(&opts.profile) {
+        Ok(p) => p,
+        Err(report) => {
+            eprint!("agentwatch: {report}");
+            return Ok(2);
+        }
+    };
+    let env = Anchors::from_env();
+    let anchors = Anchors::new(
+        opts.workspace
+            .map(|p| p.display().to_string())
+            .or(env.workspace),
+        opts.home.map(|p| p.display().to_string()).or(env.home),
+        opts.tmp.map(|p| p.display().to_string()).or(env.tmp),
+    );
+    let matcher = Matcher::new(&profile, anchors, Guardrails::builtin());
+    for s in &matcher.skipped {
+        eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
+    }
+    // Findings go to stdout for a file; with a command, stdout is the
+    // command's, so to stderr unless -o says where.
+    let out: Box<dyn Write + Send> = match (&opts.output, &opts.events) {
+        (Some(p), _) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        (None, Some(_)) => Box::new(std::io::stdout()),
+        (None, None) => Box::new(std::io::stderr()),
+    };
+    let judge = Judge {
+        matcher,
+        out,
+        json: opts.json,
+        events: 0,
+        by_rule: BTreeMap::new(),
+    };
+    match &opts.events {
+        Some(file) => from_file(judge, file),
+        None => from_command(judge, &profile.agent, opts.ring_buffer_mb, &opts.cmd),
+    }
+}
+
+fn from_file(mut judge: Judge, file: &PathBuf) -> anyhow::Result<i32> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut bad = 0;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(&line) {
+            Ok(ev) => judge.judge(&ev)?,
+            Err(e) => {
+                bad += 1;
+                eprintln!(
+                    "agentwatch: {}:{}: not a `trace --json` event ({e}); skipped",
+                    file.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+    let flagged = judge.summary()?;
+    Ok(if bad > 0 { 2 } else { i32::from(flagged > 0) })
+}
+
+fn from_command(judge: Judge, agent: &str, ring_mb: u32, cmd: &[OsString]) -> anyhow::Result<i32> {
+    if cmd.is_empty() {
+        anyhow::bail!(
+            "give a command after --, or --events FILE (from `agentwatch trace --json -o FILE`)"
+        );
+    }
+    let judge = Arc::new(Mutex::new(judge));
+    let mut s = Session::start(agent, ring_mb, Box::new(JudgeSink(judge.clone())))?;
+    session::ignore_interrupts();
+    let status = match s.spawn(cmd) {
+        Ok(mut child) => Some(child.wait().context("waiting for the command")?),
+        Err(e) => {
+            eprintln!("agentwatch: {e}");
+            None
+        }
+    };
+    s.pipeline.finish();
+    let flagged = judge
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the checker stopped after an internal error"))?
+        .summary()?;
+    if let Some(st) = status.filter(|s| !s.success()) {
+        eprintln!("agentwatch: note: the command ended with {st}");
+    }
+    Ok(i32::from(flagged > 0))
+}

@@ -1,0 +1,335 @@
+//! `agentwatch learn`: run CMD as a watched agent, learn its profile, show
+//! each class's stability clock live, and write the profile.
+use std::{
+    ffi::OsString,
+    io::{IsTerminal, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::json;
+
+use super::session::{self, monotonic_ns, Session};
+use crate::{
+    event::{Detail, Event},
+    profile::{
+        anchors::Anchors,
+        builder::{LearnConfig, Learner},
+        convergence::{ClassProgress, ClockConfig},
+        guardrails::Guardrails,
+        yaml::to_yaml,
+    },
+    sinks::Sink,
+};
+
+pub struct LearnOptions {
+    pub agent: String,
+    pub out: Option<PathBuf>,
+    pub force: bool,
+    pub duration: Option<Duration>,
+    pub until_stable: bool,
+    pub json: bool,
+    pub warmup: Duration,
+    pub quiet: Duration,
+    pub headroom: f64,
+    pub min_siblings: usize,
+    pub ring_buffer_mb: u32,
+    pub cmd: Vec<OsString>,
+}
+
+impl LearnOptions {
+    /// The defaults the command line documents, for `agent`.
+    pub fn new(agent: &str) -> Self {
+        Self {
+            agent: agent.to_string(),
+            out: None,
+            force: false,
+            duration: None,
+            until_stable: false,
+            json: false,
+            warmup: Duration::from_secs(30),
+            quiet: Duration::from_secs(60),
+            headroom: 2.0,
+            min_siblings: 3,
+            ring_buffer_mb: 8,
+            cmd: Vec::new(),
+        }
+    }
+}
+
+/// Feeds every event into the learner; the main thread reads progress.
+struct LearnSink {
+    learner: Arc<Mutex<Learner>>,
+    lost: Arc<Mutex<u64>>,
+}
+
+impl Sink for LearnSink {
+    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
+        if let Detail::Loss { count, .. } = ev.detail {
+            *self
+                .lost
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))? += count;
+            return Ok(());
+        }
+        self.learner
+            .lock()
+            .map_err(|_| std::io::Error::other("learner lock poisoned"))?
+            .observe(ev);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
+    if opts.cmd.is_empty() {
+        bail!("give the agent's command after --. (Learning an agent selected by cgroup, UID or executable without starting it comes with `agentwatch daemon`.)");
+    }
+    if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
+        bail!("--headroom must be 1.0 or more (budget = peak x headroom)");
+    }
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("profiles").join(format!("{}.yaml", opts.agent)));
+    if out.exists() && !opts.force {
+        bail!(
+            "{} exists; pass --force to replace it, or --out another file and compare with `agentwatch profile diff`",
+            out.display()
+        );
+    }
+    let out_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let out_dir = out_dir.canonicalize()?;
+
+    let cwd = std::env::current_dir().context("no current directory")?;
+    let anchors = Anchors::for_command(
+        &cwd,
+        std::env::var_os("HOME").as_deref(),
+        std::env::var_os("TMPDIR").as_deref(),
+    );
+    // The profile being written and agentwatch's binary are its own files.
+    let own: Vec<String> = [
+        Some(format!("{}/**", out_dir.display())),
+        std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let guardrails = Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str));
+    let mut cfg = LearnConfig::new(&opts.agent);
+    cfg.headroom = opts.headroom;
+    cfg.min_siblings = opts.min_siblings.max(2);
+    cfg.clocks = ClockConfig {
+        warmup_ns: opts.warmup.as_nanos() as u64,
+        quiet_ns: opts.quiet.as_nanos() as u64,
+    };
+    let learner = Arc::new(Mutex::new(Learner::new(
+        cfg,
+        anchors,
+        guardrails,
+        monotonic_ns(),
+    )));
+    let lost = Arc::new(Mutex::new(0u64));
+    let sink = LearnSink {
+        learner: learner.clone(),
+        lost: lost.clone(),
+    };
+    let mut s = Session::start(&opts.agent, opts.ring_buffer_mb, Box::new(sink))?;
+    session::catch_stop_signals();
+    let mut child = match s.spawn(&opts.cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            s.pipeline.finish();
+            eprintln!("agentwatch: {e}");
+            return Ok(e.exit_status());
+        }
+    };
+
+    let mut view = Progress::new(opts.json, &opts.agent);
+    let start = Instant::now();
+    let reason = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let progress = lock(&learner)?.progress(monotonic_ns());
+        view.show(start.elapsed(), &progress);
+        if let Ok(Some(_)) = child.try_wait() {
+            break "the command exited";
+        }
+        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            break "the duration passed";
+        }
+        if opts.until_stable && progress.iter().all(|p| p.stable) {
+            break "every class is stable";
+        }
+        if session::stop_requested() {
+            break "interrupted";
+        }
+    };
+    let status = session::terminate(&mut child, Duration::from_secs(5));
+    let counts = s.pipeline.finish();
+    let now = monotonic_ns();
+    let (profile, progress) = {
+        let mut l = lock(&learner)?;
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        (l.finish(&host, now), l.progress(now))
+    };
+    view.show(start.elapsed(), &progress);
+    write_atomically(&out, to_yaml(&profile).as_bytes())?;
+    let lost = *lost
+        .lock()
+        .map_err(|_| anyhow::anyhow!("loss counter poisoned"))?;
+    view.done(&out, reason, &profile, lost + counts.decode_errors);
+    if let Some(st) = status.filter(|s| !s.success()) {
+        eprintln!(
+            "agentwatch: note: the command ended with {}; the profile covers what it did",
+            st
+        );
+    }
+    Ok(0)
+}
+
+fn lock(l: &Arc<Mutex<Learner>>) -> anyhow::Result<std::sync::MutexGuard<'_, Learner>> {
+    l.lock()
+        .map_err(|_| anyhow::anyhow!("the learner stopped after an internal error"))
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over,
+/// so a crash never leaves half a profile.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("yaml.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!(
+            "cannot write the profile to {}: {e}; nothing was written",
+            path.display()
+        )
+    })
+}
+
+/// The live view: lines redrawn in place on a terminal, JSON lines with
+/// `--json`, nothing until the end otherwise. All on stderr: stdout is
+/// the command's.
+struct Progress {
+    json: bool,
+    tty: bool,
+    agent: String,
+    drawn: usize,
+    last_json: Option<Instant>,
+}
+
+impl Progress {
+    fn new(json: bool, agent: &str) -> Self {
+        Self {
+            json,
+            tty: std::io::stderr().is_terminal(),
+            agent: agent.to_string(),
+            drawn: 0,
+            last_json: None,
+        }
+    }
+
+    fn show(&mut self, elapsed: Duration, classes: &[ClassProgress]) {
+        let mut err = std::io::stderr().lock();
+        if self.json {
+            if self
+                .last_json
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return;
+            }
+            self.last_json = Some(Instant::now());
+            let line = json!({
+                "type": "progress",
+                "agent": self.agent,
+                "elapsed_secs": elapsed.as_secs_f64(),
+                "classes": classes,
+            });
+            let _ = writeln!(err, "{line}");
+            return;
+        }
+        if !self.tty {
+            return;
+        }
+        let mut text = format!(
+            "learning {} for {:.1}s (Ctrl-C stops and writes the profile)\n",
+            self.agent,
+            elapsed.as_secs_f64()
+        );
+        for c in classes {
+            text.push_str(&format!(
+                "  {:<8} {:<8} {:>6} entries {:>8} events  quiet {:>7.1}s  novelty {:>7.1}/min\n",
+                c.class.name(),
+                if c.stable { "stable" } else { "learning" },
+                c.entries,
+                c.events,
+                c.quiet_secs,
+                c.novelty_per_min
+            ));
+        }
+        // Move up over the previous drawing and clear each line.
+        if self.drawn > 0 {
+            let _ = write!(err, "\x1b[{}F", self.drawn);
+        }
+        for line in text.lines() {
+            let _ = writeln!(err, "\x1b[2K{line}");
+        }
+        self.drawn = text.lines().count();
+        let _ = err.flush();
+    }
+
+    fn done(&self, out: &Path, reason: &str, p: &crate::profile::Profile, lost: u64) {
+        let mut err = std::io::stderr().lock();
+        if self.json {
+            let line = json!({
+                "type": "profile",
+                "agent": self.agent,
+                "path": out.display().to_string(),
+                "stopped": reason,
+                "executables": p.executables.len(),
+                "files": p.files.len(),
+                "network": p.network.len(),
+                "dns": p.dns.len(),
+                "review": p.review.len(),
+                "stable": p.stability.classes.iter().map(|(c, s)| (c.name(), s.stable)).collect::<std::collections::BTreeMap<_, _>>(),
+                "lost_events": lost,
+            });
+            let _ = writeln!(err, "{line}");
+            return;
+        }
+        let _ = writeln!(
+            err,
+            "agentwatch: learned {} ({reason}): {} executables, {} file rules, {} endpoints, {} DNS names, {} for review -> {}",
+            self.agent,
+            p.executables.len(),
+            p.files.len(),
+            p.network.len(),
+            p.dns.len(),
+            p.review.len(),
+            out.display()
+        );
+        if lost > 0 {
+            let _ = writeln!(
+                err,
+                "agentwatch: warning: {lost} events were lost while learning; the profile may miss entries (try --ring-buffer-mb 64)"
+            );
+        }
+    }
+}

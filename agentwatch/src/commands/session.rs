@@ -1,0 +1,126 @@
+//! What `trace`, `learn` and `check` share: loading the sensors with a
+//! pipeline into one sink, starting the command watched, stop signals, and
+//! ending a command that outlives the session.
+use std::{
+    ffi::OsString,
+    process::Child,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    pipeline::{enrich::Enricher, Pipeline},
+    sensors::{cgroup2_mount, HookSet, Sensors},
+    sinks::Sink,
+    spawn::{self, SpawnError},
+};
+
+/// The agent id a single-agent session gives its agent in the kernel.
+pub const AGENT_ID: u32 = 0;
+
+/// A loaded sensor set with its pipeline running into one sink.
+pub struct Session {
+    pub sensors: Sensors,
+    pub pipeline: Pipeline,
+}
+
+impl Session {
+    /// Loads the sensors (`ring_buffer_mb` MiB, a power of two) and starts
+    /// the pipeline for one agent named `agent`.
+    pub fn start(agent: &str, ring_buffer_mb: u32, sink: Box<dyn Sink>) -> anyhow::Result<Self> {
+        let bytes = ring_buffer_mb
+            .checked_mul(1024 * 1024)
+            .filter(|b| b.is_power_of_two())
+            .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")?;
+        let mut sensors = Sensors::load(HookSet::Sensors, bytes)?;
+        let pipeline = Pipeline::start(
+            &mut sensors,
+            vec![agent.to_string()],
+            sink,
+            Enricher::new(cgroup2_mount()),
+        )?;
+        Ok(Self { sensors, pipeline })
+    }
+
+    /// Starts `cmd` watched; on failure the pipeline is drained first.
+    pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
+        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID)
+    }
+}
+
+/// The default agent name: the command's file name.
+pub fn agent_name(given: Option<&str>, cmd: &[OsString]) -> String {
+    given.map(str::to_string).unwrap_or_else(|| {
+        cmd.first()
+            .and_then(|c| std::path::Path::new(c).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "selected".into())
+    })
+}
+
+/// Ctrl-C and Ctrl-\ go to the whole foreground group: let the command
+/// handle them while we keep draining its events.
+pub fn ignore_interrupts() {
+    // SAFETY: setting a signal disposition to SIG_IGN has no handler to race.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM set a flag that `stop_requested` reads.
+pub fn catch_stop_signals() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Blocks until SIGINT/SIGTERM or `duration` has passed.
+pub fn wait_for_stop(duration: Option<Duration>) {
+    catch_stop_signals();
+    let start = Instant::now();
+    while !stop_requested() && duration.is_none_or(|d| start.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ends a command still running when the session stops: SIGTERM, then
+/// SIGKILL after `grace`. Returns its exit status.
+pub fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(s)) = child.try_wait() {
+        return Some(s);
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock kernel events carry.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
