@@ -13,7 +13,7 @@ use super::{
     glob::Glob,
     guardrails::Guardrails,
     normalise,
-    observe::{observe, Obs, Peer},
+    observe::{named_port, observe, Obs, Peer},
     siblings, Access, AccessSet, Class, ClassStability, Direction, DnsRule, Executable, FileRule,
     NetRule, Profile, Provenance, RateBudget, Rates, ReviewItem, Stability,
 };
@@ -174,7 +174,7 @@ impl Learner {
             Obs::Net { direction, peer } => {
                 let (target, port) = match peer {
                     Peer::Ip { addr, port } => (
-                        match self.names.get(&addr) {
+                        match self.names.get(&addr).filter(|_| named_port(port)) {
                             Some(name) => Target::Host(name.clone()),
                             None => Target::Addr(addr),
                         },

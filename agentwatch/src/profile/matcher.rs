@@ -15,7 +15,7 @@ use super::{
     glob::Glob,
     guardrails::Guardrails,
     normalise,
-    observe::{observe, Obs, Peer},
+    observe::{named_port, observe, Obs, Peer},
     Access, AccessSet, Class, Direction, NetRule, Profile,
 };
 use crate::event::{Detail, Event};
@@ -274,7 +274,7 @@ impl Matcher {
             .and_then(|e| normalise::path(e, &self.anchors, &self.pids))
             .unwrap_or_else(|| ev.comm.clone());
         let host = match peer {
-            Peer::Ip { addr, .. } => self.names.get(addr).cloned(),
+            Peer::Ip { addr, port } => self.names.get(addr).filter(|_| named_port(*port)).cloned(),
             Peer::Unix { .. } => None,
         };
         let ok = self.net.iter().any(|r| {

@@ -151,6 +151,13 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
     }
 }
 
+/// Whether an endpoint on `port` may be written as the name that resolved
+/// to its address. Resolver traffic (port 53) stays an address: the
+/// nameserver is not the name it answered for, even when they share an IP.
+pub fn named_port(port: Option<u16>) -> bool {
+    port != Some(53)
+}
+
 /// DNS names compare lower-case, without the root dot.
 pub fn dns_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
