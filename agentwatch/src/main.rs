@@ -143,6 +143,10 @@ enum Command {
     /// hooks (the cost floor) and hold them until stdin closes.
     #[command(hide = true)]
     BenchFloor,
+    /// Benchmark helper: profile building and matching micro-benchmarks,
+    /// as one JSON object.
+    #[command(hide = true)]
+    BenchProfile,
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
         #[arg(long)]
@@ -287,6 +291,7 @@ fn main() -> ExitCode {
             demo::run(mode, changed)
         }
         Command::BenchFloor => agentwatch::sensors::hold_floor(),
+        Command::BenchProfile => agentwatch::commands::bench_profile::run(),
         Command::Doctor { json } => doctor::run(json),
     };
     match result {

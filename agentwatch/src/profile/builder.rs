@@ -77,6 +77,9 @@ pub struct Learner {
     clocks: Convergence,
     events: BTreeMap<Class, u64>,
     hashes: hash::HashCache,
+    /// Whether a generalised path reaches a guardrail, by (path, access):
+    /// the same temp-name pattern recurs, and the intersection is costly.
+    reaches: HashMap<(String, AccessSet), Option<(&'static str, String)>>,
     started: std::time::SystemTime,
 }
 
@@ -99,6 +102,7 @@ impl Learner {
             clocks,
             events: Class::ALL.iter().map(|c| (*c, 0)).collect(),
             hashes: hash::HashCache::default(),
+            reaches: HashMap::new(),
             started: std::time::SystemTime::now(),
         }
     }
@@ -209,15 +213,19 @@ impl Learner {
         let hit = if let Some((g, guarded)) = self.guardrails.hit(path, access) {
             Some((g.category, g.pattern.to_string(), guarded))
         } else if norm.contains('*') {
-            let expanded = self
-                .anchors
-                .expand(norm)
-                .unwrap_or_else(|| norm.to_string());
-            Glob::parse(&expanded).ok().and_then(|g| {
-                self.guardrails
-                    .overlapped_by(&g, access)
-                    .map(|gr| (gr.category, gr.pattern.to_string(), access))
-            })
+            let (anchors, guardrails) = (&self.anchors, &self.guardrails);
+            let found = self
+                .reaches
+                .entry((norm.to_string(), access))
+                .or_insert_with(|| {
+                    let expanded = anchors.expand(norm).unwrap_or_else(|| norm.to_string());
+                    Glob::parse(&expanded).ok().and_then(|g| {
+                        guardrails
+                            .overlapped_by(&g, access)
+                            .map(|gr| (gr.category, gr.pattern.to_string()))
+                    })
+                });
+            found.clone().map(|(c, p)| (c, p, access))
         } else {
             None
         };

@@ -1,7 +1,7 @@
 //! Guardrails: paths that hold whatever was learned. Learning never turns
 //! them into allowed entries (they go to the profile's `review` list) and
 //! never generalises a pattern over them.
-use super::{glob::Glob, Access, AccessSet};
+use super::{glob::Glob, matcher::trie::PathTrie, Access, AccessSet};
 
 /// Secrets: any access, reading included.
 const SECRETS: &[&str] = &[
@@ -78,10 +78,17 @@ pub struct Guardrail {
     pub guarded: AccessSet,
 }
 
-/// The guardrail set in force.
-#[derive(Debug, Clone)]
+/// The guardrail set in force, indexed by segment for matching.
+#[derive(Debug)]
 pub struct Guardrails {
     list: Vec<Guardrail>,
+    index: PathTrie,
+}
+
+impl Clone for Guardrails {
+    fn clone(&self) -> Self {
+        Self::from_list(self.list.clone())
+    }
 }
 
 fn mutating() -> AccessSet {
@@ -119,22 +126,31 @@ impl Guardrails {
                 }
             }
         }
-        Self { list }
+        Self::from_list(list)
+    }
+
+    fn from_list(list: Vec<Guardrail>) -> Self {
+        let mut index = PathTrie::dotglob();
+        for (i, g) in list.iter().enumerate() {
+            index.insert(&g.pattern, i);
+        }
+        Self { list, index }
     }
 
     /// Adds agentwatch's own files of this run (its binary, the profile
     /// being written) as tamper guardrails.
-    pub fn with_agentwatch_paths<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn with_agentwatch_paths<'a>(self, paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut list = self.list;
         for p in paths {
             if let Ok(pattern) = Glob::guardrail(p) {
-                self.list.push(Guardrail {
+                list.push(Guardrail {
                     category: "agentwatch",
                     pattern,
                     guarded: mutating(),
                 });
             }
         }
-        self
+        Self::from_list(list)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Guardrail> {
@@ -144,10 +160,15 @@ impl Guardrails {
     /// The guardrail an access to an absolute path falls under, and the
     /// guarded part of the access. Secrets come first.
     pub fn hit(&self, path: &str, access: AccessSet) -> Option<(&Guardrail, AccessSet)> {
-        self.list.iter().find_map(|g| {
-            let guarded = access.intersection(g.guarded);
-            (!guarded.is_empty() && g.pattern.matches(path)).then_some((g, guarded))
-        })
+        let mut first: Option<usize> = None;
+        let list = &self.list;
+        self.index.matches(path, &mut |i| {
+            if !access.intersection(list[i].guarded).is_empty() && first.is_none_or(|f| i < f) {
+                first = Some(i);
+            }
+        });
+        let g = &self.list[first?];
+        Some((g, access.intersection(g.guarded)))
     }
 
     /// The first guardrail a pattern with this access would reach into.

@@ -267,12 +267,18 @@ impl Matcher {
     }
 
     fn judge_net(&self, direction: Direction, peer: &Peer, ev: &Event) -> Option<Finding> {
-        let exe = ev
-            .context
-            .exe
-            .as_deref()
-            .and_then(|e| normalise::path(e, &self.anchors, &self.pids))
-            .unwrap_or_else(|| ev.comm.clone());
+        // Normalised only when a rule names executables or a finding needs it.
+        let exe = std::cell::OnceCell::new();
+        let exe = || {
+            exe.get_or_init(|| {
+                ev.context
+                    .exe
+                    .as_deref()
+                    .and_then(|e| normalise::path(e, &self.anchors, &self.pids))
+                    .unwrap_or_else(|| ev.comm.clone())
+            })
+            .clone()
+        };
         let host = match peer {
             Peer::Ip { addr, port } => self.names.get(addr).filter(|_| named_port(*port)).cloned(),
             Peer::Unix { .. } => None,
@@ -280,7 +286,7 @@ impl Matcher {
         let ok = self.net.iter().any(|r| {
             r.direction == direction
                 && self.target_matches(r, peer, host.as_deref())
-                && (r.by.is_empty() || r.by.contains(&exe))
+                && (r.by.is_empty() || r.by.contains(&exe()))
         });
         if ok {
             return None;
@@ -304,7 +310,7 @@ impl Matcher {
         Some(Finding {
             rule: "network/unknown".into(),
             class: Class::Network,
-            what: format!("{exe} -> {direction} {target}"),
+            what: format!("{} -> {direction} {target}", exe()),
             reason: if endpoint_known {
                 "endpoint in the profile, but not for this executable".into()
             } else {

@@ -14,13 +14,23 @@ struct Node {
     rules: Vec<usize>,
 }
 
-/// Patterns (profile semantics: wildcards skip leading dots) -> rule ids.
+/// Patterns -> rule ids. Profile semantics (wildcards skip leading dots)
+/// unless built with `dotglob` (guardrails).
 #[derive(Debug, Default)]
 pub struct PathTrie {
     root: Node,
+    dotglob: bool,
 }
 
 impl PathTrie {
+    /// A trie whose wildcards also match dot-files.
+    pub fn dotglob() -> Self {
+        Self {
+            root: Node::default(),
+            dotglob: true,
+        }
+    }
+
     pub fn insert(&mut self, glob: &Glob, rule: usize) {
         let mut n = &mut self.root;
         for part in glob.parts() {
@@ -45,17 +55,17 @@ impl PathTrie {
     /// Calls `hit` with every rule whose pattern matches `path`.
     pub fn matches(&self, path: &str, hit: &mut impl FnMut(usize)) {
         let names: Vec<&str> = path.split('/').collect();
-        visit(&self.root, &names, 0, hit);
+        visit(&self.root, &names, 0, self.dotglob, hit);
     }
 }
 
-fn visit(n: &Node, names: &[&str], i: usize, hit: &mut impl FnMut(usize)) {
+fn visit(n: &Node, names: &[&str], i: usize, dot: bool, hit: &mut impl FnMut(usize)) {
     if let Some(g) = &n.globstar {
         // `**` takes zero or more segments, none of them a dot-file.
         let mut k = i;
         loop {
-            visit(g, names, k, hit);
-            if k == names.len() || names[k].starts_with('.') {
+            visit(g, names, k, dot, hit);
+            if k == names.len() || (!dot && names[k].starts_with('.')) {
                 break;
             }
             k += 1;
@@ -66,11 +76,11 @@ fn visit(n: &Node, names: &[&str], i: usize, hit: &mut impl FnMut(usize)) {
         return;
     };
     if let Some(c) = n.lit.get(*name) {
-        visit(c, names, i + 1, hit);
+        visit(c, names, i + 1, dot, hit);
     }
     for (w, c) in &n.wild {
-        if segment_matches(w, name, false) {
-            visit(c, names, i + 1, hit);
+        if segment_matches(w, name, dot) {
+            visit(c, names, i + 1, dot, hit);
         }
     }
 }
