@@ -3,7 +3,7 @@
 //! the guardrails, and counted for rates and stability; `finish`
 //! generalises siblings, groups addresses and writes the profile.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
@@ -13,11 +13,11 @@ use super::{
     glob::Glob,
     guardrails::Guardrails,
     normalise,
-    observe::{named_port, observe, Obs, Peer},
+    observe::{Obs, Peer, Seen},
     siblings, Access, AccessSet, Class, ClassStability, Direction, DnsRule, Executable, FileRule,
     NetRule, Profile, Provenance, RateBudget, Rates, ReviewItem, Stability,
 };
-use crate::event::{Detail, Event};
+use crate::event::Event;
 
 pub mod hash;
 pub mod time;
@@ -65,14 +65,12 @@ pub struct Learner {
     cfg: LearnConfig,
     anchors: Anchors,
     guardrails: Guardrails,
-    pids: HashSet<u32>,
+    seen: Seen,
     execs: BTreeMap<String, BTreeSet<String>>,
     files: BTreeMap<String, AccessSet>,
     review: BTreeMap<(String, &'static str, String), AccessSet>,
     net: BTreeMap<NetKey, BTreeSet<String>>,
     dns: BTreeSet<String>,
-    /// Address -> the name the agent asked for when it got it.
-    names: HashMap<IpAddr, String>,
     rates: RateWindow,
     clocks: Convergence,
     events: BTreeMap<Class, u64>,
@@ -91,13 +89,12 @@ impl Learner {
             cfg,
             anchors,
             guardrails,
-            pids: HashSet::new(),
+            seen: Seen::default(),
             execs: BTreeMap::new(),
             files: BTreeMap::new(),
             review: BTreeMap::new(),
             net: BTreeMap::new(),
             dns: BTreeSet::new(),
-            names: HashMap::new(),
             rates: RateWindow::default(),
             clocks,
             events: Class::ALL.iter().map(|c| (*c, 0)).collect(),
@@ -111,24 +108,9 @@ impl Learner {
         self.clocks.progress(now_ns)
     }
 
-    pub fn all_stable(&mut self, now_ns: u64) -> bool {
-        self.clocks.all_stable(now_ns)
-    }
-
     /// Learns from one event.
     pub fn observe(&mut self, ev: &Event) {
-        self.pids.insert(ev.pid);
-        self.pids.insert(ev.tid);
-        if let Detail::Fork { child_pid } = ev.detail {
-            self.pids.insert(child_pid);
-        }
-        for obs in observe(ev) {
-            if let Obs::DnsAnswer { name, addrs } = &obs {
-                for a in addrs {
-                    self.names.insert(*a, name.clone());
-                }
-                continue;
-            }
+        for obs in self.seen.observe(ev) {
             let class = obs.class();
             *self.events.entry(class).or_default() += 1;
             self.rates.add(class, ev.ts_ns);
@@ -142,11 +124,12 @@ impl Learner {
         match obs {
             Obs::Exec { path } => {
                 let exec = AccessSet::of(&[Access::Exec]);
-                let Some(norm) = normalise::path(&path, &self.anchors, &self.pids) else {
+                let Some(norm) = normalise::path(&path, &self.anchors, self.seen.pids()) else {
                     return false;
                 };
-                if self.send_to_review(&path, &norm, exec) {
-                    return true;
+                let (rest, novel) = self.review(&path, &norm, exec);
+                if rest.is_empty() {
+                    return novel;
                 }
                 let hash = self.hashes.sha256(&path, ev.pid);
                 let entry = self.execs.entry(norm);
@@ -155,19 +138,11 @@ impl Learner {
                 new_path | hash.is_some_and(|h| hashes.insert(h))
             }
             Obs::File { path, access, .. } => {
-                let Some(norm) = normalise::path(&path, &self.anchors, &self.pids) else {
+                let Some(norm) = normalise::path(&path, &self.anchors, self.seen.pids()) else {
                     return false;
                 };
-                let mut rest = access;
-                let mut novel = false;
-                if let Some((g, guarded)) = self.guardrails.hit(&path, access) {
-                    let key = (norm.clone(), g.category, g.pattern.to_string());
-                    let e = self.review.entry(key).or_default();
-                    novel |= !guarded.is_subset(*e);
-                    *e = e.union(guarded);
-                    rest = access.minus(guarded);
-                }
-                if rest.is_empty() || self.send_to_review(&path, &norm, rest) {
+                let (rest, mut novel) = self.review(&path, &norm, access);
+                if rest.is_empty() {
                     return novel;
                 }
                 let e = self.files.entry(norm).or_default();
@@ -178,15 +153,15 @@ impl Learner {
             Obs::Net { direction, peer } => {
                 let (target, port) = match peer {
                     Peer::Ip { addr, port } => (
-                        match self.names.get(&addr).filter(|_| named_port(port)) {
-                            Some(name) => Target::Host(name.clone()),
+                        match self.seen.host(&addr, port) {
+                            Some(name) => Target::Host(name.to_string()),
                             None => Target::Addr(addr),
                         },
                         port,
                     ),
                     Peer::Unix { path } => (
                         Target::Unix(
-                            normalise::path(&path, &self.anchors, &self.pids).unwrap_or(path),
+                            normalise::path(&path, &self.anchors, self.seen.pids()).unwrap_or(path),
                         ),
                         None,
                     ),
@@ -195,7 +170,7 @@ impl Learner {
                     .context
                     .exe
                     .as_deref()
-                    .and_then(|e| normalise::path(e, &self.anchors, &self.pids))
+                    .and_then(|e| normalise::path(e, &self.anchors, self.seen.pids()))
                     .unwrap_or_else(|| ev.comm.clone());
                 let entry = self.net.entry((direction, target, port));
                 let new = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
@@ -207,9 +182,11 @@ impl Learner {
         }
     }
 
-    /// A normalised path whose wildcards would reach a guardrail goes to
-    /// review instead (the concrete path did not hit one).
-    fn send_to_review(&mut self, path: &str, norm: &str, access: AccessSet) -> bool {
+    /// Puts into review what the guardrails protect: the guarded part of an
+    /// access to the concrete path, or the whole access when the normalised
+    /// path's wildcards would reach a guardrail. Returns the access left to
+    /// learn, and whether the review list grew.
+    fn review(&mut self, path: &str, norm: &str, access: AccessSet) -> (AccessSet, bool) {
         let hit = if let Some((g, guarded)) = self.guardrails.hit(path, access) {
             Some((g.category, g.pattern.to_string(), guarded))
         } else if norm.contains('*') {
@@ -230,14 +207,15 @@ impl Learner {
             None
         };
         let Some((category, pattern, guarded)) = hit else {
-            return false;
+            return (access, false);
         };
         let e = self
             .review
             .entry((norm.to_string(), category, pattern))
             .or_default();
+        let novel = !guarded.is_subset(*e);
         *e = e.union(guarded);
-        true
+        (access.minus(guarded), novel)
     }
 
     /// The profile learned so far. `hosts` is where it was learned.

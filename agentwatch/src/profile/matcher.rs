@@ -15,10 +15,10 @@ use super::{
     glob::Glob,
     guardrails::Guardrails,
     normalise,
-    observe::{named_port, observe, Obs, Peer},
+    observe::{Obs, Peer, Seen},
     Access, AccessSet, Class, Direction, NetRule, Profile,
 };
-use crate::event::{Detail, Event};
+use crate::event::Event;
 
 pub mod trie;
 
@@ -52,8 +52,7 @@ pub struct Matcher {
     budgets: HashMap<Class, u64>,
     rates: RateWindow,
     over_budget: HashSet<Class>,
-    names: HashMap<IpAddr, String>,
-    pids: HashSet<u32>,
+    seen: Seen,
     hashes: HashCache,
     /// Patterns whose anchor is unknown here, so they match nothing.
     pub skipped: Vec<String>,
@@ -110,8 +109,7 @@ impl Matcher {
                 .collect(),
             rates: RateWindow::default(),
             over_budget: HashSet::new(),
-            names: HashMap::new(),
-            pids: HashSet::new(),
+            seen: Seen::default(),
             hashes: HashCache::default(),
             skipped,
         }
@@ -119,18 +117,8 @@ impl Matcher {
 
     /// Everything in `ev` the profile would flag.
     pub fn check(&mut self, ev: &Event) -> Vec<Finding> {
-        self.pids.insert(ev.pid);
-        if let Detail::Fork { child_pid } = ev.detail {
-            self.pids.insert(child_pid);
-        }
         let mut out = Vec::new();
-        for obs in observe(ev) {
-            if let Obs::DnsAnswer { name, addrs } = &obs {
-                for a in addrs {
-                    self.names.insert(*a, name.clone());
-                }
-                continue;
-            }
+        for obs in self.seen.observe(ev) {
             let class = obs.class();
             if let Some(f) = self.rate(class, ev.ts_ns) {
                 out.push(f);
@@ -274,13 +262,13 @@ impl Matcher {
                 ev.context
                     .exe
                     .as_deref()
-                    .and_then(|e| normalise::path(e, &self.anchors, &self.pids))
+                    .and_then(|e| normalise::path(e, &self.anchors, self.seen.pids()))
                     .unwrap_or_else(|| ev.comm.clone())
             })
             .clone()
         };
         let host = match peer {
-            Peer::Ip { addr, port } => self.names.get(addr).filter(|_| named_port(*port)).cloned(),
+            Peer::Ip { addr, port } => self.seen.host(addr, *port).map(str::to_string),
             Peer::Unix { .. } => None,
         };
         let ok = self.net.iter().any(|r| {

@@ -1,6 +1,9 @@
 //! What an event means for a profile: the one reduction both learning and
 //! matching use, so `check` judges exactly what `learn` recorded.
-use std::net::IpAddr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use super::{Access, AccessSet, Class, Direction};
 use crate::event::{Detail, Endpoint, Event, Family};
@@ -151,11 +154,50 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
     }
 }
 
-/// Whether an endpoint on `port` may be written as the name that resolved
-/// to its address. Resolver traffic (port 53) stays an address: the
-/// nameserver is not the name it answered for, even when they share an IP.
-pub fn named_port(port: Option<u16>) -> bool {
-    port != Some(53)
+/// What an agent's own events teach about its later ones: its PIDs and
+/// TIDs (normalised out of paths) and the names its DNS answers gave to
+/// addresses (so endpoints read as the name it resolved).
+#[derive(Debug, Default)]
+pub struct Seen {
+    pids: HashSet<u32>,
+    names: HashMap<IpAddr, String>,
+}
+
+impl Seen {
+    /// Notes the event's processes and any DNS answer in it; returns the
+    /// event's other observations.
+    pub fn observe(&mut self, ev: &Event) -> Vec<Obs> {
+        self.pids.insert(ev.pid);
+        self.pids.insert(ev.tid);
+        if let Detail::Fork { child_pid } = ev.detail {
+            self.pids.insert(child_pid);
+        }
+        let mut obs = observe(ev);
+        obs.retain(|o| match o {
+            Obs::DnsAnswer { name, addrs } => {
+                for a in addrs {
+                    self.names.insert(*a, name.clone());
+                }
+                false
+            }
+            _ => true,
+        });
+        obs
+    }
+
+    pub fn pids(&self) -> &HashSet<u32> {
+        &self.pids
+    }
+
+    /// The name the agent resolved to `addr`. Resolver traffic (port 53)
+    /// keeps its address: the nameserver is not the name it answered for,
+    /// even when they share an IP.
+    pub fn host(&self, addr: &IpAddr, port: Option<u16>) -> Option<&str> {
+        if port == Some(53) {
+            return None;
+        }
+        self.names.get(addr).map(String::as_str)
+    }
 }
 
 /// DNS names compare lower-case, without the root dot.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    event::{Access as OpenAccess, Context, Endpoint, Family},
+    event::{Access as OpenAccess, Context, Detail, Endpoint, Family},
     profile::{DnsRule, Executable, FileRule, RateBudget},
 };
 
