@@ -72,12 +72,15 @@ pub struct Question {
 /// that is not a well-formed query, so a stray write to a port-53 socket
 /// never becomes a made-up name.
 pub fn parse_dns_query(b: &[u8]) -> Option<Question> {
-    parse_dns_message(b).or_else(|| {
-        if b.len() > 2 && u16::from_be_bytes([b[0], b[1]]) as usize >= b.len() - 2 {
-            parse_dns_message(&b[2..])
-        } else {
-            None
-        }
+    udp_or_tcp(b, parse_dns_message)
+}
+
+/// Parses `b` as a UDP message, else as a TCP one after its two-byte
+/// length prefix.
+fn udp_or_tcp<T>(b: &[u8], parse: fn(&[u8]) -> Option<T>) -> Option<T> {
+    parse(b).or_else(|| {
+        let framed = b.len() > 2 && u16::from_be_bytes([b[0], b[1]]) as usize >= b.len() - 2;
+        framed.then(|| parse(&b[2..])).flatten()
     })
 }
 
@@ -135,13 +138,7 @@ pub struct Answer {
 /// (CNAME chains included: the addresses are those of the name asked).
 /// None for anything else, or a response without addresses.
 pub fn parse_dns_answer(b: &[u8]) -> Option<Answer> {
-    parse_answer_message(b).or_else(|| {
-        if b.len() > 2 && u16::from_be_bytes([b[0], b[1]]) as usize >= b.len() - 2 {
-            parse_answer_message(&b[2..])
-        } else {
-            None
-        }
-    })
+    udp_or_tcp(b, parse_answer_message)
 }
 
 fn parse_answer_message(b: &[u8]) -> Option<Answer> {

@@ -167,6 +167,19 @@ mod tests {
     }
 
     #[test]
+    fn a_running_process_gives_its_own_anchors() {
+        let a = Anchors::for_pid(std::process::id()).unwrap();
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(a.workspace.as_deref(), Some(cwd.to_str().unwrap()));
+        let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        assert_eq!(
+            a.tmp.as_deref(),
+            Some(crate::paths::resolve(None, &tmp).as_str())
+        );
+        assert!(Anchors::for_pid(u32::MAX).is_err());
+    }
+
+    #[test]
     fn expand_is_the_inverse() {
         let a = anchors();
         assert_eq!(

@@ -113,11 +113,6 @@ impl Convergence {
             })
             .collect()
     }
-
-    /// Are all classes stable at `now`?
-    pub fn all_stable(&mut self, now: u64) -> bool {
-        self.progress(now).iter().all(|p| p.stable)
-    }
 }
 
 /// Peak count per class in any 60-second window, in one-second buckets
@@ -194,7 +189,10 @@ mod tests {
         assert!(p(&mut c, 16 * S).stable);
         assert_eq!(p(&mut c, 16 * S).entries, 2);
         assert_eq!(p(&mut c, 16 * S).events, 3);
-        assert!(c.all_stable(16 * S), "quiet classes are stable too");
+        assert!(
+            c.progress(16 * S).iter().all(|p| p.stable),
+            "quiet classes are stable too"
+        );
     }
 
     #[test]

@@ -124,19 +124,6 @@ impl Glob {
         })
     }
 
-    /// A pattern that matches exactly `path` (which is taken literally).
-    pub fn literal(path: &str) -> Self {
-        Self {
-            text: path.to_string(),
-            segs: path.split('/').map(|s| Seg::Lit(s.to_string())).collect(),
-            dotglob: false,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// No wildcards: the pattern names one path.
     pub fn is_literal(&self) -> bool {
         self.segs.iter().all(|s| matches!(s, Seg::Lit(_)))
@@ -149,14 +136,6 @@ impl Glob {
             Seg::Wild(t) => Part::Wild(t),
             Seg::Globstar => Part::Globstar,
         })
-    }
-
-    /// The anchor the pattern starts with, if any.
-    pub fn anchor(&self) -> Option<&str> {
-        match self.segs.first() {
-            Some(Seg::Lit(s)) if s.starts_with('$') => Some(s),
-            _ => None,
-        }
     }
 
     /// Does the pattern match this (absolute or anchored) path?

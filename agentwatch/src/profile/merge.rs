@@ -97,24 +97,32 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     }
     out.provenance.sessions = sessions;
 
-    // A literal path one run kept and another run generalised folds into
-    // the pattern: it was seen by the runs of both (never more than all).
-    let patterns: Vec<(Glob, String)> = files
+    // An entry one run kept and another run generalised further folds
+    // into the wider pattern: the runs of both saw it (never more than
+    // all). Literals come first in key order, so they fold before the
+    // patterns they sit in do.
+    let patterns: Vec<(String, Glob)> = files
         .keys()
         .filter(|k| k.contains('*'))
-        .filter_map(|k| Glob::parse(k).ok().map(|g| (g, k.clone())))
+        .filter_map(|k| Glob::parse(k).ok().map(|g| (k.clone(), g)))
         .collect();
-    let literals: Vec<String> = files.keys().filter(|k| !k.contains('*')).cloned().collect();
-    for lit in literals {
-        let (access, runs) = files[&lit];
-        let covering = patterns
-            .iter()
-            .find(|(g, k)| g.matches(&lit) && access.is_subset(files[k].0))
-            .map(|(_, k)| k.clone());
-        if let Some(k) = covering {
-            files.remove(&lit);
-            let m = files.entry(k).or_default();
-            m.1 = (m.1 + runs).min(sessions);
+    let mut keys: Vec<String> = files.keys().cloned().collect();
+    keys.sort_by_key(|k| k.contains('*'));
+    for key in keys {
+        let (Ok(glob), Some(&(access, runs))) = (Glob::parse(&key), files.get(&key)) else {
+            continue;
+        };
+        let wider = patterns.iter().find(|(k, g)| {
+            *k != key
+                && g.covers(&glob)
+                && !glob.covers(g)
+                && files.get(k).is_some_and(|(a, _)| access.is_subset(*a))
+        });
+        if let Some((k, _)) = wider {
+            files.remove(&key);
+            if let Some(m) = files.get_mut(k) {
+                m.1 = (m.1 + runs).min(sessions);
+            }
         }
     }
 
@@ -200,6 +208,19 @@ mod tests {
         assert_eq!(
             (m.files[0].path.as_str(), m.files[0].runs),
             ("$WORKSPACE/logs/*.log", 2)
+        );
+    }
+
+    #[test]
+    fn narrower_pattern_folds_into_a_wider_one() {
+        use Access::*;
+        let a = with_files("x", &[("$WORKSPACE/*/out.log", &[Write])]);
+        let b = with_files("x", &[("$WORKSPACE/sess-*/out.log", &[Write])]);
+        let m = merge(&[a, b], None).unwrap();
+        assert_eq!(m.files.len(), 1);
+        assert_eq!(
+            (m.files[0].path.as_str(), m.files[0].runs),
+            ("$WORKSPACE/*/out.log", 2)
         );
     }
 

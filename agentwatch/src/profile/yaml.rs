@@ -4,7 +4,7 @@
 //! byte-identical files.
 use std::fmt::Write;
 
-use super::{Class, Profile, API_VERSION, KIND};
+use super::{AccessSet, Class, Profile, API_VERSION, KIND};
 
 /// A string as a double-quoted YAML scalar (JSON escaping is valid YAML).
 fn q(s: &str) -> String {
@@ -13,6 +13,12 @@ fn q(s: &str) -> String {
 
 fn q_list(items: &[String]) -> String {
     let v: Vec<String> = items.iter().map(|s| q(s)).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// `[read, write]`: an access set as a flow sequence.
+fn access_list(a: AccessSet) -> String {
+    let v: Vec<&str> = a.iter().map(|x| x.name()).collect();
     format!("[{}]", v.join(", "))
 }
 
@@ -49,15 +55,7 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     section(o, "files", p.files.is_empty())?;
     for f in &p.files {
         writeln!(o, "  - path: {}", q(&f.path))?;
-        writeln!(
-            o,
-            "    access: [{}]",
-            f.access
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )?;
+        writeln!(o, "    access: {}", access_list(f.access))?;
         writeln!(o, "    runs: {}", f.runs)?;
     }
     section(o, "network", p.network.is_empty())?;
@@ -92,15 +90,7 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     section(o, "review", p.review.is_empty())?;
     for r in &p.review {
         writeln!(o, "  - path: {}", q(&r.path))?;
-        writeln!(
-            o,
-            "    access: [{}]",
-            r.access
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )?;
+        writeln!(o, "    access: {}", access_list(r.access))?;
         writeln!(o, "    guardrail: {}", r.guardrail)?;
         writeln!(o, "    pattern: {}", q(&r.pattern))?;
         writeln!(o, "    runs: {}", r.runs)?;
