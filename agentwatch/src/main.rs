@@ -1,12 +1,9 @@
 //! The `agentwatch` binary: parse the command line and dispatch.
-use std::{ffi::OsString, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use agentwatch::{
-    commands::{check, demo, doctor, learn, profile, trace},
-    selectors::Selector,
-};
+use agentwatch::commands::{check, demo, doctor, learn, profile, trace};
 
 #[derive(Parser)]
 #[command(
@@ -25,100 +22,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run CMD as a watched agent and print what its process tree does.
-    Trace {
-        /// One JSON object per line instead of readable lines.
-        #[arg(long)]
-        json: bool,
-        /// Agent name to show in events (default: the command's file name).
-        #[arg(long)]
-        agent: Option<String>,
-        /// Kernel ring buffer size in MiB (a power of two).
-        #[arg(long, default_value_t = 8)]
-        ring_buffer_mb: u32,
-        /// Write events to FILE instead of stdout (the command keeps stdout).
-        #[arg(long, short = 'o', value_name = "FILE")]
-        output: Option<std::path::PathBuf>,
-        /// Also watch processes that exec while matching KIND=VALUE:
-        /// cgroup=PATH (cgroup v2), uid=USER, exe=PATH. Repeatable. Processes
-        /// already running that match are watched from now on.
-        #[arg(long, value_name = "KIND=VALUE")]
-        select: Vec<Selector>,
-        /// Without a command: stop after this long (30, 30s, 5m, 1h).
-        #[arg(long, value_parser = trace::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// The command and its arguments (optional with --select).
-        #[arg(last = true, value_name = "CMD")]
-        cmd: Vec<OsString>,
-    },
+    Trace(trace::TraceOptions),
     /// Run CMD as a watched agent and learn its profile: what it executes,
     /// which files it touches and how, where it connects, what it resolves,
     /// and how fast. Writes profiles/NAME.yaml unless --out says otherwise.
-    Learn {
-        /// The agent's name (also the default profile file name).
-        #[arg(long)]
-        agent: String,
-        /// Where to write the profile [default: profiles/NAME.yaml].
-        #[arg(long, value_name = "FILE")]
-        out: Option<std::path::PathBuf>,
-        /// Replace the output file if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Stop learning after this long (30, 30s, 5m, 1h); a command still
-        /// running then gets SIGTERM.
-        #[arg(long, value_parser = trace::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// Stop as soon as every class (exec, file, network, dns) is stable.
-        #[arg(long)]
-        until_stable: bool,
-        /// Progress as JSON lines on stderr instead of the live view.
-        #[arg(long)]
-        json: bool,
-        /// No class is stable before learning has run this long.
-        #[arg(long, default_value = "30s", value_parser = trace::parse_duration)]
-        warmup: std::time::Duration,
-        /// A class is stable when nothing new appeared for this long.
-        #[arg(long, default_value = "60s", value_parser = trace::parse_duration)]
-        quiet: std::time::Duration,
-        /// Rate budget = peak per minute x this.
-        #[arg(long, default_value_t = 2.0)]
-        headroom: f64,
-        /// Siblings sharing a name structure needed to merge into a pattern.
-        #[arg(long, default_value_t = 3)]
-        min_siblings: usize,
-        /// Kernel ring buffer size in MiB (a power of two).
-        #[arg(long, default_value_t = 8)]
-        ring_buffer_mb: u32,
-        #[arg(last = true, value_name = "CMD")]
-        cmd: Vec<OsString>,
-    },
+    Learn(learn::LearnOptions),
     /// What-if: list every event of CMD (or of a `trace --json` file) the
     /// profile would flag, and the rule that would flag it. Enforces
     /// nothing. Exit 0 nothing flagged, 1 flagged, 2 bad input.
-    Check {
-        #[arg(long, value_name = "FILE")]
-        profile: std::path::PathBuf,
-        /// Judge a recorded `agentwatch trace --json` file instead of a command.
-        #[arg(long, value_name = "FILE")]
-        events: Option<std::path::PathBuf>,
-        #[arg(long)]
-        json: bool,
-        /// Write findings here [default: stdout for --events, else stderr].
-        #[arg(long, short = 'o', value_name = "FILE")]
-        output: Option<std::path::PathBuf>,
-        /// $WORKSPACE for this check [default: the current directory].
-        #[arg(long, value_name = "DIR")]
-        workspace: Option<std::path::PathBuf>,
-        /// $HOME for this check [default: $HOME].
-        #[arg(long, value_name = "DIR")]
-        home: Option<std::path::PathBuf>,
-        /// $TMP for this check [default: $TMPDIR or /tmp].
-        #[arg(long, value_name = "DIR")]
-        tmp: Option<std::path::PathBuf>,
-        #[arg(long, default_value_t = 8)]
-        ring_buffer_mb: u32,
-        #[arg(last = true, value_name = "CMD")]
-        cmd: Vec<OsString>,
-    },
+    Check(check::CheckOptions),
     /// Read, check, compare and combine profiles.
     Profile {
         #[command(subcommand)]
@@ -201,71 +113,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Trace {
-            json,
-            agent,
-            ring_buffer_mb,
-            output,
-            select,
-            duration,
-            cmd,
-        } => trace::run(trace::TraceOptions {
-            json,
-            agent,
-            ring_buffer_mb,
-            output,
-            select,
-            duration,
-            cmd,
-        }),
-        Command::Learn {
-            agent,
-            out,
-            force,
-            duration,
-            until_stable,
-            json,
-            warmup,
-            quiet,
-            headroom,
-            min_siblings,
-            ring_buffer_mb,
-            cmd,
-        } => learn::run(learn::LearnOptions {
-            agent,
-            out,
-            force,
-            duration,
-            until_stable,
-            json,
-            warmup,
-            quiet,
-            headroom,
-            min_siblings,
-            ring_buffer_mb,
-            cmd,
-        }),
-        Command::Check {
-            profile,
-            events,
-            json,
-            output,
-            workspace,
-            home,
-            tmp,
-            ring_buffer_mb,
-            cmd,
-        } => check::run(check::CheckOptions {
-            profile,
-            events,
-            json,
-            output,
-            workspace,
-            home,
-            tmp,
-            ring_buffer_mb,
-            cmd,
-        }),
+        Command::Trace(o) => trace::run(o),
+        Command::Learn(o) => learn::run(o),
+        Command::Check(o) => check::run(o),
         Command::Profile { action } => match action {
             ProfileAction::Show { file, json } => profile::show(&file, json),
             ProfileAction::Lint { files, json } => profile::lint(&files, json),

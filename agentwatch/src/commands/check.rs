@@ -26,33 +26,38 @@ use crate::{
     sinks::Sink,
 };
 
+#[derive(Debug, clap::Args)]
 pub struct CheckOptions {
-    pub profile: PathBuf,
-    /// A `trace --json` file to judge instead of running a command.
-    pub events: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub profile: std::path::PathBuf,
+    /// Judge a recorded `agentwatch trace --json` file instead of a command.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<std::path::PathBuf>,
+    #[arg(long)]
     pub json: bool,
-    pub output: Option<PathBuf>,
-    pub workspace: Option<PathBuf>,
-    pub home: Option<PathBuf>,
-    pub tmp: Option<PathBuf>,
+    /// Write findings here [default: stdout for --events, else stderr].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// $WORKSPACE for this check [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<std::path::PathBuf>,
+    /// $HOME for this check [default: $HOME].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<std::path::PathBuf>,
+    /// $TMP for this check [default: $TMPDIR or /tmp].
+    #[arg(long, value_name = "DIR")]
+    pub tmp: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
+    #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
 impl CheckOptions {
-    /// The defaults the command line documents, for `profile`.
-    pub fn new(profile: PathBuf) -> Self {
-        Self {
-            profile,
-            events: None,
-            json: false,
-            output: None,
-            workspace: None,
-            home: None,
-            tmp: None,
-            ring_buffer_mb: 8,
-            cmd: Vec::new(),
-        }
+    /// Options as if `agentwatch check ARGS` were typed: the command line's
+    /// defaults, defined once, under the given arguments.
+    pub fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
+        super::session::parse_options("check", args)
     }
 }
 
@@ -174,7 +179,12 @@ pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
     };
     match &opts.events {
         Some(file) => from_file(judge, file),
-        None => from_command(judge, &profile.agent, opts.ring_buffer_mb, &opts.cmd),
+        None => from_command(
+            judge,
+            &profile.agent,
+            session::ring_bytes(opts.ring_buffer_mb)?,
+            &opts.cmd,
+        ),
     }
 }
 
@@ -202,14 +212,19 @@ fn from_file(mut judge: Judge, file: &PathBuf) -> anyhow::Result<i32> {
     Ok(if bad > 0 { 2 } else { i32::from(flagged > 0) })
 }
 
-fn from_command(judge: Judge, agent: &str, ring_mb: u32, cmd: &[OsString]) -> anyhow::Result<i32> {
+fn from_command(
+    judge: Judge,
+    agent: &str,
+    ring_bytes: u32,
+    cmd: &[OsString],
+) -> anyhow::Result<i32> {
     if cmd.is_empty() {
         anyhow::bail!(
             "give a command after --, or --events FILE (from `agentwatch trace --json -o FILE`)"
         );
     }
     let judge = Arc::new(Mutex::new(judge));
-    let mut s = Session::start(agent, ring_mb, Box::new(JudgeSink(judge.clone())))?;
+    let mut s = Session::start(agent, ring_bytes, Box::new(JudgeSink(judge.clone())))?;
     session::ignore_interrupts();
     let status = match s.spawn(cmd) {
         Ok(mut child) => Some(child.wait().context("waiting for the command")?),

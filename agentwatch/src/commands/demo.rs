@@ -124,21 +124,19 @@ pub fn run(mode: DemoMode, changed: bool) -> anyhow::Result<i32> {
         DemoMode::Learn { out } => {
             let out = absolute(out);
             std::env::set_current_dir(dir.0.join("workspace"))?;
-            learn::run(learn::LearnOptions {
-                out: Some(out),
-                force: true,
-                cmd,
-                ..learn::LearnOptions::new("demo-agent")
-            })
+            let mut o = learn::LearnOptions::from_args(&["--agent", "demo-agent", "--force"])?;
+            o.out = Some(out);
+            o.cmd = cmd;
+            learn::run(o)
         }
         DemoMode::Check { profile, json } => {
             let profile = absolute(profile);
             std::env::set_current_dir(dir.0.join("workspace"))?;
-            check::run(check::CheckOptions {
-                json,
-                cmd,
-                ..check::CheckOptions::new(profile)
-            })
+            let mut o = check::CheckOptions::from_args(&["--profile", "-"])?;
+            o.profile = profile;
+            o.json = json;
+            o.cmd = cmd;
+            check::run(o)
         }
     };
     stop.store(true, Ordering::Relaxed);

@@ -24,38 +24,51 @@ use crate::{
     sinks::Sink,
 };
 
+#[derive(Debug, clap::Args)]
 pub struct LearnOptions {
+    /// The agent's name (also the default profile file name).
+    #[arg(long)]
     pub agent: String,
-    pub out: Option<PathBuf>,
+    /// Where to write the profile [default: profiles/NAME.yaml].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
     pub force: bool,
-    pub duration: Option<Duration>,
+    /// Stop learning after this long (30, 30s, 5m, 1h); a command still
+    /// running then gets SIGTERM.
+    #[arg(long, value_parser = super::trace::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Stop as soon as every class (exec, file, network, dns) is stable.
+    #[arg(long)]
     pub until_stable: bool,
+    /// Progress as JSON lines on stderr instead of the live view.
+    #[arg(long)]
     pub json: bool,
-    pub warmup: Duration,
-    pub quiet: Duration,
+    /// No class is stable before learning has run this long.
+    #[arg(long, default_value = "30s", value_parser = super::trace::parse_duration)]
+    pub warmup: std::time::Duration,
+    /// A class is stable when nothing new appeared for this long.
+    #[arg(long, default_value = "60s", value_parser = super::trace::parse_duration)]
+    pub quiet: std::time::Duration,
+    /// Rate budget = peak per minute x this.
+    #[arg(long, default_value_t = 2.0)]
     pub headroom: f64,
+    /// Siblings sharing a name structure needed to merge into a pattern.
+    #[arg(long, default_value_t = 3)]
     pub min_siblings: usize,
+    /// Kernel ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
+    #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
 impl LearnOptions {
-    /// The defaults the command line documents, for `agent`.
-    pub fn new(agent: &str) -> Self {
-        Self {
-            agent: agent.to_string(),
-            out: None,
-            force: false,
-            duration: None,
-            until_stable: false,
-            json: false,
-            warmup: Duration::from_secs(30),
-            quiet: Duration::from_secs(60),
-            headroom: 2.0,
-            min_siblings: 3,
-            ring_buffer_mb: 8,
-            cmd: Vec::new(),
-        }
+    /// Options as if `agentwatch learn ARGS` were typed: the command line's
+    /// defaults, defined once, under the given arguments.
+    pub fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
+        super::session::parse_options("learn", args)
     }
 }
 
@@ -89,6 +102,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     if opts.cmd.is_empty() {
         bail!("give the agent's command after --. (Learning an agent selected by cgroup, UID or executable without starting it comes with `agentwatch daemon`.)");
     }
+    let ring = session::ring_bytes(opts.ring_buffer_mb)?;
     if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
         bail!("--headroom must be 1.0 or more (budget = peak x headroom)");
     }
@@ -145,7 +159,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         learner: learner.clone(),
         lost: lost.clone(),
     };
-    let mut s = Session::start(&opts.agent, opts.ring_buffer_mb, Box::new(sink))?;
+    let mut s = Session::start(&opts.agent, ring, Box::new(sink))?;
     session::catch_stop_signals();
     let mut child = match s.spawn(&opts.cmd) {
         Ok(c) => c,

@@ -27,14 +27,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads the sensors (`ring_buffer_mb` MiB, a power of two) and starts
-    /// the pipeline for one agent named `agent`.
-    pub fn start(agent: &str, ring_buffer_mb: u32, sink: Box<dyn Sink>) -> anyhow::Result<Self> {
-        let bytes = ring_buffer_mb
-            .checked_mul(1024 * 1024)
-            .filter(|b| b.is_power_of_two())
-            .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")?;
-        let mut sensors = Sensors::load(HookSet::Sensors, bytes)?;
+    /// Loads the sensors with a ring buffer of `ring_bytes` (see
+    /// `ring_bytes`) and starts the pipeline for one agent named `agent`.
+    pub fn start(agent: &str, ring_bytes: u32, sink: Box<dyn Sink>) -> anyhow::Result<Self> {
+        let mut sensors = Sensors::load(HookSet::Sensors, ring_bytes)?;
         let pipeline = Pipeline::start(
             &mut sensors,
             vec![agent.to_string()],
@@ -48,6 +44,25 @@ impl Session {
     pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
         spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID)
     }
+}
+
+/// `--ring-buffer-mb` in bytes; checked before anything is loaded.
+pub fn ring_bytes(mb: u32) -> anyhow::Result<u32> {
+    mb.checked_mul(1024 * 1024)
+        .filter(|b| b.is_power_of_two())
+        .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")
+}
+
+/// Parses `args` as the options of command `name` (its defaults apply).
+pub fn parse_options<T: clap::Args>(name: &str, args: &[&str]) -> Result<T, clap::Error> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct One<T: clap::Args> {
+        #[command(flatten)]
+        options: T,
+    }
+    let argv = std::iter::once(name).chain(args.iter().copied());
+    One::<T>::try_parse_from(argv).map(|o| o.options)
 }
 
 /// The default agent name: the command's file name.

@@ -3,32 +3,44 @@
 use std::{
     ffi::OsString,
     io::{BufWriter, Write},
-    path::Path,
     time::Duration,
 };
 
 use anyhow::{bail, Context as _};
 
-use super::session::{ignore_interrupts, wait_for_stop, AGENT_ID};
+use super::session::{agent_name, ignore_interrupts, ring_bytes, wait_for_stop, Session, AGENT_ID};
 use crate::{
-    pipeline::{enrich::Enricher, Pipeline},
+    pipeline::Pipeline,
     selectors::{self, Selector},
-    sensors::{cgroup2_mount, HookSet, Sensors},
+    sensors::cgroup2_mount,
     sinks::{HumanLines, JsonLines, Sink},
     spawn,
 };
 
+#[derive(Debug, clap::Args)]
 pub struct TraceOptions {
+    /// One JSON object per line instead of readable lines.
+    #[arg(long)]
     pub json: bool,
+    /// Agent name to show in events (default: the command's file name).
+    #[arg(long)]
     pub agent: Option<String>,
+    /// Kernel ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
-    /// Write events here instead of stdout (which the command shares).
+    /// Write events to FILE instead of stdout (the command keeps stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
-    /// Also watch processes that exec while matching these.
+    /// Also watch processes that exec while matching KIND=VALUE:
+    /// cgroup=PATH (cgroup v2), uid=USER, exe=PATH. Repeatable. Processes
+    /// already running that match are watched from now on.
+    #[arg(long, value_name = "KIND=VALUE")]
     pub select: Vec<Selector>,
-    /// Without CMD: stop after this long (otherwise at Ctrl-C or SIGTERM).
-    pub duration: Option<Duration>,
-    /// The command to start; may be empty when selectors are given.
+    /// Without a command: stop after this long (30, 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// The command and its arguments (optional with --select).
+    #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
@@ -37,18 +49,8 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     if opts.cmd.is_empty() && opts.select.is_empty() {
         bail!("nothing to watch: give a command after --, or at least one --select (cgroup=PATH, uid=USER, exe=PATH)");
     }
-    let agent = opts.agent.clone().unwrap_or_else(|| {
-        opts.cmd
-            .first()
-            .and_then(|c| Path::new(c).file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "selected".into())
-    });
-    let bytes = opts
-        .ring_buffer_mb
-        .checked_mul(1024 * 1024)
-        .filter(|b| b.is_power_of_two())
-        .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")?;
+    let agent = agent_name(opts.agent.as_deref(), &opts.cmd);
+    let bytes = ring_bytes(opts.ring_buffer_mb)?;
     // Resolve selectors and open the output before loading anything, so
     // bad input fails fast and clearly.
     let cgroup2 = cgroup2_mount();
@@ -65,18 +67,15 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
         None => Box::new(std::io::stdout()),
     };
     let out = BufWriter::with_capacity(64 * 1024, out);
-    let mut sensors = Sensors::load(HookSet::Sensors, bytes)?;
     let sink: Box<dyn Sink> = if opts.json {
         Box::new(JsonLines(out))
     } else {
         Box::new(HumanLines(out))
     };
-    let pipeline = Pipeline::start(
-        &mut sensors,
-        vec![agent],
-        sink,
-        Enricher::new(cgroup2.clone()),
-    )?;
+    let Session {
+        mut sensors,
+        pipeline,
+    } = Session::start(&agent, bytes, sink)?;
 
     for sel in &resolved {
         sensors.add_selector(*sel, AGENT_ID)?;
