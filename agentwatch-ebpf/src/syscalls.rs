@@ -32,17 +32,24 @@ fn task() -> Ptr {
 
 #[inline(always)]
 fn read_args(ctx: &TracePointContext) -> [u64; 6] {
-    // The first argument is loaded directly. The others go through a
-    // helper: one program serves every call, and a direct load past the
-    // smallest record (unlink's, one argument) makes the kernel refuse to
-    // attach it there.
-    let base = ctx.as_ptr() as *const u64;
     let mut a = [0u64; 6];
-    a[0] = unsafe { core::ptr::read(base.add(2)) };
-    for (i, v) in a.iter_mut().enumerate().skip(1) {
-        *v = unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
+    for (i, v) in a.iter_mut().enumerate() {
+        *v = arg(ctx, i);
     }
     a
+}
+
+/// Argument `i` of the syscall. The first is loaded directly; the others
+/// go through a helper: one program serves every call, and a direct load
+/// past the smallest record (unlink's, one argument) makes the kernel
+/// refuse to attach it there.
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    if i == 0 {
+        unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2)) }
+    } else {
+        unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0)
+    }
 }
 
 #[inline(always)]
@@ -348,10 +355,16 @@ fn msghdr_first_iov(msg: u64) -> Option<(u64, u64, bool)> {
 
 /// Entry of send-type calls of a watched process: copy DNS queries only.
 pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
+    let Some((tgid, w)) = watched_current() else {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
+    // write/writev are a watched process's commonest calls: look the fd
+    // up before reading any other argument.
+    let key = ((tgid as u64) << 32) | (arg(ctx, 0) & 0xffff_ffff);
+    if matches!(sysno, nr::WRITE | nr::WRITEV) && unsafe { DNS_SOCKETS.get(&key) }.is_none() {
+        return Ok(());
+    }
     let a = read_args(ctx);
     use aya_ebpf::helpers::bpf_probe_read_user as rd;
     match sysno {
@@ -401,14 +414,15 @@ pub fn try_dns_recv_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((tgid, _)) = watched_current() else {
         return Ok(());
     };
-    let a = read_args(ctx);
-    let key = ((tgid as u64) << 32) | (a[0] & 0xffff_ffff);
+    // Every receive of a watched process passes here: read the fd alone
+    // until the socket turns out to be a DNS one.
+    let key = ((tgid as u64) << 32) | (arg(ctx, 0) & 0xffff_ffff);
     if unsafe { DNS_SOCKETS.get(&key) }.is_none() {
         return Ok(());
     }
     let buf = match syscall_nr(ctx) {
-        nr::RECVFROM => a[1],
-        nr::RECVMSG => msghdr_first_iov(a[1]).ok_or(1)?.0,
+        nr::RECVFROM => arg(ctx, 1),
+        nr::RECVMSG => msghdr_first_iov(arg(ctx, 1)).ok_or(1)?.0,
         _ => return Ok(()),
     };
     let tid = bpf_get_current_pid_tgid() as u32;
