@@ -5,6 +5,7 @@
 //! bottom fail the build of either side if a layout drifts.
 #![no_std]
 
+pub mod policy;
 pub mod syscalls;
 
 /// Size of one string slot in a [`RawEvent`]. A user string (path, argv) or
@@ -42,6 +43,9 @@ pub enum RecordKind {
     SysExit = 5,
     /// A DNS query sent by a watched process (payload in slot 0).
     Dns = 6,
+    /// A signal, ptrace or bpf() call against agentwatch (entry only;
+    /// `args` are the call's arguments).
+    Tamper = 7,
 }
 
 impl RecordKind {
@@ -53,6 +57,7 @@ impl RecordKind {
             4 => Self::SysEnter,
             5 => Self::SysExit,
             6 => Self::Dns,
+            7 => Self::Tamper,
             _ => return None,
         })
     }
@@ -113,7 +118,12 @@ pub struct EventHeader {
     pub comm: [u8; 16],
     /// [`RecordKind`] as u8.
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// What the kernel decided ([`policy::verdict`]); 0 when no policy is loaded.
+    pub verdict: u8,
+    /// Which rule decided it ([`policy::rule`]).
+    pub rule: u8,
+    /// What the kernel did about it ([`policy::action`]).
+    pub action: u8,
     /// Syscall number for SysEnter/SysExit (x86-64 numbering).
     pub syscall_nr: u32,
 }
@@ -179,6 +189,9 @@ pub mod loss {
     pub const WATCH_MAP_FULL: u32 = 1;
     /// A kernel read of user or kernel memory failed.
     pub const READ_FAILED: u32 = 2;
+    /// A violation record could not be sent (ring buffer full). The kernel
+    /// acted on it anyway; userspace learns of it only as this count.
+    pub const VIOLATION_UNSENT: u32 = 3;
     pub const COUNT: u32 = 4;
 }
 
@@ -189,6 +202,8 @@ pub mod config {
     pub const SELECTORS_ACTIVE: u32 = 0;
     /// The tgid of the agentwatch process itself, never watched.
     pub const SELF_TGID: u32 = 1;
+    /// agentwatch's process group: kill(0 or -pgid) from an agent reaches it.
+    pub const SELF_PGID: u32 = 2;
     pub const COUNT: u32 = 4;
 }
 
@@ -204,4 +219,7 @@ mod pod {
     // SAFETY: plain-old-data, repr(C), no padding-dependent invariants.
     unsafe impl aya::Pod for super::WatchEntry {}
     unsafe impl aya::Pod for super::InodeKey {}
+    unsafe impl aya::Pod for super::policy::AgentPolicy {}
+    unsafe impl aya::Pod for super::policy::NetKey {}
+    unsafe impl aya::Pod for super::policy::AgentState {}
 }

@@ -33,6 +33,11 @@ pub const WRITE: u32 = 1;
 pub const WRITEV: u32 = 20;
 pub const EXECVE: u32 = 59;
 pub const EXECVEAT: u32 = 322;
+pub const KILL: u32 = 62;
+pub const PTRACE: u32 = 101;
+pub const TKILL: u32 = 200;
+pub const TGKILL: u32 = 234;
+pub const BPF: u32 = 321;
 
 /// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
 pub const AT_FDCWD: i32 = -100;
@@ -75,3 +80,7 @@ pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writ
 /// Calls whose entry and exit copy DNS answers received on sockets that
 /// sent to port 53 (UDP; TCP answers read with read(2) are not copied).
 pub const DNS_RECVS: &[&str] = &["recvfrom", "recvmsg"];
+
+/// Calls that can tamper with agentwatch (signals and ptrace aimed at it,
+/// any bpf()): watched at entry when the agent has a policy.
+pub const TAMPER: &[&str] = &["kill", "tkill", "tgkill", "ptrace", "bpf"];

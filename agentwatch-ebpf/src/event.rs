@@ -47,7 +47,9 @@ pub fn start(
         agent_id: watch.agent_id,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         kind: kind as u8,
-        _pad: [0; 3],
+        verdict: 0,
+        rule: 0,
+        action: 0,
         syscall_nr,
     };
     ev.args = [0; 6];

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod enforce;
 mod event;
 mod maps;
 mod process;
@@ -78,6 +79,28 @@ pub fn dns_recv_enter(ctx: TracePointContext) -> u32 {
 pub fn dns_recv_exit(ctx: TracePointContext) -> u32 {
     let _ = syscalls::try_dns_recv_exit(&ctx);
     0
+}
+
+/// syscalls/sys_enter_{kill,tkill,tgkill,ptrace,bpf}: tampering with
+/// agentwatch by an agent with a policy. Fails open (the call proceeds;
+/// the action is a signal to the caller).
+#[tracepoint]
+pub fn tamper_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_tamper(&ctx);
+    0
+}
+
+/// cgroup/connect4 on the cgroup-v2 root: refuses (EPERM) connects the
+/// agent's policy denies. Fails open: anything unreadable is allowed.
+#[cgroup_sock_addr(connect4)]
+pub fn enforce_connect4(ctx: SockAddrContext) -> i32 {
+    enforce::try_connect(&ctx, false).unwrap_or(1)
+}
+
+/// cgroup/connect6 on the cgroup-v2 root; as connect4. Fails open.
+#[cgroup_sock_addr(connect6)]
+pub fn enforce_connect6(ctx: SockAddrContext) -> i32 {
+    enforce::try_connect(&ctx, true).unwrap_or(1)
 }
 
 /// Empty program attached to the same tracepoints by `cargo xtask bench`:

@@ -1,10 +1,16 @@
 //! Maps shared with userspace. Names are the contract with
 //! `agentwatch::sensors::loader`.
-use agentwatch_common::{loss, InodeKey, RawEvent, WatchEntry};
+use agentwatch_common::{
+    loss,
+    policy::{AgentPolicy, AgentState, CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA},
+    InodeKey, RawEvent, WatchEntry,
+};
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
+
+use crate::enforce::Walk;
 
 /// Records for userspace. Resized by the loader (`--ring-buffer-mb`).
 #[map]
@@ -49,6 +55,61 @@ pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0
 /// Settings written by userspace before attaching (`agentwatch_common::config`).
 #[map]
 pub static CONFIG: Array<u64> = Array::with_max_entries(agentwatch_common::config::COUNT, 0);
+
+// --- Enforcement (see `crate::enforce` and `agentwatch_common::policy`). ---
+
+/// Per-agent policy, written by userspace.
+#[map]
+pub static AGENT_POLICY: Array<AgentPolicy> = Array::with_max_entries(MAX_AGENTS, 0);
+
+/// Per-agent rate windows and the last secret read, kept by the kernel.
+#[map]
+pub static AGENT_STATE: Array<AgentState> = Array::with_max_entries(MAX_AGENTS, 0);
+
+/// Non-zero while an agent is paused: its processes stop at their next
+/// watched call. Set by the kernel (a pause) and by userspace (pause/resume).
+#[map]
+pub static AGENT_PAUSED: Array<u32> = Array::with_max_entries(MAX_AGENTS, 0);
+
+/// Byte -> class, 256 entries per agent.
+#[map]
+pub static DFA_CLASS: Array<u8> = Array::with_max_entries(MAX_AGENTS * CLASS_TABLE, 0);
+
+/// Path automaton transitions; sized by the loader.
+#[map]
+pub static DFA_TRANS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Path automaton payload per state (`policy::accept`); sized by the loader.
+#[map]
+pub static DFA_ACCEPT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Allowed endpoints with a port, and with any port (`policy::NetKey`).
+#[map]
+pub static NET_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entries(16384, 0);
+#[map]
+pub static NET_ANY_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entries(16384, 0);
+
+/// Counters per class: `class` = decided allowed in the kernel (no record
+/// sent); `8 + class` = violations the kernel acted on.
+#[map]
+pub static DECIDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
+
+/// Threads whose syscall entry was decided allowed and not sent: their
+/// exit is not sent either. tid -> syscall number.
+#[map]
+pub static SKIP_EXIT: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Path resolver state, one per CPU (too big for the BPF stack).
+#[map]
+pub static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(map_index: u32) {
+    if let Some(p) = DECIDED.get_ptr_mut(map_index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
 
 #[inline(always)]
 pub fn count_loss(index: u32) {

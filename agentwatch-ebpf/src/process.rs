@@ -11,7 +11,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::{event, maps::*, shim::*};
+use agentwatch_common::{
+    policy::{access, class, flags, AgentPolicy},
+    RawEvent,
+};
+
+use crate::{enforce, event, maps::*, shim::*};
 
 fn current_task() -> Ptr {
     unsafe { bpf_get_current_task() as Ptr }
@@ -104,8 +109,37 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             ev.args[3] = end - start; // full length, so userspace can say how much was cut
         }
     }
+    if let Some(pol) = enforce::policy(w.agent_id) {
+        decide_exec(pol, w.agent_id, ev);
+    }
     event::submit(ev);
     Ok(())
+}
+
+/// Judges an exec that has just replaced the image, before the new
+/// program's first instruction: a signal sent here stops or kills it
+/// before it runs. The record always crosses (the process tree needs it).
+#[inline(always)]
+fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
+    enforce::stop_if_paused(agent);
+    let payload = if pol.flags & flags::PATHS != 0 {
+        enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, true)
+    } else {
+        None
+    };
+    let mut d = enforce::judge_path(agent, payload, access::EXEC, class::EXEC);
+    if let Some(r) = enforce::rate(pol, agent, class::EXEC) {
+        if d.allowed() {
+            d = r;
+        } else {
+            enforce::act(pol, agent, &r);
+        }
+    }
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    if !d.allowed() {
+        ev.hdr.action = enforce::act(pol, agent, &d);
+    }
 }
 
 /// sched_process_exit(p): fires per thread; report when the last one goes.

@@ -12,7 +12,15 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-use crate::{event, maps::*, shim::*};
+use crate::{
+    enforce::{self, Decision},
+    event,
+    maps::*,
+    shim::*,
+};
+use agentwatch_common::policy::{
+    access, class, flags, rule, verdict, AgentPolicy, DIR_BIND, DIR_CONNECT,
+};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -259,8 +267,144 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         let tid = bpf_get_current_pid_tgid() as u32;
         let _ = RETRY_PATHS.insert(&tid, &retry, 0);
     }
+    if let Some(pol) = enforce::policy(w.agent_id) {
+        if !decide_enter(pol, w.agent_id, ev, sysno, &a) {
+            // Decided allowed in the kernel: neither entry nor exit crosses.
+            let tid = bpf_get_current_pid_tgid() as u32;
+            let _ = SKIP_EXIT.insert(&tid, &sysno, 0);
+            return Ok(());
+        }
+    }
     event::submit(ev);
     Ok(())
+}
+
+/// Access bits and class of an open-type call (same reading as userspace's
+/// `profile::observe`).
+#[inline(always)]
+fn open_access(flags: u64) -> u64 {
+    const O_ACCMODE: u64 = 0o3;
+    const O_WRONLY: u64 = 0o1;
+    const O_RDWR: u64 = 0o2;
+    const O_CREAT: u64 = 0o100;
+    const O_TRUNC: u64 = 0o1000;
+    const O_TMPFILE: u64 = 0o20000000 | 0o200000;
+    let mode = flags & O_ACCMODE;
+    let mut acc = 0;
+    if mode != O_WRONLY {
+        acc |= access::READ;
+    }
+    if mode == O_WRONLY || mode == O_RDWR || flags & O_TRUNC != 0 {
+        acc |= access::WRITE;
+    }
+    if flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE {
+        acc |= access::CREATE;
+    }
+    acc
+}
+
+/// Judges a call's entry under the agent's policy, acts, and writes the
+/// verdict into the record. Returns false when the call is allowed and its
+/// records need not cross to userspace.
+#[inline(always)]
+fn decide_enter(
+    pol: &AgentPolicy,
+    agent: u32,
+    ev: &mut RawEvent,
+    sysno: u32,
+    a: &[u64; 6],
+) -> bool {
+    enforce::stop_if_paused(agent);
+    let paths = pol.flags & flags::PATHS != 0;
+    let path = |ev: &RawEvent, p: usize, b: usize, needs: bool, acc: u64, cls: usize| {
+        let payload = if paths {
+            enforce::resolve(pol, ev, p, b, needs)
+        } else {
+            None
+        };
+        enforce::judge_path(agent, payload, acc, cls)
+    };
+    let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
+    let d = match sysno {
+        nr::OPEN => path(ev, p1, b1, true, open_access(a[1]), class::FILE),
+        nr::OPENAT => path(ev, p1, b1, true, open_access(a[2]), class::FILE),
+        nr::OPENAT2 => path(ev, p1, b1, true, open_access(ev.args[5]), class::FILE),
+        nr::CREAT => path(ev, p1, b1, true, open_access(0o1101), class::FILE),
+        nr::UNLINK | nr::UNLINKAT | nr::RMDIR => {
+            path(ev, p1, b1, true, access::DELETE, class::DELETE)
+        }
+        nr::CHMOD | nr::CHOWN | nr::LCHOWN | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT => {
+            path(ev, p1, b1, true, access::CHMOD, class::FILE)
+        }
+        nr::FCHMOD | nr::FCHOWN => path(ev, p1, b1, false, access::CHMOD, class::FILE),
+        nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 => {
+            let from = path(ev, p1, b1, true, access::RENAME, class::FILE);
+            if from.allowed() {
+                path(ev, p2, b2, true, access::RENAME, class::FILE)
+            } else {
+                from
+            }
+        }
+        nr::CONNECT | nr::BIND => {
+            let dir = if sysno == nr::CONNECT {
+                DIR_CONNECT
+            } else {
+                DIR_BIND
+            };
+            endpoint_decision(agent, ev, dir)
+        }
+        // Exec attempts are decided at sched_process_exec; accepted peers
+        // and listens by userspace.
+        _ => Decision::new(verdict::UNDECIDED, rule::SOCKET, class::NETWORK),
+    };
+    let decided_here = !matches!(
+        sysno,
+        nr::EXECVE | nr::EXECVEAT | nr::LISTEN | nr::ACCEPT | nr::ACCEPT4
+    );
+    let mut d = d;
+    if decided_here {
+        if let Some(r) = enforce::rate(pol, agent, d.class) {
+            if d.allowed() {
+                d = r;
+            } else {
+                enforce::act(pol, agent, &r);
+            }
+        }
+    }
+    if d.allowed() {
+        count(d.class as u32);
+        return false;
+    }
+    if !decided_here {
+        return true;
+    }
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, agent, &d);
+    true
+}
+
+/// The allow decision for the address in `ev.addr` (a sockaddr).
+#[inline(always)]
+fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
+    if ev.addr.len < 8 {
+        return Decision::new(verdict::UNDECIDED, rule::SOCKET, class::NETWORK);
+    }
+    let b = &ev.addr.bytes;
+    let family = u16::from_ne_bytes([b[0], b[1]]);
+    let port = u16::from_ne_bytes([b[2], b[3]]);
+    match family {
+        AF_INET => {
+            let addr = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+            enforce::judge_endpoint(agent, dir, port, &enforce::mapped4(addr))
+        }
+        AF_INET6 if ev.addr.len >= 24 => {
+            let mut addr = [0u8; 16];
+            addr.copy_from_slice(&b[8..24]);
+            enforce::judge_endpoint(agent, dir, port, &addr)
+        }
+        _ => Decision::new(verdict::UNDECIDED, rule::SOCKET, class::NETWORK),
+    }
 }
 
 /// Return of a watched call: a small record with the result; accept adds
@@ -270,6 +414,15 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
+    if enforce::policy(w.agent_id).is_some() {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        if let Some(n) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
+            let _ = SKIP_EXIT.remove(&tid);
+            if n == sysno {
+                return Ok(());
+            }
+        }
+    }
     let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
@@ -326,6 +479,16 @@ fn dns_record(
     }
     let ev = event::start(RecordKind::Dns, w, sysno).ok_or(1)?;
     ev.args[0] = fd;
+    if let Some(pol) = enforce::policy(w.agent_id) {
+        // Names are judged in userspace; the kernel counts the rate.
+        enforce::stop_if_paused(w.agent_id);
+        ev.hdr.verdict = verdict::UNDECIDED;
+        if let Some(r) = enforce::rate(pol, w.agent_id, class::DNS) {
+            ev.hdr.verdict = r.verdict;
+            ev.hdr.rule = r.rule;
+            ev.hdr.action = enforce::act(pol, w.agent_id, &r);
+        }
+    }
     let mut n = len;
     if n > agentwatch_common::DNS_PAYLOAD_LEN as u64 {
         n = agentwatch_common::DNS_PAYLOAD_LEN as u64;
@@ -451,6 +614,48 @@ pub fn try_dns_recv_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let ev = event::start(RecordKind::Dns, &w, syscall_nr(ctx)).ok_or(1)?;
     event::user_bytes(ev, slot::PATH1, buf, n, agentwatch_common::SLOT_BYTES);
+    if let Some(pol) = enforce::policy(w.agent_id) {
+        // Endpoints named by host: the process waits until userspace has
+        // added this answer's addresses to the allow tries.
+        if pol.enforce != 0 && pol.flags & flags::HOLD_DNS != 0 {
+            enforce::signal(enforce::SIGSTOP);
+            ev.hdr.verdict = verdict::UNDECIDED;
+            ev.hdr.rule = rule::DNS_ANSWER;
+            ev.hdr.action = agentwatch_common::policy::action::HOLD;
+        }
+    }
+    event::submit(ev);
+    Ok(())
+}
+
+/// Entry of kill/tkill/tgkill/ptrace/bpf by a watched process with a
+/// policy: a violation when aimed at agentwatch (any bpf() is).
+pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let Some(pol) = enforce::policy(w.agent_id) else {
+        return Ok(());
+    };
+    let sysno = syscall_nr(ctx);
+    let a = read_args(ctx);
+    let target = |v: u64| enforce::targets_agentwatch(v as i32 as i64);
+    let hit = match sysno {
+        nr::KILL | nr::TKILL => a[1] != 0 && target(a[0]),
+        nr::TGKILL => a[2] != 0 && target(a[0]),
+        nr::PTRACE => target(a[1]),
+        nr::BPF => true,
+        _ => false,
+    };
+    if !hit {
+        return Ok(());
+    }
+    let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
+    ev.args = a;
+    let d = Decision::new(verdict::VIOLATION, rule::TAMPER, class::FILE);
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, w.agent_id, &d);
     event::submit(ev);
     Ok(())
 }

@@ -23,8 +23,92 @@ pub struct Event {
     pub cgroup_id: u64,
     #[serde(flatten)]
     pub context: Context,
+    /// What the kernel decided, for an agent run under a profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelDecision>,
     #[serde(flatten)]
     pub detail: Detail,
+}
+
+/// The kernel's verdict on an event (`agentwatch_common::policy` codes),
+/// written by name in JSON: `{"verdict":"violation","rule":"file","action":"pause"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelDecision {
+    pub verdict: u8,
+    pub rule: u8,
+    pub action: u8,
+}
+
+impl KernelDecision {
+    pub fn verdict_name(&self) -> &'static str {
+        use agentwatch_common::policy::verdict::*;
+        match self.verdict {
+            ALLOW => "allow",
+            VIOLATION => "violation",
+            UNDECIDED => "undecided",
+            _ => "none",
+        }
+    }
+
+    /// The rule, in the names findings use (`guardrail/secrets`, ...).
+    pub fn rule_name(&self) -> String {
+        use agentwatch_common::policy::rule::*;
+        let classes = ["exec", "file", "delete", "network", "dns"];
+        match self.rule {
+            FILE => "file".into(),
+            EXEC => "exec".into(),
+            NETWORK => "network".into(),
+            GUARD_SECRETS => "guardrail/secrets".into(),
+            GUARD_PERSISTENCE => "guardrail/persistence".into(),
+            GUARD_AGENTWATCH => "guardrail/agentwatch".into(),
+            TAMPER => "guardrail/tamper".into(),
+            EXFILTRATE => "guardrail/exfiltrate".into(),
+            PAUSED => "paused".into(),
+            PATH => "path".into(),
+            EXEC_HASH => "exec/hash".into(),
+            DNS_ANSWER => "dns_answer".into(),
+            SOCKET => "socket".into(),
+            r if r >= RATE && ((r - RATE) as usize) < classes.len() => {
+                format!("rate/{}", classes[(r - RATE) as usize])
+            }
+            _ => "none".into(),
+        }
+    }
+
+    pub fn action_name(&self) -> &'static str {
+        use agentwatch_common::policy::action::*;
+        match self.action {
+            DENY => "deny",
+            PAUSE => "pause",
+            KILL => "kill",
+            DENY_KILL => "deny_kill",
+            HOLD => "hold",
+            _ => "alert",
+        }
+    }
+}
+
+impl Serialize for KernelDecision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("verdict", self.verdict_name())?;
+        m.serialize_entry("rule", &self.rule_name())?;
+        m.serialize_entry("action", self.action_name())?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for KernelDecision {
+    /// Recorded verdicts are read back as "none": a replay re-decides.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Self {
+            verdict: 0,
+            rule: 0,
+            action: 0,
+        })
+    }
 }
 
 /// What enrichment adds: who and where, beyond the kernel's numbers.
@@ -222,6 +306,15 @@ pub enum Detail {
         name: String,
         addrs: Vec<String>,
     },
+    /// A signal, ptrace or bpf() call aimed at agentwatch by an agent.
+    Tamper {
+        syscall: Name,
+        /// The pid signalled or traced (bpf: the command).
+        target: i64,
+        /// The signal, for kill/tkill/tgkill.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<i64>,
+    },
     /// Records lost at a pipeline stage since the last loss event.
     Loss {
         stage: Name,
@@ -247,6 +340,7 @@ impl Detail {
             Detail::Accept { .. } => "accept",
             Detail::Dns { .. } => "dns",
             Detail::DnsAnswer { .. } => "dns_answer",
+            Detail::Tamper { .. } => "tamper",
             Detail::Loss { .. } => "loss",
         }
     }
@@ -286,6 +380,7 @@ mod tests {
             agent: "a".into(),
             cgroup_id: 9,
             context: Context::default(),
+            kernel: None,
             detail: Detail::Unlink {
                 path: "/tmp/x".into(),
                 dir: false,

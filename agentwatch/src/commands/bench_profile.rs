@@ -32,6 +32,7 @@ fn event(i: u64, detail: Detail) -> Event {
             exe: Some("/usr/bin/python3.11".into()),
             ..Context::default()
         },
+        kernel: None,
         detail,
     }
 }

@@ -11,7 +11,7 @@ use agentwatch_common::{
 use thiserror::Error;
 
 use crate::{
-    event::{Access, Context, Detail, Endpoint, Event, Family},
+    event::{Access, Context, Detail, Endpoint, Event, Family, KernelDecision},
     net, paths,
 };
 
@@ -247,6 +247,20 @@ impl Decoder {
                 out.push(base_event(h, agents, Detail::Exit { code, signal }));
                 return Ok(out);
             }
+            RecordKind::Tamper => {
+                let (syscall, target, signal) = match h.syscall_nr {
+                    nr::KILL => ("kill", a[0] as i32 as i64, Some(a[1] as i64)),
+                    nr::TKILL => ("tkill", a[0] as i32 as i64, Some(a[1] as i64)),
+                    nr::TGKILL => ("tgkill", a[0] as i32 as i64, Some(a[2] as i64)),
+                    nr::PTRACE => ("ptrace", a[1] as i32 as i64, None),
+                    _ => ("bpf", a[0] as i64, None),
+                };
+                Detail::Tamper {
+                    syscall: syscall.into(),
+                    target,
+                    signal,
+                }
+            }
             RecordKind::Dns => {
                 let Some((b, _)) = rec.slot(slot::PATH1) else {
                     return Ok(Vec::new());
@@ -452,6 +466,11 @@ fn base_event(h: &EventHeader, agents: &dyn AgentNames, detail: Detail) -> Event
         agent: agents.name(h.agent_id),
         cgroup_id: h.cgroup_id,
         context: Context::default(),
+        kernel: (h.verdict != 0).then_some(KernelDecision {
+            verdict: h.verdict,
+            rule: h.rule,
+            action: h.action,
+        }),
         detail,
     }
 }

@@ -104,6 +104,7 @@ fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
         agent: String::new(),
         cgroup_id: 0,
         context: Context::default(),
+        kernel: None,
         detail: Detail::Loss {
             stage: stage.into(),
             reason: reason.into(),

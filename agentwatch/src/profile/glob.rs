@@ -124,6 +124,11 @@ impl Glob {
         })
     }
 
+    /// Wildcards match a leading dot (guardrail patterns).
+    pub fn dotglob(&self) -> bool {
+        self.dotglob
+    }
+
     /// No wildcards: the pattern names one path.
     pub fn is_literal(&self) -> bool {
         self.segs.iter().all(|s| matches!(s, Seg::Lit(_)))

@@ -34,7 +34,12 @@ pub struct Profile {
     pub network: Vec<NetRule>,
     pub dns: Vec<DnsRule>,
     pub rates: Rates,
+    /// What `run --mode enforce` does per class (and for guardrails and
+    /// rates in every mode).
+    pub actions: Actions,
     pub review: Vec<ReviewItem>,
+    /// Entries added by `agentwatch approve --learn`: who approved what, when.
+    pub approvals: Vec<Approval>,
     pub stability: Stability,
     pub provenance: Provenance,
 }
@@ -132,6 +137,85 @@ pub struct ReviewItem {
     /// The guardrail pattern that matched.
     pub pattern: String,
     pub runs: u32,
+}
+
+/// What enforcement does about a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Record it; let it happen.
+    Alert,
+    /// Refuse it (EPERM) where a hook can; else kill the process at the call.
+    Deny,
+    /// Stop the agent's whole tree and ask (`agentwatch pending`).
+    Pause,
+    /// Kill the agent's whole tree.
+    Kill,
+}
+
+impl ActionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Alert => "alert",
+            ActionKind::Deny => "deny",
+            ActionKind::Pause => "pause",
+            ActionKind::Kill => "kill",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Actions per class in enforce mode, and for guardrail hits and rate
+/// excursions. Defaults: exec, file and delete pause (a person decides);
+/// network denies (the connect fails with EPERM); dns alerts (the connect
+/// that follows is what matters); guardrails and rates pause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actions {
+    pub per_class: BTreeMap<Class, ActionKind>,
+    pub guardrails: ActionKind,
+    pub rate: ActionKind,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        use ActionKind::*;
+        Self {
+            per_class: [
+                (Class::Exec, Pause),
+                (Class::File, Pause),
+                (Class::Delete, Pause),
+                (Class::Network, Deny),
+                (Class::Dns, Alert),
+            ]
+            .into_iter()
+            .collect(),
+            guardrails: Pause,
+            rate: Pause,
+        }
+    }
+}
+
+impl Actions {
+    pub fn for_class(&self, c: Class) -> ActionKind {
+        self.per_class.get(&c).copied().unwrap_or(ActionKind::Alert)
+    }
+}
+
+/// An entry a person approved into the profile from a paused agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The approval request's id.
+    pub id: String,
+    /// The entry, as a reviewer reads it (`read $WORKSPACE/notes.txt`).
+    pub what: String,
+    pub by: String,
+    /// RFC 3339, UTC.
+    pub at: String,
 }
 
 /// Event classes for rates, stability and counts.
@@ -290,6 +374,10 @@ impl AccessSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+    /// The bits as the kernel reads them (`agentwatch_common::policy::access`).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
     pub fn is_subset(self, o: Self) -> bool {
         self.0 & !o.0 == 0
     }
@@ -324,7 +412,9 @@ impl Profile {
                 headroom: 2.0,
                 per_minute: BTreeMap::new(),
             },
+            actions: Actions::default(),
             review: Vec::new(),
+            approvals: Vec::new(),
             stability: Stability {
                 warmup_secs: 0,
                 quiet_secs: 0,

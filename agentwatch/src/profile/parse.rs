@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{
-    glob::Glob, guardrails::Guardrails, Access, AccessSet, Class, ClassStability, Direction,
-    DnsRule, Executable, FileRule, NetRule, Profile, Provenance, RateBudget, ReviewItem, Stability,
-    API_VERSION, KIND,
+    glob::Glob, guardrails::Guardrails, Access, AccessSet, ActionKind, Approval, Class,
+    ClassStability, Direction, DnsRule, Executable, FileRule, NetRule, Profile, Provenance,
+    RateBudget, ReviewItem, Stability, API_VERSION, KIND,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,7 +101,11 @@ struct Doc {
     #[serde(default)]
     rates: Option<RatesDoc>,
     #[serde(default)]
+    actions: Option<Spanned<ActionsDoc>>,
+    #[serde(default)]
     review: Vec<Spanned<ReviewDoc>>,
+    #[serde(default)]
+    approvals: Vec<ApprovalDoc>,
     #[serde(default)]
     stability: Option<StabilityDoc>,
     #[serde(default)]
@@ -164,6 +168,28 @@ struct BudgetDoc {
     #[serde(default)]
     peak: u64,
     budget: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionsDoc {
+    exec: Option<ActionKind>,
+    file: Option<ActionKind>,
+    delete: Option<ActionKind>,
+    network: Option<ActionKind>,
+    dns: Option<ActionKind>,
+    guardrails: Option<ActionKind>,
+    rate: Option<ActionKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalDoc {
+    id: String,
+    what: String,
+    by: String,
+    #[serde(default)]
+    at: String,
 }
 
 #[derive(Deserialize)]
@@ -493,6 +519,45 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: r.runs,
         });
     }
+
+    if let Some(a) = &doc.actions {
+        let d = &a.value;
+        for (c, v) in [
+            (Class::Exec, d.exec),
+            (Class::File, d.file),
+            (Class::Delete, d.delete),
+            (Class::Network, d.network),
+            (Class::Dns, d.dns),
+        ] {
+            if let Some(v) = v {
+                p.actions.per_class.insert(c, v);
+            }
+        }
+        if let Some(g) = d.guardrails {
+            if g == ActionKind::Alert {
+                lint.error(
+                    a,
+                    "guardrails: alert would let a guardrail be crossed; they hold in every mode"
+                        .into(),
+                    "use deny, pause or kill for guardrails",
+                );
+            }
+            p.actions.guardrails = g;
+        }
+        if let Some(r) = d.rate {
+            p.actions.rate = r;
+        }
+    }
+    p.approvals = doc
+        .approvals
+        .into_iter()
+        .map(|a| Approval {
+            id: a.id,
+            what: a.what,
+            by: a.by,
+            at: a.at,
+        })
+        .collect();
 
     if let Some(s) = doc.stability {
         p.stability = Stability {

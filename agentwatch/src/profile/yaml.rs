@@ -87,6 +87,14 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     for (c, r) in &p.rates.per_minute {
         writeln!(o, "    {c}: {{peak: {}, budget: {}}}", r.peak, r.budget)?;
     }
+    if p.actions != super::Actions::default() {
+        writeln!(o, "actions:")?;
+        for (c, a) in &p.actions.per_class {
+            writeln!(o, "  {c}: {a}")?;
+        }
+        writeln!(o, "  guardrails: {}", p.actions.guardrails)?;
+        writeln!(o, "  rate: {}", p.actions.rate)?;
+    }
     section(o, "review", p.review.is_empty())?;
     for r in &p.review {
         writeln!(o, "  - path: {}", q(&r.path))?;
@@ -94,6 +102,15 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         writeln!(o, "    guardrail: {}", r.guardrail)?;
         writeln!(o, "    pattern: {}", q(&r.pattern))?;
         writeln!(o, "    runs: {}", r.runs)?;
+    }
+    if !p.approvals.is_empty() {
+        writeln!(o, "approvals:")?;
+        for a in &p.approvals {
+            writeln!(o, "  - id: {}", q(&a.id))?;
+            writeln!(o, "    what: {}", q(&a.what))?;
+            writeln!(o, "    by: {}", q(&a.by))?;
+            writeln!(o, "    at: {}", q(&a.at))?;
+        }
     }
     writeln!(o, "stability:")?;
     writeln!(o, "  warmupSecs: {}", p.stability.warmup_secs)?;

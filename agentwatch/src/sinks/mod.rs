@@ -77,6 +77,14 @@ pub fn human_line(ev: &Event) -> String {
             format!("exec {path} {:?}{more}", argv)
         }
         Detail::Fork { child_pid } => format!("fork -> {child_pid}"),
+        Detail::Tamper {
+            syscall,
+            target,
+            signal,
+        } => match signal {
+            Some(s) => format!("{syscall} pid {target} signal {s}"),
+            None => format!("{syscall} {target}"),
+        },
         Detail::DnsAnswer { name, addrs } => format!("dns answer {name} -> {}", addrs.join(", ")),
         Detail::Exit { code: Some(c), .. } => format!("exit {c}"),
         Detail::Exit { signal, .. } => format!("exit signal {}", signal.unwrap_or(0)),

@@ -19,6 +19,7 @@ fn ev(detail: Detail) -> Event {
             exe: Some("/usr/bin/curl".into()),
             ..Context::default()
         },
+        kernel: None,
         detail,
     }
 }

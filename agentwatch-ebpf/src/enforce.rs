@@ -1,0 +1,518 @@
+//! In-kernel decisions for agents with a compiled policy
+//! (`agentwatch_common::policy`): paths run through the agent's automaton,
+//! endpoints through the allow tries, rates through per-agent windows;
+//! then the action (signal, or a verdict the cgroup hook turns into EPERM).
+//!
+//! Everything here fails open: a map that cannot be read leaves the event
+//! undecided, and userspace judges it.
+use agentwatch_common::{
+    config,
+    policy::{
+        accept, access, action, class, flags, rule, verdict, AgentPolicy, CLASS_TABLE,
+        NET_KEY_DATA, WALK_DEPTH,
+    },
+    RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_loop},
+    maps::lpm_trie::Key,
+    programs::SockAddrContext,
+};
+
+use crate::maps::*;
+
+pub const SIGKILL: u32 = 9;
+pub const SIGSTOP: u32 = 19;
+const MINUTE_NS: u64 = 60_000_000_000;
+
+/// What the kernel made of one event.
+#[derive(Clone, Copy)]
+pub struct Decision {
+    pub verdict: u8,
+    pub rule: u8,
+    pub class: usize,
+}
+
+impl Decision {
+    pub const fn new(verdict: u8, rule: u8, class: usize) -> Self {
+        Self {
+            verdict,
+            rule,
+            class,
+        }
+    }
+    pub fn allowed(&self) -> bool {
+        self.verdict == verdict::ALLOW
+    }
+}
+
+/// The agent's policy, when one is loaded.
+#[inline(always)]
+pub fn policy(agent: u32) -> Option<&'static AgentPolicy> {
+    AGENT_POLICY.get(agent).filter(|p| p.active != 0)
+}
+
+#[inline(always)]
+pub fn signal(sig: u32) {
+    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(sig) };
+}
+
+/// A paused agent's process stops itself at its next watched call.
+#[inline(always)]
+pub fn stop_if_paused(agent: u32) -> bool {
+    let paused = AGENT_PAUSED.get(agent).is_some_and(|p| *p != 0);
+    if paused {
+        signal(SIGSTOP);
+    }
+    paused
+}
+
+fn guardrail_rule(rule: u8) -> bool {
+    matches!(
+        rule,
+        rule::GUARD_SECRETS
+            | rule::GUARD_PERSISTENCE
+            | rule::GUARD_AGENTWATCH
+            | rule::TAMPER
+            | rule::EXFILTRATE
+    )
+}
+
+/// The action the policy sets for a violation: guardrails in every mode,
+/// the class's (or the rate) action in enforce mode, else an alert.
+#[inline(always)]
+pub fn wanted(pol: &AgentPolicy, d: &Decision) -> u8 {
+    if d.verdict != verdict::VIOLATION {
+        return action::ALERT;
+    }
+    if guardrail_rule(d.rule) {
+        return pol.guardrail_action;
+    }
+    if pol.enforce == 0 {
+        return action::ALERT;
+    }
+    if d.rule >= rule::RATE {
+        return pol.rate_action;
+    }
+    let c = d.class;
+    if c < class::COUNT {
+        pol.actions[c]
+    } else {
+        action::ALERT
+    }
+}
+
+/// Takes the action for `d` from the violating task; returns what was done.
+#[inline(always)]
+pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
+    if d.verdict == verdict::UNDECIDED {
+        // In enforce mode a path or binary the kernel could not judge does
+        // not run on before userspace has judged it.
+        if pol.enforce != 0 && matches!(d.rule, rule::PATH | rule::EXEC_HASH) {
+            signal(SIGSTOP);
+            return action::HOLD;
+        }
+        return action::ALERT;
+    }
+    let done = match wanted(pol, d) {
+        action::DENY if d.class == class::NETWORK => action::DENY,
+        action::DENY if pol.flags & flags::LSM_FILES != 0 => action::DENY,
+        action::DENY => {
+            signal(SIGKILL);
+            action::DENY_KILL
+        }
+        action::PAUSE => {
+            if let Some(p) = AGENT_PAUSED.get_ptr_mut(agent) {
+                unsafe { *p = 1 };
+            }
+            signal(SIGSTOP);
+            action::PAUSE
+        }
+        action::KILL => {
+            signal(SIGKILL);
+            action::KILL
+        }
+        _ => action::ALERT,
+    };
+    if d.verdict == verdict::VIOLATION && d.class < class::COUNT {
+        count(8 + d.class as u32);
+    }
+    done
+}
+
+/// Counts one event of `cls` in the agent's window; a violation the first
+/// time the class goes over its budget in this window.
+#[inline(always)]
+pub fn rate(pol: &AgentPolicy, agent: u32, cls: usize) -> Option<Decision> {
+    if cls >= class::COUNT {
+        return None;
+    }
+    let budget = pol.budgets[cls];
+    if budget == 0 {
+        return None;
+    }
+    let st = AGENT_STATE.get_ptr_mut(agent)?;
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a map value; concurrent CPUs may race on the window reset,
+    // which can only lose a few counts at a minute boundary.
+    unsafe {
+        if now.wrapping_sub((*st).window_start_ns) >= MINUTE_NS {
+            (*st).window_start_ns = now;
+            (*st).counts = [0; class::COUNT];
+            (*st).over = 0;
+        }
+        let n = (*st).counts[cls] + 1;
+        (*st).counts[cls] = n;
+        let bit = 1u64 << cls;
+        if n > budget && (*st).over & bit == 0 {
+            (*st).over |= bit;
+            return Some(Decision::new(
+                verdict::VIOLATION,
+                rule::RATE + cls as u8,
+                cls,
+            ));
+        }
+    }
+    None
+}
+
+/// Resolver state for one path; lives in the WALK per-CPU map.
+#[repr(C)]
+pub struct Walk {
+    trans_base: u32,
+    accept_base: u32,
+    class_base: u32,
+    classes: u32,
+    state: u32,
+    depth: u32,
+    phase: u32,
+    i: u32,
+    s: u32,
+    e: u32,
+    path_slot: u32,
+    base_slot: u32,
+    path_len: u32,
+    sep: u32,
+    stack: [u32; WALK_DEPTH],
+}
+
+const BASE_FIND: u32 = 0;
+const BASE_FEED: u32 = 1;
+const PATH_START: u32 = 2;
+const PATH_FEED: u32 = 3;
+const DONE: u32 = 4;
+const FAILED: u32 = 5;
+
+/// Pointers the loop callback needs; on the caller's stack so the verifier
+/// keeps their types.
+#[repr(C)]
+struct WalkCtx {
+    ev: *const RawEvent,
+    w: *mut Walk,
+}
+
+#[inline(always)]
+fn byte_at(ev: &RawEvent, slot: u32, i: u32) -> u8 {
+    let idx = (slot as usize & (SLOTS - 1)) * SLOT_LEN + (i as usize & (SLOT_LEN - 1));
+    ev.data[idx & (SLOTS * SLOT_LEN - 1)]
+}
+
+#[inline(always)]
+fn step(w: &mut Walk, b: u8) {
+    let c = DFA_CLASS.get(w.class_base + b as u32).copied().unwrap_or(0) as u32;
+    let idx = w.trans_base + w.state * w.classes + c;
+    w.state = DFA_TRANS.get(idx).copied().unwrap_or(0);
+}
+
+#[inline(always)]
+fn push(w: &mut Walk) {
+    if w.depth as usize >= WALK_DEPTH {
+        w.phase = FAILED;
+        return;
+    }
+    w.stack[w.depth as usize & (WALK_DEPTH - 1)] = w.state;
+    w.depth += 1;
+}
+
+/// One step of the resolver: one byte scanned or fed, or one component
+/// boundary. The base directory (leaf-first components) is fed root
+/// first; then the path, with `.` and empty components skipped and `..`
+/// returning to the state before the last component.
+extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer we gave it.
+    let c = unsafe { &*(ctx as *const WalkCtx) };
+    let (ev, w) = unsafe { (&*c.ev, &mut *c.w) };
+    match w.phase {
+        BASE_FIND => {
+            // i scans back from the NUL ending the root-most component.
+            if w.i == 0 || byte_at(ev, w.base_slot, w.i - 1) == 0 {
+                w.s = w.i;
+                w.i = w.s;
+                w.sep = 1;
+                w.phase = BASE_FEED;
+            } else {
+                w.i -= 1;
+            }
+        }
+        BASE_FEED => {
+            if w.sep != 0 {
+                step(w, b'/');
+                w.sep = 0;
+            } else if w.i + 1 < w.e {
+                step(w, byte_at(ev, w.base_slot, w.i));
+                w.i += 1;
+            } else {
+                push(w);
+                if w.phase == FAILED {
+                    return 1;
+                }
+                w.e = w.s;
+                if w.e == 0 {
+                    w.i = 0;
+                    w.phase = PATH_START;
+                } else {
+                    w.i = w.e - 1;
+                    w.phase = BASE_FIND;
+                }
+            }
+        }
+        PATH_START => {
+            let n = w.path_len;
+            if w.i >= n {
+                w.phase = DONE;
+                return 1;
+            }
+            let b = byte_at(ev, w.path_slot, w.i);
+            let at = |k: u32| {
+                if k < n {
+                    byte_at(ev, w.path_slot, k)
+                } else {
+                    b'/'
+                }
+            };
+            if b == b'/' {
+                w.i += 1;
+            } else if b == b'.' && at(w.i + 1) == b'/' {
+                w.i += 1;
+            } else if b == b'.' && at(w.i + 1) == b'.' && at(w.i + 2) == b'/' {
+                if w.depth > 1 {
+                    w.depth -= 1;
+                }
+                w.state = w.stack[(w.depth as usize - 1) & (WALK_DEPTH - 1)];
+                w.i += 2;
+            } else {
+                step(w, b'/');
+                w.phase = PATH_FEED;
+            }
+        }
+        PATH_FEED => {
+            if w.i >= w.path_len || byte_at(ev, w.path_slot, w.i) == b'/' {
+                push(w);
+                if w.phase == FAILED {
+                    return 1;
+                }
+                w.phase = PATH_START;
+            } else {
+                step(w, byte_at(ev, w.path_slot, w.i));
+                w.i += 1;
+            }
+        }
+        _ => return 1,
+    }
+    0
+}
+
+/// The automaton payload for the path in `path_slot` (resolved against
+/// `base_slot` when relative). None when the kernel cannot tell: a path
+/// cut short, a relative path without its base, a resolver that ran out.
+#[inline(always)]
+pub fn resolve(
+    pol: &AgentPolicy,
+    ev: &RawEvent,
+    path_slot: usize,
+    base_slot: usize,
+    needs_path: bool,
+) -> Option<u64> {
+    let p = ev.slots[path_slot & (SLOTS - 1)];
+    let b = ev.slots[base_slot & (SLOTS - 1)];
+    if p.flags & SLOT_TRUNCATED != 0 {
+        return None;
+    }
+    let path_used = p.flags & SLOT_USED != 0;
+    if needs_path && !path_used {
+        return None;
+    }
+    let absolute = path_used && p.len > 0 && byte_at(ev, path_slot as u32, 0) == b'/';
+    if !absolute && (b.flags & SLOT_USED == 0 || b.flags & SLOT_TRUNCATED != 0) {
+        return None;
+    }
+    let w = WALK.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, ours until the program returns.
+    let wr = unsafe { &mut *w };
+    wr.trans_base = pol.trans_base;
+    wr.accept_base = pol.accept_base;
+    wr.class_base = pol.class_base;
+    wr.classes = pol.classes;
+    wr.state = pol.start;
+    wr.stack[0] = pol.start;
+    wr.depth = 1;
+    wr.path_slot = path_slot as u32;
+    wr.base_slot = base_slot as u32;
+    wr.path_len = if path_used { p.len as u32 } else { 0 };
+    wr.sep = 0;
+    if absolute || b.len == 0 {
+        wr.phase = PATH_START;
+        wr.i = 0;
+    } else {
+        wr.phase = BASE_FIND;
+        wr.e = b.len as u32;
+        wr.i = wr.e - 1;
+    }
+    let mut ctx = WalkCtx {
+        ev: ev as *const RawEvent,
+        w,
+    };
+    unsafe {
+        bpf_loop(
+            4 * SLOT_LEN as u32 + 64,
+            walk_step as *mut core::ffi::c_void,
+            (&mut ctx as *mut WalkCtx).cast(),
+            0,
+        );
+    }
+    let wr = unsafe { &mut *w };
+    if wr.phase != DONE {
+        return None;
+    }
+    if wr.depth == 1 {
+        step(wr, b'/');
+    }
+    DFA_ACCEPT.get(wr.accept_base + wr.state).copied()
+}
+
+#[inline(always)]
+fn note_secret_read(agent: u32) {
+    if let Some(st) = AGENT_STATE.get_ptr_mut(agent) {
+        unsafe { (*st).secret_read_ns = bpf_ktime_get_ns() };
+    }
+}
+
+/// A file access `acc` (see `policy::access`) to a resolved path payload.
+#[inline(always)]
+pub fn judge_path(agent: u32, payload: Option<u64>, acc: u64, cls: usize) -> Decision {
+    let Some(p) = payload else {
+        return Decision::new(verdict::UNDECIDED, rule::PATH, cls);
+    };
+    let v = |r| Decision::new(verdict::VIOLATION, r, cls);
+    if (p >> accept::GUARD_SECRETS_SHIFT) & acc & access::ALL != 0 {
+        if acc & access::READ != 0 {
+            note_secret_read(agent);
+        }
+        return v(rule::GUARD_SECRETS);
+    }
+    if (p >> accept::GUARD_PERSISTENCE_SHIFT) & acc & access::ALL != 0 {
+        return v(rule::GUARD_PERSISTENCE);
+    }
+    if (p >> accept::GUARD_AGENTWATCH_SHIFT) & acc & access::ALL != 0 {
+        return v(rule::GUARD_AGENTWATCH);
+    }
+    if acc == access::EXEC {
+        if p & accept::EXEC_LISTED != 0 {
+            if p & accept::EXEC_ANY_BINARY != 0 {
+                return Decision::new(verdict::ALLOW, rule::NONE, cls);
+            }
+            return Decision::new(verdict::UNDECIDED, rule::EXEC_HASH, cls);
+        }
+        if p & access::EXEC != 0 {
+            return Decision::new(verdict::ALLOW, rule::NONE, cls);
+        }
+        return v(rule::EXEC);
+    }
+    if acc & !(p & accept::ALLOWED_MASK) == 0 {
+        Decision::new(verdict::ALLOW, rule::NONE, cls)
+    } else {
+        v(rule::FILE)
+    }
+}
+
+/// Is `addr` (16 bytes; IPv4 as IPv4-mapped) on `port` (network order)
+/// allowed for `dir`? Else a network violation, or exfiltration when the
+/// agent has read a secret.
+#[inline(always)]
+pub fn judge_endpoint(agent: u32, dir: u8, port_be: u16, addr: &[u8; 16]) -> Decision {
+    let mut data = [0u8; NET_KEY_DATA];
+    data[0..4].copy_from_slice(&agent.to_be_bytes());
+    data[4] = dir;
+    data[8..24].copy_from_slice(addr);
+    if NET_ANY_PORT.get(Key::new(192, data)).is_some() {
+        return Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK);
+    }
+    data[6..8].copy_from_slice(&port_be.to_ne_bytes());
+    if NET_PORT.get(Key::new(192, data)).is_some() {
+        return Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK);
+    }
+    let secret = AGENT_STATE
+        .get(agent)
+        .is_some_and(|s| s.secret_read_ns != 0);
+    let r = if secret {
+        rule::EXFILTRATE
+    } else {
+        rule::NETWORK
+    };
+    Decision::new(verdict::VIOLATION, r, class::NETWORK)
+}
+
+/// IPv4 (network order, as in sockaddr_in) as an IPv4-mapped IPv6 address.
+#[inline(always)]
+pub fn mapped4(addr_ne: u32) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12..16].copy_from_slice(&addr_ne.to_ne_bytes());
+    a
+}
+
+/// Is `pid` (a kill/ptrace target) agentwatch itself?
+#[inline(always)]
+pub fn targets_agentwatch(pid: i64) -> bool {
+    let me = crate::maps::config(config::SELF_TGID) as i64;
+    let group = crate::maps::config(config::SELF_PGID) as i64;
+    me != 0 && (pid == me || pid == -1 || (group != 0 && pid == -group))
+}
+
+/// The cgroup connect hooks: 1 lets the connect proceed, 0 refuses it with
+/// EPERM. Refused: connects of a paused agent, exfiltration after a secret
+/// read, and endpoints outside the profile when the network action is deny.
+#[inline(always)]
+pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let w = unsafe { WATCHED.get(&tgid) }.copied()?;
+    let pol = policy(w.agent_id)?;
+    if AGENT_PAUSED.get(w.agent_id).is_some_and(|p| *p != 0) {
+        return Some(0);
+    }
+    // SAFETY: the context the kernel passed to this program.
+    let sa = unsafe { &*ctx.sock_addr };
+    let port = sa.user_port as u16;
+    let addr = if v6 {
+        let mut a = [0u8; 16];
+        for (i, word) in sa.user_ip6.iter().enumerate() {
+            a[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        a
+    } else {
+        mapped4(sa.user_ip4)
+    };
+    let d = judge_endpoint(
+        w.agent_id,
+        agentwatch_common::policy::DIR_CONNECT,
+        port,
+        &addr,
+    );
+    let refuse = d.verdict == verdict::VIOLATION
+        && (d.rule == rule::EXFILTRATE || wanted(pol, &d) == action::DENY);
+    Some(if refuse { 0 } else { 1 })
+}
+
+const _: () = assert!(CLASS_TABLE == 256);
+const _: () = assert!(WALK_DEPTH.is_power_of_two());

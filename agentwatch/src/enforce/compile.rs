@@ -1,0 +1,261 @@
+//! A profile compiled into what the kernel maps hold: one path automaton
+//! for file rules, executables and guardrails; allow-trie entries for
+//! endpoints given by address; the per-agent policy (mode, actions,
+//! budgets). Endpoints given by host name get their addresses at runtime,
+//! from the agent's own DNS answers (`enforce::Enforcer`).
+use std::net::IpAddr;
+
+use agentwatch_common::policy::{self as kp, accept, AgentPolicy, NetKey, DIR_BIND, DIR_CONNECT};
+
+use super::dfa::{Dfa, DfaError};
+use crate::profile::{
+    anchors::Anchors, glob::Glob, guardrails::Guardrails, ActionKind, Class, Direction, NetRule,
+    Profile,
+};
+
+/// Most automaton states one agent may use (rows of DFA_TRANS).
+pub const MAX_STATES: usize = 200_000;
+
+/// Run mode: what happens to violations of the profile's rules.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Alert on every violation; block nothing (guardrails still hold).
+    Monitor,
+    /// Act on every violation as the profile's `actions` say.
+    Enforce,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Monitor => "monitor",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// The compiled form of one agent's profile.
+pub struct Compiled {
+    /// None when the patterns did not fit (then every path crosses to
+    /// userspace and is judged there); `dfa_error` says why.
+    pub dfa: Option<Dfa>,
+    pub dfa_error: Option<DfaError>,
+    /// The policy, without the map offsets the loader fills in.
+    pub policy: AgentPolicy,
+    /// (any port?, key) for endpoints given by address.
+    pub endpoints: Vec<(bool, NetKey)>,
+    /// Endpoints given by host name (addresses from DNS answers).
+    pub host_rules: Vec<NetRule>,
+    /// Patterns whose anchor is unknown here (they match nothing).
+    pub skipped: Vec<String>,
+}
+
+pub fn action_code(a: ActionKind) -> u8 {
+    match a {
+        ActionKind::Alert => kp::action::ALERT,
+        ActionKind::Deny => kp::action::DENY,
+        ActionKind::Pause => kp::action::PAUSE,
+        ActionKind::Kill => kp::action::KILL,
+    }
+}
+
+fn class_index(c: Class) -> usize {
+    match c {
+        Class::Exec => kp::class::EXEC,
+        Class::File => kp::class::FILE,
+        Class::Delete => kp::class::DELETE,
+        Class::Network => kp::class::NETWORK,
+        Class::Dns => kp::class::DNS,
+    }
+}
+
+/// The payload bits a guardrail category's guarded accesses go to.
+fn guard_shift(category: &str) -> u32 {
+    match category {
+        "secrets" => accept::GUARD_SECRETS_SHIFT,
+        "persistence" => accept::GUARD_PERSISTENCE_SHIFT,
+        _ => accept::GUARD_AGENTWATCH_SHIFT,
+    }
+}
+
+pub fn compile(
+    agent: u32,
+    profile: &Profile,
+    anchors: &Anchors,
+    guardrails: &Guardrails,
+    mode: Mode,
+) -> Compiled {
+    let mut skipped = Vec::new();
+    let mut patterns: Vec<(Glob, u64)> = Vec::new();
+    let mut expand = |pat: &str| match anchors.expand(pat).map(|e| Glob::parse(&e)) {
+        Some(Ok(g)) => Some(g),
+        _ => {
+            skipped.push(pat.to_string());
+            None
+        }
+    };
+    for f in &profile.files {
+        if let Some(g) = expand(&f.path) {
+            patterns.push((g, f.access.bits() as u64));
+        }
+    }
+    for e in &profile.executables {
+        if let Some(g) = expand(&e.path) {
+            let any = if e.sha256.is_empty() {
+                accept::EXEC_ANY_BINARY
+            } else {
+                0
+            };
+            patterns.push((g, accept::EXEC_LISTED | any));
+        }
+    }
+    for g in guardrails.iter() {
+        let bits = (g.guarded.bits() as u64) << guard_shift(g.category);
+        patterns.push((g.pattern.clone(), bits));
+    }
+    let (dfa, dfa_error) = match Dfa::build(&patterns, MAX_STATES) {
+        Ok(d) => (Some(d), None),
+        Err(e) => (None, Some(e)),
+    };
+
+    let mut endpoints = Vec::new();
+    let mut host_rules = Vec::new();
+    for r in &profile.network {
+        let dir = match r.direction {
+            Direction::Connect => DIR_CONNECT,
+            Direction::Bind => DIR_BIND,
+            Direction::Accept => continue, // judged in userspace
+        };
+        if r.host.is_some() {
+            host_rules.push(r.clone());
+        } else if let Some((addr, bits)) = r.address.as_deref().and_then(parse_net) {
+            endpoints.push((
+                r.port.is_none(),
+                NetKey::new(agent, dir, r.port.unwrap_or(0), addr, bits),
+            ));
+        }
+    }
+
+    let a = &profile.actions;
+    let mut actions = [kp::action::ALERT; kp::class::COUNT];
+    for c in Class::ALL {
+        actions[class_index(c)] = action_code(a.for_class(c));
+    }
+    let mut budgets = [0u64; kp::class::COUNT];
+    for (c, b) in &profile.rates.per_minute {
+        budgets[class_index(*c)] = b.budget;
+    }
+    let has_hashes = profile.executables.iter().any(|e| !e.sha256.is_empty());
+    let mut flags = 0;
+    if dfa.is_some() {
+        flags |= kp::flags::PATHS;
+    }
+    if !host_rules.is_empty() {
+        flags |= kp::flags::HOLD_DNS;
+    }
+    if has_hashes {
+        flags |= kp::flags::HOLD_EXEC_HASH;
+    }
+    let policy = AgentPolicy {
+        active: 1,
+        enforce: u8::from(mode == Mode::Enforce),
+        actions,
+        guardrail_action: action_code(a.guardrails),
+        rate_action: action_code(a.rate),
+        flags,
+        start: dfa.as_ref().map(|d| d.start).unwrap_or(0),
+        classes: dfa.as_ref().map(|d| d.class_count).unwrap_or(1),
+        budgets,
+        ..AgentPolicy::default()
+    };
+    Compiled {
+        dfa,
+        dfa_error,
+        policy,
+        endpoints,
+        host_rules,
+        skipped,
+    }
+}
+
+/// An address or CIDR as a 16-byte address (IPv4 mapped) and prefix bits.
+pub fn parse_net(s: &str) -> Option<([u8; 16], u32)> {
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, b)) => (a.parse::<IpAddr>().ok()?, Some(b.parse::<u32>().ok()?)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    Some(match addr {
+        IpAddr::V4(v4) => {
+            let b = bits.unwrap_or(32);
+            if b > 32 {
+                return None;
+            }
+            (v4.to_ipv6_mapped().octets(), 96 + b)
+        }
+        IpAddr::V6(v6) => {
+            let b = bits.unwrap_or(128);
+            if b > 128 {
+                return None;
+            }
+            (v6.octets(), b)
+        }
+    })
+}
+
+/// The allow-trie key for `addr` under a host rule.
+pub fn host_key(agent: u32, rule: &NetRule, addr: IpAddr) -> Option<(bool, NetKey)> {
+    let dir = match rule.direction {
+        Direction::Connect => DIR_CONNECT,
+        Direction::Bind => DIR_BIND,
+        Direction::Accept => return None,
+    };
+    let octets = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    Some((
+        rule.port.is_none(),
+        NetKey::new(agent, dir, rule.port.unwrap_or(0), octets, 128),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_cidrs_become_mapped_prefixes() {
+        let (a, bits) = parse_net("10.1.2.0/24").unwrap();
+        assert_eq!(bits, 120);
+        assert_eq!(&a[10..16], &[0xff, 0xff, 10, 1, 2, 0]);
+        assert_eq!(parse_net("::1").unwrap().1, 128);
+        assert!(parse_net("10.0.0.0/33").is_none());
+        assert!(parse_net("nonsense").is_none());
+    }
+
+    #[test]
+    fn policy_carries_mode_actions_and_budgets() {
+        let mut p = Profile::empty("a");
+        p.rates
+            .per_minute
+            .insert(Class::Delete, crate::profile::RateBudget::new(10, 2.0));
+        p.actions.per_class.insert(Class::File, ActionKind::Kill);
+        let c = compile(
+            3,
+            &p,
+            &Anchors::new(None, None, None),
+            &Guardrails::builtin(),
+            Mode::Enforce,
+        );
+        assert_eq!(c.policy.enforce, 1);
+        assert_eq!(c.policy.budgets[kp::class::DELETE], 20);
+        assert_eq!(c.policy.actions[kp::class::FILE], kp::action::KILL);
+        assert_eq!(c.policy.actions[kp::class::NETWORK], kp::action::DENY);
+        let dfa = c.dfa.expect("builtin guardrails fit");
+        let p = dfa.lookup("/home/u/.ssh/id_rsa");
+        assert_ne!((p >> accept::GUARD_SECRETS_SHIFT) & 0xff, 0);
+    }
+}

@@ -1,0 +1,5 @@
+//! Enforcement: a profile compiled into the kernel's maps (`compile`), the
+//! path automaton those maps hold (`dfa`), and the actions userspace takes
+//! on what the kernel reports.
+pub mod compile;
+pub mod dfa;
