@@ -3,7 +3,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use agentwatch::commands::{check, demo, doctor, learn, profile, trace};
+use agentwatch::{
+    commands::{check, control, demo, doctor, learn, profile, run, trace},
+    control::Request,
+    enforce::compile::Mode,
+};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +35,55 @@ enum Command {
     /// profile would flag, and the rule that would flag it. Enforces
     /// nothing. Exit 0 nothing flagged, 1 flagged, 2 bad input.
     Check(check::CheckOptions),
+    /// Run CMD as an agent under its profile, compiled into the kernel.
+    /// monitor: alert on every violation (guardrails still hold); enforce:
+    /// alert, deny, pause or kill as the profile's `actions` say.
+    Run(run::RunOptions),
+    /// Approval requests of paused agents: who, what, the rule, the evidence.
+    Pending {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused agent; with --learn, add what it did to its profile.
+    Approve {
+        id: String,
+        #[arg(long)]
+        learn: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill a paused agent's process tree.
+    Deny {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch a running agent between monitor and enforce.
+    Mode {
+        agent: String,
+        #[arg(value_enum)]
+        mode: Mode,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill switch: stop every process of a running agent now.
+    Pause {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo `pause` (refused while approval requests are open).
+    Resume {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mode, state and counters of a running agent.
+    Status {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read, check, compare and combine profiles.
     Profile {
         #[command(subcommand)]
@@ -116,6 +169,14 @@ fn main() -> ExitCode {
         Command::Trace(o) => trace::run(o),
         Command::Learn(o) => learn::run(o),
         Command::Check(o) => check::run(o),
+        Command::Run(o) => run::run(o),
+        Command::Pending { json } => control::pending(json),
+        Command::Approve { id, learn, json } => control::approve(&id, learn, json),
+        Command::Deny { id, json } => control::deny(&id, json),
+        Command::Mode { agent, mode, json } => control::mode(&agent, mode, json),
+        Command::Pause { agent, json } => control::to_agent(&agent, Request::Pause, json),
+        Command::Resume { agent, json } => control::to_agent(&agent, Request::Resume, json),
+        Command::Status { agent, json } => control::to_agent(&agent, Request::Status, json),
         Command::Profile { action } => match action {
             ProfileAction::Show { file, json } => profile::show(&file, json),
             ProfileAction::Lint { files, json } => profile::lint(&files, json),

@@ -221,7 +221,7 @@ fn lock(l: &Arc<Mutex<Learner>>) -> anyhow::Result<std::sync::MutexGuard<'_, Lea
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over,
 /// so a crash never leaves half a profile.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension(format!("yaml.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

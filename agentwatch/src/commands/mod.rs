@@ -1,9 +1,11 @@
 //! One module per CLI command; `main.rs` only dispatches here.
 pub mod bench_profile;
 pub mod check;
+pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod learn;
 pub mod profile;
+pub mod run;
 pub mod session;
 pub mod trace;

@@ -30,7 +30,16 @@ impl Session {
     /// Loads the sensors with a ring buffer of `ring_bytes` (see
     /// `ring_bytes`) and starts the pipeline for one agent named `agent`.
     pub fn start(agent: &str, ring_bytes: u32, sink: Box<dyn Sink>) -> anyhow::Result<Self> {
-        let mut sensors = Sensors::load(HookSet::Sensors, ring_bytes)?;
+        Self::with_sensors(Sensors::load(HookSet::Sensors, ring_bytes)?, agent, sink)
+    }
+
+    /// Starts the pipeline on sensors already loaded (`run` loads them
+    /// with its enforcement maps first).
+    pub fn with_sensors(
+        mut sensors: Sensors,
+        agent: &str,
+        sink: Box<dyn Sink>,
+    ) -> anyhow::Result<Self> {
         let pipeline = Pipeline::start(
             &mut sensors,
             vec![agent.to_string()],

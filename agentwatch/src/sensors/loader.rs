@@ -2,13 +2,17 @@
 use agentwatch_common::{config, loss, syscalls, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{links::CgroupAttachMode, BtfTracePoint, CgroupSockAddr, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
 use tracing::debug;
 
-use super::{host, EBPF_OBJECT};
+use super::{
+    host,
+    policy_maps::{DfaCapacity, PolicyMaps},
+    EBPF_OBJECT,
+};
 use crate::selectors::Resolved;
 
 #[derive(Debug, Error)]
@@ -67,6 +71,26 @@ impl Sensors {
     /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
     /// power of two multiple of the page size.
     pub fn load(hooks: HookSet, ring_buffer_bytes: u32) -> Result<Self, SensorError> {
+        Ok(Self::load_with(hooks, ring_buffer_bytes, None)?.0)
+    }
+
+    /// Loads the sensors plus the enforcement hooks (tamper tracepoints,
+    /// cgroup connect hooks on the cgroup-v2 root) for one agent, with the
+    /// automaton maps sized to `capacity`; returns the maps' handle.
+    pub fn load_enforcing(
+        ring_buffer_bytes: u32,
+        capacity: DfaCapacity,
+    ) -> Result<(Self, PolicyMaps), SensorError> {
+        let (s, maps) = Self::load_with(HookSet::Sensors, ring_buffer_bytes, Some(capacity))?;
+        let maps = maps.ok_or(SensorError::MissingMap("AGENT_POLICY"))?;
+        Ok((s, maps))
+    }
+
+    fn load_with(
+        hooks: HookSet,
+        ring_buffer_bytes: u32,
+        enforce: Option<DfaCapacity>,
+    ) -> Result<(Self, Option<PolicyMaps>), SensorError> {
         let tracefs = check_prerequisites()?;
         // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
         let _ = nix::sys::resource::setrlimit(
@@ -74,8 +98,14 @@ impl Sensors {
             nix::sys::resource::RLIM_INFINITY,
             nix::sys::resource::RLIM_INFINITY,
         );
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries("EVENTS", ring_buffer_bytes)
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries("EVENTS", ring_buffer_bytes);
+        if let Some(cap) = enforce {
+            // Two halves (see PolicyMaps::write_dfa) for the one agent.
+            loader.map_max_entries("DFA_TRANS", 2 * cap.trans);
+            loader.map_max_entries("DFA_ACCEPT", 2 * cap.states);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| SensorError::Object(format!("{e:#}")))?;
         let btf = Btf::from_sys_fs().map_err(|_| SensorError::NoBtf)?;
@@ -88,11 +118,14 @@ impl Sensors {
             map: "CONFIG",
             reason: e.to_string(),
         })?;
+        let cfg_err = |e: aya::maps::MapError| SensorError::Map {
+            map: "CONFIG",
+            reason: e.to_string(),
+        };
         cfg.set(config::SELF_TGID, std::process::id() as u64, 0)
-            .map_err(|e| SensorError::Map {
-                map: "CONFIG",
-                reason: e.to_string(),
-            })?;
+            .map_err(cfg_err)?;
+        cfg.set(config::SELF_PGID, nix::unistd::getpgrp().as_raw() as u64, 0)
+            .map_err(cfg_err)?;
 
         let mut missing = Vec::new();
         type Programs<'a> = (&'a str, &'a str, [&'a str; 3], &'a [(&'a str, &'a str)]);
@@ -167,6 +200,15 @@ impl Sensors {
                     .collect(),
             )?;
         }
+        if enforce.is_some() {
+            attach_all(
+                "tamper_enter",
+                syscalls::TAMPER
+                    .iter()
+                    .map(|s| format!("sys_enter_{s}"))
+                    .collect(),
+            )?;
+        }
         for (prog, tp) in sched {
             let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
             p.load(tp, &btf).map_err(|e| SensorError::Program {
@@ -179,6 +221,20 @@ impl Sensors {
                 reason: format!("{e:#}"),
             })?;
         }
+        if enforce.is_some() {
+            attach_connect_hooks(&mut ebpf)?;
+        }
+        let maps = match enforce {
+            Some(cap) => {
+                let id = match ebpf.map("WATCHED") {
+                    Some(aya::maps::Map::HashMap(m)) => m.info().map(|i| i.id()).ok(),
+                    _ => None,
+                }
+                .ok_or(SensorError::MissingMap("WATCHED"))?;
+                Some(PolicyMaps::take(&mut ebpf, id, cap)?)
+            }
+            None => None,
+        };
         let watched = HashMap::try_from(
             ebpf.take_map("WATCHED")
                 .ok_or(SensorError::MissingMap("WATCHED"))?,
@@ -187,11 +243,14 @@ impl Sensors {
             map: "WATCHED",
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            ebpf,
-            watched,
-            missing_hooks: missing,
-        })
+        Ok((
+            Self {
+                ebpf,
+                watched,
+                missing_hooks: missing,
+            },
+            maps,
+        ))
     }
 
     /// Watches process `pid` (and, from now on, every child it forks).
@@ -284,6 +343,38 @@ impl LossCounters {
         }
         out
     }
+}
+
+/// Attaches the cgroup connect4/connect6 hooks to the cgroup-v2 root, so
+/// an agent cannot leave them by moving to another cgroup. They consult
+/// the watch map and pass every unwatched process at once.
+fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
+    let root = super::host::cgroup2_mount().ok_or_else(|| SensorError::Attach {
+        program: "enforce_connect4".into(),
+        hook: "cgroup/connect4".into(),
+        reason: "no cgroup-v2 mount found in /proc/self/mountinfo; mount cgroup2 to enforce network rules".into(),
+    })?;
+    let dir = std::fs::File::open(&root).map_err(|e| SensorError::Attach {
+        program: "enforce_connect4".into(),
+        hook: format!("cgroup {}", root.display()),
+        reason: e.to_string(),
+    })?;
+    for name in ["enforce_connect4", "enforce_connect6"] {
+        let p: &mut CgroupSockAddr = program(ebpf, name)?;
+        p.load().map_err(|e| SensorError::Program {
+            program: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        // With bpf_link (5.7+) attachments coexist; the multi flag is for the
+        // legacy attach and link_create refuses it (EINVAL).
+        p.attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| SensorError::Attach {
+                program: name.into(),
+                hook: format!("cgroup {}", root.display()),
+                reason: format!("{e:#}"),
+            })?;
+    }
+    Ok(())
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>

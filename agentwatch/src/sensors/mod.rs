@@ -3,10 +3,12 @@
 //! buffer, loss counters).
 pub mod host;
 mod loader;
+pub mod policy_maps;
 pub mod probe;
 
 pub use host::{cgroup2_mount, ensure_tracefs, HostError};
 pub use loader::{HookSet, LossCounters, SensorError, Sensors};
+pub use policy_maps::{DfaCapacity, PolicyMaps};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =

@@ -1,0 +1,123 @@
+//! `agentwatch pending | approve | deny | mode | pause | resume | status`:
+//! clients of the control sockets of running agents (`crate::control`).
+use serde_json::Value;
+
+use crate::{
+    control::{self, ControlError, Request},
+    enforce::compile::Mode,
+};
+
+fn print(v: &Value, json: bool) {
+    if json {
+        println!("{v}");
+    } else if let Some(m) = v["message"].as_str() {
+        println!("{m}");
+    }
+}
+
+fn fail(e: ControlError) -> anyhow::Result<i32> {
+    eprintln!("agentwatch: {e}");
+    Ok(1)
+}
+
+/// Lists open approval requests of every running agent.
+pub fn pending(json: bool) -> anyhow::Result<i32> {
+    let mut all = Vec::new();
+    for agent in control::agents() {
+        match control::request_agent(&agent, &Request::Pending) {
+            Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
+            Err(e) => eprintln!("agentwatch: {agent}: {e}"),
+        }
+    }
+    if json {
+        println!("{}", Value::Array(all));
+        return Ok(0);
+    }
+    if all.is_empty() {
+        println!("no pending approval requests");
+        return Ok(0);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for r in &all {
+        let left = r["deadline"].as_u64().unwrap_or(0).saturating_sub(now);
+        println!(
+            "{}  {} pid {} {}  {}  {}\n    why: {}; killed in {left}s unless approved{}",
+            r["id"].as_str().unwrap_or("?"),
+            r["agent"].as_str().unwrap_or("?"),
+            r["pid"],
+            r["comm"].as_str().unwrap_or(""),
+            r["rule"].as_str().unwrap_or(""),
+            r["what"].as_str().unwrap_or(""),
+            r["reason"].as_str().unwrap_or(""),
+            if r["learnable"] == Value::Bool(true) {
+                " (--learn adds it to the profile)"
+            } else {
+                ""
+            },
+        );
+    }
+    Ok(0)
+}
+
+fn agent_of(id: &str) -> anyhow::Result<&str> {
+    control::agent_of(id).ok_or_else(|| {
+        anyhow::anyhow!("{id:?} is not an approval id (AGENT-N); see `agentwatch pending`")
+    })
+}
+
+pub fn approve(id: &str, learn: bool, json: bool) -> anyhow::Result<i32> {
+    let req = Request::Approve {
+        id: id.into(),
+        learn,
+    };
+    match control::request_agent(agent_of(id)?, &req) {
+        Ok(v) => {
+            print(&v, json);
+            Ok(0)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn deny(id: &str, json: bool) -> anyhow::Result<i32> {
+    match control::request_agent(agent_of(id)?, &Request::Deny { id: id.into() }) {
+        Ok(v) => {
+            print(&v, json);
+            Ok(0)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `mode`, `pause`, `resume`, `status` for one agent.
+pub fn to_agent(agent: &str, req: Request, json: bool) -> anyhow::Result<i32> {
+    match control::request_agent(agent, &req) {
+        Ok(v) => {
+            if matches!(req, Request::Status) && !json {
+                println!(
+                    "{}: {} mode, {}, {} process(es), {} pending",
+                    agent,
+                    v["mode"].as_str().unwrap_or("?"),
+                    if v["paused"] == Value::Bool(true) {
+                        "paused"
+                    } else {
+                        "running"
+                    },
+                    v["processes"],
+                    v["pending"]
+                );
+            } else {
+                print(&v, json);
+            }
+            Ok(0)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn mode(agent: &str, mode: Mode, json: bool) -> anyhow::Result<i32> {
+    to_agent(agent, Request::Mode { mode }, json)
+}

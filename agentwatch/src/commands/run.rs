@@ -1,0 +1,270 @@
+//! `agentwatch run`: CMD as an agent under its profile. The profile and
+//! guardrails are compiled into the kernel maps; the kernel decides
+//! known-good events itself and acts on violations at the syscall;
+//! userspace alerts, keeps approval requests, and judges what the kernel
+//! could not. Ends when CMD ends; exits with CMD's status.
+use std::{
+    ffi::OsString,
+    io::Write,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::session::{self, Session, AGENT_ID};
+use crate::{
+    control,
+    enforce::{
+        agent::{AgentEnforcer, Setup},
+        approvals::Outcome,
+        compile::{self, Mode},
+    },
+    event::Event,
+    profile::{anchors::Anchors, guardrails::Guardrails, parse},
+    sensors::{cgroup2_mount, DfaCapacity, Sensors},
+    sinks::Sink,
+    spawn,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct RunOptions {
+    /// Agent name [default: the profile's agent].
+    #[arg(long)]
+    pub agent: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// monitor: alert, block nothing but guardrails; enforce: act as the
+    /// profile's `actions` say.
+    #[arg(long, value_enum, default_value = "monitor")]
+    pub mode: Mode,
+    /// How long a paused agent waits for `approve` before it is killed.
+    #[arg(long, default_value = "5m", value_parser = super::trace::parse_duration)]
+    pub pause_timeout: Duration,
+    /// Alerts and the summary as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Write alerts and the summary here [default: stderr].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub tmp: Option<PathBuf>,
+    #[arg(long, default_value = "8")]
+    pub ring_buffer_mb: u32,
+    #[arg(last = true, value_name = "CMD", required = true)]
+    pub cmd: Vec<OsString>,
+}
+
+struct EnforceSink(Arc<Mutex<AgentEnforcer>>);
+
+impl Sink for EnforceSink {
+    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("enforcer lock poisoned"))?
+            .handle(ev);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sender of the last SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 (0: none).
+static SIGNAL_FROM: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let pid = unsafe { (*info).si_pid() };
+    SIGNAL_FROM.store(pid.max(1), Ordering::Relaxed);
+}
+
+/// Signals that would end us by default are caught with their sender, so
+/// one sent by the agent itself (tampering) can be ignored.
+fn catch_signals_with_sender() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn anchors(opts: &RunOptions) -> Anchors {
+    let env = Anchors::from_env();
+    Anchors::new(
+        opts.workspace
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(env.workspace),
+        opts.home
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(env.home),
+        opts.tmp
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(env.tmp),
+    )
+}
+
+/// Built-in guardrails plus this run's own files: the binary, the
+/// profile, the control sockets and cgroup membership files.
+fn guardrails(profile: &std::path::Path) -> Guardrails {
+    let mut own: Vec<String> = Vec::new();
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        own.push(exe.display().to_string());
+    }
+    let profile = std::fs::canonicalize(profile).unwrap_or_else(|_| profile.to_path_buf());
+    own.push(profile.display().to_string());
+    own.push(format!("{}/**", control::run_dir().display()));
+    if let Some(cg) = cgroup2_mount() {
+        own.push(format!("{}/**/cgroup.procs", cg.display()));
+        own.push(format!("{}/**/cgroup.threads", cg.display()));
+    }
+    Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str))
+}
+
+pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
+    let profile = match parse::load(&opts.profile) {
+        Ok(p) => p,
+        Err(report) => {
+            eprint!("agentwatch: {report}");
+            return Ok(2);
+        }
+    };
+    let agent = opts.agent.clone().unwrap_or_else(|| profile.agent.clone());
+    let ring = session::ring_bytes(opts.ring_buffer_mb)?;
+    let anchors = anchors(&opts);
+    let guardrails = guardrails(&opts.profile);
+    let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
+    for s in &compiled.skipped {
+        eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
+    }
+    if let Some(e) = &compiled.dfa_error {
+        eprintln!("agentwatch: warning: {e}; every file and exec event crosses to userspace and is judged there");
+    }
+    let (sensors, maps) =
+        Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()))?;
+    let alerts: Box<dyn Write + Send> = match &opts.output {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    let enforcer = AgentEnforcer::start(
+        Setup {
+            agent: agent.clone(),
+            agent_id: AGENT_ID,
+            mode: opts.mode,
+            profile,
+            profile_path: opts.profile.clone(),
+            anchors,
+            guardrails,
+            compiled,
+            timeout: opts.pause_timeout,
+            alerts,
+            json: opts.json,
+        },
+        maps,
+    )?;
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    let _server = control::serve(&agent, enforcer.clone())?;
+    let mut s = Session::with_sensors(sensors, &agent, Box::new(EnforceSink(enforcer.clone())))?;
+    session::ignore_interrupts();
+    catch_signals_with_sender();
+    let status = match s.spawn(&opts.cmd) {
+        Ok(mut child) => Some(supervise(&mut child, &enforcer)?),
+        Err(e) => {
+            eprintln!("agentwatch: {e}");
+            s.pipeline.finish();
+            return Ok(e.exit_status());
+        }
+    };
+    let counts = s.pipeline.finish();
+    let mut e = enforcer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the enforcer stopped after an internal error"))?;
+    if !e.approvals.is_empty() {
+        // The command ended with requests open: nobody said yes.
+        let _ = e.deny(None, Outcome::Denied);
+    }
+    summary(&mut e, counts.records, opts.json)?;
+    Ok(status.map(spawn::shell_status).unwrap_or(1))
+}
+
+/// Waits for the command, resolving timed-out approvals and ignoring stop
+/// signals the agent sent us.
+fn supervise(
+    child: &mut std::process::Child,
+    enforcer: &Arc<Mutex<AgentEnforcer>>,
+) -> anyhow::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for the command")? {
+            return Ok(st);
+        }
+        let from = SIGNAL_FROM.swap(0, Ordering::Relaxed);
+        if let Ok(mut e) = enforcer.lock() {
+            if let Some(msg) = e.check_timeouts() {
+                eprintln!("agentwatch: {msg}");
+            }
+            if from != 0 {
+                if e.maps.pids(e.agent_id).contains(&(from as u32)) {
+                    eprintln!(
+                        "agentwatch: ignored a signal from pid {from}, a process of the agent"
+                    );
+                } else {
+                    drop(e);
+                    return session::terminate(child, Duration::from_secs(5))
+                        .context("the command did not end");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()> {
+    let d = e.maps.decided();
+    let names = ["exec", "file", "delete", "network", "dns"];
+    let in_kernel: u64 = d[..5].iter().sum();
+    let stats = e.stats.clone();
+    let line = if json {
+        let by: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), json!(d[i])))
+            .collect();
+        json!({
+            "type": "summary",
+            "agent": e.agent,
+            "mode": e.mode.name(),
+            "decided_in_kernel": in_kernel,
+            "decided_in_kernel_by_class": by,
+            "crossed": records,
+            "kernel_violations": d[8..13].iter().sum::<u64>(),
+            "stats": stats,
+        })
+        .to_string()
+    } else {
+        format!(
+            "run: {in_kernel} events allowed in the kernel without crossing (file {}, delete {}, network {}); {records} records crossed; {} alerts; {} acted on in the kernel, {} in userspace; approvals: {} approved, {} denied, {} timed out",
+            d[1], d[2], d[3], stats.alerts, stats.kernel_actions, stats.userspace_actions,
+            stats.approved, stats.denied, stats.timed_out
+        )
+    };
+    e.write_line(&line);
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! One agent under enforcement: its profile, compiled policy and kernel
+//! maps, its open approval requests, and what userspace does with each
+//! event that crosses from the kernel (alerts, pauses, holds released,
+//! host-name endpoints allowed, decisions the kernel could not make).
+use std::{io::Write, path::PathBuf, time::Duration};
+
+use agentwatch_common::policy::{action as ka, verdict};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::{
+    approvals::{Approvals, LearnEntry, NewRequest, Outcome},
+    compile::{self, host_key, Compiled, Mode},
+    tree,
+};
+use crate::{
+    event::{Detail, Event},
+    profile::{
+        anchors::Anchors,
+        builder::time::rfc3339,
+        guardrails::Guardrails,
+        matcher::{Finding, Matcher},
+        observe::{self, Obs, Peer},
+        ActionKind, Approval, Class, DnsRule, Executable, FileRule, NetRule, Profile,
+    },
+    sensors::{PolicyMaps, SensorError},
+};
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    /// Records that crossed to userspace.
+    pub crossed: u64,
+    pub alerts: u64,
+    /// Violations the kernel acted on (pause, kill, deny).
+    pub kernel_actions: u64,
+    /// Violations userspace acted on (the kernel could not decide them).
+    pub userspace_actions: u64,
+    /// Held processes released after userspace judged them allowed.
+    pub released: u64,
+    pub approved: u64,
+    pub denied: u64,
+    pub timed_out: u64,
+}
+
+pub struct AgentEnforcer {
+    pub agent: String,
+    pub agent_id: u32,
+    pub mode: Mode,
+    pub profile: Profile,
+    pub profile_path: PathBuf,
+    anchors: Anchors,
+    guardrails: Guardrails,
+    matcher: Matcher,
+    compiled: Compiled,
+    pub maps: PolicyMaps,
+    pub approvals: Approvals,
+    pub timeout: Duration,
+    pub stats: Stats,
+    alerts: Box<dyn Write + Send>,
+    json: bool,
+}
+
+/// The action a finding gets from userspace, by rule and mode.
+fn wanted(p: &Profile, mode: Mode, f: &Finding) -> ActionKind {
+    if f.rule.starts_with("guardrail/") {
+        p.actions.guardrails
+    } else if mode == Mode::Monitor {
+        ActionKind::Alert
+    } else if f.rule.starts_with("rate/") {
+        p.actions.rate
+    } else {
+        p.actions.for_class(f.class)
+    }
+}
+
+fn kernel_action(code: u8) -> &'static str {
+    match code {
+        ka::DENY => "deny",
+        ka::PAUSE => "pause",
+        ka::KILL => "kill",
+        ka::DENY_KILL => "deny (SIGKILL at the call)",
+        ka::HOLD => "hold",
+        _ => "alert",
+    }
+}
+
+pub struct Setup {
+    pub agent: String,
+    pub agent_id: u32,
+    pub mode: Mode,
+    pub profile: Profile,
+    pub profile_path: PathBuf,
+    pub anchors: Anchors,
+    pub guardrails: Guardrails,
+    pub compiled: Compiled,
+    pub timeout: Duration,
+    pub alerts: Box<dyn Write + Send>,
+    pub json: bool,
+}
+
+impl AgentEnforcer {
+    /// Writes the compiled policy into the kernel maps and starts judging.
+    pub fn start(s: Setup, mut maps: PolicyMaps) -> Result<Self, SensorError> {
+        maps.reset_state(s.agent_id)?;
+        maps.set_paused(s.agent_id, false)?;
+        let matcher = Matcher::new(&s.profile, s.anchors.clone(), s.guardrails.clone());
+        let mut me = Self {
+            agent: s.agent,
+            agent_id: s.agent_id,
+            mode: s.mode,
+            profile: s.profile,
+            profile_path: s.profile_path,
+            anchors: s.anchors,
+            guardrails: s.guardrails,
+            matcher,
+            compiled: s.compiled,
+            maps,
+            approvals: Approvals::default(),
+            timeout: s.timeout,
+            stats: Stats::default(),
+            alerts: s.alerts,
+            json: s.json,
+        };
+        me.install()?;
+        Ok(me)
+    }
+
+    /// Writes `self.compiled` to the kernel: automaton (into the idle
+    /// half), endpoints, then the policy that switches to them.
+    fn install(&mut self) -> Result<(), SensorError> {
+        let mut policy = self.compiled.policy;
+        policy.enforce = u8::from(self.mode == Mode::Enforce);
+        if let Some(dfa) = &self.compiled.dfa {
+            let (t, a) = self.maps.write_dfa(self.agent_id, dfa)?;
+            policy.trans_base = t;
+            policy.accept_base = a;
+            policy.class_base = self.agent_id * agentwatch_common::policy::CLASS_TABLE;
+        }
+        for (any, key) in &self.compiled.endpoints {
+            self.maps.allow_endpoint(*any, key)?;
+        }
+        self.maps.set_policy(self.agent_id, &policy)
+    }
+
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    /// Judges one event that crossed from the kernel.
+    pub fn handle(&mut self, ev: &Event) {
+        self.stats.crossed += 1;
+        let findings: Vec<Finding> = self.matcher.check(ev);
+        if let Detail::DnsAnswer { .. } = &ev.detail {
+            self.allow_answer(ev);
+        }
+        let Some(k) = ev.kernel else {
+            // Not decided in the kernel (accept, listen, a failed exec).
+            self.judge_in_userspace(ev, &findings, false);
+            return;
+        };
+        match k.verdict {
+            verdict::ALLOW => {
+                if let Some(f) = findings.iter().find(|f| !f.rule.starts_with("rate/")) {
+                    debug!(rule = %f.rule, what = %f.what, "kernel allowed what the matcher flags");
+                }
+            }
+            verdict::VIOLATION => {
+                let f = findings
+                    .iter()
+                    .find(|f| {
+                        k.rule_name()
+                            .starts_with(f.rule.split('/').next().unwrap_or(""))
+                    })
+                    .or_else(|| findings.first())
+                    .cloned()
+                    .unwrap_or_else(|| Finding {
+                        rule: k.rule_name(),
+                        class: Class::File,
+                        what: crate::sinks::human_line(ev),
+                        reason: "decided in the kernel".into(),
+                    });
+                if k.action != ka::ALERT {
+                    self.stats.kernel_actions += 1;
+                }
+                let mut approval = None;
+                match k.action {
+                    ka::PAUSE => approval = Some(self.pause_for(ev, &f)),
+                    ka::KILL => {
+                        tree::kill(&self.maps.pids(self.agent_id));
+                    }
+                    _ => {}
+                }
+                self.alert(ev, &f, kernel_action(k.action), "kernel", approval);
+            }
+            _ => {
+                let held = k.action == ka::HOLD;
+                self.judge_in_userspace(ev, &findings, held);
+            }
+        }
+    }
+
+    /// Acts on what the kernel left to userspace. A held process is
+    /// released when nothing is wrong.
+    fn judge_in_userspace(&mut self, ev: &Event, findings: &[Finding], held: bool) {
+        let f = findings.iter().find(|f| !f.rule.starts_with("rate/"));
+        let Some(f) = f.cloned() else {
+            if held {
+                self.release(ev.pid);
+            }
+            return;
+        };
+        let act = wanted(&self.profile, self.mode, &f);
+        let pids = self.maps.pids(self.agent_id);
+        let mut approval = None;
+        match act {
+            ActionKind::Alert => {
+                if held {
+                    self.release(ev.pid);
+                }
+            }
+            ActionKind::Deny => {
+                // No hook refused it in time: end the process that did it.
+                tree::kill(&[ev.pid]);
+            }
+            ActionKind::Pause => {
+                let _ = self.maps.set_paused(self.agent_id, true);
+                tree::stop(&pids);
+                approval = Some(self.pause_for(ev, &f));
+            }
+            ActionKind::Kill => {
+                tree::kill(&pids);
+            }
+        }
+        if act != ActionKind::Alert {
+            self.stats.userspace_actions += 1;
+        }
+        self.alert(ev, &f, act.name(), "userspace", approval);
+    }
+
+    fn release(&mut self, pid: u32) {
+        if !self.maps.paused(self.agent_id) {
+            tree::resume(&[pid]);
+            self.stats.released += 1;
+        }
+    }
+
+    /// Makes sure the whole tree is stopped and opens an approval request.
+    fn pause_for(&mut self, ev: &Event, f: &Finding) -> String {
+        let _ = self.maps.set_paused(self.agent_id, true);
+        tree::stop(&self.maps.pids(self.agent_id));
+        let learn = if f.rule.starts_with("guardrail/") {
+            None
+        } else {
+            learn_entry(ev, f.class, &self.anchors)
+        };
+        self.approvals.open(
+            NewRequest {
+                agent: self.agent.clone(),
+                pid: ev.pid,
+                comm: ev.comm.clone(),
+                exe: ev.context.exe.clone(),
+                ancestry: ev.context.ancestry.clone(),
+                rule: f.rule.clone(),
+                what: f.what.clone(),
+                reason: f.reason.clone(),
+                evidence: serde_json::to_value(ev).unwrap_or_default(),
+                learn,
+            },
+            self.timeout,
+        )
+    }
+
+    fn alert(&mut self, ev: &Event, f: &Finding, action: &str, by: &str, approval: Option<String>) {
+        self.stats.alerts += 1;
+        let line = if self.json {
+            json!({
+                "type": "alert",
+                "agent": self.agent,
+                "mode": self.mode.name(),
+                "rule": f.rule,
+                "class": f.class,
+                "what": f.what,
+                "reason": f.reason,
+                "action": action,
+                "decided_by": by,
+                "approval": approval,
+                "pid": ev.pid,
+                "comm": ev.comm,
+                "ancestry": ev.context.ancestry,
+                "event": ev,
+            })
+            .to_string()
+        } else {
+            let ask = approval
+                .map(|id| format!("; approve or deny {id}"))
+                .unwrap_or_default();
+            format!(
+                "alert {:<22} {}  ({}; pid {} {}) -> {action} [{by}]{ask}",
+                f.rule, f.what, f.reason, ev.pid, ev.comm
+            )
+        };
+        if let Err(e) = writeln!(self.alerts, "{line}").and_then(|_| self.alerts.flush()) {
+            warn!(error = %e, "cannot write an alert");
+        }
+    }
+
+    /// Writes a line where alerts go (the run's summary).
+    pub fn write_line(&mut self, line: &str) {
+        if let Err(e) = writeln!(self.alerts, "{line}").and_then(|_| self.alerts.flush()) {
+            warn!(error = %e, "cannot write to the alert output");
+        }
+    }
+
+    /// Adds the addresses of a DNS answer to the allow tries for host
+    /// rules naming it, before a held resolver is released.
+    fn allow_answer(&mut self, ev: &Event) {
+        let Detail::DnsAnswer { name, addrs } = &ev.detail else {
+            return;
+        };
+        let name = observe::dns_name(name);
+        for r in &self.compiled.host_rules {
+            let Some(h) = r.host.as_deref() else { continue };
+            let hit = h == name || h.strip_prefix('*').is_some_and(|s| name.ends_with(s));
+            if !hit {
+                continue;
+            }
+            for a in addrs.iter().filter_map(|a| a.parse().ok()) {
+                if let Some((any, key)) = host_key(self.agent_id, r, a) {
+                    if let Err(e) = self.maps.allow_endpoint(any, &key) {
+                        warn!(error = %e, "cannot allow a resolved endpoint");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves request `id`. With `learn`, the entry joins the profile
+    /// (file rewritten, kernel maps recompiled) with who approved it.
+    pub fn approve(&mut self, id: &str, learn: bool, by: &str) -> Result<String, String> {
+        let req = self
+            .approvals
+            .take(id)
+            .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
+        self.stats.approved += 1;
+        let mut msg = format!("approved {id}: {}", req.what);
+        if learn {
+            match &req.learn {
+                Some(entry) => {
+                    self.learn(entry, &req.id, &req.what, by)?;
+                    msg.push_str(&format!("; added to {}", self.profile_path.display()));
+                }
+                None => msg.push_str(
+                    "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
+                ),
+            }
+        }
+        if self.approvals.is_empty() {
+            self.resume_tree();
+            msg.push_str("; the agent resumes");
+        } else {
+            msg.push_str("; the agent stays paused: other requests are pending");
+        }
+        Ok(msg)
+    }
+
+    /// Kills the tree and resolves every request of the agent.
+    pub fn deny(&mut self, id: Option<&str>, outcome: Outcome) -> Result<String, String> {
+        if let Some(id) = id {
+            if !self.approvals.list().iter().any(|r| r.id == id) {
+                return Err(format!(
+                    "no pending request {id} (see `agentwatch pending`)"
+                ));
+            }
+        }
+        let n = self.approvals.take_all().len() as u64;
+        match outcome {
+            Outcome::TimedOut => self.stats.timed_out += n,
+            _ => self.stats.denied += n,
+        }
+        let pids = self.maps.pids(self.agent_id);
+        tree::kill(&pids);
+        // A stopped process dies only once it runs again.
+        tree::resume(&pids);
+        let _ = self.maps.set_paused(self.agent_id, false);
+        Ok(format!(
+            "{}: killed {} process(es) of {}",
+            match outcome {
+                Outcome::TimedOut => "timed out",
+                _ => "denied",
+            },
+            pids.len(),
+            self.agent
+        ))
+    }
+
+    /// Kills the tree when a request outlived the timeout.
+    pub fn check_timeouts(&mut self) -> Option<String> {
+        if self.approvals.any_expired() {
+            return self.deny(None, Outcome::TimedOut).ok();
+        }
+        None
+    }
+
+    fn resume_tree(&mut self) {
+        let _ = self.maps.set_paused(self.agent_id, false);
+        tree::resume(&self.maps.pids(self.agent_id));
+    }
+
+    /// The kill switch.
+    pub fn pause(&mut self) -> String {
+        let _ = self.maps.set_paused(self.agent_id, true);
+        let n = tree::stop(&self.maps.pids(self.agent_id));
+        format!("paused {}: {n} process(es) stopped", self.agent)
+    }
+
+    pub fn resume(&mut self) -> Result<String, String> {
+        if !self.approvals.is_empty() {
+            return Err(format!(
+                "{} has pending approval requests; approve or deny them (agentwatch pending)",
+                self.agent
+            ));
+        }
+        self.resume_tree();
+        Ok(format!("resumed {}", self.agent))
+    }
+
+    pub fn set_mode(&mut self, mode: Mode) -> Result<String, String> {
+        self.mode = mode;
+        let mut p = self.maps.policy(self.agent_id).map_err(|e| e.to_string())?;
+        p.enforce = u8::from(mode == Mode::Enforce);
+        self.maps
+            .set_policy(self.agent_id, &p)
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{} is now in {} mode", self.agent, mode.name()))
+    }
+
+    fn learn(&mut self, entry: &LearnEntry, id: &str, what: &str, by: &str) -> Result<(), String> {
+        let p = &mut self.profile;
+        match entry.clone() {
+            LearnEntry::File { path, access } => p.files.push(FileRule {
+                path,
+                access,
+                runs: 1,
+            }),
+            LearnEntry::Exec { path } => p.executables.push(Executable {
+                path,
+                sha256: Vec::new(),
+                runs: 1,
+            }),
+            LearnEntry::Net(r) => p.network.push(r),
+            LearnEntry::Dns { name } => p.dns.push(DnsRule { name, runs: 1 }),
+        }
+        p.approvals.push(Approval {
+            id: id.into(),
+            what: what.into(),
+            by: by.into(),
+            at: rfc3339(std::time::SystemTime::now()),
+        });
+        p.sort();
+        let yaml = crate::profile::yaml::to_yaml(p);
+        crate::commands::learn::write_atomically(&self.profile_path, yaml.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.compiled = compile::compile(
+            self.agent_id,
+            &self.profile,
+            &self.anchors,
+            &self.guardrails,
+            self.mode,
+        );
+        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        self.install().map_err(|e| e.to_string())
+    }
+}
+
+/// The profile entry that would have allowed `ev`'s `class` observation.
+fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry> {
+    observe::observe(ev)
+        .into_iter()
+        .find(|o| o.class() == class)
+        .and_then(|o| match o {
+            Obs::File { path, access, .. } => Some(LearnEntry::File {
+                path: anchors.anchor(&path),
+                access,
+            }),
+            Obs::Exec { path } => Some(LearnEntry::Exec {
+                path: anchors.anchor(&path),
+            }),
+            Obs::Net {
+                direction,
+                peer: Peer::Ip { addr, port },
+            } => Some(LearnEntry::Net(NetRule {
+                direction,
+                host: None,
+                address: Some(addr.to_string()),
+                unix: None,
+                port,
+                by: Vec::new(),
+                runs: 1,
+            })),
+            Obs::Net {
+                direction,
+                peer: Peer::Unix { path },
+            } => Some(LearnEntry::Net(NetRule {
+                direction,
+                host: None,
+                address: None,
+                unix: Some(anchors.anchor(&path)),
+                port: None,
+                by: Vec::new(),
+                runs: 1,
+            })),
+            Obs::Dns { name } => Some(LearnEntry::Dns { name }),
+            Obs::DnsAnswer { .. } => None,
+        })
+}
