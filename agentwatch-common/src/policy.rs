@@ -105,6 +105,15 @@ pub mod action {
     pub const HOLD: u8 = 5;
 }
 
+/// Values of the AGENT_PAUSED map.
+pub mod paused {
+    pub const RUNNING: u32 = 0;
+    /// Processes stop (SIGSTOP) at their next watched call.
+    pub const PAUSED: u32 = 1;
+    /// Processes die (SIGKILL) at their next watched call.
+    pub const KILLED: u32 = 2;
+}
+
 /// Bits of [`AgentPolicy::flags`].
 pub mod flags {
     /// The path automaton is loaded: file and exec paths are decided in

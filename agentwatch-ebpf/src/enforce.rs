@@ -8,7 +8,7 @@
 use agentwatch_common::{
     config,
     policy::{
-        accept, access, action, class, flags, rule, verdict, AgentPolicy, CLASS_TABLE,
+        accept, access, action, class, flags, paused, rule, verdict, AgentPolicy, CLASS_TABLE,
         NET_KEY_DATA, WALK_DEPTH,
     },
     RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
@@ -57,14 +57,21 @@ pub fn signal(sig: u32) {
     unsafe { aya_ebpf::helpers::generated::bpf_send_signal(sig) };
 }
 
-/// A paused agent's process stops itself at its next watched call.
+/// A paused agent's process stops itself at its next watched call; a
+/// killed agent's process dies there (`policy::paused`).
 #[inline(always)]
 pub fn stop_if_paused(agent: u32) -> bool {
-    let paused = AGENT_PAUSED.get(agent).is_some_and(|p| *p != 0);
-    if paused {
-        signal(SIGSTOP);
+    match AGENT_PAUSED.get(agent).copied().unwrap_or(0) {
+        0 => false,
+        paused::KILLED => {
+            signal(SIGKILL);
+            true
+        }
+        _ => {
+            signal(SIGSTOP);
+            true
+        }
     }
-    paused
 }
 
 fn guardrail_rule(rule: u8) -> bool {
@@ -129,6 +136,11 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
             action::PAUSE
         }
         action::KILL => {
+            // The rest of the tree dies at its next watched call, before
+            // userspace has swept it.
+            if let Some(p) = AGENT_PAUSED.get_ptr_mut(agent) {
+                unsafe { *p = paused::KILLED };
+            }
             signal(SIGKILL);
             action::KILL
         }

@@ -481,7 +481,6 @@ fn dns_record(
     ev.args[0] = fd;
     if let Some(pol) = enforce::policy(w.agent_id) {
         // Names are judged in userspace; the kernel counts the rate.
-        enforce::stop_if_paused(w.agent_id);
         ev.hdr.verdict = verdict::UNDECIDED;
         if let Some(r) = enforce::rate(pol, w.agent_id, class::DNS) {
             ev.hdr.verdict = r.verdict;
@@ -522,6 +521,8 @@ pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
+    // A paused or killed agent stops at its writes too (its commonest call).
+    enforce::stop_if_paused(w.agent_id);
     // write/writev are a watched process's commonest calls: look the fd
     // up before reading any other argument.
     let key = ((tgid as u64) << 32) | (arg(ctx, 0) & 0xffff_ffff);

@@ -166,20 +166,7 @@ impl AgentEnforcer {
                 }
             }
             verdict::VIOLATION => {
-                let f = findings
-                    .iter()
-                    .find(|f| {
-                        k.rule_name()
-                            .starts_with(f.rule.split('/').next().unwrap_or(""))
-                    })
-                    .or_else(|| findings.first())
-                    .cloned()
-                    .unwrap_or_else(|| Finding {
-                        rule: k.rule_name(),
-                        class: Class::File,
-                        what: crate::sinks::human_line(ev),
-                        reason: "decided in the kernel".into(),
-                    });
+                let f = explain(&k.rule_name(), &findings, ev);
                 if k.action != ka::ALERT {
                     self.stats.kernel_actions += 1;
                 }
@@ -188,6 +175,7 @@ impl AgentEnforcer {
                     ka::PAUSE => approval = Some(self.pause_for(ev, &f)),
                     ka::KILL => {
                         tree::kill(&self.maps.pids(self.agent_id));
+                        let _ = self.maps.set_paused(self.agent_id, false);
                     }
                     _ => {}
                 }
@@ -471,6 +459,46 @@ impl AgentEnforcer {
         self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
         self.install().map_err(|e| e.to_string())
     }
+}
+
+/// The finding that explains a kernel violation: the matcher's when it
+/// names the same rule (the kernel's `file` is the matcher's `file/...`),
+/// else the kernel's rule with what the matcher saw.
+fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event) -> Finding {
+    let same = |f: &&Finding| {
+        f.rule == kernel_rule
+            || (!kernel_rule.contains('/') && f.rule.starts_with(&format!("{kernel_rule}/")))
+    };
+    if let Some(f) = findings.iter().find(same) {
+        return f.clone();
+    }
+    let seen = findings.iter().find(|f| !f.rule.starts_with("rate/"));
+    let (class, what) = match seen {
+        Some(f) => (f.class, f.what.clone()),
+        None => (Class::File, crate::sinks::human_line(ev)),
+    };
+    let class = match kernel_rule {
+        "guardrail/exfiltrate" => Class::Network,
+        r if r.starts_with("rate/") => rate_class(r).unwrap_or(class),
+        _ => class,
+    };
+    let reason = match kernel_rule {
+        "guardrail/exfiltrate" => "a connect outside the profile after the agent read a secret",
+        "guardrail/tamper" => "aimed at agentwatch itself",
+        r if r.starts_with("rate/") => "over the profile's per-minute budget",
+        _ => "decided in the kernel",
+    };
+    Finding {
+        rule: kernel_rule.to_string(),
+        class,
+        what,
+        reason: reason.into(),
+    }
+}
+
+fn rate_class(rule: &str) -> Option<Class> {
+    let name = rule.strip_prefix("rate/")?;
+    Class::ALL.into_iter().find(|c| c.name() == name)
 }
 
 /// The profile entry that would have allowed `ev`'s `class` observation.

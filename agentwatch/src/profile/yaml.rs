@@ -83,7 +83,15 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     }
     writeln!(o, "rates:")?;
     writeln!(o, "  headroom: {:?}", p.rates.headroom)?;
-    writeln!(o, "  perMinute:")?;
+    writeln!(
+        o,
+        "  perMinute:{}",
+        if p.rates.per_minute.is_empty() {
+            " {}"
+        } else {
+            ""
+        }
+    )?;
     for (c, r) in &p.rates.per_minute {
         writeln!(o, "    {c}: {{peak: {}, budget: {}}}", r.peak, r.budget)?;
     }
@@ -115,7 +123,15 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "stability:")?;
     writeln!(o, "  warmupSecs: {}", p.stability.warmup_secs)?;
     writeln!(o, "  quietSecs: {}", p.stability.quiet_secs)?;
-    writeln!(o, "  classes:")?;
+    writeln!(
+        o,
+        "  classes:{}",
+        if p.stability.classes.is_empty() {
+            " {}"
+        } else {
+            ""
+        }
+    )?;
     for (c, s) in &p.stability.classes {
         writeln!(
             o,

@@ -173,3 +173,31 @@ fn duplicates_name_the_first() {
     assert_eq!(f.len(), 1);
     assert!(f[0].message.contains("first on line"), "{}", f[0].message);
 }
+
+#[test]
+fn empty_profile_with_actions_and_approvals_round_trips() {
+    use crate::profile::{ActionKind, Approval, Class, Profile};
+    let mut p = Profile::empty("bot");
+    p.actions.per_class.insert(Class::File, ActionKind::Deny);
+    p.approvals.push(Approval {
+        id: "bot-1".into(),
+        what: "read /etc/os-release".into(),
+        by: "root".into(),
+        at: "2026-01-01T00:00:00Z".into(),
+    });
+    let text = crate::profile::yaml::to_yaml(&p);
+    let (back, findings) = parse(&text);
+    assert!(findings.is_empty(), "{findings:?}\n{text}");
+    assert_eq!(back.expect("parsed"), p);
+}
+
+#[test]
+fn guardrails_cannot_be_set_to_alert() {
+    let text =
+        "apiVersion: agentwatch.dev/v1\nkind: Profile\nagent: a\nactions:\n  guardrails: alert\n";
+    let (_, findings) = parse(text);
+    assert!(
+        findings.iter().any(|f| f.message.contains("guardrails")),
+        "{findings:?}"
+    );
+}

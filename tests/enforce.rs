@@ -1,0 +1,621 @@
+//! Privileged tests of `agentwatch run` against this host's kernel: a real
+//! workload of benign and violating steps under a profile; each test
+//! asserts the kernel's outcome as the process sees it (errno, state T,
+//! process gone) and that the benign steps still succeed unflagged.
+//! The BPF LSM tier is tested in the qemu VM (`cargo xtask vm-test`).
+mod support;
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{agentwatch, privileged, TempDir};
+
+/// A profile that lets sh, bash and coreutils run in `ws`, read the usual
+/// system files, and connect to 127.0.0.1:`port`.
+fn profile(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        r#"apiVersion: agentwatch.dev/v1
+kind: Profile
+agent: {name}
+executables:
+  - path: "/usr/bin/*"
+  - path: "/bin/*"
+files:
+  - path: "/usr/**"
+    access: [read, exec]
+  - path: "/lib/**"
+    access: [read, exec]
+  - path: "/lib64/**"
+    access: [read, exec]
+  - path: "/etc/ld.so.cache"
+    access: [read]
+  - path: "/etc/nsswitch.conf"
+    access: [read]
+  - path: "/etc/passwd"
+    access: [read]
+  - path: "/dev/null"
+    access: [read, write, create]
+  - path: "/bin/**"
+    access: [read, exec]
+  - path: "/dev/tty"
+    access: [read, write]
+  - path: "/proc/**"
+    access: [read]
+  - path: "$WORKSPACE/**"
+    access: [read, write, create, delete, rename, chmod]
+network:
+  - direction: connect
+    address: "127.0.0.1"
+    port: {port}
+{extra}"#
+    )
+}
+
+/// One `agentwatch run` of `script` (sh -c) in a fresh workspace. Drop
+/// kills the run and every process of the workload, also on failure.
+struct Run {
+    child: Child,
+    dir: TempDir,
+    tag: String,
+    alerts: PathBuf,
+}
+
+struct Done {
+    status: i32,
+    stdout: String,
+    stderr: String,
+    alerts: Vec<Value>,
+}
+
+impl Run {
+    fn start(name: &str, profile_yaml: &str, mode: &str, extra: &[&str], script: &str) -> Run {
+        let dir = TempDir::new(name);
+        let prof = dir.join("profile.yaml");
+        std::fs::write(&prof, profile_yaml).expect("write profile");
+        let alerts = dir.0.join("alerts.jsonl");
+        let ws = dir.join("ws");
+        std::fs::create_dir_all(&ws).expect("workspace");
+        let tag = format!("{name}-{}", std::process::id());
+        let child = agentwatch()
+            .args(["run", "--json", "--mode", mode, "--profile", &prof])
+            .args(["--workspace", &ws, "-o"])
+            .arg(&alerts)
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .current_dir(&ws)
+            .env("AW_TEST_TAG", &tag)
+            // cargo's library path would send every exec probing its dirs.
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agentwatch run");
+        Run {
+            child,
+            dir,
+            tag,
+            alerts,
+        }
+    }
+
+    /// Waits until the run answers on its control socket.
+    fn wait_ready(&self, name: &str) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            let ok = agentwatch()
+                .args(["status", name])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agentwatch run for {name} never answered on its control socket");
+    }
+
+    fn ws(&self) -> PathBuf {
+        self.dir.0.join("ws")
+    }
+
+    /// Pids of the workload's processes named `comm`.
+    fn pids(&self, comm: &str) -> Vec<u32> {
+        let needle = format!("AW_TEST_TAG={}", self.tag);
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|b| b.split(|c| *c == 0).any(|v| v == needle.as_bytes()))
+                    .unwrap_or(false)
+                    && (comm.is_empty()
+                        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .map(|c| c.trim() == comm)
+                            .unwrap_or(false))
+            })
+            .collect()
+    }
+
+    fn state(pid: u32) -> Option<char> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        s.rsplit_once(") ")?.1.chars().next()
+    }
+
+    /// Waits until a process named `comm` of the workload is stopped (T).
+    fn wait_stopped(&self, comm: &str) -> u32 {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Some(p) = self
+                .pids(comm)
+                .into_iter()
+                .find(|p| Run::state(*p) == Some('T'))
+            {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "no stopped {comm} within 20 s; alerts: {:?}",
+            self.read_alerts()
+                .iter()
+                .map(|a| a["what"].clone())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    fn read_alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn finish(mut self) -> Done {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait run") {
+                break s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "agentwatch run did not end; alerts: {:?}",
+                self.read_alerts()
+                    .iter()
+                    .map(|a| a["what"].clone())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        use std::io::Read;
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        Done {
+            status: status.code().unwrap_or(-1),
+            stdout: out,
+            stderr: err,
+            alerts: self.read_alerts(),
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for p in self.pids("") {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &p.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Done {
+    fn alerts_by(&self, rule: &str) -> Vec<&Value> {
+        self.alerts
+            .iter()
+            .filter(|a| a["type"] == "alert" && a["rule"] == rule)
+            .collect()
+    }
+    fn only_alert_rules(&self) -> Vec<String> {
+        self.alerts
+            .iter()
+            .filter(|a| a["type"] == "alert")
+            .map(|a| a["rule"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+    /// rule: what -> action, one per line, for failure messages.
+    fn brief(&self) -> String {
+        self.alerts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}: {} -> {}",
+                    a["type"], a["rule"], a["what"], a["action"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn summary(&self) -> &Value {
+        self.alerts
+            .iter()
+            .find(|a| a["type"] == "summary")
+            .unwrap_or_else(|| panic!("no summary; stderr: {}", self.stderr))
+    }
+}
+
+fn control(args: &[&str]) -> String {
+    let out = agentwatch()
+        .args(args)
+        .output()
+        .expect("agentwatch control");
+    assert!(
+        out.status.success(),
+        "agentwatch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Open requests of `agent`: (id, rule).
+fn pending(agent: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(&control(&["pending", "--json"])).expect("json");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["agent"] == agent)
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_string(),
+                r["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Approves the open request of `agent` for `rule`.
+fn approve_rule(agent: &str, rule: &str) {
+    control(&["approve", &request_for(agent, rule)]);
+}
+
+/// The id of `agent`'s open request for `rule` ("" for any), waiting for
+/// userspace to have read the kernel's record.
+fn request_for(agent: &str, rule: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let hit = pending(agent)
+            .into_iter()
+            .find(|(_, r)| rule.is_empty() || r == rule);
+        if let Some((id, _)) = hit {
+            return id;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no {rule} request for {agent}: {:?}",
+            pending(agent)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let p = l.local_addr().expect("addr").port();
+    (l, p)
+}
+
+#[test]
+fn monitor_alerts_on_violations_and_blocks_nothing() {
+    let Some(_g) = privileged() else { return };
+    let (_ok, ok_port) = listener();
+    let (_other, other_port) = listener();
+    let script = format!(
+        "echo hi > notes.txt; cat notes.txt > /dev/null; \
+         cat /etc/os-release > /dev/null && echo read-ok; \
+         bash -c 'echo > /dev/tcp/127.0.0.1/{ok_port}' && echo allowed-ok; \
+         bash -c 'echo > /dev/tcp/127.0.0.1/{other_port}' && echo other-ok"
+    );
+    let run = Run::start("mon", &profile("mon", ok_port, ""), "monitor", &[], &script);
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    for step in ["read-ok", "allowed-ok", "other-ok"] {
+        assert!(d.stdout.contains(step), "{step} missing: {}", d.stdout);
+    }
+    assert_eq!(
+        d.only_alert_rules(),
+        ["file/unknown", "network/unknown"],
+        "{}",
+        d.brief()
+    );
+    let f = &d.alerts_by("file/unknown")[0];
+    assert_eq!(f["what"], "read /etc/os-release");
+    assert_eq!(f["action"], "alert");
+    assert_eq!(f["decided_by"], "kernel");
+    assert!(!f["ancestry"].as_array().expect("ancestry").is_empty());
+    let n = &d.alerts_by("network/unknown")[0];
+    assert!(n["what"]
+        .as_str()
+        .unwrap_or("")
+        .contains(&other_port.to_string()));
+    let s = d.summary();
+    assert!(
+        s["decided_in_kernel"].as_u64().unwrap_or(0) > 10,
+        "known-good events should be decided in the kernel: {s}"
+    );
+}
+
+#[test]
+fn enforce_denies_connects_outside_the_profile_with_eperm() {
+    let Some(_g) = privileged() else { return };
+    let (_ok, ok_port) = listener();
+    let (_other, other_port) = listener();
+    let script = format!(
+        "bash -c 'echo > /dev/tcp/127.0.0.1/{ok_port}' && echo allowed-ok; \
+         bash -c 'echo > /dev/tcp/127.0.0.1/{other_port}' 2> err.txt || echo refused; \
+         cat err.txt"
+    );
+    let run = Run::start(
+        "deny-net",
+        &profile("deny-net", ok_port, ""),
+        "enforce",
+        &[],
+        &script,
+    );
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(d.stdout.contains("allowed-ok"), "{}", d.stdout);
+    assert!(d.stdout.contains("refused"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("Operation not permitted"),
+        "connect should fail with EPERM: {}",
+        d.stdout
+    );
+    let a = &d.alerts_by("network/unknown")[0];
+    assert_eq!(a["action"], "deny");
+    assert_eq!(d.only_alert_rules(), ["network/unknown"]);
+}
+
+#[test]
+fn enforce_deny_of_a_file_falls_back_to_sigkill_at_the_call_here() {
+    let Some(_g) = privileged() else { return };
+    let extra = "actions:\n  file: deny\n";
+    let script = "echo hi > notes.txt; cat notes.txt; cat /etc/os-release; echo \"rc=$?\"";
+    let run = Run::start(
+        "deny-file",
+        &profile("deny-file", 9, extra),
+        "enforce",
+        &[],
+        script,
+    );
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(
+        d.stdout.starts_with("hi\n"),
+        "benign steps run: {}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.contains("rc=137"),
+        "cat killed by SIGKILL: {}",
+        d.stdout
+    );
+    assert!(!d.stdout.contains("PRETTY_NAME"), "{}", d.stdout);
+    let a = &d.alerts_by("file/unknown")[0];
+    assert_eq!(a["action"], "deny (SIGKILL at the call)");
+}
+
+#[test]
+fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
+    let Some(_g) = privileged() else { return };
+    let script = "echo hi > notes.txt; cat /etc/os-release > /dev/null; echo after-approve";
+    let run = Run::start(
+        "pause-ok",
+        &profile("pause-ok", 9, ""),
+        "enforce",
+        &[],
+        script,
+    );
+    let cat = run.wait_stopped("cat");
+    // The shell waits in wait4 (no watched call): userspace's sweep stops it.
+    run.wait_stopped("sh");
+    let pending: Value = serde_json::from_str(&control(&["pending", "--json"])).expect("json");
+    let req = pending
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["agent"] == "pause-ok"))
+        .unwrap_or_else(|| panic!("no request in {pending}"))
+        .clone();
+    assert_eq!(req["pid"], cat);
+    assert_eq!(req["rule"], "file/unknown");
+    assert_eq!(req["what"], "read /etc/os-release");
+    assert_eq!(req["evidence"]["kind"], "open");
+    let id = req["id"].as_str().expect("id").to_string();
+    control(&["approve", &id, "--learn"]);
+    let yaml = std::fs::read_to_string(run.dir.0.join("profile.yaml")).expect("profile");
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(d.stdout.contains("after-approve"), "{}", d.stdout);
+    assert!(yaml.contains("path: \"/etc/os-release\""), "{yaml}");
+    assert!(yaml.contains("by: \"root\""), "{yaml}");
+    let lint = agentwatch()
+        .args(["profile", "lint"])
+        .arg(run_dir_profile(&yaml))
+        .output()
+        .expect("lint");
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+}
+
+/// Writes `yaml` to a temp file for lint (the run's dir is gone by now).
+fn run_dir_profile(yaml: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("aw-lint-{}.yaml", std::process::id()));
+    std::fs::write(&p, yaml).expect("write");
+    p
+}
+
+#[test]
+fn deny_and_timeout_kill_the_paused_tree() {
+    let Some(_g) = privileged() else { return };
+    let script = "cat /etc/os-release > /dev/null; echo survived";
+    let run = Run::start(
+        "pause-deny",
+        &profile("pause-deny", 9, ""),
+        "enforce",
+        &[],
+        script,
+    );
+    run.wait_stopped("cat");
+    control(&["deny", &request_for("pause-deny", "")]);
+    let d = run.finish();
+    assert!(!d.stdout.contains("survived"), "{}", d.stdout);
+    assert!(d.status != 0);
+
+    let run = Run::start(
+        "pause-timeout",
+        &profile("pause-timeout", 9, ""),
+        "enforce",
+        &["--pause-timeout", "1s"],
+        script,
+    );
+    run.wait_stopped("cat");
+    let d = run.finish();
+    assert!(!d.stdout.contains("survived"), "{}", d.stdout);
+    assert_eq!(d.summary()["stats"]["timed_out"], 1, "{}", d.brief());
+}
+
+#[test]
+fn kill_action_kills_the_tree_before_an_unknown_binary_runs() {
+    let Some(_g) = privileged() else { return };
+    let extra = "actions:\n  exec: kill\n";
+    let script = "cp /bin/echo ./myecho; ./myecho UNKNOWN-RAN; echo tree-survived";
+    let run = Run::start(
+        "kill-exec",
+        &profile("kill-exec", 9, extra),
+        "enforce",
+        &[],
+        script,
+    );
+    let d = run.finish();
+    assert!(!d.stdout.contains("UNKNOWN-RAN"), "{}", d.stdout);
+    assert!(!d.stdout.contains("tree-survived"), "{}", d.stdout);
+    assert_eq!(d.only_alert_rules(), ["exec/unknown"], "{}", d.brief());
+    let a = &d.alerts_by("exec/unknown")[0];
+    assert_eq!(a["action"], "kill");
+}
+
+#[test]
+fn guardrails_hold_in_monitor_mode_and_exfiltration_is_refused() {
+    let Some(_g) = privileged() else { return };
+    let (_ok, ok_port) = listener();
+    let (_evil, evil_port) = listener();
+    let home = TempDir::new("guard-home");
+    std::fs::create_dir_all(home.0.join(".ssh")).expect("ssh dir");
+    std::fs::write(home.0.join(".ssh/id_test"), "SECRET").expect("key");
+    let script = format!(
+        "cat \"$HOME/.ssh/id_test\" > k.txt; \
+         bash -c 'echo > /dev/tcp/127.0.0.1/{evil_port}' 2> err.txt; cat err.txt; echo end"
+    );
+    let run = Run::start(
+        "guard",
+        &profile("guard", ok_port, ""),
+        "monitor",
+        &["--home", &home.join("")],
+        &script,
+    );
+    // The secret read stops the agent even in monitor mode.
+    run.wait_stopped("cat");
+    approve_rule("guard", "guardrail/secrets");
+    // The connect that follows is exfiltration: refused, and paused again.
+    run.wait_stopped("bash");
+    approve_rule("guard", "guardrail/exfiltrate");
+    let d = run.finish();
+    assert!(d.stdout.contains("Operation not permitted"), "{}", d.stdout);
+    assert_eq!(
+        d.only_alert_rules(),
+        ["guardrail/secrets", "guardrail/exfiltrate"],
+        "{}",
+        d.brief()
+    );
+}
+
+#[test]
+fn a_burst_of_deletes_over_the_budget_pauses_the_agent() {
+    let Some(_g) = privileged() else { return };
+    let extra = "rates:\n  perMinute:\n    delete: {peak: 5, budget: 10}\n";
+    let script = "for i in $(seq 1 40); do touch f$i; done; for i in $(seq 1 40); do rm f$i; done; echo done";
+    let run = Run::start("rate", &profile("rate", 9, extra), "enforce", &[], script);
+    run.wait_stopped("rm");
+    let left = std::fs::read_dir(run.ws()).expect("ws").count();
+    assert!(left >= 29, "stopped at the 11th delete, {left} files left");
+    control(&["deny", &request_for("rate", "rate/delete")]);
+    let d = run.finish();
+    assert!(!d.stdout.contains("done"));
+    assert_eq!(d.alerts_by("rate/delete").len(), 1, "{}", d.brief());
+}
+
+#[test]
+fn signalling_agentwatch_is_tampering() {
+    let Some(_g) = privileged() else { return };
+    let script = "kill -USR1 $PPID; echo after";
+    let run = Run::start("tamper", &profile("tamper", 9, ""), "monitor", &[], script);
+    run.wait_stopped("sh");
+    control(&["deny", &request_for("tamper", "")]);
+    let d = run.finish();
+    assert!(!d.stdout.contains("after"), "{}", d.stdout);
+    assert_eq!(d.only_alert_rules(), ["guardrail/tamper"], "{}", d.brief());
+    assert!(
+        d.summary()["stats"]["denied"] == 1,
+        "agentwatch survived the signal and wrote its summary"
+    );
+}
+
+#[test]
+fn mode_pause_and_resume_at_runtime() {
+    let Some(_g) = privileged() else { return };
+    let script =
+        "while [ ! -e go ]; do sleep 0.05; done; cat /etc/os-release > /dev/null; echo end";
+    let run = Run::start(
+        "runtime",
+        &profile("runtime", 9, ""),
+        "monitor",
+        &[],
+        script,
+    );
+    run.wait_ready("runtime");
+    std::thread::sleep(Duration::from_millis(200));
+    control(&["pause", "runtime"]);
+    let sh = run.pids("sh");
+    assert!(!sh.is_empty() && sh.iter().all(|p| Run::state(*p) == Some('T')));
+    control(&["resume", "runtime"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sh.iter().all(|p| Run::state(*p) != Some('T')));
+    control(&["mode", "runtime", "enforce"]);
+    std::fs::write(run.ws().join("go"), "").expect("go");
+    run.wait_stopped("cat");
+    approve_rule("runtime", "file/unknown");
+    let d = run.finish();
+    assert!(d.stdout.contains("end"));
+    assert_eq!(d.alerts_by("file/unknown")[0]["action"], "pause");
+}
