@@ -131,3 +131,12 @@ SHIM long aw_read_user_max2047(void *dst, __u64 len, const void *src)
 	n &= 2047;
 	return bpf_probe_read_user(dst, n, src);
 }
+
+/* One byte of an event's string data (DATA_LEN > 8192): the mask is
+ * applied after a compiler barrier so 6.1's verifier sees the bound. */
+SHIM __u8 aw_data_byte(const __u8 *data, __u32 idx)
+{
+	barrier_var(idx);
+	idx &= 8191;
+	return data[idx];
+}

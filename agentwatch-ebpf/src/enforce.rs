@@ -226,7 +226,8 @@ struct WalkCtx {
 #[inline(always)]
 fn byte_at(ev: &RawEvent, slot: u32, i: u32) -> u8 {
     let idx = (slot as usize & (SLOTS - 1)) * SLOT_LEN + (i as usize & (SLOT_LEN - 1));
-    ev.data[idx & (SLOTS * SLOT_LEN - 1)]
+    // SAFETY: the shim masks the index inside `data` (DATA_LEN > 8192).
+    unsafe { crate::shim::aw_data_byte(ev.data.as_ptr(), idx as u32) }
 }
 
 #[inline(always)]
@@ -528,3 +529,4 @@ pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
 
 const _: () = assert!(CLASS_TABLE == 256);
 const _: () = assert!(WALK_DEPTH.is_power_of_two());
+const _: () = assert!(SLOTS * SLOT_LEN == 8192 && agentwatch_common::DATA_LEN > 8192);
