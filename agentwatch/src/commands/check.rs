@@ -149,13 +149,10 @@ pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
-    let env = Anchors::from_env();
-    let anchors = Anchors::new(
-        opts.workspace
-            .map(|p| p.display().to_string())
-            .or(env.workspace),
-        opts.home.map(|p| p.display().to_string()).or(env.home),
-        opts.tmp.map(|p| p.display().to_string()).or(env.tmp),
+    let anchors = Anchors::from_env_with(
+        opts.workspace.as_deref(),
+        opts.home.as_deref(),
+        opts.tmp.as_deref(),
     );
     let matcher = Matcher::new(&profile, anchors, Guardrails::builtin());
     for s in &matcher.skipped {

@@ -102,24 +102,6 @@ fn catch_signals_with_sender() {
     }
 }
 
-fn anchors(opts: &RunOptions) -> Anchors {
-    let env = Anchors::from_env();
-    Anchors::new(
-        opts.workspace
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .or(env.workspace),
-        opts.home
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .or(env.home),
-        opts.tmp
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .or(env.tmp),
-    )
-}
-
 /// Built-in guardrails plus this run's own files: the binary, the
 /// profile, the control sockets and cgroup membership files.
 fn guardrails(profile: &std::path::Path) -> Guardrails {
@@ -147,7 +129,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
     let agent = opts.agent.clone().unwrap_or_else(|| profile.agent.clone());
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
-    let anchors = anchors(&opts);
+    let anchors = Anchors::from_env_with(
+        opts.workspace.as_deref(),
+        opts.home.as_deref(),
+        opts.tmp.as_deref(),
+    );
     let guardrails = guardrails(&opts.profile);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     for s in &compiled.skipped {

@@ -60,6 +60,22 @@ impl Anchors {
         ))
     }
 
+    /// This process's anchors (`from_env`), each replaced by the directory
+    /// given on the command line, if any (`--workspace`, `--home`, `--tmp`).
+    pub fn from_env_with(
+        workspace: Option<&std::path::Path>,
+        home: Option<&std::path::Path>,
+        tmp: Option<&std::path::Path>,
+    ) -> Self {
+        let env = Self::from_env();
+        let given = |p: Option<&std::path::Path>| p.map(|p| p.display().to_string());
+        Self::new(
+            given(workspace).or(env.workspace),
+            given(home).or(env.home),
+            given(tmp).or(env.tmp),
+        )
+    }
+
     /// Cleans each directory; `/` and relative values are dropped, since
     /// anchoring at the root would rewrite every path.
     pub fn new(workspace: Option<String>, home: Option<String>, tmp: Option<String>) -> Self {
