@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::{
-    approvals::{Approvals, LearnEntry, NewRequest, Outcome},
+    approvals::{Approvals, LearnEntry, Outcome, Subject},
     compile::{self, host_key, Compiled, Mode},
     tree,
 };
@@ -243,7 +243,7 @@ impl AgentEnforcer {
             learn_entry(ev, f.class, &self.anchors)
         };
         self.approvals.open(
-            NewRequest {
+            Subject {
                 agent: self.agent.clone(),
                 pid: ev.pid,
                 comm: ev.comm.clone(),
@@ -331,11 +331,12 @@ impl AgentEnforcer {
             .take(id)
             .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
         self.stats.approved += 1;
-        let mut msg = format!("approved {id}: {}", req.what);
+        let s = &req.subject;
+        let mut msg = format!("approved {id}: {}", s.what);
         if learn {
-            match &req.learn {
+            match &s.learn {
                 Some(entry) => {
-                    self.learn(entry, &req.id, &req.what, by)?;
+                    self.learn(entry, &req.id, &s.what, by)?;
                     msg.push_str(&format!("; added to {}", self.profile_path.display()));
                 }
                 None => msg.push_str(

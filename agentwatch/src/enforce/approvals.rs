@@ -18,10 +18,9 @@ pub enum LearnEntry {
     Dns { name: String },
 }
 
+/// Who did what, and why it was stopped: what a request is about.
 #[derive(Debug, Clone, Serialize)]
-pub struct Request {
-    /// `<agent>-<n>`: the agent routes `approve`/`deny` to its run.
-    pub id: String,
+pub struct Subject {
     pub agent: String,
     pub pid: u32,
     pub comm: String,
@@ -35,14 +34,23 @@ pub struct Request {
     pub reason: String,
     /// The event that raised it, as `trace --json` writes events.
     pub evidence: serde_json::Value,
+    /// What `approve --learn` adds (never for guardrails).
+    #[serde(skip)]
+    pub learn: Option<LearnEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// `<agent>-<n>`: the agent routes `approve`/`deny` to its run.
+    pub id: String,
+    #[serde(flatten)]
+    pub subject: Subject,
     /// Unix seconds.
     pub created: u64,
     /// Unix seconds after which the tree is killed.
     pub deadline: u64,
-    /// Whether `--learn` can add an entry (never for guardrails).
+    /// Whether `--learn` can add an entry.
     pub learnable: bool,
-    #[serde(skip)]
-    pub learn: Option<LearnEntry>,
     #[serde(skip)]
     expires: Option<Instant>,
 }
@@ -69,41 +77,18 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The fields of a new request; `Approvals::open` adds id and times.
-pub struct NewRequest {
-    pub agent: String,
-    pub pid: u32,
-    pub comm: String,
-    pub exe: Option<String>,
-    pub ancestry: Vec<Ancestor>,
-    pub rule: String,
-    pub what: String,
-    pub reason: String,
-    pub evidence: serde_json::Value,
-    pub learn: Option<LearnEntry>,
-}
-
 impl Approvals {
     /// Opens a request that expires after `timeout`; returns its id.
-    pub fn open(&mut self, r: NewRequest, timeout: Duration) -> String {
+    pub fn open(&mut self, subject: Subject, timeout: Duration) -> String {
         self.next += 1;
-        let id = format!("{}-{}", r.agent, self.next);
+        let id = format!("{}-{}", subject.agent, self.next);
         let now = unix_now();
         self.open.push(Request {
             id: id.clone(),
-            agent: r.agent,
-            pid: r.pid,
-            comm: r.comm,
-            exe: r.exe,
-            ancestry: r.ancestry,
-            rule: r.rule,
-            what: r.what,
-            reason: r.reason,
-            evidence: r.evidence,
             created: now,
             deadline: now + timeout.as_secs(),
-            learnable: r.learn.is_some(),
-            learn: r.learn,
+            learnable: subject.learn.is_some(),
+            subject,
             expires: Some(Instant::now() + timeout),
         });
         id
@@ -141,8 +126,8 @@ impl Approvals {
 mod tests {
     use super::*;
 
-    fn req(agent: &str) -> NewRequest {
-        NewRequest {
+    fn req(agent: &str) -> Subject {
+        Subject {
             agent: agent.into(),
             pid: 1,
             comm: "sh".into(),
