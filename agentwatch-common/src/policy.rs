@@ -74,8 +74,6 @@ pub mod rule {
     pub const TAMPER: u8 = 7;
     /// A connect outside the profile after a guardrail read.
     pub const EXFILTRATE: u8 = 8;
-    /// The agent is paused: a process of it stopped itself at a syscall.
-    pub const PAUSED: u8 = 9;
     /// Undecided: the path could not be resolved in the kernel.
     pub const PATH: u8 = 10;
     /// Undecided: the binary's sha256 must be checked.
@@ -92,8 +90,8 @@ pub mod rule {
 /// the kernel did.
 pub mod action {
     pub const ALERT: u8 = 0;
-    /// EPERM where a hook can refuse (cgroup sock_addr, BPF LSM); else the
-    /// kernel falls back to [`DENY_KILL`].
+    /// EPERM where a hook can refuse (cgroup sock_addr for connects); else
+    /// the kernel falls back to [`DENY_KILL`].
     pub const DENY: u8 = 1;
     /// SIGSTOP the agent and ask.
     pub const PAUSE: u8 = 2;
@@ -122,10 +120,6 @@ pub mod flags {
     /// Some endpoint rule names a host: stop a process that received a DNS
     /// answer until userspace has added its addresses to the allow maps.
     pub const HOLD_DNS: u8 = 2;
-    /// File events are denied by BPF LSM hooks (EPERM), not by signals.
-    pub const LSM_FILES: u8 = 4;
-    /// Some binaries must match a sha256: hold their execs for a check.
-    pub const HOLD_EXEC_HASH: u8 = 8;
 }
 
 /// Per-agent policy (AGENT_POLICY map, indexed by agent id).

@@ -123,7 +123,6 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
     }
     let done = match wanted(pol, d) {
         action::DENY if d.class == class::NETWORK => action::DENY,
-        action::DENY if pol.flags & flags::LSM_FILES != 0 => action::DENY,
         action::DENY => {
             signal(SIGKILL);
             action::DENY_KILL

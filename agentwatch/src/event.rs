@@ -63,7 +63,6 @@ impl KernelDecision {
             GUARD_AGENTWATCH => "guardrail/agentwatch".into(),
             TAMPER => "guardrail/tamper".into(),
             EXFILTRATE => "guardrail/exfiltrate".into(),
-            PAUSED => "paused".into(),
             PATH => "path".into(),
             EXEC_HASH => "exec/hash".into(),
             DNS_ANSWER => "dns_answer".into(),

@@ -29,8 +29,6 @@ use crate::{
 /// Counts for the end-of-run summary.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Stats {
-    /// Records that crossed to userspace.
-    pub crossed: u64,
     pub alerts: u64,
     /// Violations the kernel acted on (pause, kill, deny).
     pub kernel_actions: u64,
@@ -149,7 +147,6 @@ impl AgentEnforcer {
 
     /// Judges one event that crossed from the kernel.
     pub fn handle(&mut self, ev: &Event) {
-        self.stats.crossed += 1;
         let findings: Vec<Finding> = self.matcher.check(ev);
         if let Detail::DnsAnswer { .. } = &ev.detail {
             self.allow_answer(ev);
@@ -199,7 +196,6 @@ impl AgentEnforcer {
             return;
         };
         let act = wanted(&self.profile, self.mode, &f);
-        let pids = self.maps.pids(self.agent_id);
         let mut approval = None;
         match act {
             ActionKind::Alert => {
@@ -211,13 +207,9 @@ impl AgentEnforcer {
                 // No hook refused it in time: end the process that did it.
                 tree::kill(&[ev.pid]);
             }
-            ActionKind::Pause => {
-                let _ = self.maps.set_paused(self.agent_id, true);
-                tree::stop(&pids);
-                approval = Some(self.pause_for(ev, &f));
-            }
+            ActionKind::Pause => approval = Some(self.pause_for(ev, &f)),
             ActionKind::Kill => {
-                tree::kill(&pids);
+                tree::kill(&self.maps.pids(self.agent_id));
             }
         }
         if act != ActionKind::Alert {

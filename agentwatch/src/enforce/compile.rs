@@ -148,16 +148,12 @@ pub fn compile(
     for (c, b) in &profile.rates.per_minute {
         budgets[class_index(*c)] = b.budget;
     }
-    let has_hashes = profile.executables.iter().any(|e| !e.sha256.is_empty());
     let mut flags = 0;
     if dfa.is_some() {
         flags |= kp::flags::PATHS;
     }
     if !host_rules.is_empty() {
         flags |= kp::flags::HOLD_DNS;
-    }
-    if has_hashes {
-        flags |= kp::flags::HOLD_EXEC_HASH;
     }
     let policy = AgentPolicy {
         active: 1,

@@ -2,7 +2,7 @@
 //! path automaton, endpoint allow tries, pause flags, and the kernel's
 //! decision counters. One handle, movable to the thread that enforces.
 use agentwatch_common::{
-    policy::{AgentPolicy, AgentState, NetKey, CLASS_TABLE, NET_KEY_DATA},
+    policy::{paused as policy_paused, AgentPolicy, AgentState, NetKey, CLASS_TABLE, NET_KEY_DATA},
     WatchEntry,
 };
 use aya::{
@@ -145,9 +145,12 @@ impl PolicyMaps {
     }
 
     pub fn set_paused(&mut self, agent: u32, paused: bool) -> Result<(), SensorError> {
-        self.paused
-            .set(agent, u32::from(paused), 0)
-            .map_err(err("AGENT_PAUSED"))
+        let v = if paused {
+            policy_paused::PAUSED
+        } else {
+            policy_paused::RUNNING
+        };
+        self.paused.set(agent, v, 0).map_err(err("AGENT_PAUSED"))
     }
 
     pub fn paused(&self, agent: u32) -> bool {
