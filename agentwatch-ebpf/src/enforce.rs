@@ -8,7 +8,7 @@
 use agentwatch_common::{
     config,
     policy::{
-        accept, access, action, class, flags, paused, rule, verdict, AgentPolicy, CLASS_TABLE,
+        accept, access, action, class, paused, rule, verdict, AgentPolicy, CLASS_TABLE,
         NET_KEY_DATA, WALK_DEPTH,
     },
     RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
