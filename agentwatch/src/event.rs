@@ -53,7 +53,8 @@ impl KernelDecision {
     /// The rule, in the names findings use (`guardrail/secrets`, ...).
     pub fn rule_name(&self) -> String {
         use agentwatch_common::policy::rule::*;
-        let classes = ["exec", "file", "delete", "network", "dns"];
+        // Class::ALL is in the kernel's class-index order.
+        let classes = crate::profile::Class::ALL;
         match self.rule {
             FILE => "file".into(),
             EXEC => "exec".into(),
@@ -68,7 +69,7 @@ impl KernelDecision {
             DNS_ANSWER => "dns_answer".into(),
             SOCKET => "socket".into(),
             r if r >= RATE && ((r - RATE) as usize) < classes.len() => {
-                format!("rate/{}", classes[(r - RATE) as usize])
+                format!("rate/{}", classes[(r - RATE) as usize].name())
             }
             _ => "none".into(),
         }

@@ -224,14 +224,14 @@ fn supervise(
 
 fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()> {
     let d = e.maps.decided();
-    let names = ["exec", "file", "delete", "network", "dns"];
-    let in_kernel: u64 = d[..5].iter().sum();
+    let classes = crate::profile::Class::ALL; // in the kernel's index order
+    let in_kernel: u64 = d[..classes.len()].iter().sum();
     let stats = e.stats.clone();
     let line = if json {
-        let by: serde_json::Map<String, serde_json::Value> = names
+        let by: serde_json::Map<String, serde_json::Value> = classes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), json!(d[i])))
+            .map(|(i, c)| (c.name().to_string(), json!(d[i])))
             .collect();
         json!({
             "type": "summary",

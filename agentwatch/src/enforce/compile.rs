@@ -62,6 +62,8 @@ pub fn action_code(a: ActionKind) -> u8 {
     }
 }
 
+/// The kernel's index for a class; `Class::ALL` lists them in this order
+/// (checked by the unit test below).
 fn class_index(c: Class) -> usize {
     match c {
         Class::Exec => kp::class::EXEC,
@@ -221,6 +223,14 @@ pub fn host_key(agent: u32, rule: &NetRule, addr: IpAddr) -> Option<(bool, NetKe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_all_is_in_kernel_index_order() {
+        for (i, c) in Class::ALL.into_iter().enumerate() {
+            assert_eq!(class_index(c), i);
+        }
+        assert_eq!(Class::ALL.len(), kp::class::COUNT);
+    }
 
     #[test]
     fn addresses_and_cidrs_become_mapped_prefixes() {
