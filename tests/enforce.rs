@@ -52,6 +52,12 @@ network:
   - direction: connect
     address: "127.0.0.1"
     port: {port}
+  # glibc asks nscd first for user and service lookups; on hosts without
+  # nscd the connect fails, but it is still made.
+  - direction: connect
+    unix: "/var/run/nscd/socket"
+  - direction: connect
+    unix: "/run/nscd/socket"
 {extra}"#
     )
 }
@@ -331,6 +337,7 @@ fn monitor_alerts_on_violations_and_blocks_nothing() {
     let (_other, other_port) = listener();
     let script = format!(
         "echo hi > notes.txt; cat notes.txt > /dev/null; \
+         bash -c 'echo ~root' > /dev/null; \
          cat /etc/os-release > /dev/null && echo read-ok; \
          bash -c 'echo > /dev/tcp/127.0.0.1/{ok_port}' && echo allowed-ok; \
          bash -c 'echo > /dev/tcp/127.0.0.1/{other_port}' && echo other-ok"
