@@ -120,6 +120,20 @@ pub mod flags {
     /// Some endpoint rule names a host: stop a process that received a DNS
     /// answer until userspace has added its addresses to the allow maps.
     pub const HOLD_DNS: u8 = 2;
+    /// The BPF LSM hooks are attached: a file, delete or exec violation
+    /// whose action is deny is refused with EPERM by the LSM hook instead
+    /// of a SIGKILL at syscall entry.
+    pub const LSM: u8 = 4;
+}
+
+/// A deny the LSM hooks are to carry out for one thread's current call
+/// (DENY_NOW map value): the rule and class of the violation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingDeny {
+    pub rule: u8,
+    pub class: u8,
+    pub _pad: [u8; 2],
 }
 
 /// Per-agent policy (AGENT_POLICY map, indexed by agent id).
@@ -199,3 +213,4 @@ impl NetKey {
 const _: () = assert!(core::mem::size_of::<AgentPolicy>() == 72);
 const _: () = assert!(core::mem::size_of::<AgentState>() == 64);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 28);
+const _: () = assert!(core::mem::size_of::<PendingDeny>() == 4);

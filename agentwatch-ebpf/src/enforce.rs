@@ -8,8 +8,8 @@
 use agentwatch_common::{
     config,
     policy::{
-        accept, access, action, class, paused, rule, verdict, AgentPolicy, CLASS_TABLE,
-        NET_KEY_DATA, WALK_DEPTH,
+        accept, access, action, class, flags, paused, rule, verdict, AgentPolicy, PendingDeny,
+        CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
     },
     RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
 };
@@ -110,8 +110,10 @@ pub fn wanted(pol: &AgentPolicy, d: &Decision) -> u8 {
 }
 
 /// Takes the action for `d` from the violating task; returns what was done.
+/// `lsm_refuses`: an LSM hook of this call will still run and can refuse
+/// it, so a deny is left to it (DENY_NOW) rather than a SIGKILL.
 #[inline(always)]
-pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
+pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8 {
     if d.verdict == verdict::UNDECIDED {
         // In enforce mode a path or binary the kernel could not judge does
         // not run on before userspace has judged it.
@@ -123,6 +125,10 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
     }
     let done = match wanted(pol, d) {
         action::DENY if d.class == class::NETWORK => action::DENY,
+        action::DENY if lsm_refuses && pol.flags & flags::LSM != 0 => {
+            deny_now(d);
+            action::DENY
+        }
         action::DENY => {
             signal(SIGKILL);
             action::DENY_KILL
@@ -149,6 +155,18 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision) -> u8 {
         count(8 + d.class as u32);
     }
     done
+}
+
+/// Marks the current thread's call for refusal by the LSM hooks.
+#[inline(always)]
+pub fn deny_now(d: &Decision) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let v = PendingDeny {
+        rule: d.rule,
+        class: d.class as u8,
+        _pad: [0; 2],
+    };
+    let _ = DENY_NOW.insert(&tid, &v, 0);
 }
 
 /// Counts one event of `cls` in the agent's window; a violation the first

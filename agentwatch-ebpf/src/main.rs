@@ -9,6 +9,7 @@
 
 mod enforce;
 mod event;
+mod lsm;
 mod maps;
 mod process;
 mod shim;
@@ -101,6 +102,57 @@ pub fn enforce_connect4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(connect6)]
 pub fn enforce_connect6(ctx: SockAddrContext) -> i32 {
     enforce::try_connect(&ctx, true).unwrap_or(1)
+}
+
+/// lsm/file_open: refuses an open decided "deny" at its syscall entry.
+/// Fails open: no mark, no refusal.
+#[lsm(hook = "file_open")]
+pub fn deny_file_open(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_mknod: the creation step of open(O_CREAT). Fails open.
+#[lsm(hook = "path_mknod")]
+pub fn deny_path_mknod(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_unlink. Fails open.
+#[lsm(hook = "path_unlink")]
+pub fn deny_path_unlink(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_rmdir. Fails open.
+#[lsm(hook = "path_rmdir")]
+pub fn deny_path_rmdir(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_rename. Fails open.
+#[lsm(hook = "path_rename")]
+pub fn deny_path_rename(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_chmod (chmod, fchmod, fchmodat). Fails open.
+#[lsm(hook = "path_chmod")]
+pub fn deny_path_chmod(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/path_chown (chown, fchown, lchown, fchownat). Fails open.
+#[lsm(hook = "path_chown")]
+pub fn deny_path_chown(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
+/// lsm/bprm_check_security: judges an exec before the old image goes.
+/// Fails open: anything unreadable lets the exec proceed to
+/// sched_process_exec's decision.
+#[lsm(hook = "bprm_check_security")]
+pub fn deny_bprm_check(ctx: LsmContext) -> i32 {
+    lsm::try_bprm_check(&ctx).unwrap_or(0)
 }
 
 /// Empty program attached to the same tracepoints by `cargo xtask bench`:

@@ -2,7 +2,7 @@
 //! `agentwatch::sensors::loader`.
 use agentwatch_common::{
     loss,
-    policy::{AgentPolicy, AgentState, CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA},
+    policy::{AgentPolicy, AgentState, PendingDeny, CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA},
     InodeKey, RawEvent, WatchEntry,
 };
 use aya_ebpf::{
@@ -98,6 +98,13 @@ pub static DECIDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
 /// exit is not sent either. tid -> syscall number.
 #[map]
 pub static SKIP_EXIT: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Calls the kernel decided to deny while the BPF LSM tier is attached:
+/// tid -> the violation. Set at syscall entry (files) or by
+/// bprm_check_security (execs); every LSM hook of the call refuses while it
+/// is set; cleared at the call's exit (or the thread's).
+#[map]
+pub static DENY_NOW: LruHashMap<u32, PendingDeny> = LruHashMap::with_max_entries(16384, 0);
 
 /// Path resolver state, one per CPU (too big for the BPF stack).
 #[map]

@@ -132,13 +132,13 @@ fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
         if d.allowed() {
             d = r;
         } else {
-            enforce::act(pol, agent, &r);
+            enforce::act(pol, agent, &r, false);
         }
     }
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
     if !d.allowed() {
-        ev.hdr.action = enforce::act(pol, agent, &d);
+        ev.hdr.action = enforce::act(pol, agent, &d, false);
     }
 }
 
@@ -148,6 +148,7 @@ pub fn try_exit(_ctx: &BtfTracePointContext) -> Result<(), i64> {
     let Some(w) = watched(tgid) else {
         return Ok(());
     };
+    let _ = DENY_NOW.remove(&(bpf_get_current_pid_tgid() as u32));
     let task = current_task();
     if unsafe { aw_task_live_threads(task) } != 0 {
         return Ok(());

@@ -361,13 +361,16 @@ fn decide_enter(
         sysno,
         nr::EXECVE | nr::EXECVEAT | nr::LISTEN | nr::ACCEPT | nr::ACCEPT4
     );
+    // Every file call decided here passes an LSM hook (file_open,
+    // path_mknod/unlink/rmdir/rename/chmod/chown) after this entry.
+    let lsm = d.class != class::NETWORK;
     let mut d = d;
     if decided_here {
         if let Some(r) = enforce::rate(pol, agent, d.class) {
             if d.allowed() {
                 d = r;
             } else {
-                enforce::act(pol, agent, &r);
+                enforce::act(pol, agent, &r, lsm);
             }
         }
     }
@@ -380,7 +383,7 @@ fn decide_enter(
     }
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
-    ev.hdr.action = enforce::act(pol, agent, &d);
+    ev.hdr.action = enforce::act(pol, agent, &d, lsm);
     true
 }
 
@@ -426,6 +429,15 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
+    // A call the LSM tier refused: the exit carries the decision (an exec's
+    // entry record was sent before bprm_check_security judged it).
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(d) = unsafe { DENY_NOW.get(&tid) }.copied() {
+        let _ = DENY_NOW.remove(&tid);
+        ev.hdr.verdict = verdict::VIOLATION;
+        ev.hdr.rule = d.rule;
+        ev.hdr.action = agentwatch_common::policy::action::DENY;
+    }
     if (sysno == nr::ACCEPT || sysno == nr::ACCEPT4) && ret >= 0 {
         kernel_sockaddr(ev, ret as u64, true);
     }
@@ -485,7 +497,7 @@ fn dns_record(
         if let Some(r) = enforce::rate(pol, w.agent_id, class::DNS) {
             ev.hdr.verdict = r.verdict;
             ev.hdr.rule = r.rule;
-            ev.hdr.action = enforce::act(pol, w.agent_id, &r);
+            ev.hdr.action = enforce::act(pol, w.agent_id, &r, false);
         }
     }
     let mut n = len;
@@ -656,7 +668,7 @@ pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
     let d = Decision::new(verdict::VIOLATION, rule::TAMPER, class::FILE);
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
-    ev.hdr.action = enforce::act(pol, w.agent_id, &d);
+    ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
     event::submit(ev);
     Ok(())
 }

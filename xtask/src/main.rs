@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod vm;
+mod vm_enforce;
 
 #[derive(Parser)]
 #[command(name = "xtask")]

@@ -4,8 +4,9 @@
 //! hooks this host refuses (BPF LSM) are probed where they work.
 //!
 //! The guest is an initramfs: busybox, the agentwatch binary and its shared
-//! libraries, and an /init that runs `doctor` and `trace` and prints their
-//! output between markers on the serial console.
+//! libraries, and an /init that runs `doctor`, `trace` and `run --mode
+//! enforce` (the BPF LSM tier, `vm_enforce`) and prints their output
+//! between markers on the serial console.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -98,7 +99,6 @@ mkdir -p /work && cd /work
 echo "=== AW-TRACE-BEGIN"
 /agentwatch trace --json --agent vm-agent -- /bin/sh -c 'echo hi > /tmp/f; /bin/cat /tmp/f >/dev/null; mv /tmp/f /tmp/g; rm /tmp/g; cd /tmp && /bin/cat missing 2>/dev/null; exit 7'
 echo "=== AW-TRACE-END status=$?"
-poweroff -f
 "#;
 
 /// Builds the guest initramfs around `binary`.
@@ -124,7 +124,12 @@ fn initramfs(binary: &Path, out: &Path) -> anyhow::Result<()> {
         fs::copy(&lib, &dest).with_context(|| format!("copying {}", lib.display()))?;
     }
     let init = root.join("init");
-    fs::write(&init, INIT)?;
+    fs::write(
+        &init,
+        format!("{INIT}{}poweroff -f\n", crate::vm_enforce::INIT_PART),
+    )?;
+    fs::write(root.join("lsm-profile.yaml"), crate::vm_enforce::PROFILE)?;
+    fs::write(root.join("lsm-workload.sh"), crate::vm_enforce::WORKLOAD)?;
     sh(Command::new("chmod").arg("+x").arg(&init))?;
     let script = format!(
         "cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}",
@@ -257,6 +262,10 @@ fn check(log: &str) -> anyhow::Result<()> {
         tier1["available"] == true,
         "booted with lsm=...,bpf, BPF LSM must load: {tier1}"
     );
+    ensure!(
+        tier1["classes"] == serde_json::json!(["exec", "file"]),
+        "doctor must put exec and file deny on the LSM tier: {tier1}"
+    );
 
     let trace = between(log, "=== AW-TRACE-BEGIN", "=== AW-TRACE-END")?;
     let status_line = log
@@ -302,5 +311,10 @@ fn check(log: &str) -> anyhow::Result<()> {
         "every event is the agent's"
     );
     println!("vm-test: {} events checked", events.len());
+
+    let run = between(log, "=== AW-RUN-BEGIN", "=== AW-RUN-END")?;
+    let alerts = json_lines(between(log, "=== AW-ALERTS-BEGIN", "=== AW-ALERTS-END")?);
+    crate::vm_enforce::check(run, &alerts)
+        .with_context(|| format!("agentwatch run in the guest:\n{run}"))?;
     Ok(())
 }

@@ -254,17 +254,11 @@ fn build() -> Report {
         },
     ];
     // Each class goes to the strongest tier `agentwatch run` uses for it
-    // here. BPF LSM programs are not part of `run` yet: where tier 1 is
-    // available, file, exec and tamper deny still fall back to tier 3
-    // (SIGKILL at the call).
-    if let Some(t) = tiers.iter_mut().find(|t| t.tier == 1) {
-        if t.available {
-            t.why.push_str("; not used by `agentwatch run` yet (deny of files, execs and tampering falls back to SIGKILL at the call)");
-        }
-    }
+    // here: BPF LSM refuses file and exec calls with EPERM; tampering
+    // (signals, ptrace, bpf()) has no LSM hook in `run` and is tier 3.
     for (class, candidates) in [
-        ("exec", &[3u8, 4][..]),
-        ("file", &[3, 4]),
+        ("exec", &[1u8, 3, 4][..]),
+        ("file", &[1, 3, 4]),
         ("network", &[2, 3, 4]),
         ("signal/ptrace (tamper)", &[3, 4]),
     ] {

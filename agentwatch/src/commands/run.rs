@@ -144,6 +144,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
     let (sensors, maps) =
         Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()))?;
+    let denies_files =
+        compiled.policy.actions[..3].contains(&agentwatch_common::policy::action::DENY);
+    if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files, maps.lsm_tier()) {
+        eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
+    }
     let alerts: Box<dyn Write + Send> = match &opts.output {
         Some(p) => Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -227,6 +232,12 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
     let classes = crate::profile::Class::ALL; // in the kernel's index order
     let in_kernel: u64 = d[..classes.len()].iter().sum();
     let stats = e.stats.clone();
+    // How a deny of a file call or exec was carried out on this host.
+    let file_deny = if e.maps.lsm_tier().is_ok() {
+        "bpf_lsm"
+    } else {
+        "sigkill"
+    };
     let line = if json {
         let by: serde_json::Map<String, serde_json::Value> = classes
             .iter()
@@ -241,6 +252,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             "decided_in_kernel_by_class": by,
             "crossed": records,
             "kernel_violations": d[8..13].iter().sum::<u64>(),
+            "file_deny": file_deny,
             "stats": stats,
         })
         .to_string()
@@ -249,7 +261,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             "run: {in_kernel} events allowed in the kernel without crossing (file {}, delete {}, network {}); {records} records crossed; {} alerts; {} acted on in the kernel, {} in userspace; approvals: {} approved, {} denied, {} timed out",
             d[1], d[2], d[3], stats.alerts, stats.kernel_actions, stats.userspace_actions,
             stats.approved, stats.denied, stats.timed_out
-        )
+        ) + &format!("; file and exec deny by {file_deny}")
     };
     e.write_line(&line);
     Ok(())

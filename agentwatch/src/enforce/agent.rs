@@ -147,7 +147,23 @@ impl AgentEnforcer {
 
     /// Judges one event that crossed from the kernel.
     pub fn handle(&mut self, ev: &Event) {
-        let findings: Vec<Finding> = self.matcher.check(ev);
+        let findings: Vec<Finding> = match (&ev.kernel, &ev.detail) {
+            // An exec the LSM tier refused failed; the matcher judges what
+            // was attempted, as it would have judged the exec.
+            (
+                Some(_),
+                Detail::Exec {
+                    result: Some(r), ..
+                },
+            ) if *r != 0 => {
+                let mut attempt = ev.clone();
+                if let Detail::Exec { result, .. } = &mut attempt.detail {
+                    *result = Some(0);
+                }
+                self.matcher.check(&attempt)
+            }
+            _ => self.matcher.check(ev),
+        };
         if let Detail::DnsAnswer { .. } = &ev.detail {
             self.allow_answer(ev);
         }

@@ -423,6 +423,15 @@ impl Decoder {
         if matches!(ev.detail, Detail::Exec { .. }) && ret == 0 {
             return Vec::new();
         }
+        // The LSM tier decides execs after their entry was sent.
+        let h = rec.header();
+        if ev.kernel.is_none() && h.verdict != 0 {
+            ev.kernel = Some(KernelDecision {
+                verdict: h.verdict,
+                rule: h.rule,
+                action: h.action,
+            });
+        }
         if let Some(r) = ev.detail.result_mut() {
             *r = Some(ret);
         }

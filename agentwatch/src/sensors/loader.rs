@@ -226,12 +226,13 @@ impl Sensors {
         }
         let maps = match enforce {
             Some(cap) => {
+                let lsm = super::lsm::attach(&mut ebpf, &btf);
                 let id = match ebpf.map("WATCHED") {
                     Some(aya::maps::Map::HashMap(m)) => m.info().map(|i| i.id()).ok(),
                     _ => None,
                 }
                 .ok_or(SensorError::MissingMap("WATCHED"))?;
-                Some(PolicyMaps::take(&mut ebpf, id, cap)?)
+                Some(PolicyMaps::take(&mut ebpf, id, cap, lsm)?)
             }
             None => None,
         };

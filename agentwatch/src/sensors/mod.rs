@@ -3,6 +3,7 @@
 //! buffer, loss counters).
 pub mod host;
 mod loader;
+mod lsm;
 pub mod policy_maps;
 pub mod probe;
 

@@ -2,7 +2,10 @@
 //! path automaton, endpoint allow tries, pause flags, and the kernel's
 //! decision counters. One handle, movable to the thread that enforces.
 use agentwatch_common::{
-    policy::{paused as policy_paused, AgentPolicy, AgentState, NetKey, CLASS_TABLE, NET_KEY_DATA},
+    policy::{
+        flags as policy_flags, paused as policy_paused, AgentPolicy, AgentState, NetKey,
+        CLASS_TABLE, NET_KEY_DATA,
+    },
     WatchEntry,
 };
 use aya::{
@@ -48,6 +51,8 @@ pub struct PolicyMaps {
     decided: PerCpuArray<MapData, u64>,
     watched: HashMap<MapData, u32, WatchEntry>,
     capacity: DfaCapacity,
+    /// Ok when the BPF LSM tier is attached; else why not.
+    lsm: Result<(), String>,
     /// Which half of the automaton maps each agent uses.
     half: [u8; agentwatch_common::policy::MAX_AGENTS as usize],
 }
@@ -72,6 +77,7 @@ impl PolicyMaps {
         ebpf: &mut Ebpf,
         watched_id: u32,
         capacity: DfaCapacity,
+        lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
         let watched = MapData::from_id(watched_id).map_err(err("WATCHED"))?;
         Ok(Self {
@@ -86,6 +92,7 @@ impl PolicyMaps {
             decided: take(ebpf, "DECIDED")?,
             watched: HashMap::try_from(aya::maps::Map::HashMap(watched)).map_err(err("WATCHED"))?,
             capacity,
+            lsm,
             half: [0; agentwatch_common::policy::MAX_AGENTS as usize],
         })
     }
@@ -129,8 +136,20 @@ impl PolicyMaps {
         Ok((trans_base, accept_base))
     }
 
+    /// Writes the agent's policy; with the LSM tier attached, file and exec
+    /// denies are left to it.
     pub fn set_policy(&mut self, agent: u32, p: &AgentPolicy) -> Result<(), SensorError> {
-        self.policy.set(agent, *p, 0).map_err(err("AGENT_POLICY"))
+        let mut p = *p;
+        if self.lsm.is_ok() {
+            p.flags |= policy_flags::LSM;
+        }
+        self.policy.set(agent, p, 0).map_err(err("AGENT_POLICY"))
+    }
+
+    /// Ok when denied file calls and execs fail with EPERM (BPF LSM); else
+    /// why they are killed at syscall entry instead.
+    pub fn lsm_tier(&self) -> Result<(), &str> {
+        self.lsm.as_ref().map(|_| ()).map_err(String::as_str)
     }
 
     pub fn policy(&self, agent: u32) -> Result<AgentPolicy, SensorError> {

@@ -1,0 +1,54 @@
+//! Attaching the BPF LSM tier (`agentwatch-ebpf/src/lsm.rs`): all hooks
+//! or none, so a file call is never half covered.
+use aya::{programs::Lsm, Btf, Ebpf};
+use tracing::{debug, info};
+
+/// Program name and the LSM hook it goes on.
+pub const PROGRAMS: [(&str, &str); 8] = [
+    ("deny_file_open", "file_open"),
+    ("deny_path_mknod", "path_mknod"),
+    ("deny_path_unlink", "path_unlink"),
+    ("deny_path_rmdir", "path_rmdir"),
+    ("deny_path_rename", "path_rename"),
+    ("deny_path_chmod", "path_chmod"),
+    ("deny_path_chown", "path_chown"),
+    ("deny_bprm_check", "bprm_check_security"),
+];
+
+/// Loads and attaches every LSM program. On the first refusal the ones
+/// already loaded are unloaded (which detaches them) and the reason is
+/// returned: the caller falls back to SIGKILL at syscall entry.
+pub fn attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let mut done = Vec::new();
+    let mut attach_one = |name: &'static str, hook: &str| -> Result<(), String> {
+        let p: &mut Lsm = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(|_| format!("program {name} is not an LSM program"))?;
+        p.load(hook, btf)
+            .map_err(|e| format!("loading lsm/{hook}: {e:#}"))?;
+        done.push(name);
+        p.attach()
+            .map_err(|e| format!("attaching lsm/{hook}: {e:#}"))?;
+        Ok(())
+    };
+    let result = PROGRAMS
+        .iter()
+        .try_for_each(|(name, hook)| attach_one(name, hook));
+    match result {
+        Ok(()) => {
+            info!("BPF LSM tier attached: denied file calls and execs fail with EPERM");
+            Ok(())
+        }
+        Err(why) => {
+            for name in done {
+                if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut Lsm>::try_from) {
+                    let _ = p.unload();
+                }
+            }
+            debug!(reason = %why, "BPF LSM tier not available");
+            Err(why)
+        }
+    }
+}
