@@ -42,6 +42,14 @@ pub struct Options {
     /// Internal: pace the inner loop to this many operations per second.
     #[arg(long, hide = true)]
     pace: Option<u64>,
+    /// Only the enforcement benchmarks (overhead of monitor and enforce,
+    /// violation-to-stop latency); rewrites their section of
+    /// docs/benchmarks.md.
+    #[arg(long)]
+    enforce_only: bool,
+    /// Violations timed per path in the latency benchmark.
+    #[arg(long, default_value_t = 200)]
+    samples: u64,
 }
 
 /// Rounds of a full run; only a full run rewrites docs/benchmarks.md.
@@ -83,7 +91,7 @@ fn inner(workload: &str, ops: u64, pace: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_ns(out: &str) -> anyhow::Result<f64> {
+pub fn parse_ns(out: &str) -> anyhow::Result<f64> {
     out.lines()
         .find_map(|l| l.strip_prefix("ns_per_op "))
         .context("the loop printed no ns_per_op")?
@@ -92,14 +100,14 @@ fn parse_ns(out: &str) -> anyhow::Result<f64> {
         .context("bad ns_per_op")
 }
 
-struct Bench {
-    xtask: PathBuf,
-    agentwatch: PathBuf,
-    ops: u64,
+pub struct Bench {
+    pub xtask: PathBuf,
+    pub agentwatch: PathBuf,
+    pub ops: u64,
 }
 
 impl Bench {
-    fn loop_cmd(&self, workload: &str) -> Vec<String> {
+    pub fn loop_cmd(&self, workload: &str) -> Vec<String> {
         // Fewer connects: tens of thousands per run exhaust ephemeral ports
         // (TIME_WAIT) and measure that instead.
         let ops = if workload == "connect" {
@@ -120,19 +128,23 @@ impl Bench {
         ]
     }
 
-    fn run_plain(&self, workload: &str) -> anyhow::Result<f64> {
+    pub fn run_plain(&self, workload: &str) -> anyhow::Result<f64> {
         let argv = self.loop_cmd(workload);
-        let out = Command::new(&argv[0]).args(&argv[1..]).output()?;
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()?;
         if !out.status.success() {
             bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         parse_ns(&String::from_utf8_lossy(&out.stdout))
     }
 
-    fn run_watched(&self, workload: &str) -> anyhow::Result<f64> {
+    pub fn run_watched(&self, workload: &str) -> anyhow::Result<f64> {
         // agentwatch on CPU 0, the loop on CPU 1: we measure what watching
         // costs the watched process, not a CPU shared with our pipeline.
         let out = Command::new("taskset")
+            .env_remove("LD_LIBRARY_PATH")
             .args(["-c", "0"])
             .arg(&self.agentwatch)
             .args(["trace", "--json", "-o", "/dev/null", "--"])
@@ -215,7 +227,7 @@ fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -236,7 +248,7 @@ struct Row {
     d_over_a: (f64, f64, f64),
 }
 
-fn ratio_stats(num: &[f64], den: &[f64]) -> (f64, f64, f64) {
+pub fn ratio_stats(num: &[f64], den: &[f64]) -> (f64, f64, f64) {
     let mut r: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
     let m = median(&mut r);
     let (lo, hi) = spread(&mut r);
@@ -373,6 +385,9 @@ fn kernel_cost(
 
 pub fn run(o: Options) -> anyhow::Result<()> {
     if let Some(workload) = &o.inner {
+        if crate::bench_enforce::inner(workload, o.ops)? {
+            return Ok(());
+        }
         return inner(workload, o.ops, o.pace);
     }
     let ws = crate::workspace();
@@ -382,6 +397,22 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("release build failed");
+    }
+    if o.enforce_only {
+        std::fs::write(OPEN_TARGET, b"x")?;
+        let section = enforce_section(&bench_of(&ws, o.ops), o.rounds, o.samples);
+        let _ = std::fs::remove_file(OPEN_TARGET);
+        let section = section?;
+        print!("{section}");
+        if o.rounds < DEFAULT_ROUNDS {
+            eprintln!("short run: docs/benchmarks.md left as it was");
+            return Ok(());
+        }
+        let path = ws.join("docs/benchmarks.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, splice_enforce(&old, &section))?;
+        eprintln!("enforcement section written to {}", path.display());
+        return Ok(());
     }
     let profile_section = profile_bench(&ws.join("target/release/agentwatch"))?;
     if o.profile_only {
@@ -394,11 +425,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::write(OPEN_TARGET, b"x")?;
-    let bench = Bench {
-        xtask: ws.join("target/release/xtask"),
-        agentwatch: ws.join("target/release/agentwatch"),
-        ops: o.ops,
-    };
+    let bench = bench_of(&ws, o.ops);
     let rows = vec![
         measure(&bench, "open", o.rounds)?,
         measure(&bench, "connect", o.rounds)?,
@@ -414,9 +441,11 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         &|| load_floor(&bench.agentwatch),
         &["floor_tracepoi"],
     )?;
+    let enforce = enforce_section(&bench, o.rounds, o.samples)?;
     let _ = std::fs::remove_file(OPEN_TARGET);
     let mut report = render(&rows, o.rounds, o.ops, o.rate, eps, opens, lost);
     report.push_str(&render_kernel_cost(&rows[0], &sensors, &floor));
+    report.push_str(&enforce);
     report.push_str(&profile_section);
     print!("{report}");
     if o.rounds < DEFAULT_ROUNDS {
@@ -431,6 +460,43 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     f.write_all(report.as_bytes())?;
     eprintln!("written to {}", path.display());
     Ok(())
+}
+
+fn bench_of(ws: &Path, ops: u64) -> Bench {
+    Bench {
+        xtask: ws.join("target/release/xtask"),
+        agentwatch: ws.join("target/release/agentwatch"),
+        ops,
+    }
+}
+
+fn enforce_section(bench: &Bench, rounds: usize, samples: u64) -> anyhow::Result<String> {
+    use crate::bench_enforce as be;
+    let rows = vec![
+        be::overhead(bench, "open", rounds)?,
+        be::overhead(bench, "connect", rounds)?,
+    ];
+    eprintln!("latency: in-kernel path, {samples} samples");
+    let kernel = be::latency(bench, samples, false)?;
+    eprintln!("latency: userspace fallback, {samples} samples");
+    let user = be::latency(bench, samples, true)?;
+    Ok(be::render(&rows, rounds, &kernel, &user))
+}
+
+/// `old` with its enforcement section replaced by `section` (or inserted
+/// before the profile section).
+fn splice_enforce(old: &str, section: &str) -> String {
+    let heading = crate::bench_enforce::HEADING;
+    if let Some(start) = old.find(heading) {
+        let rest = &old[start + heading.len()..];
+        let end = rest.find("\n## ").map(|i| start + heading.len() + i);
+        let tail = end.map(|e| &old[e..]).unwrap_or("");
+        return format!("{}{section}{tail}", &old[..start]);
+    }
+    match old.find(PROFILE_HEADING) {
+        Some(p) => format!("{}{section}{}", &old[..p], &old[p..]),
+        None => format!("{old}{section}"),
+    }
 }
 
 /// The (b) overhead derived from the floor's measured overhead plus the

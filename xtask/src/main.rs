@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_enforce;
 mod vm;
 mod vm_enforce;
 

@@ -60,6 +60,11 @@ pub struct RunOptions {
     pub tmp: Option<PathBuf>,
     #[arg(long, default_value = "8")]
     pub ring_buffer_mb: u32,
+    /// Take every decision in userspace; the kernel only senses. The
+    /// fallback of kernels without in-kernel signals, kept for
+    /// `cargo xtask bench` to measure against.
+    #[arg(long, hide = true)]
+    pub decide_in_userspace: bool,
     #[arg(last = true, value_name = "CMD", required = true)]
     pub cmd: Vec<OsString>,
 }
@@ -168,6 +173,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             timeout: opts.pause_timeout,
             alerts,
             json: opts.json,
+            kernel_decisions: !opts.decide_in_userspace,
         },
         maps,
     )?;

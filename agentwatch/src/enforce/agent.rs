@@ -57,6 +57,7 @@ pub struct AgentEnforcer {
     pub stats: Stats,
     alerts: Box<dyn Write + Send>,
     json: bool,
+    kernel_decisions: bool,
 }
 
 /// The action a finding gets from userspace, by rule and mode.
@@ -95,6 +96,9 @@ pub struct Setup {
     pub timeout: Duration,
     pub alerts: Box<dyn Write + Send>,
     pub json: bool,
+    /// False: the kernel only senses and every decision is taken here (the
+    /// userspace fallback, measured by `cargo xtask bench`).
+    pub kernel_decisions: bool,
 }
 
 impl AgentEnforcer {
@@ -119,6 +123,7 @@ impl AgentEnforcer {
             stats: Stats::default(),
             alerts: s.alerts,
             json: s.json,
+            kernel_decisions: s.kernel_decisions,
         };
         me.install()?;
         Ok(me)
@@ -137,6 +142,9 @@ impl AgentEnforcer {
         }
         for (any, key) in &self.compiled.endpoints {
             self.maps.allow_endpoint(*any, key)?;
+        }
+        if !self.kernel_decisions {
+            policy.active = 0;
         }
         self.maps.set_policy(self.agent_id, &policy)
     }
