@@ -160,7 +160,7 @@ fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
         }),
         Request::Pending => json!({"ok": true, "pending": e.approvals.list()}),
         Request::Approve { id, learn } => done(e.approve(&id, learn, by)),
-        Request::Deny { id } => done(e.deny(Some(&id), Outcome::Denied)),
+        Request::Deny { id } => done(e.deny(Some(&id), Outcome::Denied, by)),
         Request::Mode { mode } => done(e.set_mode(mode)),
         Request::Pause => done(Ok(e.pause())),
         Request::Resume => done(e.resume()),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use agentwatch::{
-    commands::{check, control, demo, doctor, learn, profile, run, trace},
+    commands::{audit, check, control, demo, doctor, learn, profile, run, trace},
     control::Request,
     enforce::compile::Mode,
 };
@@ -84,6 +84,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Read, check, compare and combine profiles.
     Profile {
         #[command(subcommand)]
@@ -114,6 +119,19 @@ enum Command {
     BenchProfile,
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain through FILE... (a log and its rotated files,
+    /// in any order). Exit 1 naming the first altered, reordered or
+    /// missing record.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -177,6 +195,9 @@ fn main() -> ExitCode {
         Command::Pause { agent, json } => control::to_agent(&agent, Request::Pause, json),
         Command::Resume { agent, json } => control::to_agent(&agent, Request::Resume, json),
         Command::Status { agent, json } => control::to_agent(&agent, Request::Status, json),
+        Command::Audit { action } => match action {
+            AuditAction::Verify { files, json } => audit::verify(&files, json),
+        },
         Command::Profile { action } => match action {
             ProfileAction::Show { file, json } => profile::show(&file, json),
             ProfileAction::Lint { files, json } => profile::lint(&files, json),

@@ -2,6 +2,8 @@
 //! binary, parse its JSON events, and clean up after ourselves.
 #![allow(dead_code)]
 
+pub mod run;
+
 use std::{
     net::UdpSocket,
     path::{Path, PathBuf},

@@ -1,4 +1,5 @@
 //! One module per CLI command; `main.rs` only dispatches here.
+pub mod audit;
 pub mod bench_profile;
 pub mod check;
 pub mod control;

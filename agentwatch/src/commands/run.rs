@@ -19,7 +19,9 @@ use serde_json::json;
 
 use super::session::{self, Session, AGENT_ID};
 use crate::{
+    audit::AuditLog,
     control,
+    enforce::audit_trail::AuditTrail,
     enforce::{
         agent::{AgentEnforcer, Setup},
         approvals::Outcome,
@@ -60,6 +62,18 @@ pub struct RunOptions {
     pub tmp: Option<PathBuf>,
     #[arg(long, default_value = "8")]
     pub ring_buffer_mb: u32,
+    /// Append every decision and approval answer to this hash-chained
+    /// audit log (`agentwatch audit verify FILE` checks it).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// When audit records reach the disk: `record` (fsync each) or an
+    /// interval such as `1s`.
+    #[arg(long, default_value = "record", value_name = "POLICY")]
+    pub audit_fsync: crate::audit::Fsync,
+    /// Rotate the audit log at this size; the chain continues in the next
+    /// file.
+    #[arg(long, value_name = "MB")]
+    pub audit_rotate_mb: Option<u64>,
     /// Take every decision in userspace; the kernel only senses. The
     /// fallback of kernels without in-kernel signals, kept for
     /// `cargo xtask bench` to measure against.
@@ -109,8 +123,14 @@ fn catch_signals_with_sender() {
 
 /// Built-in guardrails plus this run's own files: the binary, the
 /// profile, the control sockets and cgroup membership files.
-fn guardrails(profile: &std::path::Path) -> Guardrails {
+fn guardrails(profile: &std::path::Path, audit: Option<&std::path::Path>) -> Guardrails {
     let mut own: Vec<String> = Vec::new();
+    if let Some(a) = audit {
+        // The log and its rotated files.
+        let a = std::fs::canonicalize(a).unwrap_or_else(|_| a.to_path_buf());
+        own.push(a.display().to_string());
+        own.push(format!("{}.*", a.display()));
+    }
     if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
         own.push(exe.display().to_string());
     }
@@ -139,7 +159,20 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         opts.home.as_deref(),
         opts.tmp.as_deref(),
     );
-    let guardrails = guardrails(&opts.profile);
+    let audit = match &opts.audit {
+        Some(path) => {
+            let log = AuditLog::open(
+                path,
+                opts.audit_fsync,
+                opts.audit_rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+            )?;
+            let bytes = std::fs::read(&opts.profile)
+                .with_context(|| format!("cannot read {}", opts.profile.display()))?;
+            Some(AuditTrail::new(log, &bytes))
+        }
+        None => None,
+    };
+    let guardrails = guardrails(&opts.profile, opts.audit.as_deref());
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     for s in &compiled.skipped {
         eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
@@ -174,6 +207,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             alerts,
             json: opts.json,
             kernel_decisions: !opts.decide_in_userspace,
+            audit,
         },
         maps,
     )?;
@@ -196,7 +230,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         .map_err(|_| anyhow::anyhow!("the enforcer stopped after an internal error"))?;
     if !e.approvals.is_empty() {
         // The command ended with requests open: nobody said yes.
-        let _ = e.deny(None, Outcome::Denied);
+        let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
     summary(&mut e, counts.records, opts.json)?;
     Ok(status.map(spawn::shell_status).unwrap_or(1))

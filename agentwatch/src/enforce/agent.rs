@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::{
     approvals::{Approvals, LearnEntry, Outcome, Subject},
+    audit_trail::AuditTrail,
     compile::{self, host_key, Compiled, Mode},
     tree,
 };
@@ -58,6 +59,7 @@ pub struct AgentEnforcer {
     alerts: Box<dyn Write + Send>,
     json: bool,
     kernel_decisions: bool,
+    audit: Option<AuditTrail>,
 }
 
 /// The action a finding gets from userspace, by rule and mode.
@@ -96,6 +98,8 @@ pub struct Setup {
     pub timeout: Duration,
     pub alerts: Box<dyn Write + Send>,
     pub json: bool,
+    /// Where every decision and approval answer is recorded, if anywhere.
+    pub audit: Option<AuditTrail>,
     /// False: the kernel only senses and every decision is taken here (the
     /// userspace fallback, measured by `cargo xtask bench`).
     pub kernel_decisions: bool,
@@ -124,6 +128,7 @@ impl AgentEnforcer {
             alerts: s.alerts,
             json: s.json,
             kernel_decisions: s.kernel_decisions,
+            audit: s.audit,
         };
         me.install()?;
         Ok(me)
@@ -277,8 +282,7 @@ impl AgentEnforcer {
 
     fn alert(&mut self, ev: &Event, f: &Finding, action: &str, by: &str, approval: Option<String>) {
         self.stats.alerts += 1;
-        let line = if self.json {
-            json!({
+        let record = json!({
                 "type": "alert",
                 "agent": self.agent,
                 "mode": self.mode.name(),
@@ -293,8 +297,12 @@ impl AgentEnforcer {
                 "comm": ev.comm,
                 "ancestry": ev.context.ancestry,
                 "event": ev,
-            })
-            .to_string()
+        });
+        if let Some(a) = &mut self.audit {
+            a.decision(&record);
+        }
+        let line = if self.json {
+            record.to_string()
         } else {
             let ask = approval
                 .map(|id| format!("; approve or deny {id}"))
@@ -347,6 +355,9 @@ impl AgentEnforcer {
             .take(id)
             .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
         self.stats.approved += 1;
+        if let Some(a) = &mut self.audit {
+            a.answer(&self.agent, std::slice::from_ref(&req.id), "approved", by, learn);
+        }
         let s = &req.subject;
         let mut msg = format!("approved {id}: {}", s.what);
         if learn {
@@ -370,7 +381,8 @@ impl AgentEnforcer {
     }
 
     /// Kills the tree and resolves every request of the agent.
-    pub fn deny(&mut self, id: Option<&str>, outcome: Outcome) -> Result<String, String> {
+    /// `by`: who answered (a user name, `timeout`, or agentwatch itself).
+    pub fn deny(&mut self, id: Option<&str>, outcome: Outcome, by: &str) -> Result<String, String> {
         if let Some(id) = id {
             if !self.approvals.list().iter().any(|r| r.id == id) {
                 return Err(format!(
@@ -378,10 +390,25 @@ impl AgentEnforcer {
                 ));
             }
         }
-        let n = self.approvals.take_all().len() as u64;
-        match outcome {
-            Outcome::TimedOut => self.stats.timed_out += n,
-            _ => self.stats.denied += n,
+        let ids: Vec<String> = self
+            .approvals
+            .take_all()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let n = ids.len() as u64;
+        let name = match outcome {
+            Outcome::TimedOut => {
+                self.stats.timed_out += n;
+                "timed_out"
+            }
+            _ => {
+                self.stats.denied += n;
+                "denied"
+            }
+        };
+        if let Some(a) = &mut self.audit {
+            a.answer(&self.agent, &ids, name, by, false);
         }
         let pids = self.maps.pids(self.agent_id);
         tree::kill(&pids);
@@ -401,8 +428,11 @@ impl AgentEnforcer {
 
     /// Kills the tree when a request outlived the timeout.
     pub fn check_timeouts(&mut self) -> Option<String> {
+        if let Some(a) = &mut self.audit {
+            a.sync_if_due();
+        }
         if self.approvals.any_expired() {
-            return self.deny(None, Outcome::TimedOut).ok();
+            return self.deny(None, Outcome::TimedOut, "timeout").ok();
         }
         None
     }
@@ -466,6 +496,9 @@ impl AgentEnforcer {
         let yaml = crate::profile::yaml::to_yaml(p);
         crate::commands::learn::write_atomically(&self.profile_path, yaml.as_bytes())
             .map_err(|e| e.to_string())?;
+        if let Some(a) = &mut self.audit {
+            a.profile_changed(yaml.as_bytes());
+        }
         self.compiled = compile::compile(
             self.agent_id,
             &self.profile,

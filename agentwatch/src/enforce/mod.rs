@@ -3,6 +3,7 @@
 //! on what the kernel reports.
 pub mod agent;
 pub mod approvals;
+pub mod audit_trail;
 pub mod compile;
 pub mod dfa;
 pub mod tree;

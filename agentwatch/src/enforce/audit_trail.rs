@@ -1,0 +1,109 @@
+//! What an enforcing agent writes to the audit log: every decision with its
+//! inputs (the event, agent, ancestry, profile version, rule, mode,
+//! action), and every answer to an approval request with who gave it.
+use serde_json::{json, Value};
+use tracing::error;
+
+use crate::audit::AuditLog;
+
+/// Records held while the log cannot be written (a full disk), oldest
+/// first; past this many the oldest are dropped and counted.
+const BACKLOG: usize = 100_000;
+
+pub struct AuditTrail {
+    log: AuditLog,
+    backlog: std::collections::VecDeque<Value>,
+    dropped: u64,
+    /// sha256 of the profile file as loaded (and after each `--learn`).
+    profile_sha256: String,
+    /// Set once a write failed: said loudly once, not per record.
+    failing: bool,
+}
+
+impl AuditTrail {
+    pub fn new(log: AuditLog, profile_bytes: &[u8]) -> Self {
+        Self {
+            log,
+            backlog: Default::default(),
+            dropped: 0,
+            profile_sha256: crate::audit::line_hash(profile_bytes),
+            failing: false,
+        }
+    }
+
+    /// The profile changed (approve --learn): later records name the new one.
+    pub fn profile_changed(&mut self, profile_bytes: &[u8]) {
+        self.profile_sha256 = crate::audit::line_hash(profile_bytes);
+    }
+
+    /// A decision: the alert's fields plus the profile version.
+    pub fn decision(&mut self, alert: &Value) {
+        let mut r = alert.clone();
+        r["type"] = json!("decision");
+        r["profile_sha256"] = json!(self.profile_sha256);
+        r["ts"] = json!(crate::profile::builder::time::rfc3339(
+            std::time::SystemTime::now()
+        ));
+        self.write(&r);
+    }
+
+    /// An answer to approval requests: `outcome` is approved, denied or
+    /// timed_out; `by` is who answered (a user name, or `timeout`).
+    pub fn answer(&mut self, agent: &str, ids: &[String], outcome: &str, by: &str, learned: bool) {
+        let r = json!({
+            "type": "approval",
+            "agent": agent,
+            "ids": ids,
+            "outcome": outcome,
+            "by": by,
+            "learned": learned,
+            "profile_sha256": self.profile_sha256,
+            "ts": crate::profile::builder::time::rfc3339(std::time::SystemTime::now()),
+        });
+        self.write(&r);
+    }
+
+    pub fn sync_if_due(&mut self) {
+        if let Err(e) = self.log.sync_if_due() {
+            self.failed(&e);
+        }
+    }
+
+    /// Appends `r` after whatever is held back, keeping the order.
+    fn write(&mut self, r: &Value) {
+        if self.backlog.len() >= BACKLOG {
+            self.backlog.pop_front();
+            self.dropped += 1;
+        }
+        self.backlog.push_back(r.clone());
+        while let Some(front) = self.backlog.front() {
+            if self.dropped > 0 {
+                let note = json!({"type": "audit_gap", "dropped": self.dropped,
+                    "why": "the audit log was not writable and the in-memory backlog overflowed"});
+                if let Err(e) = self.log.append(&note) {
+                    self.failed(&e);
+                    return;
+                }
+                self.dropped = 0;
+            }
+            match self.log.append(front) {
+                Ok(_) => {
+                    self.backlog.pop_front();
+                    self.failing = false;
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &crate::audit::AuditError) {
+        if !self.failing {
+            error!(error = %e, "audit log write failed");
+            eprintln!("agentwatch: {e}");
+            self.failing = true;
+        }
+    }
+}
