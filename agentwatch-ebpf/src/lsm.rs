@@ -11,7 +11,7 @@ use agentwatch_common::{
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
 
-use crate::{enforce, event, maps::*, shim::*};
+use crate::{enforce, event, maps::*, shim::Ptr};
 
 /// What an LSM program returns to refuse: -EPERM.
 pub const EPERM: i32 = -1;
@@ -41,12 +41,8 @@ pub fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i32> {
     // The scratch event only carries the path slots for the resolver; it
     // is not sent (the execve's own records report the attempt).
     let ev = event::start(RecordKind::Exec, &w, 0).ok_or(0)?;
-    let filename = unsafe { aw_bprm_filename(bprm) };
-    event::kernel_str(ev, slot::PATH1, filename);
-    if event::slot_first_byte(ev, slot::PATH1) != b'/' {
-        let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
-        event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
-    }
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
+    crate::process::exec_filename(ev, bprm, task);
     let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, true);
     let d = enforce::judge_path(w.agent_id, payload, access::EXEC, class::EXEC);
     if d.verdict != verdict::VIOLATION || enforce::wanted(pol, &d) != action::DENY {

@@ -93,13 +93,7 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     ev.args[0] = old_pid as u64;
     ev.args[1] = unsafe { aw_file_dev(binary) } as u64;
     ev.args[2] = unsafe { aw_file_ino(binary) };
-    let filename = unsafe { aw_bprm_filename(bprm) };
-    event::kernel_str(ev, slot::PATH1, filename);
-    // A relative filename is resolved against the cwd, as the kernel did.
-    let first = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(filename) }.unwrap_or(b'/');
-    if first != b'/' {
-        event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
-    }
+    exec_filename(ev, bprm, task);
     event::walk_path(ev, slot::BASE2, unsafe { aw_file_path(binary) });
     let start = unsafe { aw_task_arg_start(task) };
     let end = unsafe { aw_task_arg_end(task) };
@@ -114,6 +108,19 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     event::submit(ev);
     Ok(())
+}
+
+/// The exec's filename as the caller gave it into PATH1 and, when it is
+/// relative, the cwd it is relative to into BASE1 (as the kernel resolved
+/// it). Shared with the LSM tier's bprm_check_security, so both judge the
+/// same path.
+#[inline(always)]
+pub fn exec_filename(ev: &mut RawEvent, bprm: Ptr, task: Ptr) {
+    let filename = unsafe { aw_bprm_filename(bprm) };
+    event::kernel_str(ev, slot::PATH1, filename);
+    if event::slot_first_byte(ev, slot::PATH1) != b'/' {
+        event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
+    }
 }
 
 /// Judges an exec that has just replaced the image, before the new
@@ -148,7 +155,10 @@ pub fn try_exit(_ctx: &BtfTracePointContext) -> Result<(), i64> {
     let Some(w) = watched(tgid) else {
         return Ok(());
     };
-    let _ = DENY_NOW.remove(&(bpf_get_current_pid_tgid() as u32));
+    if enforce::policy(w.agent_id).is_some_and(|p| p.flags & flags::LSM != 0) {
+        // A refused call whose exit never came (the thread was killed).
+        let _ = DENY_NOW.remove(&(bpf_get_current_pid_tgid() as u32));
+    }
     let task = current_task();
     if unsafe { aw_task_live_threads(task) } != 0 {
         return Ok(());

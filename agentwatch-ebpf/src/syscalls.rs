@@ -417,8 +417,9 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
-    if enforce::policy(w.agent_id).is_some() {
-        let tid = bpf_get_current_pid_tgid() as u32;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let pol = enforce::policy(w.agent_id);
+    if pol.is_some() {
         if let Some(n) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
             let _ = SKIP_EXIT.remove(&tid);
             if n == sysno {
@@ -431,12 +432,13 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     ev.args[0] = ret as u64;
     // A call the LSM tier refused: the exit carries the decision (an exec's
     // entry record was sent before bprm_check_security judged it).
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(d) = unsafe { DENY_NOW.get(&tid) }.copied() {
-        let _ = DENY_NOW.remove(&tid);
-        ev.hdr.verdict = verdict::VIOLATION;
-        ev.hdr.rule = d.rule;
-        ev.hdr.action = agentwatch_common::policy::action::DENY;
+    if pol.is_some_and(|p| p.flags & flags::LSM != 0) {
+        if let Some(d) = unsafe { DENY_NOW.get(&tid) }.copied() {
+            let _ = DENY_NOW.remove(&tid);
+            ev.hdr.verdict = verdict::VIOLATION;
+            ev.hdr.rule = d.rule;
+            ev.hdr.action = agentwatch_common::policy::action::DENY;
+        }
     }
     if (sysno == nr::ACCEPT || sysno == nr::ACCEPT4) && ret >= 0 {
         kernel_sockaddr(ev, ret as u64, true);

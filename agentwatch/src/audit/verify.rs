@@ -171,7 +171,6 @@ pub fn verify_files(paths: &[PathBuf]) -> std::io::Result<Report> {
             }),
             None => {
                 report.starts_mid_chain = link.seq != 0;
-                report.first_seq = Some(link.seq);
                 None
             }
             Some((seq, _)) if link.seq <= seq => Some(Finding::Reordered {

@@ -126,8 +126,10 @@ impl AuditLog {
     /// Appends `record` as the next link of the chain; returns its seq.
     pub fn append(&mut self, record: &serde_json::Value) -> Result<u64, AuditError> {
         let seq = self.next_seq;
-        let line = serde_json::json!({"seq": seq, "prev": self.prev, "record": record}).to_string();
-        let mut bytes = line.clone().into_bytes();
+        let mut bytes = serde_json::json!({"seq": seq, "prev": self.prev, "record": record})
+            .to_string()
+            .into_bytes();
+        let hash = line_hash(&bytes);
         bytes.push(b'\n');
         if let Err(e) = self.file.write_all(&bytes) {
             // A full disk may take part of the line: cut it off, so the
@@ -136,7 +138,7 @@ impl AuditLog {
             return Err(self.err(e));
         }
         self.size += bytes.len() as u64;
-        self.prev = line_hash(line.as_bytes());
+        self.prev = hash;
         self.next_seq += 1;
         self.dirty = true;
         match self.fsync {

@@ -182,8 +182,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
     let (sensors, maps) =
         Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()))?;
-    let denies_files =
-        compiled.policy.actions[..3].contains(&agentwatch_common::policy::action::DENY);
+    let denies_files = {
+        use agentwatch_common::policy::{action, class};
+        let a = &compiled.policy.actions;
+        [class::EXEC, class::FILE, class::DELETE]
+            .iter()
+            .any(|c| a[*c] == action::DENY)
+    };
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files, maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }

@@ -15,7 +15,7 @@ use super::{
     tree,
 };
 use crate::{
-    event::{Detail, Event},
+    event::{Detail, Event, KernelDecision},
     profile::{
         anchors::Anchors,
         builder::time::rfc3339,
@@ -75,14 +75,12 @@ fn wanted(p: &Profile, mode: Mode, f: &Finding) -> ActionKind {
     }
 }
 
-fn kernel_action(code: u8) -> &'static str {
-    match code {
-        ka::DENY => "deny",
-        ka::PAUSE => "pause",
-        ka::KILL => "kill",
+/// The action as an alert names it: the event's name, spelled out for the
+/// SIGKILL fallback of deny.
+fn kernel_action(k: &KernelDecision) -> &'static str {
+    match k.action {
         ka::DENY_KILL => "deny (SIGKILL at the call)",
-        ka::HOLD => "hold",
-        _ => "alert",
+        _ => k.action_name(),
     }
 }
 
@@ -205,7 +203,7 @@ impl AgentEnforcer {
                     }
                     _ => {}
                 }
-                self.alert(ev, &f, kernel_action(k.action), "kernel", approval);
+                self.alert(ev, &f, kernel_action(&k), "kernel", approval);
             }
             _ => {
                 let held = k.action == ka::HOLD;
@@ -283,20 +281,20 @@ impl AgentEnforcer {
     fn alert(&mut self, ev: &Event, f: &Finding, action: &str, by: &str, approval: Option<String>) {
         self.stats.alerts += 1;
         let record = json!({
-                "type": "alert",
-                "agent": self.agent,
-                "mode": self.mode.name(),
-                "rule": f.rule,
-                "class": f.class,
-                "what": f.what,
-                "reason": f.reason,
-                "action": action,
-                "decided_by": by,
-                "approval": approval,
-                "pid": ev.pid,
-                "comm": ev.comm,
-                "ancestry": ev.context.ancestry,
-                "event": ev,
+            "type": "alert",
+            "agent": self.agent,
+            "mode": self.mode.name(),
+            "rule": f.rule,
+            "class": f.class,
+            "what": f.what,
+            "reason": f.reason,
+            "action": action,
+            "decided_by": by,
+            "approval": approval,
+            "pid": ev.pid,
+            "comm": ev.comm,
+            "ancestry": ev.context.ancestry,
+            "event": ev,
         });
         if let Some(a) = &mut self.audit {
             a.decision(&record);
@@ -356,7 +354,13 @@ impl AgentEnforcer {
             .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
         self.stats.approved += 1;
         if let Some(a) = &mut self.audit {
-            a.answer(&self.agent, std::slice::from_ref(&req.id), "approved", by, learn);
+            a.answer(
+                &self.agent,
+                std::slice::from_ref(&req.id),
+                "approved",
+                by,
+                learn,
+            );
         }
         let s = &req.subject;
         let mut msg = format!("approved {id}: {}", s.what);

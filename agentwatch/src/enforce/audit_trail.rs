@@ -69,34 +69,49 @@ impl AuditTrail {
         }
     }
 
-    /// Appends `r` after whatever is held back, keeping the order.
+    /// Appends `r` after whatever is held back, keeping the order; holds
+    /// it when the log cannot take it.
     fn write(&mut self, r: &Value) {
+        let done = self.flush_backlog() && {
+            match self.log.append(r) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.failed(&e);
+                    false
+                }
+            }
+        };
+        if done {
+            self.failing = false;
+            return;
+        }
         if self.backlog.len() >= BACKLOG {
             self.backlog.pop_front();
             self.dropped += 1;
         }
         self.backlog.push_back(r.clone());
-        while let Some(front) = self.backlog.front() {
-            if self.dropped > 0 {
-                let note = json!({"type": "audit_gap", "dropped": self.dropped,
-                    "why": "the audit log was not writable and the in-memory backlog overflowed"});
-                if let Err(e) = self.log.append(&note) {
-                    self.failed(&e);
-                    return;
-                }
-                self.dropped = 0;
+    }
+
+    /// Writes what was held back (and a note of what was dropped); true
+    /// when nothing is left.
+    fn flush_backlog(&mut self) -> bool {
+        if self.dropped > 0 {
+            let note = json!({"type": "audit_gap", "dropped": self.dropped,
+                "why": "the audit log was not writable and the in-memory backlog overflowed"});
+            if let Err(e) = self.log.append(&note) {
+                self.failed(&e);
+                return false;
             }
-            match self.log.append(front) {
-                Ok(_) => {
-                    self.backlog.pop_front();
-                    self.failing = false;
-                }
-                Err(e) => {
-                    self.failed(&e);
-                    return;
-                }
-            }
+            self.dropped = 0;
         }
+        while let Some(front) = self.backlog.front() {
+            if let Err(e) = self.log.append(front) {
+                self.failed(&e);
+                return false;
+            }
+            self.backlog.pop_front();
+        }
+        true
     }
 
     fn failed(&mut self, e: &crate::audit::AuditError) {
