@@ -285,6 +285,57 @@ fn signalling_agentwatch_is_tampering() {
 }
 
 #[test]
+fn persistence_writes_agentwatch_files_and_bpf_calls_are_guardrails_in_monitor_mode() {
+    let Some(_g) = privileged() else { return };
+    // The profile allows writes anywhere in the workspace; guardrails win.
+    // `../profile.yaml` is the profile this run enforces.
+    let script = "echo ok > notes.txt; echo benign-ok; \
+                  echo 'alias ls=evil' >> .bashrc; echo rc-written; \
+                  echo '# x' >> ../profile.yaml; echo profile-written; \
+                  /usr/sbin/bpftool prog show > /dev/null 2>&1; echo after-bpf";
+    let run = Run::start("guards", &profile("guards", 9, ""), "monitor", &[], script);
+    run.wait_ready("guards");
+    approve_rule("guards", "guardrail/persistence");
+    approve_rule("guards", "guardrail/agentwatch");
+    // bpftool makes one bpf() call after another: deny ends it.
+    control(&["deny", &request_for("guards", "guardrail/tamper")]);
+    let d = run.finish();
+    for step in ["benign-ok", "rc-written", "profile-written"] {
+        assert!(d.stdout.contains(step), "{step} missing: {}", d.stdout);
+    }
+    assert!(!d.stdout.contains("after-bpf"), "{}", d.stdout);
+    let rules = d.only_alert_rules();
+    let guards: Vec<&str> = rules
+        .iter()
+        .map(String::as_str)
+        .filter(|r| r.starts_with("guardrail/"))
+        .collect();
+    assert_eq!(
+        guards,
+        [
+            "guardrail/persistence",
+            "guardrail/agentwatch",
+            "guardrail/tamper"
+        ],
+        "{}",
+        d.brief()
+    );
+    for a in d.alerts.iter().filter(|a| a["type"] == "alert") {
+        assert!(
+            !a["what"].as_str().unwrap_or("").contains("notes.txt"),
+            "a benign step was flagged: {a}"
+        );
+        if a["rule"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("guardrail/"))
+        {
+            assert_eq!(a["action"], "pause", "{a}");
+            assert_eq!(a["decided_by"], "kernel", "{a}");
+        }
+    }
+}
+
+#[test]
 fn mode_pause_and_resume_at_runtime() {
     let Some(_g) = privileged() else { return };
     let script =
