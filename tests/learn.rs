@@ -438,3 +438,75 @@ fn lint_points_at_the_line_and_column() {
     );
     assert!(out.contains("fix: "), "{out}");
 }
+
+/// `learn --config FILE --agent NAME`: the agent is selected as the
+/// daemon's configuration says (a cgroup here) and learned without being
+/// started; a process that joins the cgroup and execs is learned, with
+/// the workspace the configuration gives it as $WORKSPACE.
+#[test]
+fn a_selected_agent_is_learned_without_starting_it() {
+    use std::io::BufRead;
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = support::Cgroup::new("learn-select") else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let dir = TempDir::new("learn-select");
+    let ws = dir.0.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        dir.0.join("placeholder.yaml"),
+        "apiVersion: agentwatch.dev/v1\nkind: Profile\nagent: sel\n",
+    )
+    .unwrap();
+    let config = dir.0.join("agentwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[agent]]\nname = \"sel\"\nprofile = \"placeholder.yaml\"\nworkspace = {:?}\n[agent.select]\ncgroup = {:?}\n",
+            ws.display().to_string(),
+            cg.0.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = dir.0.join("sel.yaml");
+    let mut learn = agentwatch()
+        .args([
+            "learn",
+            "--agent",
+            "sel",
+            "--duration",
+            "4s",
+            "--json",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start learn");
+    let mut lines = std::io::BufReader::new(learn.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("learning sel"));
+    assert!(started.is_some(), "learn did not start");
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec sh -c 'cat /etc/hostname > /dev/null; echo x > notes.txt'",
+            cg.0.display()
+        ))
+        .current_dir(&ws)
+        .env_remove("LD_LIBRARY_PATH")
+        .status()
+        .expect("workload");
+    assert!(status.success());
+    assert!(learn.wait().expect("learn").success());
+    let yaml = std::fs::read_to_string(&out).expect("the learned profile");
+    for want in ["/usr/bin/cat", "/etc/hostname", "$WORKSPACE/notes.txt"] {
+        assert!(yaml.contains(want), "{want} missing from:\n{yaml}");
+    }
+}

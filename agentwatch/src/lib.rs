@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod commands;
 pub mod control;
+pub mod daemon;
 pub mod enforce;
 pub mod event;
 pub mod net;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use agentwatch::{
-    commands::{audit, check, control, demo, doctor, learn, profile, run, trace},
+    commands::{audit, check, control, daemon, demo, doctor, learn, profile, run, trace},
     control::Request,
     enforce::compile::Mode,
 };
@@ -39,6 +39,15 @@ enum Command {
     /// monitor: alert on every violation (guardrails still hold); enforce:
     /// alert, deny, pause or kill as the profile's `actions` say.
     Run(run::RunOptions),
+    /// Enforce every agent the configuration selects, until SIGTERM;
+    /// SIGHUP or `agentwatch reload` re-reads the configuration.
+    Daemon(daemon::DaemonOptions),
+    /// Make the daemon re-read and validate its configuration and swap it
+    /// in; an invalid one is refused and the running one stays.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
     /// Approval requests of paused agents: who, what, the rule, the evidence.
     Pending {
         #[arg(long)]
@@ -78,9 +87,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Mode, state and counters of a running agent.
+    /// Mode, state and counters of a running agent (without AGENT: every
+    /// agent of the daemon).
     Status {
-        agent: String,
+        agent: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -194,7 +204,9 @@ fn main() -> ExitCode {
         Command::Mode { agent, mode, json } => control::mode(&agent, mode, json),
         Command::Pause { agent, json } => control::to_agent(&agent, Request::Pause, json),
         Command::Resume { agent, json } => control::to_agent(&agent, Request::Resume, json),
-        Command::Status { agent, json } => control::to_agent(&agent, Request::Status, json),
+        Command::Status { agent, json } => control::status(agent.as_deref(), json),
+        Command::Daemon(o) => daemon::run(o),
+        Command::Reload { json } => control::reload(json),
         Command::Audit { action } => match action {
             AuditAction::Verify { files, json } => audit::verify(&files, json),
         },

@@ -22,6 +22,21 @@ pub enum SelectorError {
     Exe { path: String, reason: String },
     #[error("no cgroup v2 hierarchy is mounted; cgroup selectors need one")]
     NoCgroup2,
+    #[error("systemd unit {0} has no cgroup now (not running); it is watched once it starts")]
+    UnitNotRunning(String),
+}
+
+impl SelectorError {
+    /// True when the selector may resolve later (a unit that starts, a
+    /// cgroup or binary that appears): the daemon keeps retrying it.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SelectorError::Cgroup { .. }
+                | SelectorError::Exe { .. }
+                | SelectorError::UnitNotRunning(_)
+        )
+    }
 }
 
 /// A selector as the user wrote it.
@@ -33,6 +48,9 @@ pub enum Selector {
     Uid(String),
     /// An executable path.
     Exe(PathBuf),
+    /// A systemd unit: the cgroup it runs in (resolved again when the unit
+    /// restarts into a new cgroup).
+    SystemdUnit(String),
 }
 
 /// A selector resolved to what the kernel matches on.
@@ -46,7 +64,7 @@ pub enum Resolved {
 
 impl FromStr for Selector {
     type Err = String;
-    /// Parses `cgroup=PATH`, `uid=USER` or `exe=PATH`.
+    /// Parses `cgroup=PATH`, `uid=USER`, `exe=PATH` or `unit=NAME`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (k, v) = s
             .split_once('=')
@@ -58,8 +76,9 @@ impl FromStr for Selector {
             "cgroup" => Ok(Selector::Cgroup(v.into())),
             "uid" | "user" => Ok(Selector::Uid(v.into())),
             "exe" => Ok(Selector::Exe(v.into())),
+            "unit" => Ok(Selector::SystemdUnit(unit_name(v))),
             _ => Err(format!(
-                "{s:?}: unknown selector {k:?}; use cgroup=, uid= or exe="
+                "{s:?}: unknown selector {k:?}; use cgroup=, uid=, exe= or unit="
             )),
         }
     }
@@ -80,6 +99,7 @@ impl std::fmt::Display for Selector {
             Selector::Cgroup(p) => write!(f, "cgroup={p}"),
             Selector::Uid(u) => write!(f, "uid={u}"),
             Selector::Exe(p) => write!(f, "exe={}", p.display()),
+            Selector::SystemdUnit(u) => write!(f, "unit={u}"),
         }
     }
 }
@@ -110,6 +130,14 @@ impl Selector {
                     .ok_or_else(|| SelectorError::UnknownUser(u.clone()))?;
                 Ok(Resolved::Uid(user.uid.as_raw()))
             }
+            Selector::SystemdUnit(unit) => {
+                let root = cgroup2.ok_or(SelectorError::NoCgroup2)?;
+                let dir = unit_cgroup(root, unit)
+                    .ok_or_else(|| SelectorError::UnitNotRunning(unit.clone()))?;
+                let md =
+                    fs::metadata(&dir).map_err(|_| SelectorError::UnitNotRunning(unit.clone()))?;
+                Ok(Resolved::Cgroup(md.ino()))
+            }
             Selector::Exe(p) => {
                 let md = fs::metadata(p).map_err(|e| SelectorError::Exe {
                     path: p.display().to_string(),
@@ -128,6 +156,43 @@ impl Selector {
             }
         }
     }
+}
+
+/// A unit name as systemctl reads it: without a type suffix, a service.
+pub fn unit_name(u: &str) -> String {
+    const TYPES: [&str; 3] = [".service", ".scope", ".slice"];
+    if TYPES.iter().any(|t| u.ends_with(t)) {
+        u.to_string()
+    } else {
+        format!("{u}.service")
+    }
+}
+
+/// The cgroup directory systemd made for `unit`: system.slice/UNIT, or
+/// the first directory of that name in the hierarchy (user and custom
+/// slices), searched breadth first a few levels deep.
+fn unit_cgroup(root: &Path, unit: &str) -> Option<PathBuf> {
+    let direct = root.join("system.slice").join(unit);
+    if direct.is_dir() {
+        return Some(direct);
+    }
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for dir in &level {
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if e.file_name() == unit {
+                    return Some(e.path());
+                }
+                next.push(e.path());
+            }
+        }
+        level = next;
+    }
+    None
 }
 
 /// Processes running now that match any of `selectors` (the kernel only
@@ -191,6 +256,11 @@ mod tests {
             "exe=/usr/bin/x".parse::<Selector>(),
             Ok(Selector::Exe("/usr/bin/x".into()))
         );
+        assert_eq!(
+            "unit=coder".parse::<Selector>(),
+            Ok(Selector::SystemdUnit("coder.service".into()))
+        );
+        assert_eq!(unit_name("a.scope"), "a.scope");
         assert!("pod=x".parse::<Selector>().is_err());
         assert!("uid=".parse::<Selector>().is_err());
         assert!("uid".parse::<Selector>().is_err());

@@ -20,13 +20,21 @@ fn fail(e: ControlError) -> anyhow::Result<i32> {
     Ok(1)
 }
 
-/// Lists open approval requests of every running agent.
+/// Lists open approval requests of every running agent (`run`s and the
+/// daemon's).
 pub fn pending(json: bool) -> anyhow::Result<i32> {
     let mut all = Vec::new();
     for agent in control::agents() {
         match control::request_agent(&agent, &Request::Pending) {
             Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
             Err(e) => eprintln!("agentwatch: {agent}: {e}"),
+        }
+    }
+    let daemon = control::daemon_socket();
+    if daemon.exists() {
+        match control::request(&daemon, &Request::Pending) {
+            Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
+            Err(e) => eprintln!("agentwatch: daemon: {e}"),
         }
     }
     if json {
@@ -92,23 +100,84 @@ pub fn deny(id: &str, json: bool) -> anyhow::Result<i32> {
     }
 }
 
+/// `agentwatch reload`: the daemon re-reads its configuration.
+pub fn reload(json: bool) -> anyhow::Result<i32> {
+    let path = control::daemon_socket();
+    if !path.exists() {
+        eprintln!(
+            "agentwatch: no daemon socket at {} (is `agentwatch daemon` running?)",
+            path.display()
+        );
+        return Ok(1);
+    }
+    match control::request(&path, &Request::Reload) {
+        Ok(v) => {
+            print(&v, json);
+            Ok(0)
+        }
+        Err(ControlError::Refused(m)) if json => {
+            println!("{}", serde_json::json!({"ok": false, "error": m}));
+            Ok(1)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `status AGENT`, or without one, every agent of the daemon.
+pub fn status(agent: Option<&str>, json: bool) -> anyhow::Result<i32> {
+    if let Some(a) = agent {
+        return to_agent(a, Request::Status, json);
+    }
+    let path = control::daemon_socket();
+    let v = match control::request(&path, &Request::Status) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "agentwatch: {e}; name an agent of `agentwatch run` (running: {})",
+                {
+                    let a = control::agents();
+                    if a.is_empty() {
+                        "none".into()
+                    } else {
+                        a.join(", ")
+                    }
+                }
+            );
+            return Ok(1);
+        }
+    };
+    if json {
+        println!("{v}");
+        return Ok(0);
+    }
+    println!("daemon pid {}", v["daemon"]["pid"]);
+    for a in v["agents"].as_array().into_iter().flatten() {
+        print_status(a);
+    }
+    Ok(0)
+}
+
+fn print_status(v: &Value) {
+    println!(
+        "{}: {} mode, {}, {} process(es), {} pending",
+        v["agent"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("?"),
+        if v["paused"] == Value::Bool(true) {
+            "paused"
+        } else {
+            "running"
+        },
+        v["processes"],
+        v["pending"]
+    );
+}
+
 /// `mode`, `pause`, `resume`, `status` for one agent.
 pub fn to_agent(agent: &str, req: Request, json: bool) -> anyhow::Result<i32> {
     match control::request_agent(agent, &req) {
         Ok(v) => {
             if matches!(req, Request::Status) && !json {
-                println!(
-                    "{}: {} mode, {}, {} process(es), {} pending",
-                    agent,
-                    v["mode"].as_str().unwrap_or("?"),
-                    if v["paused"] == Value::Bool(true) {
-                        "paused"
-                    } else {
-                        "running"
-                    },
-                    v["processes"],
-                    v["pending"]
-                );
+                print_status(&v);
             } else {
                 print(&v, json);
             }

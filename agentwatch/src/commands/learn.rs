@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::session::{self, monotonic_ns, Session};
 use crate::{
+    daemon::config,
     event::{Detail, Event},
     profile::{
         anchors::Anchors,
@@ -21,6 +22,8 @@ use crate::{
         guardrails::Guardrails,
         yaml::to_yaml,
     },
+    selectors::{Resolved, Selector},
+    sensors::cgroup2_mount,
     sinks::Sink,
 };
 
@@ -60,6 +63,17 @@ pub struct LearnOptions {
     /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
+    /// Learn the processes that exec while matching KIND=VALUE
+    /// (cgroup=PATH, uid=USER, exe=PATH, unit=NAME) instead of starting
+    /// a command; those already running are watched from now on.
+    /// Repeatable.
+    #[arg(long, value_name = "KIND=VALUE", conflicts_with = "config")]
+    pub select: Vec<Selector>,
+    /// Learn the agent --agent of this daemon configuration, selected as
+    /// it says (its selectors and workspace, home and tmp), without
+    /// starting it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
@@ -99,8 +113,14 @@ impl Sink for LearnSink {
 }
 
 pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
-    if opts.cmd.is_empty() {
-        bail!("give the agent's command after --. (Learning an agent selected by cgroup, UID or executable without starting it comes with `agentwatch daemon`.)");
+    let selected = selected_agent(&opts)?;
+    match (&selected, opts.cmd.is_empty()) {
+        (None, true) => bail!("nothing to learn: give the agent's command after --, or select it with --select KIND=VALUE or --config FILE"),
+        (Some(_), false) => bail!("give either a command or selectors (--select, --config), not both"),
+        (Some(_), true) if opts.duration.is_none() && !opts.until_stable => {
+            eprintln!("agentwatch: note: no --duration or --until-stable; learning until Ctrl-C");
+        }
+        _ => {}
     }
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
     if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
@@ -125,11 +145,16 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     let out_dir = out_dir.canonicalize()?;
 
     let cwd = std::env::current_dir().context("no current directory")?;
-    let anchors = Anchors::for_command(
-        &cwd,
-        std::env::var_os("HOME").as_deref(),
-        std::env::var_os("TMPDIR").as_deref(),
-    );
+    let anchors = match &selected {
+        Some(Selected {
+            anchors: Some(a), ..
+        }) => a.clone(),
+        _ => Anchors::for_command(
+            &cwd,
+            std::env::var_os("HOME").as_deref(),
+            std::env::var_os("TMPDIR").as_deref(),
+        ),
+    };
     // The profile being written and agentwatch's binary are its own files.
     let own: Vec<String> = [
         Some(format!("{}/**", out_dir.display())),
@@ -161,13 +186,24 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     };
     let mut s = Session::start(&opts.agent, ring, Box::new(sink))?;
     session::catch_stop_signals();
-    let mut child = match s.spawn(&opts.cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            s.pipeline.finish();
-            eprintln!("agentwatch: {e}");
-            return Ok(e.exit_status());
+    let mut child = match &selected {
+        Some(sel) => {
+            let n = s.select(&sel.resolved)?;
+            eprintln!(
+                "agentwatch: learning {}: {n} running process(es) and every new exec matching {}",
+                opts.agent,
+                sel.shown.join(", ")
+            );
+            None
         }
+        None => match s.spawn(&opts.cmd) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                s.pipeline.finish();
+                eprintln!("agentwatch: {e}");
+                return Ok(e.exit_status());
+            }
+        },
     };
 
     let mut view = Progress::new(opts.json, &opts.agent);
@@ -176,7 +212,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(200));
         let progress = lock(&learner)?.progress(monotonic_ns());
         view.show(start.elapsed(), &progress);
-        if let Ok(Some(_)) = child.try_wait() {
+        if let Some(Ok(Some(_))) = child.as_mut().map(|c| c.try_wait()) {
             break "the command exited";
         }
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
@@ -189,7 +225,9 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
             break "interrupted";
         }
     };
-    let status = session::terminate(&mut child, Duration::from_secs(5));
+    let status = child
+        .as_mut()
+        .and_then(|c| session::terminate(c, Duration::from_secs(5)));
     let counts = s.pipeline.finish();
     let now = monotonic_ns();
     let (profile, progress) = {
@@ -212,6 +250,48 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// An agent selected rather than started: the selectors resolved, as
+/// typed, and the anchors its daemon configuration gives it.
+struct Selected {
+    resolved: Vec<Resolved>,
+    shown: Vec<String>,
+    anchors: Option<Anchors>,
+}
+
+/// The agent `--select` or `--config` names, if either is given.
+fn selected_agent(opts: &LearnOptions) -> anyhow::Result<Option<Selected>> {
+    let (selectors, anchors) = match &opts.config {
+        Some(file) => {
+            let cfg = config::load(file).map_err(|r| anyhow::anyhow!("{r}"))?;
+            let a = cfg.agent(&opts.agent).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} defines no agent {} (it defines: {})",
+                    file.display(),
+                    opts.agent,
+                    cfg.agents
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            (a.selectors.clone(), Some(a.anchors.clone()))
+        }
+        None if opts.select.is_empty() => return Ok(None),
+        None => (opts.select.clone(), None),
+    };
+    let cgroup2 = cgroup2_mount();
+    let resolved = selectors
+        .iter()
+        .map(|s| s.resolve(cgroup2.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Selected {
+        resolved,
+        shown: selectors.iter().map(ToString::to_string).collect(),
+        anchors,
+    }))
 }
 
 fn lock(l: &Arc<Mutex<Learner>>) -> anyhow::Result<std::sync::MutexGuard<'_, Learner>> {

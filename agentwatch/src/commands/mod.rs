@@ -3,6 +3,7 @@ pub mod audit;
 pub mod bench_profile;
 pub mod check;
 pub mod control;
+pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod learn;

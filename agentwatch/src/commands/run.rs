@@ -21,15 +21,16 @@ use super::session::{self, Session, AGENT_ID};
 use crate::{
     audit::AuditLog,
     control,
-    enforce::audit_trail::AuditTrail,
+    enforce::audit_trail::{AuditTrail, AuditWriter},
+    enforce::own_files,
     enforce::{
         agent::{AgentEnforcer, Setup},
         approvals::Outcome,
         compile::{self, Mode},
     },
     event::Event,
-    profile::{anchors::Anchors, guardrails::Guardrails, parse},
-    sensors::{cgroup2_mount, DfaCapacity, Sensors},
+    profile::{anchors::Anchors, parse},
+    sensors::{DfaCapacity, Sensors},
     sinks::Sink,
     spawn,
 };
@@ -121,29 +122,6 @@ fn catch_signals_with_sender() {
     }
 }
 
-/// Built-in guardrails plus this run's own files: the binary, the
-/// profile, the control sockets and cgroup membership files.
-fn guardrails(profile: &std::path::Path, audit: Option<&std::path::Path>) -> Guardrails {
-    let mut own: Vec<String> = Vec::new();
-    if let Some(a) = audit {
-        // The log and its rotated files.
-        let a = std::fs::canonicalize(a).unwrap_or_else(|_| a.to_path_buf());
-        own.push(a.display().to_string());
-        own.push(format!("{}.*", a.display()));
-    }
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
-        own.push(exe.display().to_string());
-    }
-    let profile = std::fs::canonicalize(profile).unwrap_or_else(|_| profile.to_path_buf());
-    own.push(profile.display().to_string());
-    own.push(format!("{}/**", control::run_dir().display()));
-    if let Some(cg) = cgroup2_mount() {
-        own.push(format!("{}/**/cgroup.procs", cg.display()));
-        own.push(format!("{}/**/cgroup.threads", cg.display()));
-    }
-    Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str))
-}
-
 pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let profile = match parse::load(&opts.profile) {
         Ok(p) => p,
@@ -168,11 +146,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             )?;
             let bytes = std::fs::read(&opts.profile)
                 .with_context(|| format!("cannot read {}", opts.profile.display()))?;
-            Some(AuditTrail::new(log, &bytes))
+            Some(AuditTrail::new(AuditWriter::shared(log), &bytes))
         }
         None => None,
     };
-    let guardrails = guardrails(&opts.profile, opts.audit.as_deref());
+    let guardrails = own_files::guardrails(
+        &[opts.profile.as_path()],
+        opts.audit.as_deref(),
+        &[control::run_dir().as_path()],
+    );
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     for s in &compiled.skipped {
         eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
@@ -205,6 +187,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             mode: opts.mode,
             profile,
             profile_path: opts.profile.clone(),
+            file_actions: None,
             anchors,
             guardrails,
             compiled,

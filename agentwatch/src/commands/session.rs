@@ -12,7 +12,8 @@ use anyhow::Context as _;
 
 use crate::{
     pipeline::{enrich::Enricher, Pipeline},
-    sensors::{cgroup2_mount, HookSet, Sensors},
+    selectors::{self, Resolved},
+    sensors::{cgroup2_mount, HookSet, SensorError, Sensors},
     sinks::Sink,
     spawn::{self, SpawnError},
 };
@@ -52,6 +53,22 @@ impl Session {
     /// Starts `cmd` watched; on failure the pipeline is drained first.
     pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
         spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID)
+    }
+}
+
+impl Session {
+    /// Watches, as the session's agent, every process that execs while
+    /// matching `selectors` and those matching now; returns how many were
+    /// already running.
+    pub fn select(&mut self, selectors: &[Resolved]) -> Result<usize, SensorError> {
+        for sel in selectors {
+            self.sensors.add_selector(*sel, AGENT_ID)?;
+        }
+        let running = selectors::running_matches(selectors, cgroup2_mount().as_deref());
+        for pid in &running {
+            self.sensors.watch(*pid, AGENT_ID)?;
+        }
+        Ok(running.len())
     }
 }
 

@@ -137,7 +137,7 @@ fn finish(pipeline: Pipeline) {
     }
 }
 
-/// Parses `--duration`: seconds, or a number with `s`, `m` or `h`.
+/// Parses `--duration`: seconds, or a number with `ms`, `s`, `m` or `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => (&s[..i], &s[i..]),
@@ -148,10 +148,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?}: expected e.g. 30, 30s, 5m or 1h"))?;
     let secs = match unit {
+        "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("{s:?}: must be positive"));
@@ -168,6 +169,7 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5d").is_err());

@@ -22,7 +22,7 @@ use crate::{
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
         observe::{self, Obs, Peer},
-        ActionKind, Approval, Class, DnsRule, Executable, FileRule, NetRule, Profile,
+        ActionKind, Actions, Approval, Class, DnsRule, Executable, FileRule, NetRule, Profile,
     },
     sensors::{PolicyMaps, SensorError},
 };
@@ -48,6 +48,9 @@ pub struct AgentEnforcer {
     pub mode: Mode,
     pub profile: Profile,
     pub profile_path: PathBuf,
+    /// The actions the profile file itself says (the daemon's config may
+    /// override them in `profile`); what `--learn` writes back.
+    file_actions: Actions,
     anchors: Anchors,
     guardrails: Guardrails,
     matcher: Matcher,
@@ -90,6 +93,9 @@ pub struct Setup {
     pub mode: Mode,
     pub profile: Profile,
     pub profile_path: PathBuf,
+    /// The profile file's own actions when `profile.actions` overrides
+    /// them (None: the same).
+    pub file_actions: Option<Actions>,
     pub anchors: Anchors,
     pub guardrails: Guardrails,
     pub compiled: Compiled,
@@ -103,18 +109,36 @@ pub struct Setup {
     pub kernel_decisions: bool,
 }
 
+/// What `AgentEnforcer::reconfigure` swaps in.
+pub struct Reconfig {
+    pub profile: Profile,
+    pub file_actions: Actions,
+    pub profile_path: PathBuf,
+    pub profile_sha256: String,
+    pub mode: Mode,
+    pub anchors: Anchors,
+    pub guardrails: Guardrails,
+    pub compiled: Compiled,
+    pub timeout: Duration,
+}
+
 impl AgentEnforcer {
     /// Writes the compiled policy into the kernel maps and starts judging.
     pub fn start(s: Setup, mut maps: PolicyMaps) -> Result<Self, SensorError> {
         maps.reset_state(s.agent_id)?;
         maps.set_paused(s.agent_id, false)?;
         let matcher = Matcher::new(&s.profile, s.anchors.clone(), s.guardrails.clone());
+        let file_actions = s
+            .file_actions
+            .clone()
+            .unwrap_or_else(|| s.profile.actions.clone());
         let mut me = Self {
             agent: s.agent,
             agent_id: s.agent_id,
             mode: s.mode,
             profile: s.profile,
             profile_path: s.profile_path,
+            file_actions,
             anchors: s.anchors,
             guardrails: s.guardrails,
             matcher,
@@ -310,15 +334,25 @@ impl AgentEnforcer {
                 f.rule, f.what, f.reason, ev.pid, ev.comm
             )
         };
-        if let Err(e) = writeln!(self.alerts, "{line}").and_then(|_| self.alerts.flush()) {
-            warn!(error = %e, "cannot write an alert");
-        }
+        self.emit_line(&line);
     }
 
     /// Writes a line where alerts go (the run's summary).
     pub fn write_line(&mut self, line: &str) {
-        if let Err(e) = writeln!(self.alerts, "{line}").and_then(|_| self.alerts.flush()) {
-            warn!(error = %e, "cannot write to the alert output");
+        self.emit_line(line);
+    }
+
+    /// One write per line, so agents sharing an output never interleave.
+    fn emit_line(&mut self, line: &str) {
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        if let Err(e) = self
+            .alerts
+            .write_all(buf.as_bytes())
+            .and_then(|_| self.alerts.flush())
+        {
+            warn!(error = %e, agent = %self.agent, "cannot write to the alert output");
         }
     }
 
@@ -394,12 +428,7 @@ impl AgentEnforcer {
                 ));
             }
         }
-        let ids: Vec<String> = self
-            .approvals
-            .take_all()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        let ids = self.approvals.take_all_ids();
         let n = ids.len() as u64;
         let name = match outcome {
             Outcome::TimedOut => {
@@ -474,6 +503,47 @@ impl AgentEnforcer {
         Ok(format!("{} is now in {} mode", self.agent, mode.name()))
     }
 
+    /// Swaps in a new profile, mode and anchors (the daemon's reload):
+    /// the matcher, the audit's profile version and the kernel maps (the
+    /// automaton into the idle half, endpoints rewritten). Open approval
+    /// requests stay open.
+    pub fn reconfigure(&mut self, r: Reconfig) -> Result<(), SensorError> {
+        self.profile = r.profile;
+        self.file_actions = r.file_actions;
+        self.profile_path = r.profile_path;
+        self.mode = r.mode;
+        self.anchors = r.anchors;
+        self.guardrails = r.guardrails;
+        self.compiled = r.compiled;
+        self.timeout = r.timeout;
+        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        if let Some(a) = &mut self.audit {
+            a.set_profile_hash(&r.profile_sha256);
+        }
+        self.maps.clear_endpoints(self.agent_id)?;
+        self.install()
+    }
+
+    /// Stops enforcing (the agent left the configuration): open requests
+    /// are resolved as released by `by`, the tree resumes, and the kernel
+    /// forgets the agent's policy and processes. Returns how many
+    /// processes were let go.
+    pub fn release_agent(&mut self, by: &str) -> usize {
+        let ids = self.approvals.take_all_ids();
+        if !ids.is_empty() {
+            if let Some(a) = &mut self.audit {
+                a.answer(&self.agent, &ids, "released", by, false);
+            }
+        }
+        let pids = self.maps.pids(self.agent_id);
+        if let Err(e) = self.maps.clear_agent(self.agent_id) {
+            warn!(error = %e, agent = %self.agent, "cannot clear the agent's policy");
+        }
+        tree::resume(&pids);
+        self.maps.unwatch_agent(self.agent_id);
+        pids.len()
+    }
+
     fn learn(&mut self, entry: &LearnEntry, id: &str, what: &str, by: &str) -> Result<(), String> {
         let p = &mut self.profile;
         match entry.clone() {
@@ -497,7 +567,9 @@ impl AgentEnforcer {
             at: rfc3339(std::time::SystemTime::now()),
         });
         p.sort();
-        let yaml = crate::profile::yaml::to_yaml(p);
+        let mut on_file = p.clone();
+        on_file.actions = self.file_actions.clone();
+        let yaml = crate::profile::yaml::to_yaml(&on_file);
         crate::commands::learn::write_atomically(&self.profile_path, yaml.as_bytes())
             .map_err(|e| e.to_string())?;
         if let Some(a) = &mut self.audit {

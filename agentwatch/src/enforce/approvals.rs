@@ -113,6 +113,11 @@ impl Approvals {
         std::mem::take(&mut self.open)
     }
 
+    /// Resolves every open request; their ids.
+    pub fn take_all_ids(&mut self) -> Vec<String> {
+        self.take_all().into_iter().map(|r| r.id).collect()
+    }
+
     /// Whether any request has passed its deadline.
     pub fn any_expired(&self) -> bool {
         let now = Instant::now();

@@ -1,6 +1,8 @@
 //! What an enforcing agent writes to the audit log: every decision with its
 //! inputs (the event, agent, ancestry, profile version, rule, mode,
 //! action), and every answer to an approval request with who gave it.
+use std::sync::{Arc, Mutex};
+
 use serde_json::{json, Value};
 use tracing::error;
 
@@ -10,24 +12,33 @@ use crate::audit::AuditLog;
 /// first; past this many the oldest are dropped and counted.
 const BACKLOG: usize = 100_000;
 
-pub struct AuditTrail {
+/// The audit log with its backlog, shared by every agent of a process.
+pub struct AuditWriter {
     log: AuditLog,
     backlog: std::collections::VecDeque<Value>,
     dropped: u64,
-    /// sha256 of the profile file as loaded (and after each `--learn`).
-    profile_sha256: String,
     /// Set once a write failed: said loudly once, not per record.
     failing: bool,
 }
 
+pub type SharedAudit = Arc<Mutex<AuditWriter>>;
+
+/// What one agent writes: its records, naming its profile version.
+pub struct AuditTrail {
+    out: SharedAudit,
+    /// sha256 of the profile file as loaded (and after each `--learn`).
+    profile_sha256: String,
+}
+
 impl AuditTrail {
-    pub fn new(log: AuditLog, profile_bytes: &[u8]) -> Self {
+    pub fn new(out: SharedAudit, profile_bytes: &[u8]) -> Self {
+        Self::with_hash(out, crate::audit::line_hash(profile_bytes))
+    }
+
+    pub fn with_hash(out: SharedAudit, profile_sha256: String) -> Self {
         Self {
-            log,
-            backlog: Default::default(),
-            dropped: 0,
-            profile_sha256: crate::audit::line_hash(profile_bytes),
-            failing: false,
+            out,
+            profile_sha256,
         }
     }
 
@@ -36,15 +47,17 @@ impl AuditTrail {
         self.profile_sha256 = crate::audit::line_hash(profile_bytes);
     }
 
+    /// The profile was replaced by one with this hash (a reload).
+    pub fn set_profile_hash(&mut self, sha256: &str) {
+        self.profile_sha256 = sha256.to_string();
+    }
+
     /// A decision: the alert's fields plus the profile version.
     pub fn decision(&mut self, alert: &Value) {
         let mut r = alert.clone();
         r["type"] = json!("decision");
         r["profile_sha256"] = json!(self.profile_sha256);
-        r["ts"] = json!(crate::profile::builder::time::rfc3339(
-            std::time::SystemTime::now()
-        ));
-        self.write(&r);
+        self.write(r);
     }
 
     /// An answer to approval requests: `outcome` is approved, denied or
@@ -58,13 +71,58 @@ impl AuditTrail {
             "by": by,
             "learned": learned,
             "profile_sha256": self.profile_sha256,
-            "ts": crate::profile::builder::time::rfc3339(std::time::SystemTime::now()),
         });
+        self.write(r);
+    }
+
+    pub fn sync_if_due(&mut self) {
+        if let Ok(mut w) = self.out.lock() {
+            w.sync_if_due();
+        }
+    }
+
+    fn write(&mut self, r: Value) {
+        match self.out.lock() {
+            Ok(mut w) => w.record(r),
+            Err(_) => error!("the audit writer stopped after an internal error"),
+        }
+    }
+}
+
+impl AuditWriter {
+    pub fn new(log: AuditLog) -> Self {
+        Self {
+            log,
+            backlog: Default::default(),
+            dropped: 0,
+            failing: false,
+        }
+    }
+
+    pub fn shared(log: AuditLog) -> SharedAudit {
+        Arc::new(Mutex::new(Self::new(log)))
+    }
+
+    /// Appends record `r`, stamped with the time (`ts`) unless it has one.
+    pub fn record(&mut self, mut r: Value) {
+        if r.get("ts").is_none() {
+            r["ts"] = json!(crate::profile::builder::time::rfc3339(
+                std::time::SystemTime::now()
+            ));
+        }
         self.write(&r);
     }
 
     pub fn sync_if_due(&mut self) {
         if let Err(e) = self.log.sync_if_due() {
+            self.failed(&e);
+        }
+    }
+
+    /// Writes what is held back and syncs (before exiting).
+    pub fn sync_now(&mut self) {
+        self.flush_backlog();
+        if let Err(e) = self.log.sync() {
             self.failed(&e);
         }
     }

@@ -6,4 +6,5 @@ pub mod approvals;
 pub mod audit_trail;
 pub mod compile;
 pub mod dfa;
+pub mod own_files;
 pub mod tree;

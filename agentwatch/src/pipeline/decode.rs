@@ -100,6 +100,16 @@ pub trait AgentNames {
     fn name(&self, id: u32) -> String;
 }
 
+/// Agent names that change while the pipeline runs (the daemon's reload).
+impl AgentNames for std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<u32, String>>> {
+    fn name(&self, id: u32) -> String {
+        self.read()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+            .unwrap_or_else(|| format!("agent-{id}"))
+    }
+}
+
 impl AgentNames for Vec<String> {
     fn name(&self, id: u32) -> String {
         self.get(id as usize)

@@ -21,6 +21,7 @@ use crate::{
     sensors::{SensorError, Sensors},
     sinks::Sink,
 };
+pub use decode::AgentNames;
 use decode::{Decoder, Record};
 use enrich::Enricher;
 use source::SourceMsg;
@@ -48,7 +49,7 @@ impl Pipeline {
     /// Starts the stages. `agents` maps the kernel's agent ids to names.
     pub fn start(
         sensors: &mut Sensors,
-        agents: Vec<String>,
+        agents: impl AgentNames + Send + 'static,
         mut sink: Box<dyn Sink>,
         mut enricher: Enricher,
     ) -> Result<Self, SensorError> {
@@ -122,7 +123,7 @@ fn now_monotonic_ns() -> u64 {
 /// Decode, enrich and sink: one thread, so per-process state needs no locks.
 fn process(
     rx: Receiver<SourceMsg>,
-    agents: &Vec<String>,
+    agents: &dyn AgentNames,
     enricher: &mut Enricher,
     sink: &mut dyn Sink,
 ) -> Counts {

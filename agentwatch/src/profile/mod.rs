@@ -206,6 +206,42 @@ impl Actions {
     }
 }
 
+/// Actions as a profile's `actions:` or a daemon config's
+/// `[agent.actions]` write them: each given class replaces the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionOverrides {
+    pub exec: Option<ActionKind>,
+    pub file: Option<ActionKind>,
+    pub delete: Option<ActionKind>,
+    pub network: Option<ActionKind>,
+    pub dns: Option<ActionKind>,
+    pub guardrails: Option<ActionKind>,
+    pub rate: Option<ActionKind>,
+}
+
+impl ActionOverrides {
+    pub fn apply(&self, a: &mut Actions) {
+        for (c, v) in [
+            (Class::Exec, self.exec),
+            (Class::File, self.file),
+            (Class::Delete, self.delete),
+            (Class::Network, self.network),
+            (Class::Dns, self.dns),
+        ] {
+            if let Some(v) = v {
+                a.per_class.insert(c, v);
+            }
+        }
+        if let Some(g) = self.guardrails {
+            a.guardrails = g;
+        }
+        if let Some(r) = self.rate {
+            a.rate = r;
+        }
+    }
+}
+
 /// An entry a person approved into the profile from a paused agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Approval {

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{
-    glob::Glob, guardrails::Guardrails, Access, AccessSet, ActionKind, Approval, Class,
-    ClassStability, Direction, DnsRule, Executable, FileRule, NetRule, Profile, Provenance,
+    glob::Glob, guardrails::Guardrails, Access, AccessSet, ActionKind, ActionOverrides, Approval,
+    Class, ClassStability, Direction, DnsRule, Executable, FileRule, NetRule, Profile, Provenance,
     RateBudget, ReviewItem, Stability, API_VERSION, KIND,
 };
 
@@ -101,7 +101,7 @@ struct Doc {
     #[serde(default)]
     rates: Option<RatesDoc>,
     #[serde(default)]
-    actions: Option<Spanned<ActionsDoc>>,
+    actions: Option<Spanned<ActionOverrides>>,
     #[serde(default)]
     review: Vec<Spanned<ReviewDoc>>,
     #[serde(default)]
@@ -168,18 +168,6 @@ struct BudgetDoc {
     #[serde(default)]
     peak: u64,
     budget: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionsDoc {
-    exec: Option<ActionKind>,
-    file: Option<ActionKind>,
-    delete: Option<ActionKind>,
-    network: Option<ActionKind>,
-    dns: Option<ActionKind>,
-    guardrails: Option<ActionKind>,
-    rate: Option<ActionKind>,
 }
 
 #[derive(Deserialize)]
@@ -521,32 +509,15 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
     }
 
     if let Some(a) = &doc.actions {
-        let d = &a.value;
-        for (c, v) in [
-            (Class::Exec, d.exec),
-            (Class::File, d.file),
-            (Class::Delete, d.delete),
-            (Class::Network, d.network),
-            (Class::Dns, d.dns),
-        ] {
-            if let Some(v) = v {
-                p.actions.per_class.insert(c, v);
-            }
+        if a.value.guardrails == Some(ActionKind::Alert) {
+            lint.error(
+                a,
+                "guardrails: alert would let a guardrail be crossed; they hold in every mode"
+                    .into(),
+                "use deny, pause or kill for guardrails",
+            );
         }
-        if let Some(g) = d.guardrails {
-            if g == ActionKind::Alert {
-                lint.error(
-                    a,
-                    "guardrails: alert would let a guardrail be crossed; they hold in every mode"
-                        .into(),
-                    "use deny, pause or kill for guardrails",
-                );
-            }
-            p.actions.guardrails = g;
-        }
-        if let Some(r) = d.rate {
-            p.actions.rate = r;
-        }
+        a.value.apply(&mut p.actions);
     }
     p.approvals = doc
         .approvals

@@ -101,9 +101,10 @@ impl Sensors {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries("EVENTS", ring_buffer_bytes);
         if let Some(cap) = enforce {
-            // Two halves (see PolicyMaps::write_dfa) for the one agent.
-            loader.map_max_entries("DFA_TRANS", 2 * cap.trans);
-            loader.map_max_entries("DFA_ACCEPT", 2 * cap.states);
+            // Two halves (see PolicyMaps::write_dfa) per agent.
+            let halves = 2 * cap.agents;
+            loader.map_max_entries("DFA_TRANS", halves.saturating_mul(cap.trans));
+            loader.map_max_entries("DFA_ACCEPT", halves.saturating_mul(cap.states));
         }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
@@ -284,6 +285,28 @@ impl Sensors {
         cfg.set(config::SELECTORS_ACTIVE, 1, 0).map_err(err)
     }
 
+    /// Removes a selector `add_selector` installed (processes it already
+    /// brought in stay watched).
+    pub fn remove_selector(&mut self, sel: Resolved) -> Result<(), SensorError> {
+        match sel {
+            Resolved::Cgroup(id) => self.remove::<u64>("CGROUP_SELECTORS", id),
+            Resolved::Uid(uid) => self.remove::<u32>("UID_SELECTORS", uid),
+            Resolved::Exe(key) => self.remove("EXE_SELECTORS", key),
+        }
+    }
+
+    /// True when `pid` is watched (by any agent).
+    pub fn is_watched(&self, pid: u32) -> bool {
+        self.watched.get(&pid, 0).is_ok()
+    }
+
+    fn remove<K: aya::Pod>(&mut self, name: &'static str, key: K) -> Result<(), SensorError> {
+        match self.hash_map::<K>(name)?.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(name)(e)),
+        }
+    }
+
     /// Inserts `key -> value` into the hash map `name`.
     fn insert<K: aya::Pod>(
         &mut self,
@@ -291,16 +314,21 @@ impl Sensors {
         key: K,
         value: u32,
     ) -> Result<(), SensorError> {
-        let err = |e: aya::maps::MapError| SensorError::Map {
-            map: name,
-            reason: e.to_string(),
-        };
+        self.hash_map(name)?
+            .insert(key, value, 0)
+            .map_err(map_err(name))
+    }
+
+    /// The selector hash map `name` (key -> agent id).
+    fn hash_map<K: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, u32>, SensorError> {
         let map = self
             .ebpf
             .map_mut(name)
             .ok_or(SensorError::MissingMap(name))?;
-        let mut m: HashMap<_, K, u32> = HashMap::try_from(map).map_err(err)?;
-        m.insert(key, value, 0).map_err(err)
+        HashMap::try_from(map).map_err(map_err(name))
     }
 
     /// Takes the ring buffer (once) for the pipeline's source stage.
@@ -387,4 +415,11 @@ where
         .ok_or_else(|| SensorError::Object(format!("program {name} missing from the object")))?;
     p.try_into()
         .map_err(|_| SensorError::Object(format!("program {name} has an unexpected type")))
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+    move |e| SensorError::Map {
+        map,
+        reason: e.to_string(),
+    }
 }

@@ -9,7 +9,7 @@ use agentwatch_common::{
     WatchEntry,
 };
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
     Ebpf,
 };
 
@@ -24,6 +24,8 @@ pub struct DfaCapacity {
     pub trans: u32,
     /// DFA_ACCEPT entries (states) per half.
     pub states: u32,
+    /// Agent ids (0..agents) the maps have room for.
+    pub agents: u32,
 }
 
 impl DfaCapacity {
@@ -35,6 +37,15 @@ impl DfaCapacity {
         Self {
             trans: t.saturating_mul(2).max(4096),
             states: s.saturating_mul(2).max(256),
+            agents: 1,
+        }
+    }
+
+    /// The same room for each of `agents` agents.
+    pub fn for_agents(self, agents: u32) -> Self {
+        Self {
+            agents: agents.clamp(1, agentwatch_common::policy::MAX_AGENTS),
+            ..self
         }
     }
 }
@@ -55,6 +66,8 @@ pub struct PolicyMaps {
     lsm: Result<(), String>,
     /// Which half of the automaton maps each agent uses.
     half: [u8; agentwatch_common::policy::MAX_AGENTS as usize],
+    /// Kernel ids of the maps (to reopen them).
+    ids: std::collections::BTreeMap<&'static str, u32>,
 }
 
 fn err(map: &'static str) -> impl Fn(MapError) -> SensorError {
@@ -64,12 +77,76 @@ fn err(map: &'static str) -> impl Fn(MapError) -> SensorError {
     }
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<T, SensorError> {
-    let m = ebpf.take_map(name).ok_or(SensorError::MissingMap(name))?;
-    T::try_from(m).map_err(err(name))
+/// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
+const MAPS: [(&str, MapKind); 10] = [
+    ("AGENT_POLICY", MapKind::Array),
+    ("AGENT_STATE", MapKind::Array),
+    ("AGENT_PAUSED", MapKind::Array),
+    ("DFA_CLASS", MapKind::Array),
+    ("DFA_TRANS", MapKind::Array),
+    ("DFA_ACCEPT", MapKind::Array),
+    ("NET_PORT", MapKind::LpmTrie),
+    ("NET_ANY_PORT", MapKind::LpmTrie),
+    ("DECIDED", MapKind::PerCpuArray),
+    ("WATCHED", MapKind::HashMap),
+];
+
+#[derive(Clone, Copy)]
+enum MapKind {
+    Array,
+    PerCpuArray,
+    LpmTrie,
+    HashMap,
+}
+
+impl MapKind {
+    fn wrap(self, d: MapData) -> Map {
+        match self {
+            MapKind::Array => Map::Array(d),
+            MapKind::PerCpuArray => Map::PerCpuArray(d),
+            MapKind::LpmTrie => Map::LpmTrie(d),
+            MapKind::HashMap => Map::HashMap(d),
+        }
+    }
+}
+
+/// The map data of a taken map (any kind `MAPS` lists).
+fn data_of(m: Map) -> Option<MapData> {
+    match m {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::LpmTrie(d) | Map::HashMap(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// Opens every map of `MAPS` through `open` (taking it from the loaded
+/// object, or reopening it by id) and types it.
+struct Opened(std::collections::BTreeMap<&'static str, (MapData, u32)>);
+
+impl Opened {
+    fn open(
+        mut open: impl FnMut(&'static str) -> Result<MapData, SensorError>,
+    ) -> Result<Self, SensorError> {
+        let mut all = std::collections::BTreeMap::new();
+        for (name, _) in MAPS {
+            let d = open(name)?;
+            let id = d.info().map_err(err(name))?.id();
+            all.insert(name, (d, id));
+        }
+        Ok(Self(all))
+    }
+
+    fn get<T: TryFrom<Map, Error = MapError>>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<T, SensorError> {
+        let kind = MAPS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or(SensorError::MissingMap(name))?;
+        let (d, _) = self.0.remove(name).ok_or(SensorError::MissingMap(name))?;
+        T::try_from(kind.wrap(d)).map_err(err(name))
+    }
 }
 
 impl PolicyMaps {
@@ -79,22 +156,86 @@ impl PolicyMaps {
         capacity: DfaCapacity,
         lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
-        let watched = MapData::from_id(watched_id).map_err(err("WATCHED"))?;
+        let opened = Opened::open(|name| {
+            if name == "WATCHED" {
+                // The sensors keep their own handle to WATCHED.
+                return MapData::from_id(watched_id).map_err(err(name));
+            }
+            ebpf.take_map(name)
+                .and_then(data_of)
+                .ok_or(SensorError::MissingMap(name))
+        })?;
+        Self::build(opened, capacity, lsm)
+    }
+
+    fn build(
+        mut o: Opened,
+        capacity: DfaCapacity,
+        lsm: Result<(), String>,
+    ) -> Result<Self, SensorError> {
+        let ids = o.0.iter().map(|(n, (_, id))| (*n, *id)).collect();
         Ok(Self {
-            policy: take(ebpf, "AGENT_POLICY")?,
-            state: take(ebpf, "AGENT_STATE")?,
-            paused: take(ebpf, "AGENT_PAUSED")?,
-            class: take(ebpf, "DFA_CLASS")?,
-            trans: take(ebpf, "DFA_TRANS")?,
-            accept: take(ebpf, "DFA_ACCEPT")?,
-            net_port: take(ebpf, "NET_PORT")?,
-            net_any: take(ebpf, "NET_ANY_PORT")?,
-            decided: take(ebpf, "DECIDED")?,
-            watched: HashMap::try_from(aya::maps::Map::HashMap(watched)).map_err(err("WATCHED"))?,
+            policy: o.get("AGENT_POLICY")?,
+            state: o.get("AGENT_STATE")?,
+            paused: o.get("AGENT_PAUSED")?,
+            class: o.get("DFA_CLASS")?,
+            trans: o.get("DFA_TRANS")?,
+            accept: o.get("DFA_ACCEPT")?,
+            net_port: o.get("NET_PORT")?,
+            net_any: o.get("NET_ANY_PORT")?,
+            decided: o.get("DECIDED")?,
+            watched: o.get("WATCHED")?,
             capacity,
             lsm,
             half: [0; agentwatch_common::policy::MAX_AGENTS as usize],
+            ids,
         })
+    }
+
+    /// A second handle on the same kernel maps (each map reopened by id),
+    /// for another agent's enforcer. Each handle must write only its own
+    /// agents' slots.
+    pub fn reopen(&self) -> Result<Self, SensorError> {
+        let opened = Opened::open(|name| {
+            let id = self
+                .ids
+                .get(name)
+                .copied()
+                .ok_or(SensorError::MissingMap(name))?;
+            MapData::from_id(id).map_err(err(name))
+        })?;
+        Self::build(opened, self.capacity, self.lsm.clone())
+    }
+
+    /// Room in the automaton maps, per agent and half.
+    pub fn capacity(&self) -> DfaCapacity {
+        self.capacity
+    }
+
+    /// Forgets everything about `agent`: policy off (its processes are
+    /// only sensed), not paused, no endpoints allowed.
+    pub fn clear_agent(&mut self, agent: u32) -> Result<(), SensorError> {
+        self.policy
+            .set(agent, AgentPolicy::default(), 0)
+            .map_err(err("AGENT_POLICY"))?;
+        self.set_paused(agent, false)?;
+        self.clear_endpoints(agent)
+    }
+
+    /// Removes `agent`'s allowed endpoints (before a recompiled profile
+    /// writes its own, so that a removed entry stops being allowed).
+    pub fn clear_endpoints(&mut self, agent: u32) -> Result<(), SensorError> {
+        let mine = |k: &Key<[u8; NET_KEY_DATA]>| k.data()[0..4] == agent.to_be_bytes();
+        for (map, name) in [
+            (&mut self.net_port, "NET_PORT"),
+            (&mut self.net_any, "NET_ANY_PORT"),
+        ] {
+            let keys: Vec<_> = map.keys().filter_map(Result::ok).filter(mine).collect();
+            for k in keys {
+                map.remove(&k).map_err(err(name))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes `dfa` into the half of the automaton maps `agent` is not
@@ -102,6 +243,15 @@ impl PolicyMaps {
     /// when the policy is written.
     pub fn write_dfa(&mut self, agent: u32, dfa: &Dfa) -> Result<(u32, u32), SensorError> {
         let cap = self.capacity;
+        if agent >= cap.agents {
+            return Err(SensorError::Map {
+                map: "DFA_TRANS",
+                reason: format!(
+                    "agent id {agent}: the automaton maps have room for {} agent(s); restart to resize",
+                    cap.agents
+                ),
+            });
+        }
         if dfa.trans.len() as u64 > cap.trans as u64 || dfa.states() as u64 > cap.states as u64 {
             return Err(SensorError::Map {
                 map: "DFA_TRANS",
@@ -197,6 +347,13 @@ impl PolicyMaps {
             }
         }
         out
+    }
+
+    /// Stops watching every process of `agent`.
+    pub fn unwatch_agent(&mut self, agent: u32) {
+        for pid in self.pids(agent) {
+            let _ = self.watched.remove(&pid);
+        }
     }
 
     /// Live processes of `agent`, from the kernel's watch map.

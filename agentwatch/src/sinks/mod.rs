@@ -146,3 +146,32 @@ pub fn human_line(ev: &Event) -> String {
     };
     format!("{:<10} {:>7} {:<15} {what}", ev.agent, ev.pid, ev.comm)
 }
+
+/// One output shared by several writers (the daemon's agents): each
+/// `write` goes through whole under the lock, so a line written with one
+/// `write_all` never interleaves with another.
+#[derive(Clone)]
+pub struct SharedWriter(std::sync::Arc<std::sync::Mutex<Box<dyn Write + Send>>>);
+
+impl SharedWriter {
+    pub fn new(w: Box<dyn Write + Send>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(w)))
+    }
+}
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut w = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("output lock poisoned"))?;
+        w.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("output lock poisoned"))?
+            .flush()
+    }
+}

@@ -1,0 +1,77 @@
+//! `agentwatch daemon`: validate the configuration, then enforce every
+//! agent it selects until SIGTERM (see `crate::daemon`).
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::daemon::{config, Daemon};
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonOptions {
+    /// The configuration (TOML; agentwatch.example.toml documents it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/agentwatch/agentwatch.toml"
+    )]
+    pub config: PathBuf,
+    /// Validate the configuration and its profiles, then exit: 0 valid,
+    /// 2 not (each problem as FILE:LINE:COL).
+    #[arg(long)]
+    pub check: bool,
+    /// The --check result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(o: DaemonOptions) -> anyhow::Result<i32> {
+    let cfg = match config::load(&o.config) {
+        Ok(c) => c,
+        Err(report) => {
+            if o.json {
+                let problems: Vec<_> = report
+                    .problems
+                    .iter()
+                    .map(|p| {
+                        json!({"file": p.file, "line": p.line, "column": p.column,
+                            "message": p.message, "detail": p.detail})
+                    })
+                    .collect();
+                println!("{}", json!({"ok": false, "problems": problems}));
+            } else {
+                eprint!("{report}");
+                eprintln!(
+                    "agentwatch: {} is not valid; nothing was started",
+                    o.config.display()
+                );
+            }
+            return Ok(2);
+        }
+    };
+    if o.check {
+        let agents: Vec<_> = cfg
+            .agents
+            .iter()
+            .map(|a| {
+                json!({"name": a.name, "mode": a.mode.name(), "profile": a.profile_path,
+                "selectors": a.selectors.iter().map(ToString::to_string).collect::<Vec<_>>()})
+            })
+            .collect();
+        if o.json {
+            println!("{}", json!({"ok": true, "agents": agents}));
+        } else {
+            println!(
+                "{}: valid; {} agent(s): {}",
+                o.config.display(),
+                cfg.agents.len(),
+                cfg.agents
+                    .iter()
+                    .map(|a| format!("{} ({})", a.name, a.mode.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return Ok(0);
+    }
+    Daemon::start(cfg)?.run()
+}

@@ -1,0 +1,500 @@
+//! The daemon's configuration file (TOML): the agents to watch, how each
+//! is selected, its profile, mode and actions; the audit log; who may use
+//! the control socket. Parsed and validated in full (profiles included)
+//! before anything is applied; each problem is reported as FILE:LINE:COL.
+//! `agentwatch.example.toml` at the top of the repository documents every
+//! key.
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    audit::Fsync,
+    enforce::compile::Mode,
+    profile::{anchors::Anchors, parse, ActionKind, ActionOverrides, Actions, Profile},
+    selectors::Selector,
+};
+
+/// Agent ids the kernel maps have room for.
+const MAX_AGENTS: usize = agentwatch_common::policy::MAX_AGENTS as usize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    #[serde(default)]
+    daemon: DaemonDoc,
+    audit: Option<AuditDoc>,
+    #[serde(default, rename = "agent")]
+    agents: Vec<Spanned<AgentDoc>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DaemonDoc {
+    control_group: Option<Spanned<String>>,
+    pause_timeout: Option<Spanned<String>>,
+    ring_buffer_mb: Option<Spanned<u32>>,
+    rescan: Option<Spanned<String>>,
+    alerts: Option<PathBuf>,
+    #[serde(default = "yes")]
+    alerts_json: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditDoc {
+    path: PathBuf,
+    fsync: Option<Spanned<String>>,
+    rotate_mb: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentDoc {
+    name: Spanned<String>,
+    profile: Spanned<PathBuf>,
+    #[serde(default = "monitor")]
+    mode: Mode,
+    workspace: Option<PathBuf>,
+    home: Option<PathBuf>,
+    tmp: Option<PathBuf>,
+    select: Spanned<SelectDoc>,
+    actions: Option<Spanned<ActionOverrides>>,
+}
+
+fn monitor() -> Mode {
+    Mode::Monitor
+}
+
+/// One value or a list of them.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A user as a name or a number.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum UserDoc {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SelectDoc {
+    systemd_unit: Option<Spanned<OneOrMany<String>>>,
+    cgroup: Option<Spanned<OneOrMany<String>>>,
+    user: Option<Spanned<OneOrMany<UserDoc>>>,
+    exe: Option<Spanned<OneOrMany<PathBuf>>>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    /// Group whose members may use the control socket (name, gid).
+    pub control_group: Option<(String, u32)>,
+    pub pause_timeout: Duration,
+    pub ring_buffer_mb: u32,
+    /// How often selectors are resolved again and running processes swept.
+    pub rescan: Duration,
+    /// Where alerts go (default: stderr, the journal under systemd).
+    pub alerts: Option<PathBuf>,
+    pub alerts_json: bool,
+    pub audit: Option<AuditConfig>,
+    pub agents: Vec<AgentConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub fsync: Fsync,
+    pub rotate_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    /// Absolute path of the profile file.
+    pub profile_path: PathBuf,
+    /// The profile with the config's action overrides applied.
+    pub profile: Profile,
+    /// The actions the profile file itself says (what `approve --learn`
+    /// writes back).
+    pub file_actions: Actions,
+    /// sha256 of the profile file as read (the audit log's profile version).
+    pub profile_sha256: String,
+    pub mode: Mode,
+    pub anchors: Anchors,
+    /// Any one of them selects a process (its whole tree joins the agent).
+    pub selectors: Vec<Selector>,
+}
+
+impl Config {
+    pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// More text below the line (a profile's own report).
+    pub detail: Option<String>,
+}
+
+/// Every problem found; nothing was applied.
+#[derive(Debug, Clone)]
+pub struct ConfigReport {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.problems {
+            writeln!(
+                f,
+                "{}:{}:{}: error: {}",
+                p.file.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+            if let Some(d) = &p.detail {
+                for l in d.lines() {
+                    writeln!(f, "    {l}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigReport {}
+
+/// Collects problems against the text they point into.
+struct Problems<'a> {
+    file: &'a Path,
+    text: &'a str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, span: Option<Range<usize>>, message: String) {
+        self.with_detail(span, message, None);
+    }
+
+    fn with_detail(&mut self, span: Option<Range<usize>>, message: String, detail: Option<String>) {
+        let (line, column) = span.map(|s| line_col(self.text, s.start)).unwrap_or((1, 1));
+        self.list.push(Problem {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+            detail,
+        });
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Reads and validates the configuration at `file`, profiles included.
+pub fn load(file: &Path) -> Result<Config, ConfigReport> {
+    // Absolute, so that relative paths in it stay right whatever the cwd.
+    let file = &std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigReport {
+        problems: vec![Problem {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the configuration: {e}"),
+            detail: Some("see agentwatch.example.toml for a documented example".into()),
+        }],
+    })?;
+    parse(file, &text)
+}
+
+/// Validates configuration `text` read from `file` (relative paths in it
+/// are relative to the file's directory).
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
+    let mut p = Problems {
+        file,
+        text,
+        list: Vec::new(),
+    };
+    let doc: Doc = match toml::from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            p.at(e.span(), e.message().trim().to_string());
+            return Err(ConfigReport { problems: p.list });
+        }
+    };
+    let base = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let abs = |path: &Path| -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        }
+    };
+    let mut duration = |v: &Option<Spanned<String>>, default: &str, key: &str| -> Duration {
+        let (s, span) = match v {
+            Some(v) => (v.get_ref().as_str(), Some(v.span())),
+            None => (default, None),
+        };
+        crate::commands::trace::parse_duration(s).unwrap_or_else(|e| {
+            p.at(span, format!("{key}: {e}"));
+            Duration::from_secs(1)
+        })
+    };
+    let pause_timeout = duration(&doc.daemon.pause_timeout, "5m", "pause_timeout");
+    let rescan = duration(&doc.daemon.rescan, "2s", "rescan");
+
+    let control_group = doc.daemon.control_group.as_ref().and_then(|g| {
+        match nix::unistd::Group::from_name(g.get_ref()) {
+            Ok(Some(grp)) => Some((grp.name, grp.gid.as_raw())),
+            _ => {
+                p.at(
+                    Some(g.span()),
+                    format!(
+                        "control_group: no group named {:?} (create it with `groupadd {}`, or remove the key to allow root only)",
+                        g.get_ref(),
+                        g.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let ring_buffer_mb = match &doc.daemon.ring_buffer_mb {
+        Some(v) if !v.get_ref().is_power_of_two() || *v.get_ref() > 1024 => {
+            p.at(
+                Some(v.span()),
+                "ring_buffer_mb must be a power of two from 1 to 1024".into(),
+            );
+            8
+        }
+        Some(v) => *v.get_ref(),
+        None => 8,
+    };
+    let audit = doc.audit.as_ref().map(|a| AuditConfig {
+        path: abs(&a.path),
+        fsync: match &a.fsync {
+            Some(f) => f.get_ref().parse().unwrap_or_else(|e| {
+                p.at(Some(f.span()), format!("fsync: {e}"));
+                Fsync::EveryRecord
+            }),
+            None => Fsync::EveryRecord,
+        },
+        rotate_bytes: a.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+    });
+
+    if doc.agents.len() > MAX_AGENTS {
+        p.at(
+            Some(doc.agents[MAX_AGENTS].span()),
+            format!("at most {MAX_AGENTS} agents fit in the kernel maps"),
+        );
+    }
+    let mut agents: Vec<AgentConfig> = Vec::new();
+    let mut claimed: Vec<(Selector, String)> = Vec::new();
+    for a in &doc.agents {
+        if let Some(cfg) = agent(&mut p, a, &abs, &mut claimed) {
+            if agents.iter().any(|o| o.name == cfg.name) {
+                p.at(
+                    Some(a.get_ref().name.span()),
+                    format!("agent {:?} is defined twice", cfg.name),
+                );
+            }
+            agents.push(cfg);
+        }
+    }
+    if !p.list.is_empty() {
+        return Err(ConfigReport { problems: p.list });
+    }
+    Ok(Config {
+        file: file.to_path_buf(),
+        control_group,
+        pause_timeout,
+        ring_buffer_mb,
+        rescan,
+        alerts: doc.daemon.alerts.as_deref().map(abs),
+        alerts_json: doc.daemon.alerts_json,
+        audit,
+        agents,
+    })
+}
+
+/// Validates one `[[agent]]` table.
+fn agent(
+    p: &mut Problems,
+    a: &Spanned<AgentDoc>,
+    abs: &dyn Fn(&Path) -> PathBuf,
+    claimed: &mut Vec<(Selector, String)>,
+) -> Option<AgentConfig> {
+    let d = a.get_ref();
+    let name = d.name.get_ref().clone();
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if !name_ok {
+        p.at(
+            Some(d.name.span()),
+            format!("agent name {name:?}: use letters, digits, '-', '_' and '.' (it names the control socket and approval ids)"),
+        );
+    }
+    let selectors = selectors(p, &d.select, &name, claimed);
+    let profile_path = abs(d.profile.get_ref());
+    let loaded = std::fs::read(&profile_path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            parse::load(&profile_path)
+                .map(|prof| (prof, bytes))
+                .map_err(|r| r.to_string())
+        });
+    let (mut profile, bytes) = match loaded {
+        Ok(v) => v,
+        Err(why) => {
+            p.with_detail(
+                Some(d.profile.span()),
+                format!(
+                    "agent {name}: profile {} is not usable",
+                    profile_path.display()
+                ),
+                Some(why),
+            );
+            return None;
+        }
+    };
+    let file_actions = profile.actions.clone();
+    if let Some(act) = &d.actions {
+        if act.get_ref().guardrails == Some(ActionKind::Alert) {
+            p.at(
+                Some(act.span()),
+                "[agent.actions] guardrails = \"alert\" would let a guardrail be crossed; use deny, pause or kill".into(),
+            );
+        }
+        act.get_ref().apply(&mut profile.actions);
+    }
+    let anchors = Anchors::new(
+        d.workspace.as_ref().map(|w| w.display().to_string()),
+        d.home.as_ref().map(|w| w.display().to_string()),
+        d.tmp.as_ref().map(|w| w.display().to_string()),
+    );
+    Some(AgentConfig {
+        name,
+        profile_path,
+        profile,
+        file_actions,
+        profile_sha256: crate::audit::line_hash(&bytes),
+        mode: d.mode,
+        anchors,
+        selectors,
+    })
+}
+
+/// The selectors of `[agent.select]`; names a selector another agent
+/// already claimed, a user that does not exist, or an empty table.
+fn selectors(
+    p: &mut Problems,
+    s: &Spanned<SelectDoc>,
+    agent: &str,
+    claimed: &mut Vec<(Selector, String)>,
+) -> Vec<Selector> {
+    let d = s.get_ref();
+    let mut out: Vec<(Selector, Range<usize>)> = Vec::new();
+    if let Some(v) = &d.systemd_unit {
+        for u in v.get_ref().to_vec() {
+            out.push((
+                Selector::SystemdUnit(crate::selectors::unit_name(&u)),
+                v.span(),
+            ));
+        }
+    }
+    if let Some(v) = &d.cgroup {
+        for c in v.get_ref().to_vec() {
+            out.push((Selector::Cgroup(c), v.span()));
+        }
+    }
+    if let Some(v) = &d.user {
+        for u in v.get_ref().to_vec() {
+            let text = match u {
+                UserDoc::Id(n) => n.to_string(),
+                UserDoc::Name(n) => n,
+            };
+            let sel = Selector::Uid(text);
+            if let Err(e) = sel.resolve(None) {
+                p.at(Some(v.span()), format!("agent {agent}: {e}"));
+            }
+            out.push((sel, v.span()));
+        }
+    }
+    if let Some(v) = &d.exe {
+        for e in v.get_ref().to_vec() {
+            if !e.is_absolute() {
+                p.at(
+                    Some(v.span()),
+                    format!("agent {agent}: exe {}: give an absolute path", e.display()),
+                );
+            }
+            out.push((Selector::Exe(e), v.span()));
+        }
+    }
+    if out.is_empty() {
+        p.at(
+            Some(s.span()),
+            format!("agent {agent}: [agent.select] names nothing; give systemd_unit, cgroup, user or exe"),
+        );
+    }
+    for (sel, span) in &out {
+        if let Some((_, other)) = claimed.iter().find(|(c, _)| c == sel) {
+            p.at(
+                Some(span.clone()),
+                format!("agent {agent}: {sel} already selects agent {other}; a process can belong to one agent only"),
+            );
+        } else {
+            claimed.push((sel.clone(), agent.to_string()));
+        }
+    }
+    out.into_iter().map(|(s, _)| s).collect()
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,344 @@
+//! `agentwatch daemon`: every agent the configuration selects, enforced
+//! together from one set of sensors. The main thread owns the sensors and
+//! the configuration: it reloads (SIGHUP or `agentwatch reload`), resolves
+//! selectors again as units restart, resolves timed-out approvals and
+//! pings systemd's watchdog. The pipeline thread judges events; the
+//! control thread answers the CLI.
+pub mod config;
+mod control;
+pub mod notify;
+mod reload;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError},
+        Arc, Mutex, RwLock,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    audit::AuditLog,
+    control::{Access, Server},
+    enforce::{
+        agent::AgentEnforcer,
+        audit_trail::{AuditWriter, SharedAudit},
+    },
+    event::{Detail, Event},
+    pipeline::{enrich::Enricher, Pipeline},
+    selectors::Resolved,
+    sensors::{cgroup2_mount, PolicyMaps, Sensors},
+    sinks::{SharedWriter, Sink},
+};
+use config::Config;
+use notify::Notifier;
+
+/// The enforcers by agent name, shared with the pipeline and control threads.
+pub type Agents = Arc<RwLock<BTreeMap<String, Arc<Mutex<AgentEnforcer>>>>>;
+/// Agent names by kernel agent id, for the pipeline's decoder.
+type Names = Arc<RwLock<BTreeMap<u32, String>>>;
+
+/// A request of the control thread for the main thread.
+pub struct ReloadAsk {
+    pub by: String,
+    pub reply: mpsc::Sender<Result<String, String>>,
+}
+
+/// An agent's place in the kernel: its id and the selector keys in the
+/// kernel's maps for it.
+struct Slot {
+    id: u32,
+    installed: Vec<Resolved>,
+}
+
+pub struct Daemon {
+    cfg: Config,
+    sensors: Sensors,
+    /// Never written: reopened for each agent's enforcer.
+    template: PolicyMaps,
+    agents: Agents,
+    names: Names,
+    slots: BTreeMap<String, Slot>,
+    audit: Option<SharedAudit>,
+    alerts: SharedWriter,
+    cgroup2: Option<PathBuf>,
+    notifier: Notifier,
+    pipeline: Option<Pipeline>,
+    reloads: Receiver<ReloadAsk>,
+    _server: Option<Server>,
+    /// Selector problems already reported (said once, not every rescan).
+    reported: BTreeSet<String>,
+}
+
+/// Sender of the last SIGHUP, and of the last SIGTERM or SIGINT (0: none).
+static HUP_FROM: AtomicI32 = AtomicI32::new(0);
+static STOP_FROM: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let pid = unsafe { (*info).si_pid() }.max(1);
+    let slot = if sig == libc::SIGHUP {
+        &HUP_FROM
+    } else {
+        &STOP_FROM
+    };
+    slot.store(pid, Ordering::Relaxed);
+}
+
+fn catch_signals() {
+    // SAFETY: the handler only stores to atomics.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Judges every event in its agent's enforcer; losses go to the audit log.
+struct DaemonSink {
+    agents: Agents,
+    audit: Option<SharedAudit>,
+}
+
+impl Sink for DaemonSink {
+    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
+        if let Detail::Loss {
+            stage,
+            reason,
+            count,
+        } = &ev.detail
+        {
+            warn!(%stage, %reason, count, "events lost");
+            if let Some(a) = &self.audit {
+                if let Ok(mut w) = a.lock() {
+                    w.record(
+                        json!({"type": "loss", "stage": stage, "reason": reason, "count": count}),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        let enforcer = self
+            .agents
+            .read()
+            .map_err(|_| std::io::Error::other("agents lock poisoned"))?
+            .get(&ev.agent)
+            .cloned();
+        // None: the agent was removed by a reload while its events were in flight.
+        if let Some(e) = enforcer {
+            e.lock()
+                .map_err(|_| std::io::Error::other("enforcer lock poisoned"))?
+                .handle(ev);
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Daemon {
+    /// Loads the sensors, starts every agent of `cfg`, the pipeline and
+    /// the control socket, and tells systemd it is ready.
+    pub fn start(cfg: Config) -> anyhow::Result<Self> {
+        let ring = crate::commands::session::ring_bytes(cfg.ring_buffer_mb)?;
+        let audit = match &cfg.audit {
+            Some(a) => Some(AuditWriter::shared(AuditLog::open(
+                &a.path,
+                a.fsync,
+                a.rotate_bytes,
+            )?)),
+            None => None,
+        };
+        let alerts: Box<dyn std::io::Write + Send> = match &cfg.alerts {
+            Some(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open the alerts file {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stderr()),
+        };
+        let plan = reload::compile_all(
+            &cfg,
+            &BTreeMap::new(),
+            agentwatch_common::policy::MAX_AGENTS,
+        )?;
+        let (mut sensors, template) = Sensors::load_enforcing(ring, reload::capacity_for(&plan))?;
+        let agents: Agents = Default::default();
+        let names: Names = Default::default();
+        let pipeline = Pipeline::start(
+            &mut sensors,
+            names.clone(),
+            Box::new(DaemonSink {
+                agents: agents.clone(),
+                audit: audit.clone(),
+            }),
+            Enricher::new(cgroup2_mount()),
+        )?;
+        let (tx, reloads) = mpsc::channel();
+        let mut d = Self {
+            cfg,
+            sensors,
+            template,
+            agents,
+            names,
+            slots: BTreeMap::new(),
+            audit,
+            alerts: SharedWriter::new(alerts),
+            cgroup2: cgroup2_mount(),
+            notifier: Notifier::from_env(),
+            pipeline: Some(pipeline),
+            reloads,
+            _server: None,
+            reported: BTreeSet::new(),
+        };
+        for (a, compiled) in plan.agents {
+            d.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails)?;
+        }
+        let handler = control::DaemonControl::new(d.agents.clone(), tx);
+        d._server = Some(crate::control::serve_at(
+            &crate::control::daemon_socket(),
+            Access::Group(d.cfg.control_group.as_ref().map(|(_, gid)| *gid)),
+            Arc::new(handler),
+        )?);
+        d.rescan();
+        d.record(json!({
+            "type": "daemon", "event": "started", "pid": std::process::id(),
+            "config": d.cfg.file.display().to_string(),
+            "config_sha256": reload::file_sha256(&d.cfg.file),
+            "agents": d.slots.keys().collect::<Vec<_>>(),
+        }));
+        Ok(d)
+    }
+
+    /// Serves until SIGTERM or SIGINT; returns the exit status.
+    pub fn run(mut self) -> anyhow::Result<i32> {
+        catch_signals();
+        let status = self.status_line();
+        self.notifier.ready(&status);
+        eprintln!("agentwatch: daemon ready: {status}");
+        let mut last_rescan = Instant::now();
+        loop {
+            match self.reloads.recv_timeout(Duration::from_millis(100)) {
+                Ok(ask) => {
+                    let r = self.reload(&ask.by);
+                    let _ = ask.reply.send(r);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+            if let Some(pid) = self.signal(&HUP_FROM) {
+                match self.reload(&format!("SIGHUP from pid {pid}")) {
+                    Ok(m) => eprintln!("agentwatch: {m}"),
+                    Err(m) => eprintln!("agentwatch: {m}"),
+                }
+            }
+            if let Some(pid) = self.signal(&STOP_FROM) {
+                info!(pid, "stop signal");
+                break;
+            }
+            self.check_timeouts();
+            if last_rescan.elapsed() >= self.cfg.rescan {
+                self.rescan();
+                last_rescan = Instant::now();
+            }
+            if let Some(a) = &self.audit {
+                if let Ok(mut w) = a.lock() {
+                    w.sync_if_due();
+                }
+            }
+            self.notifier.watchdog_if_due();
+        }
+        self.shutdown();
+        Ok(0)
+    }
+
+    /// The sender of a pending signal, unless it came from a watched
+    /// process (tampering: ignored and said).
+    fn signal(&self, slot: &AtomicI32) -> Option<i32> {
+        let pid = slot.swap(0, Ordering::Relaxed);
+        if pid == 0 {
+            return None;
+        }
+        if pid > 1 && self.sensors.is_watched(pid as u32) {
+            warn!(pid, "ignored a signal from a process of an agent");
+            eprintln!("agentwatch: ignored a signal from pid {pid}, a process of an agent");
+            return None;
+        }
+        Some(pid)
+    }
+
+    fn check_timeouts(&self) {
+        let all: Vec<_> = match self.agents.read() {
+            Ok(a) => a.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for e in all {
+            if let Ok(mut e) = e.lock() {
+                if let Some(msg) = e.check_timeouts() {
+                    eprintln!("agentwatch: {}: {msg}", e.agent);
+                }
+            }
+        }
+    }
+
+    fn status_line(&self) -> String {
+        format!(
+            "{} agent(s) from {}",
+            self.slots.len(),
+            self.cfg.file.display()
+        )
+    }
+
+    /// Appends a record of the daemon itself to the audit log.
+    fn record(&self, r: serde_json::Value) {
+        if let Some(a) = &self.audit {
+            if let Ok(mut w) = a.lock() {
+                w.record(r);
+            }
+        }
+    }
+
+    /// Drains the pipeline and says what is left behind.
+    fn shutdown(mut self) {
+        self.notifier.stopping();
+        if let Some(p) = self.pipeline.take() {
+            let counts = p.finish();
+            info!(?counts, "pipeline drained");
+        }
+        let agents: Vec<_> = self
+            .agents
+            .read()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        for e in agents {
+            if let Ok(e) = e.lock() {
+                let open = e.approvals.list().len();
+                if open > 0 {
+                    eprintln!(
+                        "agentwatch: {}: {open} approval request(s) open; its processes stay stopped (SIGCONT or kill them by hand)",
+                        e.agent
+                    );
+                }
+            }
+        }
+        self.record(json!({"type": "daemon", "event": "stopped", "pid": std::process::id()}));
+        if let Some(a) = &self.audit {
+            if let Ok(mut w) = a.lock() {
+                w.sync_now();
+            }
+        }
+        eprintln!("agentwatch: daemon stopped");
+    }
+}

@@ -1,0 +1,380 @@
+//! The daemon's agents over time: started from the configuration, their
+//! selectors resolved again on every rescan, and the whole set swapped on
+//! reload. A reload validates and compiles everything before it touches
+//! the kernel; a configuration that fails keeps the running one.
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{config, config::AgentConfig, Config, Daemon, Slot};
+use crate::{
+    control,
+    enforce::{
+        agent::{AgentEnforcer, Reconfig, Setup},
+        audit_trail::AuditTrail,
+        compile::{self, Compiled},
+        own_files,
+    },
+    profile::guardrails::Guardrails,
+    selectors,
+    sensors::{DfaCapacity, SensorError},
+};
+
+/// Every agent of a configuration compiled, with the kernel id each gets.
+pub(super) struct Plan {
+    pub agents: Vec<(AgentConfig, Compiled)>,
+    pub ids: BTreeMap<String, u32>,
+    pub guardrails: Guardrails,
+}
+
+/// What agentwatch guards from the agents of `cfg`.
+fn guardrails(cfg: &Config) -> Guardrails {
+    let sock = control::daemon_socket();
+    let mut files: Vec<&Path> = vec![cfg.file.as_path(), sock.as_path()];
+    files.extend(cfg.agents.iter().map(|a| a.profile_path.as_path()));
+    own_files::guardrails(&files, cfg.audit.as_ref().map(|a| a.path.as_path()), &[])
+}
+
+/// Compiles every agent of `cfg`; agents in `current` keep their ids,
+/// new ones take the lowest free.
+pub(super) fn compile_all(
+    cfg: &Config,
+    current: &BTreeMap<String, u32>,
+    slots: u32,
+) -> Result<Plan, SensorError> {
+    let guardrails = guardrails(cfg);
+    let mut ids = BTreeMap::new();
+    let mut used: Vec<u32> = cfg
+        .agents
+        .iter()
+        .filter_map(|a| current.get(&a.name).copied())
+        .collect();
+    let mut agents = Vec::new();
+    for a in &cfg.agents {
+        let id = match current.get(&a.name) {
+            Some(id) => *id,
+            None => {
+                let free = (0..slots)
+                    .find(|i| !used.contains(i))
+                    .ok_or_else(|| SensorError::Map {
+                        map: "AGENT_POLICY",
+                        reason: format!("the kernel maps were sized for {slots} agents at start; restart the daemon to add more"),
+                    })?;
+                used.push(free);
+                free
+            }
+        };
+        ids.insert(a.name.clone(), id);
+        let c = compile::compile(id, &a.profile, &a.anchors, &guardrails, a.mode);
+        for s in &c.skipped {
+            warn!(agent = %a.name, pattern = %s, "the pattern names an anchor the agent's config does not set (workspace, home, tmp); it matches nothing");
+        }
+        if let Some(e) = &c.dfa_error {
+            warn!(agent = %a.name, error = %e, "every file and exec event of the agent crosses to userspace and is judged there");
+        }
+        agents.push((a.clone(), c));
+    }
+    Ok(Plan {
+        agents,
+        ids,
+        guardrails,
+    })
+}
+
+/// Automaton room for the largest agent of `plan`, with headroom, for
+/// twice as many agents (at least 4): reloads can add agents and grow
+/// profiles up to that without a restart.
+pub(super) fn capacity_for(plan: &Plan) -> DfaCapacity {
+    let largest = plan
+        .agents
+        .iter()
+        .filter_map(|(_, c)| c.dfa.as_ref())
+        .max_by_key(|d| d.trans.len());
+    DfaCapacity::for_dfa(largest).for_agents((plan.agents.len() as u32 * 2).max(4))
+}
+
+/// sha256 of a file's bytes ("" when unreadable).
+pub(super) fn file_sha256(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| crate::audit::line_hash(&b))
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    pub(super) fn start_agent(
+        &mut self,
+        a: &AgentConfig,
+        id: u32,
+        compiled: Compiled,
+        guardrails: &Guardrails,
+    ) -> Result<(), SensorError> {
+        let maps = self.template.reopen()?;
+        let audit = self
+            .audit
+            .as_ref()
+            .map(|w| AuditTrail::with_hash(w.clone(), a.profile_sha256.clone()));
+        let e = AgentEnforcer::start(
+            Setup {
+                agent: a.name.clone(),
+                agent_id: id,
+                mode: a.mode,
+                profile: a.profile.clone(),
+                profile_path: a.profile_path.clone(),
+                file_actions: Some(a.file_actions.clone()),
+                anchors: a.anchors.clone(),
+                guardrails: guardrails.clone(),
+                compiled,
+                timeout: self.cfg.pause_timeout,
+                alerts: Box::new(self.alerts.clone()),
+                json: self.cfg.alerts_json,
+                audit,
+                kernel_decisions: true,
+            },
+            maps,
+        )?;
+        if let Ok(mut n) = self.names.write() {
+            n.insert(id, a.name.clone());
+        }
+        if let Ok(mut m) = self.agents.write() {
+            m.insert(a.name.clone(), Arc::new(Mutex::new(e)));
+        }
+        self.slots.insert(
+            a.name.clone(),
+            Slot {
+                id,
+                installed: Vec::new(),
+            },
+        );
+        info!(agent = %a.name, id, mode = a.mode.name(), "agent started");
+        Ok(())
+    }
+
+    /// Ends enforcement of `name`: selectors out of the kernel, requests
+    /// released, processes resumed and no longer watched.
+    fn remove_agent(&mut self, name: &str, by: &str) {
+        let Some(slot) = self.slots.remove(name) else {
+            return;
+        };
+        for r in slot.installed {
+            if let Err(e) = self.sensors.remove_selector(r) {
+                warn!(agent = %name, error = %e, "cannot remove a selector");
+            }
+        }
+        let e = self.agents.write().ok().and_then(|mut m| m.remove(name));
+        if let Some(e) = e {
+            if let Ok(mut e) = e.lock() {
+                let n = e.release_agent(by);
+                info!(agent = %name, processes = n, "agent removed; its processes are no longer watched");
+            }
+        }
+        if let Ok(mut n) = self.names.write() {
+            n.remove(&slot.id);
+        }
+    }
+
+    /// Resolves every selector again (a unit restarted into a new cgroup,
+    /// a binary replaced) and watches running processes that match.
+    pub(super) fn rescan(&mut self) {
+        for a in &self.cfg.agents {
+            let Some(slot) = self.slots.get_mut(&a.name) else {
+                continue;
+            };
+            let mut now = Vec::new();
+            for sel in &a.selectors {
+                match sel.resolve(self.cgroup2.as_deref()) {
+                    Ok(r) => {
+                        self.reported.remove(&format!("{}/{sel}", a.name));
+                        now.push(r);
+                    }
+                    Err(e) => {
+                        if self.reported.insert(format!("{}/{sel}", a.name)) {
+                            warn!(agent = %a.name, selector = %sel, error = %e, "selector does not resolve now; retried at every rescan");
+                        }
+                    }
+                }
+            }
+            for r in now.iter().filter(|r| !slot.installed.contains(r)) {
+                if let Err(e) = self.sensors.add_selector(*r, slot.id) {
+                    warn!(agent = %a.name, error = %e, "cannot install a selector");
+                }
+            }
+            for r in slot.installed.iter().filter(|r| !now.contains(r)) {
+                let _ = self.sensors.remove_selector(*r);
+            }
+            slot.installed = now;
+            for pid in selectors::running_matches(&slot.installed, self.cgroup2.as_deref()) {
+                if self.sensors.is_watched(pid) {
+                    continue;
+                }
+                match self.sensors.watch(pid, slot.id) {
+                    Ok(()) => info!(agent = %a.name, pid, "watching a running process"),
+                    Err(e) => warn!(agent = %a.name, pid, error = %e, "cannot watch a process"),
+                }
+            }
+        }
+    }
+
+    /// Re-reads the configuration and swaps it in, or keeps the running
+    /// one and says why. `by`: who asked (a user, or SIGHUP).
+    pub(super) fn reload(&mut self, by: &str) -> Result<String, String> {
+        self.notifier.reloading();
+        let r = self.try_reload(by);
+        let status = self.status_line();
+        self.notifier.ready(&status);
+        match &r {
+            Ok(m) => info!(by, "{m}"),
+            Err(m) => warn!(by, "{m}"),
+        }
+        let (outcome, message) = match &r {
+            Ok(m) => ("reloaded", m),
+            Err(m) => ("refused", m),
+        };
+        self.record(json!({
+            "type": "config", "event": outcome, "by": by,
+            "config": self.cfg.file.display().to_string(),
+            "config_sha256": file_sha256(&self.cfg.file),
+            "message": message,
+        }));
+        r
+    }
+
+    fn try_reload(&mut self, by: &str) -> Result<String, String> {
+        let file = self.cfg.file.clone();
+        let keep = |why: String| {
+            format!(
+                "configuration {} not applied; the running one stays:\n{why}",
+                file.display()
+            )
+        };
+        let new = config::load(&file).map_err(|r| keep(r.to_string()))?;
+        let current: BTreeMap<String, u32> =
+            self.slots.iter().map(|(n, s)| (n.clone(), s.id)).collect();
+        let cap = self.template.capacity();
+        let plan = compile_all(&new, &current, cap.agents).map_err(|e| keep(e.to_string()))?;
+        for (a, c) in &plan.agents {
+            if let Some(d) = &c.dfa {
+                if d.trans.len() as u64 > cap.trans as u64 || d.states() as u64 > cap.states as u64
+                {
+                    return Err(keep(format!(
+                        "agent {}: its profile compiles to {} automaton states, past the {} the kernel maps were sized for at start; restart the daemon to apply it",
+                        a.name,
+                        d.states(),
+                        cap.states
+                    )));
+                }
+            }
+        }
+        let mut notes = restart_only(&self.cfg, &new);
+        let removed: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|n| new.agent(n).is_none())
+            .cloned()
+            .collect();
+        for name in &removed {
+            self.remove_agent(name, by);
+        }
+        let (mut added, mut changed) = (Vec::new(), Vec::new());
+        for (a, compiled) in plan.agents {
+            let existing = self
+                .agents
+                .read()
+                .ok()
+                .and_then(|m| m.get(&a.name).cloned());
+            match existing {
+                Some(e) => {
+                    let old = self.cfg.agent(&a.name);
+                    if old.is_none_or(|o| differs(o, &a)) {
+                        changed.push(a.name.clone());
+                    }
+                    let mut e = e.lock().map_err(|_| "an enforcer failed".to_string())?;
+                    e.reconfigure(Reconfig {
+                        profile: a.profile.clone(),
+                        file_actions: a.file_actions.clone(),
+                        profile_path: a.profile_path.clone(),
+                        profile_sha256: a.profile_sha256.clone(),
+                        mode: a.mode,
+                        anchors: a.anchors.clone(),
+                        guardrails: plan.guardrails.clone(),
+                        compiled,
+                        timeout: new.pause_timeout,
+                    })
+                    .map_err(|e| format!("agent {}: {e}", a.name))?;
+                }
+                None => {
+                    self.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails)
+                        .map_err(|e| format!("agent {}: {e}", a.name))?;
+                    added.push(a.name.clone());
+                }
+            }
+        }
+        // Selectors of changed agents are re-resolved from scratch.
+        for name in &changed {
+            if let Some(slot) = self.slots.get_mut(name) {
+                for r in slot.installed.drain(..) {
+                    let _ = self.sensors.remove_selector(r);
+                }
+            }
+        }
+        self.cfg = new;
+        self.rescan();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        notes.insert(
+            0,
+            format!(
+                "reloaded {}: added {}; changed {}; removed {}",
+                file.display(),
+                list(&added),
+                list(&changed),
+                list(&removed)
+            ),
+        );
+        Ok(notes.join("; "))
+    }
+}
+
+/// Whether an agent's definition changed (profile, mode, anchors,
+/// selectors or actions).
+fn differs(old: &AgentConfig, new: &AgentConfig) -> bool {
+    old.profile_sha256 != new.profile_sha256
+        || old.profile_path != new.profile_path
+        || old.mode != new.mode
+        || old.anchors != new.anchors
+        || old.selectors != new.selectors
+        || old.profile.actions != new.profile.actions
+}
+
+/// Settings a reload cannot change in a running daemon, named.
+fn restart_only(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.ring_buffer_mb != new.ring_buffer_mb {
+        out.push("ring_buffer_mb");
+    }
+    if old.audit != new.audit {
+        out.push("[audit]");
+    }
+    if old.alerts != new.alerts || old.alerts_json != new.alerts_json {
+        out.push("alerts");
+    }
+    if old.control_group != new.control_group {
+        out.push("control_group");
+    }
+    if out.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{} changed but take(s) effect only when the daemon restarts",
+        out.join(", ")
+    )]
+}

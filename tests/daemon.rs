@@ -1,0 +1,348 @@
+//! Privileged tests of `agentwatch daemon` against this host's kernel:
+//! agents selected by cgroup are enforced with no `agentwatch run` in
+//! sight, the CLI reaches them through the daemon's control socket
+//! (refusing and logging peers that may not), and a reload swaps a valid
+//! configuration in or keeps the running one and says why.
+mod support;
+
+use std::{os::unix::fs::MetadataExt, os::unix::process::CommandExt, time::Duration};
+
+use serde_json::Value;
+use support::{daemon::Daemon, privileged, run::profile, Cgroup};
+
+fn config(audit: bool, agents: &[(&str, &str, &std::path::Path)], extra: &str) -> String {
+    let mut s = format!("[daemon]\nalerts = \"alerts.jsonl\"\npause_timeout = \"60s\"\nrescan = \"200ms\"\n{extra}\n");
+    if audit {
+        s.push_str("[audit]\npath = \"audit.jsonl\"\nfsync = \"100ms\"\n");
+    }
+    for (name, mode, cgroup) in agents {
+        s.push_str(&format!(
+            "\n[[agent]]\nname = \"{name}\"\nprofile = \"{name}.yaml\"\nmode = \"{mode}\"\nworkspace = \"WS\"\n[agent.select]\ncgroup = \"{}\"\n",
+            cgroup.display()
+        ));
+    }
+    s
+}
+
+/// The config with the workspace filled in.
+fn write_config(d: &Daemon, text: &str) {
+    let text = text.replace("\"WS\"", &format!("{:?}", d.ws().display().to_string()));
+    std::fs::write(&d.config, text).expect("write config");
+}
+
+fn records(d: &Daemon) -> Vec<Value> {
+    std::fs::read_to_string(d.dir.0.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["record"].clone())
+        .collect()
+}
+
+#[test]
+fn a_selected_agent_is_paused_approved_and_audited_through_the_daemon() {
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = Cgroup::new("daemon-coder") else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let yaml = profile("dmn-coder", 1, "");
+    let d = Daemon::prepare("daemon-coder", "", &[("dmn-coder.yaml", &yaml)]);
+    write_config(&d, &config(true, &[("dmn-coder", "enforce", &cg.0)], ""));
+    let check = d.cli(&["daemon", "--check", "--config", d.config.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut d = d.start();
+
+    // Nothing of agentwatch starts the workload: it joins the cgroup.
+    d.workload(&cg.0, "cat /etc/hostname; echo after > after.txt");
+    let req = d.request_of("dmn-coder");
+    assert!(
+        req["rule"].as_str().unwrap_or("").starts_with("file/"),
+        "{req}"
+    );
+    assert!(
+        req["what"].as_str().unwrap_or("").contains("/etc/hostname"),
+        "{req}"
+    );
+    assert!(
+        !d.ws().join("after.txt").exists(),
+        "the agent ran on while paused"
+    );
+
+    let status = d.json(&["status"]);
+    let agents = status["agents"].as_array().expect("agents");
+    assert_eq!(agents.len(), 1, "{status}");
+    assert_eq!(agents[0]["agent"], "dmn-coder");
+    assert_eq!(agents[0]["mode"], "enforce");
+    assert_eq!(agents[0]["pending"], 1);
+
+    let id = req["id"].as_str().expect("id");
+    let reply = d.json(&["approve", id]);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let code = d.wait_workload(Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(0),
+        "pending {}; alerts {:?}",
+        d.json(&["pending"]),
+        d.alerts()
+    );
+    assert!(d.ws().join("after.txt").exists());
+
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    assert!(!d.socket.exists(), "the control socket outlived the daemon");
+    let recs = records(&d);
+    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"daemon"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"daemon"), "{kinds:?}");
+    let decision = recs
+        .iter()
+        .find(|r| r["type"] == "decision")
+        .expect("a decision record");
+    assert_eq!(decision["agent"], "dmn-coder");
+    assert_eq!(decision["action"], "pause");
+    assert_eq!(decision["approval"], id);
+    let sha = support::daemon::sha256_hex(&std::fs::read(d.dir.0.join("dmn-coder.yaml")).unwrap());
+    assert_eq!(decision["profile_sha256"], sha);
+    let answer = recs
+        .iter()
+        .find(|r| r["type"] == "approval")
+        .expect("an approval record");
+    assert_eq!(
+        (answer["outcome"].as_str(), answer["by"].as_str()),
+        (Some("approved"), Some("root"))
+    );
+    let verify = d.cli(&[
+        "audit",
+        "verify",
+        d.dir.0.join("audit.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+#[test]
+fn reload_swaps_a_valid_config_in_and_keeps_the_running_one_otherwise() {
+    let Some(_k) = privileged() else { return };
+    let (Some(cga), Some(cgb)) = (Cgroup::new("reload-a"), Cgroup::new("reload-b")) else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let ya = profile("dmn-a", 1, "");
+    let yb = profile("dmn-b", 1, "");
+    let d = Daemon::prepare(
+        "daemon-reload",
+        "",
+        &[("dmn-a.yaml", &ya), ("dmn-b.yaml", &yb)],
+    );
+    let one = config(false, &[("dmn-a", "monitor", &cga.0)], "");
+    write_config(&d, &one);
+    let mut d = d.start();
+
+    // A broken file: refused with its line, nothing changes.
+    std::fs::write(
+        &d.config,
+        one.replace("mode = \"monitor\"", "mode = \"block\""),
+    )
+    .unwrap();
+    let out = d.cli(&["reload", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let err = reply["error"].as_str().unwrap_or("");
+    let line = one.lines().position(|l| l.starts_with("mode")).unwrap() + 1;
+    assert!(err.contains(&format!("agentwatch.toml:{line}:")), "{err}");
+    assert!(err.contains("the running one stays"), "{err}");
+    // The same through SIGHUP: said on stderr.
+    support::daemon::signal(d.child.as_ref().unwrap().id() as i32, libc::SIGHUP);
+    let t = std::time::Instant::now();
+    while !d.stderr().contains("not applied") && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.stderr().contains("not applied"), "{}", d.stderr());
+    let st = d.json(&["status", "dmn-a"]);
+    assert_eq!(st["mode"], "monitor");
+
+    // Valid: dmn-a switches to enforce, dmn-b joins.
+    let two = config(
+        false,
+        &[("dmn-a", "enforce", &cga.0), ("dmn-b", "enforce", &cgb.0)],
+        "",
+    );
+    write_config(&d, &two);
+    let reply = d.json(&["reload"]);
+    let msg = reply["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("added dmn-b") && msg.contains("changed dmn-a"),
+        "{msg}"
+    );
+    let st = d.json(&["status"]);
+    let modes: Vec<(String, String)> = st["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap().into(),
+                a["mode"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("dmn-a".into(), "enforce".into()),
+            ("dmn-b".into(), "enforce".into())
+        ]
+    );
+    // The new agent is enforced: its violation pauses it, deny kills it.
+    d.workload(&cgb.0, "cat /etc/hostname; echo after > after-b.txt");
+    let req = d.request_of("dmn-b");
+    d.json(&["deny", req["id"].as_str().unwrap()]);
+    assert_ne!(d.wait_workload(Duration::from_secs(20)), Some(0));
+    assert!(!d.ws().join("after-b.txt").exists());
+
+    // dmn-b leaves the configuration.
+    write_config(&d, &config(false, &[("dmn-a", "enforce", &cga.0)], ""));
+    let reply = d.json(&["reload"]);
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("removed dmn-b"),
+        "{reply}"
+    );
+    let out = d.cli(&["status", "dmn-b"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no agent named dmn-b"));
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn the_control_socket_admits_root_and_the_group_and_logs_refusals() {
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = Cgroup::new("daemon-access") else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let Some(adm) = nix::unistd::Group::from_name("adm").ok().flatten() else {
+        eprintln!("SKIP: no group adm on this host to configure");
+        return;
+    };
+    let nobody = 65534;
+    let yaml = profile("dmn-acc", 1, "");
+    let as_user = |d: &Daemon, gid: u32| {
+        let mut c = d.cli_cmd(&["status", "--json"]);
+        c.uid(nobody).gid(gid);
+        c.output().expect("run the CLI as another user")
+    };
+
+    let d = Daemon::prepare("daemon-access", "", &[("dmn-acc.yaml", &yaml)]);
+    write_config(
+        &d,
+        &config(
+            false,
+            &[("dmn-acc", "monitor", &cg.0)],
+            "control_group = \"adm\"",
+        ),
+    );
+    let mut d = d.start();
+    let md = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!((md.mode() & 0o777, md.gid()), (0o660, adm.gid.as_raw()));
+    let member = as_user(&d, adm.gid.as_raw());
+    assert!(
+        member.status.success(),
+        "{}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    let other = as_user(&d, nobody);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("ermission denied"));
+    assert_eq!(d.stop(), Some(0));
+
+    // No group configured: root's group can connect, but only root may.
+    write_config(&d, &config(false, &[("dmn-acc", "monitor", &cg.0)], ""));
+    let d = d.start();
+    let md = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!((md.mode() & 0o777, md.gid()), (0o660, 0));
+    let refused = as_user(&d, 0);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only root may control agentwatch"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let log = d.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("control request refused") && l.contains("65534")),
+        "{log}"
+    );
+}
+
+/// The systemd notification protocol, against a NOTIFY_SOCKET this test
+/// owns: READY once serving, WATCHDOG pings at half of WATCHDOG_USEC,
+/// RELOADING then READY around a SIGHUP reload, STOPPING on SIGTERM.
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = Cgroup::new("daemon-notify") else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let yaml = profile("dmn-notify", 1, "");
+    let d = Daemon::prepare("daemon-notify", "", &[("dmn-notify.yaml", &yaml)]);
+    write_config(&d, &config(false, &[("dmn-notify", "monitor", &cg.0)], ""));
+    let notify = d.dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind NOTIFY_SOCKET");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut d = d.start_with_env(&[
+        ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let pid = d.child.as_ref().unwrap().id();
+    let ready = recv();
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(ready.contains(&format!("MAINPID={pid}")), "{ready}");
+    // Pings keep coming (the main loop sends them at half the interval).
+    assert_eq!(recv(), "WATCHDOG=1");
+    assert_eq!(recv(), "WATCHDOG=1");
+
+    support::daemon::signal(pid as i32, libc::SIGHUP);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        let m = recv();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert!(
+        seen[0].contains("RELOADING=1") && seen[0].contains("MONOTONIC_USEC="),
+        "{seen:?}"
+    );
+    assert_eq!(d.stop(), Some(0));
+    let mut last = String::new();
+    while let Ok(n) = {
+        let mut buf = [0u8; 4096];
+        sock.recv(&mut buf)
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    } {
+        if n.contains("STOPPING") {
+            last = n;
+            break;
+        }
+    }
+    assert!(last.contains("STOPPING=1"), "no STOPPING=1");
+}
