@@ -24,10 +24,8 @@ fn config(audit: bool, agents: &[(&str, &str, &std::path::Path)], extra: &str) -
     s
 }
 
-/// The config with the workspace filled in.
 fn write_config(d: &Daemon, text: &str) {
-    let text = text.replace("\"WS\"", &format!("{:?}", d.ws().display().to_string()));
-    std::fs::write(&d.config, text).expect("write config");
+    d.write_config(text);
 }
 
 fn records(d: &Daemon) -> Vec<Value> {
@@ -147,16 +145,13 @@ fn reload_swaps_a_valid_config_in_and_keeps_the_running_one_otherwise() {
     let mut d = d.start();
 
     // A broken file: refused with its line, nothing changes.
-    std::fs::write(
-        &d.config,
-        one.replace("mode = \"monitor\"", "mode = \"block\""),
-    )
-    .unwrap();
+    write_config(&d, &one.replace("mode = \"monitor\"", "mode = \"block\""));
     let out = d.cli(&["reload", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let err = reply["error"].as_str().unwrap_or("");
-    let line = one.lines().position(|l| l.starts_with("mode")).unwrap() + 1;
+    let written = std::fs::read_to_string(&d.config).unwrap();
+    let line = written.lines().position(|l| l.starts_with("mode")).unwrap() + 1;
     assert!(err.contains(&format!("agentwatch.toml:{line}:")), "{err}");
     assert!(err.contains("the running one stays"), "{err}");
     // The same through SIGHUP: said on stderr.
@@ -345,4 +340,142 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
         }
     }
     assert!(last.contains("STOPPING=1"), "no STOPPING=1");
+}
+
+/// Process state letter (R, S, T, ...) from /proc.
+fn proc_state(pid: u64) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Pids of processes whose cgroup.procs lists them.
+fn members(cg: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILL the daemon mid-enforcement: its pinned programs keep pausing
+/// violators with no userspace at all, and a restarted daemon adopts the
+/// pins, the agents' slots, the open request (same id, approvable) and
+/// the records the ring buffer held meanwhile. `--unload` then removes
+/// everything.
+#[test]
+fn enforcement_outlives_the_daemon_and_a_restart_adopts_it() {
+    let Some(_k) = privileged() else { return };
+    let (Some(cga), Some(cgb)) = (Cgroup::new("keep-a"), Cgroup::new("keep-b")) else {
+        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+        return;
+    };
+    let ya = profile("dmn-keep", 1, "");
+    let yb = profile("dmn-late", 1, "");
+    let d = Daemon::prepare(
+        "daemon-keep",
+        "",
+        &[("dmn-keep.yaml", &ya), ("dmn-late.yaml", &yb)],
+    );
+    write_config(
+        &d,
+        &config(
+            true,
+            &[
+                ("dmn-keep", "enforce", &cga.0),
+                ("dmn-late", "enforce", &cgb.0),
+            ],
+            "",
+        ),
+    );
+    let mut d = d.start();
+    d.workload(&cga.0, "cat /etc/hostname; echo after > after.txt");
+    let req = d.request_of("dmn-keep");
+    let id = req["id"].as_str().expect("id").to_string();
+
+    // kill -9: nothing of userspace is left.
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        std::fs::read_dir(d.pin_dir.join("links")).is_ok_and(|mut l| l.next().is_some()),
+        "no pinned links in {}",
+        d.pin_dir.display()
+    );
+    let stopped = req["pid"].as_u64().unwrap();
+    assert_eq!(proc_state(stopped), Some('T'), "the paused process ran on");
+
+    // The kernel alone still selects, judges and pauses a new violator.
+    d.workload(&cgb.0, "cat /etc/hostname; echo late > late.txt");
+    let t = std::time::Instant::now();
+    let paused = loop {
+        let m = members(&cgb.0);
+        if m.iter().any(|p| proc_state(*p) == Some('T')) {
+            break true;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        paused,
+        "no process of the second agent was paused by the kernel"
+    );
+    assert!(!d.ws().join("late.txt").exists());
+
+    // A restart adopts: the same request, approvable; the buffered violation.
+    let mut d = d.start();
+    assert!(
+        d.stderr().contains("adopted the sensors pinned"),
+        "{}",
+        d.stderr()
+    );
+    let again = d.request_of("dmn-keep");
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["rule"], req["rule"]);
+    let late = d.request_of("dmn-late");
+    assert!(
+        late["rule"].as_str().unwrap_or("").starts_with("file/"),
+        "the buffered record was not judged: {late}"
+    );
+    assert_eq!(d.json(&["approve", &id])["ok"], true);
+    assert_eq!(
+        d.json(&["approve", late["id"].as_str().unwrap()])["ok"],
+        true
+    );
+    let t = std::time::Instant::now();
+    while !(d.ws().join("after.txt").exists() && d.ws().join("late.txt").exists())
+        && t.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.ws().join("after.txt").exists() && d.ws().join("late.txt").exists());
+
+    // One chain across both daemons.
+    assert_eq!(d.stop(), Some(0));
+    let verify = d.cli(&[
+        "audit",
+        "verify",
+        d.dir.0.join("audit.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let starts = records(&d)
+        .iter()
+        .filter(|r| r["type"] == "daemon" && r["event"] == "started")
+        .count();
+    assert_eq!(starts, 2);
+
+    // Stopped, the pins stay; --unload removes them.
+    assert!(d.pin_dir.join("links").is_dir());
+    let out = d.cli(&["daemon", "--unload", "--config", d.config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.pin_dir.exists());
 }

@@ -71,9 +71,9 @@ pub static AGENT_STATE: Array<AgentState> = Array::with_max_entries(MAX_AGENTS, 
 #[map]
 pub static AGENT_PAUSED: Array<u32> = Array::with_max_entries(MAX_AGENTS, 0);
 
-/// Byte -> class, 256 entries per agent.
+/// Byte -> class, 256 entries per agent and automaton half.
 #[map]
-pub static DFA_CLASS: Array<u8> = Array::with_max_entries(MAX_AGENTS * CLASS_TABLE, 0);
+pub static DFA_CLASS: Array<u8> = Array::with_max_entries(MAX_AGENTS * 2 * CLASS_TABLE, 0);
 
 /// Path automaton transitions; sized by the loader.
 #[map]

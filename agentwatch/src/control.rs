@@ -240,6 +240,11 @@ fn answer(conn: UnixStream, access: Access, handler: &dyn Handler) -> std::io::R
         .map_err(std::io::Error::from)?;
     let allowed = access.allows(cred.uid(), || peer_groups(&conn, cred.gid()));
     let by = user_name(cred.uid());
+    // Read the request first, even one to refuse, so the peer's write
+    // never meets a closed socket and it gets the refusal. Bounded: the
+    // peer may not be trusted.
+    let mut line = String::new();
+    BufReader::new(std::io::Read::take(&conn, 64 * 1024)).read_line(&mut line)?;
     if !allowed {
         warn!(
             uid = cred.uid(),
@@ -256,8 +261,6 @@ fn answer(conn: UnixStream, access: Access, handler: &dyn Handler) -> std::io::R
         let r = json!({"ok": false, "error": format!("permission denied: {who} may control agentwatch")});
         return writeln!(out, "{r}");
     }
-    let mut line = String::new();
-    BufReader::new(conn).read_line(&mut line)?;
     let reply = match serde_json::from_str::<Envelope>(&line) {
         Ok(req) => {
             if !matches!(req.req, Request::Status | Request::Pending) {

@@ -15,6 +15,8 @@ use super::{agentwatch, TempDir};
 pub struct Daemon {
     pub child: Option<Child>,
     pub dir: TempDir,
+    /// Where this test's daemon pins its sensors (removed on drop).
+    pub pin_dir: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
     /// Workloads started with `workload`, killed on drop.
@@ -34,11 +36,28 @@ impl Daemon {
         std::fs::write(&config_path, config).expect("write config");
         Daemon {
             child: None,
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/aw-test-{tag}-{}", std::process::id())),
             socket: dir.0.join("agentwatch.sock"),
             config: config_path,
             dir,
             workloads: Vec::new(),
         }
+    }
+
+    /// Writes the configuration: `text` with "WS" as the workspace, and
+    /// this test's pin directory and state file added to `[daemon]`.
+    pub fn write_config(&self, text: &str) {
+        let text = text
+            .replace("\"WS\"", &format!("{:?}", self.ws().display().to_string()))
+            .replacen(
+                "[daemon]\n",
+                &format!(
+                    "[daemon]\npin_dir = {:?}\nstate_file = \"state.json\"\n",
+                    self.pin_dir.display().to_string()
+                ),
+                1,
+            );
+        std::fs::write(&self.config, text).expect("write config");
     }
 
     /// Starts the daemon and waits until it answers `status`.
@@ -219,6 +238,8 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The pins keep the programs attached after the daemon is gone.
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
 

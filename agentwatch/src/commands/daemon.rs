@@ -22,6 +22,10 @@ pub struct DaemonOptions {
     /// The --check result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Remove the sensors a stopped daemon left pinned (they keep
+    /// enforcing until then) and its state file, then exit.
+    #[arg(long, conflicts_with = "check")]
+    pub unload: bool,
 }
 
 pub fn run(o: DaemonOptions) -> anyhow::Result<i32> {
@@ -48,6 +52,9 @@ pub fn run(o: DaemonOptions) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    if o.unload {
+        return crate::daemon::unload(&cfg);
+    }
     if o.check {
         let agents: Vec<_> = cfg
             .agents

@@ -163,7 +163,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         eprintln!("agentwatch: warning: {e}; every file and exec event crosses to userspace and is judged there");
     }
     let (sensors, maps) =
-        Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()))?;
+        Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()), None)?;
     let denies_files = {
         use agentwatch_common::policy::{action, class};
         let a = &compiled.policy.actions;
@@ -195,6 +195,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             alerts,
             json: opts.json,
             kernel_decisions: !opts.decide_in_userspace,
+            kept: None,
             audit,
         },
         maps,

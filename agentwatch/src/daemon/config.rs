@@ -44,6 +44,8 @@ struct DaemonDoc {
     alerts: Option<PathBuf>,
     #[serde(default = "yes")]
     alerts_json: bool,
+    pin_dir: Option<PathBuf>,
+    state_file: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -125,6 +127,12 @@ pub struct Config {
     pub alerts_json: bool,
     pub audit: Option<AuditConfig>,
     pub agents: Vec<AgentConfig>,
+    /// bpffs directory where the sensors are pinned, so enforcement
+    /// outlives the daemon and a restart adopts it.
+    pub pin_dir: PathBuf,
+    /// What a restarted daemon needs to adopt the pins: agent ids, open
+    /// approval requests.
+    pub state_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +364,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         alerts_json: doc.daemon.alerts_json,
         audit,
         agents,
+        pin_dir: doc
+            .daemon
+            .pin_dir
+            .as_deref()
+            .map(abs)
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/agentwatch")),
+        state_file: doc
+            .daemon
+            .state_file
+            .as_deref()
+            .map(abs)
+            .unwrap_or_else(|| PathBuf::from("/run/agentwatch/state.json")),
     })
 }
 

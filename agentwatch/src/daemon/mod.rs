@@ -4,10 +4,14 @@
 //! selectors again as units restart, resolves timed-out approvals and
 //! pings systemd's watchdog. The pipeline thread judges events; the
 //! control thread answers the CLI.
+mod adopt;
 pub mod config;
 mod control;
 pub mod notify;
 mod reload;
+pub mod state;
+
+pub use adopt::unload;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -75,7 +79,15 @@ pub struct Daemon {
     _server: Option<Server>,
     /// Selector problems already reported (said once, not every rescan).
     reported: BTreeSet<String>,
+    /// The state file's contents as last written.
+    last_state: String,
+    /// The sensors were adopted from pins (not loaded by this process).
+    adopted: bool,
 }
+
+/// How long an adopting daemon reads what the ring buffer held before it
+/// asks about pauses nothing explains.
+const ADOPTED_BACKLOG: Duration = Duration::from_secs(1);
 
 /// Sender of the last SIGHUP, and of the last SIGTERM or SIGINT (0: none).
 static HUP_FROM: AtomicI32 = AtomicI32::new(0);
@@ -170,23 +182,26 @@ impl Daemon {
             ),
             None => Box::new(std::io::stderr()),
         };
-        let plan = reload::compile_all(
+        let fresh = reload::compile_all(
             &cfg,
             &BTreeMap::new(),
             agentwatch_common::policy::MAX_AGENTS,
         )?;
-        let (mut sensors, template) = Sensors::load_enforcing(ring, reload::capacity_for(&plan))?;
+        let adopt::Kernel {
+            sensors,
+            template,
+            adopted,
+        } = adopt::load_or_adopt(&cfg, ring, reload::capacity_for(&fresh))?;
+        // Adopted agents keep their kernel slots.
+        let plan = match &adopted {
+            Some(st) => {
+                adopt::release_gone(st, &cfg, &template)?;
+                reload::compile_all(&cfg, &adopt::ids(Some(st)), template.capacity().agents)?
+            }
+            None => fresh,
+        };
         let agents: Agents = Default::default();
         let names: Names = Default::default();
-        let pipeline = Pipeline::start(
-            &mut sensors,
-            names.clone(),
-            Box::new(DaemonSink {
-                agents: agents.clone(),
-                audit: audit.clone(),
-            }),
-            Enricher::new(cgroup2_mount()),
-        )?;
         let (tx, reloads) = mpsc::channel();
         let mut d = Self {
             cfg,
@@ -199,14 +214,31 @@ impl Daemon {
             alerts: SharedWriter::new(alerts),
             cgroup2: cgroup2_mount(),
             notifier: Notifier::from_env(),
-            pipeline: Some(pipeline),
+            pipeline: None,
             reloads,
             _server: None,
             reported: BTreeSet::new(),
+            last_state: String::new(),
+            adopted: false,
         };
         for (a, compiled) in plan.agents {
-            d.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails)?;
+            let adopt = adopted
+                .as_ref()
+                .is_some_and(|st| st.agents.contains_key(&a.name));
+            d.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails, adopt)?;
         }
+        d.adopted = adopted.is_some();
+        d.save_state();
+        // Agents first: records an adopted ring buffer holds go to them.
+        d.pipeline = Some(Pipeline::start(
+            &mut d.sensors,
+            d.names.clone(),
+            Box::new(DaemonSink {
+                agents: d.agents.clone(),
+                audit: d.audit.clone(),
+            }),
+            Enricher::new(cgroup2_mount()),
+        )?);
         let handler = control::DaemonControl::new(d.agents.clone(), tx);
         d._server = Some(crate::control::serve_at(
             &crate::control::daemon_socket(),
@@ -229,8 +261,13 @@ impl Daemon {
         let status = self.status_line();
         self.notifier.ready(&status);
         eprintln!("agentwatch: daemon ready: {status}");
+        let started = Instant::now();
         let mut last_rescan = Instant::now();
         loop {
+            if self.adopted && started.elapsed() >= ADOPTED_BACKLOG {
+                self.adopted = false;
+                self.each_agent(|e| e.ask_if_paused_unexplained());
+            }
             match self.reloads.recv_timeout(Duration::from_millis(100)) {
                 Ok(ask) => {
                     let r = self.reload(&ask.by);
@@ -258,6 +295,7 @@ impl Daemon {
                     w.sync_if_due();
                 }
             }
+            self.save_state();
             self.notifier.watchdog_if_due();
         }
         self.shutdown();
@@ -280,15 +318,21 @@ impl Daemon {
     }
 
     fn check_timeouts(&self) {
+        self.each_agent(|e| {
+            if let Some(msg) = e.check_timeouts() {
+                eprintln!("agentwatch: {}: {msg}", e.agent);
+            }
+        });
+    }
+
+    fn each_agent(&self, mut f: impl FnMut(&mut AgentEnforcer)) {
         let all: Vec<_> = match self.agents.read() {
             Ok(a) => a.values().cloned().collect(),
             Err(_) => return,
         };
         for e in all {
             if let Ok(mut e) = e.lock() {
-                if let Some(msg) = e.check_timeouts() {
-                    eprintln!("agentwatch: {}: {msg}", e.agent);
-                }
+                f(&mut e);
             }
         }
     }
@@ -310,13 +354,45 @@ impl Daemon {
         }
     }
 
-    /// Drains the pipeline and says what is left behind.
+    /// Writes the state file when it changed (agent slots), so a daemon
+    /// that dies at any moment can be adopted.
+    fn save_state(&mut self) {
+        let agents = self
+            .slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.id))
+            .collect();
+        let st = state::State {
+            object_sha256: state::object_sha256().to_string(),
+            pin_dir: self.cfg.pin_dir.clone(),
+            capacity: self.template.capacity(),
+            lsm_refused: self.template.lsm_tier().err().map(str::to_string),
+            agents,
+        };
+        let Ok(text) = serde_json::to_string_pretty(&st) else {
+            return;
+        };
+        if text == self.last_state {
+            return;
+        }
+        match state::save(&self.cfg.state_file, &text) {
+            Ok(()) => self.last_state = text,
+            Err(e) => {
+                warn!(file = %self.cfg.state_file.display(), error = %e, "cannot write the state file; a restart could not adopt the open requests")
+            }
+        }
+    }
+
+    /// Drains the pipeline and says what is left behind: the pinned
+    /// sensors keep enforcing until a daemon adopts them again or
+    /// `--unload` removes them.
     fn shutdown(mut self) {
         self.notifier.stopping();
         if let Some(p) = self.pipeline.take() {
             let counts = p.finish();
             info!(?counts, "pipeline drained");
         }
+        self.save_state();
         let agents: Vec<_> = self
             .agents
             .read()
@@ -327,12 +403,16 @@ impl Daemon {
                 let open = e.approvals.list().len();
                 if open > 0 {
                     eprintln!(
-                        "agentwatch: {}: {open} approval request(s) open; its processes stay stopped (SIGCONT or kill them by hand)",
+                        "agentwatch: {}: {open} approval request(s) open; its processes stay stopped until a restarted daemon resolves them",
                         e.agent
                     );
                 }
             }
         }
+        eprintln!(
+            "agentwatch: enforcement stays in the kernel (pinned in {}); a restarted daemon adopts it, `agentwatch daemon --unload` removes it",
+            self.cfg.pin_dir.display()
+        );
         self.record(json!({"type": "daemon", "event": "stopped", "pid": std::process::id()}));
         if let Some(a) = &self.audit {
             if let Ok(mut w) = a.lock() {

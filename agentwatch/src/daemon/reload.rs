@@ -15,7 +15,7 @@ use super::{config, config::AgentConfig, Config, Daemon, Slot};
 use crate::{
     control,
     enforce::{
-        agent::{AgentEnforcer, Reconfig, Setup},
+        agent::{AgentEnforcer, Kept, Reconfig, Setup},
         audit_trail::AuditTrail,
         compile::{self, Compiled},
         own_files,
@@ -112,6 +112,7 @@ impl Daemon {
         id: u32,
         compiled: Compiled,
         guardrails: &Guardrails,
+        adopt: bool,
     ) -> Result<(), SensorError> {
         let maps = self.template.reopen()?;
         let audit = self
@@ -134,6 +135,10 @@ impl Daemon {
                 json: self.cfg.alerts_json,
                 audit,
                 kernel_decisions: true,
+                kept: Some(Kept {
+                    approvals_file: super::state::approvals_file(&self.cfg.state_file, &a.name),
+                    adopt,
+                }),
             },
             maps,
         )?;
@@ -175,6 +180,7 @@ impl Daemon {
         if let Ok(mut n) = self.names.write() {
             n.remove(&slot.id);
         }
+        let _ = std::fs::remove_file(super::state::approvals_file(&self.cfg.state_file, name));
     }
 
     /// Resolves every selector again (a unit restarted into a new cgroup,
@@ -307,7 +313,7 @@ impl Daemon {
                     .map_err(|e| format!("agent {}: {e}", a.name))?;
                 }
                 None => {
-                    self.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails)
+                    self.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails, false)
                         .map_err(|e| format!("agent {}: {e}", a.name))?;
                     added.push(a.name.clone());
                 }

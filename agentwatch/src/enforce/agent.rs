@@ -107,6 +107,15 @@ pub struct Setup {
     /// False: the kernel only senses and every decision is taken here (the
     /// userspace fallback, measured by `cargo xtask bench`).
     pub kernel_decisions: bool,
+    /// Where open approval requests are kept (the daemon's), and whether
+    /// the agent's kernel state and kept requests are adopted rather than
+    /// reset (a restarted daemon taking over pinned maps).
+    pub kept: Option<Kept>,
+}
+
+pub struct Kept {
+    pub approvals_file: PathBuf,
+    pub adopt: bool,
 }
 
 /// What `AgentEnforcer::reconfigure` swaps in.
@@ -124,9 +133,15 @@ pub struct Reconfig {
 
 impl AgentEnforcer {
     /// Writes the compiled policy into the kernel maps and starts judging.
+    /// With `s.kept` adopting, the agent's kernel state is kept (a restarted
+    /// daemon taking over pinned maps): rate windows, the pause flag, and
+    /// the open requests it restores.
     pub fn start(s: Setup, mut maps: PolicyMaps) -> Result<Self, SensorError> {
-        maps.reset_state(s.agent_id)?;
-        maps.set_paused(s.agent_id, false)?;
+        let adopt = s.kept.as_ref().is_some_and(|k| k.adopt);
+        if !adopt {
+            maps.reset_state(s.agent_id)?;
+            maps.set_paused(s.agent_id, false)?;
+        }
         let matcher = Matcher::new(&s.profile, s.anchors.clone(), s.guardrails.clone());
         let file_actions = s
             .file_actions
@@ -144,7 +159,10 @@ impl AgentEnforcer {
             matcher,
             compiled: s.compiled,
             maps,
-            approvals: Approvals::default(),
+            approvals: s
+                .kept
+                .map(|k| Approvals::kept_in(k.approvals_file, k.adopt))
+                .unwrap_or_default(),
             timeout: s.timeout,
             stats: Stats::default(),
             alerts: s.alerts,
@@ -156,16 +174,44 @@ impl AgentEnforcer {
         Ok(me)
     }
 
+    /// For an adopted agent, once the kernel's buffered records are read:
+    /// if it is paused in the kernel but no request says why (the daemon
+    /// died between the pause and saving its state), open one, so a
+    /// person decides, as for any pause.
+    pub fn ask_if_paused_unexplained(&mut self) {
+        if !self.maps.paused(self.agent_id) || !self.approvals.is_empty() {
+            return;
+        }
+        let pids = self.maps.pids(self.agent_id);
+        tree::stop(&pids);
+        let id = self.approvals.open(
+            Subject {
+                agent: self.agent.clone(),
+                pid: pids.first().copied().unwrap_or(0),
+                comm: String::new(),
+                exe: None,
+                ancestry: Vec::new(),
+                rule: "paused/unexplained".into(),
+                what: format!("{} process(es) paused", pids.len()),
+                reason: "the agent was paused while agentwatch was restarting and the request that paused it was not saved; see the audit log".into(),
+                evidence: serde_json::Value::Null,
+                learn: None,
+            },
+            self.timeout,
+        );
+        warn!(agent = %self.agent, request = %id, "adopted a paused agent without its request; opened one");
+    }
+
     /// Writes `self.compiled` to the kernel: automaton (into the idle
     /// half), endpoints, then the policy that switches to them.
     fn install(&mut self) -> Result<(), SensorError> {
         let mut policy = self.compiled.policy;
         policy.enforce = u8::from(self.mode == Mode::Enforce);
         if let Some(dfa) = &self.compiled.dfa {
-            let (t, a) = self.maps.write_dfa(self.agent_id, dfa)?;
+            let (t, a, c) = self.maps.write_dfa(self.agent_id, dfa)?;
             policy.trans_base = t;
             policy.accept_base = a;
-            policy.class_base = self.agent_id * agentwatch_common::policy::CLASS_TABLE;
+            policy.class_base = c;
         }
         for (any, key) in &self.compiled.endpoints {
             self.maps.allow_endpoint(*any, key)?;

@@ -2,7 +2,7 @@
 //! resolved by `approve`, `deny` or the timeout (silence is a no).
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     event::Ancestor,
@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// What `approve --learn` adds to the profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LearnEntry {
     File { path: String, access: AccessSet },
     Exec { path: String },
@@ -19,7 +19,7 @@ pub enum LearnEntry {
 }
 
 /// Who did what, and why it was stopped: what a request is about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Subject {
     pub agent: String,
     pub pid: u32,
@@ -39,7 +39,7 @@ pub struct Subject {
     pub learn: Option<LearnEntry>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     /// `<agent>-<n>`: the agent routes `approve`/`deny` to its run.
     pub id: String,
@@ -68,6 +68,23 @@ pub enum Outcome {
 pub struct Approvals {
     next: u64,
     open: Vec<Request>,
+    /// Where the open requests are kept, rewritten on every change (the
+    /// daemon's, so a restart adopts them).
+    file: Option<std::path::PathBuf>,
+}
+
+/// Open requests as the daemon's state file keeps them across restarts:
+/// with what `--learn` would add, which `pending` does not show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub next: u64,
+    pub open: Vec<StoredRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRequest {
+    pub request: serde_json::Value,
+    pub learn: Option<LearnEntry>,
 }
 
 fn unix_now() -> u64 {
@@ -91,6 +108,7 @@ impl Approvals {
             subject,
             expires: Some(Instant::now() + timeout),
         });
+        self.changed();
         id
     }
 
@@ -105,17 +123,92 @@ impl Approvals {
     /// Removes and returns request `id`.
     pub fn take(&mut self, id: &str) -> Option<Request> {
         let i = self.open.iter().position(|r| r.id == id)?;
-        Some(self.open.remove(i))
+        let r = self.open.remove(i);
+        self.changed();
+        Some(r)
     }
 
     /// Removes every request (the tree was killed or resumed by hand).
     pub fn take_all(&mut self) -> Vec<Request> {
-        std::mem::take(&mut self.open)
+        let all = std::mem::take(&mut self.open);
+        self.changed();
+        all
     }
 
     /// Resolves every open request; their ids.
     pub fn take_all_ids(&mut self) -> Vec<String> {
         self.take_all().into_iter().map(|r| r.id).collect()
+    }
+
+    /// What to keep across a restart.
+    pub fn stored(&self) -> Stored {
+        Stored {
+            next: self.next,
+            open: self
+                .open
+                .iter()
+                .map(|r| StoredRequest {
+                    request: serde_json::to_value(r).unwrap_or_default(),
+                    learn: r.subject.learn.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Requests kept by `stored`, their deadlines running on from where
+    /// they were (in wall-clock time). Unreadable ones are skipped.
+    pub fn restore(s: Stored) -> Self {
+        let now = unix_now();
+        let open = s
+            .open
+            .into_iter()
+            .filter_map(|sr| {
+                let mut r: Request = serde_json::from_value(sr.request).ok()?;
+                r.subject.learn = sr.learn;
+                let left = Duration::from_secs(r.deadline.saturating_sub(now));
+                r.expires = Some(Instant::now() + left);
+                Some(r)
+            })
+            .collect();
+        Self {
+            next: s.next,
+            open,
+            file: None,
+        }
+    }
+
+    /// Requests kept in `file`: with `adopt`, starting from what it holds
+    /// (an unreadable file is said and starts empty); else empty. Every
+    /// change is written to it before the change is acknowledged.
+    pub fn kept_in(file: std::path::PathBuf, adopt: bool) -> Self {
+        let stored = match std::fs::read_to_string(&file) {
+            Ok(text) if adopt => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the kept approval requests; starting with none");
+                Stored::default()
+            }),
+            _ => Stored::default(),
+        };
+        let mut me = Self::restore(stored);
+        me.file = Some(file);
+        me.changed();
+        me
+    }
+
+    /// Writes the open requests to the file they are kept in, if any.
+    fn changed(&self) {
+        let Some(file) = &self.file else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let text = serde_json::to_string(&self.stored()).map_err(std::io::Error::other)?;
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, file)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(file = %file.display(), error = %e, "cannot keep the approval requests; a restart would not find them");
+        }
     }
 
     /// Whether any request has passed its deadline.
@@ -144,6 +237,45 @@ mod tests {
             evidence: serde_json::Value::Null,
             learn: None,
         }
+    }
+
+    #[test]
+    fn stored_requests_come_back_with_their_ids_learn_entries_and_deadlines() {
+        let mut a = Approvals::default();
+        let mut s = req("bot");
+        s.learn = Some(LearnEntry::File {
+            path: "$WORKSPACE/x".into(),
+            access: AccessSet::of(&[crate::profile::Access::Read]),
+        });
+        a.open(s, Duration::from_secs(300));
+        a.open(req("bot"), Duration::ZERO);
+        let text = serde_json::to_string(&a.stored()).unwrap();
+        let mut b = Approvals::restore(serde_json::from_str(&text).unwrap());
+        assert_eq!(b.list().len(), 2);
+        assert!(b.any_expired(), "the zero-timeout request expired already");
+        let r = b.take("bot-1").unwrap();
+        assert!(r.learnable);
+        assert_eq!(r.subject.learn, a.list()[0].subject.learn);
+        assert_eq!(r.deadline, a.list()[0].deadline);
+        // Numbering goes on after the restored ones.
+        assert_eq!(b.open(req("bot"), Duration::from_secs(1)), "bot-3");
+    }
+
+    #[test]
+    fn kept_requests_are_on_disk_at_every_change() {
+        let file = std::env::temp_dir().join(format!("aw-approvals-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let mut a = Approvals::kept_in(file.clone(), false);
+        a.open(req("bot"), Duration::from_secs(300));
+        // A daemon killed now: its successor finds the request.
+        let b = Approvals::kept_in(file.clone(), true);
+        assert_eq!(b.list().len(), 1);
+        a.take("bot-1");
+        assert!(Approvals::kept_in(file.clone(), true).is_empty());
+        // Not adopting starts empty, whatever the file says.
+        a.open(req("bot"), Duration::from_secs(300));
+        assert!(Approvals::kept_in(file.clone(), false).is_empty());
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub struct FileRule {
 }
 
 /// A network endpoint the agent used.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NetRule {
     pub direction: Direction,
     /// Exactly one of `host` (a DNS name the agent resolved), `address`
@@ -432,6 +432,12 @@ impl fmt::Display for AccessSet {
 impl Serialize for AccessSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Access>::deserialize(d).map(|v| AccessSet::of(&v))
     }
 }
 

@@ -2,7 +2,10 @@
 use agentwatch_common::{config, loss, syscalls, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{links::CgroupAttachMode, BtfTracePoint, CgroupSockAddr, TracePoint},
+    programs::{
+        links::{CgroupAttachMode, FdLink, PinnedLink},
+        BtfTracePoint, CgroupSockAddr, TracePoint,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
@@ -37,6 +40,8 @@ pub enum SensorError {
     MissingMap(&'static str),
     #[error("map {map}: {reason}")]
     Map { map: &'static str, reason: String },
+    #[error("pinning in bpffs: {what}: {reason}")]
+    Pin { what: String, reason: String },
 }
 
 /// Which programs go on the hooks: the real sensors, or empty programs on
@@ -47,12 +52,26 @@ pub enum HookSet {
     Floor,
 }
 
-/// Loaded and attached kernel sensors. Dropping it detaches everything.
+/// Loaded and attached kernel sensors. Dropping it detaches everything,
+/// unless it was pinned (`load_enforcing` with a pin directory) or adopted
+/// from pins: then the programs stay attached and the maps stay loaded
+/// until the pins are removed (`pins::remove`).
 pub struct Sensors {
-    ebpf: Ebpf,
+    /// The loaded object; None when adopted from bpffs pins.
+    ebpf: Option<Ebpf>,
+    /// Maps opened from pins, by name (adopted sensors).
+    pinned_maps: std::collections::BTreeMap<String, aya::maps::Map>,
+    /// The attachments: by fd (detached on drop) or pinned.
+    links: Vec<Held>,
     watched: HashMap<MapData, u32, WatchEntry>,
     /// Hooks this kernel lacks (e.g. fchmodat2 before 6.6), skipped.
     pub missing_hooks: Vec<String>,
+}
+
+/// An attachment the sensors hold.
+pub(super) enum Held {
+    Fd(String, FdLink),
+    Pinned(#[allow(dead_code)] PinnedLink),
 }
 
 fn check_prerequisites() -> Result<std::path::PathBuf, SensorError> {
@@ -71,17 +90,22 @@ impl Sensors {
     /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
     /// power of two multiple of the page size.
     pub fn load(hooks: HookSet, ring_buffer_bytes: u32) -> Result<Self, SensorError> {
-        Ok(Self::load_with(hooks, ring_buffer_bytes, None)?.0)
+        Ok(Self::load_with(hooks, ring_buffer_bytes, None, None)?.0)
     }
 
     /// Loads the sensors plus the enforcement hooks (tamper tracepoints,
     /// cgroup connect hooks on the cgroup-v2 root) for one agent, with the
     /// automaton maps sized to `capacity`; returns the maps' handle.
+    ///
+    /// With `pin`, every map and attachment is pinned under that bpffs
+    /// directory, so enforcement outlives this process and a later one can
+    /// adopt it (`pins::adopt`).
     pub fn load_enforcing(
         ring_buffer_bytes: u32,
         capacity: DfaCapacity,
+        pin: Option<&std::path::Path>,
     ) -> Result<(Self, PolicyMaps), SensorError> {
-        let (s, maps) = Self::load_with(HookSet::Sensors, ring_buffer_bytes, Some(capacity))?;
+        let (s, maps) = Self::load_with(HookSet::Sensors, ring_buffer_bytes, Some(capacity), pin)?;
         let maps = maps.ok_or(SensorError::MissingMap("AGENT_POLICY"))?;
         Ok((s, maps))
     }
@@ -90,6 +114,7 @@ impl Sensors {
         hooks: HookSet,
         ring_buffer_bytes: u32,
         enforce: Option<DfaCapacity>,
+        pin: Option<&std::path::Path>,
     ) -> Result<(Self, Option<PolicyMaps>), SensorError> {
         let tracefs = check_prerequisites()?;
         // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
@@ -110,23 +135,15 @@ impl Sensors {
             .load(EBPF_OBJECT)
             .map_err(|e| SensorError::Object(format!("{e:#}")))?;
         let btf = Btf::from_sys_fs().map_err(|_| SensorError::NoBtf)?;
+        if let Some(dir) = pin {
+            super::pins::pin_maps(&ebpf, dir)?;
+        }
+        let mut links: Vec<Held> = Vec::new();
 
-        let mut cfg: Array<_, u64> = Array::try_from(
+        point_tamper_guard_here(
             ebpf.map_mut("CONFIG")
                 .ok_or(SensorError::MissingMap("CONFIG"))?,
-        )
-        .map_err(|e| SensorError::Map {
-            map: "CONFIG",
-            reason: e.to_string(),
-        })?;
-        let cfg_err = |e: aya::maps::MapError| SensorError::Map {
-            map: "CONFIG",
-            reason: e.to_string(),
-        };
-        cfg.set(config::SELF_TGID, std::process::id() as u64, 0)
-            .map_err(cfg_err)?;
-        cfg.set(config::SELF_PGID, nix::unistd::getpgrp().as_raw() as u64, 0)
-            .map_err(cfg_err)?;
+        )?;
 
         let mut missing = Vec::new();
         type Programs<'a> = (&'a str, &'a str, [&'a str; 3], &'a [(&'a str, &'a str)]);
@@ -162,12 +179,19 @@ impl Sensors {
                     missing.push(name);
                     continue;
                 }
-                p.attach("syscalls", &name)
-                    .map_err(|e| SensorError::Attach {
-                        program: prog.into(),
-                        hook: format!("syscalls/{name}"),
-                        reason: format!("{e:#}"),
-                    })?;
+                let attach_err = |reason: String| SensorError::Attach {
+                    program: prog.into(),
+                    hook: format!("syscalls/{name}"),
+                    reason,
+                };
+                let id = p
+                    .attach("syscalls", &name)
+                    .map_err(|e| attach_err(format!("{e:#}")))?;
+                let link = p.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+                let fd = FdLink::try_from(link).map_err(|e| {
+                    attach_err(format!("{e:#} (this kernel attaches tracepoints without bpf_link; 5.15 or newer has it)"))
+                })?;
+                links.push(Held::Fd(format!("{prog}-{name}"), fd));
             }
             Ok(())
         };
@@ -216,18 +240,21 @@ impl Sensors {
                 program: (*prog).into(),
                 reason: format!("{e:#}"),
             })?;
-            p.attach().map_err(|e| SensorError::Attach {
+            let attach_err = |e: aya::programs::ProgramError| SensorError::Attach {
                 program: (*prog).into(),
                 hook: format!("tp_btf/{tp}"),
                 reason: format!("{e:#}"),
-            })?;
+            };
+            let id = p.attach().map_err(attach_err)?;
+            let link = p.take_link(id).map_err(attach_err)?;
+            links.push(Held::Fd((*prog).to_string(), FdLink::from(link)));
         }
         if enforce.is_some() {
-            attach_connect_hooks(&mut ebpf)?;
+            links.extend(attach_connect_hooks(&mut ebpf)?);
         }
         let maps = match enforce {
             Some(cap) => {
-                let lsm = super::lsm::attach(&mut ebpf, &btf);
+                let lsm = super::lsm::attach(&mut ebpf, &btf).map(|l| links.extend(l));
                 let id = match ebpf.map("WATCHED") {
                     Some(aya::maps::Map::HashMap(m)) => m.info().map(|i| i.id()).ok(),
                     _ => None,
@@ -245,14 +272,62 @@ impl Sensors {
             map: "WATCHED",
             reason: e.to_string(),
         })?;
+        if let Some(dir) = pin {
+            links = super::pins::pin_links(links, dir)?;
+        }
         Ok((
             Self {
-                ebpf,
+                ebpf: Some(ebpf),
+                pinned_maps: Default::default(),
+                links,
                 watched,
                 missing_hooks: missing,
             },
             maps,
         ))
+    }
+
+    /// Sensors adopted from pins: the maps opened by name, the links held.
+    pub(super) fn adopted(
+        pinned_maps: std::collections::BTreeMap<String, aya::maps::Map>,
+        links: Vec<Held>,
+        watched: HashMap<MapData, u32, WatchEntry>,
+    ) -> Self {
+        Self {
+            ebpf: None,
+            pinned_maps,
+            links,
+            watched,
+            missing_hooks: Vec::new(),
+        }
+    }
+
+    /// Makes the tamper guard protect this process (an adopting daemon
+    /// takes over from the one that loaded the programs).
+    pub(super) fn point_tamper_guard_here(&mut self) -> Result<(), SensorError> {
+        point_tamper_guard_here(
+            self.map_mut("CONFIG")
+                .ok_or(SensorError::MissingMap("CONFIG"))?,
+        )
+    }
+
+    /// How many attachments are held (pinned or not).
+    pub fn attachments(&self) -> usize {
+        self.links.len()
+    }
+
+    fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        match &mut self.ebpf {
+            Some(e) => e.map_mut(name),
+            None => self.pinned_maps.get_mut(name),
+        }
+    }
+
+    fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+        match &mut self.ebpf {
+            Some(e) => e.take_map(name),
+            None => self.pinned_maps.remove(name),
+        }
     }
 
     /// Watches process `pid` (and, from now on, every child it forks).
@@ -274,7 +349,6 @@ impl Sensors {
             Resolved::Exe(key) => self.insert("EXE_SELECTORS", key, agent_id)?,
         }
         let map = self
-            .ebpf
             .map_mut("CONFIG")
             .ok_or(SensorError::MissingMap("CONFIG"))?;
         let err = |e: aya::maps::MapError| SensorError::Map {
@@ -324,17 +398,13 @@ impl Sensors {
         &mut self,
         name: &'static str,
     ) -> Result<HashMap<&mut MapData, K, u32>, SensorError> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(SensorError::MissingMap(name))?;
+        let map = self.map_mut(name).ok_or(SensorError::MissingMap(name))?;
         HashMap::try_from(map).map_err(map_err(name))
     }
 
     /// Takes the ring buffer (once) for the pipeline's source stage.
     pub fn take_ring_buffer(&mut self) -> Result<RingBuf<aya::maps::MapData>, SensorError> {
         let map = self
-            .ebpf
             .take_map("EVENTS")
             .ok_or(SensorError::MissingMap("EVENTS"))?;
         RingBuf::try_from(map).map_err(|e| SensorError::Map {
@@ -346,7 +416,6 @@ impl Sensors {
     /// Takes the loss counters (once) for the pipeline's source stage.
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, SensorError> {
         let map = self
-            .ebpf
             .take_map("LOSS")
             .ok_or(SensorError::MissingMap("LOSS"))?;
         let map = PerCpuArray::try_from(map).map_err(|e| SensorError::Map {
@@ -377,7 +446,7 @@ impl LossCounters {
 /// Attaches the cgroup connect4/connect6 hooks to the cgroup-v2 root, so
 /// an agent cannot leave them by moving to another cgroup. They consult
 /// the watch map and pass every unwatched process at once.
-fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
+fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
     let root = super::host::cgroup2_mount().ok_or_else(|| SensorError::Attach {
         program: "enforce_connect4".into(),
         hook: "cgroup/connect4".into(),
@@ -388,6 +457,7 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
         hook: format!("cgroup {}", root.display()),
         reason: e.to_string(),
     })?;
+    let mut links = Vec::new();
     for name in ["enforce_connect4", "enforce_connect6"] {
         let p: &mut CgroupSockAddr = program(ebpf, name)?;
         p.load().map_err(|e| SensorError::Program {
@@ -396,14 +466,19 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
         })?;
         // With bpf_link (5.7+) attachments coexist; the multi flag is for the
         // legacy attach and link_create refuses it (EINVAL).
-        p.attach(&dir, CgroupAttachMode::Single)
-            .map_err(|e| SensorError::Attach {
-                program: name.into(),
-                hook: format!("cgroup {}", root.display()),
-                reason: format!("{e:#}"),
-            })?;
+        let attach_err = |reason: String| SensorError::Attach {
+            program: name.into(),
+            hook: format!("cgroup {}", root.display()),
+            reason,
+        };
+        let id = p
+            .attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| attach_err(format!("{e:#}")))?;
+        let link = p.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+        let fd = FdLink::try_from(link).map_err(|e| attach_err(format!("{e:#}")))?;
+        links.push(Held::Fd(name.to_string(), fd));
     }
-    Ok(())
+    Ok(links)
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
@@ -422,4 +497,14 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
         map,
         reason: e.to_string(),
     }
+}
+
+/// Writes this process's tgid and process group into CONFIG: the tamper
+/// programs guard them.
+fn point_tamper_guard_here(map: &mut aya::maps::Map) -> Result<(), SensorError> {
+    let mut cfg: Array<_, u64> = Array::try_from(map).map_err(map_err("CONFIG"))?;
+    cfg.set(config::SELF_TGID, std::process::id() as u64, 0)
+        .map_err(map_err("CONFIG"))?;
+    cfg.set(config::SELF_PGID, nix::unistd::getpgrp().as_raw() as u64, 0)
+        .map_err(map_err("CONFIG"))
 }

@@ -1,6 +1,11 @@
 //! Attaching the BPF LSM tier (`agentwatch-ebpf/src/lsm.rs`): all hooks
 //! or none, so a file call is never half covered.
-use aya::{programs::Lsm, Btf, Ebpf};
+use aya::{
+    programs::{links::FdLink, Lsm},
+    Btf, Ebpf,
+};
+
+use super::loader::Held;
 use tracing::{debug, info};
 
 /// Program name and the LSM hook it goes on.
@@ -18,8 +23,9 @@ pub const PROGRAMS: [(&str, &str); 8] = [
 /// Loads and attaches every LSM program. On the first refusal the ones
 /// already loaded are unloaded (which detaches them) and the reason is
 /// returned: the caller falls back to SIGKILL at syscall entry.
-pub fn attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+pub fn attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<Vec<Held>, String> {
     let mut done = Vec::new();
+    let mut links = Vec::new();
     let mut attach_one = |name: &'static str, hook: &str| -> Result<(), String> {
         let p: &mut Lsm = ebpf
             .program_mut(name)
@@ -29,8 +35,13 @@ pub fn attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
         p.load(hook, btf)
             .map_err(|e| format!("loading lsm/{hook}: {e:#}"))?;
         done.push(name);
-        p.attach()
+        let id = p
+            .attach()
             .map_err(|e| format!("attaching lsm/{hook}: {e:#}"))?;
+        let link = p
+            .take_link(id)
+            .map_err(|e| format!("holding lsm/{hook}: {e:#}"))?;
+        links.push(Held::Fd(name.to_string(), FdLink::from(link)));
         Ok(())
     };
     let result = PROGRAMS
@@ -39,9 +50,10 @@ pub fn attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     match result {
         Ok(()) => {
             info!("BPF LSM tier attached: denied file calls and execs fail with EPERM");
-            Ok(())
+            Ok(links)
         }
         Err(why) => {
+            drop(links);
             for name in done {
                 if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut Lsm>::try_from) {
                     let _ = p.unload();

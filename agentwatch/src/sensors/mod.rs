@@ -4,6 +4,7 @@
 pub mod host;
 mod loader;
 mod lsm;
+pub mod pins;
 pub mod policy_maps;
 pub mod probe;
 

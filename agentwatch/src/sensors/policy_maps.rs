@@ -18,7 +18,7 @@ use crate::enforce::dfa::Dfa;
 
 /// Room in the automaton maps, split in two halves so a recompiled
 /// automaton is written beside the one in use and swapped in at once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DfaCapacity {
     /// DFA_TRANS entries (states x classes) per half.
     pub trans: u32,
@@ -64,8 +64,6 @@ pub struct PolicyMaps {
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
-    /// Which half of the automaton maps each agent uses.
-    half: [u8; agentwatch_common::policy::MAX_AGENTS as usize],
     /// Kernel ids of the maps (to reopen them).
     ids: std::collections::BTreeMap<&'static str, u32>,
 }
@@ -168,6 +166,16 @@ impl PolicyMaps {
         Self::build(opened, capacity, lsm)
     }
 
+    /// The maps opened by `open` (from bpffs pins, when a daemon adopts
+    /// the sensors another one loaded).
+    pub(super) fn open_with(
+        open: impl FnMut(&'static str) -> Result<MapData, SensorError>,
+        capacity: DfaCapacity,
+        lsm: Result<(), String>,
+    ) -> Result<Self, SensorError> {
+        Self::build(Opened::open(open)?, capacity, lsm)
+    }
+
     fn build(
         mut o: Opened,
         capacity: DfaCapacity,
@@ -187,7 +195,6 @@ impl PolicyMaps {
             watched: o.get("WATCHED")?,
             capacity,
             lsm,
-            half: [0; agentwatch_common::policy::MAX_AGENTS as usize],
             ids,
         })
     }
@@ -241,7 +248,7 @@ impl PolicyMaps {
     /// Writes `dfa` into the half of the automaton maps `agent` is not
     /// using and returns the offsets to put in its policy. The swap happens
     /// when the policy is written.
-    pub fn write_dfa(&mut self, agent: u32, dfa: &Dfa) -> Result<(u32, u32), SensorError> {
+    pub fn write_dfa(&mut self, agent: u32, dfa: &Dfa) -> Result<(u32, u32, u32), SensorError> {
         let cap = self.capacity;
         if agent >= cap.agents {
             return Err(SensorError::Map {
@@ -262,14 +269,25 @@ impl PolicyMaps {
                 ),
             });
         }
-        // Each agent has its own pair of halves: agent-major layout.
-        let slot = agent as usize;
-        let half = 1 - self.half[slot] as u32;
+        // Each agent has its own pair of halves: agent-major layout. The
+        // half in use is read from the live policy, so a handle that did
+        // not write it (another enforcer, a daemon that adopted the maps)
+        // never overwrites what the kernel is reading.
+        let live = self.policy(agent)?;
+        let in_use = if live.active != 0 && cap.trans > 0 {
+            (live.trans_base / cap.trans)
+                .saturating_sub(agent * 2)
+                .min(1)
+        } else {
+            1
+        };
+        let half = 1 - in_use;
         let trans_base = (agent * 2 + half) * cap.trans;
         let accept_base = (agent * 2 + half) * cap.states;
+        let class_base = (agent * 2 + half) * CLASS_TABLE;
         for (b, c) in dfa.classes.iter().enumerate() {
             self.class
-                .set(agent * CLASS_TABLE + b as u32, *c, 0)
+                .set(class_base + b as u32, *c, 0)
                 .map_err(err("DFA_CLASS"))?;
         }
         for (i, t) in dfa.trans.iter().enumerate() {
@@ -282,8 +300,7 @@ impl PolicyMaps {
                 .set(accept_base + i as u32, *a, 0)
                 .map_err(err("DFA_ACCEPT"))?;
         }
-        self.half[slot] = half as u8;
-        Ok((trans_base, accept_base))
+        Ok((trans_base, accept_base, class_base))
     }
 
     /// Writes the agent's policy; with the LSM tier attached, file and exec
