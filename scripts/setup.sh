@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in llvm-22-dev libpolly-22-dev clang-22 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 util-linux python3 systemd; do
+for pkg in llvm-22-dev libpolly-22-dev clang-22 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 util-linux python3 python3-venv systemd rsyslog; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -31,5 +31,12 @@ fi
 # Syscall tracepoints live in tracefs.
 if ! grep -q ' tracefs ' /proc/self/mountinfo 2>/dev/null; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+fi
+# Test tools from PyPI (the OCSF schema validator), in their own venv.
+TOOLS=/var/cache/agentwatch/pytools
+if ! "$TOOLS/bin/python" -c "import ocsf_json_schema, jsonschema" 2>/dev/null; then
+  echo "setup: installing the OCSF validator (ocsf-json-schema, jsonschema) into $TOOLS"
+  python3 -m venv "$TOOLS"
+  "$TOOLS/bin/pip" install -q "ocsf-json-schema==1.2.0" "jsonschema==4.26.0"
 fi
 echo "setup: ready"

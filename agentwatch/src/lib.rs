@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod event;
+pub mod feeds;
 pub mod net;
 pub mod paths;
 pub mod pipeline;

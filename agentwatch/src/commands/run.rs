@@ -196,6 +196,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             json: opts.json,
             kernel_decisions: !opts.decide_in_userspace,
             kept: None,
+            feeds: None,
             audit,
         },
         maps,

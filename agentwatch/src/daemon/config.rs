@@ -32,6 +32,9 @@ struct Doc {
     audit: Option<AuditDoc>,
     #[serde(default, rename = "agent")]
     agents: Vec<Spanned<AgentDoc>>,
+    #[serde(default, rename = "feed")]
+    feeds: Vec<Spanned<super::feed_config::FeedDoc>>,
+    metrics: Option<super::feed_config::MetricsDoc>,
 }
 
 #[derive(Deserialize, Default)]
@@ -133,6 +136,10 @@ pub struct Config {
     /// What a restarted daemon needs to adopt the pins: agent ids, open
     /// approval requests.
     pub state_file: PathBuf,
+    /// SOC feeds (`[[feed]]`).
+    pub feeds: Vec<crate::feeds::FeedConfig>,
+    /// Where Prometheus scrapes `/metrics` (`[metrics] listen`).
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,14 +214,14 @@ impl fmt::Display for ConfigReport {
 impl std::error::Error for ConfigReport {}
 
 /// Collects problems against the text they point into.
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     file: &'a Path,
     text: &'a str,
     list: Vec<Problem>,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, span: Option<Range<usize>>, message: String) {
+    pub(super) fn at(&mut self, span: Option<Range<usize>>, message: String) {
         self.with_detail(span, message, None);
     }
 
@@ -351,10 +358,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             agents.push(cfg);
         }
     }
+    let state_file = doc
+        .daemon
+        .state_file
+        .as_deref()
+        .map(abs)
+        .unwrap_or_else(|| PathBuf::from("/run/agentwatch/state.json"));
+    // Spools outlive restarts and reboots: beside the audit log by default.
+    let spool_base = audit
+        .as_ref()
+        .and_then(|a| a.path.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/agentwatch"));
+    let feeds = super::feed_config::feeds(&mut p, &doc.feeds, &spool_base, &abs);
+    let metrics = super::feed_config::metrics(&mut p, doc.metrics.as_ref());
     if !p.list.is_empty() {
         return Err(ConfigReport { problems: p.list });
     }
     Ok(Config {
+        feeds,
+        metrics,
         file: file.to_path_buf(),
         control_group,
         pause_timeout,
@@ -370,12 +392,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             .as_deref()
             .map(abs)
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/agentwatch")),
-        state_file: doc
-            .daemon
-            .state_file
-            .as_deref()
-            .map(abs)
-            .unwrap_or_else(|| PathBuf::from("/run/agentwatch/state.json")),
+        state_file,
     })
 }
 

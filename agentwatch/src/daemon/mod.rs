@@ -7,7 +7,9 @@
 mod adopt;
 pub mod config;
 mod control;
+mod feed_config;
 pub mod notify;
+mod observe;
 mod reload;
 pub mod state;
 
@@ -36,6 +38,7 @@ use crate::{
         audit_trail::{AuditWriter, SharedAudit},
     },
     event::{Detail, Event},
+    feeds::Feeds,
     pipeline::{enrich::Enricher, Pipeline},
     selectors::Resolved,
     sensors::{cgroup2_mount, PolicyMaps, Sensors},
@@ -71,6 +74,8 @@ pub struct Daemon {
     names: Names,
     slots: BTreeMap<String, Slot>,
     audit: Option<SharedAudit>,
+    feeds: Arc<Feeds>,
+    counters: Arc<observe::SinkCounters>,
     alerts: SharedWriter,
     cgroup2: Option<PathBuf>,
     notifier: Notifier,
@@ -120,6 +125,8 @@ fn catch_signals() {
 struct DaemonSink {
     agents: Agents,
     audit: Option<SharedAudit>,
+    feeds: Arc<Feeds>,
+    counters: Arc<observe::SinkCounters>,
 }
 
 impl Sink for DaemonSink {
@@ -131,6 +138,7 @@ impl Sink for DaemonSink {
         } = &ev.detail
         {
             warn!(%stage, %reason, count, "events lost");
+            self.counters.lost(stage, reason, *count);
             if let Some(a) = &self.audit {
                 if let Ok(mut w) = a.lock() {
                     w.record(
@@ -146,6 +154,8 @@ impl Sink for DaemonSink {
             .map_err(|_| std::io::Error::other("agents lock poisoned"))?
             .get(&ev.agent)
             .cloned();
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        self.feeds.event(ev);
         // None: the agent was removed by a reload while its events were in flight.
         if let Some(e) = enforcer {
             e.lock()
@@ -203,6 +213,7 @@ impl Daemon {
         let agents: Agents = Default::default();
         let names: Names = Default::default();
         let (tx, reloads) = mpsc::channel();
+        let feeds = Feeds::start(&cfg.feeds)?;
         let mut d = Self {
             cfg,
             sensors,
@@ -211,6 +222,8 @@ impl Daemon {
             names,
             slots: BTreeMap::new(),
             audit,
+            feeds,
+            counters: Default::default(),
             alerts: SharedWriter::new(alerts),
             cgroup2: cgroup2_mount(),
             notifier: Notifier::from_env(),
@@ -236,6 +249,8 @@ impl Daemon {
             Box::new(DaemonSink {
                 agents: d.agents.clone(),
                 audit: d.audit.clone(),
+                feeds: d.feeds.clone(),
+                counters: d.counters.clone(),
             }),
             Enricher::new(cgroup2_mount()),
         )?);
@@ -245,6 +260,17 @@ impl Daemon {
             Access::Group(d.cfg.control_group.as_ref().map(|(_, gid)| *gid)),
             Arc::new(handler),
         )?);
+        if let Some(listen) = d.cfg.metrics.clone() {
+            let observed = observe::Observed {
+                agents: d.agents.clone(),
+                counters: d.counters.clone(),
+                feeds: d.feeds.clone(),
+                maps: Mutex::new(d.template.reopen()?),
+            };
+            let addr = crate::feeds::metrics::serve(&listen, Arc::new(move || observed.render()))
+                .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+            info!(%addr, "serving Prometheus metrics at /metrics");
+        }
         d.rescan();
         d.record(json!({
             "type": "daemon", "event": "started", "pid": std::process::id(),
@@ -296,6 +322,7 @@ impl Daemon {
                 }
             }
             self.save_state();
+            self.report_feed_drops();
             self.notifier.watchdog_if_due();
         }
         self.shutdown();
@@ -345,6 +372,15 @@ impl Daemon {
         )
     }
 
+    /// Records refused by a full spool are a loss, said and audited.
+    fn report_feed_drops(&self) {
+        for (feed, n) in self.feeds.take_dropped() {
+            warn!(%feed, dropped = n, "feed spool full; records dropped");
+            self.counters.lost(&format!("feed:{feed}"), "spool_full", n);
+            self.record(json!({"type": "loss", "stage": format!("feed:{feed}"), "reason": "spool_full", "count": n}));
+        }
+    }
+
     /// Appends a record of the daemon itself to the audit log.
     fn record(&self, r: serde_json::Value) {
         if let Some(a) = &self.audit {
@@ -392,6 +428,9 @@ impl Daemon {
             let counts = p.finish();
             info!(?counts, "pipeline drained");
         }
+        // Undelivered records stay spooled for the next daemon.
+        self.feeds.stop();
+        self.report_feed_drops();
         self.save_state();
         let agents: Vec<_> = self
             .agents

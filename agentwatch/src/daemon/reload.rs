@@ -135,6 +135,7 @@ impl Daemon {
                 json: self.cfg.alerts_json,
                 audit,
                 kernel_decisions: true,
+                feeds: Some(self.feeds.clone()),
                 kept: Some(Kept {
                     approvals_file: super::state::approvals_file(&self.cfg.state_file, &a.name),
                     adopt,
@@ -375,6 +376,15 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.control_group != new.control_group {
         out.push("control_group");
+    }
+    if old.feeds != new.feeds {
+        out.push("[[feed]]");
+    }
+    if old.metrics != new.metrics {
+        out.push("[metrics]");
+    }
+    if old.pin_dir != new.pin_dir || old.state_file != new.state_file {
+        out.push("pin_dir, state_file");
     }
     if out.is_empty() {
         return Vec::new();

@@ -40,6 +40,8 @@ pub struct Stats {
     pub approved: u64,
     pub denied: u64,
     pub timed_out: u64,
+    /// Decisions by action (alert, deny, pause, kill).
+    pub by_action: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct AgentEnforcer {
@@ -63,6 +65,7 @@ pub struct AgentEnforcer {
     json: bool,
     kernel_decisions: bool,
     audit: Option<AuditTrail>,
+    feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
 }
 
 /// The action a finding gets from userspace, by rule and mode.
@@ -111,6 +114,8 @@ pub struct Setup {
     /// the agent's kernel state and kept requests are adopted rather than
     /// reset (a restarted daemon taking over pinned maps).
     pub kept: Option<Kept>,
+    /// SOC feeds that get every decision (the daemon's).
+    pub feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
 }
 
 pub struct Kept {
@@ -169,6 +174,7 @@ impl AgentEnforcer {
             json: s.json,
             kernel_decisions: s.kernel_decisions,
             audit: s.audit,
+            feeds: s.feeds,
         };
         me.install()?;
         Ok(me)
@@ -350,6 +356,8 @@ impl AgentEnforcer {
 
     fn alert(&mut self, ev: &Event, f: &Finding, action: &str, by: &str, approval: Option<String>) {
         self.stats.alerts += 1;
+        let kind = action.split_whitespace().next().unwrap_or(action);
+        *self.stats.by_action.entry(kind.to_string()).or_default() += 1;
         let record = json!({
             "type": "alert",
             "agent": self.agent,
@@ -368,6 +376,9 @@ impl AgentEnforcer {
         });
         if let Some(a) = &mut self.audit {
             a.decision(&record);
+        }
+        if let Some(feeds) = &self.feeds {
+            feeds.decision(&record, ev);
         }
         let line = if self.json {
             record.to_string()

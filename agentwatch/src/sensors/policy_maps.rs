@@ -366,6 +366,11 @@ impl PolicyMaps {
         out
     }
 
+    /// Processes watched, of every agent.
+    pub fn watched_count(&self) -> usize {
+        self.watched.keys().filter(Result::is_ok).count()
+    }
+
     /// Stops watching every process of `agent`.
     pub fn unwatch_agent(&mut self, agent: u32) {
         for pid in self.pids(agent) {

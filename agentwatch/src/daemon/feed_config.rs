@@ -1,0 +1,203 @@
+//! The `[[feed]]` tables and `[metrics]` of the daemon's configuration:
+//! where decisions (and, if asked, every event) go, in which format, and
+//! where each feed spools while its receiver is away.
+use std::{net::ToSocketAddrs, path::Path};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::config::Problems;
+use crate::feeds::{FeedConfig, Format, Kind};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FeedDoc {
+    name: Spanned<String>,
+    kind: Spanned<KindDoc>,
+    url: Option<Spanned<String>>,
+    token: Option<String>,
+    address: Option<Spanned<String>>,
+    #[serde(default)]
+    transport: TransportDoc,
+    #[serde(default = "ocsf")]
+    format: Format,
+    #[serde(default)]
+    events: EventsDoc,
+    spool_dir: Option<std::path::PathBuf>,
+    #[serde(default = "spool_max_mb")]
+    spool_max_mb: u64,
+}
+
+fn ocsf() -> Format {
+    Format::Ocsf
+}
+
+fn spool_max_mb() -> u64 {
+    1024
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum KindDoc {
+    Webhook,
+    SplunkHec,
+    Syslog,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum TransportDoc {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum EventsDoc {
+    #[default]
+    Decisions,
+    All,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsDoc {
+    listen: Spanned<String>,
+}
+
+/// Validates the feeds; spools default to `state_dir`/spool/NAME.
+pub(super) fn feeds(
+    p: &mut Problems,
+    docs: &[Spanned<FeedDoc>],
+    state_dir: &Path,
+    abs: &dyn Fn(&Path) -> std::path::PathBuf,
+) -> Vec<FeedConfig> {
+    let mut out: Vec<FeedConfig> = Vec::new();
+    for d in docs {
+        let f = d.get_ref();
+        let name = f.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            p.at(
+                Some(f.name.span()),
+                format!("feed name {name:?}: use letters, digits, '-' and '_' (it names the spool directory)"),
+            );
+        }
+        if out.iter().any(|o| o.name == name) {
+            p.at(
+                Some(f.name.span()),
+                format!("feed {name:?} is defined twice"),
+            );
+        }
+        let url = |p: &mut Problems| match &f.url {
+            Some(u)
+                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
+            {
+                Some(u.get_ref().clone())
+            }
+            Some(u) => {
+                p.at(
+                    Some(u.span()),
+                    format!("feed {name}: url must start with http:// or https://"),
+                );
+                None
+            }
+            None => {
+                p.at(
+                    Some(d.span()),
+                    format!(
+                        "feed {name}: a {} feed needs url",
+                        kind_name(*f.kind.get_ref())
+                    ),
+                );
+                None
+            }
+        };
+        let kind = match f.kind.get_ref() {
+            KindDoc::Webhook => url(p).map(|url| Kind::Webhook { url }),
+            KindDoc::SplunkHec => {
+                let u = url(p);
+                if f.token.as_deref().is_none_or(str::is_empty) {
+                    p.at(
+                        Some(d.span()),
+                        format!("feed {name}: splunk_hec needs token (the HEC token)"),
+                    );
+                }
+                u.map(|url| Kind::SplunkHec {
+                    url,
+                    token: f.token.clone().unwrap_or_default(),
+                })
+            }
+            KindDoc::Syslog => match &f.address {
+                Some(a) if a.get_ref().to_socket_addrs().is_ok() => Some(Kind::Syslog {
+                    address: a.get_ref().clone(),
+                    tcp: f.transport == TransportDoc::Tcp,
+                }),
+                Some(a) => {
+                    p.at(
+                        Some(a.span()),
+                        format!(
+                            "feed {name}: address {:?} is not HOST:PORT that resolves",
+                            a.get_ref()
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    p.at(
+                        Some(d.span()),
+                        format!("feed {name}: a syslog feed needs address (HOST:PORT)"),
+                    );
+                    None
+                }
+            },
+        };
+        let all_events = f.events == EventsDoc::All;
+        if all_events && f.format == Format::Alerts {
+            p.at(Some(d.span()), format!("feed {name}: events = \"all\" needs format = \"ocsf\" (alerts are decisions only)"));
+        }
+        if let Some(kind) = kind {
+            out.push(FeedConfig {
+                spool_dir: f
+                    .spool_dir
+                    .as_deref()
+                    .map(abs)
+                    .unwrap_or_else(|| state_dir.join("spool").join(&name)),
+                name,
+                kind,
+                format: f.format,
+                all_events,
+                spool_max_bytes: f.spool_max_mb.saturating_mul(1 << 20),
+            });
+        }
+    }
+    out
+}
+
+fn kind_name(k: KindDoc) -> &'static str {
+    match k {
+        KindDoc::Webhook => "webhook",
+        KindDoc::SplunkHec => "splunk_hec",
+        KindDoc::Syslog => "syslog",
+    }
+}
+
+/// `[metrics] listen`, checked to be HOST:PORT.
+pub(super) fn metrics(p: &mut Problems, doc: Option<&MetricsDoc>) -> Option<String> {
+    let m = doc?;
+    if m.listen.get_ref().to_socket_addrs().is_err() {
+        p.at(
+            Some(m.listen.span()),
+            format!(
+                "metrics listen {:?}: give HOST:PORT, e.g. 127.0.0.1:9464",
+                m.listen.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(m.listen.get_ref().clone())
+}

@@ -1,0 +1,214 @@
+//! What the daemon's Prometheus endpoint reports: events per stage and
+//! losses, the kernel's own decisions, decisions by action, approvals,
+//! BPF map fill, and each feed's delivery.
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use super::Agents;
+use crate::{
+    feeds::{metrics::Text, Feeds},
+    profile::Class,
+    sensors::PolicyMaps,
+};
+
+/// WATCHED's size in the eBPF object (`agentwatch-ebpf/src/maps.rs`).
+const WATCHED_MAX: u64 = 65536;
+
+/// Counters of the pipeline's sink.
+#[derive(Default)]
+pub struct SinkCounters {
+    /// Events judged in userspace.
+    pub events: AtomicU64,
+    /// Lost records by (stage, reason).
+    pub lost: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl SinkCounters {
+    pub fn lost(&self, stage: &str, reason: &str, count: u64) {
+        if let Ok(mut m) = self.lost.lock() {
+            *m.entry((stage.to_string(), reason.to_string()))
+                .or_default() += count;
+        }
+    }
+}
+
+pub struct Observed {
+    pub agents: Agents,
+    pub counters: Arc<SinkCounters>,
+    pub feeds: Arc<Feeds>,
+    /// A handle of its own on the kernel maps (read only).
+    pub maps: Mutex<PolicyMaps>,
+}
+
+impl Observed {
+    pub fn render(&self) -> String {
+        let mut t = Text::default();
+        t.metric(
+            "agentwatch_events_total",
+            "counter",
+            "Events that crossed to userspace and were judged there.",
+        )
+        .sample(
+            "agentwatch_events_total",
+            &[("stage", "userspace")],
+            self.counters.events.load(Ordering::Relaxed),
+        );
+        t.metric(
+            "agentwatch_events_lost_total",
+            "counter",
+            "Records lost, by pipeline stage and reason.",
+        );
+        if let Ok(m) = self.counters.lost.lock() {
+            for ((stage, reason), n) in m.iter() {
+                t.sample(
+                    "agentwatch_events_lost_total",
+                    &[("stage", stage), ("reason", reason)],
+                    *n,
+                );
+            }
+        }
+        if let Ok(maps) = self.maps.lock() {
+            let d = maps.decided();
+            t.metric(
+                "agentwatch_kernel_decisions_total",
+                "counter",
+                "Events the kernel decided itself: allowed without crossing, or a violation it acted on.",
+            );
+            for (i, c) in Class::ALL.iter().enumerate() {
+                t.sample(
+                    "agentwatch_kernel_decisions_total",
+                    &[("class", c.name()), ("outcome", "allowed")],
+                    d[i],
+                );
+                t.sample(
+                    "agentwatch_kernel_decisions_total",
+                    &[("class", c.name()), ("outcome", "acted")],
+                    d[8 + i],
+                );
+            }
+            let watched = maps.watched_count() as u64;
+            t.metric(
+                "agentwatch_bpf_map_entries",
+                "gauge",
+                "Entries in a BPF map.",
+            )
+            .sample("agentwatch_bpf_map_entries", &[("map", "WATCHED")], watched);
+            t.metric(
+                "agentwatch_bpf_map_max_entries",
+                "gauge",
+                "Capacity of a BPF map.",
+            )
+            .sample(
+                "agentwatch_bpf_map_max_entries",
+                &[("map", "WATCHED")],
+                WATCHED_MAX,
+            );
+        }
+        self.agents_metrics(&mut t);
+        self.feed_metrics(&mut t);
+        t.finish()
+    }
+
+    fn agents_metrics(&self, t: &mut Text) {
+        let all: Vec<_> = match self.agents.read() {
+            Ok(m) => m.iter().map(|(n, e)| (n.clone(), e.clone())).collect(),
+            Err(_) => return,
+        };
+        let mut decisions = Vec::new();
+        let mut answers = Vec::new();
+        let mut pending = Vec::new();
+        for (name, e) in all {
+            let Ok(e) = e.lock() else { continue };
+            for (action, n) in &e.stats.by_action {
+                decisions.push((name.clone(), action.clone(), *n));
+            }
+            for (outcome, n) in [
+                ("approved", e.stats.approved),
+                ("denied", e.stats.denied),
+                ("timed_out", e.stats.timed_out),
+            ] {
+                answers.push((name.clone(), outcome, n));
+            }
+            pending.push((name, e.approvals.list().len() as u64));
+        }
+        t.metric(
+            "agentwatch_decisions_total",
+            "counter",
+            "Violations decided, by agent and action.",
+        );
+        for (agent, action, n) in &decisions {
+            t.sample(
+                "agentwatch_decisions_total",
+                &[("agent", agent), ("action", action)],
+                *n,
+            );
+        }
+        t.metric(
+            "agentwatch_approvals_total",
+            "counter",
+            "Approval requests answered, by agent and outcome.",
+        );
+        for (agent, outcome, n) in &answers {
+            t.sample(
+                "agentwatch_approvals_total",
+                &[("agent", agent), ("outcome", outcome)],
+                *n,
+            );
+        }
+        t.metric(
+            "agentwatch_pending_approvals",
+            "gauge",
+            "Approval requests open now.",
+        );
+        for (agent, n) in &pending {
+            t.sample("agentwatch_pending_approvals", &[("agent", agent)], *n);
+        }
+    }
+
+    fn feed_metrics(&self, t: &mut Text) {
+        let stats = self.feeds.stats();
+        t.metric(
+            "agentwatch_feed_records_total",
+            "counter",
+            "Records of a SOC feed: queued to its spool, delivered, dropped (spool full).",
+        );
+        for (name, s, _) in &stats {
+            for (state, n) in [
+                ("queued", &s.queued),
+                ("delivered", &s.delivered),
+                ("dropped", &s.dropped),
+            ] {
+                t.sample(
+                    "agentwatch_feed_records_total",
+                    &[("feed", name), ("state", state)],
+                    n.load(Ordering::Relaxed),
+                );
+            }
+        }
+        t.metric(
+            "agentwatch_feed_failures_total",
+            "counter",
+            "Failed deliveries (each retried).",
+        );
+        for (name, s, _) in &stats {
+            t.sample(
+                "agentwatch_feed_failures_total",
+                &[("feed", name)],
+                s.failures.load(Ordering::Relaxed),
+            );
+        }
+        t.metric(
+            "agentwatch_feed_backlog_bytes",
+            "gauge",
+            "Bytes spooled and not yet delivered.",
+        );
+        for (name, _, backlog) in &stats {
+            t.sample("agentwatch_feed_backlog_bytes", &[("feed", name)], *backlog);
+        }
+    }
+}
