@@ -128,6 +128,10 @@ pub struct Context {
     pub container_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Namespace, pod, container and service account, on a Kubernetes
+    /// node (from the pod uid and container id, and the API server).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<crate::k8s::PodMeta>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod enforce;
 pub mod event;
 pub mod feeds;
+pub mod k8s;
 pub mod net;
 pub mod paths;
 pub mod pipeline;

@@ -44,9 +44,18 @@ pub struct HttpReceiver {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What the receiver answers: (status line, body).
+pub type Respond = Arc<dyn Fn(&Request) -> (&'static str, String) + Send + Sync>;
+
 impl HttpReceiver {
     /// Listens on `port` and answers 200 to every POST.
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, Arc::new(|_| ("200 OK", "ok".to_string())))
+    }
+
+    /// Listens on `port`, keeps every request and answers with `respond`
+    /// (a stand-in API server).
+    pub fn start_with(port: u16, respond: Respond) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         listener.set_nonblocking(true).unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -56,7 +65,7 @@ impl HttpReceiver {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        if let Some(r) = read_request(conn) {
+                        if let Some(r) = read_request(conn, &respond) {
                             g.lock().unwrap().push(r);
                         }
                     }
@@ -101,7 +110,7 @@ impl Drop for HttpReceiver {
     }
 }
 
-fn read_request(conn: TcpStream) -> Option<Request> {
+fn read_request(conn: TcpStream, respond: &Respond) -> Option<Request> {
     conn.set_nonblocking(false).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut out = conn.try_clone().ok()?;
@@ -128,12 +137,18 @@ fn read_request(conn: TcpStream) -> Option<Request> {
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
-    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-    Some(Request {
+    let req = Request {
         path,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    };
+    let (status, text) = respond(&req);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    Some(req)
 }
 
 /// rsyslogd listening on loopback UDP and TCP ports, writing what it

@@ -35,6 +35,7 @@ struct Doc {
     #[serde(default, rename = "feed")]
     feeds: Vec<Spanned<super::feed_config::FeedDoc>>,
     metrics: Option<super::feed_config::MetricsDoc>,
+    kubernetes: Option<super::k8s_config::KubernetesDoc>,
 }
 
 #[derive(Deserialize, Default)]
@@ -113,6 +114,7 @@ struct SelectDoc {
     cgroup: Option<Spanned<OneOrMany<String>>>,
     user: Option<Spanned<OneOrMany<UserDoc>>>,
     exe: Option<Spanned<OneOrMany<PathBuf>>>,
+    kubernetes: Option<Spanned<super::k8s_config::PodSelectDoc>>,
 }
 
 /// A validated configuration.
@@ -140,6 +142,8 @@ pub struct Config {
     pub feeds: Vec<crate::feeds::FeedConfig>,
     /// Where Prometheus scrapes `/metrics` (`[metrics] listen`).
     pub metrics: Option<String>,
+    /// How to reach the Kubernetes API (`[kubernetes]`), when on a node.
+    pub kubernetes: Option<crate::k8s::ApiConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +169,8 @@ pub struct AgentConfig {
     pub anchors: Anchors,
     /// Any one of them selects a process (its whole tree joins the agent).
     pub selectors: Vec<Selector>,
+    /// Pods of this node, by namespace, labels and service account.
+    pub pods: Option<crate::k8s::PodSelector>,
 }
 
 impl Config {
@@ -345,10 +351,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             format!("at most {MAX_AGENTS} agents fit in the kernel maps"),
         );
     }
+    let kubernetes = super::k8s_config::api(&mut p, doc.kubernetes.as_ref());
     let mut agents: Vec<AgentConfig> = Vec::new();
     let mut claimed: Vec<(Selector, String)> = Vec::new();
     for a in &doc.agents {
-        if let Some(cfg) = agent(&mut p, a, &abs, &mut claimed) {
+        if let Some(cfg) = agent(&mut p, a, &abs, &mut claimed, kubernetes.is_some()) {
             if agents.iter().any(|o| o.name == cfg.name) {
                 p.at(
                     Some(a.get_ref().name.span()),
@@ -377,6 +384,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
     Ok(Config {
         feeds,
         metrics,
+        kubernetes,
         file: file.to_path_buf(),
         control_group,
         pause_timeout,
@@ -402,6 +410,7 @@ fn agent(
     a: &Spanned<AgentDoc>,
     abs: &dyn Fn(&Path) -> PathBuf,
     claimed: &mut Vec<(Selector, String)>,
+    have_api: bool,
 ) -> Option<AgentConfig> {
     let d = a.get_ref();
     let name = d.name.get_ref().clone();
@@ -416,6 +425,7 @@ fn agent(
             format!("agent name {name:?}: use letters, digits, '-', '_' and '.' (it names the control socket and approval ids)"),
         );
     }
+    let pods = super::k8s_config::pods(p, d.select.get_ref().kubernetes.as_ref(), &name, have_api);
     let selectors = selectors(p, &d.select, &name, claimed);
     let profile_path = abs(d.profile.get_ref());
     let loaded = std::fs::read(&profile_path)
@@ -463,6 +473,7 @@ fn agent(
         mode: d.mode,
         anchors,
         selectors,
+        pods,
     })
 }
 
@@ -513,10 +524,10 @@ fn selectors(
             out.push((Selector::Exe(e), v.span()));
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && d.kubernetes.is_none() {
         p.at(
             Some(s.span()),
-            format!("agent {agent}: [agent.select] names nothing; give systemd_unit, cgroup, user or exe"),
+            format!("agent {agent}: [agent.select] names nothing; give systemd_unit, cgroup, user, exe or kubernetes"),
         );
     }
     for (sel, span) in &out {

@@ -8,8 +8,10 @@ mod adopt;
 pub mod config;
 mod control;
 mod feed_config;
+mod k8s_config;
 pub mod notify;
 mod observe;
+mod pods;
 mod reload;
 pub mod state;
 
@@ -76,6 +78,8 @@ pub struct Daemon {
     audit: Option<SharedAudit>,
     feeds: Arc<Feeds>,
     counters: Arc<observe::SinkCounters>,
+    /// This node's pods (empty unless `[kubernetes]` is configured).
+    pods: crate::k8s::Pods,
     alerts: SharedWriter,
     cgroup2: Option<PathBuf>,
     notifier: Notifier,
@@ -224,6 +228,7 @@ impl Daemon {
             audit,
             feeds,
             counters: Default::default(),
+            pods: Default::default(),
             alerts: SharedWriter::new(alerts),
             cgroup2: cgroup2_mount(),
             notifier: Notifier::from_env(),
@@ -242,6 +247,11 @@ impl Daemon {
         }
         d.adopted = adopted.is_some();
         d.save_state();
+        let mut enricher = Enricher::new(cgroup2_mount());
+        if let Some(api) = d.cfg.kubernetes.clone() {
+            pods::refresh_in_background(&api, d.pods.clone())?;
+            enricher = enricher.with_pods(d.pods.clone());
+        }
         // Agents first: records an adopted ring buffer holds go to them.
         d.pipeline = Some(Pipeline::start(
             &mut d.sensors,
@@ -252,7 +262,7 @@ impl Daemon {
                 feeds: d.feeds.clone(),
                 counters: d.counters.clone(),
             }),
-            Enricher::new(cgroup2_mount()),
+            enricher,
         )?);
         let handler = control::DaemonControl::new(d.agents.clone(), tx);
         d._server = Some(crate::control::serve_at(

@@ -187,11 +187,29 @@ impl Daemon {
     /// Resolves every selector again (a unit restarted into a new cgroup,
     /// a binary replaced) and watches running processes that match.
     pub(super) fn rescan(&mut self) {
+        // Pod selectors: one walk of the hierarchy for every agent.
+        let pod_dirs = match (
+            &self.cgroup2,
+            self.cfg.agents.iter().any(|a| a.pods.is_some()),
+        ) {
+            (Some(root), true) => crate::k8s::pod_cgroups(root),
+            _ => Default::default(),
+        };
         for a in &self.cfg.agents {
             let Some(slot) = self.slots.get_mut(&a.name) else {
                 continue;
             };
             let mut now = Vec::new();
+            if let Some(sel) = &a.pods {
+                for pod in self.pods.matching(sel) {
+                    for dir in pod_dirs.get(&pod.uid).into_iter().flatten() {
+                        if let Ok(md) = std::fs::metadata(dir) {
+                            use std::os::unix::fs::MetadataExt;
+                            now.push(crate::selectors::Resolved::Cgroup(md.ino()));
+                        }
+                    }
+                }
+            }
             for sel in &a.selectors {
                 match sel.resolve(self.cgroup2.as_deref()) {
                     Ok(r) => {
@@ -382,6 +400,9 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.metrics != new.metrics {
         out.push("[metrics]");
+    }
+    if old.kubernetes != new.kubernetes {
+        out.push("[kubernetes]");
     }
     if old.pin_dir != new.pin_dir || old.state_file != new.state_file {
         out.push("pin_dir, state_file");

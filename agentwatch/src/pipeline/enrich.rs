@@ -27,6 +27,8 @@ pub struct Enricher {
     procs: HashMap<u32, Proc>,
     users: HashMap<u32, Option<String>>,
     cgroups: CgroupNames,
+    /// This node's pods, on Kubernetes.
+    pods: Option<crate::k8s::Pods>,
 }
 
 impl Enricher {
@@ -35,7 +37,15 @@ impl Enricher {
             procs: HashMap::new(),
             users: HashMap::new(),
             cgroups: CgroupNames::new(cgroup2),
+            pods: None,
         }
+    }
+
+    /// Events of processes in a pod get its namespace, name, container and
+    /// service account from `pods`.
+    pub fn with_pods(mut self, pods: crate::k8s::Pods) -> Self {
+        self.pods = Some(pods);
+        self
     }
 
     pub fn enrich(&mut self, ev: &mut Event) {
@@ -75,6 +85,9 @@ impl Enricher {
         ev.context.user = self.user(ev.uid);
         if let Some(path) = self.cgroups.path(ev.cgroup_id) {
             let ids = parse_container_ids(&path);
+            if let (Some(pods), Some(uid)) = (&self.pods, &ids.pod_uid) {
+                ev.context.k8s = pods.meta(uid, ids.container_id.as_deref());
+            }
             ev.context.container_id = ids.container_id;
             ev.context.pod_uid = ids.pod_uid;
             ev.context.cgroup = Some(path);
