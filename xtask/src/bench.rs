@@ -50,6 +50,14 @@ pub struct Options {
     /// Violations timed per path in the latency benchmark.
     #[arg(long, default_value_t = 200)]
     samples: u64,
+    /// Only the daemon benchmark (throughput into the audit log, CPU and
+    /// RSS at 1k and 10k events/s); rewrites its section of
+    /// docs/benchmarks.md.
+    #[arg(long)]
+    daemon_only: bool,
+    /// Events of the daemon benchmark's unpaced run.
+    #[arg(long, default_value_t = 100_000)]
+    daemon_ops: u64,
 }
 
 /// Rounds of a full run; only a full run rewrites docs/benchmarks.md.
@@ -398,6 +406,15 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     if !status.success() {
         bail!("release build failed");
     }
+    if o.daemon_only {
+        let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;
+        print!("{section}");
+        let path = ws.join("docs/benchmarks.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, splice(&old, crate::bench_daemon::HEADING, &section))?;
+        eprintln!("daemon section written to {}", path.display());
+        return Ok(());
+    }
     if o.enforce_only {
         std::fs::write(OPEN_TARGET, b"x")?;
         let section = enforce_section(&bench_of(&ws, o.ops), o.rounds, o.samples);
@@ -443,9 +460,11 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     )?;
     let enforce = enforce_section(&bench, o.rounds, o.samples)?;
     let _ = std::fs::remove_file(OPEN_TARGET);
+    let daemon = crate::bench_daemon::section(&bench, o.daemon_ops)?;
     let mut report = render(&rows, o.rounds, o.ops, o.rate, eps, opens, lost);
     report.push_str(&render_kernel_cost(&rows[0], &sensors, &floor));
     report.push_str(&enforce);
+    report.push_str(&daemon);
     report.push_str(&profile_section);
     print!("{report}");
     if o.rounds < DEFAULT_ROUNDS {
@@ -486,7 +505,12 @@ fn enforce_section(bench: &Bench, rounds: usize, samples: u64) -> anyhow::Result
 /// `old` with its enforcement section replaced by `section` (or inserted
 /// before the profile section).
 fn splice_enforce(old: &str, section: &str) -> String {
-    let heading = crate::bench_enforce::HEADING;
+    splice(old, crate::bench_enforce::HEADING, section)
+}
+
+/// `old` with the section under `heading` replaced by `section` (or
+/// inserted before the profile section).
+fn splice(old: &str, heading: &str, section: &str) -> String {
     if let Some(start) = old.find(heading) {
         let rest = &old[start + heading.len()..];
         let end = rest.find("\n## ").map(|i| start + heading.len() + i);

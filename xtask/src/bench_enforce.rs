@@ -77,7 +77,7 @@ pub fn inner(workload: &str, ops: u64) -> anyhow::Result<bool> {
 }
 
 /// A profile that allows everything the loops do; file violations pause.
-fn profile(xtask: &Path) -> String {
+pub(crate) fn profile(xtask: &Path) -> String {
     format!(
         r#"apiVersion: agentwatch.dev/v1
 kind: Profile

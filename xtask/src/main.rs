@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_daemon;
 mod bench_enforce;
 mod vm;
 mod vm_enforce;
