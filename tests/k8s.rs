@@ -67,7 +67,19 @@ fn pod(uid: &str, ns: &str, name: &str, sa: &str, container_id: &str) -> Value {
 }
 
 #[test]
-fn pods_are_selected_by_namespace_labels_and_service_account_and_events_name_them() {
+fn pods_listed_by_the_api_server_are_selected_and_named_in_events() {
+    pods_are_selected_and_named(false);
+}
+
+#[test]
+fn pods_listed_by_the_kubelet_are_selected_and_named_in_events() {
+    pods_are_selected_and_named(true);
+}
+
+/// Two pods with the same labels; the agent selects the one whose
+/// namespace and service account also match. `kubelet`: list pods from
+/// the node's kubelet (`/pods`) rather than the API server.
+fn pods_are_selected_and_named(kubelet: bool) {
     let Some(_k) = privileged() else { return };
     let Some(root) = cgroup2_mount() else {
         eprintln!("SKIP: no cgroup v2 hierarchy");
@@ -95,7 +107,7 @@ fn pods_are_selected_by_namespace_labels_and_service_account_and_events_name_the
     let api = HttpReceiver::start_with(
         port,
         Arc::new(move |r| {
-            if r.path.starts_with("/api/v1/pods?") {
+            if r.path.starts_with("/api/v1/pods?") || r.path == "/pods" {
                 ("200 OK", list.clone())
             } else {
                 ("404 Not Found", "{}".into())
@@ -103,14 +115,15 @@ fn pods_are_selected_by_namespace_labels_and_service_account_and_events_name_the
         }),
     );
 
+    let source = if kubelet { "kubelet" } else { "api" };
     let yaml = profile("k8s-coder", 1, "");
-    let d = Daemon::prepare("k8s", "", &[("k8s-coder.yaml", &yaml)]);
+    let d = Daemon::prepare(&format!("k8s-{source}"), "", &[("k8s-coder.yaml", &yaml)]);
     d.write_config(&format!(
         r#"[daemon]
 alerts = "alerts.jsonl"
 rescan = "200ms"
 [kubernetes]
-api = "http://127.0.0.1:{port}"
+{source} = "http://127.0.0.1:{port}"
 node = "test-node"
 refresh = "300ms"
 token_file = "no-token"
@@ -166,10 +179,12 @@ service_account = "coder-sa"
     assert_eq!(ev["pod_uid"], uid_a);
     assert_eq!(ev["container_id"], cid_a.as_str());
     // The daemon asked for this node's pods.
-    assert!(api
-        .requests()
-        .iter()
-        .any(|r| r.path == "/api/v1/pods?fieldSelector=spec.nodeName%3Dtest-node"));
+    let asked = if kubelet {
+        "/pods"
+    } else {
+        "/api/v1/pods?fieldSelector=spec.nodeName%3Dtest-node"
+    };
+    assert!(api.requests().iter().any(|r| r.path == asked));
     assert_eq!(d.stop(), Some(0));
     drop(d);
     drop((pa, pb));

@@ -1,9 +1,10 @@
 //! Kubernetes: which namespace, pod, container and service account a
 //! process on this node belongs to, and which pods an agent's selector
 //! picks. The cgroup path gives a process's pod uid and container id (see
-//! `pipeline::enrich::parse_container_ids`); the API server's list of this
-//! node's pods gives the rest. Read with the DaemonSet's service account
-//! (get/list/watch pods), refreshed every `refresh`.
+//! `pipeline::enrich::parse_container_ids`); the list of this node's pods,
+//! from the API server (filtered by node) or from the node's kubelet
+//! (`/pods`), gives the rest. Read with the DaemonSet's service account,
+//! refreshed every `refresh`.
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -122,6 +123,9 @@ impl Pods {
 pub struct ApiConfig {
     /// Base URL; None: the in-cluster address from the environment.
     pub api: Option<String>,
+    /// The node's kubelet (`https://127.0.0.1:10250`): pods are listed
+    /// from its `/pods` instead of the API server.
+    pub kubelet: Option<String>,
     pub token_file: PathBuf,
     pub ca_file: PathBuf,
     /// This node's name (the DaemonSet sets NODE_NAME from spec.nodeName).
@@ -143,16 +147,17 @@ impl ApiConfig {
 
 pub struct ApiClient {
     agent: ureq::Agent,
-    base: String,
+    /// The URL that lists this node's pods.
+    url: String,
     token: Option<String>,
-    node: String,
 }
 
 impl ApiClient {
     pub fn new(cfg: &ApiConfig) -> Result<Self, K8sError> {
-        let base = match &cfg.api {
-            Some(a) => a.trim_end_matches('/').to_string(),
-            None => {
+        let base = match (&cfg.kubelet, &cfg.api) {
+            (Some(k), _) => k.trim_end_matches('/').to_string(),
+            (None, Some(a)) => a.trim_end_matches('/').to_string(),
+            (None, None) => {
                 let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| K8sError::NoApi)?;
                 let port =
                     std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
@@ -183,25 +188,29 @@ impl ApiClient {
                 );
             }
         }
+        let url = match &cfg.kubelet {
+            // The kubelet lists its own pods.
+            Some(_) => format!("{base}/pods"),
+            None => format!(
+                "{base}/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
+                cfg.node
+            ),
+        };
         Ok(Self {
             agent: builder.build().into(),
-            base,
+            url,
             token,
-            node: cfg.node.clone(),
         })
     }
 
     /// The pods scheduled on this node.
     pub fn node_pods(&self) -> Result<Vec<Pod>, K8sError> {
-        let url = format!(
-            "{}/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
-            self.base, self.node
-        );
+        let url = &self.url;
         let err = |reason: String| K8sError::Api {
             url: url.clone(),
             reason,
         };
-        let mut req = self.agent.get(&url);
+        let mut req = self.agent.get(url);
         if let Some(t) = &self.token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }

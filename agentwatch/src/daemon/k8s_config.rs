@@ -12,6 +12,7 @@ use crate::k8s::{ApiConfig, PodSelector};
 #[serde(deny_unknown_fields)]
 pub(super) struct KubernetesDoc {
     api: Option<Spanned<String>>,
+    kubelet: Option<Spanned<String>>,
     token_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     node: Option<String>,
@@ -29,12 +30,14 @@ pub(super) struct PodSelectDoc {
 
 pub(super) fn api(p: &mut Problems, doc: Option<&KubernetesDoc>) -> Option<ApiConfig> {
     let d = doc?;
-    if let Some(a) = &d.api {
-        if !(a.get_ref().starts_with("https://") || a.get_ref().starts_with("http://")) {
-            p.at(
-                Some(a.span()),
-                "kubernetes api: give a URL (https://HOST:PORT); leave it out in a pod".into(),
-            );
+    for (key, v) in [("api", &d.api), ("kubelet", &d.kubelet)] {
+        if let Some(a) = v {
+            if !(a.get_ref().starts_with("https://") || a.get_ref().starts_with("http://")) {
+                p.at(
+                    Some(a.span()),
+                    format!("kubernetes {key}: give a URL (https://HOST:PORT)"),
+                );
+            }
         }
     }
     let refresh = match &d.refresh {
@@ -47,6 +50,7 @@ pub(super) fn api(p: &mut Problems, doc: Option<&KubernetesDoc>) -> Option<ApiCo
     let sa = PathBuf::from(ApiConfig::SA_DIR);
     Some(ApiConfig {
         api: d.api.as_ref().map(|a| a.get_ref().clone()),
+        kubelet: d.kubelet.as_ref().map(|a| a.get_ref().clone()),
         token_file: d.token_file.clone().unwrap_or_else(|| sa.join("token")),
         ca_file: d.ca_file.clone().unwrap_or_else(|| sa.join("ca.crt")),
         node: d.node.clone().unwrap_or_else(ApiConfig::default_node),

@@ -177,6 +177,9 @@ impl Daemon {
     /// Loads the sensors, starts every agent of `cfg`, the pipeline and
     /// the control socket, and tells systemd it is ready.
     pub fn start(cfg: Config) -> anyhow::Result<Self> {
+        // From the start: a SIGHUP or SIGTERM while loading is handled by
+        // the main loop, not by the default action.
+        catch_signals();
         let ring = crate::commands::session::ring_bytes(cfg.ring_buffer_mb)?;
         let audit = match &cfg.audit {
             Some(a) => Some(AuditWriter::shared(AuditLog::open(
@@ -247,6 +250,13 @@ impl Daemon {
         }
         d.adopted = adopted.is_some();
         d.save_state();
+        d.record(json!({
+            "type": "daemon", "event": "started", "pid": std::process::id(),
+            "config": d.cfg.file.display().to_string(),
+            "config_sha256": reload::file_sha256(&d.cfg.file),
+            "agents": d.slots.keys().collect::<Vec<_>>(),
+            "adopted": d.adopted,
+        }));
         let mut enricher = Enricher::new(cgroup2_mount());
         if let Some(api) = d.cfg.kubernetes.clone() {
             pods::refresh_in_background(&api, d.pods.clone())?;
@@ -274,6 +284,7 @@ impl Daemon {
             let observed = observe::Observed {
                 agents: d.agents.clone(),
                 counters: d.counters.clone(),
+                pipeline: d.pipeline.as_ref().map(Pipeline::live).unwrap_or_default(),
                 feeds: d.feeds.clone(),
                 maps: Mutex::new(d.template.reopen()?),
             };
@@ -282,18 +293,11 @@ impl Daemon {
             info!(%addr, "serving Prometheus metrics at /metrics");
         }
         d.rescan();
-        d.record(json!({
-            "type": "daemon", "event": "started", "pid": std::process::id(),
-            "config": d.cfg.file.display().to_string(),
-            "config_sha256": reload::file_sha256(&d.cfg.file),
-            "agents": d.slots.keys().collect::<Vec<_>>(),
-        }));
         Ok(d)
     }
 
     /// Serves until SIGTERM or SIGINT; returns the exit status.
     pub fn run(mut self) -> anyhow::Result<i32> {
-        catch_signals();
         let status = self.status_line();
         self.notifier.ready(&status);
         eprintln!("agentwatch: daemon ready: {status}");

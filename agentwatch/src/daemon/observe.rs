@@ -40,6 +40,7 @@ impl SinkCounters {
 pub struct Observed {
     pub agents: Agents,
     pub counters: Arc<SinkCounters>,
+    pub pipeline: Arc<crate::pipeline::LiveCounts>,
     pub feeds: Arc<Feeds>,
     /// A handle of its own on the kernel maps (read only).
     pub maps: Mutex<PolicyMaps>,
@@ -51,7 +52,17 @@ impl Observed {
         t.metric(
             "agentwatch_events_total",
             "counter",
-            "Events that crossed to userspace and were judged there.",
+            "Records and events per pipeline stage: read from the ring buffer, decoded and enriched, judged.",
+        )
+        .sample(
+            "agentwatch_events_total",
+            &[("stage", "ring_buffer")],
+            self.pipeline.records.load(Ordering::Relaxed),
+        )
+        .sample(
+            "agentwatch_events_total",
+            &[("stage", "decoded")],
+            self.pipeline.events.load(Ordering::Relaxed),
         )
         .sample(
             "agentwatch_events_total",

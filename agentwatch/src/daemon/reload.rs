@@ -195,6 +195,12 @@ impl Daemon {
             (Some(root), true) => crate::k8s::pod_cgroups(root),
             _ => Default::default(),
         };
+        // A kernel key selects one agent: the first to install it keeps it.
+        let taken: Vec<(crate::selectors::Resolved, String)> = self
+            .slots
+            .iter()
+            .flat_map(|(n, s)| s.installed.iter().map(move |r| (*r, n.clone())))
+            .collect();
         for a in &self.cfg.agents {
             let Some(slot) = self.slots.get_mut(&a.name) else {
                 continue;
@@ -223,6 +229,15 @@ impl Daemon {
                     }
                 }
             }
+            now.retain(|r| match taken.iter().find(|(k, n)| k == r && *n != a.name) {
+                Some((_, other)) => {
+                    if self.reported.insert(format!("{}/{r:?}", a.name)) {
+                        warn!(agent = %a.name, %other, selector = ?r, "this agent's selector picks a cgroup, user or binary another agent has; it stays with that agent");
+                    }
+                    false
+                }
+                None => true,
+            });
             for r in now.iter().filter(|r| !slot.installed.contains(r)) {
                 if let Err(e) = self.sensors.add_selector(*r, slot.id) {
                     warn!(agent = %a.name, error = %e, "cannot install a selector");

@@ -43,6 +43,16 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     source: Option<JoinHandle<()>>,
     process: Option<JoinHandle<Counts>>,
+    live: Arc<LiveCounts>,
+}
+
+/// Counts readable while the pipeline runs (the daemon's metrics).
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    /// Records read from the ring buffer.
+    pub records: std::sync::atomic::AtomicU64,
+    /// Events decoded and enriched, handed to the sink.
+    pub events: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
@@ -56,6 +66,7 @@ impl Pipeline {
         let ring = sensors.take_ring_buffer()?;
         let losses = sensors.take_loss_counters()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(LiveCounts::default());
         let (tx, rx) = sync_channel::<SourceMsg>(CHANNEL_DEPTH);
         let s = stop.clone();
         let source = std::thread::Builder::new()
@@ -64,13 +75,21 @@ impl Pipeline {
             .map_err(|e| SensorError::Object(format!("cannot start the source thread: {e}")))?;
         let process = std::thread::Builder::new()
             .name("aw-process".into())
-            .spawn(move || process(rx, &agents, &mut enricher, sink.as_mut()))
+            .spawn({
+                let live = live.clone();
+                move || process(rx, &agents, &mut enricher, sink.as_mut(), &live)
+            })
             .map_err(|e| SensorError::Object(format!("cannot start the pipeline thread: {e}")))?;
         Ok(Self {
             stop,
             source: Some(source),
             process: Some(process),
+            live,
         })
+    }
+
+    pub fn live(&self) -> Arc<LiveCounts> {
+        self.live.clone()
     }
 
     /// Stops reading, drains everything already produced, and waits for
@@ -126,6 +145,7 @@ fn process(
     agents: &dyn AgentNames,
     enricher: &mut Enricher,
     sink: &mut dyn Sink,
+    live: &LiveCounts,
 ) -> Counts {
     let mut decoder = Decoder::default();
     let mut counts = Counts::default();
@@ -134,6 +154,7 @@ fn process(
             enricher.enrich(ev);
         }
         counts.events += 1;
+        live.events.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = sink.emit(ev) {
             counts.sink_errors += 1;
             warn!(error = %e, "sink write failed");
@@ -155,6 +176,7 @@ fn process(
         match msg {
             SourceMsg::Record(bytes) => {
                 counts.records += 1;
+                live.records.fetch_add(1, Ordering::Relaxed);
                 let decoded = Record::from_bytes(&bytes).and_then(|r| decoder.decode(&r, agents));
                 match decoded {
                     Ok(events) => {

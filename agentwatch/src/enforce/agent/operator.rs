@@ -1,0 +1,253 @@
+//! What people and the daemon do to a running agent: answer its approval
+//! requests (approve, with `--learn` into the profile; deny; the timeout),
+//! pause and resume it, switch its mode, swap in a reloaded profile, and
+//! release it.
+use tracing::warn;
+
+use super::{AgentEnforcer, Reconfig};
+use crate::{
+    enforce::{
+        approvals::{LearnEntry, Outcome, Subject},
+        compile::{self, Mode},
+        tree,
+    },
+    profile::{builder::time::rfc3339, matcher::Matcher, Approval, DnsRule, Executable, FileRule},
+    sensors::SensorError,
+};
+
+impl AgentEnforcer {
+    /// For an adopted agent, once the kernel's buffered records are read:
+    /// if it is paused in the kernel but no request says why (the daemon
+    /// died between the pause and saving its state), open one, so a
+    /// person decides, as for any pause.
+    pub fn ask_if_paused_unexplained(&mut self) {
+        if !self.maps.paused(self.agent_id) || !self.approvals.is_empty() {
+            return;
+        }
+        let pids = self.maps.pids(self.agent_id);
+        tree::stop(&pids);
+        let id = self.approvals.open(
+            Subject {
+                agent: self.agent.clone(),
+                pid: pids.first().copied().unwrap_or(0),
+                comm: String::new(),
+                exe: None,
+                ancestry: Vec::new(),
+                rule: "paused/unexplained".into(),
+                what: format!("{} process(es) paused", pids.len()),
+                reason: "the agent was paused while agentwatch was restarting and the request that paused it was not saved; see the audit log".into(),
+                evidence: serde_json::Value::Null,
+                learn: None,
+            },
+            self.timeout,
+        );
+        warn!(agent = %self.agent, request = %id, "adopted a paused agent without its request; opened one");
+    }
+
+    /// Resolves request `id`. With `learn`, the entry joins the profile
+    /// (file rewritten, kernel maps recompiled) with who approved it.
+    pub fn approve(&mut self, id: &str, learn: bool, by: &str) -> Result<String, String> {
+        let req = self
+            .approvals
+            .take(id)
+            .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
+        self.stats.approved += 1;
+        if let Some(a) = &mut self.audit {
+            a.answer(
+                &self.agent,
+                std::slice::from_ref(&req.id),
+                "approved",
+                by,
+                learn,
+            );
+        }
+        let s = &req.subject;
+        let mut msg = format!("approved {id}: {}", s.what);
+        if learn {
+            match &s.learn {
+                Some(entry) => {
+                    self.learn(entry, &req.id, &s.what, by)?;
+                    msg.push_str(&format!("; added to {}", self.profile_path.display()));
+                }
+                None => msg.push_str(
+                    "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
+                ),
+            }
+        }
+        if self.approvals.is_empty() {
+            self.resume_tree();
+            msg.push_str("; the agent resumes");
+        } else {
+            msg.push_str("; the agent stays paused: other requests are pending");
+        }
+        Ok(msg)
+    }
+
+    /// Kills the tree and resolves every request of the agent.
+    /// `by`: who answered (a user name, `timeout`, or agentwatch itself).
+    pub fn deny(&mut self, id: Option<&str>, outcome: Outcome, by: &str) -> Result<String, String> {
+        if let Some(id) = id {
+            if !self.approvals.list().iter().any(|r| r.id == id) {
+                return Err(format!(
+                    "no pending request {id} (see `agentwatch pending`)"
+                ));
+            }
+        }
+        let ids = self.approvals.take_all_ids();
+        let n = ids.len() as u64;
+        let name = match outcome {
+            Outcome::TimedOut => {
+                self.stats.timed_out += n;
+                "timed_out"
+            }
+            _ => {
+                self.stats.denied += n;
+                "denied"
+            }
+        };
+        if let Some(a) = &mut self.audit {
+            a.answer(&self.agent, &ids, name, by, false);
+        }
+        let pids = self.maps.pids(self.agent_id);
+        tree::kill(&pids);
+        // A stopped process dies only once it runs again.
+        tree::resume(&pids);
+        let _ = self.maps.set_paused(self.agent_id, false);
+        Ok(format!(
+            "{}: killed {} process(es) of {}",
+            match outcome {
+                Outcome::TimedOut => "timed out",
+                _ => "denied",
+            },
+            pids.len(),
+            self.agent
+        ))
+    }
+
+    /// Kills the tree when a request outlived the timeout.
+    pub fn check_timeouts(&mut self) -> Option<String> {
+        if let Some(a) = &mut self.audit {
+            a.sync_if_due();
+        }
+        if self.approvals.any_expired() {
+            return self.deny(None, Outcome::TimedOut, "timeout").ok();
+        }
+        None
+    }
+
+    fn resume_tree(&mut self) {
+        let _ = self.maps.set_paused(self.agent_id, false);
+        tree::resume(&self.maps.pids(self.agent_id));
+    }
+
+    /// The kill switch.
+    pub fn pause(&mut self) -> String {
+        let _ = self.maps.set_paused(self.agent_id, true);
+        let n = tree::stop(&self.maps.pids(self.agent_id));
+        format!("paused {}: {n} process(es) stopped", self.agent)
+    }
+
+    pub fn resume(&mut self) -> Result<String, String> {
+        if !self.approvals.is_empty() {
+            return Err(format!(
+                "{} has pending approval requests; approve or deny them (agentwatch pending)",
+                self.agent
+            ));
+        }
+        self.resume_tree();
+        Ok(format!("resumed {}", self.agent))
+    }
+
+    pub fn set_mode(&mut self, mode: Mode) -> Result<String, String> {
+        self.mode = mode;
+        let mut p = self.maps.policy(self.agent_id).map_err(|e| e.to_string())?;
+        p.enforce = u8::from(mode == Mode::Enforce);
+        self.maps
+            .set_policy(self.agent_id, &p)
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{} is now in {} mode", self.agent, mode.name()))
+    }
+
+    /// Swaps in a new profile, mode and anchors (the daemon's reload):
+    /// the matcher, the audit's profile version and the kernel maps (the
+    /// automaton into the idle half, endpoints rewritten). Open approval
+    /// requests stay open.
+    pub fn reconfigure(&mut self, r: Reconfig) -> Result<(), SensorError> {
+        self.profile = r.profile;
+        self.file_actions = r.file_actions;
+        self.profile_path = r.profile_path;
+        self.mode = r.mode;
+        self.anchors = r.anchors;
+        self.guardrails = r.guardrails;
+        self.compiled = r.compiled;
+        self.timeout = r.timeout;
+        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        if let Some(a) = &mut self.audit {
+            a.set_profile_hash(&r.profile_sha256);
+        }
+        self.maps.clear_endpoints(self.agent_id)?;
+        self.install()
+    }
+
+    /// Stops enforcing (the agent left the configuration): open requests
+    /// are resolved as released by `by`, the tree resumes, and the kernel
+    /// forgets the agent's policy and processes. Returns how many
+    /// processes were let go.
+    pub fn release_agent(&mut self, by: &str) -> usize {
+        let ids = self.approvals.take_all_ids();
+        if !ids.is_empty() {
+            if let Some(a) = &mut self.audit {
+                a.answer(&self.agent, &ids, "released", by, false);
+            }
+        }
+        let pids = self.maps.pids(self.agent_id);
+        if let Err(e) = self.maps.clear_agent(self.agent_id) {
+            warn!(error = %e, agent = %self.agent, "cannot clear the agent's policy");
+        }
+        tree::resume(&pids);
+        self.maps.unwatch_agent(self.agent_id);
+        pids.len()
+    }
+
+    fn learn(&mut self, entry: &LearnEntry, id: &str, what: &str, by: &str) -> Result<(), String> {
+        let p = &mut self.profile;
+        match entry.clone() {
+            LearnEntry::File { path, access } => p.files.push(FileRule {
+                path,
+                access,
+                runs: 1,
+            }),
+            LearnEntry::Exec { path } => p.executables.push(Executable {
+                path,
+                sha256: Vec::new(),
+                runs: 1,
+            }),
+            LearnEntry::Net(r) => p.network.push(r),
+            LearnEntry::Dns { name } => p.dns.push(DnsRule { name, runs: 1 }),
+        }
+        p.approvals.push(Approval {
+            id: id.into(),
+            what: what.into(),
+            by: by.into(),
+            at: rfc3339(std::time::SystemTime::now()),
+        });
+        p.sort();
+        let mut on_file = p.clone();
+        on_file.actions = self.file_actions.clone();
+        let yaml = crate::profile::yaml::to_yaml(&on_file);
+        crate::commands::learn::write_atomically(&self.profile_path, yaml.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if let Some(a) = &mut self.audit {
+            a.profile_changed(yaml.as_bytes());
+        }
+        self.compiled = compile::compile(
+            self.agent_id,
+            &self.profile,
+            &self.anchors,
+            &self.guardrails,
+            self.mode,
+        );
+        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        self.install().map_err(|e| e.to_string())
+    }
+}
