@@ -4,6 +4,14 @@ use anyhow::{anyhow, Context as _};
 use aya_build::Toolchain;
 
 fn main() -> anyhow::Result<()> {
+    // The fuzz targets (fuzz/) link the library from another workspace
+    // and never load programs: they get an empty object.
+    println!("cargo:rerun-if-env-changed=AGENTWATCH_NO_EBPF");
+    if std::env::var_os("AGENTWATCH_NO_EBPF").is_some() {
+        let out = std::env::var("OUT_DIR").context("OUT_DIR")?;
+        std::fs::write(std::path::Path::new(&out).join("agentwatch"), b"")?;
+        return Ok(());
+    }
     let meta = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -28,6 +28,12 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
   LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22
 fi
 
+# cargo-fuzz, for `cargo xtask fuzz` (the suite runs each target briefly).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz (about 2 minutes, once)"
+  cargo install cargo-fuzz --locked
+fi
+
 # Syscall tracepoints live in tracefs.
 if ! grep -q ' tracefs ' /proc/self/mountinfo 2>/dev/null; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite: unit tests, the privileged
 # integration tests against this kernel (serially: they share kernel
-# state), and the Debian 6.1 kernel under qemu (portability of the eBPF
-# object). Needs root.
+# state), each fuzz target for 20 s, and the Debian 6.1 kernel under qemu
+# (portability of the eBPF object). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --all-targets
 cargo test --lib --bins
-cargo test -p agentwatch --test sensors --test selectors --test learn --test enforce --test audit --test daemon --test feeds --test k8s --test packaging --no-fail-fast -- --test-threads=1
+cargo test -p agentwatch --test sensors --test selectors --test learn --test enforce --test audit --test daemon --test feeds --test k8s --test faults --test packaging --no-fail-fast -- --test-threads=1
+cargo xtask fuzz --seconds 20
 cargo xtask vm-test

@@ -8,7 +8,7 @@ mod support;
 use std::{os::unix::fs::MetadataExt, os::unix::process::CommandExt, time::Duration};
 
 use serde_json::Value;
-use support::{daemon::Daemon, privileged, run::profile, Cgroup};
+use support::{daemon::Daemon, privileged, privileged_with_cgroup, run::profile, Cgroup};
 
 fn config(audit: bool, agents: &[(&str, &str, &std::path::Path)], extra: &str) -> String {
     let mut s = format!("[daemon]\nalerts = \"alerts.jsonl\"\npause_timeout = \"60s\"\nrescan = \"200ms\"\n{extra}\n");
@@ -29,19 +29,12 @@ fn write_config(d: &Daemon, text: &str) {
 }
 
 fn records(d: &Daemon) -> Vec<Value> {
-    std::fs::read_to_string(d.dir.0.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| v["record"].clone())
-        .collect()
+    support::daemon::audit_records(&d.dir.0.join("audit.jsonl"))
 }
 
 #[test]
 fn a_selected_agent_is_paused_approved_and_audited_through_the_daemon() {
-    let Some(_k) = privileged() else { return };
-    let Some(cg) = Cgroup::new("daemon-coder") else {
-        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-coder") else {
         return;
     };
     let yaml = profile("dmn-coder", 1, "");
@@ -221,9 +214,7 @@ fn reload_swaps_a_valid_config_in_and_keeps_the_running_one_otherwise() {
 
 #[test]
 fn the_control_socket_admits_root_and_the_group_and_logs_refusals() {
-    let Some(_k) = privileged() else { return };
-    let Some(cg) = Cgroup::new("daemon-access") else {
-        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-access") else {
         return;
     };
     let Some(adm) = nix::unistd::Group::from_name("adm").ok().flatten() else {
@@ -286,9 +277,7 @@ fn the_control_socket_admits_root_and_the_group_and_logs_refusals() {
 /// RELOADING then READY around a SIGHUP reload, STOPPING on SIGTERM.
 #[test]
 fn systemd_hears_ready_watchdog_reloading_and_stopping() {
-    let Some(_k) = privileged() else { return };
-    let Some(cg) = Cgroup::new("daemon-notify") else {
-        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-notify") else {
         return;
     };
     let yaml = profile("dmn-notify", 1, "");

@@ -9,8 +9,8 @@ use std::{io::Read, io::Write, path::Path, time::Duration};
 
 use serde_json::Value;
 use support::{
-    daemon::Daemon,
-    privileged,
+    daemon::{wait_for, Daemon},
+    privileged, privileged_with_cgroup,
     receiver::{free_port, ocsf_python, HttpReceiver, Rsyslog},
     run::profile,
     Cgroup,
@@ -21,14 +21,6 @@ fn agent_toml(name: &str, cg: &Path) -> String {
         "\n[[agent]]\nname = \"{name}\"\nprofile = \"{name}.yaml\"\nmode = \"monitor\"\nworkspace = \"WS\"\n[agent.select]\ncgroup = \"{}\"\n",
         cg.display()
     )
-}
-
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let t = std::time::Instant::now();
-    while !done() {
-        assert!(t.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn scrape(port: u16) -> String {
@@ -201,9 +193,7 @@ spool_dir = "spool-hec"
 
 #[test]
 fn syslog_findings_are_rfc5424_that_rsyslog_parses_over_udp_and_tcp() {
-    let Some(_k) = privileged() else { return };
-    let Some(cg) = Cgroup::new("feed-syslog") else {
-        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+    let Some((_k, cg)) = privileged_with_cgroup("feed-syslog") else {
         return;
     };
     let yaml = profile("fd-sys", 1, "");
@@ -281,9 +271,7 @@ fn arrived(rx: &HttpReceiver) -> Vec<u64> {
 
 #[test]
 fn a_receiver_that_is_down_loses_nothing_even_across_a_daemon_restart() {
-    let Some(_k) = privileged() else { return };
-    let Some(cg) = Cgroup::new("feed-down") else {
-        eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+    let Some((_k, cg)) = privileged_with_cgroup("feed-down") else {
         return;
     };
     let port = free_port();

@@ -388,3 +388,16 @@ impl Drop for Watching {
         let _ = self.child.wait();
     }
 }
+
+/// The kernel-test guard and a fresh cgroup to select agents by, or None
+/// (after printing why) when this host cannot run such a test.
+pub fn privileged_with_cgroup(tag: &str) -> Option<(MutexGuard<'static, ()>, Cgroup)> {
+    let k = privileged()?;
+    match Cgroup::new(tag) {
+        Some(cg) => Some((k, cg)),
+        None => {
+            eprintln!("SKIP: no cgroup v2 hierarchy to select by");
+            None
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! Developer tasks: `cargo xtask vm-test` (the eBPF object on a Debian
-//! kernel under qemu) and `cargo xtask bench` (cost against baselines).
+//! kernel under qemu), `cargo xtask bench` (cost against baselines) and
+//! `cargo xtask fuzz` (the fuzz targets, bounded in time).
 use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_daemon;
 mod bench_enforce;
+mod fuzz;
 mod vm;
 mod vm_enforce;
 
@@ -25,6 +27,9 @@ enum Task {
     },
     /// Measure overhead and throughput; prints ratios against baselines.
     Bench(bench::Options),
+    /// Run the fuzz targets (profile parser, config parser, event
+    /// decoder) for a bounded time each.
+    Fuzz(fuzz::Options),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -39,5 +44,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::VmTest { kernel } => vm::run(&kernel),
         Task::Bench(o) => bench::run(o),
+        Task::Fuzz(o) => fuzz::run(o),
     }
 }

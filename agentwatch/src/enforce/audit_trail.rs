@@ -19,6 +19,9 @@ pub struct AuditWriter {
     dropped: u64,
     /// Set once a write failed: said loudly once, not per record.
     failing: bool,
+    /// Since when the log has not been writable, and how many records
+    /// were held meanwhile: recorded as a gap once it is writable again.
+    outage: Option<(String, u64)>,
 }
 
 pub type SharedAudit = Arc<Mutex<AuditWriter>>;
@@ -60,8 +63,8 @@ impl AuditTrail {
         self.write(r);
     }
 
-    /// An answer to approval requests: `outcome` is approved, denied or
-    /// timed_out; `by` is who answered (a user name, or `timeout`).
+    /// An answer to approval requests: `outcome` is approved, denied,
+    /// timed_out, exited (no process left) or released (agent removed); `by` is who answered (a user name, or `timeout`).
     pub fn answer(&mut self, agent: &str, ids: &[String], outcome: &str, by: &str, learned: bool) {
         let r = json!({
             "type": "approval",
@@ -96,6 +99,7 @@ impl AuditWriter {
             backlog: Default::default(),
             dropped: 0,
             failing: false,
+            outage: None,
         }
     }
 
@@ -113,7 +117,13 @@ impl AuditWriter {
         self.write(&r);
     }
 
+    /// Syncs when the interval is up; while records are held back (the
+    /// disk was full), tries to write them, so the gap is closed as soon
+    /// as there is room, not at the next decision.
     pub fn sync_if_due(&mut self) {
+        if (self.outage.is_some() || !self.backlog.is_empty()) && self.flush_backlog() {
+            self.failing = false;
+        }
         if let Err(e) = self.log.sync_if_due() {
             self.failed(&e);
         }
@@ -147,20 +157,35 @@ impl AuditWriter {
             self.backlog.pop_front();
             self.dropped += 1;
         }
+        if let Some((_, held)) = &mut self.outage {
+            *held += 1;
+        }
         self.backlog.push_back(r.clone());
     }
 
     /// Writes what was held back (and a note of what was dropped); true
     /// when nothing is left.
     fn flush_backlog(&mut self) -> bool {
-        if self.dropped > 0 {
-            let note = json!({"type": "audit_gap", "dropped": self.dropped,
-                "why": "the audit log was not writable and the in-memory backlog overflowed"});
+        if let Some((since, held)) = self.outage.clone() {
+            // The log takes records again: first, what happened meanwhile.
+            let now = crate::profile::builder::time::rfc3339(std::time::SystemTime::now());
+            let note = json!({"type": "audit_gap", "since": since, "until": now,
+            "held": held, "dropped": self.dropped,
+            "why": if self.dropped > 0 {
+                "the audit log was not writable and the in-memory backlog overflowed: the oldest held records are missing"
+            } else {
+                "the audit log was not writable; the records that follow were held in memory, in order, and written late"
+            }});
             if let Err(e) = self.log.append(&note) {
                 self.failed(&e);
                 return false;
             }
+            eprintln!(
+                "agentwatch: the audit log is writable again; {held} record(s) held since {since} are written now ({} dropped)",
+                self.dropped
+            );
             self.dropped = 0;
+            self.outage = None;
         }
         while let Some(front) = self.backlog.front() {
             if let Err(e) = self.log.append(front) {
@@ -173,8 +198,12 @@ impl AuditWriter {
     }
 
     fn failed(&mut self, e: &crate::audit::AuditError) {
+        if self.outage.is_none() {
+            let now = crate::profile::builder::time::rfc3339(std::time::SystemTime::now());
+            self.outage = Some((now, 0));
+        }
         if !self.failing {
-            error!(error = %e, "audit log write failed");
+            error!(error = %e, "audit log write failed; enforcement goes on and records are held in memory");
             eprintln!("agentwatch: {e}");
             self.failing = true;
         }

@@ -132,7 +132,33 @@ impl AgentEnforcer {
         if self.approvals.any_expired() {
             return self.deny(None, Outcome::TimedOut, "timeout").ok();
         }
+        if !self.approvals.is_empty() && self.maps.pids(self.agent_id).is_empty() {
+            return Some(self.resolve_exited());
+        }
         None
+    }
+
+    /// Every process of a paused agent is gone (killed by hand, or it
+    /// exited): nothing is left to approve. The requests are closed as
+    /// `exited` and the pause lifted, so the agent's next process is not
+    /// stopped at its first call.
+    fn resolve_exited(&mut self) -> String {
+        let ids = self.approvals.take_all_ids();
+        if let Some(a) = &mut self.audit {
+            a.answer(
+                &self.agent,
+                &ids,
+                "exited",
+                "agentwatch (no process left)",
+                false,
+            );
+        }
+        let _ = self.maps.set_paused(self.agent_id, false);
+        format!(
+            "{} exited while paused; closed {}",
+            self.agent,
+            ids.join(", ")
+        )
     }
 
     fn resume_tree(&mut self) {
