@@ -58,7 +58,9 @@ pub fn run(o: Options) -> anyhow::Result<()> {
             "-print_final_stats=1",
         ]);
         eprintln!("fuzz: {t} for {} s", o.seconds);
-        let st = cmd.status().with_context(|| format!("running cargo fuzz run {t}"))?;
+        let st = cmd
+            .status()
+            .with_context(|| format!("running cargo fuzz run {t}"))?;
         if !st.success() {
             failed.push(t);
         }
