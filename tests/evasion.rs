@@ -1,0 +1,159 @@
+//! Privileged evasion tests: a watched process tries the usual ways around
+//! a profile (a renamed copy of a binary, `..` and `.` games towards a
+//! guardrail, a double fork into a new session, an exec from a memfd, an
+//! IPv4-mapped IPv6 address) and must still be attributed, flagged and,
+//! in enforce mode, acted on. Symlinks, hardlinks and /proc/self/cwd
+//! towards a guardrail are not caught yet (the kernel judges the path a
+//! process names, not the file it reaches); they have no test here.
+mod support;
+
+use std::net::TcpListener;
+
+use support::{privileged, run::*};
+
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
+}
+
+#[test]
+fn a_renamed_copy_of_a_binary_is_still_an_unknown_executable() {
+    let Some(_g) = privileged() else { return };
+    let script = "cp /usr/bin/id tool && mv tool renamed && ./renamed > /dev/null && echo ran";
+    let d = Run::start(
+        "ev-copy",
+        &profile("ev-copy", 1, ""),
+        "monitor",
+        &[],
+        script,
+    )
+    .finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(d.stdout.contains("ran"));
+    let a = d.alerts_by("exec/unknown");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert!(
+        a[0]["what"].as_str().unwrap_or("").ends_with("/renamed"),
+        "{}",
+        a[0]
+    );
+}
+
+#[test]
+fn dot_and_dot_dot_games_towards_a_guardrail_are_resolved_and_denied() {
+    let Some(_g) = privileged() else { return };
+    // A secret beside the run's directory, reached from a subdirectory of
+    // the workspace through `..`, `.` and doubled slashes.
+    let secret = support::TempDir::new("ev-dots-secret");
+    std::fs::create_dir_all(secret.0.join(".ssh")).unwrap();
+    std::fs::write(secret.0.join(".ssh/id_ed25519"), "key").unwrap();
+    let name = secret.0.file_name().unwrap().to_string_lossy().into_owned();
+    let script = format!(
+        "mkdir -p sub/deeper && cd sub/deeper && \
+         cat ../../../..//{name}/./.ssh/../.ssh/id_ed25519 > /dev/null 2>&1 || echo refused"
+    );
+    let run = Run::start(
+        "ev-dots",
+        &profile("ev-dots", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        &script,
+    );
+    let d = run.finish();
+    assert!(
+        d.stdout.contains("refused"),
+        "the read went through: {}",
+        d.stdout
+    );
+    let a = d.alerts_by("guardrail/secrets");
+    assert!(!a.is_empty(), "{}", d.brief());
+    let what = a[0]["what"].as_str().unwrap_or("");
+    assert!(
+        what.ends_with("/.ssh/id_ed25519") && !what.contains(".."),
+        "judged on the resolved path: {what}"
+    );
+    assert!(a[0]["action"].as_str().unwrap_or("").starts_with("deny"));
+}
+
+#[test]
+fn a_double_forked_setsid_process_is_still_the_agent() {
+    let Some(_g) = privileged() else { return };
+    // The subshell exits at once: the grandchild is an orphan in its own
+    // session when it reads outside the profile.
+    let script = "( setsid sh -c 'cat /etc/os-release > /dev/null; echo x > orphan-done' & ); \
+                  while [ ! -e orphan-done ]; do sleep 0.05; done; echo waited";
+    let d = Run::start(
+        "ev-setsid",
+        &profile("ev-setsid", 1, ""),
+        "monitor",
+        &[],
+        script,
+    )
+    .finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    let a = d.alerts_by("file/unknown");
+    assert!(
+        a.iter().any(|x| x["what"] == "read /etc/os-release"),
+        "{}",
+        d.brief()
+    );
+}
+
+#[test]
+fn an_exec_from_a_memfd_is_an_unknown_executable() {
+    let Some(_g) = privileged() else { return };
+    let script = "/usr/bin/python3 -c 'import os; fd = os.memfd_create(\"payload\"); \
+                  os.write(fd, open(\"/usr/bin/true\", \"rb\").read()); \
+                  os.execv(\"/proc/self/fd/%d\" % fd, [\"payload\"])' && echo ran";
+    let d = Run::start(
+        "ev-memfd",
+        &profile("ev-memfd", 1, ""),
+        "monitor",
+        &[],
+        script,
+    )
+    .finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    let a = d.alerts_by("exec/unknown");
+    assert!(
+        a.iter()
+            .any(|x| x["what"].as_str().unwrap_or("").contains("/proc/self/fd/")),
+        "{}",
+        d.brief()
+    );
+}
+
+#[test]
+fn an_ipv4_mapped_ipv6_connect_is_judged_as_the_ipv4_address() {
+    let Some(_g) = privileged() else { return };
+    let (_ok, ok_port) = listener();
+    let (_other, other_port) = listener();
+    let script = format!(
+        "/usr/bin/python3 -c 'import socket\n\
+for port in ({ok_port}, {other_port}):\n    s = socket.socket(socket.AF_INET6)\n    print(port, s.connect_ex((\"::ffff:127.0.0.1\", port)))'"
+    );
+    let d = Run::start(
+        "ev-mapped",
+        // Files alert (Python reads a few), so that only the network is acted on.
+        &profile("ev-mapped", ok_port, "actions:\n  file: alert\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    // 0: connected (the allowed endpoint); 1: EPERM (refused in the kernel).
+    assert!(d.stdout.contains(&format!("{ok_port} 0")), "{}", d.stdout);
+    assert!(
+        d.stdout.contains(&format!("{other_port} 1")),
+        "{}",
+        d.stdout
+    );
+    let a = d.alerts_by("network/unknown");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert!(a[0]["what"]
+        .as_str()
+        .unwrap_or("")
+        .contains(&other_port.to_string()));
+}
