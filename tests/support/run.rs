@@ -65,6 +65,8 @@ pub struct Run {
     pub dir: TempDir,
     pub tag: String,
     pub alerts: PathBuf,
+    /// The agent's name (its control socket's).
+    pub name: String,
 }
 
 pub struct Done {
@@ -103,6 +105,7 @@ impl Run {
             dir,
             tag,
             alerts,
+            name: name.to_string(),
         }
     }
 
@@ -226,6 +229,12 @@ impl Drop for Run {
             let _ = Command::new("kill")
                 .args(["-CONT", &p.to_string()])
                 .status();
+        }
+        // A run killed with SIGKILL leaves its control socket behind.
+        let sock =
+            std::path::Path::new("/run/agentwatch/agents").join(format!("{}.sock", self.name));
+        if std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            let _ = std::fs::remove_file(&sock);
         }
     }
 }

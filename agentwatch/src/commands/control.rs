@@ -27,6 +27,12 @@ pub fn pending(json: bool) -> anyhow::Result<i32> {
     for agent in control::agents() {
         match control::request_agent(&agent, &Request::Pending) {
             Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
+            // A socket left by a run that was killed: nothing to ask.
+            Err(ControlError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                tracing::debug!(%agent, "stale control socket skipped");
+            }
             Err(e) => eprintln!("agentwatch: {agent}: {e}"),
         }
     }
