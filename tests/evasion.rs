@@ -1,10 +1,9 @@
 //! Privileged evasion tests: a watched process tries the usual ways around
-//! a profile (a renamed copy of a binary, `..` and `.` games towards a
-//! guardrail, a double fork into a new session, an exec from a memfd, an
-//! IPv4-mapped IPv6 address) and must still be attributed, flagged and,
-//! in enforce mode, acted on. Symlinks, hardlinks and /proc/self/cwd
-//! towards a guardrail are not caught yet (the kernel judges the path a
-//! process names, not the file it reaches); they have no test here.
+//! a profile (a renamed copy of a binary; a symlink, a hard link,
+//! `/proc/self/cwd` or `..` and `.` games towards a guardrail; a double
+//! fork into a new session; an exec from a memfd; an IPv4-mapped IPv6
+//! address) and must still be attributed, flagged and, in enforce mode,
+//! acted on.
 mod support;
 
 use std::net::TcpListener;
@@ -156,4 +155,99 @@ for port in ({ok_port}, {other_port}):\n    s = socket.socket(socket.AF_INET6)\n
         .as_str()
         .unwrap_or("")
         .contains(&other_port.to_string()));
+}
+
+/// A secret outside the workspace: `(dir, its name, the key's path)`.
+fn secret_beside() -> (support::TempDir, String) {
+    let secret = support::TempDir::new("ev-secret");
+    std::fs::create_dir_all(secret.0.join(".ssh")).unwrap();
+    std::fs::write(secret.0.join(".ssh/id_ed25519"), "key").unwrap();
+    let key = secret.0.join(".ssh/id_ed25519").display().to_string();
+    (secret, key)
+}
+
+/// Runs `script` in enforce mode with guardrails denied; asserts each
+/// `marker` the script echoes when a read was stopped, and returns the
+/// secrets alerts.
+fn guarded_run(name: &str, script: &str, markers: &[&str]) -> Vec<serde_json::Value> {
+    let d = Run::start(
+        name,
+        &profile(name, 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        script,
+    )
+    .finish();
+    for m in markers {
+        assert!(
+            d.stdout.contains(m),
+            "no {m:?}; the read went through: {}",
+            d.stdout
+        );
+    }
+    let a: Vec<serde_json::Value> = d
+        .alerts_by("guardrail/secrets")
+        .into_iter()
+        .cloned()
+        .collect();
+    assert!(!a.is_empty(), "{}", d.brief());
+    for x in &a {
+        assert!(
+            x["action"].as_str().unwrap_or("").starts_with("deny"),
+            "{x}"
+        );
+    }
+    a
+}
+
+#[test]
+fn a_symlink_to_a_guardrail_file_or_its_directory_is_judged_by_the_file_reached() {
+    let Some(_g) = privileged() else { return };
+    let (secret, key) = secret_beside();
+    let dir = secret.0.join(".ssh").display().to_string();
+    // The names the process opens are workspace paths the profile allows.
+    let script = format!(
+        "ln -s {key} key-link && ln -s {dir} keys && \
+         (cat key-link > /dev/null 2>&1 || echo refused-file) && \
+         (cat keys/id_ed25519 > /dev/null 2>&1 || echo refused-dir)"
+    );
+    let a = guarded_run("ev-symlink", &script, &["refused-file", "refused-dir"]);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a.iter().all(|x| x["event"]["path"] == key.as_str()),
+        "judged on the real path: {a:?}"
+    );
+}
+
+#[test]
+fn proc_self_cwd_towards_a_guardrail_is_judged_by_the_file_reached() {
+    let Some(_g) = privileged() else { return };
+    let (secret, key) = secret_beside();
+    let dir = secret.0.join(".ssh").display().to_string();
+    // `/proc/self/cwd/...` is an absolute /proc path the profile allows.
+    let script =
+        format!("cd {dir} && (cat /proc/self/cwd/id_ed25519 > /dev/null 2>&1 || echo refused)");
+    let a = guarded_run("ev-proc-cwd", &script, &["refused"]);
+    assert!(
+        a.iter().any(|x| x["event"]["path"] == key.as_str()),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_hard_link_to_a_guardrail_file_is_refused_and_removed() {
+    let Some(_g) = privileged() else { return };
+    let (secret, key) = secret_beside();
+    // The link would give the secret a second, innocent-looking name in the
+    // workspace; the link call itself is the violation.
+    let script = format!(
+        "(ln {key} hard 2>/dev/null || echo refused); \
+         sleep 0.5; if [ -e hard ]; then echo still-there; else echo gone; fi"
+    );
+    let a = guarded_run("ev-hardlink", &script, &["refused", "gone"]);
+    let ev = &a[0]["event"];
+    assert_eq!(ev["kind"], "link", "{ev}");
+    assert_eq!(ev["from"], key.as_str(), "{ev}");
+    assert!(ev["to"].as_str().unwrap_or("").ends_with("/hard"), "{ev}");
+    assert!(secret.0.join(".ssh/id_ed25519").exists());
 }

@@ -46,6 +46,10 @@ pub enum RecordKind {
     /// A signal, ptrace or bpf() call against agentwatch (entry only;
     /// `args` are the call's arguments).
     Tamper = 7,
+    /// An open the entry allowed whose file turned out, by its real path,
+    /// to be a guardrail (reached through a symlink or `/proc/*/cwd`):
+    /// `args[0]` the fd, `args[1]` the open flags; BASE1 the real path.
+    Opened = 8,
 }
 
 impl RecordKind {
@@ -58,6 +62,7 @@ impl RecordKind {
             5 => Self::SysExit,
             6 => Self::Dns,
             7 => Self::Tamper,
+            8 => Self::Opened,
             _ => return None,
         })
     }

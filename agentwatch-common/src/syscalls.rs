@@ -11,6 +11,8 @@ pub const RMDIR: u32 = 84;
 pub const RENAME: u32 = 82;
 pub const RENAMEAT: u32 = 264;
 pub const RENAMEAT2: u32 = 316;
+pub const LINK: u32 = 86;
+pub const LINKAT: u32 = 265;
 pub const CHMOD: u32 = 90;
 pub const FCHMOD: u32 = 91;
 pub const FCHMODAT: u32 = 268;
@@ -55,6 +57,8 @@ pub const PAIRED: &[&str] = &[
     "rename",
     "renameat",
     "renameat2",
+    "link",
+    "linkat",
     "chmod",
     "fchmod",
     "fchmodat",

@@ -74,7 +74,7 @@ pub fn stop_if_paused(agent: u32) -> bool {
     }
 }
 
-fn guardrail_rule(rule: u8) -> bool {
+pub fn guardrail_rule(rule: u8) -> bool {
     matches!(
         rule,
         rule::GUARD_SECRETS

@@ -140,6 +140,12 @@ pub fn user_bytes(ev: &mut RawEvent, slot: usize, src: u64, len: u64, flags: u16
 
 /// State of one path walk, kept on the caller's stack across `bpf_loop`
 /// iterations.
+///
+/// The result goes into the slot's header (in the scratch map value) from
+/// inside the callback, never read back from this struct: 6.1's verifier
+/// does not see a callback change its caller's stack, believes `off` is
+/// still 0 after the loop, and drops the branches that test the length
+/// as dead code.
 #[repr(C)]
 struct Walk {
     dentry: Ptr,
@@ -147,8 +153,9 @@ struct Walk {
     mnt: Ptr,
     /// Start of the slot being written (a pointer into the scratch map value).
     base: *mut u8,
+    /// The slot's header, in the same map value.
+    hdr: *mut agentwatch_common::StrSlot,
     off: u64,
-    complete: u64,
 }
 
 /// One step of the walk: one path component, or one mount crossing.
@@ -163,7 +170,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         if w.dentry == aw_vfsmount_root(w.vfsmnt) {
             let parent = aw_mount_parent(w.mnt);
             if parent.is_null() || parent == w.mnt {
-                w.complete = 1;
+                (*w.hdr).flags = SLOT_USED | SLOT_REVERSED_COMPONENTS;
                 return 1;
             }
             w.dentry = aw_mount_mountpoint(w.mnt);
@@ -173,7 +180,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         }
         let parent = aw_dentry_parent(w.dentry);
         if parent == w.dentry {
-            w.complete = 1;
+            (*w.hdr).flags = SLOT_USED | SLOT_REVERSED_COMPONENTS;
             return 1;
         }
         let off = w.off as usize;
@@ -187,6 +194,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
             return 1;
         }
         w.off += n as u64;
+        (*w.hdr).len = (w.off as usize & (SLOT_LEN - 1)) as u16;
         w.dentry = parent;
     }
     0
@@ -203,6 +211,11 @@ pub fn walk_path(ev: &mut RawEvent, slot: usize, path: Ptr) {
     if path.is_null() {
         return;
     }
+    // Cut short until the walk reaches the root.
+    ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot {
+        len: 0,
+        flags: SLOT_USED | SLOT_REVERSED_COMPONENTS | SLOT_TRUNCATED,
+    };
     let mut w = unsafe {
         let vfsmnt = aw_path_mnt(path);
         Walk {
@@ -210,8 +223,8 @@ pub fn walk_path(ev: &mut RawEvent, slot: usize, path: Ptr) {
             vfsmnt,
             mnt: aw_real_mount(vfsmnt),
             base: slot_ptr(ev, slot),
+            hdr: &mut ev.slots[slot & (SLOTS - 1)],
             off: 0,
-            complete: 0,
         }
     };
     unsafe {
@@ -222,14 +235,6 @@ pub fn walk_path(ev: &mut RawEvent, slot: usize, path: Ptr) {
             0,
         );
     }
-    let mut flags = SLOT_USED | SLOT_REVERSED_COMPONENTS;
-    if w.complete == 0 {
-        flags |= SLOT_TRUNCATED;
-    }
-    ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot {
-        len: (w.off as usize & (SLOT_LEN - 1)) as u16,
-        flags,
-    };
 }
 
 /// Sends the used prefix of `ev`: the fixed part plus data up to the end of
@@ -252,7 +257,10 @@ pub fn submit(ev: &RawEvent) {
     // Wake the reader only once a batch has built up; it also polls on a
     // short timer. A wakeup per record would cost the traced process more
     // than the record itself.
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+    // A violation wakes it at once: its alert (and, for a pause, the
+    // approval request) should not wait for the timer.
+    let violation = ev.hdr.verdict == agentwatch_common::policy::verdict::VIOLATION;
+    let flags = if violation || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -135,6 +135,13 @@ pub fn deny_path_rename(_ctx: LsmContext) -> i32 {
     lsm::try_refuse().unwrap_or(0)
 }
 
+/// lsm/path_link (link, linkat: a hard link to a guardrail file). Fails
+/// open.
+#[lsm(hook = "path_link")]
+pub fn deny_path_link(_ctx: LsmContext) -> i32 {
+    lsm::try_refuse().unwrap_or(0)
+}
+
 /// lsm/path_chmod (chmod, fchmod, fchmodat). Fails open.
 #[lsm(hook = "path_chmod")]
 pub fn deny_path_chmod(_ctx: LsmContext) -> i32 {

@@ -95,9 +95,10 @@ pub static NET_ANY_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_en
 pub static DECIDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
 
 /// Threads whose syscall entry was decided allowed and not sent: their
-/// exit is not sent either. tid -> syscall number.
+/// exit is not sent either. tid -> syscall number, and for opens their
+/// flags in the high 32 bits (the exit judges the file they reached).
 #[map]
-pub static SKIP_EXIT: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Calls the kernel decided to deny while the BPF LSM tier is attached:
 /// tid -> the violation. Set at syscall entry (files) or by

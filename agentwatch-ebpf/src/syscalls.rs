@@ -240,11 +240,11 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
             ev.args[5] =
                 unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
         }
-        nr::RENAME => {
+        nr::RENAME | nr::LINK => {
             path_arg(ev, slot::PATH1, slot::BASE1, cwd, a[0], r);
             path_arg(ev, slot::PATH2, slot::BASE2, cwd, a[1], r);
         }
-        nr::RENAMEAT | nr::RENAMEAT2 => {
+        nr::RENAMEAT | nr::RENAMEAT2 | nr::LINKAT => {
             path_arg(ev, slot::PATH1, slot::BASE1, a[0], a[1], r);
             path_arg(ev, slot::PATH2, slot::BASE2, a[2], a[3], r);
         }
@@ -271,7 +271,15 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         if !decide_enter(pol, w.agent_id, ev, sysno, &a) {
             // Decided allowed in the kernel: neither entry nor exit crosses.
             let tid = bpf_get_current_pid_tgid() as u32;
-            let _ = SKIP_EXIT.insert(&tid, &sysno, 0);
+            let open_flags = match sysno {
+                nr::OPEN => a[1],
+                nr::OPENAT => a[2],
+                nr::OPENAT2 => ev.args[5],
+                nr::CREAT => 0o1101,
+                _ => 0,
+            };
+            let v = sysno as u64 | (open_flags & 0xffff_ffff) << 32;
+            let _ = SKIP_EXIT.insert(&tid, &v, 0);
             return Ok(());
         }
     }
@@ -337,6 +345,17 @@ fn decide_enter(
             path(ev, p1, b1, true, access::CHMOD, class::FILE)
         }
         nr::FCHMOD | nr::FCHOWN => path(ev, p1, b1, false, access::CHMOD, class::FILE),
+        // A hard link to a guardrail file is a second way in to it: the
+        // source counts as read and written. Other links are left to the
+        // profile's rules on what the agent then opens.
+        nr::LINK | nr::LINKAT => {
+            let from = path(ev, p1, b1, true, access::READ | access::WRITE, class::FILE);
+            if from.verdict == verdict::VIOLATION && !enforce::guardrail_rule(from.rule) {
+                Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
+            } else {
+                from
+            }
+        }
         nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 => {
             let from = path(ev, p1, b1, true, access::RENAME, class::FILE);
             if from.allowed() {
@@ -419,10 +438,14 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let sysno = syscall_nr(ctx);
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
-    if pol.is_some() {
-        if let Some(n) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
+    if let Some(p) = pol {
+        if let Some(v) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
             let _ = SKIP_EXIT.remove(&tid);
-            if n == sysno {
+            if v as u32 == sysno {
+                let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
+                if ret >= 0 && p.flags & flags::PATHS != 0 && is_open(sysno) {
+                    judge_opened(p, &w, sysno, ret, v >> 32)?;
+                }
                 return Ok(());
             }
         }
@@ -452,6 +475,47 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if takes_path {
         retry_paths(ev);
     }
+    event::submit(ev);
+    Ok(())
+}
+
+#[inline(always)]
+fn is_open(sysno: u32) -> bool {
+    matches!(sysno, nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT)
+}
+
+/// The file an open reached, judged by its real path (a dentry walk from
+/// the new fd) against the guardrails: a symlink, `/proc/self/cwd` or a
+/// bind mount that leads to a guardrail file is caught here even though
+/// the path the process named was allowed. Only guardrails: the profile's
+/// own rules name files as the agent names them (`/lib/...` for
+/// `/usr/lib/...`), so judging real paths against them would flag
+/// symlinked system paths. The open has happened; the action lands before
+/// the process returns to user space (pause or kill; deny kills).
+#[inline(always)]
+fn judge_opened(
+    pol: &AgentPolicy,
+    w: &WatchEntry,
+    sysno: u32,
+    fd: i64,
+    open_flags: u64,
+) -> Result<(), i64> {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if f.is_null() {
+        return Ok(());
+    }
+    let ev = event::start(RecordKind::Opened, w, sysno).ok_or(1)?;
+    event::walk_path(ev, slot::BASE1, unsafe { aw_file_path(f) });
+    let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, false);
+    let d = enforce::judge_path(w.agent_id, payload, open_access(open_flags), class::FILE);
+    if d.verdict != verdict::VIOLATION || !enforce::guardrail_rule(d.rule) {
+        return Ok(());
+    }
+    ev.args[0] = fd as u64;
+    ev.args[1] = open_flags;
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
     event::submit(ev);
     Ok(())
 }

@@ -265,6 +265,13 @@ pub enum Detail {
         syscall: Name,
         result: Option<i64>,
     },
+    /// A hard link: `to` becomes a second name of `from`.
+    Link {
+        from: String,
+        to: String,
+        syscall: Name,
+        result: Option<i64>,
+    },
     Chmod {
         path: String,
         mode: u32,
@@ -336,6 +343,7 @@ impl Detail {
             Detail::Open { .. } => "open",
             Detail::Unlink { .. } => "unlink",
             Detail::Rename { .. } => "rename",
+            Detail::Link { .. } => "link",
             Detail::Chmod { .. } => "chmod",
             Detail::Chown { .. } => "chown",
             Detail::Connect { .. } => "connect",
@@ -356,6 +364,7 @@ impl Detail {
             | Detail::Exec { result, .. }
             | Detail::Unlink { result, .. }
             | Detail::Rename { result, .. }
+            | Detail::Link { result, .. }
             | Detail::Chmod { result, .. }
             | Detail::Chown { result, .. }
             | Detail::Connect { result, .. }

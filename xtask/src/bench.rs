@@ -32,7 +32,8 @@ pub struct Options {
     /// Events per second for the zero-loss run.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
-    /// Internal: run one loop (`open` or `connect`) and print ns/op.
+    /// Internal: run one loop (`open`, `connect`, `exec`, `macro`) and
+    /// print ns/op.
     #[arg(long, hide = true, value_name = "WORKLOAD")]
     inner: Option<String>,
     /// Only the profile benchmarks (building and matching); rewrites their
@@ -58,12 +59,20 @@ pub struct Options {
     /// Events of the daemon benchmark's unpaced run.
     #[arg(long, default_value_t = 100_000)]
     daemon_ops: u64,
+    /// Only the comparison with auditd and bpftrace (installs them when
+    /// missing); rewrites its section of docs/benchmarks.md,
+    /// docs/benchmarks-peers.json and docs/benchmarks-peers.png.
+    #[arg(long)]
+    peers_only: bool,
+    /// Rounds of the comparison with auditd and bpftrace.
+    #[arg(long, default_value_t = 5)]
+    peer_rounds: usize,
 }
 
 /// Rounds of a full run; only a full run rewrites docs/benchmarks.md.
 const DEFAULT_ROUNDS: usize = 15;
 
-const OPEN_TARGET: &str = "/tmp/agentwatch-bench-target";
+pub(crate) const OPEN_TARGET: &str = "/tmp/agentwatch-bench-target";
 
 /// The inner loop: `ops` open+close pairs, or connect+accept+close on a
 /// loopback listener of its own (self-contained: a listener in another
@@ -79,6 +88,13 @@ fn inner(workload: &str, ops: u64, pace: Option<u64>) -> anyhow::Result<()> {
     for i in 0..ops {
         match workload {
             "open" => drop(std::fs::File::open(OPEN_TARGET)?),
+            "exec" => {
+                let st = std::process::Command::new("/bin/true").status()?;
+                if !st.success() {
+                    bail!("/bin/true failed: {st}");
+                }
+            }
+            "macro" => crate::bench_peers::macro_build()?,
             "connect" => {
                 let l = listener.as_ref().context("connect loop has a listener")?;
                 let c = std::net::TcpStream::connect(l.local_addr()?)?;
@@ -108,6 +124,7 @@ pub fn parse_ns(out: &str) -> anyhow::Result<f64> {
         .context("bad ns_per_op")
 }
 
+#[derive(Clone)]
 pub struct Bench {
     pub xtask: PathBuf,
     pub agentwatch: PathBuf,
@@ -118,10 +135,13 @@ impl Bench {
     pub fn loop_cmd(&self, workload: &str) -> Vec<String> {
         // Fewer connects: tens of thousands per run exhaust ephemeral ports
         // (TIME_WAIT) and measure that instead.
-        let ops = if workload == "connect" {
-            (self.ops / 10).max(500)
-        } else {
-            self.ops
+        // An exec costs ~100x an open: fewer of them. The macro workload
+        // is one build.
+        let ops = match workload {
+            "connect" => (self.ops / 10).max(500),
+            "exec" => (self.ops / 20).max(200),
+            "macro" => 1,
+            _ => self.ops,
         };
         vec![
             "taskset".into(),
@@ -171,7 +191,7 @@ impl Bench {
 /// A background process holding programs on the hooks, stopped on drop:
 /// `watched_pid` (the idle agent of (b)) is killed first so `trace` exits
 /// by itself; the floor loader (c) exits when its stdin closes.
-struct Loaded {
+pub(crate) struct Loaded {
     holder: Child,
     watched_pid: Option<u32>,
 }
@@ -216,7 +236,7 @@ fn load_sensors(agentwatch: &Path) -> anyhow::Result<Loaded> {
 }
 
 /// (c): the empty floor programs on the same syscall hooks.
-fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
+pub(crate) fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
     let mut child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(agentwatch)
@@ -393,7 +413,9 @@ fn kernel_cost(
 
 pub fn run(o: Options) -> anyhow::Result<()> {
     if let Some(workload) = &o.inner {
-        if crate::bench_enforce::inner(workload, o.ops)? {
+        if crate::bench_enforce::inner(workload, o.ops)?
+            || crate::bench_peers_load::inner(workload, o.ops)?
+        {
             return Ok(());
         }
         return inner(workload, o.ops, o.pace);
@@ -405,6 +427,11 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("release build failed");
+    }
+    if o.peers_only {
+        let section = peers(&ws, &bench_of(&ws, o.ops), o.peer_rounds, o.samples)?;
+        print!("{section}");
+        return Ok(());
     }
     if o.daemon_only {
         let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;
@@ -461,10 +488,12 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     let enforce = enforce_section(&bench, o.rounds, o.samples)?;
     let _ = std::fs::remove_file(OPEN_TARGET);
     let daemon = crate::bench_daemon::section(&bench, o.daemon_ops)?;
+    let peers = peers(&ws, &bench, o.peer_rounds, o.samples)?;
     let mut report = render(&rows, o.rounds, o.ops, o.rate, eps, opens, lost);
     report.push_str(&render_kernel_cost(&rows[0], &sensors, &floor));
     report.push_str(&enforce);
     report.push_str(&daemon);
+    report.push_str(&peers);
     report.push_str(&profile_section);
     print!("{report}");
     if o.rounds < DEFAULT_ROUNDS {
@@ -479,6 +508,26 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     f.write_all(report.as_bytes())?;
     eprintln!("written to {}", path.display());
     Ok(())
+}
+
+/// Runs the comparison with auditd and bpftrace, writes its JSON and plot
+/// beside docs/benchmarks.md and splices its section in; returns it.
+fn peers(ws: &Path, bench: &Bench, rounds: usize, samples: u64) -> anyhow::Result<String> {
+    let r = crate::bench_peers::run(bench, rounds, samples.min(100))?;
+    let docs = ws.join("docs");
+    std::fs::write(
+        docs.join("benchmarks-peers.json"),
+        serde_json::to_string_pretty(&r.json)? + "\n",
+    )?;
+    crate::bench_peers_report::plot(&r.plot_data, &docs.join("benchmarks-peers.png"))?;
+    let path = docs.join("benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, splice(&old, crate::bench_peers::HEADING, &r.section))?;
+    eprintln!(
+        "peers section, benchmarks-peers.json and benchmarks-peers.png written to {}",
+        docs.display()
+    );
+    Ok(r.section)
 }
 
 fn bench_of(ws: &Path, ops: u64) -> Bench {

@@ -162,7 +162,7 @@ impl Setup {
 }
 
 /// CPU seconds (user + system) of `pid` so far.
-fn cpu_secs(pid: u32) -> f64 {
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat
         .rsplit_once(')')
@@ -181,7 +181,7 @@ fn cpu_secs(pid: u32) -> f64 {
 /// (VmRSS, VmHWM, RssAnon) of `pid` in MiB. VmRSS includes the ring
 /// buffer's mapping (its data pages are mapped twice); RssAnon is the
 /// daemon's own memory.
-fn rss_mib(pid: u32) -> (f64, f64, f64) {
+pub(crate) fn rss_mib(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
         status

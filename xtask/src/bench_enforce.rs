@@ -26,7 +26,7 @@ use crate::bench::{median, parse_ns, ratio_stats, Bench};
 const VIOLATION: &str = "/tmp/agentwatch-bench-violation";
 
 /// CLOCK_MONOTONIC in ns: the clock both the workload and the harness read.
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

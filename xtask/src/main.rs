@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_daemon;
 mod bench_enforce;
+mod bench_peers;
+mod bench_peers_load;
+mod bench_peers_report;
 mod fuzz;
+mod peers;
 mod vm;
 mod vm_enforce;
 

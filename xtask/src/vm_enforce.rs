@@ -30,6 +30,7 @@ actions:
   exec: deny
   file: deny
   delete: deny
+  guardrails: deny
 "#;
 
 /// The workload (written to /work/ws/workload.sh). Every step prints one
@@ -50,6 +51,12 @@ step rename-out mv /work/ws/c.txt /data/c.txt
 [ -e /work/ws/c.txt ] && echo "STEP c-still-there: yes"
 step chmod-out chmod 600 /data/keep.txt
 step exec-out /data/tool
+step link-secret ln /data/.ssh/id /work/ws/hard
+[ -e /work/ws/hard ] && echo "STEP linked-anyway: yes"
+# A relative path, resolved in the kernel against the cwd.
+(cd /data && step rel-out cat other.txt)
+ln -s /data/.ssh/id /work/ws/soft
+step symlink-secret cat /work/ws/soft
 echo "STEP survived: yes"
 "#;
 
@@ -59,6 +66,7 @@ pub const INIT_PART: &str = r#"mkdir -p /data /work/ws /run
 echo keep > /data/keep.txt
 echo other > /data/other.txt
 printf '#!/bin/sh\necho ran\n' > /data/tool && chmod +x /data/tool
+mkdir -p /data/.ssh && echo secret-key > /data/.ssh/id
 cp /lsm-workload.sh /work/ws/workload.sh
 echo "=== AW-RUN-BEGIN"
 /agentwatch run --json --mode enforce --profile /lsm-profile.yaml --workspace /work/ws -o /work/alerts.jsonl -- /bin/sh /work/ws/workload.sh
@@ -89,6 +97,8 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         "rename-out",
         "chmod-out",
         "exec-out",
+        "link-secret",
+        "rel-out",
     ] {
         let s = step(denied);
         ensure!(
@@ -98,9 +108,17 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         println!("vm-test: lsm: {denied}: {s}");
     }
     ensure!(
-        !run.contains("created-anyway") && !run.contains("\nran"),
-        "a denied create or exec took effect"
+        !run.contains("created-anyway") && !run.contains("\nran") && !run.contains("linked-anyway"),
+        "a denied create, exec or link took effect"
     );
+    // Through a symlink the open is judged at its exit, by the file it
+    // reached: too late for EPERM, so the reader is killed before it reads.
+    let s = step("symlink-secret");
+    ensure!(
+        !s.starts_with("rc=0") && !s.contains("secret-key"),
+        "the secret was read through a symlink: {s}"
+    );
+    println!("vm-test: lsm: symlink-secret: {s}");
     for kept in ["keep-still-there", "c-still-there", "survived"] {
         ensure!(
             step(kept) == "yes",
@@ -110,9 +128,14 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
 
     let deny: Vec<&serde_json::Value> = alerts.iter().filter(|a| a["type"] == "alert").collect();
     for a in &deny {
+        let killed = a["action"] == "deny (SIGKILL at the call)";
         ensure!(
-            a["action"] == "deny" && a["decided_by"] == "kernel",
+            (a["action"] == "deny" || killed) && a["decided_by"] == "kernel",
             "every alert is a kernel deny: {a}"
+        );
+        ensure!(
+            !killed || a["what"] == "read /data/.ssh/id",
+            "only the read through the symlink is denied after the call: {a}"
         );
         ensure!(
             !a["what"].as_str().unwrap_or("").contains("/work/ws"),
@@ -135,8 +158,11 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         ("file/unknown", "chmod /data/keep.txt"),
         ("file/unknown", "delete /data/keep.txt"),
         ("file/unknown", "read /data/other.txt"),
+        ("file/unknown", "read /data/other.txt"),
         ("file/unknown", "rename /data/c.txt"),
         ("file/unknown", "write,create /data/new.txt"),
+        ("guardrail/secrets", "read /data/.ssh/id"),
+        ("guardrail/secrets", "read,write /data/.ssh/id"),
     ];
     ensure!(whats == expected, "deny alerts: {whats:?}");
     let summary = alerts

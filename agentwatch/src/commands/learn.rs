@@ -155,9 +155,16 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
             std::env::var_os("TMPDIR").as_deref(),
         ),
     };
-    // The profile being written and agentwatch's binary are its own files.
+    // The profile being written (and the temporary file it is written
+    // through) and agentwatch's binary are its own files. Not the whole
+    // directory: `--out /tmp/x.yaml` must not make all of /tmp a guardrail.
+    let out_file = out_dir.join(out.file_name().unwrap_or_default());
     let own: Vec<String> = [
-        Some(format!("{}/**", out_dir.display())),
+        Some(out_file.display().to_string()),
+        Some(format!(
+            "{}.yaml.tmp-*",
+            out_file.with_extension("").display()
+        )),
         std::env::current_exe()
             .ok()
             .map(|p| p.display().to_string()),

@@ -82,6 +82,26 @@ fn wanted(p: &Profile, mode: Mode, f: &Finding) -> ActionKind {
     }
 }
 
+/// A denied hard link the kernel could not refuse (no LSM tier: the
+/// SIGKILL lands after the call) still made its second name; remove it,
+/// but only while it is still the same file as the source.
+fn undo_link(ev: &Event) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Detail::Link { from, to, .. } = &ev.detail else {
+        return;
+    };
+    let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::symlink_metadata(to)) else {
+        return;
+    };
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return;
+    }
+    match std::fs::remove_file(to) {
+        Ok(()) => warn!(link = %to, target = %from, "removed the denied hard link"),
+        Err(e) => warn!(link = %to, error = %e, "cannot remove the denied hard link"),
+    }
+}
+
 /// The action as an alert names it: the event's name, spelled out for the
 /// SIGKILL fallback of deny.
 fn kernel_action(k: &KernelDecision) -> &'static str {
@@ -250,6 +270,7 @@ impl AgentEnforcer {
                         tree::kill(&self.maps.pids(self.agent_id));
                         let _ = self.maps.set_paused(self.agent_id, false);
                     }
+                    ka::DENY_KILL => undo_link(ev),
                     _ => {}
                 }
                 self.alert(ev, &f, kernel_action(&k), "kernel", approval);

@@ -157,6 +157,17 @@ pub fn activity(src: &Source, ev: &Event) -> Option<Value> {
                 m.insert("status_id".into(), json!(status(*result)));
                 (1001, 1, 5, m)
             }
+            // OCSF File System Activity has no "link" activity: Create of
+            // the new name, with the file it names as the source.
+            Detail::Link {
+                from, to, result, ..
+            } => {
+                let mut m = Map::new();
+                m.insert("file".into(), file(to));
+                m.insert("file_result".into(), file(from));
+                m.insert("status_id".into(), json!(status(*result)));
+                (1001, 1, 1, m)
+            }
             Detail::Chmod { path, result, .. } | Detail::Chown { path, result, .. } => {
                 let mut m = Map::new();
                 m.insert("file".into(), file(path));

@@ -161,6 +161,8 @@ fn syscall_name(sysno: u32) -> &'static str {
         nr::RENAME => "rename",
         nr::RENAMEAT => "renameat",
         nr::RENAMEAT2 => "renameat2",
+        nr::LINK => "link",
+        nr::LINKAT => "linkat",
         nr::CHMOD => "chmod",
         nr::FCHMOD => "fchmod",
         nr::FCHMODAT => "fchmodat",
@@ -257,6 +259,18 @@ impl Decoder {
                 out.push(base_event(h, agents, Detail::Exit { code, signal }));
                 return Ok(out);
             }
+            // An open judged at its exit by the file it reached: one record,
+            // its real path in BASE1, the fd as its result.
+            RecordKind::Opened => {
+                let flags = a[1];
+                Detail::Open {
+                    path: rec.path(slot::PATH1, slot::BASE1),
+                    access: access_from_flags(flags),
+                    flags,
+                    syscall: syscall_name(h.syscall_nr).into(),
+                    result: Some(a[0] as i64),
+                }
+            }
             RecordKind::Tamper => {
                 let (syscall, target, signal) = match h.syscall_nr {
                     nr::KILL => ("kill", a[0] as i32 as i64, Some(a[1] as i64)),
@@ -323,6 +337,12 @@ impl Decoder {
                 }
             }
             nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 => Detail::Rename {
+                from: path1(),
+                to: rec.path(slot::PATH2, slot::BASE2),
+                syscall,
+                result: None,
+            },
+            nr::LINK | nr::LINKAT => Detail::Link {
                 from: path1(),
                 to: rec.path(slot::PATH2, slot::BASE2),
                 syscall,
@@ -411,7 +431,7 @@ impl Decoder {
             .map(|p| paths::resolve(base2.as_deref(), &p));
         match &mut ev.detail {
             Detail::Accept { endpoint, .. } if ret >= 0 => *endpoint = rec.endpoint(),
-            Detail::Rename { from, to, .. } => {
+            Detail::Rename { from, to, .. } | Detail::Link { from, to, .. } => {
                 if let Some(p) = late1 {
                     *from = p;
                 }

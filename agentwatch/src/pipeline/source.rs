@@ -23,8 +23,9 @@ pub enum SourceMsg {
     KernelLoss { reason: &'static str, count: u64 },
 }
 
-/// The kernel wakes us only when a batch has built up (see the eBPF
-/// `submit`), so this timer bounds the latency of a quiet stream.
+/// The kernel wakes us when a batch has built up or a record carries a
+/// violation (see the eBPF `submit`), so this timer bounds the latency of
+/// a quiet stream of ordinary events only.
 const POLL_MS: i32 = 10;
 
 const LOSS_REASONS: [(u32, &str); 3] = [

@@ -111,6 +111,12 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
             file(from, &[Rename], Class::File),
             file(to, &[Rename], Class::File),
         ],
+        // A second name reaches the same data: reading and writing the
+        // source (so a link to a guardrail file is judged as one).
+        Detail::Link { from, to, .. } => vec![
+            file(from, &[Read, Write], Class::File),
+            file(to, &[Create], Class::File),
+        ],
         Detail::Chmod { path, .. } | Detail::Chown { path, .. } => {
             vec![file(path, &[Chmod], Class::File)]
         }

@@ -356,11 +356,14 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
         });
     }
 
-    let review_paths: BTreeMap<String, ()> = doc
-        .review
-        .iter()
-        .map(|r| (r.value.path.clone(), ()))
-        .collect();
+    // What awaits review, per path: a rule may allow other accesses to
+    // the same path (reading a persistence file, say, while its changes
+    // await review), not the same ones.
+    let mut review_paths: BTreeMap<String, AccessSet> = BTreeMap::new();
+    for r in &doc.review {
+        let set = review_paths.entry(r.value.path.clone()).or_default();
+        *set = set.union(AccessSet::of(&r.value.access));
+    }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for f in doc.files.iter().map(|f| &f.value) {
         let access = AccessSet::of(&f.access.value);
@@ -386,10 +389,14 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
                 );
             }
         }
-        if review_paths.contains_key(&f.path.value) {
+        if let Some(both) = review_paths
+            .get(&f.path.value)
+            .map(|r| r.intersection(access))
+            .filter(|both| !both.is_empty())
+        {
             lint.error(
                 &f.path,
-                "the same path is allowed here and awaits review".into(),
+                format!("the same path is allowed here and awaits review ({both})"),
                 "decide: keep it in review (guardrails hold) or remove the review item",
             );
         }

@@ -9,12 +9,13 @@ use super::loader::Held;
 use tracing::{debug, info};
 
 /// Program name and the LSM hook it goes on.
-pub const PROGRAMS: [(&str, &str); 8] = [
+pub const PROGRAMS: [(&str, &str); 9] = [
     ("deny_file_open", "file_open"),
     ("deny_path_mknod", "path_mknod"),
     ("deny_path_unlink", "path_unlink"),
     ("deny_path_rmdir", "path_rmdir"),
     ("deny_path_rename", "path_rename"),
+    ("deny_path_link", "path_link"),
     ("deny_path_chmod", "path_chmod"),
     ("deny_path_chown", "path_chown"),
     ("deny_bprm_check", "bprm_check_security"),

@@ -105,6 +105,12 @@ pub fn human_line(ev: &Event) -> String {
             result: r,
             ..
         } => format!("rename {from} -> {to}{}", result(r)),
+        Detail::Link {
+            from,
+            to,
+            result: r,
+            ..
+        } => format!("link {from} -> {to}{}", result(r)),
         Detail::Chmod {
             path,
             mode,

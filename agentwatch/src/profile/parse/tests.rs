@@ -139,6 +139,39 @@ fn contradictions_are_errors_with_a_fix() {
 }
 
 #[test]
+fn a_path_read_as_allowed_may_have_its_changes_in_review() {
+    // What learn writes for a persistence file the agent read and wrote:
+    // the read is allowed, the write awaits review. Not a contradiction.
+    let mut p = sample();
+    p.files.push(FileRule {
+        path: "$HOME/.bashrc".into(),
+        access: AccessSet::of(&[Access::Read]),
+        runs: 1,
+    });
+    p.review.push(ReviewItem {
+        path: "$HOME/.bashrc".into(),
+        access: AccessSet::of(&[Access::Write]),
+        guardrail: "persistence".into(),
+        pattern: "**/.bashrc".into(),
+        runs: 1,
+    });
+    let f = findings(&to_yaml(&p));
+    assert!(
+        f.is_empty(),
+        "{:?}",
+        f.iter().map(|x| &x.message).collect::<Vec<_>>()
+    );
+    p.files.last_mut().expect("pushed").access = AccessSet::of(&[Access::Read, Access::Write]);
+    let f = findings(&to_yaml(&p));
+    assert!(
+        f.iter()
+            .any(|x| x.message.contains("awaits review (write)")),
+        "{:?}",
+        f.iter().map(|x| &x.message).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn bad_values_are_errors() {
     let text = to_yaml(&sample())
         .replace(
