@@ -64,8 +64,9 @@ pub struct Options {
     /// docs/benchmarks-peers.json and docs/benchmarks-peers.png.
     #[arg(long)]
     peers_only: bool,
-    /// Rounds of the comparison with auditd and bpftrace.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds of the comparison with auditd and bpftrace (6: each
+    /// configuration runs first in one round).
+    #[arg(long, default_value_t = 6)]
     peer_rounds: usize,
 }
 

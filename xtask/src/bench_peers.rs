@@ -435,7 +435,11 @@ pub fn run(
     let mut grid: Grid = vec![vec![Vec::new(); CONFIGS.len()]; WORKLOADS.len()];
     for round in 0..rounds {
         for (wi, w) in WORKLOADS.iter().enumerate() {
-            for (ci, cfg) in CONFIGS.iter().enumerate() {
+            // Each round starts at the next configuration, so none always
+            // runs first (after the target is reset, on colder caches).
+            for k in 0..CONFIGS.len() {
+                let ci = (k + round) % CONFIGS.len();
+                let cfg = &CONFIGS[ci];
                 let s = runner
                     .run(*cfg, w)
                     .with_context(|| format!("{w} under {}", cfg.name()))?;
