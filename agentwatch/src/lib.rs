@@ -4,6 +4,7 @@
 //! (source -> decode -> enrich -> sinks), `sinks`, `event` (the model),
 //! `commands` (one module per CLI command).
 pub mod audit;
+pub mod clock;
 pub mod commands;
 pub mod control;
 pub mod daemon;

@@ -11,7 +11,8 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
-use super::session::{self, monotonic_ns, Session};
+use super::session::{self, Session};
+use crate::clock::monotonic_ns;
 use crate::{
     daemon::config,
     event::{Detail, Event},

@@ -158,10 +158,3 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::Exi
     let _ = child.kill();
     child.wait().ok()
 }
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock kernel events carry.
-pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}

@@ -62,9 +62,7 @@ impl Notifier {
 
     /// A reload started; `ready` ends it.
     pub fn reloading(&self) {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
-            .unwrap_or(0);
+        let now = crate::clock::monotonic_ns() / 1000;
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={now}"));
     }
 

@@ -242,8 +242,16 @@ pub fn finding(src: &Source, alert: &Value, ev: &Event) -> Value {
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}-{}-{}-{}", ev.agent, ev.pid, ev.tid, ev.ts_ns));
     let mut evidence = Map::new();
-    evidence.insert("process".into(), process(ev));
-    if let Some(a) = activity(src, ev) {
+    // The activity already carries the process (as its actor): take it
+    // from there rather than building it twice.
+    let mut a = activity(src, ev);
+    let actor = a
+        .as_mut()
+        .and_then(|a| a.get_mut("actor"))
+        .and_then(|actor| actor.get_mut("process"))
+        .map(Value::take);
+    evidence.insert("process".into(), actor.unwrap_or_else(|| process(ev)));
+    if let Some(a) = a {
         for key in ["file", "dst_endpoint", "src_endpoint"] {
             if let Some(v) = a.get(key) {
                 evidence.insert(key.into(), v.clone());

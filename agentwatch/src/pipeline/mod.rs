@@ -114,7 +114,7 @@ impl Drop for Pipeline {
 
 fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
     Event {
-        ts_ns: now_monotonic_ns(),
+        ts_ns: crate::clock::monotonic_ns(),
         pid: 0,
         tid: 0,
         ppid: 0,
@@ -131,12 +131,6 @@ fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
             count,
         },
     }
-}
-
-fn now_monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 /// Decode, enrich and sink: one thread, so per-process state needs no locks.

@@ -492,7 +492,8 @@ where
         .map_err(|_| SensorError::Object(format!("program {name} has an unexpected type")))
 }
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+/// A map operation's error as the sensors report it, naming the map.
+pub(crate) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
     move |e| SensorError::Map {
         map,
         reason: e.to_string(),

@@ -13,7 +13,7 @@ use aya::{
     Ebpf,
 };
 
-use super::loader::SensorError;
+use super::loader::{map_err, SensorError};
 use crate::enforce::dfa::Dfa;
 
 /// Room in the automaton maps, split in two halves so a recompiled
@@ -68,13 +68,6 @@ pub struct PolicyMaps {
     ids: std::collections::BTreeMap<&'static str, u32>,
 }
 
-fn err(map: &'static str) -> impl Fn(MapError) -> SensorError {
-    move |e| SensorError::Map {
-        map,
-        reason: e.to_string(),
-    }
-}
-
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
 const MAPS: [(&str, MapKind); 10] = [
     ("AGENT_POLICY", MapKind::Array),
@@ -127,7 +120,7 @@ impl Opened {
         let mut all = std::collections::BTreeMap::new();
         for (name, _) in MAPS {
             let d = open(name)?;
-            let id = d.info().map_err(err(name))?.id();
+            let id = d.info().map_err(map_err(name))?.id();
             all.insert(name, (d, id));
         }
         Ok(Self(all))
@@ -143,7 +136,7 @@ impl Opened {
             .map(|(_, k)| *k)
             .ok_or(SensorError::MissingMap(name))?;
         let (d, _) = self.0.remove(name).ok_or(SensorError::MissingMap(name))?;
-        T::try_from(kind.wrap(d)).map_err(err(name))
+        T::try_from(kind.wrap(d)).map_err(map_err(name))
     }
 }
 
@@ -157,7 +150,7 @@ impl PolicyMaps {
         let opened = Opened::open(|name| {
             if name == "WATCHED" {
                 // The sensors keep their own handle to WATCHED.
-                return MapData::from_id(watched_id).map_err(err(name));
+                return MapData::from_id(watched_id).map_err(map_err(name));
             }
             ebpf.take_map(name)
                 .and_then(data_of)
@@ -209,7 +202,7 @@ impl PolicyMaps {
                 .get(name)
                 .copied()
                 .ok_or(SensorError::MissingMap(name))?;
-            MapData::from_id(id).map_err(err(name))
+            MapData::from_id(id).map_err(map_err(name))
         })?;
         Self::build(opened, self.capacity, self.lsm.clone())
     }
@@ -224,7 +217,7 @@ impl PolicyMaps {
     pub fn clear_agent(&mut self, agent: u32) -> Result<(), SensorError> {
         self.policy
             .set(agent, AgentPolicy::default(), 0)
-            .map_err(err("AGENT_POLICY"))?;
+            .map_err(map_err("AGENT_POLICY"))?;
         self.set_paused(agent, false)?;
         self.clear_endpoints(agent)
     }
@@ -239,7 +232,7 @@ impl PolicyMaps {
         ] {
             let keys: Vec<_> = map.keys().filter_map(Result::ok).filter(mine).collect();
             for k in keys {
-                map.remove(&k).map_err(err(name))?;
+                map.remove(&k).map_err(map_err(name))?;
             }
         }
         Ok(())
@@ -288,17 +281,17 @@ impl PolicyMaps {
         for (b, c) in dfa.classes.iter().enumerate() {
             self.class
                 .set(class_base + b as u32, *c, 0)
-                .map_err(err("DFA_CLASS"))?;
+                .map_err(map_err("DFA_CLASS"))?;
         }
         for (i, t) in dfa.trans.iter().enumerate() {
             self.trans
                 .set(trans_base + i as u32, *t, 0)
-                .map_err(err("DFA_TRANS"))?;
+                .map_err(map_err("DFA_TRANS"))?;
         }
         for (i, a) in dfa.accept.iter().enumerate() {
             self.accept
                 .set(accept_base + i as u32, *a, 0)
-                .map_err(err("DFA_ACCEPT"))?;
+                .map_err(map_err("DFA_ACCEPT"))?;
         }
         Ok((trans_base, accept_base, class_base))
     }
@@ -310,7 +303,9 @@ impl PolicyMaps {
         if self.lsm.is_ok() {
             p.flags |= policy_flags::LSM;
         }
-        self.policy.set(agent, p, 0).map_err(err("AGENT_POLICY"))
+        self.policy
+            .set(agent, p, 0)
+            .map_err(map_err("AGENT_POLICY"))
     }
 
     /// Ok when denied file calls and execs fail with EPERM (BPF LSM); else
@@ -320,14 +315,14 @@ impl PolicyMaps {
     }
 
     pub fn policy(&self, agent: u32) -> Result<AgentPolicy, SensorError> {
-        self.policy.get(&agent, 0).map_err(err("AGENT_POLICY"))
+        self.policy.get(&agent, 0).map_err(map_err("AGENT_POLICY"))
     }
 
     /// Forgets rate windows and the secret-read mark (a fresh run).
     pub fn reset_state(&mut self, agent: u32) -> Result<(), SensorError> {
         self.state
             .set(agent, AgentState::default(), 0)
-            .map_err(err("AGENT_STATE"))
+            .map_err(map_err("AGENT_STATE"))
     }
 
     pub fn set_paused(&mut self, agent: u32, paused: bool) -> Result<(), SensorError> {
@@ -336,7 +331,9 @@ impl PolicyMaps {
         } else {
             policy_paused::RUNNING
         };
-        self.paused.set(agent, v, 0).map_err(err("AGENT_PAUSED"))
+        self.paused
+            .set(agent, v, 0)
+            .map_err(map_err("AGENT_PAUSED"))
     }
 
     pub fn paused(&self, agent: u32) -> bool {
@@ -351,7 +348,7 @@ impl PolicyMaps {
         } else {
             (&mut self.net_port, "NET_PORT")
         };
-        map.insert(&k, 1, 0).map_err(err(name))
+        map.insert(&k, 1, 0).map_err(map_err(name))
     }
 
     /// Kernel decision counters, summed over CPUs: `[class]` allowed in the
