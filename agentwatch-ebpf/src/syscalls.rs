@@ -271,20 +271,27 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         if !decide_enter(pol, w.agent_id, ev, sysno, &a) {
             // Decided allowed in the kernel: neither entry nor exit crosses.
             let tid = bpf_get_current_pid_tgid() as u32;
-            let open_flags = match sysno {
-                nr::OPEN => a[1],
-                nr::OPENAT => a[2],
-                nr::OPENAT2 => ev.args[5],
-                nr::CREAT => 0o1101,
-                _ => 0,
-            };
-            let v = sysno as u64 | (open_flags & 0xffff_ffff) << 32;
+            let v = sysno as u64 | (open_flags(sysno, &ev.args) & 0xffff_ffff) << 32;
             let _ = SKIP_EXIT.insert(&tid, &v, 0);
             return Ok(());
         }
     }
     event::submit(ev);
     Ok(())
+}
+
+/// The open flags of an open-type call, from the record's arguments
+/// (openat2's were read from its `struct open_how` into `args[5]`; creat
+/// is O_CREAT|O_WRONLY|O_TRUNC); 0 for other calls.
+#[inline(always)]
+fn open_flags(sysno: u32, args: &[u64; 6]) -> u64 {
+    match sysno {
+        nr::OPEN => args[1],
+        nr::OPENAT => args[2],
+        nr::OPENAT2 => args[5],
+        nr::CREAT => 0o1101,
+        _ => 0,
+    }
 }
 
 /// Access bits and class of an open-type call (same reading as userspace's
@@ -334,10 +341,10 @@ fn decide_enter(
     };
     let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
     let d = match sysno {
-        nr::OPEN => path(ev, p1, b1, true, open_access(a[1]), class::FILE),
-        nr::OPENAT => path(ev, p1, b1, true, open_access(a[2]), class::FILE),
-        nr::OPENAT2 => path(ev, p1, b1, true, open_access(ev.args[5]), class::FILE),
-        nr::CREAT => path(ev, p1, b1, true, open_access(0o1101), class::FILE),
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
+            let acc = open_access(open_flags(sysno, &ev.args));
+            path(ev, p1, b1, true, acc, class::FILE)
+        }
         nr::UNLINK | nr::UNLINKAT | nr::RMDIR => {
             path(ev, p1, b1, true, access::DELETE, class::DELETE)
         }

@@ -58,6 +58,11 @@ pub(crate) enum Config {
 }
 
 impl Config {
+    /// Its column in [`CONFIGS`] (and in a grid's rows).
+    pub fn index(self) -> usize {
+        CONFIGS.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Config::None => "no monitor",

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::{
     bench::{median, ratio_stats, Bench},
-    bench_peers::{Grid, Sample, CONFIGS, HEADING, WORKLOADS},
+    bench_peers::{Config, Grid, Sample, CONFIGS, HEADING, WORKLOADS},
     bench_peers_load::{Latency, Throughput},
 };
 
@@ -41,7 +41,7 @@ pub fn render(
     s.push_str(&format!("- **no monitor**: nothing loaded.\n- **empty BPF floor**: empty programs on the syscall tracepoints agentwatch uses (the least any eBPF sensor on those hooks can cost).\n- **agentwatch monitor / enforce**: `agentwatch run --mode monitor|enforce` with a profile that covers the workload, so allowed events are decided in the kernel and never cross.\n- **auditd**: auditd 3.0.9 with one rule for the syscalls agentwatch records ({calls}), scoped to the workload by its login uid, writing its own log.\n- **bpftrace**: bpftrace 0.17 with a probe on each of those syscalls, following the workload's process tree through `sched_process_fork`, printing one line per call into a file.\n\n"));
     let macro_calls = grid
         .last()
-        .and_then(|w| w.get(4))
+        .and_then(|w| w.get(Config::Auditd.index()))
         .map(|v| med(&field(v, |x| x.events as f64)))
         .unwrap_or(0.0);
     s.push_str(&format!("Workloads: `open` is {} open+close pairs of one file; `exec` is {} fork+exec of `/bin/true`; `connect` is {} loopback connect+accept+close; `macro` is a clean offline build of a small crate (serde_json and its dependencies: `cargo build --offline -j 1`, no incremental; auditd records {macro_calls:.0} watched calls in it).\n\n", bench.ops, (bench.ops / 20).max(200), (bench.ops / 10).max(500)));
@@ -110,7 +110,7 @@ pub fn render(
         let rss = med(&field(v, |x| x.rss_mib));
         let events = med(&field(v, |x| x.events as f64));
         let alerts = med(&field(v, |x| x.alerts as f64));
-        let evs = if matches!(c.key(), "auditd" | "bpftrace") {
+        let evs = if matches!(c, Config::Auditd | Config::Bpftrace) {
             format!("{events:.0}")
         } else {
             "alerts only".into()
@@ -172,7 +172,11 @@ fn targets(grid: &Grid, tp: &[Throughput]) -> String {
         ratio_stats(&field(&grid[w][c], |x| x.ns), &field(&grid[w][0], |x| x.ns)).0
     };
     let (open, macro_w) = (0, WORKLOADS.len() - 1);
-    let (floor, monitor, auditd) = (1, 2, 4);
+    let (floor, monitor, auditd) = (
+        Config::Floor.index(),
+        Config::Monitor.index(),
+        Config::Auditd.index(),
+    );
     let over = |r: f64| (r - 1.0).max(0.0);
     let vs_floor = if over(ratio(open, floor)) > 0.0 {
         format!(

@@ -147,7 +147,6 @@ fn process(
         if !matches!(ev.detail, Detail::Loss { .. }) {
             enricher.enrich(ev);
         }
-        counts.events += 1;
         live.events.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = sink.emit(ev) {
             counts.sink_errors += 1;
@@ -169,7 +168,6 @@ fn process(
         };
         match msg {
             SourceMsg::Record(bytes) => {
-                counts.records += 1;
                 live.records.fetch_add(1, Ordering::Relaxed);
                 let decoded = Record::from_bytes(&bytes).and_then(|r| decoder.decode(&r, agents));
                 match decoded {
@@ -202,5 +200,8 @@ fn process(
         emit(&mut ev, &mut counts, sink);
     }
     let _ = sink.flush();
+    // The totals were kept where the daemon's metrics read them live.
+    counts.records = live.records.load(Ordering::Relaxed);
+    counts.events = live.events.load(Ordering::Relaxed);
     counts
 }
