@@ -1,6 +1,7 @@
 //! Privileged evasion tests: a watched process tries the usual ways around
 //! a profile (a renamed copy of a binary; a symlink, a hard link,
-//! `/proc/self/cwd` or `..` and `.` games towards a guardrail; a double
+//! `/proc/self/cwd` or `..` and `.` games towards a guardrail; a file
+//! moved under a guardrail after the kernel cached it as clean; a double
 //! fork into a new session; an exec from a memfd; an IPv4-mapped IPv6
 //! address) and must still be attributed, flagged and, in enforce mode,
 //! acted on.
@@ -250,4 +251,45 @@ fn a_hard_link_to_a_guardrail_file_is_refused_and_removed() {
     assert_eq!(ev["from"], key.as_str(), "{ev}");
     assert!(ev["to"].as_str().unwrap_or("").ends_with("/hard"), "{ev}");
     assert!(secret.0.join(".ssh/id_ed25519").exists());
+}
+
+#[test]
+fn a_file_moved_under_a_guardrail_after_a_clean_open_is_judged_again() {
+    let Some(_g) = privileged() else { return };
+    let (secret, _) = secret_beside();
+    // The kernel remembers that the open file reached no guardrail; a
+    // rename by any process (here this unwatched test) must make it judge
+    // again, or the file moved under ~/.ssh would be reopened unjudged.
+    let script = "mkdir d && echo x > d/f && exec 3< d/f && \
+        cat /proc/self/fd/3 > /dev/null && cat /proc/self/fd/3 > /dev/null && touch ready && \
+        i=0; while [ ! -e moved ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; \
+        (cat /proc/self/fd/3 > /dev/null 2>&1 && echo read-after-move || echo refused)";
+    let name = "ev-moved";
+    let run = Run::start(
+        name,
+        &profile(name, 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        script,
+    );
+    let ws = run.ws();
+    let t = std::time::Instant::now();
+    while !ws.join("ready").exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "the workload never opened its file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let moved = secret.0.join(".ssh/d");
+    std::fs::rename(ws.join("d"), &moved).expect("move the directory under .ssh");
+    std::fs::write(ws.join("moved"), "").expect("signal the move");
+    let d = run.finish();
+    assert!(d.stdout.contains("refused"), "{}", d.brief());
+    let a = d.alerts_by("guardrail/secrets");
+    let want = moved.join("f").display().to_string();
+    assert!(
+        a.iter().any(|x| x["event"]["path"] == want.as_str()),
+        "judged on the path after the move: {a:?}"
+    );
 }

@@ -210,7 +210,47 @@ impl NetKey {
     }
 }
 
+/// Slots of the EPOCHS map. A cached "this open reached no guardrail"
+/// verdict (CLEAN_OPENS) holds only while both epochs are what they were
+/// when it was judged.
+pub mod epoch {
+    /// Bumped by the kernel after every rename and every mount-tree change
+    /// on the host (any process): either can change the path an already
+    /// cached (dentry, mount) pair reaches.
+    pub const PATHS: u32 = 0;
+    /// Bumped by userspace after it writes any agent's policy.
+    pub const POLICY: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Key of the CLEAN_OPENS cache: the file an allowed open reached, as the
+/// kernel addresses of its dentry and mount, the agent, and the access
+/// judged (`access` bits).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenedKey {
+    pub dentry: u64,
+    pub mnt: u64,
+    pub agent: u32,
+    pub access: u32,
+}
+
+/// Value of the CLEAN_OPENS cache: what the verdict was judged under. A
+/// dentry freed and its memory reused for another name differs in parent,
+/// inode or name hash, so the entry no longer matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenedStamp {
+    pub paths_epoch: u64,
+    pub policy_epoch: u64,
+    pub parent: u64,
+    pub inode: u64,
+    pub name_hash_len: u64,
+}
+
 const _: () = assert!(core::mem::size_of::<AgentPolicy>() == 72);
 const _: () = assert!(core::mem::size_of::<AgentState>() == 64);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 28);
 const _: () = assert!(core::mem::size_of::<PendingDeny>() == 4);
+const _: () = assert!(core::mem::size_of::<OpenedKey>() == 24);
+const _: () = assert!(core::mem::size_of::<OpenedStamp>() == 40);

@@ -88,3 +88,8 @@ pub const DNS_RECVS: &[&str] = &["recvfrom", "recvmsg"];
 /// Calls that can tamper with agentwatch (signals and ptrace aimed at it,
 /// any bpf()): watched at entry when the agent has a policy.
 pub const TAMPER: &[&str] = &["kill", "tkill", "tgkill", "ptrace", "bpf"];
+
+/// Calls that change the mount tree, so that an open (dentry, mount) pair
+/// may reach another path: watched at exit, for every process, only to
+/// bump `policy::epoch::PATHS` (renames bump it from the PAIRED exit).
+pub const MOUNT_CHANGES: &[&str] = &["mount", "umount", "move_mount", "pivot_root"];

@@ -19,8 +19,8 @@ typedef __u32 __wsum;
 
 #define PAI __attribute__((preserve_access_index))
 
-struct qstr { const unsigned char *name; } PAI;
-struct dentry { struct dentry *d_parent; struct qstr d_name; } PAI;
+struct qstr { __u64 hash_len; const unsigned char *name; } PAI;
+struct dentry { struct dentry *d_parent; struct qstr d_name; struct inode *d_inode; } PAI;
 struct vfsmount { struct dentry *mnt_root; } PAI;
 struct mount { struct mount *mnt_parent; struct dentry *mnt_mountpoint; struct vfsmount mnt; } PAI;
 struct path { struct vfsmount *mnt; struct dentry *dentry; } PAI;

@@ -63,6 +63,9 @@ SHIM struct dentry *aw_path_dentry(struct path *p) { return BPF_CORE_READ(p, den
 SHIM struct vfsmount *aw_path_mnt(struct path *p) { return BPF_CORE_READ(p, mnt); }
 SHIM struct dentry *aw_dentry_parent(struct dentry *d) { return BPF_CORE_READ(d, d_parent); }
 SHIM const unsigned char *aw_dentry_name(struct dentry *d) { return BPF_CORE_READ(d, d_name.name); }
+/* The name's hash and length (qstr.hash_len, in an anonymous union). */
+SHIM __u64 aw_dentry_hash_len(struct dentry *d) { return BPF_CORE_READ(d, d_name.hash_len); }
+SHIM struct inode *aw_dentry_inode(struct dentry *d) { return BPF_CORE_READ(d, d_inode); }
 SHIM struct dentry *aw_vfsmount_root(struct vfsmount *m) { return BPF_CORE_READ(m, mnt_root); }
 
 /* container_of(vfsmount, struct mount, mnt) */
@@ -140,3 +143,6 @@ SHIM __u8 aw_data_byte(const __u8 *data, __u32 idx)
 	idx &= 8191;
 	return data[idx];
 }
+
+/* *p += 1 as one BPF atomic add (Rust's core has no atomic RMW for BPF). */
+SHIM void aw_atomic_inc(__u64 *p) { __sync_fetch_and_add(p, 1); }

@@ -91,6 +91,15 @@ pub fn tamper_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// syscalls/sys_exit_{mount,umount,move_mount,pivot_root}, every process:
+/// the mount tree changed, so cached clean opens are judged again. Fails
+/// closed in effect: a bump only ever forces a fresh judgement.
+#[tracepoint]
+pub fn mount_changed(_ctx: TracePointContext) -> u32 {
+    let _ = syscalls::try_mount_changed();
+    0
+}
+
 /// cgroup/connect4 on the cgroup-v2 root: refuses (EPERM) connects the
 /// agent's policy denies. Fails open: anything unreadable is allowed.
 #[cgroup_sock_addr(connect4)]

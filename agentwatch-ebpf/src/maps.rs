@@ -2,7 +2,10 @@
 //! `agentwatch::sensors::loader`.
 use agentwatch_common::{
     loss,
-    policy::{AgentPolicy, AgentState, PendingDeny, CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA},
+    policy::{
+        epoch, AgentPolicy, AgentState, OpenedKey, OpenedStamp, PendingDeny, CLASS_TABLE,
+        MAX_AGENTS, NET_KEY_DATA,
+    },
     InodeKey, RawEvent, WatchEntry,
 };
 use aya_ebpf::{
@@ -106,6 +109,31 @@ pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384,
 /// is set; cleared at the call's exit (or the thread's).
 #[map]
 pub static DENY_NOW: LruHashMap<u32, PendingDeny> = LruHashMap::with_max_entries(16384, 0);
+
+/// Opens whose real path reached no guardrail, so that reopening the same
+/// file skips the dentry walk and the judgement at exit. An entry counts
+/// only while its stamp matches (see `OpenedStamp` and EPOCHS).
+#[map]
+pub static CLEAN_OPENS: LruHashMap<OpenedKey, OpenedStamp> = LruHashMap::with_max_entries(16384, 0);
+
+/// `policy::epoch` counters: renames and mount changes (kernel), policy
+/// writes (userspace).
+#[map]
+pub static EPOCHS: Array<u64> = Array::with_max_entries(epoch::COUNT, 0);
+
+#[inline(always)]
+pub fn epoch_value(slot: u32) -> u64 {
+    EPOCHS.get(slot).copied().unwrap_or(0)
+}
+
+/// Bumps `slot` of EPOCHS atomically (any CPU may bump it).
+#[inline(always)]
+pub fn bump_epoch(slot: u32) {
+    if let Some(p) = EPOCHS.get_ptr_mut(slot) {
+        // SAFETY: a valid, aligned map value; the add is atomic.
+        unsafe { crate::shim::aw_atomic_inc(p) };
+    }
+}
 
 /// Path resolver state, one per CPU (too big for the BPF stack).
 #[map]

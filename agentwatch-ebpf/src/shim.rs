@@ -23,6 +23,8 @@ unsafe extern "C" {
     pub fn aw_path_mnt(p: Ptr) -> Ptr;
     pub fn aw_dentry_parent(d: Ptr) -> Ptr;
     pub fn aw_dentry_name(d: Ptr) -> *const u8;
+    pub fn aw_dentry_hash_len(d: Ptr) -> u64;
+    pub fn aw_dentry_inode(d: Ptr) -> Ptr;
     pub fn aw_vfsmount_root(m: Ptr) -> Ptr;
     pub fn aw_real_mount(m: Ptr) -> Ptr;
     pub fn aw_mount_parent(m: Ptr) -> Ptr;
@@ -44,4 +46,5 @@ unsafe extern "C" {
     pub fn aw_read_kernel_max127(dst: *mut u8, len: u64, src: Ptr) -> i64;
     pub fn aw_read_user_max2047(dst: *mut u8, len: u64, src: Ptr) -> i64;
     pub fn aw_data_byte(data: *const u8, idx: u32) -> u8;
+    pub fn aw_atomic_inc(p: *mut u64);
 }

@@ -19,7 +19,8 @@ use crate::{
     shim::*,
 };
 use agentwatch_common::policy::{
-    access, class, flags, rule, verdict, AgentPolicy, DIR_BIND, DIR_CONNECT,
+    access, class, epoch, flags, rule, verdict, AgentPolicy, OpenedKey, OpenedStamp, DIR_BIND,
+    DIR_CONNECT,
 };
 
 const AF_UNIX: u16 = 1;
@@ -268,7 +269,7 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = RETRY_PATHS.insert(&tid, &retry, 0);
     }
     if let Some(pol) = enforce::policy(w.agent_id) {
-        if !decide_enter(pol, w.agent_id, ev, sysno, &a) {
+        if !decide_enter(pol, w.agent_id, ev, sysno) {
             // Decided allowed in the kernel: neither entry nor exit crosses.
             let tid = bpf_get_current_pid_tgid() as u32;
             let v = sysno as u64 | (open_flags(sysno, &ev.args) & 0xffff_ffff) << 32;
@@ -322,13 +323,7 @@ fn open_access(flags: u64) -> u64 {
 /// verdict into the record. Returns false when the call is allowed and its
 /// records need not cross to userspace.
 #[inline(always)]
-fn decide_enter(
-    pol: &AgentPolicy,
-    agent: u32,
-    ev: &mut RawEvent,
-    sysno: u32,
-    a: &[u64; 6],
-) -> bool {
+fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) -> bool {
     enforce::stop_if_paused(agent);
     let paths = pol.flags & flags::PATHS != 0;
     let path = |ev: &RawEvent, p: usize, b: usize, needs: bool, acc: u64, cls: usize| {
@@ -439,10 +434,16 @@ fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
 /// Return of a watched call: a small record with the result; accept adds
 /// the peer's address, read from the new socket.
 pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let sysno = syscall_nr(ctx);
+    // Any process's rename may move a file a cached clean open reached.
+    // Bumped at exit, after the move: a verdict judged during the call
+    // carries the old epoch and is dropped.
+    if matches!(sysno, nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2) {
+        bump_epoch(epoch::PATHS);
+    }
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
-    let sysno = syscall_nr(ctx);
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
     if let Some(p) = pol {
@@ -499,6 +500,9 @@ fn is_open(sysno: u32) -> bool {
 /// `/usr/lib/...`), so judging real paths against them would flag
 /// symlinked system paths. The open has happened; the action lands before
 /// the process returns to user space (pause or kill; deny kills).
+///
+/// A clean verdict is cached (CLEAN_OPENS) by dentry and mount: the same
+/// file opened again costs a lookup instead of a walk and a judgement.
 #[inline(always)]
 fn judge_opened(
     pol: &AgentPolicy,
@@ -511,11 +515,18 @@ fn judge_opened(
     if f.is_null() {
         return Ok(());
     }
+    let path = unsafe { aw_file_path(f) };
+    let acc = open_access(open_flags);
+    let (key, stamp) = opened_stamp(path, w.agent_id, acc);
+    if unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
+        return Ok(());
+    }
     let ev = event::start(RecordKind::Opened, w, sysno).ok_or(1)?;
-    event::walk_path(ev, slot::BASE1, unsafe { aw_file_path(f) });
+    event::walk_path(ev, slot::BASE1, path);
     let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, false);
-    let d = enforce::judge_path(w.agent_id, payload, open_access(open_flags), class::FILE);
+    let d = enforce::judge_path(w.agent_id, payload, acc, class::FILE);
     if d.verdict != verdict::VIOLATION || !enforce::guardrail_rule(d.rule) {
+        let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
         return Ok(());
     }
     ev.args[0] = fd as u64;
@@ -524,6 +535,33 @@ fn judge_opened(
     ev.hdr.rule = d.rule;
     ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
     event::submit(ev);
+    Ok(())
+}
+
+/// The CLEAN_OPENS key of an open file and the stamp its verdict is valid
+/// under, read before the walk so that a rename during it invalidates it.
+#[inline(always)]
+fn opened_stamp(path: Ptr, agent: u32, acc: u64) -> (OpenedKey, OpenedStamp) {
+    let dentry = unsafe { aw_path_dentry(path) };
+    let key = OpenedKey {
+        dentry: dentry as u64,
+        mnt: unsafe { aw_path_mnt(path) } as u64,
+        agent,
+        access: acc as u32,
+    };
+    let stamp = OpenedStamp {
+        paths_epoch: epoch_value(epoch::PATHS),
+        policy_epoch: epoch_value(epoch::POLICY),
+        parent: unsafe { aw_dentry_parent(dentry) } as u64,
+        inode: unsafe { aw_dentry_inode(dentry) } as u64,
+        name_hash_len: unsafe { aw_dentry_hash_len(dentry) },
+    };
+    (key, stamp)
+}
+
+/// Exit of a call that changes the mount tree, by any process.
+pub fn try_mount_changed() -> Result<(), i64> {
+    bump_epoch(epoch::PATHS);
     Ok(())
 }
 

@@ -233,6 +233,14 @@ impl Sensors {
                     .map(|s| format!("sys_enter_{s}"))
                     .collect(),
             )?;
+            // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
+            attach_all(
+                "mount_changed",
+                syscalls::MOUNT_CHANGES
+                    .iter()
+                    .map(|s| format!("sys_exit_{s}"))
+                    .collect(),
+            )?;
         }
         for (prog, tp) in sched {
             let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;

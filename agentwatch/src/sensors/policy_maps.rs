@@ -3,7 +3,7 @@
 //! decision counters. One handle, movable to the thread that enforces.
 use agentwatch_common::{
     policy::{
-        flags as policy_flags, paused as policy_paused, AgentPolicy, AgentState, NetKey,
+        epoch, flags as policy_flags, paused as policy_paused, AgentPolicy, AgentState, NetKey,
         CLASS_TABLE, NET_KEY_DATA,
     },
     WatchEntry,
@@ -61,6 +61,7 @@ pub struct PolicyMaps {
     net_any: LpmTrie<MapData, [u8; NET_KEY_DATA], u32>,
     decided: PerCpuArray<MapData, u64>,
     watched: HashMap<MapData, u32, WatchEntry>,
+    epochs: Array<MapData, u64>,
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
@@ -69,7 +70,7 @@ pub struct PolicyMaps {
 }
 
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
-const MAPS: [(&str, MapKind); 10] = [
+const MAPS: [(&str, MapKind); 11] = [
     ("AGENT_POLICY", MapKind::Array),
     ("AGENT_STATE", MapKind::Array),
     ("AGENT_PAUSED", MapKind::Array),
@@ -80,6 +81,7 @@ const MAPS: [(&str, MapKind); 10] = [
     ("NET_ANY_PORT", MapKind::LpmTrie),
     ("DECIDED", MapKind::PerCpuArray),
     ("WATCHED", MapKind::HashMap),
+    ("EPOCHS", MapKind::Array),
 ];
 
 #[derive(Clone, Copy)]
@@ -186,6 +188,7 @@ impl PolicyMaps {
             net_any: o.get("NET_ANY_PORT")?,
             decided: o.get("DECIDED")?,
             watched: o.get("WATCHED")?,
+            epochs: o.get("EPOCHS")?,
             capacity,
             lsm,
             ids,
@@ -218,6 +221,7 @@ impl PolicyMaps {
         self.policy
             .set(agent, AgentPolicy::default(), 0)
             .map_err(map_err("AGENT_POLICY"))?;
+        self.policy_changed()?;
         self.set_paused(agent, false)?;
         self.clear_endpoints(agent)
     }
@@ -305,7 +309,26 @@ impl PolicyMaps {
         }
         self.policy
             .set(agent, p, 0)
-            .map_err(map_err("AGENT_POLICY"))
+            .map_err(map_err("AGENT_POLICY"))?;
+        self.policy_changed()
+    }
+
+    /// Invalidates the kernel's cached clean opens (CLEAN_OPENS) after a
+    /// policy write. Handles on other threads write too, so the epoch is
+    /// not read and incremented (an update could be lost) but set to a
+    /// value never written before; the kernel compares it for equality.
+    fn policy_changed(&mut self) -> Result<(), SensorError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = crate::clock::monotonic_ns();
+        let prev = LAST
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                Some(now.max(l + 1))
+            })
+            .unwrap_or(now);
+        self.epochs
+            .set(epoch::POLICY, now.max(prev + 1), 0)
+            .map_err(map_err("EPOCHS"))
     }
 
     /// Ok when denied file calls and execs fail with EPERM (BPF LSM); else
