@@ -435,10 +435,11 @@ fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
 /// the peer's address, read from the new socket.
 pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let sysno = syscall_nr(ctx);
+    let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
     // Any process's rename may move a file a cached clean open reached.
     // Bumped at exit, after the move: a verdict judged during the call
-    // carries the old epoch and is dropped.
-    if matches!(sysno, nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2) {
+    // carries the old epoch and is dropped. A failed rename moved nothing.
+    if ret == 0 && matches!(sysno, nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2) {
         bump_epoch(epoch::PATHS);
     }
     let Some((_, w)) = watched_current() else {
@@ -450,7 +451,6 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if let Some(v) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
             let _ = SKIP_EXIT.remove(&tid);
             if v as u32 == sysno {
-                let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
                 if ret >= 0 && p.flags & flags::PATHS != 0 && is_open(sysno) {
                     judge_opened(p, &w, sysno, ret, v >> 32)?;
                 }
@@ -458,7 +458,6 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
     // A call the LSM tier refused: the exit carries the decision (an exec's

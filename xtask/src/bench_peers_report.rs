@@ -177,26 +177,20 @@ fn targets(grid: &Grid, tp: &[Throughput]) -> String {
         Config::Monitor.index(),
         Config::Auditd.index(),
     );
-    let over = |r: f64| (r - 1.0).max(0.0);
-    let vs_floor = if over(ratio(open, floor)) > 0.0 {
-        format!(
-            "{:.2}",
-            over(ratio(open, monitor)) / over(ratio(open, floor))
-        )
-    } else {
-        "n/a (floor within noise)".into()
+    // Open/close overhead of configuration `a` over that of `b`.
+    let overheads = |a: usize, b: usize, b_name: &str| {
+        let over = |c: usize| (ratio(open, c) - 1.0).max(0.0);
+        if over(b) > 0.0 {
+            format!("{:.1}x", over(a) / over(b))
+        } else {
+            format!("n/a ({b_name} within noise)")
+        }
     };
+    let vs_floor = overheads(monitor, floor, "floor");
     // The floor's overhead is a few percent and noisy between runs, so the
     // ratio of overheads swings; the ratio of times per open is steadier.
     let time_vs_floor = ratio(open, monitor) / ratio(open, floor);
-    let vs_auditd = if over(ratio(open, monitor)) > 0.0 {
-        format!(
-            "{:.1}x",
-            over(ratio(open, auditd)) / over(ratio(open, monitor))
-        )
-    } else {
-        "n/a (monitor within noise)".into()
-    };
+    let vs_auditd = overheads(auditd, monitor, "monitor");
     let at_200k = tp
         .iter()
         .find(|t| t.tool == "agentwatch" && t.rate == 200_000)
@@ -213,7 +207,7 @@ fn targets(grid: &Grid, tp: &[Throughput]) -> String {
         })
         .unwrap_or_else(|| "not measured".into());
     format!(
-        "\nAgainst the targets of issue 6: the macro build under monitor costs {:+.1}% (target under 3%); a watched open/close under monitor costs {vs_floor}x the floor's overhead, or {time_vs_floor:.2}x the floor's time per open (target at most 1.5); auditd's open/close overhead is {vs_auditd} agentwatch monitor's; zero loss at 200k events/s: {at_200k}.\n",
+        "\nAgainst the targets of issue 6: the macro build under monitor costs {:+.1}% (target under 3%); a watched open/close under monitor costs {vs_floor} the floor's overhead, or {time_vs_floor:.2}x the floor's time per open (target at most 1.5); auditd's open/close overhead is {vs_auditd} agentwatch monitor's; zero loss at 200k events/s: {at_200k}.\n",
         100.0 * (ratio(macro_w, monitor) - 1.0)
     )
 }

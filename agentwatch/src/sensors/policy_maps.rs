@@ -221,7 +221,8 @@ impl PolicyMaps {
         self.policy
             .set(agent, AgentPolicy::default(), 0)
             .map_err(map_err("AGENT_POLICY"))?;
-        self.policy_changed()?;
+        // No epoch change: an inactive agent's opens are not judged, and
+        // the next policy written for this slot changes it.
         self.set_paused(agent, false)?;
         self.clear_endpoints(agent)
     }
@@ -321,13 +322,13 @@ impl PolicyMaps {
         use std::sync::atomic::{AtomicU64, Ordering};
         static LAST: AtomicU64 = AtomicU64::new(0);
         let now = crate::clock::monotonic_ns();
-        let prev = LAST
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
-                Some(now.max(l + 1))
-            })
-            .unwrap_or(now);
+        let mut next = now;
+        let _ = LAST.fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            next = now.max(last + 1);
+            Some(next)
+        });
         self.epochs
-            .set(epoch::POLICY, now.max(prev + 1), 0)
+            .set(epoch::POLICY, next, 0)
             .map_err(map_err("EPOCHS"))
     }
 
