@@ -202,13 +202,18 @@ fn deny_and_timeout_kill_the_paused_tree() {
 fn kill_action_kills_the_tree_before_an_unknown_binary_runs() {
     let Some(_g) = privileged() else { return };
     let extra = "actions:\n  exec: kill\n";
-    let script = "cp /bin/echo ./myecho; ./myecho UNKNOWN-RAN; echo tree-survived";
-    let run = Run::start(
+    // A binary the profile does not list, already in the checkout (a copy
+    // the agent made itself would be exec/written, a guardrail).
+    let script = "./myecho UNKNOWN-RAN; echo tree-survived";
+    let run = Run::start_prepared(
         "kill-exec",
         &profile("kill-exec", 9, extra),
         "enforce",
         &[],
         script,
+        |ws| {
+            std::fs::copy("/bin/echo", ws.join("myecho")).expect("copy echo");
+        },
     );
     let d = run.finish();
     assert!(!d.stdout.contains("UNKNOWN-RAN"), "{}", d.stdout);

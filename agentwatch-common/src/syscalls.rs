@@ -40,6 +40,9 @@ pub const PTRACE: u32 = 101;
 pub const TKILL: u32 = 200;
 pub const TGKILL: u32 = 234;
 pub const BPF: u32 = 321;
+pub const SETXATTR: u32 = 188;
+pub const LSETXATTR: u32 = 189;
+pub const FSETXATTR: u32 = 190;
 
 /// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
 pub const AT_FDCWD: i32 = -100;
@@ -86,8 +89,18 @@ pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writ
 pub const DNS_RECVS: &[&str] = &["recvfrom", "recvmsg"];
 
 /// Calls that can tamper with agentwatch (signals and ptrace aimed at it,
-/// any bpf()): watched at entry when the agent has a policy.
-pub const TAMPER: &[&str] = &["kill", "tkill", "tgkill", "ptrace", "bpf"];
+/// any bpf()), and calls that set file capabilities: watched at entry
+/// when the agent has a policy.
+pub const TAMPER: &[&str] = &[
+    "kill",
+    "tkill",
+    "tgkill",
+    "ptrace",
+    "bpf",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+];
 
 /// Calls that change the mount tree, so that an open (dentry, mount) pair
 /// may reach another path: watched at exit, for every process, only to

@@ -25,8 +25,17 @@ struct vfsmount { struct dentry *mnt_root; } PAI;
 struct mount { struct mount *mnt_parent; struct dentry *mnt_mountpoint; struct vfsmount mnt; } PAI;
 struct path { struct vfsmount *mnt; struct dentry *dentry; } PAI;
 struct super_block { __u32 s_dev; } PAI;
-struct inode { unsigned long i_ino; struct super_block *i_sb; } PAI;
-struct file { struct path f_path; struct inode *f_inode; void *private_data; } PAI;
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+	unsigned short i_mode;
+	unsigned int i_nlink;
+} PAI;
+struct file { struct path f_path; struct inode *f_inode; void *private_data; unsigned int f_mode; } PAI;
+/* procfs: the pid a /proc/PID/... inode belongs to. */
+struct upid { int nr; } PAI;
+struct pid { struct upid numbers[1]; } PAI;
+struct proc_inode { struct pid *pid; struct inode vfs_inode; } PAI;
 struct fdtable { unsigned int max_fds; struct file **fd; } PAI;
 struct files_struct { struct fdtable *fdt; } PAI;
 struct fs_struct { struct path pwd; } PAI;
@@ -43,7 +52,7 @@ struct task_struct {
 	struct mm_struct *mm;
 	struct signal_struct *signal;
 } PAI;
-struct linux_binprm { struct file *file; const char *filename; } PAI;
+struct linux_binprm { struct file *file; const char *filename; const char *interp; } PAI;
 
 struct in6_addr { __u8 s6_addr[16]; } PAI;
 struct sock_common {

@@ -52,6 +52,22 @@ SHIM struct path *aw_file_path(struct file *f)
 }
 
 SHIM __u64 aw_file_ino(struct file *f) { return BPF_CORE_READ(f, f_inode, i_ino); }
+/* The file type bits of the inode (S_IFMT of i_mode). */
+SHIM __u16 aw_file_type(struct file *f) { return BPF_CORE_READ(f, f_inode, i_mode) & 0170000; }
+/* Hard links to the inode: 0 for a memfd or a deleted file. */
+SHIM __u32 aw_file_nlink(struct file *f) { return BPF_CORE_READ(f, f_inode, i_nlink); }
+/* FMODE_WRITE: the file was opened for writing. */
+SHIM __u32 aw_file_writable(struct file *f) { return BPF_CORE_READ(f, f_mode) & 0x2; }
+/* The pid a procfs file belongs to (container_of(inode, proc_inode)). */
+SHIM __s32 aw_proc_file_pid(struct file *f)
+{
+	struct inode *i = BPF_CORE_READ(f, f_inode);
+	struct proc_inode *pi;
+	if (!i)
+		return 0;
+	pi = (struct proc_inode *)((char *)i - bpf_core_field_offset(struct proc_inode, vfs_inode));
+	return BPF_CORE_READ(pi, pid, numbers[0].nr);
+}
 SHIM __u32 aw_file_dev(struct file *f) { return BPF_CORE_READ(f, f_inode, i_sb, s_dev); }
 SHIM struct sock *aw_file_sock(struct file *f)
 {
@@ -82,6 +98,11 @@ SHIM struct vfsmount *aw_mount_vfsmount(struct mount *m)
 
 SHIM struct file *aw_bprm_file(struct linux_binprm *b) { return BPF_CORE_READ(b, file); }
 SHIM const char *aw_bprm_filename(struct linux_binprm *b) { return BPF_CORE_READ(b, filename); }
+/* A script: binfmt_script pointed interp at the interpreter's name. */
+SHIM __u32 aw_bprm_is_script(struct linux_binprm *b)
+{
+	return BPF_CORE_READ(b, interp) != BPF_CORE_READ(b, filename);
+}
 SHIM __u64 aw_task_arg_start(struct task_struct *t) { return BPF_CORE_READ(t, mm, arg_start); }
 SHIM __u64 aw_task_arg_end(struct task_struct *t) { return BPF_CORE_READ(t, mm, arg_end); }
 

@@ -8,8 +8,8 @@
 use agentwatch_common::{
     config,
     policy::{
-        accept, access, action, class, flags, paused, rule, verdict, AgentPolicy, PendingDeny,
-        CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
+        accept, access, action, class, endpoint, flags, paused, rule, verdict, watch, AgentPolicy,
+        PendingDeny, CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
     },
     RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
 };
@@ -80,8 +80,11 @@ pub fn guardrail_rule(rule: u8) -> bool {
         rule::GUARD_SECRETS
             | rule::GUARD_PERSISTENCE
             | rule::GUARD_AGENTWATCH
+            | rule::GUARD_PRIVILEGE
             | rule::TAMPER
             | rule::EXFILTRATE
+            // Running what the agent wrote holds like a guardrail.
+            | rule::EXEC_WRITTEN
     )
 }
 
@@ -98,7 +101,7 @@ pub fn wanted(pol: &AgentPolicy, d: &Decision) -> u8 {
     if pol.enforce == 0 {
         return action::ALERT;
     }
-    if d.rule >= rule::RATE {
+    if d.rule >= rule::RATE && ((d.rule - rule::RATE) as usize) < class::COUNT {
         return pol.rate_action;
     }
     let c = d.class;
@@ -117,7 +120,7 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8
     if d.verdict == verdict::UNDECIDED {
         // In enforce mode a path or binary the kernel could not judge does
         // not run on before userspace has judged it.
-        if pol.enforce != 0 && matches!(d.rule, rule::PATH | rule::EXEC_HASH) {
+        if pol.enforce != 0 && matches!(d.rule, rule::PATH | rule::EXEC_HASH | rule::INTERP) {
             signal(SIGSTOP);
             return action::HOLD;
         }
@@ -222,7 +225,10 @@ pub struct Walk {
     base_slot: u32,
     path_len: u32,
     sep: u32,
+    /// The second automaton's state (0: none), stepped beside `state`.
+    state2: u32,
     stack: [u32; WALK_DEPTH],
+    stack2: [u32; WALK_DEPTH],
 }
 
 const BASE_FIND: u32 = 0;
@@ -252,6 +258,10 @@ fn step(w: &mut Walk, b: u8) {
     let c = DFA_CLASS.get(w.class_base + b as u32).copied().unwrap_or(0) as u32;
     let idx = w.trans_base + w.state * w.classes + c;
     w.state = DFA_TRANS.get(idx).copied().unwrap_or(0);
+    if w.state2 != 0 {
+        let idx = w.trans_base + w.state2 * w.classes + c;
+        w.state2 = DFA_TRANS.get(idx).copied().unwrap_or(0);
+    }
 }
 
 #[inline(always)]
@@ -260,7 +270,9 @@ fn push(w: &mut Walk) {
         w.phase = FAILED;
         return;
     }
-    w.stack[w.depth as usize & (WALK_DEPTH - 1)] = w.state;
+    let d = w.depth as usize & (WALK_DEPTH - 1);
+    w.stack[d] = w.state;
+    w.stack2[d] = w.state2;
     w.depth += 1;
 }
 
@@ -328,7 +340,9 @@ extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
                 if w.depth > 1 {
                     w.depth -= 1;
                 }
-                w.state = w.stack[(w.depth as usize - 1) & (WALK_DEPTH - 1)];
+                let d = (w.depth as usize - 1) & (WALK_DEPTH - 1);
+                w.state = w.stack[d];
+                w.state2 = w.stack2[d];
                 w.i += 2;
             } else {
                 step(w, b'/');
@@ -385,6 +399,8 @@ pub fn resolve(
     wr.classes = pol.classes;
     wr.state = pol.start;
     wr.stack[0] = pol.start;
+    wr.state2 = pol.start2;
+    wr.stack2[0] = pol.start2;
     wr.depth = 1;
     wr.path_slot = path_slot as u32;
     wr.base_slot = base_slot as u32;
@@ -417,14 +433,39 @@ pub fn resolve(
     if wr.depth == 1 {
         step(wr, b'/');
     }
-    DFA_ACCEPT.get(wr.accept_base + wr.state).copied()
+    let first = DFA_ACCEPT.get(wr.accept_base + wr.state).copied()?;
+    if wr.state2 == 0 {
+        return Some(first);
+    }
+    Some(
+        first
+            | DFA_ACCEPT
+                .get(wr.accept_base + wr.state2)
+                .copied()
+                .unwrap_or(0),
+    )
 }
 
+/// Notes that a process of `agent` read a secret: connects outside the
+/// profile are exfiltration from now on, and the reading process (with
+/// the children it forks from now on) is tainted.
 #[inline(always)]
-fn note_secret_read(agent: u32) {
+pub fn note_secret_read(agent: u32) {
     if let Some(st) = AGENT_STATE.get_ptr_mut(agent) {
         unsafe { (*st).secret_read_ns = bpf_ktime_get_ns() };
     }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if let Some(w) = WATCHED.get_ptr_mut(&tgid) {
+        // SAFETY: a map value; only this process's own calls set the bit.
+        unsafe { (*w).flags |= watch::TAINTED };
+    }
+}
+
+/// Is the current process tainted (it read a secret)?
+#[inline(always)]
+pub fn tainted() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    unsafe { WATCHED.get(&tgid) }.is_some_and(|w| w.flags & watch::TAINTED != 0)
 }
 
 /// A file access `acc` (see `policy::access`) to a resolved path payload.
@@ -437,6 +478,11 @@ pub fn judge_path(agent: u32, payload: Option<u64>, acc: u64, cls: usize) -> Dec
     if (p >> accept::GUARD_SECRETS_SHIFT) & acc & access::ALL != 0 {
         if acc & access::READ != 0 {
             note_secret_read(agent);
+        }
+        // A secret in the agent's own workspace (a project's .env) may be
+        // read; the reader is tainted and the read recorded.
+        if acc == access::READ && p & accept::IN_WORKSPACE != 0 {
+            return Decision::new(verdict::ALLOW, rule::TAINT, cls);
         }
         return v(rule::GUARD_SECRETS);
     }
@@ -458,28 +504,49 @@ pub fn judge_path(agent: u32, payload: Option<u64>, acc: u64, cls: usize) -> Dec
         }
         return v(rule::EXEC);
     }
-    if acc & !(p & accept::ALLOWED_MASK) == 0 {
-        Decision::new(verdict::ALLOW, rule::NONE, cls)
-    } else {
-        v(rule::FILE)
+    let changes = access::WRITE | access::CREATE;
+    if acc & changes != 0 && p & (accept::IN_WORKSPACE | accept::NOT_A_COPY) == 0 && tainted() {
+        return v(rule::EXFILTRATE);
     }
+    if acc & !(p & accept::ALLOWED_MASK) != 0 {
+        return v(rule::FILE);
+    }
+    // A new name in a territory: allowed, and recorded.
+    if acc & access::CREATE != 0 && p & accept::TERRITORY != 0 && p & accept::LISTED == 0 {
+        return Decision::new(verdict::ALLOW, rule::TERRITORY, cls);
+    }
+    Decision::new(verdict::ALLOW, rule::NONE, cls)
 }
 
 /// Is `addr` (16 bytes; IPv4 as IPv4-mapped) on `port` (network order)
 /// allowed for `dir`? Else a network violation, or exfiltration when the
-/// agent has read a secret.
+/// agent has read a secret. The model API is refused to a `tainted`
+/// process: a secret it read would leave through the allowed channel.
 #[inline(always)]
-pub fn judge_endpoint(agent: u32, dir: u8, port_be: u16, addr: &[u8; 16]) -> Decision {
+pub fn judge_endpoint(
+    agent: u32,
+    dir: u8,
+    port_be: u16,
+    addr: &[u8; 16],
+    tainted: bool,
+) -> Decision {
     let mut data = [0u8; NET_KEY_DATA];
     data[0..4].copy_from_slice(&agent.to_be_bytes());
     data[4] = dir;
     data[8..24].copy_from_slice(addr);
-    if NET_ANY_PORT.get(Key::new(192, data)).is_some() {
-        return Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK);
+    let allowed = |v: u32| {
+        if tainted && v & endpoint::MODEL != 0 {
+            Decision::new(verdict::VIOLATION, rule::EXFILTRATE, class::NETWORK)
+        } else {
+            Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK)
+        }
+    };
+    if let Some(v) = NET_ANY_PORT.get(Key::new(192, data)) {
+        return allowed(*v);
     }
     data[6..8].copy_from_slice(&port_be.to_ne_bytes());
-    if NET_PORT.get(Key::new(192, data)).is_some() {
-        return Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK);
+    if let Some(v) = NET_PORT.get(Key::new(192, data)) {
+        return allowed(*v);
     }
     let secret = AGENT_STATE
         .get(agent)
@@ -538,6 +605,7 @@ pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
         agentwatch_common::policy::DIR_CONNECT,
         port,
         &addr,
+        w.flags & watch::TAINTED != 0,
     );
     let refuse = d.verdict == verdict::VIOLATION
         && (d.rule == rule::EXFILTRATE || wanted(pol, &d) == action::DENY);

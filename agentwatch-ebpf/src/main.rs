@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod dns;
 mod enforce;
 mod event;
 mod lsm;
@@ -14,6 +15,8 @@ mod maps;
 mod process;
 mod shim;
 mod syscalls;
+mod tamper;
+mod written;
 
 use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_sock_addr, fentry, lsm, tracepoint},
@@ -62,7 +65,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 /// Fails open.
 #[tracepoint]
 pub fn dns_send(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_dns_send(&ctx);
+    let _ = dns::try_dns_send(&ctx);
     0
 }
 
@@ -70,7 +73,7 @@ pub fn dns_send(ctx: TracePointContext) -> u32 {
 /// DNS socket. Fails open.
 #[tracepoint]
 pub fn dns_recv_enter(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_dns_recv_enter(&ctx);
+    let _ = dns::try_dns_recv_enter(&ctx);
     0
 }
 
@@ -78,16 +81,17 @@ pub fn dns_recv_enter(ctx: TracePointContext) -> u32 {
 /// Fails open.
 #[tracepoint]
 pub fn dns_recv_exit(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_dns_recv_exit(&ctx);
+    let _ = dns::try_dns_recv_exit(&ctx);
     0
 }
 
 /// syscalls/sys_enter_{kill,tkill,tgkill,ptrace,bpf}: tampering with
-/// agentwatch by an agent with a policy. Fails open (the call proceeds;
-/// the action is a signal to the caller).
+/// agentwatch by an agent with a policy; sys_enter_{,l,f}setxattr: file
+/// capabilities set. Fails open (the call proceeds; the action is a
+/// signal to the caller).
 #[tracepoint]
 pub fn tamper_enter(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_tamper(&ctx);
+    let _ = tamper::try_tamper(&ctx);
     0
 }
 

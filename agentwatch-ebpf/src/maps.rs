@@ -51,6 +51,13 @@ pub static DNS_RECV: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0
 #[map]
 pub static RETRY_PATHS: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(8192, 0);
 
+/// Files processes of an agent opened for writing (device, inode) -> agent
+/// id + 1: an exec of one is running what the agent wrote. LRU: a file
+/// written long ago by a busy agent may be forgotten (and then judged by
+/// its path alone).
+#[map]
+pub static WRITTEN: LruHashMap<InodeKey, u32> = LruHashMap::with_max_entries(65536, 0);
+
 /// Per-CPU loss counters, indexed by `agentwatch_common::loss`.
 #[map]
 pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 
 use agentwatch_common::{
-    policy::{access, class, flags, AgentPolicy},
+    policy::{access, class, exec_flags, flags, AgentPolicy},
     RawEvent,
 };
 
@@ -93,6 +93,11 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     ev.args[0] = old_pid as u64;
     ev.args[1] = unsafe { aw_file_dev(binary) } as u64;
     ev.args[2] = unsafe { aw_file_ino(binary) };
+    ev.args[4] = crate::written::flags(w.agent_id, binary);
+    if unsafe { aw_bprm_is_script(bprm) } != 0 {
+        ev.args[4] |= exec_flags::SCRIPT;
+    }
+    ev.args[5] = crate::written::stdin_type(task);
     exec_filename(ev, bprm, task);
     event::walk_path(ev, slot::BASE2, unsafe { aw_file_path(binary) });
     let start = unsafe { aw_task_arg_start(task) };
@@ -110,17 +115,15 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// The exec's filename as the caller gave it into PATH1 and, when it is
-/// relative, the cwd it is relative to into BASE1 (as the kernel resolved
-/// it). Shared with the LSM tier's bprm_check_security, so both judge the
-/// same path.
+/// The exec's filename as the caller gave it into PATH1, and the cwd into
+/// BASE1 (a relative filename, and an interpreter's script argument, are
+/// relative to it). Shared with the LSM tier's bprm_check_security, so both
+/// judge the same path.
 #[inline(always)]
 pub fn exec_filename(ev: &mut RawEvent, bprm: Ptr, task: Ptr) {
     let filename = unsafe { aw_bprm_filename(bprm) };
     event::kernel_str(ev, slot::PATH1, filename);
-    if event::slot_first_byte(ev, slot::PATH1) != b'/' {
-        event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
-    }
+    event::walk_path(ev, slot::BASE1, unsafe { aw_task_pwd(task) });
 }
 
 /// Judges an exec that has just replaced the image, before the new
@@ -134,7 +137,8 @@ fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
     } else {
         None
     };
-    let mut d = enforce::judge_path(agent, payload, access::EXEC, class::EXEC);
+    let d = enforce::judge_path(agent, payload, access::EXEC, class::EXEC);
+    let mut d = crate::written::judge(payload, ev, d);
     if let Some(r) = enforce::rate(pol, agent, class::EXEC) {
         if d.allowed() {
             d = r;

@@ -18,6 +18,10 @@ unsafe extern "C" {
     pub fn aw_file_path(f: Ptr) -> Ptr;
     pub fn aw_file_ino(f: Ptr) -> u64;
     pub fn aw_file_dev(f: Ptr) -> u32;
+    pub fn aw_file_type(f: Ptr) -> u16;
+    pub fn aw_file_nlink(f: Ptr) -> u32;
+    pub fn aw_file_writable(f: Ptr) -> u32;
+    pub fn aw_proc_file_pid(f: Ptr) -> i32;
     pub fn aw_file_sock(f: Ptr) -> Ptr;
     pub fn aw_path_dentry(p: Ptr) -> Ptr;
     pub fn aw_path_mnt(p: Ptr) -> Ptr;
@@ -32,6 +36,7 @@ unsafe extern "C" {
     pub fn aw_mount_vfsmount(m: Ptr) -> Ptr;
     pub fn aw_bprm_file(b: Ptr) -> Ptr;
     pub fn aw_bprm_filename(b: Ptr) -> *const u8;
+    pub fn aw_bprm_is_script(b: Ptr) -> u32;
     pub fn aw_sock_family(s: Ptr) -> u16;
     pub fn aw_sock_saddr4(s: Ptr) -> u32;
     pub fn aw_sock_daddr4(s: Ptr) -> u32;

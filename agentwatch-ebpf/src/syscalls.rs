@@ -5,7 +5,9 @@
 //! Record layout of these tracepoints (checked against tracefs by the
 //! loader before attaching): `__syscall_nr` at 8, arguments at 16 + 8*i,
 //! and on exit the return value at 16.
-use agentwatch_common::{slot, syscalls as nr, RawEvent, RecordKind, WatchEntry, SOCKADDR_LEN};
+use agentwatch_common::{
+    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SOCKADDR_LEN,
+};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_task},
     programs::TracePointContext,
@@ -19,17 +21,17 @@ use crate::{
     shim::*,
 };
 use agentwatch_common::policy::{
-    access, class, epoch, flags, rule, verdict, AgentPolicy, OpenedKey, OpenedStamp, DIR_BIND,
-    DIR_CONNECT,
+    accept, access, class, epoch, flags, rule, verdict, AgentPolicy, OpenedKey, OpenedStamp,
+    DIR_BIND, DIR_CONNECT,
 };
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-const DNS_PORT_BE: u16 = 53u16.to_be();
+pub(crate) const DNS_PORT_BE: u16 = 53u16.to_be();
 
 #[inline(always)]
-fn watched_current() -> Option<(u32, WatchEntry)> {
+pub(crate) fn watched_current() -> Option<(u32, WatchEntry)> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     unsafe { WATCHED.get(&tgid) }.map(|w| (tgid, *w))
 }
@@ -40,7 +42,7 @@ fn task() -> Ptr {
 }
 
 #[inline(always)]
-fn read_args(ctx: &TracePointContext) -> [u64; 6] {
+pub(crate) fn read_args(ctx: &TracePointContext) -> [u64; 6] {
     let mut a = [0u64; 6];
     for (i, v) in a.iter_mut().enumerate() {
         *v = arg(ctx, i);
@@ -53,7 +55,7 @@ fn read_args(ctx: &TracePointContext) -> [u64; 6] {
 /// past the smallest record (unlink's, one argument) makes the kernel
 /// refuse to attach it there.
 #[inline(always)]
-fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+pub(crate) fn arg(ctx: &TracePointContext, i: usize) -> u64 {
     if i == 0 {
         unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2)) }
     } else {
@@ -62,7 +64,7 @@ fn arg(ctx: &TracePointContext, i: usize) -> u64 {
 }
 
 #[inline(always)]
-fn syscall_nr(ctx: &TracePointContext) -> u32 {
+pub(crate) fn syscall_nr(ctx: &TracePointContext) -> u32 {
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(8) as *const i32) as u32 }
 }
 
@@ -70,7 +72,7 @@ fn syscall_nr(ctx: &TracePointContext) -> u32 {
 /// directory it is relative to (dirfd, or the cwd for AT_FDCWD) into `base`.
 /// A path whose read failed is remembered in `retry` for the exit.
 #[inline(always)]
-fn path_arg(
+pub(crate) fn path_arg(
     ev: &mut RawEvent,
     slot: usize,
     base: usize,
@@ -107,7 +109,7 @@ fn path_arg(
 
 /// Path of an open file descriptor (fchmod, fchown).
 #[inline(always)]
-fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
+pub(crate) fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
     let f = unsafe { aw_task_fd(task(), fd as u32) };
     if !f.is_null() {
         event::walk_path(ev, slot, unsafe { aw_file_path(f) });
@@ -271,8 +273,16 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     if let Some(pol) = enforce::policy(w.agent_id) {
         if !decide_enter(pol, w.agent_id, ev, sysno) {
             // Decided allowed in the kernel: neither entry nor exit crosses.
+            // An open to record (a new name in a territory, a workspace
+            // secret read) is sent from its exit, with the file it reached.
             let tid = bpf_get_current_pid_tgid() as u32;
-            let v = sysno as u64 | (open_flags(sysno, &ev.args) & 0xffff_ffff) << 32;
+            let record = match ev.hdr.rule {
+                rule::TERRITORY => RECORD_TERRITORY,
+                rule::TAINT => RECORD_TAINT,
+                _ => 0,
+            };
+            let flags = open_flags(sysno, &ev.args) & OPEN_FLAGS_MASK;
+            let v = sysno as u64 | (flags | record) << 32;
             let _ = SKIP_EXIT.insert(&tid, &v, 0);
             return Ok(());
         }
@@ -280,6 +290,15 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     event::submit(ev);
     Ok(())
 }
+
+/// Bits of a SKIP_EXIT value's high word above the open flags (which use
+/// bits 0..23): the allowed open is to be recorded at its exit.
+const RECORD_TERRITORY: u64 = 1 << 30;
+const RECORD_TAINT: u64 = 1 << 31;
+const OPEN_FLAGS_MASK: u64 = (1 << 30) - 1;
+
+/// Setuid and setgid bits of a mode.
+const S_ISUID_ISGID: u64 = 0o6000;
 
 /// The open flags of an open-type call, from the record's arguments
 /// (openat2's were read from its `struct open_how` into `args[5]`; creat
@@ -335,7 +354,13 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
         enforce::judge_path(agent, payload, acc, cls)
     };
     let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
+    let privilege = Decision::new(verdict::VIOLATION, rule::GUARD_PRIVILEGE, class::FILE);
     let d = match sysno {
+        // Setting setuid/setgid bits is a guardrail whatever the profile
+        // says (the mode is the second argument, or the third after a
+        // dirfd).
+        nr::CHMOD | nr::FCHMOD if ev.args[1] & S_ISUID_ISGID != 0 => privilege,
+        nr::FCHMODAT | nr::FCHMODAT2 if ev.args[2] & S_ISUID_ISGID != 0 => privilege,
         nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
             let acc = open_access(open_flags(sysno, &ev.args));
             path(ev, p1, b1, true, acc, class::FILE)
@@ -397,6 +422,7 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
     }
     if d.allowed() {
         count(d.class as u32);
+        ev.hdr.rule = d.rule;
         return false;
     }
     if !decided_here {
@@ -420,12 +446,18 @@ fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
     match family {
         AF_INET => {
             let addr = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-            enforce::judge_endpoint(agent, dir, port, &enforce::mapped4(addr))
+            enforce::judge_endpoint(
+                agent,
+                dir,
+                port,
+                &enforce::mapped4(addr),
+                enforce::tainted(),
+            )
         }
         AF_INET6 if ev.addr.len >= 24 => {
             let mut addr = [0u8; 16];
             addr.copy_from_slice(&b[8..24]);
-            enforce::judge_endpoint(agent, dir, port, &addr)
+            enforce::judge_endpoint(agent, dir, port, &addr, enforce::tainted())
         }
         _ => Decision::new(verdict::UNDECIDED, rule::SOCKET, class::NETWORK),
     }
@@ -445,6 +477,9 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
+    if ret >= 0 && is_open(sysno) {
+        note_written(w.agent_id, ret);
+    }
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
     if let Some(p) = pol {
@@ -452,7 +487,13 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
             let _ = SKIP_EXIT.remove(&tid);
             if v as u32 == sysno {
                 if ret >= 0 && p.flags & flags::PATHS != 0 && is_open(sysno) {
-                    judge_opened(p, &w, sysno, ret, v >> 32)?;
+                    let high = v >> 32;
+                    let record = match high & !OPEN_FLAGS_MASK {
+                        RECORD_TERRITORY => rule::TERRITORY,
+                        RECORD_TAINT => rule::TAINT,
+                        _ => rule::NONE,
+                    };
+                    judge_opened(p, &w, sysno, ret, high & OPEN_FLAGS_MASK, record)?;
                 }
                 return Ok(());
             }
@@ -491,6 +532,21 @@ fn is_open(sysno: u32) -> bool {
     matches!(sysno, nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT)
 }
 
+/// Remembers the file behind a new fd when it was opened for writing: an
+/// exec of it later is running what the agent wrote (`exec/written`).
+#[inline(always)]
+fn note_written(agent: u32, fd: i64) {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if f.is_null() || unsafe { aw_file_writable(f) } == 0 {
+        return;
+    }
+    let key = InodeKey {
+        dev: unsafe { aw_file_dev(f) } as u64,
+        ino: unsafe { aw_file_ino(f) },
+    };
+    let _ = WRITTEN.insert(&key, &(agent + 1), 0);
+}
+
 /// The file an open reached, judged by its real path (a dentry walk from
 /// the new fd) against the guardrails: a symlink, `/proc/self/cwd` or a
 /// bind mount that leads to a guardrail file is caught here even though
@@ -502,6 +558,9 @@ fn is_open(sysno: u32) -> bool {
 ///
 /// A clean verdict is cached (CLEAN_OPENS) by dentry and mount: the same
 /// file opened again costs a lookup instead of a walk and a judgement.
+///
+/// `record` (TERRITORY, TAINT) asks for an allowed open to be sent, with
+/// the file it reached, so userspace can record it.
 #[inline(always)]
 fn judge_opened(
     pol: &AgentPolicy,
@@ -509,6 +568,7 @@ fn judge_opened(
     sysno: u32,
     fd: i64,
     open_flags: u64,
+    record: u8,
 ) -> Result<(), i64> {
     let f = unsafe { aw_task_fd(task(), fd as u32) };
     if f.is_null() {
@@ -517,19 +577,38 @@ fn judge_opened(
     let path = unsafe { aw_file_path(f) };
     let acc = open_access(open_flags);
     let (key, stamp) = opened_stamp(path, w.agent_id, acc);
-    if unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
+    if record == rule::NONE && unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
         return Ok(());
     }
     let ev = event::start(RecordKind::Opened, w, sysno).ok_or(1)?;
     event::walk_path(ev, slot::BASE1, path);
     let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, false);
-    let d = enforce::judge_path(w.agent_id, payload, acc, class::FILE);
-    if d.verdict != verdict::VIOLATION || !enforce::guardrail_rule(d.rule) {
-        let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
-        return Ok(());
+    let mut d = enforce::judge_path(w.agent_id, payload, acc, class::FILE);
+    // Another process's environment or memory: the file's own pid says
+    // whose it is (a process's own /proc/self/environ is its own).
+    let proc_guard =
+        payload.is_some_and(|p| (p >> accept::GUARD_PROC_SHIFT) & acc & access::ALL != 0);
+    if proc_guard {
+        let owner = unsafe { aw_proc_file_pid(f) } as u32;
+        let me = bpf_get_current_pid_tgid();
+        if owner != (me >> 32) as u32 && owner != me as u32 {
+            enforce::note_secret_read(w.agent_id);
+            d = Decision::new(verdict::VIOLATION, rule::GUARD_SECRETS, class::FILE);
+        }
     }
     ev.args[0] = fd as u64;
     ev.args[1] = open_flags;
+    if d.verdict != verdict::VIOLATION || !enforce::guardrail_rule(d.rule) {
+        if !proc_guard {
+            let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
+        }
+        if record != rule::NONE {
+            ev.hdr.verdict = verdict::ALLOW;
+            ev.hdr.rule = record;
+            event::submit(ev);
+        }
+        return Ok(());
+    }
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
     ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
@@ -577,208 +656,4 @@ fn retry_paths(ev: &mut RawEvent) {
             count_loss(agentwatch_common::loss::READ_FAILED);
         }
     }
-}
-
-/// Copies the DNS message being sent: `buf` of `len` bytes, from a send to
-/// port 53 or on a socket connected to it.
-#[inline(always)]
-fn dns_record(
-    w: &WatchEntry,
-    sysno: u32,
-    fd: u64,
-    buf: u64,
-    len: u64,
-    to_port_53: bool,
-) -> Result<(), i64> {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let key = ((tgid as u64) << 32) | (fd & 0xffff_ffff);
-    if to_port_53 {
-        // An unconnected socket sending to port 53: its answers come back
-        // on it, so the receive side must know it too.
-        let _ = DNS_SOCKETS.insert(&key, &1, 0);
-    } else if unsafe { DNS_SOCKETS.get(&key) }.is_none() {
-        return Ok(());
-    }
-    let ev = event::start(RecordKind::Dns, w, sysno).ok_or(1)?;
-    ev.args[0] = fd;
-    if let Some(pol) = enforce::policy(w.agent_id) {
-        // Names are judged in userspace; the kernel counts the rate.
-        ev.hdr.verdict = verdict::UNDECIDED;
-        if let Some(r) = enforce::rate(pol, w.agent_id, class::DNS) {
-            ev.hdr.verdict = r.verdict;
-            ev.hdr.rule = r.rule;
-            ev.hdr.action = enforce::act(pol, w.agent_id, &r, false);
-        }
-    }
-    let mut n = len;
-    if n > agentwatch_common::DNS_PAYLOAD_LEN as u64 {
-        n = agentwatch_common::DNS_PAYLOAD_LEN as u64;
-    }
-    event::user_bytes(ev, slot::PATH1, buf, n, agentwatch_common::SLOT_BYTES);
-    event::submit(ev);
-    Ok(())
-}
-
-/// Reads `(base, len)` of the first iovec of a `struct user_msghdr` (uapi
-/// layout: msg_name 0, msg_namelen 8, msg_iov 16), and whether its
-/// destination is port 53.
-#[inline(always)]
-fn msghdr_first_iov(msg: u64) -> Option<(u64, u64, bool)> {
-    use aya_ebpf::helpers::bpf_probe_read_user as rd;
-    let name: u64 = unsafe { rd((msg) as *const u64) }.ok()?;
-    let mut to53 = false;
-    if name != 0 {
-        let port: u16 = unsafe { rd((name + 2) as *const u16) }.ok()?;
-        to53 = port == DNS_PORT_BE;
-    }
-    let iov: u64 = unsafe { rd((msg + 16) as *const u64) }.ok()?;
-    let base: u64 = unsafe { rd(iov as *const u64) }.ok()?;
-    let len: u64 = unsafe { rd((iov + 8) as *const u64) }.ok()?;
-    Some((base, len, to53))
-}
-
-/// Entry of send-type calls of a watched process: copy DNS queries only.
-pub fn try_dns_send(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((tgid, w)) = watched_current() else {
-        return Ok(());
-    };
-    let sysno = syscall_nr(ctx);
-    // A paused or killed agent stops at its writes too (its commonest call).
-    enforce::stop_if_paused(w.agent_id);
-    // write/writev are a watched process's commonest calls: look the fd
-    // up before reading any other argument.
-    let key = ((tgid as u64) << 32) | (arg(ctx, 0) & 0xffff_ffff);
-    if matches!(sysno, nr::WRITE | nr::WRITEV) && unsafe { DNS_SOCKETS.get(&key) }.is_none() {
-        return Ok(());
-    }
-    let a = read_args(ctx);
-    use aya_ebpf::helpers::bpf_probe_read_user as rd;
-    match sysno {
-        nr::SENDTO => {
-            let mut to53 = false;
-            if a[4] != 0 {
-                let port: u16 = unsafe { rd((a[4] + 2) as *const u16) }.unwrap_or(0);
-                to53 = port == DNS_PORT_BE;
-            }
-            dns_record(&w, sysno, a[0], a[1], a[2], to53)
-        }
-        nr::WRITE => dns_record(&w, sysno, a[0], a[1], a[2], false),
-        nr::SENDMSG => {
-            let (base, len, to53) = msghdr_first_iov(a[1]).ok_or(1)?;
-            dns_record(&w, sysno, a[0], base, len, to53)
-        }
-        nr::SENDMMSG => {
-            // glibc sends the A and AAAA questions in one sendmmsg; struct
-            // mmsghdr is a msghdr (56 bytes) plus msg_len, padded to 64.
-            for i in 0..2u64 {
-                if i >= a[2] {
-                    break;
-                }
-                if let Some((base, len, to53)) = msghdr_first_iov(a[1] + 64 * i) {
-                    dns_record(&w, sysno, a[0], base, len, to53)?;
-                }
-            }
-            Ok(())
-        }
-        nr::WRITEV => {
-            // DNS over TCP through writev: [2-byte length][message].
-            let mut base: u64 = unsafe { rd(a[1] as *const u64) }.unwrap_or(0);
-            let mut len: u64 = unsafe { rd((a[1] + 8) as *const u64) }.unwrap_or(0);
-            if len == 2 && a[2] > 1 {
-                base = unsafe { rd((a[1] + 16) as *const u64) }.unwrap_or(0);
-                len = unsafe { rd((a[1] + 24) as *const u64) }.unwrap_or(0);
-            }
-            dns_record(&w, sysno, a[0], base, len, false)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Entry of recvfrom/recvmsg: on a DNS socket of a watched process, keep
-/// the buffer for the exit.
-pub fn try_dns_recv_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((tgid, _)) = watched_current() else {
-        return Ok(());
-    };
-    // Every receive of a watched process passes here: read the fd alone
-    // until the socket turns out to be a DNS one.
-    let key = ((tgid as u64) << 32) | (arg(ctx, 0) & 0xffff_ffff);
-    if unsafe { DNS_SOCKETS.get(&key) }.is_none() {
-        return Ok(());
-    }
-    let buf = match syscall_nr(ctx) {
-        nr::RECVFROM => arg(ctx, 1),
-        nr::RECVMSG => msghdr_first_iov(arg(ctx, 1)).ok_or(1)?.0,
-        _ => return Ok(()),
-    };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = DNS_RECV.insert(&tid, &buf, 0);
-    Ok(())
-}
-
-/// Exit of recvfrom/recvmsg: copy what was received into a DNS record
-/// (userspace tells answers from queries by the header).
-pub fn try_dns_recv_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
-        return Ok(());
-    };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(buf) = (unsafe { DNS_RECV.get(&tid) }).copied() else {
-        return Ok(());
-    };
-    let _ = DNS_RECV.remove(&tid);
-    let ret = unsafe { core::ptr::read((ctx.as_ptr() as *const i64).add(2)) };
-    if ret <= 0 {
-        return Ok(());
-    }
-    let mut n = ret as u64;
-    if n > agentwatch_common::DNS_ANSWER_LEN as u64 {
-        n = agentwatch_common::DNS_ANSWER_LEN as u64;
-    }
-    let ev = event::start(RecordKind::Dns, &w, syscall_nr(ctx)).ok_or(1)?;
-    event::user_bytes(ev, slot::PATH1, buf, n, agentwatch_common::SLOT_BYTES);
-    if let Some(pol) = enforce::policy(w.agent_id) {
-        // Endpoints named by host: the process waits until userspace has
-        // added this answer's addresses to the allow tries.
-        if pol.enforce != 0 && pol.flags & flags::HOLD_DNS != 0 {
-            enforce::signal(enforce::SIGSTOP);
-            ev.hdr.verdict = verdict::UNDECIDED;
-            ev.hdr.rule = rule::DNS_ANSWER;
-            ev.hdr.action = agentwatch_common::policy::action::HOLD;
-        }
-    }
-    event::submit(ev);
-    Ok(())
-}
-
-/// Entry of kill/tkill/tgkill/ptrace/bpf by a watched process with a
-/// policy: a violation when aimed at agentwatch (any bpf() is).
-pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
-        return Ok(());
-    };
-    let Some(pol) = enforce::policy(w.agent_id) else {
-        return Ok(());
-    };
-    let sysno = syscall_nr(ctx);
-    let a = read_args(ctx);
-    let target = |v: u64| enforce::targets_agentwatch(v as i32 as i64);
-    let hit = match sysno {
-        nr::KILL | nr::TKILL => a[1] != 0 && target(a[0]),
-        nr::TGKILL => a[2] != 0 && target(a[0]),
-        nr::PTRACE => target(a[1]),
-        nr::BPF => true,
-        _ => false,
-    };
-    if !hit {
-        return Ok(());
-    }
-    let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
-    ev.args = a;
-    let d = Decision::new(verdict::VIOLATION, rule::TAMPER, class::FILE);
-    ev.hdr.verdict = d.verdict;
-    ev.hdr.rule = d.rule;
-    ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
-    event::submit(ev);
-    Ok(())
 }

@@ -62,8 +62,13 @@ impl KernelDecision {
             GUARD_SECRETS => "guardrail/secrets".into(),
             GUARD_PERSISTENCE => "guardrail/persistence".into(),
             GUARD_AGENTWATCH => "guardrail/agentwatch".into(),
+            GUARD_PRIVILEGE => "guardrail/privilege".into(),
             TAMPER => "guardrail/tamper".into(),
             EXFILTRATE => "guardrail/exfiltrate".into(),
+            EXEC_WRITTEN => "exec/written".into(),
+            INTERP => "interp".into(),
+            TERRITORY => "territory".into(),
+            TAINT => "taint".into(),
             PATH => "path".into(),
             EXEC_HASH => "exec/hash".into(),
             DNS_ANSWER => "dns_answer".into(),
@@ -233,6 +238,18 @@ pub enum Detail {
         binary: Option<String>,
         /// 0, or -errno for an exec that failed (argv is then empty).
         result: Option<i64>,
+        /// The working directory (a script argument is relative to it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+        /// What standard input was: `pipe` (a pipe or FIFO), `socket`,
+        /// `device` (a terminal, /dev/null), `file`, `directory` or
+        /// `other`; absent when it was closed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<String>,
+        /// The binary is a file a process of this agent wrote, or one
+        /// with no name left (a memfd, a deleted file).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        written: bool,
     },
     Fork {
         child_pid: u32,
@@ -325,6 +342,9 @@ pub enum Detail {
         /// The signal, for kill/tkill/tgkill.
         #[serde(skip_serializing_if = "Option::is_none")]
         signal: Option<i64>,
+        /// The file, for setxattr (file capabilities).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// Records lost at a pipeline stage since the last loss event.
     Loss {

@@ -3,6 +3,7 @@
 //! Layout: `sensors` (kernel programs as userspace sees them), `pipeline`
 //! (source -> decode -> enrich -> sinks), `sinks`, `event` (the model),
 //! `commands` (one module per CLI command).
+pub mod atomic;
 pub mod audit;
 pub mod clock;
 pub mod commands;

@@ -171,10 +171,12 @@ enum ProfileAction {
         #[arg(long)]
         json: bool,
     },
-    /// Union of profiles of several runs or replicas, counting per entry
-    /// how many runs saw it.
+    /// Union of profiles of several runs or replicas, generalised again
+    /// over everything they saw (territories, patterns), counting per
+    /// entry how many runs saw it. One profile alone is generalised again
+    /// (rewrites an agentwatch.dev/v1 profile as v2).
     Merge {
-        #[arg(required = true, num_args = 2..)]
+        #[arg(required = true, num_args = 1..)]
         files: Vec<std::path::PathBuf>,
         /// Name of the merged agent (needed when the inputs differ).
         #[arg(long)]
@@ -184,6 +186,20 @@ enum ProfileAction {
         out: Option<std::path::PathBuf>,
         #[arg(long)]
         force: bool,
+    },
+    /// Is the profile ready to enforce? Holds out each recorded session in
+    /// turn, learns from the others and says how many held-out sessions
+    /// would have been flagged. Exit 0 ready, 1 not ready, 2 bad input.
+    Readiness {
+        file: std::path::PathBuf,
+        /// Recorded sessions [default: FILE.sessions/ beside the profile].
+        #[arg(long, value_name = "DIR")]
+        events: Option<std::path::PathBuf>,
+        /// Write the verdict into the profile (`profile show` puts it on top).
+        #[arg(long)]
+        write: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -220,6 +236,12 @@ fn main() -> ExitCode {
                 out,
                 force,
             } => profile::merge_cmd(&files, agent.as_deref(), out.as_deref(), force),
+            ProfileAction::Readiness {
+                file,
+                events,
+                write,
+                json,
+            } => profile::readiness_cmd(&file, events.as_deref(), write, json),
         },
         Command::Demo {
             json,

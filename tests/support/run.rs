@@ -78,12 +78,26 @@ pub struct Done {
 
 impl Run {
     pub fn start(name: &str, profile_yaml: &str, mode: &str, extra: &[&str], script: &str) -> Run {
+        Self::start_prepared(name, profile_yaml, mode, extra, script, |_| {})
+    }
+
+    /// `start`, with `prepare` given the workspace before the agent runs
+    /// (files the agent finds there, but did not write).
+    pub fn start_prepared(
+        name: &str,
+        profile_yaml: &str,
+        mode: &str,
+        extra: &[&str],
+        script: &str,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Run {
         let dir = TempDir::new(name);
         let prof = dir.join("profile.yaml");
         std::fs::write(&prof, profile_yaml).expect("write profile");
         let alerts = dir.0.join("alerts.jsonl");
         let ws = dir.join("ws");
         std::fs::create_dir_all(&ws).expect("workspace");
+        prepare(std::path::Path::new(&ws));
         let tag = format!("{name}-{}", std::process::id());
         let child = agentwatch()
             .args(["run", "--json", "--mode", mode, "--profile", &prof])

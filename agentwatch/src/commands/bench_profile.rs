@@ -115,6 +115,7 @@ fn profile() -> Profile {
             unix: None,
             port: Some(if i < 70 { 443 } else { 5432 }),
             by: Vec::new(),
+            model: false,
             runs: 1,
         });
     }

@@ -21,7 +21,7 @@ use crate::{
         anchors::Anchors,
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
-        parse,
+        parse, session as recorded,
     },
     sinks::Sink,
 };
@@ -31,8 +31,12 @@ pub struct CheckOptions {
     #[arg(long, value_name = "FILE")]
     pub profile: std::path::PathBuf,
     /// Judge a recorded `agentwatch trace --json` file instead of a command.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "session")]
     pub events: Option<std::path::PathBuf>,
+    /// Judge a session recorded by `learn --record`, with its own
+    /// workspace, home and temp dir.
+    #[arg(long, value_name = "FILE")]
+    pub session: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: bool,
     /// Write findings here [default: stdout for --events, else stderr].
@@ -149,23 +153,37 @@ pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
-    let anchors = Anchors::from_env_with(
-        opts.workspace.as_deref(),
-        opts.home.as_deref(),
-        opts.tmp.as_deref(),
-    );
+    let session = match &opts.session {
+        Some(f) => match recorded::read(f) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("agentwatch: {e}");
+                return Ok(2);
+            }
+        },
+        None => None,
+    };
+    let anchors = match &session {
+        Some(s) => s.header.anchors(),
+        None => Anchors::from_env_with(
+            opts.workspace.as_deref(),
+            opts.home.as_deref(),
+            opts.tmp.as_deref(),
+        ),
+    };
     let matcher = Matcher::new(&profile, anchors, Guardrails::builtin());
     for s in &matcher.skipped {
         eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
     }
     // Findings go to stdout for a file; with a command, stdout is the
     // command's, so to stderr unless -o says where.
-    let out: Box<dyn Write + Send> = match (&opts.output, &opts.events) {
+    let recorded = opts.events.is_some() || session.is_some();
+    let out: Box<dyn Write + Send> = match (&opts.output, recorded) {
         (Some(p), _) => Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         ),
-        (None, Some(_)) => Box::new(std::io::stdout()),
-        (None, None) => Box::new(std::io::stderr()),
+        (None, true) => Box::new(std::io::stdout()),
+        (None, false) => Box::new(std::io::stderr()),
     };
     let judge = Judge {
         matcher,
@@ -174,6 +192,14 @@ pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
         events: 0,
         by_rule: BTreeMap::new(),
     };
+    if let Some(s) = session {
+        let mut judge = judge;
+        for ev in &s.events {
+            judge.judge(ev)?;
+        }
+        let flagged = judge.summary()?;
+        return Ok(i32::from(flagged > 0));
+    }
     match &opts.events {
         Some(file) => from_file(judge, file),
         None => from_command(

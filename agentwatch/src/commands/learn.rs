@@ -1,15 +1,19 @@
 //! `agentwatch learn`: run CMD as a watched agent, learn its profile, show
-//! each class's stability clock live, and write the profile.
+//! each class's stability clock live, and write the profile. With
+//! `--append`, the session is added to an existing profile (generalised
+//! again over everything seen, stability counted across sessions); with
+//! `--record` (the default for `--append`), the session's events are kept
+//! for `profile readiness`; with `--replay`, recorded sessions are learned
+//! without running anything.
 use std::{
+    collections::{BTreeMap, BTreeSet},
     ffi::OsString,
-    io::{IsTerminal, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
-use serde_json::json;
 
 use super::session::{self, Session};
 use crate::clock::monotonic_ns;
@@ -18,15 +22,23 @@ use crate::{
     event::{Detail, Event},
     profile::{
         anchors::Anchors,
-        builder::{LearnConfig, Learner},
-        convergence::{ClassProgress, ClockConfig},
+        builder::{time, LearnConfig, Learner},
+        convergence::ClockConfig,
         guardrails::Guardrails,
+        matcher::Matcher,
+        merge, parse, readiness,
+        session::{self as recorded, Header, Recorder},
         yaml::to_yaml,
+        Class, Granularity, Profile,
     },
     selectors::{Resolved, Selector},
     sensors::cgroup2_mount,
     sinks::Sink,
 };
+
+mod progress;
+
+use progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct LearnOptions {
@@ -75,6 +87,35 @@ pub struct LearnOptions {
     /// starting it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Add this session to the existing profile FILE (written back there
+    /// unless --out says otherwise): everything seen is generalised again,
+    /// and each class's stability is counted across sessions. Records the
+    /// session (see --record) unless --no-record.
+    #[arg(long, value_name = "FILE", conflicts_with = "force")]
+    pub append: Option<PathBuf>,
+    /// Keep this session's events in DIR [default: PROFILE.sessions/
+    /// beside the profile], for `agentwatch profile readiness`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+    pub record: Option<PathBuf>,
+    /// Do not record the session (with --append).
+    #[arg(long, conflicts_with = "record")]
+    pub no_record: bool,
+    /// How readily files become territories [default: balanced, or the
+    /// appended profile's].
+    #[arg(long, value_enum)]
+    pub granularity: Option<Granularity>,
+    /// An endpoint (HOST[:PORT]) that is the agent's model API: a process
+    /// that read a secret may not connect to it. Repeatable.
+    #[arg(long = "model-endpoint", value_name = "HOST[:PORT]")]
+    pub model_endpoints: Vec<String>,
+    /// Sessions in a row that must bring nothing new for a class to be
+    /// stable (with --append).
+    #[arg(long, default_value_t = 2)]
+    pub stable_sessions: u32,
+    /// Learn recorded sessions (files, or directories of them) instead of
+    /// running a command.
+    #[arg(long, value_name = "SESSION", conflicts_with_all = ["select", "config"])]
+    pub replay: Vec<PathBuf>,
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
@@ -87,10 +128,43 @@ impl LearnOptions {
     }
 }
 
-/// Feeds every event into the learner; the main thread reads progress.
+/// Feeds every event into the learner (and the recording, and the
+/// appended profile's matcher, which counts what is new); the main thread
+/// reads progress.
 struct LearnSink {
     learner: Arc<Mutex<Learner>>,
     lost: Arc<Mutex<u64>>,
+    recorder: Arc<Mutex<Option<Recorder>>>,
+    novelty: Arc<Mutex<Novelty>>,
+}
+
+/// What a session did that the profile it is appended to would have
+/// flagged, per class.
+#[derive(Default)]
+struct Novelty {
+    matcher: Option<Matcher>,
+    seen: BTreeMap<Class, BTreeSet<String>>,
+}
+
+impl Novelty {
+    fn observe(&mut self, ev: &Event) {
+        let Some(m) = &mut self.matcher else { return };
+        for f in m.check(ev) {
+            let class = if f.class == Class::Delete {
+                Class::File
+            } else {
+                f.class
+            };
+            self.seen.entry(class).or_default().insert(f.what);
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<Class, u64> {
+        self.seen
+            .iter()
+            .map(|(c, s)| (*c, s.len() as u64))
+            .collect()
+    }
 }
 
 impl Sink for LearnSink {
@@ -102,6 +176,18 @@ impl Sink for LearnSink {
                 .map_err(|_| std::io::Error::other("poisoned"))? += count;
             return Ok(());
         }
+        if let Some(r) = self
+            .recorder
+            .lock()
+            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+            .as_mut()
+        {
+            r.event(ev)?;
+        }
+        self.novelty
+            .lock()
+            .map_err(|_| std::io::Error::other("novelty lock poisoned"))?
+            .observe(ev);
         self.learner
             .lock()
             .map_err(|_| std::io::Error::other("learner lock poisoned"))?
@@ -113,10 +199,120 @@ impl Sink for LearnSink {
     }
 }
 
+/// Where the profile goes, what it is appended to, where the session is
+/// recorded.
+struct Plan {
+    out: PathBuf,
+    base: Option<Profile>,
+    record: Option<PathBuf>,
+}
+
+impl Plan {
+    fn new(opts: &LearnOptions) -> anyhow::Result<Self> {
+        let (out, base) = match &opts.append {
+            Some(p) => {
+                if !p.exists() {
+                    bail!("{} does not exist: learn it first with `agentwatch learn --agent {} --out {} -- CMD`, then --append further sessions", p.display(), opts.agent, p.display());
+                }
+                let base = parse::load(p).map_err(|r| anyhow::anyhow!("{r}"))?;
+                if base.agent != opts.agent {
+                    bail!(
+                        "{} is the profile of agent {}, not {}; pass --agent {}",
+                        p.display(),
+                        base.agent,
+                        opts.agent,
+                        base.agent
+                    );
+                }
+                (opts.out.clone().unwrap_or_else(|| p.clone()), Some(base))
+            }
+            None => {
+                let out = opts.out.clone().unwrap_or_else(|| {
+                    PathBuf::from("profiles").join(format!("{}.yaml", opts.agent))
+                });
+                if out.exists() && !opts.force {
+                    bail!(
+                        "{} exists; pass --force to replace it, --append {} to add this session to it, or --out another file and compare with `agentwatch profile diff`",
+                        out.display(),
+                        out.display()
+                    );
+                }
+                (out, None)
+            }
+        };
+        let profile_file = opts.append.clone().unwrap_or_else(|| out.clone());
+        let record = match (&opts.record, opts.no_record) {
+            (_, true) => None,
+            (Some(d), _) if d.as_os_str().is_empty() => Some(recorded::dir_for(&profile_file)),
+            (Some(d), _) => Some(d.clone()),
+            (None, _) if base.is_some() => Some(recorded::dir_for(&profile_file)),
+            (None, _) => None,
+        };
+        Ok(Self { out, base, record })
+    }
+
+    /// The learning settings: the appended profile's, with the command
+    /// line's on top.
+    fn config(&self, opts: &LearnOptions) -> LearnConfig {
+        let mut cfg = match &self.base {
+            Some(b) => readiness::config_of(b),
+            None => LearnConfig::new(&opts.agent),
+        };
+        cfg.headroom = cfg.headroom.max(opts.headroom);
+        cfg.min_siblings = opts.min_siblings.max(2);
+        cfg.clocks = ClockConfig {
+            warmup_ns: opts.warmup.as_nanos() as u64,
+            quiet_ns: opts.quiet.as_nanos() as u64,
+        };
+        if let Some(g) = opts.granularity {
+            cfg.granularity = g;
+        }
+        for m in &opts.model_endpoints {
+            if !cfg.model_endpoints.contains(m) {
+                cfg.model_endpoints.push(m.clone());
+            }
+        }
+        cfg
+    }
+
+    /// The profile to write: the session's, or the appended one with it;
+    /// with a readiness verdict when enough sessions are recorded.
+    fn result(
+        &self,
+        opts: &LearnOptions,
+        session: Profile,
+        novelty: &BTreeMap<Class, u64>,
+        guardrails: &Guardrails,
+    ) -> anyhow::Result<Profile> {
+        let mut p = match &self.base {
+            Some(base) => {
+                let mut p = merge::append(base, &session, novelty, opts.stable_sessions)?;
+                if opts.granularity.is_some() {
+                    p.granularity = session.granularity;
+                }
+                p
+            }
+            None => session,
+        };
+        if let Some(dir) = &self.record {
+            if let Ok(sessions) = recorded::read_dir(dir) {
+                if sessions.len() >= readiness::MIN_SESSIONS {
+                    let r = readiness::leave_one_out(&p, &sessions, guardrails)?;
+                    p.readiness = Some(r.verdict);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
 pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
+    if !opts.replay.is_empty() {
+        return replay(&opts);
+    }
     let selected = selected_agent(&opts)?;
     match (&selected, opts.cmd.is_empty()) {
-        (None, true) => bail!("nothing to learn: give the agent's command after --, or select it with --select KIND=VALUE or --config FILE"),
+        (None, true) => bail!("nothing to learn: give the agent's command after --, select it with --select KIND=VALUE or --config FILE, or --replay recorded sessions"),
         (Some(_), false) => bail!("give either a command or selectors (--select, --config), not both"),
         (Some(_), true) if opts.duration.is_none() && !opts.until_stable => {
             eprintln!("agentwatch: note: no --duration or --until-stable; learning until Ctrl-C");
@@ -127,16 +323,8 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
         bail!("--headroom must be 1.0 or more (budget = peak x headroom)");
     }
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("profiles").join(format!("{}.yaml", opts.agent)));
-    if out.exists() && !opts.force {
-        bail!(
-            "{} exists; pass --force to replace it, or --out another file and compare with `agentwatch profile diff`",
-            out.display()
-        );
-    }
+    let plan = Plan::new(&opts)?;
+    let out = plan.out.clone();
     let out_dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -174,23 +362,45 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     .flatten()
     .collect();
     let guardrails = Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str));
-    let mut cfg = LearnConfig::new(&opts.agent);
-    cfg.headroom = opts.headroom;
-    cfg.min_siblings = opts.min_siblings.max(2);
-    cfg.clocks = ClockConfig {
-        warmup_ns: opts.warmup.as_nanos() as u64,
-        quiet_ns: opts.quiet.as_nanos() as u64,
+    let cfg = plan.config(&opts);
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let recorder = match &plan.record {
+        Some(dir) => {
+            let h = Header::new(
+                &opts.agent,
+                &host,
+                &anchors,
+                time::rfc3339(std::time::SystemTime::now()),
+            );
+            Some(
+                Recorder::create(dir, &h)
+                    .with_context(|| format!("cannot record the session in {}", dir.display()))?,
+            )
+        }
+        None => None,
     };
+    let novelty = Arc::new(Mutex::new(Novelty {
+        matcher: plan
+            .base
+            .as_ref()
+            .map(|b| Matcher::new(b, anchors.clone(), guardrails.clone())),
+        seen: BTreeMap::new(),
+    }));
     let learner = Arc::new(Mutex::new(Learner::new(
         cfg,
         anchors,
-        guardrails,
+        guardrails.clone(),
         monotonic_ns(),
     )));
     let lost = Arc::new(Mutex::new(0u64));
+    let recorder = Arc::new(Mutex::new(recorder));
     let sink = LearnSink {
         learner: learner.clone(),
         lost: lost.clone(),
+        recorder: recorder.clone(),
+        novelty: novelty.clone(),
     };
     let mut s = Session::start(&opts.agent, ring, Box::new(sink))?;
     session::catch_stop_signals();
@@ -237,16 +447,26 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         .as_mut()
         .and_then(|c| session::terminate(c, Duration::from_secs(5)));
     let counts = s.pipeline.finish();
+    let recording = recorder
+        .lock()
+        .map_err(|_| anyhow::anyhow!("recorder poisoned"))?
+        .take();
+    if let Some(r) = recording {
+        let path = r.finish().context("cannot finish the session recording")?;
+        eprintln!("agentwatch: recorded the session in {}", path.display());
+    }
     let now = monotonic_ns();
-    let (profile, progress) = {
+    let (session, progress) = {
         let mut l = lock(&learner)?;
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into());
         (l.finish(&host, now), l.progress(now))
     };
     view.show(start.elapsed(), &progress);
-    write_atomically(&out, to_yaml(&profile).as_bytes())?;
+    let new_per_class = novelty
+        .lock()
+        .map_err(|_| anyhow::anyhow!("novelty counter poisoned"))?
+        .counts();
+    let profile = plan.result(&opts, session, &new_per_class, &guardrails)?;
+    crate::atomic::write(&out, to_yaml(&profile).as_bytes())?;
     let lost = *lost
         .lock()
         .map_err(|_| anyhow::anyhow!("loss counter poisoned"))?;
@@ -257,6 +477,51 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
             st
         );
     }
+    Ok(0)
+}
+
+/// `learn --replay`: the recorded sessions learned (and appended) as if
+/// they had just run.
+fn replay(opts: &LearnOptions) -> anyhow::Result<i32> {
+    if !opts.cmd.is_empty() {
+        bail!("give either --replay or a command, not both");
+    }
+    let plan = Plan::new(opts)?;
+    let mut sessions = Vec::new();
+    for p in &opts.replay {
+        if p.is_dir() {
+            sessions.extend(recorded::read_dir(p)?);
+        } else {
+            sessions.push(recorded::read(p)?);
+        }
+    }
+    let cfg = plan.config(opts);
+    let guardrails = Guardrails::builtin();
+    let refs: Vec<&recorded::Session> = sessions.iter().collect();
+    let learned = recorded::learn_all(&refs, &cfg, &guardrails)?;
+    let novelty = match &plan.base {
+        Some(b) => {
+            let mut n: BTreeMap<Class, u64> = BTreeMap::new();
+            for s in &sessions {
+                for f in readiness::judge(b, s, &guardrails) {
+                    *n.entry(f.class).or_default() += 1;
+                }
+            }
+            n
+        }
+        None => BTreeMap::new(),
+    };
+    let profile = plan.result(opts, learned, &novelty, &guardrails)?;
+    if let Some(dir) = plan.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::atomic::write(&plan.out, to_yaml(&profile).as_bytes())?;
+    Progress::new(opts.json, &opts.agent).done(
+        &plan.out,
+        &format!("{} recorded session(s) replayed", sessions.len()),
+        &profile,
+        0,
+    );
     Ok(0)
 }
 
@@ -305,133 +570,4 @@ fn selected_agent(opts: &LearnOptions) -> anyhow::Result<Option<Selected>> {
 fn lock(l: &Arc<Mutex<Learner>>) -> anyhow::Result<std::sync::MutexGuard<'_, Learner>> {
     l.lock()
         .map_err(|_| anyhow::anyhow!("the learner stopped after an internal error"))
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it over,
-/// so a crash never leaves half a profile.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("yaml.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!(
-            "cannot write the profile to {}: {e}; nothing was written",
-            path.display()
-        )
-    })
-}
-
-/// The live view: lines redrawn in place on a terminal, JSON lines with
-/// `--json`, nothing until the end otherwise. All on stderr: stdout is
-/// the command's.
-struct Progress {
-    json: bool,
-    tty: bool,
-    agent: String,
-    drawn: usize,
-    last_json: Option<Instant>,
-}
-
-impl Progress {
-    fn new(json: bool, agent: &str) -> Self {
-        Self {
-            json,
-            tty: std::io::stderr().is_terminal(),
-            agent: agent.to_string(),
-            drawn: 0,
-            last_json: None,
-        }
-    }
-
-    fn show(&mut self, elapsed: Duration, classes: &[ClassProgress]) {
-        let mut err = std::io::stderr().lock();
-        if self.json {
-            if self
-                .last_json
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            {
-                return;
-            }
-            self.last_json = Some(Instant::now());
-            let line = json!({
-                "type": "progress",
-                "agent": self.agent,
-                "elapsed_secs": elapsed.as_secs_f64(),
-                "classes": classes,
-            });
-            let _ = writeln!(err, "{line}");
-            return;
-        }
-        if !self.tty {
-            return;
-        }
-        let mut text = format!(
-            "learning {} for {:.1}s (Ctrl-C stops and writes the profile)\n",
-            self.agent,
-            elapsed.as_secs_f64()
-        );
-        for c in classes {
-            text.push_str(&format!(
-                "  {:<8} {:<8} {:>6} entries {:>8} events  quiet {:>7.1}s  novelty {:>7.1}/min\n",
-                c.class.name(),
-                if c.stable { "stable" } else { "learning" },
-                c.entries,
-                c.events,
-                c.quiet_secs,
-                c.novelty_per_min
-            ));
-        }
-        // Move up over the previous drawing and clear each line.
-        if self.drawn > 0 {
-            let _ = write!(err, "\x1b[{}F", self.drawn);
-        }
-        for line in text.lines() {
-            let _ = writeln!(err, "\x1b[2K{line}");
-        }
-        self.drawn = text.lines().count();
-        let _ = err.flush();
-    }
-
-    fn done(&self, out: &Path, reason: &str, p: &crate::profile::Profile, lost: u64) {
-        let mut err = std::io::stderr().lock();
-        if self.json {
-            let line = json!({
-                "type": "profile",
-                "agent": self.agent,
-                "path": out.display().to_string(),
-                "stopped": reason,
-                "executables": p.executables.len(),
-                "files": p.files.len(),
-                "network": p.network.len(),
-                "dns": p.dns.len(),
-                "review": p.review.len(),
-                "stable": p.stability.classes.iter().map(|(c, s)| (c.name(), s.stable)).collect::<std::collections::BTreeMap<_, _>>(),
-                "lost_events": lost,
-            });
-            let _ = writeln!(err, "{line}");
-            return;
-        }
-        let _ = writeln!(
-            err,
-            "agentwatch: learned {} ({reason}): {} executables, {} file rules, {} endpoints, {} DNS names, {} for review -> {}",
-            self.agent,
-            p.executables.len(),
-            p.files.len(),
-            p.network.len(),
-            p.dns.len(),
-            p.review.len(),
-            out.display()
-        );
-        if lost > 0 {
-            let _ = writeln!(
-                err,
-                "agentwatch: warning: {lost} events were lost while learning; the profile may miss entries (try --ring-buffer-mb 64)"
-            );
-        }
-    }
 }

@@ -9,8 +9,10 @@ use serde_json::json;
 
 use crate::profile::{
     diff::diff,
+    guardrails::Guardrails,
     merge::merge,
     parse::{self, Severity},
+    readiness, session as recorded,
     yaml::to_yaml,
     Profile,
 };
@@ -37,91 +39,188 @@ pub fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
         writeln!(out)?;
         return Ok(0);
     }
+    out.write_all(summary(&p).as_bytes())?;
+    Ok(0)
+}
+
+/// The reviewer's view: readiness first, then territories, what lies
+/// outside them (files of one directory and access on one line), and the
+/// rest of the envelope.
+pub fn summary(p: &Profile) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let pv = &p.provenance;
-    writeln!(
-        out,
-        "agent {} — {} session(s) on {}, {} to {}",
+    let _ = writeln!(
+        o,
+        "agent {} — {} session(s) on {}, {} to {}; granularity {}",
         p.agent,
         pv.sessions,
         pv.hosts.join(", "),
         pv.started,
-        pv.ended
-    )?;
-    writeln!(out, "executables ({}):", p.executables.len())?;
+        pv.ended,
+        p.granularity
+    );
+    let _ = match &p.readiness {
+        Some(r) => writeln!(o, "readiness: {} — {} (checked {})", r.verdict, r.reason, r.checked),
+        None => writeln!(
+            o,
+            "readiness: unknown — record sessions (learn --append) and run `agentwatch profile readiness`"
+        ),
+    };
+    for ov in &p.overrides {
+        let _ = writeln!(o, "override: {} {}", ov.granularity, ov.path);
+    }
+    let _ = writeln!(
+        o,
+        "territories ({}): the directory and all beneath it; guardrails carve holes",
+        p.territories.len()
+    );
+    for t in &p.territories {
+        let _ = writeln!(
+            o,
+            "  {:<34} {}  (runs {})",
+            t.access.to_string(),
+            t.path,
+            t.runs
+        );
+    }
+    let groups = file_groups(&p.files);
+    let _ = writeln!(o, "files outside territories ({} rules):", p.files.len());
+    for (access, dir, names, runs) in &groups {
+        let shown = if names.len() == 1 {
+            format!("{dir}/{}", names[0])
+        } else {
+            format!("{dir}/{{{}}}", names.join(","))
+        };
+        let _ = writeln!(o, "  {:<34} {shown}  (runs {runs})", access.to_string());
+    }
+    let _ = writeln!(o, "executables ({}):", p.executables.len());
     for e in &p.executables {
-        let h: Vec<String> = e
-            .sha256
-            .iter()
-            .map(|h| format!("{}…", &h[..h.len().min(12)]))
-            .collect();
-        writeln!(
-            out,
-            "  {}  sha256 {}  (runs {})",
-            e.path,
-            h.join(","),
-            e.runs
-        )?;
+        let what = match e.source {
+            Some(crate::profile::ExecSource::Package) => {
+                "any packaged binary, unmodified".to_string()
+            }
+            None if e.sha256.is_empty() => "any binary".to_string(),
+            None => {
+                let h: Vec<String> = e
+                    .sha256
+                    .iter()
+                    .map(|h| format!("{}…", &h[..h.len().min(12)]))
+                    .collect();
+                format!("sha256 {}", h.join(","))
+            }
+        };
+        let _ = writeln!(o, "  {}  {what}  (runs {})", e.path, e.runs);
     }
-    writeln!(out, "files ({}):", p.files.len())?;
-    for f in &p.files {
-        writeln!(
-            out,
-            "  {:<28} {}  (runs {})",
-            f.access.to_string(),
-            f.path,
-            f.runs
-        )?;
-    }
-    writeln!(out, "network ({}):", p.network.len())?;
+    let _ = writeln!(o, "network ({}):", p.network.len());
     for n in &p.network {
         let by = if n.by.is_empty() {
             "any executable".to_string()
         } else {
             n.by.join(", ")
         };
-        writeln!(
-            out,
-            "  {} {}  by {}  (runs {})",
+        let model = if n.model { "  [model API]" } else { "" };
+        let _ = writeln!(
+            o,
+            "  {} {}  by {by}{model}  (runs {})",
             n.direction,
             n.target(),
-            by,
             n.runs
-        )?;
+        );
     }
-    writeln!(out, "dns ({}):", p.dns.len())?;
-    for d in &p.dns {
-        writeln!(out, "  {}  (runs {})", d.name, d.runs)?;
+    let names: Vec<&str> = p.dns.iter().map(|d| d.name.as_str()).collect();
+    let _ = writeln!(o, "dns ({}): {}", p.dns.len(), names.join(", "));
+    let rates: Vec<String> = p
+        .rates
+        .per_minute
+        .iter()
+        .map(|(c, r)| format!("{c} {}->{}", r.peak, r.budget))
+        .collect();
+    let _ = writeln!(
+        o,
+        "rates per minute, peak->budget (headroom {}x): {}",
+        p.rates.headroom,
+        rates.join(", ")
+    );
+    if p.actions != crate::profile::Actions::default() {
+        let a: Vec<String> = p
+            .actions
+            .per_class
+            .iter()
+            .map(|(c, k)| format!("{c} {k}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "actions: {}, guardrails {}, rate {}",
+            a.join(", "),
+            p.actions.guardrails,
+            p.actions.rate
+        );
     }
-    writeln!(
-        out,
-        "rates per minute, peak -> budget (headroom {}x):",
-        p.rates.headroom
-    )?;
-    for (c, r) in &p.rates.per_minute {
-        writeln!(out, "  {:<8} {} -> {}", c.name(), r.peak, r.budget)?;
-    }
-    writeln!(
-        out,
-        "review ({}): guardrail paths the agent touched; never allowed by learning",
+    let extra: Vec<String> = p
+        .guardrails
+        .iter()
+        .map(|g| format!("{} ({})", g.path, g.category))
+        .collect();
+    let _ = writeln!(
+        o,
+        "guardrails: built in{}",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", and {}", extra.join(", "))
+        }
+    );
+    let _ = writeln!(
+        o,
+        "review ({}): touched guardrails and runs of what the agent wrote; never allowed by learning",
         p.review.len()
-    )?;
+    );
     for r in &p.review {
-        writeln!(
-            out,
-            "  {} {}  ({} guardrail {})",
+        let _ = writeln!(
+            o,
+            "  {} {}  ({}: {})",
             r.access, r.path, r.guardrail, r.pattern
-        )?;
+        );
     }
-    writeln!(
-        out,
-        "stability (warm-up {}s, quiet {}s):",
-        p.stability.warmup_secs, p.stability.quiet_secs
-    )?;
-    for (c, s) in &p.stability.classes {
-        let state = if s.stable { "stable" } else { "not yet stable" };
-        writeln!(out, "  {:<8} {state}, {} entries", c.name(), s.entries)?;
+    let st: Vec<String> = p
+        .stability
+        .classes
+        .iter()
+        .map(|(c, s)| {
+            let state = if s.stable { "stable" } else { "learning" };
+            if s.novelty.is_empty() {
+                format!("{c} {state}")
+            } else {
+                let n: Vec<String> = s.novelty.iter().map(u64::to_string).collect();
+                format!("{c} {state} (new per session {})", n.join(","))
+            }
+        })
+        .collect();
+    let _ = writeln!(o, "stability: {}", st.join("; "));
+    o
+}
+
+/// File rules grouped for reading: one line per (access, directory).
+fn file_groups(
+    files: &[crate::profile::FileRule],
+) -> Vec<(crate::profile::AccessSet, String, Vec<String>, u32)> {
+    let mut groups: std::collections::BTreeMap<
+        (String, crate::profile::AccessSet),
+        (Vec<String>, u32),
+    > = std::collections::BTreeMap::new();
+    for f in files {
+        let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let g = groups
+            .entry((dir.to_string(), f.access))
+            .or_insert_with(|| (Vec::new(), 0));
+        g.0.push(name.to_string());
+        g.1 = g.1.max(f.runs);
     }
-    Ok(0)
+    groups
+        .into_iter()
+        .map(|((dir, access), (names, runs))| (access, dir, names, runs))
+        .collect()
 }
 
 /// `profile lint`: every finding with file:line:column; exit 2 on errors.
@@ -182,6 +281,67 @@ pub fn diff_cmd(old: &Path, new: &Path, json: bool) -> anyhow::Result<i32> {
     Ok(i32::from(!changes.is_empty()))
 }
 
+/// `profile readiness`: leave-one-session-out replay over the recorded
+/// sessions; exit 0 ready, 1 not ready, 2 on bad input.
+pub fn readiness_cmd(
+    path: &Path,
+    events: Option<&Path>,
+    write: bool,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let Some(mut p) = load_or_report(path) else {
+        return Ok(2);
+    };
+    let dir = events
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| recorded::dir_for(path));
+    let sessions = match recorded::read_dir(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agentwatch: {e}");
+            return Ok(2);
+        }
+    };
+    let report = readiness::leave_one_out(&p, &sessions, &Guardrails::builtin())?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        let v = &report.verdict;
+        writeln!(out, "{}: {}", v.verdict, v.reason)?;
+        for h in &report.held_out {
+            let name = h.session.file_name().map_or_else(
+                || h.session.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            if h.findings.is_empty() {
+                writeln!(out, "  clean    {name} ({} events)", h.events)?;
+                continue;
+            }
+            writeln!(out, "  flagged  {name} ({} events):", h.events)?;
+            for f in h.findings.iter().take(5) {
+                writeln!(out, "    {:<20} {}", f.rule, f.what)?;
+            }
+            if h.findings.len() > 5 {
+                writeln!(out, "    ... and {} more", h.findings.len() - 5)?;
+            }
+        }
+        writeln!(
+            out,
+            "the profile as written flags {} of {} sessions",
+            report.current_profile_flags,
+            sessions.len()
+        )?;
+    }
+    let ready = report.verdict.verdict == "ready";
+    if write {
+        p.readiness = Some(report.verdict);
+        crate::atomic::write(path, to_yaml(&p).as_bytes())?;
+    }
+    Ok(if ready { 0 } else { 1 })
+}
+
 /// `profile merge`: the union, to stdout or `-o FILE`.
 pub fn merge_cmd(
     paths: &[PathBuf],
@@ -189,8 +349,8 @@ pub fn merge_cmd(
     out: Option<&Path>,
     force: bool,
 ) -> anyhow::Result<i32> {
-    if paths.len() < 2 {
-        bail!("give two or more profiles to merge");
+    if paths.is_empty() {
+        bail!("give one profile (to generalise it again) or more to merge");
     }
     let mut profiles = Vec::new();
     for p in paths {

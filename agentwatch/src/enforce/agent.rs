@@ -43,6 +43,11 @@ pub struct Stats {
     pub timed_out: u64,
     /// Decisions by action (alert, deny, pause, kill).
     pub by_action: std::collections::BTreeMap<String, u64>,
+    /// New names created inside a territory (allowed, recorded).
+    pub learned: u64,
+    /// Reads of a secret inside the workspace (allowed; the reader is
+    /// tainted).
+    pub tainted: u64,
 }
 
 pub struct AgentEnforcer {
@@ -67,11 +72,33 @@ pub struct AgentEnforcer {
     kernel_decisions: bool,
     audit: Option<AuditTrail>,
     feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
+    /// Territory novelty already recorded this run (normalised paths).
+    novel: std::collections::HashSet<String>,
 }
 
-/// The action a finding gets from userspace, by rule and mode.
+/// A matcher for `profile` that asks the kernel's WRITTEN map whether the
+/// agent wrote a file (writes decided in the kernel never cross).
+fn matcher_for(
+    profile: &Profile,
+    anchors: &Anchors,
+    guardrails: &Guardrails,
+    maps: &PolicyMaps,
+    agent_id: u32,
+) -> Matcher {
+    let m = Matcher::new(profile, anchors.clone(), guardrails.clone());
+    match maps.written_oracle(agent_id) {
+        Ok(o) => m.with_written_oracle(o),
+        Err(e) => {
+            warn!(error = %e, "cannot read the kernel's record of written files; exec/written is judged from the events seen");
+            m
+        }
+    }
+}
+
+/// The action a finding gets from userspace, by rule and mode. Hard rules
+/// (guardrails, running what the agent wrote) act in every mode.
 fn wanted(p: &Profile, mode: Mode, f: &Finding) -> ActionKind {
-    if f.rule.starts_with("guardrail/") {
+    if f.hard() {
         p.actions.guardrails
     } else if mode == Mode::Monitor {
         ActionKind::Alert
@@ -99,6 +126,49 @@ fn undo_link(ev: &Event) {
     match std::fs::remove_file(to) {
         Ok(()) => warn!(link = %to, target = %from, "removed the denied hard link"),
         Err(e) => warn!(link = %to, error = %e, "cannot remove the denied hard link"),
+    }
+}
+
+/// Setuid/setgid bits or file capabilities the kernel could only catch
+/// after the call (no LSM hook refused it) are taken off again: the
+/// effect does not outlive the decision.
+fn undo_privilege(ev: &Event) {
+    use std::os::unix::fs::PermissionsExt as _;
+    match &ev.detail {
+        Detail::Chmod { path, .. } => {
+            let Ok(m) = std::fs::metadata(path) else {
+                return;
+            };
+            let mode = m.permissions().mode();
+            if mode & 0o6000 == 0 {
+                return;
+            }
+            let safe = std::fs::Permissions::from_mode(mode & !0o6000 & 0o7777);
+            match std::fs::set_permissions(path, safe) {
+                Ok(()) => warn!(path = %path, "took off the setuid/setgid bits the agent set"),
+                Err(e) => warn!(path = %path, error = %e, "cannot take off the setuid/setgid bits"),
+            }
+        }
+        Detail::Tamper {
+            path: Some(path), ..
+        } => match nix::sys::stat::stat(path.as_str()).map(|_| remove_capability(path)) {
+            Ok(Ok(())) => warn!(path = %path, "removed the file capabilities the agent set"),
+            Ok(Err(e)) | Err(e) => {
+                debug!(path = %path, error = %e, "no file capabilities to remove")
+            }
+        },
+        _ => {}
+    }
+}
+
+fn remove_capability(path: &str) -> Result<(), nix::Error> {
+    let c = std::ffi::CString::new(path).map_err(|_| nix::Error::EINVAL)?;
+    // SAFETY: both arguments are NUL-terminated strings we own.
+    let r = unsafe { libc::removexattr(c.as_ptr(), c"security.capability".as_ptr()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
     }
 }
 
@@ -168,7 +238,7 @@ impl AgentEnforcer {
             maps.reset_state(s.agent_id)?;
             maps.set_paused(s.agent_id, false)?;
         }
-        let matcher = Matcher::new(&s.profile, s.anchors.clone(), s.guardrails.clone());
+        let matcher = matcher_for(&s.profile, &s.anchors, &s.guardrails, &maps, s.agent_id);
         let file_actions = s
             .file_actions
             .clone()
@@ -196,9 +266,21 @@ impl AgentEnforcer {
             kernel_decisions: s.kernel_decisions,
             audit: s.audit,
             feeds: s.feeds,
+            novel: std::collections::HashSet::new(),
         };
         me.install()?;
         Ok(me)
+    }
+
+    /// A matcher for the current profile, told of the kernel's writes.
+    fn new_matcher(&self) -> Matcher {
+        matcher_for(
+            &self.profile,
+            &self.anchors,
+            &self.guardrails,
+            &self.maps,
+            self.agent_id,
+        )
     }
 
     /// Writes `self.compiled` to the kernel: automaton (into the idle
@@ -212,8 +294,8 @@ impl AgentEnforcer {
             policy.accept_base = a;
             policy.class_base = c;
         }
-        for (any, key) in &self.compiled.endpoints {
-            self.maps.allow_endpoint(*any, key)?;
+        for e in &self.compiled.endpoints {
+            self.maps.allow_endpoint(e.any_port, &e.key, e.model)?;
         }
         if !self.kernel_decisions {
             policy.active = 0;
@@ -253,6 +335,12 @@ impl AgentEnforcer {
             return;
         };
         match k.verdict {
+            verdict::ALLOW if k.rule == agentwatch_common::policy::rule::TERRITORY => {
+                self.record_novelty(ev);
+            }
+            verdict::ALLOW if k.rule == agentwatch_common::policy::rule::TAINT => {
+                self.record_taint(ev);
+            }
             verdict::ALLOW => {
                 if let Some(f) = findings.iter().find(|f| !f.rule.starts_with("rate/")) {
                     debug!(rule = %f.rule, what = %f.what, "kernel allowed what the matcher flags");
@@ -264,6 +352,9 @@ impl AgentEnforcer {
                     self.stats.kernel_actions += 1;
                 }
                 let mut approval = None;
+                if k.rule == agentwatch_common::policy::rule::GUARD_PRIVILEGE {
+                    undo_privilege(ev);
+                }
                 match k.action {
                     ka::PAUSE => approval = Some(self.pause_for(ev, &f)),
                     ka::KILL => {
@@ -326,7 +417,8 @@ impl AgentEnforcer {
     fn pause_for(&mut self, ev: &Event, f: &Finding) -> String {
         let _ = self.maps.set_paused(self.agent_id, true);
         tree::stop(&self.maps.pids(self.agent_id));
-        let learn = if f.rule.starts_with("guardrail/") {
+        // Learning never allows a hard rule's subject.
+        let learn = if f.hard() {
             None
         } else {
             learn_entry(ev, f.class, &self.anchors)
@@ -388,6 +480,63 @@ impl AgentEnforcer {
         self.emit_line(&line);
     }
 
+    /// A new name created inside a territory: allowed, and recorded once
+    /// per normalised path in the audit log (`learned`).
+    fn record_novelty(&mut self, ev: &Event) {
+        let Detail::Open { path, .. } = &ev.detail else {
+            return;
+        };
+        let norm = crate::profile::normalise::path(path, &self.anchors, &Default::default())
+            .unwrap_or_else(|| path.clone());
+        if !self.novel.insert(norm.clone()) {
+            return;
+        }
+        self.stats.learned += 1;
+        let territory = self
+            .profile
+            .territories
+            .iter()
+            .filter(|t| {
+                self.anchors
+                    .expand(&t.path)
+                    .is_some_and(|d| path.starts_with(&d) && path[d.len()..].starts_with('/'))
+            })
+            .max_by_key(|t| t.path.len())
+            .map(|t| t.path.clone());
+        if let Some(a) = &mut self.audit {
+            a.record(json!({
+                "type": "learned",
+                "agent": self.agent,
+                "what": format!("create {norm}"),
+                "territory": territory,
+                "pid": ev.pid,
+                "comm": ev.comm,
+                "event": ev,
+            }));
+        }
+    }
+
+    /// A secret inside the workspace was read: allowed, the reader is
+    /// tainted; recorded in the audit log (`taint`).
+    fn record_taint(&mut self, ev: &Event) {
+        self.stats.tainted += 1;
+        let what = match &ev.detail {
+            Detail::Open { path, .. } => format!("read {}", self.anchors.anchor(path)),
+            _ => crate::sinks::human_line(ev),
+        };
+        if let Some(a) = &mut self.audit {
+            a.record(json!({
+                "type": "taint",
+                "agent": self.agent,
+                "what": what,
+                "reason": "a secret in the workspace was read; the reading process may not send it to the model API or outside the profile, nor copy it out of the workspace",
+                "pid": ev.pid,
+                "comm": ev.comm,
+                "event": ev,
+            }));
+        }
+    }
+
     /// Writes a line where alerts go (the run's summary).
     pub fn write_line(&mut self, line: &str) {
         self.emit_line(line);
@@ -422,7 +571,7 @@ impl AgentEnforcer {
             }
             for a in addrs.iter().filter_map(|a| a.parse().ok()) {
                 if let Some((any, key)) = host_key(self.agent_id, r, a) {
-                    if let Err(e) = self.maps.allow_endpoint(any, &key) {
+                    if let Err(e) = self.maps.allow_endpoint(any, &key, r.model) {
                         warn!(error = %e, "cannot allow a resolved endpoint");
                     }
                 }
@@ -494,6 +643,7 @@ fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry
                 unix: None,
                 port,
                 by: Vec::new(),
+                model: false,
                 runs: 1,
             })),
             Obs::Net {
@@ -506,6 +656,7 @@ fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry
                 unix: Some(anchors.anchor(&path)),
                 port: None,
                 by: Vec::new(),
+                model: false,
                 runs: 1,
             })),
             Obs::Dns { name } => Some(LearnEntry::Dns { name }),

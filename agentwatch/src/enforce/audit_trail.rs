@@ -63,6 +63,13 @@ impl AuditTrail {
         self.write(r);
     }
 
+    /// Any other record (`learned`, `taint`), with the profile version.
+    pub fn record(&mut self, r: Value) {
+        let mut r = r;
+        r["profile_sha256"] = json!(self.profile_sha256);
+        self.write(r);
+    }
+
     /// An answer to approval requests: `outcome` is approved, denied,
     /// timed_out, exited (no process left) or released (agent removed); `by` is who answered (a user name, or `timeout`).
     pub fn answer(&mut self, agent: &str, ids: &[String], outcome: &str, by: &str, learned: bool) {

@@ -9,8 +9,8 @@ use agentwatch_common::policy::{self as kp, accept, AgentPolicy, NetKey, DIR_BIN
 
 use super::dfa::{Dfa, DfaError};
 use crate::profile::{
-    anchors::Anchors, glob::Glob, guardrails::Guardrails, ActionKind, Class, Direction, NetRule,
-    Profile,
+    anchors::Anchors, glob::Glob, guardrails::Guardrails, interpreters, Access, AccessSet,
+    ActionKind, Class, Direction, NetRule, Profile,
 };
 
 /// Most automaton states one agent may use (rows of DFA_TRANS).
@@ -45,12 +45,21 @@ pub struct Compiled {
     pub dfa_error: Option<DfaError>,
     /// The policy, without the map offsets the loader fills in.
     pub policy: AgentPolicy,
-    /// (any port?, key) for endpoints given by address.
-    pub endpoints: Vec<(bool, NetKey)>,
+    /// Endpoints given by address.
+    pub endpoints: Vec<Endpoint>,
     /// Endpoints given by host name (addresses from DNS answers).
     pub host_rules: Vec<NetRule>,
     /// Patterns whose anchor is unknown here (they match nothing).
     pub skipped: Vec<String>,
+}
+
+/// An allow-trie entry for an endpoint given by address.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub any_port: bool,
+    pub key: NetKey,
+    /// The agent's model API.
+    pub model: bool,
 }
 
 pub fn action_code(a: ActionKind) -> u8 {
@@ -90,23 +99,44 @@ pub fn compile(
     guardrails: &Guardrails,
     mode: Mode,
 ) -> Compiled {
+    let guardrails = guardrails
+        .clone()
+        .with_profile(&profile.guardrails, Some(anchors));
     let mut skipped = Vec::new();
     let mut patterns: Vec<(Glob, u64)> = Vec::new();
-    let mut expand = |pat: &str| match anchors.expand(pat).map(|e| Glob::parse(&e)) {
-        Some(Ok(g)) => Some(g),
-        _ => {
-            skipped.push(pat.to_string());
-            None
+    let mut expand = |pat: &str, dotglob: bool| {
+        let parse = |e: &str| {
+            if dotglob {
+                Glob::guardrail(e)
+            } else {
+                Glob::parse(e)
+            }
+        };
+        match anchors.expand(pat).map(|e| parse(&e)) {
+            Some(Ok(g)) => Some(g),
+            _ => {
+                skipped.push(pat.to_string());
+                None
+            }
         }
     };
     for f in &profile.files {
-        if let Some(g) = expand(&f.path) {
-            patterns.push((g, f.access.bits() as u64));
+        if let Some(g) = expand(&f.path, false) {
+            patterns.push((g, f.access.bits() as u64 | accept::LISTED));
         }
     }
+    for t in &profile.territories {
+        let access = t.access.minus(AccessSet::of(&[Access::Exec]));
+        if let Some(g) = expand(&t.pattern(), true) {
+            patterns.push((g, access.bits() as u64 | accept::TERRITORY));
+        }
+    }
+    patterns.extend(places(anchors));
     for e in &profile.executables {
-        if let Some(g) = expand(&e.path) {
-            let any = if e.sha256.is_empty() {
+        if let Some(g) = expand(&e.path, false) {
+            // Pinned by sha256, or `source: package`: userspace checks the
+            // binary.
+            let any = if e.sha256.is_empty() && e.source.is_none() {
                 accept::EXEC_ANY_BINARY
             } else {
                 0
@@ -114,11 +144,20 @@ pub fn compile(
             patterns.push((g, accept::EXEC_LISTED | any));
         }
     }
+    // The guardrails run as a second automaton beside the profile's (see
+    // `Dfa`); subtree patterns stay out of it, or each would carry its own
+    // copy of the guardrail tracker.
+    patterns.extend(fixed_places());
+    let mut guards: Vec<(Glob, u64)> = Vec::new();
     for g in guardrails.iter() {
-        let bits = (g.guarded.bits() as u64) << guard_shift(g.category);
-        patterns.push((g.pattern.clone(), bits));
+        let shift = if g.pid_owned {
+            accept::GUARD_PROC_SHIFT
+        } else {
+            guard_shift(g.category)
+        };
+        guards.push((g.pattern.clone(), (g.guarded.bits() as u64) << shift));
     }
-    let (dfa, dfa_error) = match Dfa::build(&patterns, MAX_STATES) {
+    let (dfa, dfa_error) = match Dfa::build_pair(&patterns, &guards, MAX_STATES) {
         Ok(d) => (Some(d), None),
         Err(e) => (None, Some(e)),
     };
@@ -134,10 +173,11 @@ pub fn compile(
         if r.host.is_some() {
             host_rules.push(r.clone());
         } else if let Some((addr, bits)) = r.address.as_deref().and_then(parse_net) {
-            endpoints.push((
-                r.port.is_none(),
-                NetKey::new(agent, dir, r.port.unwrap_or(0), addr, bits),
-            ));
+            endpoints.push(Endpoint {
+                any_port: r.port.is_none(),
+                key: NetKey::new(agent, dir, r.port.unwrap_or(0), addr, bits),
+                model: r.model,
+            });
         }
     }
 
@@ -165,6 +205,7 @@ pub fn compile(
         rate_action: action_code(a.rate),
         flags,
         start: dfa.as_ref().map(|d| d.start).unwrap_or(0),
+        start2: dfa.as_ref().map(|d| d.start2).unwrap_or(0),
         classes: dfa.as_ref().map(|d| d.class_count).unwrap_or(1),
         budgets,
         ..AgentPolicy::default()
@@ -177,6 +218,52 @@ pub fn compile(
         host_rules,
         skipped,
     }
+}
+
+/// The agent's own places, in the profile's automaton: its workspace and
+/// home (never temp places; a secret in the workspace may be read) and its
+/// `$TMP` (a temp place).
+fn places(anchors: &Anchors) -> Vec<(Glob, u64)> {
+    let mut v: Vec<(String, u64)> = Vec::new();
+    if let Some(t) = &anchors.tmp {
+        v.push((format!("{t}/**"), accept::TEMP_PLACE));
+    }
+    if let Some(w) = &anchors.workspace {
+        v.push((format!("{w}/**"), accept::IN_WORKSPACE));
+    }
+    if let Some(h) = &anchors.home {
+        v.push((format!("{h}/**"), accept::IN_HOME));
+    }
+    globs(v)
+}
+
+/// The places every agent shares: temp
+/// places (running a file from one is running what the agent wrote),
+/// kernel files (writing to them copies nothing out), and shells and
+/// interpreters (where their program comes from is judged).
+fn fixed_places() -> Vec<(Glob, u64)> {
+    let mut v: Vec<(String, u64)> = ["/tmp/**", "/var/tmp/**", "/dev/shm/**"]
+        .iter()
+        .map(|p| (p.to_string(), accept::TEMP_PLACE))
+        .collect();
+    for p in ["/dev/**", "/proc/**", "/sys/**"] {
+        v.push((p.to_string(), accept::NOT_A_COPY));
+    }
+    for (p, shell) in interpreters::KERNEL_PATTERNS {
+        let bit = if *shell {
+            accept::SHELL
+        } else {
+            accept::INTERPRETER
+        };
+        v.push((p.to_string(), bit));
+    }
+    globs(v)
+}
+
+fn globs(v: Vec<(String, u64)>) -> Vec<(Glob, u64)> {
+    v.into_iter()
+        .filter_map(|(p, bits)| Glob::guardrail(&p).ok().map(|g| (g, bits)))
+        .collect()
 }
 
 /// An address or CIDR as a 16-byte address (IPv4 mapped) and prefix bits.

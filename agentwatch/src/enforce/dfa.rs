@@ -199,10 +199,15 @@ impl Nfa {
     }
 }
 
-/// The automaton as the kernel maps hold it.
+/// The automaton as the kernel maps hold it: one transition table with up
+/// to two start states. The profile's patterns run from `start`, the
+/// guardrails' (the same for every agent) from `start2`; a path's payload
+/// is the OR of both. Two automata side by side add their sizes, where
+/// one automaton of both would multiply them (every subtree rule would
+/// carry its own copy of the guardrail tracker).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dfa {
-    /// Byte -> class.
+    /// Byte -> class (shared by both automata).
     pub classes: [u8; 256],
     pub class_count: u32,
     /// `trans[state * class_count + class]` -> state. State 0 is dead.
@@ -210,94 +215,57 @@ pub struct Dfa {
     /// Payload per state (OR of the accepting patterns').
     pub accept: Vec<u64>,
     pub start: u32,
+    /// The second automaton's start, or 0 when there is none.
+    pub start2: u32,
+}
+
+/// One automaton's states, before it is laid beside another.
+struct Half {
+    trans: Vec<u32>,
+    accept: Vec<u64>,
+    start: u32,
 }
 
 impl Dfa {
     /// Compiles `(pattern, payload)` pairs; at most `max_states` states.
     pub fn build(patterns: &[(Glob, u64)], max_states: usize) -> Result<Self, DfaError> {
-        let mut nfa = Nfa::default();
-        for (g, p) in patterns {
-            nfa.add(g, *p);
-        }
-        // Byte classes: every byte an edge names, plus '/' and '.', alone;
-        // all others together in class 0.
-        let mut literal = [false; 256];
-        literal[b'/' as usize] = true;
-        literal[b'.' as usize] = true;
-        for n in &nfa.nodes {
-            for (e, _) in &n.edges {
-                if let Edge::Byte(b) = e {
-                    literal[*b as usize] = true;
-                }
+        Self::build_pair(patterns, &[], max_states)
+    }
+
+    /// Compiles two pattern sets into two automata sharing one table.
+    pub fn build_pair(
+        first: &[(Glob, u64)],
+        second: &[(Glob, u64)],
+        max_states: usize,
+    ) -> Result<Self, DfaError> {
+        let nfa = |patterns: &[(Glob, u64)]| {
+            let mut nfa = Nfa::default();
+            for (g, p) in patterns {
+                nfa.add(g, *p);
             }
-        }
-        let mut classes = [0u8; 256];
-        let mut reps = vec![0u8]; // class 0: a byte no pattern names (or 0)
-        for b in 1..=255u8 {
-            if literal[b as usize] {
-                classes[b as usize] = reps.len() as u8;
-                reps.push(b);
-            }
-        }
+            nfa
+        };
+        let (a, b) = (nfa(first), nfa(second));
+        let (classes, reps) = byte_classes(&[&a, &b]);
+        let pa = subset(&a, &reps, max_states)?;
         let nc = reps.len();
-        // Subset construction over (live nodes, sticky payload). State 0:
-        // nothing live, nothing sticky (dead).
-        type Key = (Vec<u32>, u64);
-        let mut mark = vec![false; nfa.nodes.len()];
-        let mut ids: HashMap<Key, u32> = HashMap::new();
-        let mut sets: Vec<Key> = vec![(Vec::new(), 0)];
-        ids.insert((Vec::new(), 0), 0);
-        let mut start = nfa.starts.clone();
-        let sticky = nfa.closure(&mut start, &mut mark);
-        let start_id = 1;
-        ids.insert((start.clone(), sticky), start_id);
-        sets.push((start, sticky));
-        let mut trans = vec![0u32; nc]; // dead row
-        let mut i = 1;
-        while i < sets.len() {
-            let (set, sticky) = sets[i].clone();
-            for &rep in &reps {
-                let mut next = Vec::new();
-                for &n in &set {
-                    for (e, to) in &nfa.nodes[n as usize].edges {
-                        if e.takes(rep) {
-                            next.push(*to);
-                        }
-                    }
-                }
-                let more = nfa.closure(&mut next, &mut mark);
-                let next = (next, sticky | more);
-                let id = match ids.get(&next) {
-                    Some(id) => *id,
-                    None => {
-                        if sets.len() >= max_states {
-                            return Err(DfaError::TooLarge(max_states));
-                        }
-                        let id = sets.len() as u32;
-                        ids.insert(next.clone(), id);
-                        sets.push(next);
-                        id
-                    }
-                };
-                trans.push(id);
-            }
-            i += 1;
+        let mut trans = pa.trans;
+        let mut accept = pa.accept;
+        let mut start2 = 0;
+        if !second.is_empty() {
+            let pb = subset(&b, &reps, max_states.saturating_sub(accept.len()))?;
+            let off = accept.len() as u32;
+            trans.extend(pb.trans.iter().map(|t| t + off));
+            accept.extend(pb.accept);
+            start2 = pb.start + off;
         }
-        let accept = sets
-            .iter()
-            .map(|(s, sticky)| {
-                s.iter()
-                    .map(|n| &nfa.nodes[*n as usize])
-                    .filter(|n| n.accept)
-                    .fold(*sticky, |a, n| a | n.payload)
-            })
-            .collect();
         Ok(Self {
             classes,
             class_count: nc as u32,
             trans,
             accept,
-            start: start_id,
+            start: pa.start,
+            start2,
         })
     }
 
@@ -314,17 +282,36 @@ impl Dfa {
         state
     }
 
+    /// The starts to run: one or both automata.
+    fn starts(&self) -> Vec<u32> {
+        let mut v = vec![self.start];
+        if self.start2 != 0 {
+            v.push(self.start2);
+        }
+        v
+    }
+
     /// The payload for an already normalised absolute path.
     pub fn lookup(&self, path: &str) -> u64 {
-        self.accept[self.feed(self.start, path.as_bytes()) as usize]
+        self.starts()
+            .into_iter()
+            .map(|s| self.accept[self.feed(s, path.as_bytes()) as usize])
+            .fold(0, |a, p| a | p)
     }
 
     /// What the kernel computes for `path` relative to `base` (or
     /// absolute): components fed one by one, `.` and empty ones skipped,
     /// `..` returning to the state before the last component.
     pub fn resolve(&self, base: Option<&str>, path: &str) -> u64 {
-        let mut stack = vec![self.start];
-        let mut state = self.start;
+        self.starts()
+            .into_iter()
+            .map(|s| self.resolve_from(s, base, path))
+            .fold(0, |a, p| a | p)
+    }
+
+    fn resolve_from(&self, start: u32, base: Option<&str>, path: &str) -> u64 {
+        let mut stack = vec![start];
+        let mut state = start;
         let joined = match base {
             Some(b) if !path.starts_with('/') => format!("{b}/{path}"),
             _ => path.to_string(),
@@ -336,7 +323,7 @@ impl Dfa {
                     if stack.len() > 1 {
                         stack.pop();
                     }
-                    state = *stack.last().unwrap_or(&self.start);
+                    state = *stack.last().unwrap_or(&start);
                 }
                 c => {
                     state = self.feed(self.feed(state, b"/"), c.as_bytes());
@@ -349,6 +336,125 @@ impl Dfa {
         }
         self.accept[state as usize]
     }
+}
+
+/// Byte classes: every byte an edge of any of the automata names, plus
+/// '/' and '.', alone; all others together in class 0. Returns the table
+/// and a representative byte per class.
+fn byte_classes(nfas: &[&Nfa]) -> ([u8; 256], Vec<u8>) {
+    let mut literal = [false; 256];
+    literal[b'/' as usize] = true;
+    literal[b'.' as usize] = true;
+    for nfa in nfas {
+        for n in &nfa.nodes {
+            for (e, _) in &n.edges {
+                if let Edge::Byte(b) = e {
+                    literal[*b as usize] = true;
+                }
+            }
+        }
+    }
+    let mut classes = [0u8; 256];
+    let mut reps = vec![0u8]; // class 0: a byte no pattern names (or 0)
+    for b in 1..=255u8 {
+        if literal[b as usize] {
+            classes[b as usize] = reps.len() as u8;
+            reps.push(b);
+        }
+    }
+    (classes, reps)
+}
+
+/// Subset construction over (live nodes, sticky payload). State 0:
+/// nothing live, nothing sticky (dead). Each node's closure and per-class
+/// moves are computed once, so a DFA state's successor is a union of
+/// precomputed sets.
+fn subset(nfa: &Nfa, reps: &[u8], max_states: usize) -> Result<Half, DfaError> {
+    type Key = (Vec<u32>, u64);
+    let nc = reps.len();
+    let n = nfa.nodes.len();
+    let mut mark = vec![false; n];
+    // closure[node]: live nodes reachable by epsilon, and sticky payload.
+    let closures: Vec<(Vec<u32>, u64)> = (0..n as u32)
+        .map(|i| {
+            let mut set = vec![i];
+            let sticky = nfa.closure(&mut set, &mut mark);
+            (set, sticky)
+        })
+        .collect();
+    // moves[node * nc + class]: the targets of its edges on that class.
+    let mut moves: Vec<Vec<u32>> = vec![Vec::new(); n * nc];
+    for (i, node) in nfa.nodes.iter().enumerate() {
+        for (c, &rep) in reps.iter().enumerate() {
+            for (e, to) in &node.edges {
+                if e.takes(rep) {
+                    moves[i * nc + c].push(*to);
+                }
+            }
+        }
+    }
+    let mut ids: HashMap<Key, u32> = HashMap::new();
+    let mut sets: Vec<Key> = vec![(Vec::new(), 0)];
+    ids.insert((Vec::new(), 0), 0);
+    let mut start = nfa.starts.clone();
+    let sticky = nfa.closure(&mut start, &mut mark);
+    let start_id = 1;
+    ids.insert((start.clone(), sticky), start_id);
+    sets.push((start, sticky));
+    let mut trans = vec![0u32; nc]; // dead row
+    let mut seen = vec![false; n];
+    let mut i = 1;
+    while i < sets.len() {
+        let (set, sticky) = sets[i].clone();
+        for c in 0..nc {
+            let mut next: Vec<u32> = Vec::new();
+            let mut more = 0;
+            for &s in &set {
+                for &to in &moves[s as usize * nc + c] {
+                    let (cl, st) = &closures[to as usize];
+                    more |= st;
+                    for &x in cl {
+                        if !std::mem::replace(&mut seen[x as usize], true) {
+                            next.push(x);
+                        }
+                    }
+                }
+            }
+            for &x in &next {
+                seen[x as usize] = false;
+            }
+            next.sort_unstable();
+            let next = (next, sticky | more);
+            let id = match ids.get(&next) {
+                Some(id) => *id,
+                None => {
+                    if sets.len() >= max_states {
+                        return Err(DfaError::TooLarge(max_states));
+                    }
+                    let id = sets.len() as u32;
+                    ids.insert(next.clone(), id);
+                    sets.push(next);
+                    id
+                }
+            };
+            trans.push(id);
+        }
+        i += 1;
+    }
+    let accept = sets
+        .iter()
+        .map(|(s, sticky)| {
+            s.iter()
+                .map(|n| &nfa.nodes[*n as usize])
+                .filter(|n| n.accept)
+                .fold(*sticky, |a, n| a | n.payload)
+        })
+        .collect();
+    Ok(Half {
+        trans,
+        accept,
+        start: start_id,
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use agentwatch_common::{
-    slot, syscalls as nr, EventHeader, RawEvent, RecordKind, DATA_LEN, RAW_EVENT_FIXED_LEN,
-    SLOT_ARGV, SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
+    policy::exec_flags, slot, syscalls as nr, EventHeader, RawEvent, RecordKind, DATA_LEN,
+    RAW_EVENT_FIXED_LEN, SLOT_ARGV, SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
 };
 use thiserror::Error;
 
@@ -149,6 +149,22 @@ pub fn access_from_flags(flags: u64) -> Access {
     }
 }
 
+/// The kind of file standard input was, from its S_IFMT bits.
+fn stdin_name(mode: u64) -> Option<String> {
+    Some(
+        match mode & 0o170000 {
+            0 => return None,
+            0o010000 => "pipe",
+            0o140000 => "socket",
+            0o020000 => "device",
+            0o100000 => "file",
+            0o040000 => "directory",
+            _ => "other",
+        }
+        .into(),
+    )
+}
+
 fn syscall_name(sysno: u32) -> &'static str {
     match sysno {
         nr::OPEN => "open",
@@ -237,12 +253,16 @@ impl Decoder {
                 {
                     self.pending.remove(&old_tid);
                 }
+                let f = a[4];
                 Detail::Exec {
                     path: filename,
                     argv,
                     argv_truncated,
                     binary: Some(binary),
                     result: Some(0),
+                    cwd: rec.text(slot::BASE1),
+                    stdin: stdin_name(a[5]),
+                    written: f & (exec_flags::WRITTEN | exec_flags::NO_LINK) != 0,
                 }
             }
             RecordKind::Fork => Detail::Fork {
@@ -277,12 +297,18 @@ impl Decoder {
                     nr::TKILL => ("tkill", a[0] as i32 as i64, Some(a[1] as i64)),
                     nr::TGKILL => ("tgkill", a[0] as i32 as i64, Some(a[2] as i64)),
                     nr::PTRACE => ("ptrace", a[1] as i32 as i64, None),
+                    nr::SETXATTR => ("setxattr", 0, None),
+                    nr::LSETXATTR => ("lsetxattr", 0, None),
+                    nr::FSETXATTR => ("fsetxattr", a[0] as i64, None),
                     _ => ("bpf", a[0] as i64, None),
                 };
+                let path = (rec.slot(slot::PATH1).is_some() || rec.slot(slot::BASE1).is_some())
+                    .then(|| rec.path(slot::PATH1, slot::BASE1));
                 Detail::Tamper {
                     syscall: syscall.into(),
                     target,
                     signal,
+                    path,
                 }
             }
             RecordKind::Dns => {
@@ -383,6 +409,9 @@ impl Decoder {
                 argv_truncated: false,
                 binary: None,
                 result: None,
+                cwd: None,
+                stdin: None,
+                written: false,
             },
             nr::CONNECT => Detail::Connect {
                 endpoint: rec.endpoint(),

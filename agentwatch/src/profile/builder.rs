@@ -1,26 +1,35 @@
 //! Learning: events in, a profile out. Each event is reduced to
 //! observations (`observe`), normalised (`normalise`), checked against
 //! the guardrails, and counted for rates and stability; `finish`
-//! generalises siblings, groups addresses and writes the profile.
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::IpAddr,
-};
+//! generalises (territories, siblings: `generalise`), groups executables
+//! and addresses, and writes the profile.
+//!
+//! Executing what the agent itself wrote is never learned as normal: an
+//! exec of a file a process of the agent wrote (or one with no name left,
+//! or in a temp place), and an interpreter fed its program from such a
+//! file or from a pipe, go to the review list (`written`).
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::written::{self, WrittenPaths};
 use super::{
     anchors::Anchors,
     convergence::{ClassProgress, ClockConfig, Convergence, RateWindow},
-    glob::Glob,
+    generalise::{self, Entries},
     guardrails::Guardrails,
-    normalise,
+    normalise::{self, TempNames},
     observe::{Obs, Peer, Seen},
-    siblings, Access, AccessSet, Class, ClassStability, Direction, DnsRule, Executable, FileRule,
-    NetRule, Profile, Provenance, RateBudget, Rates, ReviewItem, Stability,
+    packages::Packages,
+    Access, AccessSet, Class, ClassStability, DnsRule, Granularity, Override, Profile, Provenance,
+    RateBudget, Rates, ReviewItem, Stability,
 };
-use crate::event::Event;
+use crate::event::{Detail, Event};
 
+pub mod execs;
 pub mod hash;
+pub mod network;
 pub mod time;
+
+use network::Target;
 
 /// Settings of one learning session.
 #[derive(Debug, Clone)]
@@ -33,6 +42,11 @@ pub struct LearnConfig {
     pub clocks: ClockConfig,
     /// IPv4 addresses without a name, on one port, that make a /24.
     pub min_cidr: usize,
+    pub granularity: Granularity,
+    pub overrides: Vec<Override>,
+    /// Endpoints (`host[:port]`, `address[:port]`) that are the agent's
+    /// model API (`model: true` in the profile).
+    pub model_endpoints: Vec<String>,
 }
 
 impl LearnConfig {
@@ -46,19 +60,12 @@ impl LearnConfig {
                 quiet_ns: 60_000_000_000,
             },
             min_cidr: 3,
+            granularity: Granularity::default(),
+            overrides: Vec::new(),
+            model_endpoints: Vec::new(),
         }
     }
 }
-
-/// Where an endpoint is: a name the agent resolved, an address, a socket.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Target {
-    Host(String),
-    Addr(IpAddr),
-    Unix(String),
-}
-
-type NetKey = (Direction, Target, Option<u16>);
 
 /// The state of one learning session.
 pub struct Learner {
@@ -66,18 +73,21 @@ pub struct Learner {
     anchors: Anchors,
     guardrails: Guardrails,
     seen: Seen,
-    execs: BTreeMap<String, BTreeSet<String>>,
+    execs: BTreeMap<String, execs::Seen>,
     files: BTreeMap<String, AccessSet>,
     review: BTreeMap<(String, &'static str, String), AccessSet>,
-    net: BTreeMap<NetKey, BTreeSet<String>>,
+    net: BTreeMap<network::NetKey, BTreeSet<String>>,
     dns: BTreeSet<String>,
     rates: RateWindow,
     clocks: Convergence,
     events: BTreeMap<Class, u64>,
     hashes: hash::HashCache,
-    /// Whether a generalised path reaches a guardrail, by (path, access):
-    /// the same temp-name pattern recurs, and the intersection is costly.
+    /// Whether a generalised path is guarded, by (path, access): the same
+    /// temp-name pattern recurs.
     reaches: HashMap<(String, AccessSet), Option<(&'static str, String)>>,
+    temps: TempNames,
+    /// What a process of the agent wrote or created.
+    written: WrittenPaths,
     started: std::time::SystemTime,
 }
 
@@ -100,6 +110,8 @@ impl Learner {
             events: Class::ALL.iter().map(|c| (*c, 0)).collect(),
             hashes: hash::HashCache::default(),
             reaches: HashMap::new(),
+            temps: TempNames::default(),
+            written: WrittenPaths::default(),
             started: std::time::SystemTime::now(),
         }
     }
@@ -110,13 +122,52 @@ impl Learner {
 
     /// Learns from one event.
     pub fn observe(&mut self, ev: &Event) {
+        if let Detail::Chmod { path, mode, .. } = &ev.detail {
+            if mode & 0o6000 != 0 {
+                let chmod = AccessSet::of(&[Access::Chmod]);
+                self.put_in_review(path, "privilege", "setuid/setgid bits", chmod);
+            }
+        }
+        let ran_written = self.track_writes(ev);
         for obs in self.seen.observe(ev) {
             let class = obs.class();
             *self.events.entry(class).or_default() += 1;
             self.rates.add(class, ev.ts_ns);
-            let novel = self.learn(obs, ev);
+            let novel = match (&obs, &ran_written) {
+                (Obs::Exec { .. }, Some((path, why))) => {
+                    let exec = AccessSet::of(&[Access::Exec]);
+                    self.put_in_review(path, "written", why, exec)
+                }
+                _ => self.learn(obs, ev),
+            };
             self.clocks.record(class, novel, ev.ts_ns);
         }
+    }
+
+    /// Follows what the agent writes, and the names `mktemp` makes; for an
+    /// exec of something the agent wrote, returns what and why.
+    fn track_writes(&mut self, ev: &Event) -> Option<(String, &'static str)> {
+        let ok = |r: &Option<i64>| r.is_none_or(|r| r >= 0);
+        self.written.track(ev);
+        match &ev.detail {
+            Detail::Open {
+                path,
+                access,
+                result,
+                ..
+            } if ok(result) && access.create => self.temps.created(ev.pid, path),
+            Detail::Rename { to, result, .. } if ok(result) => self.temps.created(ev.pid, to),
+            Detail::Exec {
+                path, argv, result, ..
+            } if ok(result) => {
+                self.temps.exec(ev.pid, path, argv);
+                let w = &self.written;
+                return written::exec_of_written(ev, &self.anchors, &|p| w.contains(p))
+                    .map(|(p, why)| (p, why.text()));
+            }
+            _ => {}
+        }
+        None
     }
 
     /// Records one observation; true when it added something new.
@@ -124,24 +175,28 @@ impl Learner {
         match obs {
             Obs::Exec { path } => {
                 let exec = AccessSet::of(&[Access::Exec]);
-                let Some(norm) = normalise::path(&path, &self.anchors, self.seen.pids()) else {
+                let Some(norm) = self.normalise(&path) else {
                     return false;
                 };
-                let (rest, novel) = self.review(&path, &norm, exec);
+                let (rest, novel) = self.review(&path, &norm, exec, ev.pid);
                 if rest.is_empty() {
                     return novel;
                 }
                 let hash = self.hashes.sha256(&path, ev.pid);
                 let entry = self.execs.entry(norm);
                 let new_path = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
-                let hashes = entry.or_default();
-                new_path | hash.is_some_and(|h| hashes.insert(h))
+                let e = entry.or_insert_with(|| execs::Seen {
+                    packaged: Packages::host().owner_unmodified(&path).is_some(),
+                    runs: 1,
+                    ..execs::Seen::default()
+                });
+                new_path | hash.is_some_and(|h| e.sha256.insert(h))
             }
             Obs::File { path, access, .. } => {
-                let Some(norm) = normalise::path(&path, &self.anchors, self.seen.pids()) else {
+                let Some(norm) = self.normalise(&path) else {
                     return false;
                 };
-                let (rest, mut novel) = self.review(&path, &norm, access);
+                let (rest, mut novel) = self.review(&path, &norm, access, ev.pid);
                 if rest.is_empty() {
                     return novel;
                 }
@@ -159,18 +214,16 @@ impl Learner {
                         },
                         port,
                     ),
-                    Peer::Unix { path } => (
-                        Target::Unix(
-                            normalise::path(&path, &self.anchors, self.seen.pids()).unwrap_or(path),
-                        ),
-                        None,
-                    ),
+                    Peer::Unix { path } => {
+                        let norm = self.normalise(&path).unwrap_or(path);
+                        (Target::Unix(norm), None)
+                    }
                 };
                 let by = ev
                     .context
                     .exe
                     .as_deref()
-                    .and_then(|e| normalise::path(e, &self.anchors, self.seen.pids()))
+                    .and_then(|e| self.normalise(e))
                     .unwrap_or_else(|| ev.comm.clone());
                 let entry = self.net.entry((direction, target, port));
                 let new = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
@@ -182,12 +235,16 @@ impl Learner {
         }
     }
 
+    fn normalise(&self, path: &str) -> Option<String> {
+        normalise::path_with(path, &self.anchors, self.seen.pids(), &self.temps)
+    }
+
     /// Puts into review what the guardrails protect: the guarded part of an
     /// access to the concrete path, or the whole access when the normalised
-    /// path's wildcards would reach a guardrail. Returns the access left to
+    /// path's own paths are guarded (`guarding_pattern`). Returns the access left to
     /// learn, and whether the review list grew.
-    fn review(&mut self, path: &str, norm: &str, access: AccessSet) -> (AccessSet, bool) {
-        let hit = if let Some((g, guarded)) = self.guardrails.hit(path, access) {
+    fn review(&mut self, path: &str, norm: &str, access: AccessSet, pid: u32) -> (AccessSet, bool) {
+        let hit = if let Some((g, guarded)) = self.guardrails.hit_by(path, access, Some(pid)) {
             Some((g.category, g.pattern.to_string(), guarded))
         } else if norm.contains('*') {
             let (anchors, guardrails) = (&self.anchors, &self.guardrails);
@@ -196,11 +253,9 @@ impl Learner {
                 .entry((norm.to_string(), access))
                 .or_insert_with(|| {
                     let expanded = anchors.expand(norm).unwrap_or_else(|| norm.to_string());
-                    Glob::parse(&expanded).ok().and_then(|g| {
-                        guardrails
-                            .overlapped_by(&g, access)
-                            .map(|gr| (gr.category, gr.pattern.to_string()))
-                    })
+                    guardrails
+                        .guarding_pattern(&expanded, access)
+                        .map(|gr| (gr.category, gr.pattern.to_string()))
                 });
             found.clone().map(|(c, p)| (c, p, access))
         } else {
@@ -218,34 +273,55 @@ impl Learner {
         (access.minus(guarded), novel)
     }
 
+    /// Puts an absolute path into review under `category`; true if new.
+    fn put_in_review(
+        &mut self,
+        path: &str,
+        category: &'static str,
+        why: &str,
+        access: AccessSet,
+    ) -> bool {
+        let norm = self.normalise(path).unwrap_or_else(|| path.to_string());
+        let e = self
+            .review
+            .entry((norm, category, why.to_string()))
+            .or_default();
+        let novel = !access.is_subset(*e);
+        *e = e.union(access);
+        novel
+    }
+
     /// The profile learned so far. `hosts` is where it was learned.
     pub fn finish(&mut self, host: &str, now_ns: u64) -> Profile {
         let mut p = Profile::empty(&self.cfg.agent);
-        p.executables = self
-            .execs
-            .iter()
-            .map(|(path, h)| Executable {
-                path: path.clone(),
-                sha256: h.iter().cloned().collect(),
-                runs: 1,
-            })
-            .collect();
-        let files: siblings::FileMap = self
-            .files
-            .iter()
-            .map(|(k, v)| (k.clone(), (*v, 1)))
-            .collect();
-        let files = siblings::merge(
-            files,
-            self.cfg.min_siblings,
+        p.granularity = self.cfg.granularity;
+        p.overrides = self.cfg.overrides.clone();
+        p.executables = execs::list(self.execs.clone(), self.cfg.granularity);
+        let mut seen = Entries::default();
+        for (path, access) in &self.files {
+            seen.add_file(path, *access, 1);
+        }
+        let rules = generalise::generalise(
+            seen,
+            &generalise::Settings {
+                granularity: self.cfg.granularity,
+                overrides: &self.cfg.overrides,
+                min_siblings: self.cfg.min_siblings,
+                sessions: 1,
+            },
             &self.anchors,
             &self.guardrails,
         );
-        p.files = files
-            .into_iter()
-            .map(|(path, (access, runs))| FileRule { path, access, runs })
-            .collect();
-        p.network = self.network_rules();
+        p.territories = rules.territories;
+        p.files = rules.files;
+        p.network = network::rules(&self.net, self.cfg.min_cidr);
+        for r in &mut p.network {
+            r.model = self
+                .cfg
+                .model_endpoints
+                .iter()
+                .any(|m| network::names_endpoint(r, m));
+        }
         p.dns = self
             .dns
             .iter()
@@ -286,6 +362,8 @@ impl Learner {
                         ClassStability {
                             stable: c.stable,
                             entries: c.entries,
+                            quiet_sessions: 0,
+                            novelty: Vec::new(),
                         },
                     )
                 })
@@ -300,70 +378,5 @@ impl Learner {
         };
         p.sort();
         p
-    }
-
-    /// Endpoints, with unnamed IPv4 addresses on one port and direction
-    /// grouped into their /24 when `min_cidr` or more share it.
-    fn network_rules(&self) -> Vec<NetRule> {
-        let mut groups: BTreeMap<(Direction, Option<u16>, [u8; 3]), Vec<IpAddr>> = BTreeMap::new();
-        for (dir, target, port) in self.net.keys() {
-            if let Target::Addr(IpAddr::V4(v4)) = target {
-                let o = v4.octets();
-                groups
-                    .entry((*dir, *port, [o[0], o[1], o[2]]))
-                    .or_default()
-                    .push(IpAddr::V4(*v4));
-            }
-        }
-        let mut merged: BTreeMap<(Direction, String, Option<u16>), BTreeSet<String>> =
-            BTreeMap::new();
-        let mut cidr_of: HashMap<(Direction, Option<u16>, IpAddr), String> = HashMap::new();
-        for ((dir, port, net), addrs) in &groups {
-            if addrs.len() >= self.cfg.min_cidr {
-                let cidr = format!("{}.{}.{}.0/24", net[0], net[1], net[2]);
-                for a in addrs {
-                    cidr_of.insert((*dir, *port, *a), cidr.clone());
-                }
-            }
-        }
-        let mut out: Vec<NetRule> = Vec::new();
-        for ((dir, target, port), by) in &self.net {
-            let mut rule = NetRule {
-                direction: *dir,
-                host: None,
-                address: None,
-                unix: None,
-                port: *port,
-                by: by.iter().cloned().collect(),
-                runs: 1,
-            };
-            match target {
-                Target::Host(h) => rule.host = Some(h.clone()),
-                Target::Unix(u) => rule.unix = Some(u.clone()),
-                Target::Addr(a) => match cidr_of.get(&(*dir, *port, *a)) {
-                    Some(cidr) => {
-                        merged
-                            .entry((*dir, cidr.clone(), *port))
-                            .or_default()
-                            .extend(by.iter().cloned());
-                        continue;
-                    }
-                    None => rule.address = Some(a.to_string()),
-                },
-            }
-            out.push(rule);
-        }
-        for ((direction, cidr, port), by) in merged {
-            out.push(NetRule {
-                direction,
-                host: None,
-                address: Some(cidr),
-                unix: None,
-                port,
-                by: by.into_iter().collect(),
-                runs: 1,
-            });
-        }
-        out
     }
 }

@@ -210,6 +210,7 @@ mod tests {
         p.executables.push(Executable {
             path: "/usr/bin/git".into(),
             sha256: vec!["a".repeat(64)],
+            source: None,
             runs: 1,
         });
         p.files.push(FileRule {
@@ -226,6 +227,7 @@ mod tests {
         let mut new = base();
         new.files[0].access = AccessSet::of(&[Access::Read]);
         new.network.push(NetRule {
+            model: false,
             direction: Direction::Connect,
             host: Some("github.com".into()),
             address: None,

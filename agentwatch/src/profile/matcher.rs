@@ -16,9 +16,11 @@ use super::{
     guardrails::Guardrails,
     normalise,
     observe::{Obs, Peer, Seen},
-    Access, AccessSet, Class, Direction, NetRule, Profile,
+    packages::Packages,
+    written::{self, WrittenPaths},
+    Access, AccessSet, Class, Direction, ExecSource, NetRule, Profile,
 };
-use crate::event::Event;
+use crate::event::{Detail, Event};
 
 pub mod trie;
 
@@ -27,9 +29,9 @@ use trie::PathTrie;
 /// Why an event would be flagged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The rule that flags it: `guardrail/secrets`, `exec/unknown`,
-    /// `exec/hash`, `file/unknown`, `file/access`, `network/unknown`,
-    /// `dns/unknown`, `rate/<class>`.
+    /// The rule that flags it: `guardrail/secrets`, `guardrail/exfiltrate`,
+    /// `exec/unknown`, `exec/hash`, `exec/written`, `file/unknown`,
+    /// `file/access`, `network/unknown`, `dns/unknown`, `rate/<class>`.
     pub rule: String,
     pub class: Class,
     /// What the agent did, as a reviewer reads it.
@@ -38,14 +40,31 @@ pub struct Finding {
     pub reason: String,
 }
 
+impl Finding {
+    /// A rule that holds in every mode, whatever the profile says:
+    /// guardrails (exfiltration and privilege included) and running what
+    /// the agent wrote.
+    pub fn hard(&self) -> bool {
+        self.rule.starts_with("guardrail/") || self.rule == "exec/written"
+    }
+}
+
 /// A profile compiled for matching, with the state rates need.
+/// Answers whether a process of the agent wrote a file (an absolute path):
+/// the enforcer asks the kernel's record of written inodes.
+pub type WrittenOracle = Box<dyn Fn(&str) -> bool + Send>;
+
 pub struct Matcher {
     anchors: Anchors,
     guardrails: Guardrails,
     files: PathTrie,
     file_access: Vec<AccessSet>,
+    /// Territories: dot-files included.
+    territories: PathTrie,
+    territory_access: Vec<AccessSet>,
     execs: PathTrie,
     exec_hashes: Vec<BTreeSet<String>>,
+    exec_packaged: Vec<bool>,
     net: Vec<NetRule>,
     dns: HashSet<String>,
     dns_suffixes: Vec<String>,
@@ -54,12 +73,19 @@ pub struct Matcher {
     over_budget: HashSet<Class>,
     seen: Seen,
     hashes: HashCache,
+    written: WrittenPaths,
+    oracle: Option<WrittenOracle>,
+    /// Processes that read a secret (and their children forked since).
+    tainted: HashSet<u32>,
+    /// Some process of the agent read a secret.
+    secret_read: bool,
     /// Patterns whose anchor is unknown here, so they match nothing.
     pub skipped: Vec<String>,
 }
 
 impl Matcher {
     pub fn new(p: &Profile, anchors: Anchors, guardrails: Guardrails) -> Self {
+        let guardrails = guardrails.with_profile(&p.guardrails, Some(&anchors));
         let mut skipped = Vec::new();
         let mut compile = |pat: &str| -> Option<Glob> {
             match anchors.expand(pat).map(|e| Glob::parse(&e)) {
@@ -78,12 +104,22 @@ impl Matcher {
                 file_access.push(f.access);
             }
         }
+        let mut territories = PathTrie::dotglob();
+        let mut territory_access = Vec::new();
+        for t in &p.territories {
+            if let Some(g) = compile(&t.pattern()) {
+                territories.insert(&g, territory_access.len());
+                territory_access.push(t.access.minus(AccessSet::of(&[Access::Exec])));
+            }
+        }
         let mut execs = PathTrie::default();
         let mut exec_hashes = Vec::new();
+        let mut exec_packaged = Vec::new();
         for e in &p.executables {
             if let Some(g) = compile(&e.path) {
                 execs.insert(&g, exec_hashes.len());
                 exec_hashes.push(e.sha256.iter().cloned().collect());
+                exec_packaged.push(e.source == Some(ExecSource::Package));
             }
         }
         let (suffixes, names): (Vec<_>, Vec<_>) = p
@@ -96,8 +132,11 @@ impl Matcher {
             guardrails,
             files,
             file_access,
+            territories,
+            territory_access,
             execs,
             exec_hashes,
+            exec_packaged,
             net: p.network.clone(),
             dns: names.into_iter().collect(),
             dns_suffixes: suffixes.into_iter().map(|s| s[1..].to_string()).collect(),
@@ -111,13 +150,42 @@ impl Matcher {
             over_budget: HashSet::new(),
             seen: Seen::default(),
             hashes: HashCache::default(),
+            written: WrittenPaths::default(),
+            oracle: None,
+            tainted: HashSet::new(),
+            secret_read: false,
             skipped,
         }
+    }
+
+    /// Asks `oracle` too whether the agent wrote a file (the kernel knows
+    /// of writes that never crossed to userspace).
+    pub fn with_written_oracle(mut self, oracle: WrittenOracle) -> Self {
+        self.oracle = Some(oracle);
+        self
     }
 
     /// Everything in `ev` the profile would flag.
     pub fn check(&mut self, ev: &Event) -> Vec<Finding> {
         let mut out = Vec::new();
+        if let Detail::Fork { child_pid } = ev.detail {
+            if self.tainted.contains(&ev.pid) {
+                self.tainted.insert(child_pid);
+            }
+        }
+        if let Some(f) = self.exec_of_written(ev) {
+            let _ = self.seen.observe(ev);
+            if let Some(r) = self.rate(Class::Exec, ev.ts_ns) {
+                out.push(r);
+            }
+            out.push(f);
+            self.written.track(ev);
+            return out;
+        }
+        self.written.track(ev);
+        if let Some(f) = self.privilege(ev) {
+            out.push(f);
+        }
         for obs in self.seen.observe(ev) {
             let class = obs.class();
             if let Some(f) = self.rate(class, ev.ts_ns) {
@@ -146,6 +214,67 @@ impl Matcher {
         })
     }
 
+    /// An exec of what the agent wrote, unless the profile lists the
+    /// executable with this very binary's sha256.
+    fn exec_of_written(&mut self, ev: &Event) -> Option<Finding> {
+        let (written, oracle) = (&self.written, &self.oracle);
+        let is_written = |p: &str| written.contains(p) || oracle.as_ref().is_some_and(|o| o(p));
+        let (path, why) = written::exec_of_written(ev, &self.anchors, &is_written)?;
+        if let Detail::Exec { path: exe, .. } = &ev.detail {
+            if *exe == path && self.pinned(exe, ev.pid) {
+                return None;
+            }
+        }
+        Some(Finding {
+            rule: "exec/written".into(),
+            class: Class::Exec,
+            what: format!("exec {}", self.anchors.anchor(&path)),
+            reason: format!(
+                "{}: running what the agent itself wrote is never normal",
+                why.text()
+            ),
+        })
+    }
+
+    /// Setuid/setgid bits or file capabilities: a guardrail whatever the
+    /// profile says.
+    fn privilege(&self, ev: &Event) -> Option<Finding> {
+        let what = match &ev.detail {
+            Detail::Chmod { path, mode, .. } if mode & 0o6000 != 0 => {
+                format!("chmod {:o} {}", mode, self.anchors.anchor(path))
+            }
+            Detail::Tamper {
+                syscall,
+                path: Some(path),
+                ..
+            } if syscall.ends_with("setxattr") => {
+                format!("set file capabilities on {}", self.anchors.anchor(path))
+            }
+            _ => return None,
+        };
+        Some(Finding {
+            rule: "guardrail/privilege".into(),
+            class: Class::File,
+            what,
+            reason: "setuid/setgid bits and file capabilities are a guardrail, whatever the profile says".into(),
+        })
+    }
+
+    /// Is `path` listed with the sha256 of the binary `pid` ran?
+    fn pinned(&mut self, path: &str, pid: u32) -> bool {
+        let mut hits = Vec::new();
+        self.execs.matches(path, &mut |r| hits.push(r));
+        let listed: BTreeSet<String> = hits
+            .iter()
+            .flat_map(|r| self.exec_hashes[*r].iter().cloned())
+            .collect();
+        !listed.is_empty()
+            && self
+                .hashes
+                .sha256(path, pid)
+                .is_some_and(|h| listed.contains(&h))
+    }
+
     fn judge(&mut self, obs: Obs, ev: &Event) -> Option<Finding> {
         match obs {
             Obs::Exec { path } => self.judge_exec(&path, ev.pid),
@@ -153,7 +282,7 @@ impl Matcher {
                 path,
                 access,
                 class,
-            } => self.judge_file(&path, access, class),
+            } => self.judge_file(&path, access, class, ev.pid),
             Obs::Net { direction, peer } => self.judge_net(direction, &peer, ev),
             Obs::Dns { name } => {
                 let known = self.dns.contains(&name)
@@ -169,8 +298,24 @@ impl Matcher {
         }
     }
 
-    fn guardrail(&self, path: &str, access: AccessSet, class: Class) -> Option<Finding> {
-        let (g, guarded) = self.guardrails.hit(path, access)?;
+    fn guardrail(
+        &mut self,
+        path: &str,
+        access: AccessSet,
+        class: Class,
+        pid: u32,
+    ) -> Option<Finding> {
+        let (g, guarded) = self.guardrails.hit_by(path, access, Some(pid))?;
+        if g.category == "secrets" {
+            self.secret_read = true;
+            self.tainted.insert(pid);
+            // A secret inside the agent's own workspace (a project's .env)
+            // may be read: the reader is tainted, and what is stopped is
+            // the secret leaving (exfiltration rules).
+            if self.in_workspace(path) && guarded == AccessSet::of(&[Access::Read]) {
+                return None;
+            }
+        }
         Some(Finding {
             rule: format!("guardrail/{}", g.category),
             class,
@@ -186,12 +331,30 @@ impl Matcher {
         let mut a = AccessSet::EMPTY;
         let access = &self.file_access;
         self.files.matches(path, &mut |r| a = a.union(access[r]));
+        let access = &self.territory_access;
+        self.territories
+            .matches(path, &mut |r| a = a.union(access[r]));
         a
     }
 
-    fn judge_file(&self, path: &str, access: AccessSet, class: Class) -> Option<Finding> {
-        if let Some(f) = self.guardrail(path, access, class) {
+    fn judge_file(
+        &mut self,
+        path: &str,
+        access: AccessSet,
+        class: Class,
+        pid: u32,
+    ) -> Option<Finding> {
+        let was_tainted = self.tainted.contains(&pid);
+        if let Some(f) = self.guardrail(path, access, class, pid) {
             return Some(f);
+        }
+        if was_tainted && self.copies_out(path, access) {
+            return Some(Finding {
+                rule: "guardrail/exfiltrate".into(),
+                class,
+                what: format!("{access} {}", self.anchors.anchor(path)),
+                reason: "a process that read a secret writes outside the workspace".into(),
+            });
         }
         let allowed = self.allowed(path);
         if access.is_subset(allowed) {
@@ -215,9 +378,27 @@ impl Matcher {
         })
     }
 
+    /// A write outside the workspace by a tainted process: a copy of the
+    /// secret leaving it (terminals and `/dev/null` aside).
+    fn copies_out(&self, path: &str, access: AccessSet) -> bool {
+        let changes = !access.minus(AccessSet::of(&[Access::Read])).is_empty();
+        changes
+            && !self.in_workspace(path)
+            && !path.starts_with("/dev/")
+            && !path.starts_with("/proc/")
+    }
+
+    /// Is `path` beneath the agent's workspace?
+    fn in_workspace(&self, path: &str) -> bool {
+        self.anchors
+            .workspace
+            .as_deref()
+            .is_some_and(|w| path.starts_with(w) && path[w.len()..].starts_with('/'))
+    }
+
     fn judge_exec(&mut self, path: &str, pid: u32) -> Option<Finding> {
         let exec = AccessSet::of(&[Access::Exec]);
-        if let Some(f) = self.guardrail(path, exec, Class::Exec) {
+        if let Some(f) = self.guardrail(path, exec, Class::Exec, pid) {
             return Some(f);
         }
         let mut hits = Vec::new();
@@ -233,10 +414,27 @@ impl Matcher {
                 reason: "executable not in the profile".into(),
             });
         }
+        // A packaged binary, unmodified, is what a `source: package`
+        // entry allows.
+        let packaged = hits.iter().any(|r| self.exec_packaged[*r]);
+        if packaged && Packages::host().owner_unmodified(path).is_some() {
+            return None;
+        }
         // Entries without hashes, or a binary gone before we could read
         // it, are judged by path alone.
-        if hits.iter().any(|r| self.exec_hashes[*r].is_empty()) {
+        if hits
+            .iter()
+            .any(|r| !self.exec_packaged[*r] && self.exec_hashes[*r].is_empty())
+        {
             return None;
+        }
+        if packaged && hits.iter().all(|r| self.exec_packaged[*r]) {
+            return Some(Finding {
+                rule: "exec/hash".into(),
+                class: Class::Exec,
+                what: format!("exec {}", self.anchors.anchor(path)),
+                reason: "not a binary the package database owns, unmodified".into(),
+            });
         }
         let hash = self.hashes.sha256(path, pid)?;
         if hits.iter().any(|r| self.exec_hashes[*r].contains(&hash)) {
@@ -271,12 +469,20 @@ impl Matcher {
             Peer::Ip { addr, port } => self.seen.host(addr, *port).map(str::to_string),
             Peer::Unix { .. } => None,
         };
-        let ok = self.net.iter().any(|r| {
+        let hit = self.net.iter().find(|r| {
             r.direction == direction
                 && self.target_matches(r, peer, host.as_deref())
                 && (r.by.is_empty() || r.by.contains(&exe()))
         });
-        if ok {
+        if let Some(r) = hit {
+            if r.model && self.tainted.contains(&ev.pid) {
+                return Some(Finding {
+                    rule: "guardrail/exfiltrate".into(),
+                    class: Class::Network,
+                    what: format!("{} -> {direction} {}", exe(), r.target()),
+                    reason: "a process that read a secret connects to the model API".into(),
+                });
+            }
             return None;
         }
         let target = match (peer, &host) {
@@ -295,6 +501,14 @@ impl Matcher {
             .net
             .iter()
             .any(|r| r.direction == direction && self.target_matches(r, peer, host.as_deref()));
+        if self.secret_read && !endpoint_known && direction == Direction::Connect {
+            return Some(Finding {
+                rule: "guardrail/exfiltrate".into(),
+                class: Class::Network,
+                what: format!("{} -> {direction} {target}", exe()),
+                reason: "a connect outside the profile after the agent read a secret".into(),
+            });
+        }
         Some(Finding {
             rule: "network/unknown".into(),
             class: Class::Network,

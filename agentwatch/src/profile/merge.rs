@@ -1,23 +1,32 @@
 //! Merging profiles of several runs or replicas of one agent: the union of
-//! what each allowed, with per entry the number of runs that saw it.
+//! what each allowed, generalised again over everything seen, so siblings
+//! created one per session become a pattern (or a territory) with the
+//! union of their accesses; per entry, the number of runs that saw it.
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
 use super::{
-    glob::Glob, AccessSet, Class, ClassStability, DnsRule, Executable, FileRule, NetRule, Profile,
-    RateBudget, ReviewItem,
+    anchors::Anchors,
+    builder::execs,
+    generalise::{self, Entries},
+    guardrails::Guardrails,
+    packages::Packages,
+    AccessSet, Class, ClassStability, DnsRule, ExecSource, NetRule, Profile, RateBudget,
+    ReviewItem,
 };
 
 #[derive(Debug, Error)]
 pub enum MergeError {
-    #[error("nothing to merge: give two or more profiles")]
+    #[error("nothing to merge: give one profile (to generalise it again) or more")]
     Empty,
     #[error("profiles are of different agents ({0} and {1}); pass --agent NAME to merge them under one name")]
     Agents(String, String),
 }
 
 /// Merges `profiles` into one for `agent` (default: their common agent).
+/// The first profile's granularity, actions and readiness settings lead;
+/// overrides, guardrails and approvals are the union.
 pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     if agent.is_none() {
@@ -26,35 +35,57 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
         }
     }
     let mut out = Profile::empty(agent.unwrap_or(&first.agent));
+    out.granularity = first.granularity;
+    out.actions = first.actions.clone();
     let sessions: u32 = profiles.iter().map(|p| p.provenance.sessions.max(1)).sum();
 
-    let mut execs: BTreeMap<String, Executable> = BTreeMap::new();
-    let mut files: BTreeMap<String, (AccessSet, u32)> = BTreeMap::new();
+    let mut execs: BTreeMap<String, execs::Seen> = BTreeMap::new();
+    let mut seen = Entries::default();
     let mut net: BTreeMap<(super::Direction, String), NetRule> = BTreeMap::new();
     let mut dns: BTreeMap<String, u32> = BTreeMap::new();
     let mut review: BTreeMap<(String, String), ReviewItem> = BTreeMap::new();
     for p in profiles {
+        for o in &p.overrides {
+            if !out.overrides.contains(o) {
+                out.overrides.push(o.clone());
+            }
+        }
+        for g in &p.guardrails {
+            if !out.guardrails.contains(g) {
+                out.guardrails.push(g.clone());
+            }
+        }
+        for a in &p.approvals {
+            if !out.approvals.iter().any(|x| x.id == a.id) {
+                out.approvals.push(a.clone());
+            }
+        }
         for e in &p.executables {
-            let m = execs.entry(e.path.clone()).or_insert_with(|| Executable {
-                path: e.path.clone(),
-                sha256: Vec::new(),
-                runs: 0,
+            let m = execs.entry(e.path.clone()).or_insert_with(|| execs::Seen {
+                packaged: e.path.starts_with('/')
+                    && !e.path.contains('*')
+                    && Packages::host().owner_unmodified(&e.path).is_some(),
+                ..execs::Seen::default()
             });
             m.sha256.extend(e.sha256.iter().cloned());
-            m.runs += e.runs;
+            m.group |= e.source == Some(ExecSource::Package);
+            m.runs = (m.runs + e.runs).min(sessions);
         }
         for f in &p.files {
-            let m = files.entry(f.path.clone()).or_default();
-            m.0 = m.0.union(f.access);
-            m.1 += f.runs;
+            seen.add_file(&f.path, f.access, f.runs);
+        }
+        for t in &p.territories {
+            seen.add_territory(&t.path, t.access, t.runs);
         }
         for n in &p.network {
             let m = net.entry(n.key()).or_insert_with(|| NetRule {
                 by: Vec::new(),
                 runs: 0,
+                model: false,
                 ..n.clone()
             });
             m.by.extend(n.by.iter().cloned());
+            m.model |= n.model;
             m.runs += n.runs;
         }
         for d in &p.dns {
@@ -97,49 +128,39 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     }
     out.provenance.sessions = sessions;
 
-    // An entry one run kept and another run generalised further folds
-    // into the wider pattern: the runs of both saw it (never more than
-    // all). Literals come first in key order, so they fold before the
-    // patterns they sit in do.
-    let patterns: Vec<(String, Glob)> = files
-        .keys()
-        .filter(|k| k.contains('*'))
-        .filter_map(|k| Glob::parse(k).ok().map(|g| (k.clone(), g)))
+    let guardrails = Guardrails::builtin().with_profile(&out.guardrails, None);
+    let rules = generalise::generalise(
+        seen,
+        &generalise::Settings {
+            granularity: out.granularity,
+            overrides: &out.overrides,
+            min_siblings: 3,
+            sessions,
+        },
+        &Anchors::default(),
+        &guardrails,
+    );
+    out.territories = rules.territories;
+    out.files = rules.files;
+    out.executables = execs::list(execs, out.granularity);
+    out.network = net
+        .into_values()
+        .map(|mut n| {
+            n.runs = n.runs.min(sessions);
+            n
+        })
         .collect();
-    let mut keys: Vec<String> = files.keys().cloned().collect();
-    keys.sort_by_key(|k| k.contains('*'));
-    for key in keys {
-        let (Ok(glob), Some(&(access, runs))) = (Glob::parse(&key), files.get(&key)) else {
-            continue;
-        };
-        let wider = patterns.iter().find(|(k, g)| {
-            *k != key
-                && g.covers(&glob)
-                && !glob.covers(g)
-                && files.get(k).is_some_and(|(a, _)| access.is_subset(*a))
-        });
-        if let Some((k, _)) = wider {
-            files.remove(&key);
-            if let Some(m) = files.get_mut(k) {
-                m.1 = (m.1 + runs).min(sessions);
-            }
-        }
-    }
-
-    out.executables = execs.into_values().collect();
-    out.files = files
-        .into_iter()
-        .map(|(path, (access, runs))| FileRule { path, access, runs })
-        .collect();
-    out.network = net.into_values().collect();
     out.dns = dns
         .into_iter()
-        .map(|(name, runs)| DnsRule { name, runs })
+        .map(|(name, runs)| DnsRule {
+            name,
+            runs: runs.min(sessions),
+        })
         .collect();
     out.review = review.into_values().collect();
     let entries = [
         (Class::Exec, out.executables.len()),
-        (Class::File, out.files.len()),
+        (Class::File, out.files.len() + out.territories.len()),
         (Class::Network, out.network.len()),
         (Class::Dns, out.dns.len()),
     ];
@@ -152,6 +173,8 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
             ClassStability {
                 stable,
                 entries: n as u64,
+                quiet_sessions: 0,
+                novelty: Vec::new(),
             },
         );
     }
@@ -159,10 +182,49 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     Ok(out)
 }
 
+/// Adds one learned session to `base`: the merge of the two, with each
+/// class's stability carried across sessions. `novelty` is, per class,
+/// how many distinct things the session did that `base` would have
+/// flagged; a class is stable once `stable_after` sessions in a row
+/// brought nothing new.
+pub fn append(
+    base: &Profile,
+    session: &Profile,
+    novelty: &BTreeMap<Class, u64>,
+    stable_after: u32,
+) -> Result<Profile, MergeError> {
+    let mut out = merge(&[base.clone(), session.clone()], Some(&base.agent))?;
+    for class in Class::LEARNED {
+        let before = base.stability.classes.get(&class);
+        let n = novelty.get(&class).copied().unwrap_or(0);
+        let mut history: Vec<u64> = before.map(|b| b.novelty.clone()).unwrap_or_default();
+        history.push(n);
+        let keep = history.len().saturating_sub(8);
+        history.drain(..keep);
+        let quiet = if n == 0 {
+            before.map_or(0, |b| b.quiet_sessions) + 1
+        } else {
+            0
+        };
+        let entries = out.stability.classes.get(&class).map_or(0, |c| c.entries);
+        out.stability.classes.insert(
+            class,
+            ClassStability {
+                stable: quiet >= stable_after.max(1),
+                entries,
+                quiet_sessions: quiet,
+                novelty: history,
+            },
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::profile::Access;
+    use crate::profile::FileRule;
 
     fn with_files(agent: &str, files: &[(&str, &[Access])]) -> Profile {
         let mut p = Profile::empty(agent);
@@ -199,6 +261,56 @@ mod tests {
     }
 
     #[test]
+    fn siblings_created_one_per_session_become_one_pattern_with_every_access() {
+        use Access::*;
+        // The issue's case: the pattern another run made keeps only read,
+        // while two sessions each created one test file.
+        let a = with_files("x", &[("$WORKSPACE/tests/test_*.py", &[Read])]);
+        let b = with_files(
+            "x",
+            &[("$WORKSPACE/tests/test_strutil.py", &[Read, Write, Create])],
+        );
+        let c = with_files(
+            "x",
+            &[("$WORKSPACE/tests/test_ops.py", &[Read, Write, Create])],
+        );
+        let mut m = merge(&[a, b, c], None).unwrap();
+        m.granularity = crate::profile::Granularity::Strict;
+        assert_eq!(m.files.len(), 1, "{:?}", m.files);
+        assert_eq!(m.files[0].path, "$WORKSPACE/tests/test_*.py");
+        assert_eq!(m.files[0].access, AccessSet::of(&[Read, Write, Create]));
+    }
+
+    #[test]
+    fn new_names_across_sessions_make_a_territory() {
+        use Access::*;
+        let rwc: &[Access] = &[Read, Write, Create];
+        let a = with_files("x", &[("$WORKSPACE/README.md", rwc)]);
+        let b = with_files("x", &[("$WORKSPACE/docs/api/index.md", rwc)]);
+        let c = with_files("x", &[("$WORKSPACE/src/geometry.py", rwc)]);
+        let m = merge(&[a, b, c], None).unwrap();
+        assert!(m.files.is_empty(), "{:?}", m.files);
+        assert_eq!(m.territories.len(), 1);
+        assert_eq!(m.territories[0].path, "$WORKSPACE");
+    }
+
+    #[test]
+    fn one_profile_is_generalised_again() {
+        use Access::*;
+        let rwc: &[Access] = &[Read, Write, Create];
+        let a = with_files(
+            "x",
+            &[
+                ("$WORKSPACE/a.txt", rwc),
+                ("$WORKSPACE/b.md", rwc),
+                ("$WORKSPACE/c.py", rwc),
+            ],
+        );
+        let m = merge(&[a], None).unwrap();
+        assert_eq!(m.territories.len(), 1);
+    }
+
+    #[test]
     fn literal_folds_into_a_pattern_of_another_run() {
         use Access::*;
         let a = with_files("x", &[("$WORKSPACE/logs/*.log", &[Write])]);
@@ -222,6 +334,28 @@ mod tests {
             (m.files[0].path.as_str(), m.files[0].runs),
             ("$WORKSPACE/*/out.log", 2)
         );
+    }
+
+    #[test]
+    fn stability_is_counted_across_sessions() {
+        let base = with_files("x", &[]);
+        let quiet: BTreeMap<Class, u64> = BTreeMap::new();
+        let busy: BTreeMap<Class, u64> = [(Class::File, 3)].into_iter().collect();
+        let a = append(&base, &with_files("x", &[]), &busy, 2).unwrap();
+        let file = &a.stability.classes[&Class::File];
+        assert_eq!(
+            (file.stable, file.quiet_sessions, file.novelty.clone()),
+            (false, 0, vec![3])
+        );
+        let b = append(&a, &with_files("x", &[]), &quiet, 2).unwrap();
+        assert!(!b.stability.classes[&Class::File].stable);
+        let c = append(&b, &with_files("x", &[]), &quiet, 2).unwrap();
+        let file = &c.stability.classes[&Class::File];
+        assert_eq!(
+            (file.stable, file.quiet_sessions, file.novelty.clone()),
+            (true, 2, vec![3, 0, 0])
+        );
+        assert_eq!(c.provenance.sessions, 4);
     }
 
     #[test]

@@ -1,34 +1,54 @@
 //! Profiles: the per-agent envelope `learn` writes, a reviewer signs off
 //! and enforcement compiles. The model lives here; its YAML form in
 //! `yaml` (writing) and `parse` (reading, with lint findings); learning in
-//! `builder`; `check` matching in `matcher`; `diff` and `merge` beside.
+//! `builder`, generalisation in `generalise` (territories) and `siblings`;
+//! `check` matching in `matcher`; `diff` and `merge` beside.
 //! The file format is documented in docs/profile-format.md.
+pub mod actions;
 pub mod anchors;
 pub mod builder;
 pub mod convergence;
 pub mod diff;
+pub mod generalise;
 pub mod glob;
 pub mod guardrails;
+pub mod interpreters;
 pub mod matcher;
 pub mod merge;
 pub mod normalise;
 pub mod observe;
+pub mod packages;
 pub mod parse;
+pub mod readiness;
+pub mod session;
 pub mod siblings;
+pub mod written;
 pub mod yaml;
 
 use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
-/// The one format version this build reads and writes.
-pub const API_VERSION: &str = "agentwatch.dev/v1";
+pub use actions::{ActionKind, ActionOverrides, Actions};
+
+/// The format version this build writes.
+pub const API_VERSION: &str = "agentwatch.dev/v2";
+/// The first format: no territories, granularity, overrides or user
+/// guardrails. Still read as it is.
+pub const API_VERSION_V1: &str = "agentwatch.dev/v1";
 pub const KIND: &str = "Profile";
 
 /// A learned (or hand-written) per-agent profile.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Profile {
     pub agent: String,
+    /// How readily learning turns files into territories.
+    pub granularity: Granularity,
+    /// Per-directory granularity, set by a reviewer; learning honours them
+    /// when it generalises again (`learn --append`, `profile merge`).
+    pub overrides: Vec<Override>,
+    /// Subtrees the agent may use with the listed accesses.
+    pub territories: Vec<Territory>,
     pub executables: Vec<Executable>,
     pub files: Vec<FileRule>,
     pub network: Vec<NetRule>,
@@ -37,11 +57,128 @@ pub struct Profile {
     /// What `run --mode enforce` does per class (and for guardrails and
     /// rates in every mode).
     pub actions: Actions,
+    /// Guardrails the reviewer added; they hold like the built-in ones,
+    /// which they can only add to.
+    pub guardrails: Vec<UserGuardrail>,
     pub review: Vec<ReviewItem>,
     /// Entries added by `agentwatch approve --learn`: who approved what, when.
     pub approvals: Vec<Approval>,
     pub stability: Stability,
     pub provenance: Provenance,
+    /// The last `profile readiness` verdict, if one was written.
+    pub readiness: Option<Readiness>,
+}
+
+/// How readily learning generalises files into territories (see
+/// `generalise`): `strict` keeps close to the files seen, `open` makes a
+/// territory of any directory the agent created something in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Strict,
+    #[default]
+    Balanced,
+    Open,
+}
+
+impl Granularity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Strict => "strict",
+            Granularity::Balanced => "balanced",
+            Granularity::Open => "open",
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A reviewer's granularity for one directory and what lies beneath it.
+/// `strict` also keeps any territory rooted above it from covering it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Override {
+    pub path: String,
+    pub granularity: Granularity,
+}
+
+/// A subtree the agent uses open-endedly: the directory and everything
+/// beneath it, dot-files included, with these accesses. Guardrails carve
+/// holes in it: what they protect stays protected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Territory {
+    /// The directory (anchored), without a trailing `/**`.
+    pub path: String,
+    pub access: AccessSet,
+    pub runs: u32,
+}
+
+impl Territory {
+    /// The territory as a pattern matching the directory and everything in
+    /// it, dot-files included.
+    pub fn pattern(&self) -> String {
+        if self.path == "/" {
+            "/**".into()
+        } else {
+            format!("{}/**", self.path)
+        }
+    }
+
+    /// True when the agent may change things here, not only read.
+    pub fn writable(&self) -> bool {
+        !self
+            .access
+            .minus(AccessSet::of(&[Access::Read, Access::Exec]))
+            .is_empty()
+    }
+}
+
+/// Where an executable entry's binaries may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecSource {
+    /// Any binary the distribution's package database owns, unmodified
+    /// (its checksum matches the package's).
+    Package,
+}
+
+/// A guardrail a reviewer added: a pattern and the category whose accesses
+/// it protects (`secrets`: every access; `persistence`: every change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserGuardrail {
+    pub path: String,
+    pub category: String,
+}
+
+/// The verdict of `agentwatch profile readiness`, kept in the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// `ready` or `not-ready`.
+    pub verdict: String,
+    /// Sessions replayed, each held out once.
+    pub sessions: u32,
+    /// Held-out sessions the rest would have flagged.
+    pub flagged: u32,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// RFC 3339, UTC.
+    pub checked: String,
 }
 
 /// A program the agent ran: the path it executed and the sha256 of each
@@ -50,6 +187,9 @@ pub struct Profile {
 pub struct Executable {
     pub path: String,
     pub sha256: Vec<String>,
+    /// `package`: any binary at a matching path that the distribution's
+    /// package database owns, unmodified (then `sha256` is empty).
+    pub source: Option<ExecSource>,
     /// How many learning runs saw it.
     pub runs: u32,
 }
@@ -79,6 +219,9 @@ pub struct NetRule {
     pub port: Option<u16>,
     /// Executables that used it; empty means any.
     pub by: Vec<String>,
+    /// The agent's model API: a process that read a secret may not connect
+    /// here (its content would leave through the allowed channel).
+    pub model: bool,
     pub runs: u32,
 }
 
@@ -137,109 +280,6 @@ pub struct ReviewItem {
     /// The guardrail pattern that matched.
     pub pattern: String,
     pub runs: u32,
-}
-
-/// What enforcement does about a violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionKind {
-    /// Record it; let it happen.
-    Alert,
-    /// Refuse it (EPERM) where a hook can; else kill the process at the call.
-    Deny,
-    /// Stop the agent's whole tree and ask (`agentwatch pending`).
-    Pause,
-    /// Kill the agent's whole tree.
-    Kill,
-}
-
-impl ActionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Alert => "alert",
-            ActionKind::Deny => "deny",
-            ActionKind::Pause => "pause",
-            ActionKind::Kill => "kill",
-        }
-    }
-}
-
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Actions per class in enforce mode, and for guardrail hits and rate
-/// excursions. Defaults: exec, file and delete pause (a person decides);
-/// network denies (the connect fails with EPERM); dns alerts (the connect
-/// that follows is what matters); guardrails and rates pause.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Actions {
-    pub per_class: BTreeMap<Class, ActionKind>,
-    pub guardrails: ActionKind,
-    pub rate: ActionKind,
-}
-
-impl Default for Actions {
-    fn default() -> Self {
-        use ActionKind::*;
-        Self {
-            per_class: [
-                (Class::Exec, Pause),
-                (Class::File, Pause),
-                (Class::Delete, Pause),
-                (Class::Network, Deny),
-                (Class::Dns, Alert),
-            ]
-            .into_iter()
-            .collect(),
-            guardrails: Pause,
-            rate: Pause,
-        }
-    }
-}
-
-impl Actions {
-    pub fn for_class(&self, c: Class) -> ActionKind {
-        self.per_class.get(&c).copied().unwrap_or(ActionKind::Alert)
-    }
-}
-
-/// Actions as a profile's `actions:` or a daemon config's
-/// `[agent.actions]` write them: each given class replaces the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionOverrides {
-    pub exec: Option<ActionKind>,
-    pub file: Option<ActionKind>,
-    pub delete: Option<ActionKind>,
-    pub network: Option<ActionKind>,
-    pub dns: Option<ActionKind>,
-    pub guardrails: Option<ActionKind>,
-    pub rate: Option<ActionKind>,
-}
-
-impl ActionOverrides {
-    pub fn apply(&self, a: &mut Actions) {
-        for (c, v) in [
-            (Class::Exec, self.exec),
-            (Class::File, self.file),
-            (Class::Delete, self.delete),
-            (Class::Network, self.network),
-            (Class::Dns, self.dns),
-        ] {
-            if let Some(v) = v {
-                a.per_class.insert(c, v);
-            }
-        }
-        if let Some(g) = self.guardrails {
-            a.guardrails = g;
-        }
-        if let Some(r) = self.rate {
-            a.rate = r;
-        }
-    }
 }
 
 /// An entry a person approved into the profile from a paused agent.
@@ -324,10 +364,16 @@ pub struct Stability {
     pub classes: BTreeMap<Class, ClassStability>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClassStability {
     pub stable: bool,
     pub entries: u64,
+    /// Sessions in a row, most recent last, that added nothing new to the
+    /// class (`learn --append` counts them).
+    pub quiet_sessions: u32,
+    /// New entries each appended session brought, oldest first (the last
+    /// eight sessions).
+    pub novelty: Vec<u64>,
 }
 
 /// Where and when the profile was learned.
@@ -446,6 +492,9 @@ impl Profile {
     pub fn empty(agent: &str) -> Self {
         Self {
             agent: agent.to_string(),
+            granularity: Granularity::default(),
+            overrides: Vec::new(),
+            territories: Vec::new(),
             executables: Vec::new(),
             files: Vec::new(),
             network: Vec::new(),
@@ -455,6 +504,7 @@ impl Profile {
                 per_minute: BTreeMap::new(),
             },
             actions: Actions::default(),
+            guardrails: Vec::new(),
             review: Vec::new(),
             approvals: Vec::new(),
             stability: Stability {
@@ -469,12 +519,17 @@ impl Profile {
                 ended: String::new(),
                 events: BTreeMap::new(),
             },
+            readiness: None,
         }
     }
 
     /// Puts every list in its canonical order, so equal profiles are
     /// equal files.
     pub fn sort(&mut self) {
+        self.overrides.sort_by(|a, b| a.path.cmp(&b.path));
+        self.territories.sort_by(|a, b| a.path.cmp(&b.path));
+        self.guardrails
+            .sort_by(|a, b| (&a.path, &a.category).cmp(&(&b.path, &b.category)));
         self.executables.sort_by(|a, b| a.path.cmp(&b.path));
         for e in &mut self.executables {
             e.sha256.sort();

@@ -1,9 +1,14 @@
 //! Normalising what varies between runs of the same workload, before a
 //! path becomes a profile entry: PIDs and TIDs, UUIDs, long hex and digit
-//! runs, `mktemp` and Python `tempfile` names, random-looking session ids.
-//! The rest of a name is kept, so `sess-4f9c2a1e` becomes `sess-*`, never a
-//! bare `*` unless the whole name varied.
-use std::collections::HashSet;
+//! runs, `mktemp` and Python `tempfile` names, `sed -i` and editor temp
+//! files, random-looking session ids. The rest of a name is kept, so
+//! `sess-4f9c2a1e` becomes `sess-*`, never a bare `*` unless the whole
+//! name varied.
+//!
+//! Names `mktemp` makes are recognised from the `mktemp` process itself
+//! (`TempNames`): its template says exactly which characters are random,
+//! whatever the template's shape.
+use std::collections::{HashMap, HashSet};
 
 use super::anchors::Anchors;
 
@@ -11,10 +16,21 @@ use super::anchors::Anchors;
 /// segment after the anchor normalised. `None` for a path that is not
 /// absolute (its base was unknown), which cannot become a rule.
 pub fn path(path: &str, anchors: &Anchors, pids: &HashSet<u32>) -> Option<String> {
+    path_with(path, anchors, pids, &TempNames::default())
+}
+
+/// As `path`, with the temp names this session's `mktemp` runs made.
+pub fn path_with(
+    path: &str,
+    anchors: &Anchors,
+    pids: &HashSet<u32>,
+    temps: &TempNames,
+) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
     let clean = crate::paths::resolve(None, path);
+    let clean = temps.rewrite(&clean);
     let anchored = anchors.anchor(&clean);
     let segs: Vec<&str> = anchored.split('/').collect();
     let mut out: Vec<String> = Vec::with_capacity(segs.len());
@@ -67,9 +83,30 @@ pub fn segment(name: &str, pids: &HashSet<u32>) -> String {
     collapse_stars(&out)
 }
 
-/// coreutils `mktemp` (`tmp.` + 10 alphanumerics) and Python `tempfile`
-/// (`tmp` + 8 of `[a-z0-9_]`, then an optional suffix).
+/// Temp names known to be random: coreutils `mktemp`'s default
+/// (`tmp.` + 10 alphanumerics), Python `tempfile` (`tmp` + 8 of
+/// `[a-z0-9_]`, then an optional suffix), `sed -i`'s `sedXXXXXX`, and
+/// editors' swap and probe files (`.name.swp`, vim's `4913`).
 fn mktemp_name(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("sed") {
+        let random = rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+        if random
+            && rest
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Some("sed*".into());
+        }
+    }
+    if name == "4913" {
+        return Some("4913".into());
+    }
+    if let Some(swap) = [".swp", ".swo", ".swx", ".swn"]
+        .iter()
+        .find(|s| name.starts_with('.') && name.ends_with(*s) && name.len() > s.len() + 1)
+    {
+        return Some(format!(".*{swap}"));
+    }
     if let Some(rest) = name.strip_prefix("tmp.") {
         if rest.len() == 10 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Some("tmp.*".into());
@@ -165,6 +202,104 @@ fn collapse_stars(s: &str) -> String {
         }
     }
     out
+}
+
+/// The names this session's `mktemp` runs made, so that a directory
+/// made by `mktemp -d /tmp/job.XXXXXX` reads `job.*` in every path
+/// beneath it, whatever the template's shape.
+#[derive(Debug, Default, Clone)]
+pub struct TempNames {
+    /// Template (its last path segment) of each running `mktemp`, by pid.
+    templates: HashMap<u32, Template>,
+    /// Concrete absolute path -> the same path with its random part `*`.
+    made: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template {
+    /// Characters before and after the run of Xs in the last segment.
+    prefix: String,
+    random: usize,
+    suffix: String,
+}
+
+impl TempNames {
+    /// Notes an exec: a `mktemp` run's template, from its argv.
+    pub fn exec(&mut self, pid: u32, path: &str, argv: &[String]) {
+        if path.rsplit('/').next() != Some("mktemp") {
+            self.templates.remove(&pid);
+            return;
+        }
+        self.templates.insert(pid, template(argv));
+    }
+
+    /// Notes a file or directory created by `pid`: when it is a `mktemp`
+    /// run's, remembers its random part.
+    pub fn created(&mut self, pid: u32, path: &str) {
+        let Some(t) = self.templates.get(&pid) else {
+            return;
+        };
+        let Some((dir, name)) = path.rsplit_once('/') else {
+            return;
+        };
+        let fits = name.len() == t.prefix.len() + t.random + t.suffix.len()
+            && name.starts_with(&t.prefix)
+            && name.ends_with(&t.suffix);
+        if fits && t.random > 0 {
+            self.made
+                .insert(path.to_string(), format!("{dir}/{}*{}", t.prefix, t.suffix));
+        }
+    }
+
+    /// Rewrites a temp path, or a path beneath a temp directory.
+    pub fn rewrite(&self, path: &str) -> String {
+        if self.made.is_empty() {
+            return path.to_string();
+        }
+        // The longest made prefix wins (a temp name inside a temp dir).
+        let mut cut = path.len();
+        loop {
+            let head = &path[..cut];
+            if let Some(n) = self.made.get(head) {
+                return format!("{n}{}", &path[cut..]);
+            }
+            match head.rfind('/') {
+                Some(i) if i > 0 => cut = i,
+                _ => return path.to_string(),
+            }
+        }
+    }
+}
+
+/// The template of a `mktemp` command line: the operand (the last
+/// argument that is not an option), else coreutils' default; `--suffix`
+/// adds after the Xs.
+fn template(argv: &[String]) -> Template {
+    let mut operand = None;
+    let mut suffix = String::new();
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        if let Some(s) = a.strip_prefix("--suffix=") {
+            suffix = s.to_string();
+        } else if a == "--suffix" {
+            suffix = args.next().cloned().unwrap_or_default();
+        } else if a == "-p" || a == "--tmpdir" {
+            args.next();
+        } else if !a.starts_with('-') {
+            operand = Some(a.clone());
+        }
+    }
+    let t = operand.unwrap_or_else(|| "tmp.XXXXXXXXXX".into());
+    let last = t.rsplit('/').next().unwrap_or(&t).to_string();
+    // The Xs are the last run of them (coreutils: at the end of the
+    // template, before any --suffix).
+    let end = last.rfind('X').map_or(0, |i| i + 1);
+    let start = last[..end].trim_end_matches('X').len();
+    Template {
+        prefix: last[..start].to_string(),
+        random: end - start,
+        suffix: format!("{}{suffix}", &last[end..]),
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +399,66 @@ mod tests {
         );
         assert_eq!(norm("/home/ana/src/agent/a/../b/./c"), "$WORKSPACE/b/c");
         assert_eq!(norm("/home/ana/.bashrc"), "$HOME/.bashrc");
+    }
+
+    #[test]
+    fn sed_and_editor_temp_files() {
+        assert_eq!(
+            norm("/home/ana/src/agent/src/sedzZuUyg"),
+            "$WORKSPACE/src/sed*"
+        );
+        assert_eq!(
+            norm("/home/ana/src/agent/src/sed4k2Ab9"),
+            "$WORKSPACE/src/sed*"
+        );
+        // A word that starts with sed is a word.
+        assert_eq!(norm("/home/ana/src/agent/sedated"), "$WORKSPACE/sedated");
+        assert_eq!(
+            norm("/home/ana/src/agent/.calc.py.swp"),
+            "$WORKSPACE/.*.swp"
+        );
+        assert_eq!(norm("/home/ana/src/agent/4913"), "$WORKSPACE/4913");
+    }
+
+    fn mk(argv: &str, made: &str) -> TempNames {
+        let mut t = TempNames::default();
+        let argv: Vec<String> = argv.split(' ').map(String::from).collect();
+        t.exec(7, "/usr/bin/mktemp", &argv);
+        t.created(7, made);
+        t
+    }
+
+    #[test]
+    fn every_mktemp_template_shape() {
+        let cases = [
+            ("mktemp", "/tmp/tmp.AbC123xYz0", "/tmp/tmp.*"),
+            ("mktemp -d", "/tmp/tmp.AbC123xYz0", "/tmp/tmp.*"),
+            ("mktemp /tmp/job.XXXXXX", "/tmp/job.UroEOx", "/tmp/job.*"),
+            ("mktemp -t job.XXX", "/tmp/job.aB3", "/tmp/job.*"),
+            ("mktemp XXXXXXXX", "/w/q1W2e3R4", "/w/*"),
+            ("mktemp abcXXX", "/w/abcQ2z", "/w/abc*"),
+            (
+                "mktemp --suffix=.txt out-XXXXXX",
+                "/w/out-a1B2c3.txt",
+                "/w/out-*.txt",
+            ),
+            (
+                "mktemp --suffix .json -p /w rep.XXXX",
+                "/w/rep.a1B2.json",
+                "/w/rep.*.json",
+            ),
+            ("mktemp x.XXXXXX.log", "/w/x.k2J9aa.log", "/w/x.*.log"),
+        ];
+        for (argv, made, want) in cases {
+            let t = mk(argv, made);
+            assert_eq!(t.rewrite(made), want, "{argv}");
+            assert_eq!(t.rewrite(&format!("{made}/a/b")), format!("{want}/a/b"));
+        }
+        // Another process's file of the same shape is left alone.
+        let mut t = TempNames::default();
+        t.exec(7, "/usr/bin/mktemp", &["mktemp".into()]);
+        t.created(8, "/tmp/tmp.AbC123xYz0");
+        assert_eq!(t.rewrite("/tmp/tmp.AbC123xYz0"), "/tmp/tmp.AbC123xYz0");
     }
 
     #[test]

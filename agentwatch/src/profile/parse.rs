@@ -8,8 +8,9 @@ use serde_saphyr::Spanned;
 
 use super::{
     glob::Glob, guardrails::Guardrails, Access, AccessSet, ActionKind, ActionOverrides, Approval,
-    Class, ClassStability, Direction, DnsRule, Executable, FileRule, NetRule, Profile, Provenance,
-    RateBudget, ReviewItem, Stability, API_VERSION, KIND,
+    Class, ClassStability, Direction, DnsRule, ExecSource, Executable, FileRule, Granularity,
+    NetRule, Override, Profile, Provenance, RateBudget, Readiness, ReviewItem, Stability,
+    Territory, UserGuardrail, API_VERSION, API_VERSION_V1, KIND,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +92,14 @@ struct Doc {
     kind: Spanned<String>,
     agent: Spanned<String>,
     #[serde(default)]
+    granularity: Option<Spanned<Granularity>>,
+    #[serde(default)]
+    overrides: Vec<Spanned<OverrideDoc>>,
+    #[serde(default)]
+    readiness: Option<ReadinessDoc>,
+    #[serde(default)]
+    territories: Vec<Spanned<TerritoryDoc>>,
+    #[serde(default)]
     executables: Vec<Spanned<ExeDoc>>,
     #[serde(default)]
     files: Vec<Spanned<FileDoc>>,
@@ -103,6 +112,8 @@ struct Doc {
     #[serde(default)]
     actions: Option<Spanned<ActionOverrides>>,
     #[serde(default)]
+    guardrails: Vec<Spanned<GuardrailDoc>>,
+    #[serde(default)]
     review: Vec<Spanned<ReviewDoc>>,
     #[serde(default)]
     approvals: Vec<ApprovalDoc>,
@@ -114,10 +125,49 @@ struct Doc {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct OverrideDoc {
+    path: Spanned<String>,
+    granularity: Granularity,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadinessDoc {
+    verdict: String,
+    #[serde(default)]
+    sessions: u32,
+    #[serde(default)]
+    flagged: u32,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    checked: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerritoryDoc {
+    path: Spanned<String>,
+    access: Spanned<Vec<Access>>,
+    #[serde(default = "one")]
+    runs: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardrailDoc {
+    path: Spanned<String>,
+    category: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExeDoc {
     path: Spanned<String>,
     #[serde(default)]
     sha256: Vec<Spanned<String>>,
+    #[serde(default)]
+    source: Option<Spanned<ExecSource>>,
     #[serde(default = "one")]
     runs: u32,
 }
@@ -141,6 +191,8 @@ struct NetDoc {
     port: Option<u16>,
     #[serde(default)]
     by: Vec<String>,
+    #[serde(default)]
+    model: bool,
     #[serde(default = "one")]
     runs: u32,
 }
@@ -205,10 +257,15 @@ struct StabilityDoc {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct ClassStabilityDoc {
     stable: bool,
     #[serde(default)]
     entries: u64,
+    #[serde(default)]
+    quiet_sessions: u32,
+    #[serde(default)]
+    novelty: Vec<u64>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +300,9 @@ impl Lint {
     }
     fn error<T>(&mut self, s: &Spanned<T>, message: String, fix: &str) {
         self.at(s, Severity::Error, message, fix);
+    }
+    fn warning<T>(&mut self, s: &Spanned<T>, message: String, fix: &str) {
+        self.at(s, Severity::Warning, message, fix);
     }
 }
 
@@ -307,11 +367,30 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
 }
 
 fn build(doc: Doc, lint: &mut Lint) -> Profile {
-    if doc.api_version.value != API_VERSION {
+    let v1 = doc.api_version.value == API_VERSION_V1;
+    if v1 {
+        lint.warning(
+            &doc.api_version,
+            format!("apiVersion {API_VERSION_V1} is read as it is, with no territories"),
+            "`agentwatch profile merge FILE -o NEW` rewrites it as agentwatch.dev/v2, generalised into territories; review NEW with `agentwatch profile diff FILE NEW`",
+        );
+        let v2_only = doc.granularity.is_some()
+            || !doc.overrides.is_empty()
+            || !doc.territories.is_empty()
+            || !doc.guardrails.is_empty()
+            || doc.readiness.is_some();
+        if v2_only {
+            lint.error(
+                &doc.api_version,
+                "granularity, overrides, territories, guardrails and readiness need apiVersion agentwatch.dev/v2".into(),
+                &format!("set apiVersion: {API_VERSION}"),
+            );
+        }
+    } else if doc.api_version.value != API_VERSION {
         lint.error(
             &doc.api_version,
             format!("unsupported apiVersion {:?}", doc.api_version.value),
-            &format!("this agentwatch reads apiVersion: {API_VERSION}"),
+            &format!("this agentwatch reads apiVersion: {API_VERSION} (and {API_VERSION_V1})"),
         );
     }
     if doc.kind.value != KIND {
@@ -329,7 +408,85 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
         );
     }
     let mut p = Profile::empty(&doc.agent.value);
-    let guardrails = Guardrails::builtin();
+    if let Some(g) = &doc.granularity {
+        p.granularity = g.value;
+    }
+    for o in &doc.overrides {
+        if let Some(g) = check_pattern(lint, &o.value.path) {
+            if !g.is_literal() && o.value.path.value.contains("**") {
+                lint.error(
+                    &o.value.path,
+                    "an override names one directory; ** is not allowed".into(),
+                    "write the directory, e.g. $WORKSPACE/data",
+                );
+            }
+        }
+        p.overrides.push(Override {
+            path: o.value.path.value.clone(),
+            granularity: o.value.granularity,
+        });
+    }
+    p.readiness = doc.readiness.map(|r| Readiness {
+        verdict: r.verdict,
+        sessions: r.sessions,
+        flagged: r.flagged,
+        reason: r.reason,
+        checked: r.checked,
+    });
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for t in doc.territories.iter().map(|t| &t.value) {
+        let access = AccessSet::of(&t.access.value);
+        if access.is_empty() {
+            lint.error(
+                &t.access,
+                "empty access list".into(),
+                "list what is allowed beneath: read, write, create, delete, rename, chmod",
+            );
+        }
+        if access.contains(Access::Exec) {
+            lint.error(
+                &t.access,
+                "a territory never allows exec: running what sits in a subtree is judged per executable".into(),
+                "drop exec here and list the executables (path and sha256) under executables",
+            );
+        }
+        if t.path.value.split('/').any(|s| s == "**") {
+            lint.error(
+                &t.path,
+                "a territory is a directory; it already covers everything beneath it".into(),
+                "drop the trailing /** (and any ** inside)",
+            );
+        } else {
+            check_pattern(lint, &t.path);
+        }
+        dup(lint, &mut seen, &t.path, "territory");
+        p.territories.push(Territory {
+            path: t.path.value.clone(),
+            access,
+            runs: t.runs,
+        });
+    }
+    for g in doc.guardrails.iter().map(|g| &g.value) {
+        if !["secrets", "persistence"].contains(&g.category.value.as_str()) {
+            lint.error(
+                &g.category,
+                format!("unknown guardrail category {:?}", g.category.value),
+                "use secrets (every access is guarded) or persistence (every change is guarded)",
+            );
+        }
+        if let Err(e) = Glob::guardrail(&g.path.value) {
+            lint.error(
+                &g.path,
+                e.to_string(),
+                "write an absolute path, an anchored one, or one starting with **",
+            );
+        }
+        p.guardrails.push(UserGuardrail {
+            path: g.path.value.clone(),
+            category: g.category.value.clone(),
+        });
+    }
+    let guardrails = Guardrails::builtin().with_profile(&p.guardrails, None);
 
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for e in doc.executables.iter().map(|e| &e.value) {
@@ -349,9 +506,17 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
                 );
             }
         }
+        if let (Some(src), false) = (&e.source, e.sha256.is_empty()) {
+            lint.error(
+                src,
+                "source: package and sha256 exclude each other".into(),
+                "keep sha256 to pin these binaries, or source: package for any unmodified packaged binary",
+            );
+        }
         p.executables.push(Executable {
             path: e.path.value.clone(),
             sha256: e.sha256.iter().map(|h| h.value.clone()).collect(),
+            source: e.source.as_ref().map(|s| s.value),
             runs: e.runs,
         });
     }
@@ -375,8 +540,11 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             );
         }
         dup(lint, &mut seen, &f.path, "file rule");
-        if let Some(glob) = check_pattern(lint, &f.path) {
-            if let Some(g) = guardrails.overlapped_by(&glob, access) {
+        if check_pattern(lint, &f.path).is_some() {
+            // A pattern is carved by the guardrails it reaches; a rule whose
+            // own paths are guarded contradicts them.
+            let named = guardrails.guarding_pattern(&f.path.value, access);
+            if let Some(g) = named {
                 lint.error(
                     &f.path,
                     format!(
@@ -446,6 +614,7 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             unix: n.unix.as_ref().map(|u| u.value.clone()),
             port: n.port,
             by: n.by.clone(),
+            model: n.model,
             runs: n.runs,
         };
         let key = format!("{} {}", rule.direction, rule.target());
@@ -499,11 +668,18 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
     }
 
     for r in doc.review.iter().map(|r| &r.value) {
-        if !["secrets", "persistence", "agentwatch"].contains(&r.guardrail.value.as_str()) {
+        const KNOWN: [&str; 5] = [
+            "secrets",
+            "persistence",
+            "agentwatch",
+            "privilege",
+            "written",
+        ];
+        if !KNOWN.contains(&r.guardrail.value.as_str()) {
             lint.error(
                 &r.guardrail,
                 format!("unknown guardrail {:?}", r.guardrail.value),
-                "use secrets, persistence or agentwatch",
+                "use secrets, persistence, agentwatch, privilege or written",
             );
         }
         p.review.push(ReviewItem {
@@ -550,6 +726,8 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
                         ClassStability {
                             stable: v.stable,
                             entries: v.entries,
+                            quiet_sessions: v.quiet_sessions,
+                            novelty: v.novelty,
                         },
                     )
                 })

@@ -111,7 +111,9 @@ pub fn merge(files: FileMap, min: usize, anchors: &Anchors, guardrails: &Guardra
     out
 }
 
-/// Would this anchored pattern, with this access, cover a guardrail path?
+/// Are this anchored pattern's own paths guarded (`guarding_pattern`)?
+/// Such a pattern is not made; one that merely reaches a guarded path is,
+/// and the guardrails carve it at match time.
 pub fn reaches_guardrail(
     pattern: &str,
     access: AccessSet,
@@ -121,10 +123,7 @@ pub fn reaches_guardrail(
     let expanded = anchors
         .expand(pattern)
         .unwrap_or_else(|| pattern.to_string());
-    match Glob::parse(&expanded) {
-        Ok(g) => guardrails.overlapped_by(&g, access).is_some(),
-        Err(_) => true,
-    }
+    Glob::parse(&expanded).is_err() || guardrails.guarding_pattern(&expanded, access).is_some()
 }
 
 #[cfg(test)]
@@ -213,13 +212,9 @@ mod tests {
     }
 
     #[test]
-    fn never_across_a_guardrail() {
-        // /etc/cron.* names share the stem "cron." but the pattern would
-        // cover /etc/cron.d, a persistence place.
-        let mut f = files(&["/etc/cron.a", "/etc/cron.b", "/etc/cron.c"]);
-        for v in f.values_mut() {
-            v.0 = AccessSet::of(&[Access::Write]);
-        }
+    fn never_a_pattern_whose_own_paths_are_guarded() {
+        // Three keys under .ssh share a stem, but `.ssh/id_*` is guarded.
+        let f = files(&["/h/.ssh/id_a", "/h/.ssh/id_b", "/h/.ssh/id_c"]);
         let anchors = Anchors::default();
         let out = merge(f, 3, &anchors, &Guardrails::builtin());
         assert_eq!(out.len(), 3, "{out:?}");

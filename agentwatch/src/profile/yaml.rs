@@ -45,11 +45,37 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "apiVersion: {API_VERSION}")?;
     writeln!(o, "kind: {KIND}")?;
     writeln!(o, "agent: {}", q(&p.agent))?;
+    writeln!(o, "granularity: {}", p.granularity)?;
+    if !p.overrides.is_empty() {
+        writeln!(o, "overrides:")?;
+        for ov in &p.overrides {
+            writeln!(o, "  - path: {}", q(&ov.path))?;
+            writeln!(o, "    granularity: {}", ov.granularity)?;
+        }
+    }
+    if let Some(r) = &p.readiness {
+        writeln!(o, "readiness:")?;
+        writeln!(o, "  verdict: {}", r.verdict)?;
+        writeln!(o, "  sessions: {}", r.sessions)?;
+        writeln!(o, "  flagged: {}", r.flagged)?;
+        writeln!(o, "  reason: {}", q(&r.reason))?;
+        writeln!(o, "  checked: {}", q(&r.checked))?;
+    }
 
+    section(o, "territories", p.territories.is_empty())?;
+    for t in &p.territories {
+        writeln!(o, "  - path: {}", q(&t.path))?;
+        writeln!(o, "    access: {}", access_list(t.access))?;
+        writeln!(o, "    runs: {}", t.runs)?;
+    }
     section(o, "executables", p.executables.is_empty())?;
     for e in &p.executables {
         writeln!(o, "  - path: {}", q(&e.path))?;
-        writeln!(o, "    sha256: {}", q_list(&e.sha256))?;
+        if let Some(super::ExecSource::Package) = e.source {
+            writeln!(o, "    source: package")?;
+        } else {
+            writeln!(o, "    sha256: {}", q_list(&e.sha256))?;
+        }
         writeln!(o, "    runs: {}", e.runs)?;
     }
     section(o, "files", p.files.is_empty())?;
@@ -74,6 +100,9 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
             writeln!(o, "    port: {port}")?;
         }
         writeln!(o, "    by: {}", q_list(&n.by))?;
+        if n.model {
+            writeln!(o, "    model: true")?;
+        }
         writeln!(o, "    runs: {}", n.runs)?;
     }
     section(o, "dns", p.dns.is_empty())?;
@@ -102,6 +131,13 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         }
         writeln!(o, "  guardrails: {}", p.actions.guardrails)?;
         writeln!(o, "  rate: {}", p.actions.rate)?;
+    }
+    if !p.guardrails.is_empty() {
+        writeln!(o, "guardrails:")?;
+        for g in &p.guardrails {
+            writeln!(o, "  - path: {}", q(&g.path))?;
+            writeln!(o, "    category: {}", g.category)?;
+        }
     }
     section(o, "review", p.review.is_empty())?;
     for r in &p.review {
@@ -133,10 +169,14 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         }
     )?;
     for (c, s) in &p.stability.classes {
+        let novelty: Vec<String> = s.novelty.iter().map(u64::to_string).collect();
         writeln!(
             o,
-            "    {c}: {{stable: {}, entries: {}}}",
-            s.stable, s.entries
+            "    {c}: {{stable: {}, entries: {}, quietSessions: {}, novelty: [{}]}}",
+            s.stable,
+            s.entries,
+            s.quiet_sessions,
+            novelty.join(", ")
         )?;
     }
     let pv = &p.provenance;

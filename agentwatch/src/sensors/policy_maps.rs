@@ -6,7 +6,7 @@ use agentwatch_common::{
         epoch, flags as policy_flags, paused as policy_paused, AgentPolicy, AgentState, NetKey,
         CLASS_TABLE, NET_KEY_DATA,
     },
-    WatchEntry,
+    InodeKey, WatchEntry,
 };
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
@@ -62,6 +62,7 @@ pub struct PolicyMaps {
     decided: PerCpuArray<MapData, u64>,
     watched: HashMap<MapData, u32, WatchEntry>,
     epochs: Array<MapData, u64>,
+    written: HashMap<MapData, InodeKey, u32>,
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
@@ -70,7 +71,7 @@ pub struct PolicyMaps {
 }
 
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
-const MAPS: [(&str, MapKind); 11] = [
+const MAPS: [(&str, MapKind); 12] = [
     ("AGENT_POLICY", MapKind::Array),
     ("AGENT_STATE", MapKind::Array),
     ("AGENT_PAUSED", MapKind::Array),
@@ -82,6 +83,7 @@ const MAPS: [(&str, MapKind); 11] = [
     ("DECIDED", MapKind::PerCpuArray),
     ("WATCHED", MapKind::HashMap),
     ("EPOCHS", MapKind::Array),
+    ("WRITTEN", MapKind::LruHashMap),
 ];
 
 #[derive(Clone, Copy)]
@@ -90,6 +92,7 @@ enum MapKind {
     PerCpuArray,
     LpmTrie,
     HashMap,
+    LruHashMap,
 }
 
 impl MapKind {
@@ -99,6 +102,7 @@ impl MapKind {
             MapKind::PerCpuArray => Map::PerCpuArray(d),
             MapKind::LpmTrie => Map::LpmTrie(d),
             MapKind::HashMap => Map::HashMap(d),
+            MapKind::LruHashMap => Map::LruHashMap(d),
         }
     }
 }
@@ -106,7 +110,11 @@ impl MapKind {
 /// The map data of a taken map (any kind `MAPS` lists).
 fn data_of(m: Map) -> Option<MapData> {
     match m {
-        Map::Array(d) | Map::PerCpuArray(d) | Map::LpmTrie(d) | Map::HashMap(d) => Some(d),
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::LpmTrie(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d) => Some(d),
         _ => None,
     }
 }
@@ -189,6 +197,7 @@ impl PolicyMaps {
             decided: o.get("DECIDED")?,
             watched: o.get("WATCHED")?,
             epochs: o.get("EPOCHS")?,
+            written: o.get("WRITTEN")?,
             capacity,
             lsm,
             ids,
@@ -208,6 +217,39 @@ impl PolicyMaps {
             MapData::from_id(id).map_err(map_err(name))
         })?;
         Self::build(opened, self.capacity, self.lsm.clone())
+    }
+
+    /// Answers whether a process of `agent` opened the file at a path for
+    /// writing, from the kernel's WRITTEN map (its own handle, so the
+    /// matcher can own it).
+    pub fn written_oracle(
+        &self,
+        agent: u32,
+    ) -> Result<crate::profile::matcher::WrittenOracle, SensorError> {
+        let id = self
+            .ids
+            .get("WRITTEN")
+            .copied()
+            .ok_or(SensorError::MissingMap("WRITTEN"))?;
+        let d = MapData::from_id(id).map_err(map_err("WRITTEN"))?;
+        let map: HashMap<MapData, InodeKey, u32> =
+            HashMap::try_from(Map::LruHashMap(d)).map_err(map_err("WRITTEN"))?;
+        Ok(Box::new(move |path: &str| {
+            use std::os::unix::fs::MetadataExt as _;
+            let Ok(m) = std::fs::metadata(path) else {
+                return false;
+            };
+            let key = InodeKey {
+                dev: crate::selectors::kernel_dev(m.dev()),
+                ino: m.ino(),
+            };
+            map.get(&key, 0).is_ok_and(|a| a == agent + 1)
+        }))
+    }
+
+    /// Whether a process of `agent` opened this inode for writing.
+    pub fn written(&self, agent: u32, key: &InodeKey) -> bool {
+        self.written.get(key, 0).is_ok_and(|a| a == agent + 1)
     }
 
     /// Room in the automaton maps, per agent and half.
@@ -365,14 +407,25 @@ impl PolicyMaps {
     }
 
     /// Allows an endpoint (`any_port`: the NET_ANY_PORT trie).
-    pub fn allow_endpoint(&mut self, any_port: bool, key: &NetKey) -> Result<(), SensorError> {
+    /// Allows an endpoint; `model` marks the agent's model API (refused to
+    /// a process that read a secret).
+    pub fn allow_endpoint(
+        &mut self,
+        any_port: bool,
+        key: &NetKey,
+        model: bool,
+    ) -> Result<(), SensorError> {
         let k = Key::new(key.prefix_len, key.data);
         let (map, name) = if any_port {
             (&mut self.net_any, "NET_ANY_PORT")
         } else {
             (&mut self.net_port, "NET_PORT")
         };
-        map.insert(&k, 1, 0).map_err(map_err(name))
+        let mut v = agentwatch_common::policy::endpoint::ALLOWED;
+        if model {
+            v |= agentwatch_common::policy::endpoint::MODEL;
+        }
+        map.insert(&k, v, 0).map_err(map_err(name))
     }
 
     /// Kernel decision counters, summed over CPUs: `[class]` allowed in the

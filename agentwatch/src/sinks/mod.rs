@@ -81,9 +81,11 @@ pub fn human_line(ev: &Event) -> String {
             syscall,
             target,
             signal,
-        } => match signal {
-            Some(s) => format!("{syscall} pid {target} signal {s}"),
-            None => format!("{syscall} {target}"),
+            path,
+        } => match (signal, path) {
+            (Some(s), _) => format!("{syscall} pid {target} signal {s}"),
+            (None, Some(p)) => format!("{syscall} {p} security.capability"),
+            (None, None) => format!("{syscall} {target}"),
         },
         Detail::DnsAnswer { name, addrs } => format!("dns answer {name} -> {}", addrs.join(", ")),
         Detail::Exit { code: Some(c), .. } => format!("exit {c}"),

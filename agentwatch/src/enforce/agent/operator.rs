@@ -11,7 +11,7 @@ use crate::{
         compile::{self, Mode},
         tree,
     },
-    profile::{builder::time::rfc3339, matcher::Matcher, Approval, DnsRule, Executable, FileRule},
+    profile::{builder::time::rfc3339, Approval, DnsRule, Executable, FileRule},
     sensors::SensorError,
 };
 
@@ -207,7 +207,7 @@ impl AgentEnforcer {
         self.guardrails = r.guardrails;
         self.compiled = r.compiled;
         self.timeout = r.timeout;
-        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        self.matcher = self.new_matcher();
         if let Some(a) = &mut self.audit {
             a.set_profile_hash(&r.profile_sha256);
         }
@@ -246,6 +246,7 @@ impl AgentEnforcer {
             LearnEntry::Exec { path } => p.executables.push(Executable {
                 path,
                 sha256: Vec::new(),
+                source: None,
                 runs: 1,
             }),
             LearnEntry::Net(r) => p.network.push(r),
@@ -261,8 +262,7 @@ impl AgentEnforcer {
         let mut on_file = p.clone();
         on_file.actions = self.file_actions.clone();
         let yaml = crate::profile::yaml::to_yaml(&on_file);
-        crate::commands::learn::write_atomically(&self.profile_path, yaml.as_bytes())
-            .map_err(|e| e.to_string())?;
+        crate::atomic::write(&self.profile_path, yaml.as_bytes()).map_err(|e| e.to_string())?;
         if let Some(a) = &mut self.audit {
             a.profile_changed(yaml.as_bytes());
         }
@@ -273,7 +273,7 @@ impl AgentEnforcer {
             &self.guardrails,
             self.mode,
         );
-        self.matcher = Matcher::new(&self.profile, self.anchors.clone(), self.guardrails.clone());
+        self.matcher = self.new_matcher();
         self.install().map_err(|e| e.to_string())
     }
 }

@@ -166,3 +166,106 @@ fn builtin_guardrails_compile_to_a_small_automaton() {
     assert_ne!(dfa.lookup("/home/u/.aws/x/.ssh/id"), 0);
     assert_eq!(dfa.lookup("/home/u/src/main.rs"), 0);
 }
+
+#[test]
+fn a_typical_profile_with_places_and_interpreters_compiles_small() {
+    use crate::{
+        enforce::compile::{compile, Mode},
+        profile::{anchors::Anchors, guardrails::Guardrails, parse},
+    };
+    let text = r#"apiVersion: agentwatch.dev/v2
+kind: Profile
+agent: a
+territories:
+  - path: "$WORKSPACE"
+    access: [read, write, create, delete, rename]
+  - path: "$TMP"
+    access: [read, write, create, delete]
+  - path: "/usr"
+    access: [read]
+executables:
+  - path: "/usr/bin/*"
+    source: package
+files:
+  - path: "/etc/ld.so.cache"
+    access: [read]
+"#;
+    let (p, f) = parse::parse(text);
+    assert!(f.is_empty(), "{f:?}");
+    let anchors = Anchors::new(
+        Some("/home/u/ws".into()),
+        Some("/home/u".into()),
+        Some("/tmp".into()),
+    );
+    let t = std::time::Instant::now();
+    let c = compile(
+        0,
+        &p.unwrap(),
+        &anchors,
+        &Guardrails::builtin(),
+        Mode::Enforce,
+    );
+    let dfa = c.dfa.expect("fits");
+    eprintln!(
+        "{} states, {} classes in {:?}",
+        dfa.states(),
+        dfa.class_count,
+        t.elapsed()
+    );
+    assert!(dfa.states() < 20_000, "{} states", dfa.states());
+}
+
+#[test]
+#[ignore]
+fn state_counts_by_pattern_group() {
+    use crate::profile::{glob::Glob, guardrails::Guardrails, interpreters};
+    let g: Vec<(Glob, u64)> = Guardrails::builtin()
+        .iter()
+        .map(|g| (g.pattern.clone(), g.guarded.bits() as u64))
+        .collect();
+    let i: Vec<(Glob, u64)> = interpreters::KERNEL_PATTERNS
+        .iter()
+        .map(|(p, _)| (Glob::guardrail(p).unwrap(), 1 << 15))
+        .collect();
+    let n = |v: &[(Glob, u64)]| Dfa::build(v, 500_000).map(|d| d.states()).unwrap_or(0);
+    eprintln!("guardrails {}", n(&g));
+    eprintln!("interpreters {}", n(&i));
+    let mut both = g.clone();
+    both.extend(i.clone());
+    eprintln!("both {}", n(&both));
+    let pth: Vec<(Glob, u64)> = g
+        .iter()
+        .filter(|(p, _)| !p.to_string().contains("*.pth"))
+        .cloned()
+        .collect();
+    eprintln!("guardrails without *.pth {}", n(&pth));
+    for extra in [
+        "/tmp/**",
+        "/home/u/ws/**",
+        "/home/u/**",
+        "/dev/**",
+        "/usr/**",
+    ] {
+        let mut v = both.clone();
+        v.push((Glob::guardrail(extra).unwrap(), 1 << 12));
+        eprintln!("both + {extra} {}", n(&v));
+    }
+    let mut v = both.clone();
+    for extra in [
+        "/tmp/**",
+        "/var/tmp/**",
+        "/dev/shm/**",
+        "/dev/**",
+        "/proc/**",
+        "/sys/**",
+    ] {
+        v.push((Glob::guardrail(extra).unwrap(), 1 << 12));
+    }
+    eprintln!("both + fixed places {}", n(&v));
+    v.push((Glob::guardrail("/home/u/ws/**").unwrap(), 1 << 14));
+    eprintln!("  + ws {}", n(&v));
+    v.push((Glob::guardrail("/home/u/**").unwrap(), 1 << 13));
+    eprintln!("  + home {}", n(&v));
+    v.push((Glob::parse("/usr/bin/*").unwrap(), 1 << 8));
+    eprintln!("  + /usr/bin/* {}", n(&v));
+}

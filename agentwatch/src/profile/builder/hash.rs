@@ -10,7 +10,7 @@ use std::{
 use sha2::{Digest, Sha256};
 
 /// (dev, inode, size, mtime seconds, mtime nanoseconds).
-type FileId = (u64, u64, u64, i64, i64);
+pub type FileId = (u64, u64, u64, i64, i64);
 
 #[derive(Debug, Default)]
 pub struct HashCache {
@@ -36,28 +36,38 @@ impl HashCache {
     }
 
     fn hash_file(&mut self, mut f: File) -> io::Result<String> {
-        let m = f.metadata()?;
-        let id = (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+        let id = file_id(&f)?;
         if let Some(h) = self.by_id.get(&id) {
             return Ok(h.clone());
         }
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let hex: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = digest_hex::<Sha256>(&mut f)?;
         self.by_id.insert(id, hex.clone());
         Ok(hex)
     }
+}
+
+/// A file's identity for caching its digest: a changed file has another.
+pub fn file_id(f: &File) -> io::Result<FileId> {
+    let m = f.metadata()?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The digest `D` of a file's contents, as lower-case hex.
+pub fn digest_hex<D: Digest>(f: &mut File) -> io::Result<String> {
+    let mut hasher = D::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]

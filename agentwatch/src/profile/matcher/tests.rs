@@ -61,9 +61,11 @@ fn matcher() -> Matcher {
     p.executables.push(Executable {
         path: "/usr/bin/curl".into(),
         sha256: Vec::new(),
+        source: None,
         runs: 1,
     });
     p.network.push(NetRule {
+        model: false,
         direction: Direction::Connect,
         host: Some("api.example.com".into()),
         address: None,
@@ -73,6 +75,7 @@ fn matcher() -> Matcher {
         runs: 1,
     });
     p.network.push(NetRule {
+        model: false,
         direction: Direction::Connect,
         host: None,
         address: Some("10.1.2.0/24".into()),
@@ -177,6 +180,9 @@ fn dns_exec_and_rates() {
             argv_truncated: false,
             binary: None,
             result: Some(0),
+            cwd: None,
+            stdin: None,
+            written: false,
         })
     };
     assert!(rules(&mut m, &exec("/usr/bin/curl")).is_empty());
@@ -210,4 +216,112 @@ fn cidr_matching() {
     assert!(!address_matches("2001:db8::/32", a("10.0.0.1")));
     assert!(address_matches("127.0.0.1", a("127.0.0.1")));
     assert!(!address_matches("10.0.0.0/x", a("10.0.0.1")));
+}
+
+fn territory_matcher() -> Matcher {
+    let mut p = Profile::empty("a");
+    p.territories.push(crate::profile::Territory {
+        path: "$WORKSPACE".into(),
+        access: AccessSet::of(&[Access::Read, Access::Write, Access::Create]),
+        runs: 1,
+    });
+    p.network.push(NetRule {
+        model: true,
+        direction: Direction::Connect,
+        host: None,
+        address: Some("10.0.0.9".into()),
+        unix: None,
+        port: Some(443),
+        by: vec![],
+        runs: 1,
+    });
+    let anchors = Anchors::new(
+        Some("/w".into()),
+        Some("/home/u".into()),
+        Some("/tmp".into()),
+    );
+    Matcher::new(&p, anchors, Guardrails::builtin())
+}
+
+fn with_pid(mut e: Event, pid: u32) -> Event {
+    e.pid = pid;
+    e.tid = pid;
+    e
+}
+
+#[test]
+fn a_territory_covers_new_names_and_dot_files_but_guardrails_carve_it() {
+    let mut m = territory_matcher();
+    assert!(rules(&mut m, &open("/w/new/dir/x.py", true)).is_empty());
+    assert!(rules(&mut m, &open("/w/.pytest_cache/v", true)).is_empty());
+    // Persistence carved out of the territory.
+    assert_eq!(
+        rules(&mut m, &open("/w/.git/hooks/pre-commit", true)),
+        ["guardrail/persistence"]
+    );
+    // Outside: the class's rule.
+    assert_eq!(rules(&mut m, &open("/srv/x", true)), ["file/unknown"]);
+}
+
+#[test]
+fn a_workspace_secret_taints_its_reader_and_the_model_api_is_refused_to_it() {
+    let mut m = territory_matcher();
+    // git reads the project's .env: allowed, the reader tainted.
+    assert!(rules(&mut m, &with_pid(open("/w/.env", false), 10)).is_empty());
+    // Another process talking to the model API is fine.
+    assert!(rules(&mut m, &with_pid(connect("10.0.0.9", 443), 11)).is_empty());
+    // The reader sending to the model API is exfiltration.
+    assert_eq!(
+        rules(&mut m, &with_pid(connect("10.0.0.9", 443), 10)),
+        ["guardrail/exfiltrate"]
+    );
+    // ... as is its copy outside the workspace.
+    assert_eq!(
+        rules(&mut m, &with_pid(open("/srv/copy", true), 10)),
+        ["guardrail/exfiltrate"]
+    );
+    // A secret outside the workspace stays a guardrail.
+    assert_eq!(
+        rules(&mut m, &open("/home/u/.aws/credentials", false)),
+        ["guardrail/secrets"]
+    );
+    // After any secret read, an unknown endpoint is exfiltration too.
+    assert_eq!(
+        rules(&mut m, &with_pid(connect("10.9.9.9", 80), 12)),
+        ["guardrail/exfiltrate"]
+    );
+}
+
+#[test]
+fn running_what_the_agent_wrote_is_flagged_whatever_the_profile_lists() {
+    let mut m = territory_matcher();
+    assert!(rules(&mut m, &open("/w/tool", true)).is_empty());
+    let exec = ev(Detail::Exec {
+        path: "/w/tool".into(),
+        argv: vec!["./tool".into()],
+        argv_truncated: false,
+        binary: Some("/w/tool".into()),
+        result: Some(0),
+        cwd: Some("/w".into()),
+        stdin: None,
+        written: false,
+    });
+    assert_eq!(rules(&mut m, &exec), ["exec/written"]);
+}
+
+#[test]
+fn setuid_bits_are_a_guardrail() {
+    let mut m = territory_matcher();
+    let chmod = |mode| {
+        ev(Detail::Chmod {
+            path: "/w/x".into(),
+            mode,
+            syscall: "chmod".into(),
+            result: Some(0),
+        })
+    };
+    assert!(rules(&mut m, &chmod(0o755))
+        .iter()
+        .all(|r| r != "guardrail/privilege"));
+    assert!(rules(&mut m, &chmod(0o4755)).contains(&"guardrail/privilege".to_string()));
 }

@@ -6,6 +6,7 @@ fn sample() -> Profile {
     p.executables.push(Executable {
         path: "/usr/bin/git".into(),
         sha256: vec!["0".repeat(64)],
+        source: None,
         runs: 2,
     });
     p.files.push(FileRule {
@@ -14,6 +15,7 @@ fn sample() -> Profile {
         runs: 1,
     });
     p.network.push(NetRule {
+        model: false,
         direction: Direction::Connect,
         host: Some("github.com".into()),
         address: None,
@@ -41,6 +43,8 @@ fn sample() -> Profile {
         ClassStability {
             stable: true,
             entries: 1,
+            quiet_sessions: 0,
+            novelty: Vec::new(),
         },
     );
     p.provenance.hosts = vec!["h1".into()];
@@ -175,7 +179,7 @@ fn a_path_read_as_allowed_may_have_its_changes_in_review() {
 fn bad_values_are_errors() {
     let text = to_yaml(&sample())
         .replace(
-            "apiVersion: agentwatch.dev/v1",
+            "apiVersion: agentwatch.dev/v2",
             "apiVersion: agentwatch.dev/v9",
         )
         .replace("\"$WORKSPACE/logs/*.log\"", "\"logs/*.log\"")
