@@ -468,3 +468,124 @@ fn enforcement_outlives_the_daemon_and_a_restart_adopts_it() {
     );
     assert!(!d.pin_dir.exists());
 }
+
+/// The `learned_session` records of the audit log.
+fn learned(d: &Daemon) -> Vec<Value> {
+    records(d)
+        .into_iter()
+        .filter(|r| r["type"] == "learned_session")
+        .collect()
+}
+
+#[test]
+fn a_learning_agent_is_learned_session_by_session_with_guardrails_still_watched() {
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-learner") else {
+        return;
+    };
+    let d = Daemon::prepare("daemon-learner", "", &[]);
+    let text = format!(
+        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n[audit]\npath = \"audit.jsonl\"\nfsync = \"100ms\"\n\
+         [[agent]]\nname = \"learner\"\nprofile = \"learner.yaml\"\nlearn = true\nlearn_idle = \"1s\"\nworkspace = \"WS\"\n\
+         [agent.select]\ncgroup = \"{}\"\n",
+        cg.0.display()
+    );
+    write_config(&d, &text);
+    let profile = d.dir.0.join("learner.yaml");
+    assert!(!profile.exists());
+    let mut d = d.start();
+    let status = d.json(&["status"]);
+    assert!(
+        status["agents"][0]["learning"]["session_events"].is_u64(),
+        "{status}"
+    );
+
+    // Three sessions, each with names the others never used.
+    let sessions = [
+        "mkdir -p out && echo one > out/a.txt && cat /etc/hostname > /dev/null",
+        "mkdir -p notes && echo two > notes/b.txt && cat /etc/hostname > /dev/null",
+        "mkdir -p build/x && echo three > build/x/c.txt && cat out/a.txt > /dev/null",
+    ];
+    for (i, script) in sessions.iter().enumerate() {
+        d.workload(&cg.0, script);
+        assert_eq!(d.wait_workload(Duration::from_secs(20)), Some(0));
+        let t = std::time::Instant::now();
+        while learned(&d).len() <= i {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "session {} never appended: {:?}\n{}",
+                i + 1,
+                learned(&d),
+                d.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let rec = &learned(&d)[i];
+        assert_eq!(rec["agent"], "learner", "{rec}");
+        assert_eq!(rec["sessions"], i as u64 + 1, "{rec}");
+        assert!(rec.get("error").is_none(), "{rec}");
+        assert_eq!(rec["profile"], profile.display().to_string(), "{rec}");
+    }
+    let recs = learned(&d);
+    // Novelty was judged against the profile of the sessions before.
+    assert!(
+        recs[1]["novelty"]
+            .as_object()
+            .is_some_and(|n| !n.is_empty()),
+        "{:?}",
+        recs[1]
+    );
+    // Three sessions are enough for a leave-one-out verdict.
+    assert_ne!(recs[2]["readiness"], "unknown", "{:?}", recs[2]);
+    let yaml = std::fs::read_to_string(&profile).expect("the learned profile");
+    assert!(yaml.contains("sessions: 3"), "{yaml}");
+    let lint = d.cli(&["profile", "lint", profile.to_str().unwrap()]);
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+
+    // Nothing of the profile was enforced or alerted while learning.
+    assert!(d.alerts().is_empty(), "{:?}", d.alerts());
+
+    // Guardrails still act: a read of /etc/shadow is a violation (the
+    // pause it asks for is answered if the reader did not exit first).
+    d.workload(
+        &cg.0,
+        "cat /etc/passwd > /dev/null; cat /etc/shadow > /dev/null",
+    );
+    support::daemon::wait_for("the guardrail alert", Duration::from_secs(20), || {
+        d.alerts().iter().any(|a| a["rule"] == "guardrail/secrets")
+    });
+    if let Some(r) = d
+        .json(&["pending"])
+        .as_array()
+        .and_then(|a| a.first().cloned())
+    {
+        d.json(&["deny", r["id"].as_str().expect("id")]);
+    }
+    d.wait_workload(Duration::from_secs(20));
+    let rules: Vec<String> = d
+        .alerts()
+        .iter()
+        .filter_map(|a| a["rule"].as_str().map(String::from))
+        .collect();
+    assert!(
+        rules.iter().all(|r| r.starts_with("guardrail/")),
+        "{rules:?}"
+    );
+
+    // Stopping the daemon appends the session under way.
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    let recs = learned(&d);
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert_eq!(recs[3]["sessions"], 4, "{:?}", recs[3]);
+    let yaml = std::fs::read_to_string(&profile).expect("the learned profile");
+    // A guardrail's subject is listed for review, never allowed.
+    let (allowed, review) = yaml.split_once("\nreview:").expect("a review list");
+    assert!(
+        !allowed.contains("/etc/shadow"),
+        "a guardrail subject was learned:\n{yaml}"
+    );
+    assert!(review.contains("guardrail: secrets"), "{yaml}");
+}

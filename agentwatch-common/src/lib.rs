@@ -5,6 +5,7 @@
 //! bottom fail the build of either side if a layout drifts.
 #![no_std]
 
+pub mod open;
 pub mod policy;
 pub mod syscalls;
 
@@ -227,4 +228,5 @@ mod pod {
     unsafe impl aya::Pod for super::policy::AgentPolicy {}
     unsafe impl aya::Pod for super::policy::NetKey {}
     unsafe impl aya::Pod for super::policy::AgentState {}
+    unsafe impl aya::Pod for super::policy::DnsKey {}
 }

@@ -21,6 +21,29 @@ pub mod class {
     pub const COUNT: usize = 5;
 }
 
+/// The kernel's `DECIDED` per-CPU counters: per class, the events it
+/// allowed without sending a record, and the violations it acted on.
+pub mod decided {
+    use super::class;
+
+    /// Entries of the `DECIDED` array.
+    pub const SLOTS: u32 = 16;
+    /// Where the acted-on counters start.
+    const ACTED: usize = 8;
+
+    /// The counter of `cls` events allowed in the kernel.
+    pub const fn allowed(cls: usize) -> u32 {
+        cls as u32
+    }
+
+    /// The counter of `cls` violations the kernel acted on.
+    pub const fn acted(cls: usize) -> u32 {
+        (ACTED + cls) as u32
+    }
+
+    const _: () = assert!(class::COUNT <= ACTED && ACTED + class::COUNT <= SLOTS as usize);
+}
+
 /// File access bits, in `agentwatch::profile::Access` order.
 pub mod access {
     pub const READ: u64 = 1;
@@ -117,6 +140,8 @@ pub mod rule {
     pub const DNS_ANSWER: u8 = 12;
     /// Undecided: a unix socket or accepted peer.
     pub const SOCKET: u8 = 13;
+    /// A DNS query for a name outside the profile, dropped in the kernel.
+    pub const DNS: u8 = 24;
     /// Allowed, and recorded: a new name created in a territory.
     pub const TERRITORY: u8 = 32;
     /// Allowed, and recorded: a secret in the workspace was read; the
@@ -141,6 +166,61 @@ pub mod action {
     pub const DENY_KILL: u8 = 4;
     /// (record only) stopped until userspace decides.
     pub const HOLD: u8 = 5;
+}
+
+/// Whether a rule holds like a guardrail: in every mode, with the
+/// guardrail action, whatever the profile allows.
+#[inline(always)]
+pub const fn hard_rule(r: u8) -> bool {
+    matches!(
+        r,
+        rule::GUARD_SECRETS
+            | rule::GUARD_PERSISTENCE
+            | rule::GUARD_AGENTWATCH
+            | rule::GUARD_PRIVILEGE
+            | rule::TAMPER
+            | rule::EXFILTRATE
+            // Running what the agent wrote holds like a guardrail.
+            | rule::EXEC_WRITTEN
+    )
+}
+
+/// The rate rule of a class (`class::*`).
+#[inline(always)]
+pub const fn rate_rule(cls: usize) -> u8 {
+    rule::RATE + cls as u8
+}
+
+/// The class a rate rule is about; `None` for any other rule.
+#[inline(always)]
+pub const fn rate_class(r: u8) -> Option<usize> {
+    if r >= rule::RATE && ((r - rule::RATE) as usize) < class::COUNT {
+        Some((r - rule::RATE) as usize)
+    } else {
+        None
+    }
+}
+
+/// The action `pol` sets for a violation of rule `r` in class `cls`:
+/// hard rules get the guardrail action in every mode; in enforce mode a
+/// rate rule gets the rate action and any other the class's; else an
+/// alert. The kernel and userspace both decide with this function.
+#[inline(always)]
+pub fn wanted(pol: &AgentPolicy, r: u8, cls: usize) -> u8 {
+    if hard_rule(r) {
+        return pol.guardrail_action;
+    }
+    if pol.enforce == 0 {
+        return action::ALERT;
+    }
+    if rate_class(r).is_some() {
+        return pol.rate_action;
+    }
+    if cls < class::COUNT {
+        pol.actions[cls]
+    } else {
+        action::ALERT
+    }
 }
 
 /// Values of the AGENT_PAUSED map.
@@ -173,6 +253,21 @@ pub mod flags {
 pub struct PendingDeny {
     pub rule: u8,
     pub class: u8,
+    pub _pad: [u8; 2],
+}
+
+/// A file violation of the profile's rules (not a guardrail) left to the
+/// call's exit (DEFERRED map value, by thread): a call that failed changed
+/// nothing, and an open creates only when it makes a regular file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deferred {
+    /// The path automaton's payload for the path.
+    pub payload: u64,
+    /// The accesses asked for (`access` bits).
+    pub access: u32,
+    pub class: u8,
+    pub rule: u8,
     pub _pad: [u8; 2],
 }
 
@@ -233,6 +328,43 @@ pub mod endpoint {
     pub const MODEL: u32 = 2;
 }
 
+/// Key of the DNS_ALLOW map: a name an agent may resolve (`suffix` 0), or
+/// a suffix whose names it may (`*.example.com`: `suffix` 1, the hash of
+/// `example.com`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsKey {
+    pub agent: u32,
+    pub suffix: u32,
+    pub hash: u64,
+}
+
+/// The hash DNS names are compared by, on both sides: FNV-1a over the
+/// lower-cased dotted name, fed from its last byte to its first, so the
+/// hash of every suffix is met on the way (the kernel checks `*.suffix`
+/// rules at each dot).
+pub mod dns_hash {
+    pub const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    pub const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// One more byte (from the right).
+    #[inline(always)]
+    pub const fn step(h: u64, b: u8) -> u64 {
+        (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(PRIME)
+    }
+
+    /// The hash of a whole dotted name (no trailing dot).
+    pub fn of(name: &[u8]) -> u64 {
+        let mut h = OFFSET;
+        let mut i = name.len();
+        while i > 0 {
+            i -= 1;
+            h = step(h, name[i]);
+        }
+        h
+    }
+}
+
 /// Per-agent state the kernel keeps (AGENT_STATE map).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -261,6 +393,34 @@ pub const NET_KEY_DATA: usize = 24;
 pub const NET_KEY_FIXED_BITS: u32 = 64;
 pub const DIR_CONNECT: u8 = 1;
 pub const DIR_BIND: u8 = 2;
+
+/// A bind to port 0 on a loopback address (`addr` IPv6 or IPv4-mapped):
+/// a client's setup or a capability probe (urllib3 binds `[::1]:0` to
+/// learn whether IPv6 works), never a server anyone else can reach.
+/// Within every profile; both sides judge it with this function.
+#[inline(always)]
+pub fn ephemeral_loopback_bind(dir: u8, port: u16, addr: &[u8; 16]) -> bool {
+    if dir != DIR_BIND || port != 0 {
+        return false;
+    }
+    let mut v6_loopback = addr[15] == 1;
+    let mut v4_mapped = addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127;
+    let mut i = 0;
+    while i < 10 {
+        if addr[i] != 0 {
+            v6_loopback = false;
+            v4_mapped = false;
+        }
+        i += 1;
+    }
+    while i < 15 {
+        if addr[i] != 0 {
+            v6_loopback = false;
+        }
+        i += 1;
+    }
+    v6_loopback || v4_mapped
+}
 
 impl NetKey {
     /// The key for agent `agent`, `dir`, `port` (0: any) and a 16-byte address.
@@ -319,5 +479,38 @@ const _: () = assert!(core::mem::size_of::<AgentPolicy>() == 80);
 const _: () = assert!(core::mem::size_of::<AgentState>() == 64);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 28);
 const _: () = assert!(core::mem::size_of::<PendingDeny>() == 4);
+const _: () = assert!(core::mem::size_of::<Deferred>() == 16);
+const _: () = assert!(core::mem::size_of::<DnsKey>() == 16);
 const _: () = assert!(core::mem::size_of::<OpenedKey>() == 24);
 const _: () = assert!(core::mem::size_of::<OpenedStamp>() == 40);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut m = [0u8; 16];
+        m[10] = 0xff;
+        m[11] = 0xff;
+        m[12..].copy_from_slice(&a);
+        m
+    }
+
+    #[test]
+    fn only_port_zero_binds_on_loopback_are_ephemeral() {
+        let mut v6_loop = [0u8; 16];
+        v6_loop[15] = 1;
+        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v6_loop));
+        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v4([127, 0, 0, 1])));
+        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v4([127, 9, 9, 9])));
+        // A fixed port, another address, or a connect: judged as usual.
+        assert!(!ephemeral_loopback_bind(DIR_BIND, 8080, &v6_loop));
+        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &v4([0, 0, 0, 0])));
+        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &[0u8; 16]));
+        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &v4([10, 0, 0, 1])));
+        assert!(!ephemeral_loopback_bind(DIR_CONNECT, 0, &v6_loop));
+        let mut other = v6_loop;
+        other[0] = 0xfe;
+        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &other));
+    }
+}

@@ -44,6 +44,58 @@ pub const SETXATTR: u32 = 188;
 pub const LSETXATTR: u32 = 189;
 pub const FSETXATTR: u32 = 190;
 
+/// Every numbered call above with its name (the tracepoint's, under
+/// `syscalls:sys_enter_`): what records and events call it.
+pub const NAMES: &[(u32, &str)] = &[
+    (OPEN, "open"),
+    (CREAT, "creat"),
+    (OPENAT, "openat"),
+    (OPENAT2, "openat2"),
+    (UNLINK, "unlink"),
+    (UNLINKAT, "unlinkat"),
+    (RMDIR, "rmdir"),
+    (RENAME, "rename"),
+    (RENAMEAT, "renameat"),
+    (RENAMEAT2, "renameat2"),
+    (LINK, "link"),
+    (LINKAT, "linkat"),
+    (CHMOD, "chmod"),
+    (FCHMOD, "fchmod"),
+    (FCHMODAT, "fchmodat"),
+    (FCHMODAT2, "fchmodat2"),
+    (CHOWN, "chown"),
+    (FCHOWN, "fchown"),
+    (LCHOWN, "lchown"),
+    (FCHOWNAT, "fchownat"),
+    (CONNECT, "connect"),
+    (ACCEPT, "accept"),
+    (SENDTO, "sendto"),
+    (RECVFROM, "recvfrom"),
+    (RECVMSG, "recvmsg"),
+    (SENDMSG, "sendmsg"),
+    (BIND, "bind"),
+    (LISTEN, "listen"),
+    (ACCEPT4, "accept4"),
+    (SENDMMSG, "sendmmsg"),
+    (WRITE, "write"),
+    (WRITEV, "writev"),
+    (EXECVE, "execve"),
+    (EXECVEAT, "execveat"),
+    (KILL, "kill"),
+    (PTRACE, "ptrace"),
+    (TKILL, "tkill"),
+    (TGKILL, "tgkill"),
+    (BPF, "bpf"),
+    (SETXATTR, "setxattr"),
+    (LSETXATTR, "lsetxattr"),
+    (FSETXATTR, "fsetxattr"),
+];
+
+/// The name of a watched call.
+pub fn name(nr: u32) -> Option<&'static str> {
+    NAMES.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
+}
+
 /// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
 pub const AT_FDCWD: i32 = -100;
 
@@ -106,3 +158,21 @@ pub const TAMPER: &[&str] = &[
 /// may reach another path: watched at exit, for every process, only to
 /// bump `policy::epoch::PATHS` (renames bump it from the PAIRED exit).
 pub const MOUNT_CHANGES: &[&str] = &["mount", "umount", "move_mount", "pivot_root"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_watched_tracepoint_has_one_number() {
+        for list in [PAIRED, DNS_SENDS, DNS_RECVS, TAMPER] {
+            for tp in list {
+                let n: usize = NAMES.iter().filter(|(_, name)| name == tp).count();
+                assert_eq!(n, 1, "{tp}");
+            }
+        }
+        for (i, (a, _)) in NAMES.iter().enumerate() {
+            assert!(NAMES[i + 1..].iter().all(|(b, _)| a != b), "{a} twice");
+        }
+    }
+}

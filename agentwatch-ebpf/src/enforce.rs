@@ -8,8 +8,8 @@
 use agentwatch_common::{
     config,
     policy::{
-        accept, access, action, class, endpoint, flags, paused, rule, verdict, watch, AgentPolicy,
-        PendingDeny, CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
+        accept, access, action, class, decided, endpoint, flags, paused, rule, verdict, watch,
+        AgentPolicy, PendingDeny, CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
     },
     RawEvent, SLOTS, SLOT_LEN, SLOT_TRUNCATED, SLOT_USED,
 };
@@ -74,42 +74,14 @@ pub fn stop_if_paused(agent: u32) -> bool {
     }
 }
 
-pub fn guardrail_rule(rule: u8) -> bool {
-    matches!(
-        rule,
-        rule::GUARD_SECRETS
-            | rule::GUARD_PERSISTENCE
-            | rule::GUARD_AGENTWATCH
-            | rule::GUARD_PRIVILEGE
-            | rule::TAMPER
-            | rule::EXFILTRATE
-            // Running what the agent wrote holds like a guardrail.
-            | rule::EXEC_WRITTEN
-    )
-}
-
-/// The action the policy sets for a violation: guardrails in every mode,
-/// the class's (or the rate) action in enforce mode, else an alert.
+/// The action the policy sets for a violation (`policy::wanted`, shared
+/// with userspace); an alert for anything else.
 #[inline(always)]
 pub fn wanted(pol: &AgentPolicy, d: &Decision) -> u8 {
     if d.verdict != verdict::VIOLATION {
         return action::ALERT;
     }
-    if guardrail_rule(d.rule) {
-        return pol.guardrail_action;
-    }
-    if pol.enforce == 0 {
-        return action::ALERT;
-    }
-    if d.rule >= rule::RATE && ((d.rule - rule::RATE) as usize) < class::COUNT {
-        return pol.rate_action;
-    }
-    let c = d.class;
-    if c < class::COUNT {
-        pol.actions[c]
-    } else {
-        action::ALERT
-    }
+    agentwatch_common::policy::wanted(pol, d.rule, d.class)
 }
 
 /// Takes the action for `d` from the violating task; returns what was done.
@@ -155,7 +127,7 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8
         _ => action::ALERT,
     };
     if d.verdict == verdict::VIOLATION && d.class < class::COUNT {
-        count(8 + d.class as u32);
+        count(decided::acted(d.class as usize));
     }
     done
 }
@@ -200,12 +172,32 @@ pub fn rate(pol: &AgentPolicy, agent: u32, cls: usize) -> Option<Decision> {
             (*st).over |= bit;
             return Some(Decision::new(
                 verdict::VIOLATION,
-                rule::RATE + cls as u8,
+                agentwatch_common::policy::rate_rule(cls),
                 cls,
             ));
         }
     }
     None
+}
+
+/// `d` with the class's rate budget applied: past the budget, the record
+/// carries the budget's decision, unless `d` is itself a hard violation (a
+/// guardrail, exec/written, exfiltration), whose record it stays while the
+/// budget acts beside it. A decision left to userspace (UNDECIDED) or a
+/// profile violation left to the exit gives way: the budget's pause or
+/// kill must reach userspace with its record, or the agent would be
+/// stopped with nothing to say why (userspace still judges the event and
+/// reports what else it finds).
+#[inline(always)]
+pub fn with_rate(pol: &AgentPolicy, agent: u32, d: Decision, cls: usize, lsm: bool) -> Decision {
+    let Some(r) = rate(pol, agent, cls) else {
+        return d;
+    };
+    if d.verdict == verdict::VIOLATION && d.rule != rule::FILE {
+        act(pol, agent, &r, lsm);
+        return d;
+    }
+    r
 }
 
 /// Resolver state for one path; lives in the WALK per-CPU map.
@@ -541,6 +533,9 @@ pub fn judge_endpoint(
             Decision::new(verdict::ALLOW, rule::NONE, class::NETWORK)
         }
     };
+    if agentwatch_common::policy::ephemeral_loopback_bind(dir, port_be, addr) {
+        return allowed(0);
+    }
     if let Some(v) = NET_ANY_PORT.get(Key::new(192, data)) {
         return allowed(*v);
     }
@@ -590,6 +585,7 @@ pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     }
     // SAFETY: the context the kernel passed to this program.
     let sa = unsafe { &*ctx.sock_addr };
+    crate::dns_egress::tag(ctx, w.agent_id, sa.user_port);
     let port = sa.user_port as u16;
     let addr = if v6 {
         let mut a = [0u8; 16];

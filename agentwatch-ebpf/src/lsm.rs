@@ -6,7 +6,7 @@
 //! Deciding at syscall entry and refusing here keeps one decision per call:
 //! the alert userspace raises and the errno the process sees always agree.
 use agentwatch_common::{
-    policy::{access, action, class, flags, verdict},
+    policy::{access, action, class, decided, flags, verdict},
     slot, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
@@ -49,6 +49,6 @@ pub fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i32> {
         return Ok(0);
     }
     enforce::deny_now(&d);
-    count(8 + class::EXEC as u32);
+    count(decided::acted(class::EXEC));
     Ok(EPERM)
 }

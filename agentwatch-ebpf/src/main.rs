@@ -8,6 +8,7 @@
 #![no_main]
 
 mod dns;
+mod dns_egress;
 mod enforce;
 mod event;
 mod lsm;
@@ -19,9 +20,10 @@ mod tamper;
 mod written;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, cgroup_sock_addr, fentry, lsm, tracepoint},
+    macros::{btf_tracepoint, cgroup_skb, cgroup_sock_addr, fentry, lsm, tracepoint},
     programs::{
-        BtfTracePointContext, FEntryContext, LsmContext, SockAddrContext, TracePointContext,
+        BtfTracePointContext, FEntryContext, LsmContext, SkBuffContext, SockAddrContext,
+        TracePointContext,
     },
 };
 
@@ -115,6 +117,27 @@ pub fn enforce_connect4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(connect6)]
 pub fn enforce_connect6(ctx: SockAddrContext) -> i32 {
     enforce::try_connect(&ctx, true).unwrap_or(1)
+}
+
+/// cgroup/sendmsg4 on the cgroup-v2 root: an agent's unconnected send to
+/// port 53 tags its socket for the DNS egress hook. Never refuses.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn dns_sendmsg4(ctx: SockAddrContext) -> i32 {
+    dns_egress::try_sendmsg(&ctx).unwrap_or(1)
+}
+
+/// cgroup/sendmsg6; as sendmsg4. Never refuses.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn dns_sendmsg6(ctx: SockAddrContext) -> i32 {
+    dns_egress::try_sendmsg(&ctx).unwrap_or(1)
+}
+
+/// cgroup_skb/egress on the cgroup-v2 root: drops an agent's DNS query
+/// for a name outside its profile (enforce mode, DNS action not alert).
+/// Fails open: a packet it cannot read, or of no agent, goes.
+#[cgroup_skb(egress)]
+pub fn dns_egress(ctx: SkBuffContext) -> i32 {
+    dns_egress::try_egress(&ctx).unwrap_or(1)
 }
 
 /// lsm/file_open: refuses an open decided "deny" at its syscall entry.

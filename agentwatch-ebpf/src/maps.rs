@@ -3,8 +3,8 @@
 use agentwatch_common::{
     loss,
     policy::{
-        epoch, AgentPolicy, AgentState, OpenedKey, OpenedStamp, PendingDeny, CLASS_TABLE,
-        MAX_AGENTS, NET_KEY_DATA,
+        epoch, AgentPolicy, AgentState, Deferred, DnsKey, OpenedKey, OpenedStamp, PendingDeny,
+        CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA,
     },
     InodeKey, RawEvent, WatchEntry,
 };
@@ -99,16 +99,37 @@ pub static NET_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entrie
 #[map]
 pub static NET_ANY_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entries(16384, 0);
 
-/// Counters per class: `class` = decided allowed in the kernel (no record
-/// sent); `8 + class` = violations the kernel acted on.
+/// Counters per class, laid out by `policy::decided`: allowed in the
+/// kernel (no record sent), and violations the kernel acted on.
 #[map]
-pub static DECIDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
+pub static DECIDED: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(agentwatch_common::policy::decided::SLOTS, 0);
 
 /// Threads whose syscall entry was decided allowed and not sent: their
 /// exit is not sent either. tid -> syscall number, and for opens their
 /// flags in the high 32 bits (the exit judges the file they reached).
 #[map]
 pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Names each agent may resolve (`policy::DnsKey`), judged by the
+/// egress hook on every DNS query an agent's socket sends.
+#[map]
+pub static DNS_ALLOW: HashMap<DnsKey, u8> = HashMap::with_max_entries(16384, 0);
+
+/// The DNS egress hook's scratch: the question's name being judged.
+#[map]
+pub static DNS_SCAN: PerCpuArray<crate::dns_egress::DnsScan> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sockets of agents that connected or sent to port 53: socket cookie ->
+/// agent id. Tagged by the connect and sendmsg hooks, read by the egress
+/// hook (which cannot tell a process from a packet).
+#[map]
+pub static DNS_COOKIES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(8192, 0);
+
+/// File violations of the profile's rules judged again at the call's exit
+/// (`policy::Deferred`), by thread id.
+#[map]
+pub static DEFERRED: LruHashMap<u32, Deferred> = LruHashMap::with_max_entries(16384, 0);
 
 /// Calls the kernel decided to deny while the BPF LSM tier is attached:
 /// tid -> the violation. Set at syscall entry (files) or by

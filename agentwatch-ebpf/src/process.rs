@@ -138,14 +138,8 @@ fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
         None
     };
     let d = enforce::judge_path(agent, payload, access::EXEC, class::EXEC);
-    let mut d = crate::written::judge(payload, ev, d);
-    if let Some(r) = enforce::rate(pol, agent, class::EXEC) {
-        if d.allowed() {
-            d = r;
-        } else {
-            enforce::act(pol, agent, &r, false);
-        }
-    }
+    let d = crate::written::judge(payload, ev, d);
+    let d = enforce::with_rate(pol, agent, d, class::EXEC, false);
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
     if !d.allowed() {

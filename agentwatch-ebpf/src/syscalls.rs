@@ -20,9 +20,10 @@ use crate::{
     maps::*,
     shim::*,
 };
+use agentwatch_common::open::{open_access, open_listing, CREAT_FLAGS};
 use agentwatch_common::policy::{
-    accept, access, class, epoch, flags, rule, verdict, AgentPolicy, OpenedKey, OpenedStamp,
-    DIR_BIND, DIR_CONNECT,
+    accept, access, action, class, decided, epoch, flags, rule, verdict, AgentPolicy, Deferred,
+    OpenedKey, OpenedStamp, DIR_BIND, DIR_CONNECT,
 };
 
 const AF_UNIX: u16 = 1;
@@ -299,6 +300,8 @@ const OPEN_FLAGS_MASK: u64 = (1 << 30) - 1;
 
 /// Setuid and setgid bits of a mode.
 const S_ISUID_ISGID: u64 = 0o6000;
+/// A regular file's type bits (S_IFMT).
+const S_IFREG: u64 = 0o100000;
 
 /// The open flags of an open-type call, from the record's arguments
 /// (openat2's were read from its `struct open_how` into `args[5]`; creat
@@ -309,33 +312,9 @@ fn open_flags(sysno: u32, args: &[u64; 6]) -> u64 {
         nr::OPEN => args[1],
         nr::OPENAT => args[2],
         nr::OPENAT2 => args[5],
-        nr::CREAT => 0o1101,
+        nr::CREAT => CREAT_FLAGS,
         _ => 0,
     }
-}
-
-/// Access bits and class of an open-type call (same reading as userspace's
-/// `profile::observe`).
-#[inline(always)]
-fn open_access(flags: u64) -> u64 {
-    const O_ACCMODE: u64 = 0o3;
-    const O_WRONLY: u64 = 0o1;
-    const O_RDWR: u64 = 0o2;
-    const O_CREAT: u64 = 0o100;
-    const O_TRUNC: u64 = 0o1000;
-    const O_TMPFILE: u64 = 0o20000000 | 0o200000;
-    let mode = flags & O_ACCMODE;
-    let mut acc = 0;
-    if mode != O_WRONLY {
-        acc |= access::READ;
-    }
-    if mode == O_WRONLY || mode == O_RDWR || flags & O_TRUNC != 0 {
-        acc |= access::WRITE;
-    }
-    if flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE {
-        acc |= access::CREATE;
-    }
-    acc
 }
 
 /// Judges a call's entry under the agent's policy, acts, and writes the
@@ -355,6 +334,11 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
     };
     let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
     let privilege = Decision::new(verdict::VIOLATION, rule::GUARD_PRIVILEGE, class::FILE);
+    // An open's payload and access, kept for a judgement at its exit.
+    let mut opened: Option<(u64, u64)> = None;
+    // Reads and listings change nothing: no rate budget counts them (a
+    // grep over a tree is not a runaway loop).
+    let mut read_only = false;
     let d = match sysno {
         // Setting setuid/setgid bits is a guardrail whatever the profile
         // says (the mode is the second argument, or the third after a
@@ -363,7 +347,23 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
         nr::FCHMODAT | nr::FCHMODAT2 if ev.args[2] & S_ISUID_ISGID != 0 => privilege,
         nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
             let acc = open_access(open_flags(sysno, &ev.args));
-            path(ev, p1, b1, true, acc, class::FILE)
+            read_only = acc == access::READ;
+            let payload = if paths {
+                enforce::resolve(pol, ev, p1, b1, true)
+            } else {
+                None
+            };
+            if let Some(p) = payload {
+                opened = Some((p, acc));
+            }
+            let d = enforce::judge_path(agent, payload, acc, class::FILE);
+            // A listing (or a walk through a directory) shows names, never
+            // contents: only guardrails judge it.
+            if d.rule == rule::FILE && open_listing(open_flags(sysno, &ev.args)) {
+                Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
+            } else {
+                d
+            }
         }
         nr::UNLINK | nr::UNLINKAT | nr::RMDIR => {
             path(ev, p1, b1, true, access::DELETE, class::DELETE)
@@ -377,7 +377,9 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
         // profile's rules on what the agent then opens.
         nr::LINK | nr::LINKAT => {
             let from = path(ev, p1, b1, true, access::READ | access::WRITE, class::FILE);
-            if from.verdict == verdict::VIOLATION && !enforce::guardrail_rule(from.rule) {
+            if from.verdict == verdict::VIOLATION
+                && !agentwatch_common::policy::hard_rule(from.rule)
+            {
                 Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
             } else {
                 from
@@ -410,28 +412,81 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, sysno: u32) ->
     // Every file call decided here passes an LSM hook (file_open,
     // path_mknod/unlink/rmdir/rename/chmod/chown) after this entry.
     let lsm = d.class != class::NETWORK;
-    let mut d = d;
-    if decided_here {
-        if let Some(r) = enforce::rate(pol, agent, d.class) {
-            if d.allowed() {
-                d = r;
-            } else {
-                enforce::act(pol, agent, &r, lsm);
-            }
-        }
-    }
+    let d = if decided_here && !read_only {
+        enforce::with_rate(pol, agent, d, d.class as usize, lsm)
+    } else {
+        d
+    };
     if d.allowed() {
-        count(d.class as u32);
+        count(decided::allowed(d.class as usize));
         ev.hdr.rule = d.rule;
         return false;
     }
     if !decided_here {
         return true;
     }
+    // A file violation of the profile's rules (not a guardrail) is judged
+    // at the exit: a call that failed changed nothing. Not when the LSM
+    // tier is to refuse it: that refusal needs this entry's decision.
+    let lsm_deny = lsm && pol.flags & flags::LSM != 0 && enforce::wanted(pol, &d) == action::DENY;
+    let file_call = d.class == class::FILE || d.class == class::DELETE;
+    if file_call && d.verdict == verdict::VIOLATION && d.rule == rule::FILE && !lsm_deny {
+        let (payload, acc) = opened.unwrap_or((0, 0));
+        let df = Deferred {
+            payload,
+            access: acc as u32,
+            class: d.class as u8,
+            rule: d.rule,
+            _pad: [0; 2],
+        };
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = DEFERRED.insert(&tid, &df, 0);
+        return true;
+    }
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
     ev.hdr.action = enforce::act(pol, agent, &d, lsm);
     true
+}
+
+/// The exit of a call whose file violation was left to it: judged again
+/// on what happened (nothing, if the call failed; an open's create only
+/// when it made a regular file). Returns the decision for the exit record:
+/// allowed when there is nothing (more) to act on, so userspace does not
+/// judge it again.
+#[inline(always)]
+fn judge_deferred(
+    pol: &AgentPolicy,
+    w: &WatchEntry,
+    sysno: u32,
+    ret: i64,
+    df: &Deferred,
+) -> Option<Decision> {
+    let allowed = Decision::new(verdict::ALLOW, rule::NONE, df.class as usize);
+    if ret < 0 {
+        return Some(allowed);
+    }
+    let d = if is_open(sysno) {
+        // The real path first: a guardrail it reaches wins (and is acted
+        // on and sent by judge_opened).
+        let flags = if df.access as u64 & access::CREATE != 0 {
+            0o100
+        } else {
+            0
+        };
+        if judge_opened(pol, w, sysno, ret, flags, rule::NONE)? {
+            return Some(allowed);
+        }
+        let mut acc = df.access as u64;
+        let f = unsafe { aw_task_fd(task(), ret as u32) };
+        if !f.is_null() && unsafe { aw_file_type(f) } as u64 != S_IFREG {
+            acc &= !access::CREATE;
+        }
+        enforce::judge_path(w.agent_id, Some(df.payload), acc, df.class as usize)
+    } else {
+        Decision::new(verdict::VIOLATION, df.rule, df.class as usize)
+    };
+    Some(if d.allowed() { allowed } else { d })
 }
 
 /// The allow decision for the address in `ev.addr` (a sockaddr).
@@ -493,14 +548,37 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                         RECORD_TAINT => rule::TAINT,
                         _ => rule::NONE,
                     };
-                    judge_opened(p, &w, sysno, ret, high & OPEN_FLAGS_MASK, record)?;
+                    judge_opened(p, &w, sysno, ret, high & OPEN_FLAGS_MASK, record).ok_or(1)?;
                 }
                 return Ok(());
             }
         }
     }
+    let deferred = unsafe { DEFERRED.get(&tid) }.copied();
+    if deferred.is_some() {
+        let _ = DEFERRED.remove(&tid);
+    }
+    let late = match (pol, deferred) {
+        (Some(p), Some(df)) => judge_deferred(p, &w, sysno, ret, &df),
+        _ => None,
+    };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
+    if ret >= 0 && is_open(sysno) {
+        // The kind of file opened: an O_CREAT open of a device creates
+        // nothing (userspace reads the create access from this).
+        let f = unsafe { aw_task_fd(task(), ret as u32) };
+        if !f.is_null() {
+            ev.args[1] = unsafe { aw_file_type(f) } as u64;
+        }
+    }
+    if let (Some(p), Some(d)) = (pol, late) {
+        ev.hdr.verdict = d.verdict;
+        ev.hdr.rule = d.rule;
+        if !d.allowed() {
+            ev.hdr.action = enforce::act(p, w.agent_id, &d, false);
+        }
+    }
     // A call the LSM tier refused: the exit carries the decision (an exec's
     // entry record was sent before bprm_check_security judged it).
     if pol.is_some_and(|p| p.flags & flags::LSM != 0) {
@@ -569,18 +647,18 @@ fn judge_opened(
     fd: i64,
     open_flags: u64,
     record: u8,
-) -> Result<(), i64> {
+) -> Option<bool> {
     let f = unsafe { aw_task_fd(task(), fd as u32) };
     if f.is_null() {
-        return Ok(());
+        return Some(false);
     }
     let path = unsafe { aw_file_path(f) };
     let acc = open_access(open_flags);
     let (key, stamp) = opened_stamp(path, w.agent_id, acc);
     if record == rule::NONE && unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
-        return Ok(());
+        return Some(false);
     }
-    let ev = event::start(RecordKind::Opened, w, sysno).ok_or(1)?;
+    let ev = event::start(RecordKind::Opened, w, sysno)?;
     event::walk_path(ev, slot::BASE1, path);
     let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, false);
     let mut d = enforce::judge_path(w.agent_id, payload, acc, class::FILE);
@@ -598,7 +676,7 @@ fn judge_opened(
     }
     ev.args[0] = fd as u64;
     ev.args[1] = open_flags;
-    if d.verdict != verdict::VIOLATION || !enforce::guardrail_rule(d.rule) {
+    if d.verdict != verdict::VIOLATION || !agentwatch_common::policy::hard_rule(d.rule) {
         if !proc_guard {
             let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
         }
@@ -607,13 +685,13 @@ fn judge_opened(
             ev.hdr.rule = record;
             event::submit(ev);
         }
-        return Ok(());
+        return Some(false);
     }
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;
     ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
     event::submit(ev);
-    Ok(())
+    Some(true)
 }
 
 /// The CLEAN_OPENS key of an open file and the stamp its verdict is valid

@@ -8,11 +8,7 @@ use agentwatch_common::{
     slot, InodeKey, RawEvent, SLOTS, SLOT_LEN,
 };
 
-use crate::{
-    enforce::{self, Decision},
-    maps::WRITTEN,
-    shim::*,
-};
+use crate::{enforce::Decision, maps::WRITTEN, shim::*};
 
 /// `exec_flags` of a file about to run: one a process of `agent` wrote,
 /// or one with no name left (a memfd, a deleted file).
@@ -136,7 +132,7 @@ fn interp_program(ev: &RawEvent, shell: bool) -> Program {
 /// (userspace checks whether the agent wrote it).
 #[inline(always)]
 pub fn judge(payload: Option<u64>, ev: &RawEvent, d: Decision) -> Decision {
-    if d.verdict == verdict::VIOLATION && enforce::guardrail_rule(d.rule) {
+    if d.verdict == verdict::VIOLATION && agentwatch_common::policy::hard_rule(d.rule) {
         return d;
     }
     let Some(p) = payload else {

@@ -287,15 +287,21 @@ fn dispatch_one(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
         Err(m) => json!({"ok": false, "error": m}),
     };
     match req {
-        Request::Status => json!({
-            "ok": true,
-            "agent": e.agent,
-            "mode": e.mode.name(),
-            "paused": e.maps.paused(e.agent_id),
-            "pending": e.approvals.list().len(),
-            "processes": e.maps.pids(e.agent_id).len(),
-            "stats": e.stats,
-        }),
+        Request::Status => {
+            let mut v = json!({
+                "ok": true,
+                "agent": e.agent,
+                "mode": e.mode.name(),
+                "paused": e.maps.paused(e.agent_id),
+                "pending": e.approvals.list().len(),
+                "processes": e.maps.pids(e.agent_id).len(),
+                "stats": e.stats,
+            });
+            if let Some(l) = e.learning_status() {
+                v["learning"] = l;
+            }
+            v
+        }
         Request::Pending => json!({"ok": true, "pending": e.approvals.list()}),
         Request::Approve { id, learn } => done(e.approve(&id, learn, by)),
         Request::Deny { id } => done(e.deny(Some(&id), Outcome::Denied, by)),

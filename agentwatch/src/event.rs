@@ -52,9 +52,8 @@ impl KernelDecision {
 
     /// The rule, in the names findings use (`guardrail/secrets`, ...).
     pub fn rule_name(&self) -> String {
+        use crate::profile::Class;
         use agentwatch_common::policy::rule::*;
-        // Class::ALL is in the kernel's class-index order.
-        let classes = crate::profile::Class::ALL;
         match self.rule {
             FILE => "file".into(),
             EXEC => "exec".into(),
@@ -73,9 +72,10 @@ impl KernelDecision {
             EXEC_HASH => "exec/hash".into(),
             DNS_ANSWER => "dns_answer".into(),
             SOCKET => "socket".into(),
-            r if r >= RATE && ((r - RATE) as usize) < classes.len() => {
-                format!("rate/{}", classes[(r - RATE) as usize].name())
-            }
+            r if r >= RATE => match Class::from_kernel_index((r - RATE) as usize) {
+                Some(c) => format!("rate/{}", c.name()),
+                None => "none".into(),
+            },
             _ => "none".into(),
         }
     }

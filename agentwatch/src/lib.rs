@@ -21,3 +21,6 @@ pub mod selectors;
 pub mod sensors;
 pub mod sinks;
 pub mod spawn;
+
+#[cfg(test)]
+mod contract_tests;

@@ -148,13 +148,19 @@ fn parse_answer_message(b: &[u8]) -> Option<Answer> {
     let flags = u16::from_be_bytes([b[2], b[3]]);
     let qdcount = u16::from_be_bytes([b[4], b[5]]);
     let ancount = u16::from_be_bytes([b[6], b[7]]);
-    // A response (QR), standard opcode, no error, one question.
-    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || flags & 0xf != 0 || qdcount != 1 {
+    // A response (QR), standard opcode, one question. An error (NXDOMAIN)
+    // or no address is an answer too: the agent learned nothing to
+    // connect to, and a process held for it must be let go.
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || qdcount != 1 {
         return None;
     }
     let (name, mut i) = read_name(b, 12)?;
     i += 4; // qtype, qclass
     let mut addrs = Vec::new();
+    if flags & 0xf != 0 {
+        // An error: whatever records it carries name no address.
+        return Some(Answer { name, addrs });
+    }
     for _ in 0..ancount {
         let (_, j) = read_name(b, i)?;
         let rtype = u16::from_be_bytes([*b.get(j)?, *b.get(j + 1)?]);
@@ -167,7 +173,7 @@ fn parse_answer_message(b: &[u8]) -> Option<Answer> {
         }
         i = j + 10 + rdlen;
     }
-    (!addrs.is_empty()).then_some(Answer { name, addrs })
+    Some(Answer { name, addrs })
 }
 
 /// Reads a possibly compressed name at `at`; returns it and the offset
@@ -338,12 +344,16 @@ mod tests {
         let mut tcp = (r.len() as u16).to_be_bytes().to_vec();
         tcp.extend_from_slice(&r);
         assert_eq!(parse_dns_answer(&tcp).unwrap().addrs, addrs);
-        // Queries, errors, empty answers and truncated messages are not answers.
+        // Queries and truncated messages are not answers; an error or an
+        // empty answer is one, with no address.
         assert_eq!(parse_dns_answer(&q), None);
         let mut nx = response(&q, &addrs);
         nx[3] |= 3;
-        assert_eq!(parse_dns_answer(&nx), None);
-        assert_eq!(parse_dns_answer(&response(&q, &[])), None);
+        assert_eq!(parse_dns_answer(&nx).map(|a| a.addrs), Some(vec![]));
+        assert_eq!(
+            parse_dns_answer(&response(&q, &[])).map(|a| a.addrs),
+            Some(vec![])
+        );
         assert_eq!(parse_dns_answer(&r[..r.len() - 3]), None);
     }
 

@@ -80,3 +80,94 @@ mod tests {
         assert_eq!(resolve(None, "x/y"), "x/y");
     }
 }
+
+/// The top-level directories that are links into `/usr` on this host
+/// (`/bin` -> `/usr/bin` on a merged-/usr system): (alias, real).
+pub fn usr_merged() -> &'static [(String, String)] {
+    static MERGED: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    MERGED.get_or_init(|| {
+        ["bin", "sbin", "lib", "lib32", "lib64"]
+            .iter()
+            .filter_map(|d| {
+                let target = std::fs::read_link(format!("/{d}")).ok()?;
+                let t = target.to_string_lossy();
+                (t == format!("usr/{d}") || t == format!("/usr/{d}"))
+                    .then(|| (format!("/{d}"), format!("/usr/{d}")))
+            })
+            .collect()
+    })
+}
+
+/// The `/usr` name of a path reached through a merged-/usr link
+/// (`/bin/bash` -> `/usr/bin/bash`); other paths as they are.
+pub fn usr_name(path: &str) -> std::borrow::Cow<'_, str> {
+    for (alias, real) in usr_merged() {
+        if let Some(rest) = path.strip_prefix(alias.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{real}{rest}").into();
+            }
+        }
+    }
+    path.into()
+}
+
+/// The other names of a `/usr` pattern on a merged-/usr host: for
+/// `/usr/bin/*`, `/bin/*`; for `/usr` itself (a territory), every alias.
+pub fn usr_aliases(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (alias, real) in usr_merged() {
+        if pattern == "/usr" {
+            out.push(alias.clone());
+        } else if let Some(rest) = pattern.strip_prefix(real.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                out.push(format!("{alias}{rest}"));
+            }
+        }
+    }
+    out
+}
+
+/// The directories above a path pattern, nearest first, `/` left out:
+/// for `/a/b/*.py`, `/a/b` and `/a`. Listing a directory on the way to
+/// what a profile allows is within it (pip lists `$HOME` looking for its
+/// configuration; a shell completes a path), so both sides add these as
+/// reads.
+pub fn parent_dirs(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = pattern.strip_suffix("/**").unwrap_or(pattern);
+    while let Some(i) = p.rfind('/') {
+        p = &p[..i];
+        if p.is_empty() {
+            break;
+        }
+        out.push(p.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod usr_tests {
+    use super::*;
+
+    #[test]
+    fn parents_of_patterns_nearest_first() {
+        assert_eq!(parent_dirs("/a/b/*.py"), ["/a/b", "/a"]);
+        assert_eq!(parent_dirs("/w/src/**"), ["/w"]);
+        assert_eq!(parent_dirs("/x"), Vec::<String>::new());
+        assert_eq!(parent_dirs("/h/{.a,.b}/c"), ["/h/{.a,.b}", "/h"]);
+    }
+
+    #[test]
+    fn merged_usr_names_when_this_host_has_them() {
+        if !usr_merged().iter().any(|(a, _)| a == "/bin") {
+            eprintln!("SKIP: /bin is not a link to usr/bin here");
+            return;
+        }
+        assert_eq!(usr_name("/bin/bash"), "/usr/bin/bash");
+        assert_eq!(usr_name("/binary/x"), "/binary/x");
+        assert_eq!(usr_name("/usr/bin/x"), "/usr/bin/x");
+        assert!(usr_aliases("/usr/bin/*").contains(&"/bin/*".to_string()));
+        assert!(usr_aliases("/usr").contains(&"/lib".to_string()));
+        assert!(usr_aliases("/usr/share/x").is_empty());
+    }
+}

@@ -43,6 +43,8 @@ def ask(messages):
 
 
 def run_tool(name, args):
+    # Paths may start with ~, as the agents the corpus stands for accept.
+    path = os.path.expanduser(args[0]) if args else ""
     if name == "bash":
         p = subprocess.run(
             ["bash", "-c", args[0]],
@@ -53,25 +55,25 @@ def run_tool(name, args):
         )
         return "exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr)
     if name == "read_file":
-        with open(args[0]) as f:
+        with open(path) as f:
             return f.read()
     if name == "write_file":
-        d = os.path.dirname(args[0])
+        d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
-        with open(args[0], "w") as f:
+        with open(path, "w") as f:
             f.write(args[1])
         return "wrote %d bytes" % len(args[1])
     if name == "edit_file":
-        with open(args[0]) as f:
+        with open(path) as f:
             text = f.read()
         if args[1] not in text:
             return "error: text not found"
-        with open(args[0], "w") as f:
+        with open(path, "w") as f:
             f.write(text.replace(args[1], args[2], 1))
         return "edited"
     if name == "list_dir":
-        return "\n".join(sorted(os.listdir(args[0])))
+        return "\n".join(sorted(os.listdir(path)))
     if name == "http_get":
         with urllib.request.urlopen(args[0], timeout=30) as r:
             return r.read().decode(errors="replace")

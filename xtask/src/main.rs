@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask vm-test` (the eBPF object on a Debian
 //! kernel under qemu), `cargo xtask bench` (cost against baselines) and
-//! `cargo xtask fuzz` (the fuzz targets, bounded in time).
+//! `cargo xtask fuzz` (the fuzz targets, bounded in time), `cargo xtask
+//! detection` (the corpus benchmark).
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -9,6 +10,7 @@ mod bench_enforce;
 mod bench_peers;
 mod bench_peers_load;
 mod bench_peers_report;
+mod detection;
 mod fuzz;
 mod peers;
 mod vm;
@@ -34,6 +36,9 @@ enum Task {
     /// Run the fuzz targets (profile parser, config parser, event
     /// decoder) for a bounded time each.
     Fuzz(fuzz::Options),
+    /// The detection corpus: learn, held-out sessions and attacks under
+    /// enforce; writes docs/detection.md.
+    Detection(detection::Options),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -49,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Task::VmTest { kernel } => vm::run(&kernel),
         Task::Bench(o) => bench::run(o),
         Task::Fuzz(o) => fuzz::run(o),
+        Task::Detection(o) => detection::run(o),
     }
 }

@@ -164,10 +164,13 @@ pub fn status(agent: Option<&str>, json: bool) -> anyhow::Result<i32> {
 }
 
 fn print_status(v: &Value) {
+    let mode = match v["learning"]["session_events"].as_u64() {
+        Some(n) => format!("learning (shadow, {n} events this session)"),
+        None => format!("{} mode", v["mode"].as_str().unwrap_or("?")),
+    };
     println!(
-        "{}: {} mode, {}, {} process(es), {} pending",
+        "{}: {mode}, {}, {} process(es), {} pending",
         v["agent"].as_str().unwrap_or("?"),
-        v["mode"].as_str().unwrap_or("?"),
         if v["paused"] == Value::Bool(true) {
             "paused"
         } else {

@@ -34,11 +34,13 @@ cat notes.txt > /dev/null                # exec + read
 mv notes.txt notes-final.txt             # rename
 chmod 600 notes-final.txt                # chmod
 rm notes-final.txt                       # delete
-python3 - <<'PY'
-import socket
-s = socket.create_connection(("api.demo.agentwatch.test", 8077), timeout=5)  # DNS + connect
+python3 .agent/client.py                 # DNS + connect
+"#;
+
+/// The demo agent's client: it resolves the API's name and connects.
+const CLIENT: &str = r#"import socket
+s = socket.create_connection(("api.demo.agentwatch.test", 8077), timeout=5)
 s.sendall(b"hello\n"); s.recv(16); s.close()
-PY
 "#;
 
 /// The same agent after a change, for the worked example: it builds
@@ -54,15 +56,17 @@ rm notes-final.txt
 mkdir -p build
 for i in 1 2 3 4; do echo obj > "build/obj-$i.o"; done
 cat "$HOME/.ssh/id_ed25519" > /dev/null 2>&1 || true
-python3 - <<'PY'
-import socket
+python3 .agent/client.py
+"#;
+
+/// The changed client also tries a second port.
+const CHANGED_CLIENT: &str = r#"import socket
 s = socket.create_connection(("api.demo.agentwatch.test", 8077), timeout=5)
 s.sendall(b"hello\n"); s.recv(16); s.close()
 try:
     socket.create_connection(("api.demo.agentwatch.test", 8078), timeout=5)
 except OSError:
     pass
-PY
 "#;
 
 /// What `demo` does with the agent.
@@ -85,10 +89,18 @@ impl Drop for DemoDir {
 
 pub fn run(mode: DemoMode, changed: bool) -> anyhow::Result<i32> {
     let dir = DemoDir(std::env::temp_dir().join(format!("agentwatch-demo-{}", std::process::id())));
-    std::fs::create_dir_all(dir.0.join("workspace")).context("creating the demo directory")?;
+    // The agent's programs sit in its workspace, written by the demo (not
+    // by the agent): a program in a temp place, or fed to an interpreter
+    // through a pipe, would be `exec/written`.
+    let programs = dir.0.join("workspace/.agent");
+    std::fs::create_dir_all(&programs).context("creating the demo directory")?;
     std::fs::write(
-        dir.0.join("agent.sh"),
+        programs.join("agent.sh"),
         if changed { CHANGED_SCRIPT } else { SCRIPT },
+    )?;
+    std::fs::write(
+        programs.join("client.py"),
+        if changed { CHANGED_CLIENT } else { CLIENT },
     )?;
     std::fs::write(
         dir.0.join("resolv.conf"),
@@ -106,7 +118,7 @@ pub fn run(mode: DemoMode, changed: bool) -> anyhow::Result<i32> {
     let cmd: Vec<std::ffi::OsString> = ["unshare", "-m", "--", "/bin/sh"]
         .iter()
         .map(Into::into)
-        .chain(std::iter::once(dir.0.join("agent.sh").into_os_string()))
+        .chain(std::iter::once(programs.join("agent.sh").into_os_string()))
         .collect();
     // Paths given relative to where the user is, before moving into the
     // agent's workspace (which learn and check take as $WORKSPACE).

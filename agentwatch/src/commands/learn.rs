@@ -95,8 +95,8 @@ pub struct LearnOptions {
     pub append: Option<PathBuf>,
     /// Keep this session's events in DIR [default: PROFILE.sessions/
     /// beside the profile], for `agentwatch profile readiness`.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    pub record: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub record: Option<Option<PathBuf>>,
     /// Do not record the session (with --append).
     #[arg(long, conflicts_with = "record")]
     pub no_record: bool,
@@ -110,7 +110,7 @@ pub struct LearnOptions {
     pub model_endpoints: Vec<String>,
     /// Sessions in a row that must bring nothing new for a class to be
     /// stable (with --append).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = crate::profile::merge::DEFAULT_STABLE_SESSIONS)]
     pub stable_sessions: u32,
     /// Learn recorded sessions (files, or directories of them) instead of
     /// running a command.
@@ -243,8 +243,8 @@ impl Plan {
         let profile_file = opts.append.clone().unwrap_or_else(|| out.clone());
         let record = match (&opts.record, opts.no_record) {
             (_, true) => None,
-            (Some(d), _) if d.as_os_str().is_empty() => Some(recorded::dir_for(&profile_file)),
-            (Some(d), _) => Some(d.clone()),
+            (Some(None), _) => Some(recorded::dir_for(&profile_file)),
+            (Some(Some(d)), _) => Some(d.clone()),
             (None, _) if base.is_some() => Some(recorded::dir_for(&profile_file)),
             (None, _) => None,
         };

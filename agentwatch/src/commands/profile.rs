@@ -87,10 +87,11 @@ pub fn summary(p: &Profile) -> String {
     let groups = file_groups(&p.files);
     let _ = writeln!(o, "files outside territories ({} rules):", p.files.len());
     for (access, dir, names, runs) in &groups {
-        let shown = if names.len() == 1 {
-            format!("{dir}/{}", names[0])
-        } else {
-            format!("{dir}/{{{}}}", names.join(","))
+        let shown = match (dir, names.len()) {
+            // An anchor itself (`$HOME`): no directory to group under.
+            (None, _) => names.join(", "),
+            (Some(d), 1) => format!("{d}/{}", names[0]),
+            (Some(d), _) => format!("{d}/{{{}}}", names.join(",")),
         };
         let _ = writeln!(o, "  {:<34} {shown}  (runs {runs})", access.to_string());
     }
@@ -202,17 +203,21 @@ pub fn summary(p: &Profile) -> String {
 }
 
 /// File rules grouped for reading: one line per (access, directory).
-fn file_groups(
-    files: &[crate::profile::FileRule],
-) -> Vec<(crate::profile::AccessSet, String, Vec<String>, u32)> {
+type FileGroup = (crate::profile::AccessSet, Option<String>, Vec<String>, u32);
+
+/// File rules grouped by directory and access, for `profile show`.
+fn file_groups(files: &[crate::profile::FileRule]) -> Vec<FileGroup> {
     let mut groups: std::collections::BTreeMap<
-        (String, crate::profile::AccessSet),
+        (Option<String>, crate::profile::AccessSet),
         (Vec<String>, u32),
     > = std::collections::BTreeMap::new();
     for f in files {
-        let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let (dir, name) = match f.path.rsplit_once('/') {
+            Some((d, n)) => (Some(d.to_string()), n),
+            None => (None, f.path.as_str()),
+        };
         let g = groups
-            .entry((dir.to_string(), f.access))
+            .entry((dir, f.access))
             .or_insert_with(|| (Vec::new(), 0));
         g.0.push(name.to_string());
         g.1 = g.1.max(f.runs);

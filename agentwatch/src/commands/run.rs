@@ -29,6 +29,7 @@ use crate::{
         compile::{self, Mode},
     },
     event::Event,
+    profile::Class,
     profile::{anchors::Anchors, parse},
     sensors::{DfaCapacity, Sensors},
     sinks::Sink,
@@ -197,6 +198,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             kernel_decisions: !opts.decide_in_userspace,
             kept: None,
             feeds: None,
+            shadow: None,
             audit,
         },
         maps,
@@ -259,8 +261,8 @@ fn supervise(
 
 fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()> {
     let d = e.maps.decided();
-    let classes = crate::profile::Class::ALL; // in the kernel's index order
-    let in_kernel: u64 = d[..classes.len()].iter().sum();
+    let classes = Class::ALL;
+    let in_kernel: u64 = d.allowed.iter().sum();
     let stats = e.stats.clone();
     // How a deny of a file call or exec was carried out on this host.
     let file_deny = if e.maps.lsm_tier().is_ok() {
@@ -271,8 +273,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
     let line = if json {
         let by: serde_json::Map<String, serde_json::Value> = classes
             .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name().to_string(), json!(d[i])))
+            .map(|c| (c.name().to_string(), json!(d.allowed_of(*c))))
             .collect();
         json!({
             "type": "summary",
@@ -281,7 +282,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             "decided_in_kernel": in_kernel,
             "decided_in_kernel_by_class": by,
             "crossed": records,
-            "kernel_violations": d[8..13].iter().sum::<u64>(),
+            "kernel_violations": d.acted.iter().sum::<u64>(),
             "file_deny": file_deny,
             "stats": stats,
         })
@@ -289,7 +290,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
     } else {
         format!(
             "run: {in_kernel} events allowed in the kernel without crossing (file {}, delete {}, network {}); {records} records crossed; {} alerts; {} acted on in the kernel, {} in userspace; approvals: {} approved, {} denied, {} timed out",
-            d[1], d[2], d[3], stats.alerts, stats.kernel_actions, stats.userspace_actions,
+            d.allowed_of(Class::File), d.allowed_of(Class::Delete), d.allowed_of(Class::Network), stats.alerts, stats.kernel_actions, stats.userspace_actions,
             stats.approved, stats.denied, stats.timed_out
         ) + &format!("; file and exec deny by {file_deny}")
     };

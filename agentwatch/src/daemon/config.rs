@@ -17,7 +17,10 @@ use toml::Spanned;
 use crate::{
     audit::Fsync,
     enforce::compile::Mode,
-    profile::{anchors::Anchors, parse, ActionKind, ActionOverrides, Actions, Profile},
+    profile::{
+        anchors::Anchors, parse, shadow::ShadowConfig, ActionKind, ActionOverrides, Actions,
+        Profile,
+    },
     selectors::Selector,
 };
 
@@ -76,6 +79,15 @@ struct AgentDoc {
     tmp: Option<PathBuf>,
     select: Spanned<SelectDoc>,
     actions: Option<Spanned<ActionOverrides>>,
+    /// Shadow learning: record the agent's sessions and append them to
+    /// its profile; nothing but guardrails is enforced meanwhile.
+    learn: Option<Spanned<bool>>,
+    /// A learning session ends after this long even if the agent runs on.
+    learn_session: Option<Spanned<String>>,
+    /// A learning session ends this long after the agent's last process.
+    learn_idle: Option<Spanned<String>>,
+    /// Sessions in a row with nothing new before a class is stable.
+    stable_sessions: Option<u32>,
 }
 
 fn monitor() -> Mode {
@@ -171,6 +183,9 @@ pub struct AgentConfig {
     pub selectors: Vec<Selector>,
     /// Pods of this node, by namespace, labels and service account.
     pub pods: Option<crate::k8s::PodSelector>,
+    /// Shadow learning (`learn = true`): where sessions are recorded and
+    /// the profile appended.
+    pub shadow: Option<ShadowConfig>,
 }
 
 impl Config {
@@ -351,11 +366,23 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             format!("at most {MAX_AGENTS} agents fit in the kernel maps"),
         );
     }
+    // Spools and learned sessions outlive restarts and reboots: beside the audit log by default.
+    let spool_base = audit
+        .as_ref()
+        .and_then(|a| a.path.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/agentwatch"));
     let kubernetes = super::k8s_config::api(&mut p, doc.kubernetes.as_ref());
     let mut agents: Vec<AgentConfig> = Vec::new();
     let mut claimed: Vec<(Selector, String)> = Vec::new();
     for a in &doc.agents {
-        if let Some(cfg) = agent(&mut p, a, &abs, &mut claimed, kubernetes.is_some()) {
+        if let Some(cfg) = agent(
+            &mut p,
+            a,
+            &abs,
+            &mut claimed,
+            kubernetes.is_some(),
+            &spool_base,
+        ) {
             if agents.iter().any(|o| o.name == cfg.name) {
                 p.at(
                     Some(a.get_ref().name.span()),
@@ -371,11 +398,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         .as_deref()
         .map(abs)
         .unwrap_or_else(|| PathBuf::from("/run/agentwatch/state.json"));
-    // Spools outlive restarts and reboots: beside the audit log by default.
-    let spool_base = audit
-        .as_ref()
-        .and_then(|a| a.path.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/agentwatch"));
     let feeds = super::feed_config::feeds(&mut p, &doc.feeds, &spool_base, &abs);
     let metrics = super::feed_config::metrics(&mut p, doc.metrics.as_ref());
     if !p.list.is_empty() {
@@ -411,6 +433,7 @@ fn agent(
     abs: &dyn Fn(&Path) -> PathBuf,
     claimed: &mut Vec<(Selector, String)>,
     have_api: bool,
+    spool_base: &Path,
 ) -> Option<AgentConfig> {
     let d = a.get_ref();
     let name = d.name.get_ref().clone();
@@ -435,8 +458,17 @@ fn agent(
                 .map(|prof| (prof, bytes))
                 .map_err(|r| r.to_string())
         });
+    let learn = d.learn.as_ref().is_some_and(|l| *l.get_ref());
+    if learn && d.mode != Mode::Monitor {
+        p.at(
+            d.learn.as_ref().map(Spanned::span),
+            format!("agent {name}: learn = true needs mode = \"monitor\" (nothing but guardrails is enforced while an agent is learned); set the mode to enforce once `agentwatch profile readiness` says the profile is ready"),
+        );
+    }
     let (mut profile, bytes) = match loaded {
         Ok(v) => v,
+        // Learning starts from nothing: the first session writes the file.
+        Err(_) if learn && !profile_path.exists() => (Profile::empty(&name), Vec::new()),
         Err(why) => {
             p.with_detail(
                 Some(d.profile.span()),
@@ -464,7 +496,31 @@ fn agent(
         d.home.as_ref().map(|w| w.display().to_string()),
         d.tmp.as_ref().map(|w| w.display().to_string()),
     );
+    let shadow = learn.then(|| ShadowConfig {
+        agent: name.clone(),
+        profile: profile_path.clone(),
+        fallback: spool_base.join("profiles").join(format!("{name}.yaml")),
+        sessions: spool_base.join("sessions").join(&name),
+        anchors: anchors.clone(),
+        // Long enough by default for a restart not to split a session.
+        idle: learn_duration(
+            p,
+            "learn_idle",
+            d.learn_idle.as_ref(),
+            Duration::from_secs(10),
+        ),
+        longest: learn_duration(
+            p,
+            "learn_session",
+            d.learn_session.as_ref(),
+            Duration::from_secs(3600),
+        ),
+        stable_sessions: d
+            .stable_sessions
+            .unwrap_or(crate::profile::merge::DEFAULT_STABLE_SESSIONS),
+    });
     Some(AgentConfig {
+        shadow,
         name,
         profile_path,
         profile,
@@ -475,6 +531,29 @@ fn agent(
         selectors,
         pods,
     })
+}
+
+/// A duration key of a learning agent, at least 1s; `default` when absent.
+fn learn_duration(
+    p: &mut Problems,
+    key: &str,
+    v: Option<&Spanned<String>>,
+    default: Duration,
+) -> Duration {
+    let Some(v) = v else {
+        return default;
+    };
+    match crate::commands::trace::parse_duration(v.get_ref()) {
+        Ok(d) if d >= Duration::from_secs(1) => d,
+        Ok(_) => {
+            p.at(Some(v.span()), format!("{key}: give at least 1s"));
+            default
+        }
+        Err(e) => {
+            p.at(Some(v.span()), format!("{key}: {e}"));
+            default
+        }
+    }
 }
 
 /// The selectors of `[agent.select]`; names a selector another agent

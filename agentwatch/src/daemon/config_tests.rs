@@ -183,3 +183,55 @@ fn the_shipped_example_is_valid() {
         Fsync::Interval(Duration::from_secs(1))
     );
 }
+
+#[test]
+fn a_learning_agent_starts_without_a_profile_and_records_beside_the_audit_log() {
+    let d = Dir::new("learn");
+    let c = d
+        .parse(
+            r#"
+[audit]
+path = "state/audit.jsonl"
+
+[[agent]]
+name = "newbie"
+profile = "newbie.yaml"
+learn = true
+learn_idle = "2s"
+[agent.select]
+systemd_unit = "newbie"
+"#,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+    let a = c.agent("newbie").expect("the agent");
+    let s = a.shadow.as_ref().expect("learning");
+    assert_eq!(s.profile, d.0.join("newbie.yaml"));
+    assert_eq!(s.sessions, d.0.join("state/sessions/newbie"));
+    assert_eq!(s.fallback, d.0.join("state/profiles/newbie.yaml"));
+    assert_eq!(s.idle, Duration::from_secs(2));
+    assert_eq!(s.longest, Duration::from_secs(3600));
+    assert!(a.profile.files.is_empty());
+}
+
+#[test]
+fn learning_is_refused_under_enforce_and_a_bad_session_length_is_named() {
+    let d = Dir::new("learn-enforce");
+    let p = only_problem(d.parse(
+        "[[agent]]\nname = \"coder\"\nprofile = \"coder.yaml\"\nmode = \"enforce\"\nlearn = true\n[agent.select]\nsystemd_unit = \"coder\"\n",
+    ));
+    assert!(
+        p.message.contains("learn = true needs mode"),
+        "{}",
+        p.message
+    );
+    assert_eq!(p.line, 5);
+    let p = only_problem(d.parse(
+        "[[agent]]\nname = \"coder\"\nprofile = \"coder.yaml\"\nlearn = true\nlearn_session = \"soon\"\n[agent.select]\nsystemd_unit = \"coder\"\n",
+    ));
+    assert!(p.message.starts_with("learn_session:"), "{}", p.message);
+    // A missing profile is an error for an agent that is not learned.
+    let p = only_problem(d.parse(
+        "[[agent]]\nname = \"coder\"\nprofile = \"absent.yaml\"\n[agent.select]\nsystemd_unit = \"coder\"\n",
+    ));
+    assert!(p.message.contains("is not usable"), "{}", p.message);
+}

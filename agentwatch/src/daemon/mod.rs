@@ -442,6 +442,19 @@ impl Daemon {
             let counts = p.finish();
             info!(?counts, "pipeline drained");
         }
+        // Every event is in: the sessions under way are appended now.
+        let learning: Vec<_> = self
+            .agents
+            .read()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        for e in learning {
+            if let Ok(mut e) = e.lock() {
+                for line in e.finish_learning() {
+                    eprintln!("agentwatch: {line}");
+                }
+            }
+        }
         // Undelivered records stay spooled for the next daemon.
         self.feeds.stop();
         self.report_feed_drops();

@@ -90,16 +90,16 @@ impl Observed {
                 "counter",
                 "Events the kernel decided itself: allowed without crossing, or a violation it acted on.",
             );
-            for (i, c) in Class::ALL.iter().enumerate() {
+            for c in Class::ALL {
                 t.sample(
                     "agentwatch_kernel_decisions_total",
                     &[("class", c.name()), ("outcome", "allowed")],
-                    d[i],
+                    d.allowed_of(c),
                 );
                 t.sample(
                     "agentwatch_kernel_decisions_total",
                     &[("class", c.name()), ("outcome", "acted")],
-                    d[8 + i],
+                    d.acted_of(c),
                 );
             }
             let watched = maps.watched_count() as u64;

@@ -124,6 +124,7 @@ impl Daemon {
                 agent: a.name.clone(),
                 agent_id: id,
                 mode: a.mode,
+                shadow: a.shadow.clone(),
                 profile: a.profile.clone(),
                 profile_path: a.profile_path.clone(),
                 file_actions: Some(a.file_actions.clone()),
@@ -343,6 +344,7 @@ impl Daemon {
                         guardrails: plan.guardrails.clone(),
                         compiled,
                         timeout: new.pause_timeout,
+                        shadow: a.shadow.clone(),
                     })
                     .map_err(|e| format!("agent {}: {e}", a.name))?;
                 }
@@ -393,6 +395,7 @@ fn differs(old: &AgentConfig, new: &AgentConfig) -> bool {
         || old.anchors != new.anchors
         || old.selectors != new.selectors
         || old.profile.actions != new.profile.actions
+        || old.shadow.is_some() != new.shadow.is_some()
 }
 
 /// Settings a reload cannot change in a running daemon, named.

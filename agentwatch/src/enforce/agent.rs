@@ -4,10 +4,11 @@
 //! host-name endpoints allowed, decisions the kernel could not make).
 use std::{io::Write, path::PathBuf, time::Duration};
 
-use agentwatch_common::policy::{action as ka, verdict};
+use agentwatch_common::policy::{action as ka, verdict, AgentPolicy};
 use serde_json::json;
 use tracing::{debug, warn};
 
+mod learning;
 mod operator;
 
 use super::{
@@ -74,6 +75,9 @@ pub struct AgentEnforcer {
     feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
     /// Territory novelty already recorded this run (normalised paths).
     novel: std::collections::HashSet<String>,
+    /// Shadow learning (the daemon's `learn = true`): every event is
+    /// recorded and only hard rules act.
+    shadow: Option<crate::profile::shadow::Shadow>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -95,17 +99,16 @@ fn matcher_for(
     }
 }
 
-/// The action a finding gets from userspace, by rule and mode. Hard rules
-/// (guardrails, running what the agent wrote) act in every mode.
-fn wanted(p: &Profile, mode: Mode, f: &Finding) -> ActionKind {
-    if f.hard() {
-        p.actions.guardrails
-    } else if mode == Mode::Monitor {
-        ActionKind::Alert
-    } else if f.rule.starts_with("rate/") {
-        p.actions.rate
-    } else {
-        p.actions.for_class(f.class)
+/// The action a finding gets from userspace: `policy::wanted`, as the
+/// kernel chooses it, under the agent's compiled policy and mode.
+fn wanted(policy: &AgentPolicy, mode: Mode, f: &Finding) -> ActionKind {
+    let mut pol = *policy;
+    pol.enforce = u8::from(mode == Mode::Enforce);
+    match agentwatch_common::policy::wanted(&pol, f.kernel_rule(), f.class.kernel_index()) {
+        ka::DENY => ActionKind::Deny,
+        ka::PAUSE => ActionKind::Pause,
+        ka::KILL => ActionKind::Kill,
+        _ => ActionKind::Alert,
     }
 }
 
@@ -207,6 +210,9 @@ pub struct Setup {
     pub kept: Option<Kept>,
     /// SOC feeds that get every decision (the daemon's).
     pub feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
+    /// Learn the agent in shadow (the daemon's `learn = true`): the
+    /// kernel only senses, every session is appended to the profile.
+    pub shadow: Option<crate::profile::shadow::ShadowConfig>,
 }
 
 pub struct Kept {
@@ -225,6 +231,7 @@ pub struct Reconfig {
     pub guardrails: Guardrails,
     pub compiled: Compiled,
     pub timeout: Duration,
+    pub shadow: Option<crate::profile::shadow::ShadowConfig>,
 }
 
 impl AgentEnforcer {
@@ -267,7 +274,9 @@ impl AgentEnforcer {
             audit: s.audit,
             feeds: s.feeds,
             novel: std::collections::HashSet::new(),
+            shadow: None,
         };
+        me.set_shadow(s.shadow);
         me.install()?;
         Ok(me)
     }
@@ -297,7 +306,9 @@ impl AgentEnforcer {
         for e in &self.compiled.endpoints {
             self.maps.allow_endpoint(e.any_port, &e.key, e.model)?;
         }
-        if !self.kernel_decisions {
+        self.maps.allow_names(&self.compiled.dns_names)?;
+        // Learning in shadow, every event must cross: none is decided here.
+        if !self.kernel_decisions || self.shadow.is_some() {
             policy.active = 0;
         }
         self.maps.set_policy(self.agent_id, &policy)
@@ -309,7 +320,10 @@ impl AgentEnforcer {
 
     /// Judges one event that crossed from the kernel.
     pub fn handle(&mut self, ev: &Event) {
-        let findings: Vec<Finding> = match (&ev.kernel, &ev.detail) {
+        if let Some(s) = &mut self.shadow {
+            s.observe(ev);
+        }
+        let mut findings: Vec<Finding> = match (&ev.kernel, &ev.detail) {
             // An exec the LSM tier refused failed; the matcher judges what
             // was attempted, as it would have judged the exec.
             (
@@ -326,6 +340,10 @@ impl AgentEnforcer {
             }
             _ => self.matcher.check(ev),
         };
+        // Learning: what the profile does not have yet is what is learned.
+        if self.shadow.is_some() {
+            findings.retain(Finding::hard);
+        }
         if let Detail::DnsAnswer { .. } = &ev.detail {
             self.allow_answer(ev);
         }
@@ -342,12 +360,12 @@ impl AgentEnforcer {
                 self.record_taint(ev);
             }
             verdict::ALLOW => {
-                if let Some(f) = findings.iter().find(|f| !f.rule.starts_with("rate/")) {
+                if let Some(f) = findings.iter().find(|f| !f.is_rate()) {
                     debug!(rule = %f.rule, what = %f.what, "kernel allowed what the matcher flags");
                 }
             }
             verdict::VIOLATION => {
-                let f = explain(&k.rule_name(), &findings, ev);
+                let f = explain(&k.rule_name(), &findings, ev, &self.anchors);
                 if k.action != ka::ALERT {
                     self.stats.kernel_actions += 1;
                 }
@@ -364,7 +382,16 @@ impl AgentEnforcer {
                     ka::DENY_KILL => undo_link(ev),
                     _ => {}
                 }
-                self.alert(ev, &f, kernel_action(&k), "kernel", approval);
+                self.alert(ev, &f, kernel_action(&k), "kernel", approval.clone());
+                // A budget's record stands in for what the kernel would
+                // otherwise have left to userspace (a binary to hash, a
+                // path it could not judge): what userspace finds in the
+                // same event is reported too, under the same action.
+                if f.is_rate() {
+                    for other in findings.iter().filter(|x| !x.is_rate()) {
+                        self.alert(ev, other, kernel_action(&k), "userspace", approval.clone());
+                    }
+                }
             }
             _ => {
                 let held = k.action == ka::HOLD;
@@ -376,14 +403,14 @@ impl AgentEnforcer {
     /// Acts on what the kernel left to userspace. A held process is
     /// released when nothing is wrong.
     fn judge_in_userspace(&mut self, ev: &Event, findings: &[Finding], held: bool) {
-        let f = findings.iter().find(|f| !f.rule.starts_with("rate/"));
+        let f = findings.iter().find(|f| !f.is_rate());
         let Some(f) = f.cloned() else {
             if held {
                 self.release(ev.pid);
             }
             return;
         };
-        let act = wanted(&self.profile, self.mode, &f);
+        let act = wanted(&self.compiled.policy, self.mode, &f);
         let mut approval = None;
         match act {
             ActionKind::Alert => {
@@ -391,6 +418,9 @@ impl AgentEnforcer {
                     self.release(ev.pid);
                 }
             }
+            // A DNS query for a name outside the profile was dropped as it
+            // left (the DNS egress hook): the resolver saw EPERM.
+            ActionKind::Deny if f.class == Class::Dns => {}
             ActionKind::Deny => {
                 // No hook refused it in time: end the process that did it.
                 tree::kill(&[ev.pid]);
@@ -583,7 +613,7 @@ impl AgentEnforcer {
 /// The finding that explains a kernel violation: the matcher's when it
 /// names the same rule (the kernel's `file` is the matcher's `file/...`),
 /// else the kernel's rule with what the matcher saw.
-fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event) -> Finding {
+fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event, anchors: &Anchors) -> Finding {
     let same = |f: &&Finding| {
         f.rule == kernel_rule
             || (!kernel_rule.contains('/') && f.rule.starts_with(&format!("{kernel_rule}/")))
@@ -591,10 +621,10 @@ fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event) -> Finding {
     if let Some(f) = findings.iter().find(same) {
         return f.clone();
     }
-    let seen = findings.iter().find(|f| !f.rule.starts_with("rate/"));
+    let seen = findings.iter().find(|f| !f.is_rate());
     let (class, what) = match seen {
         Some(f) => (f.class, f.what.clone()),
-        None => (Class::File, crate::sinks::human_line(ev)),
+        None => (Class::File, describe(ev, anchors)),
     };
     let class = match kernel_rule {
         "guardrail/exfiltrate" => Class::Network,
@@ -612,6 +642,28 @@ fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event) -> Finding {
         class,
         what,
         reason: reason.into(),
+    }
+}
+
+/// What an event did, as findings say it (`delete $WORKSPACE/x`,
+/// `connect 10.0.0.1:443`), for a kernel decision no finding explains.
+fn describe(ev: &Event, anchors: &Anchors) -> String {
+    match observe::observe(ev).into_iter().next() {
+        Some(Obs::File { path, access, .. }) => format!("{access} {}", anchors.anchor(&path)),
+        Some(Obs::Exec { path }) => format!("exec {}", anchors.anchor(&path)),
+        Some(Obs::Net {
+            direction,
+            peer: Peer::Ip { addr, port },
+        }) => match port {
+            Some(p) => format!("{direction} {addr}:{p}"),
+            None => format!("{direction} {addr}"),
+        },
+        Some(Obs::Net {
+            direction,
+            peer: Peer::Unix { path },
+        }) => format!("{direction} unix:{}", anchors.anchor(&path)),
+        Some(Obs::Dns { name }) => format!("resolve {name}"),
+        _ => crate::sinks::human_line(ev),
     }
 }
 
@@ -660,6 +712,6 @@ fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry
                 runs: 1,
             })),
             Obs::Dns { name } => Some(LearnEntry::Dns { name }),
-            Obs::DnsAnswer { .. } => None,
+            Obs::DnsAnswer { .. } | Obs::Listing { .. } => None,
         })
 }

@@ -49,6 +49,8 @@ pub struct Compiled {
     pub endpoints: Vec<Endpoint>,
     /// Endpoints given by host name (addresses from DNS answers).
     pub host_rules: Vec<NetRule>,
+    /// Names the agent may resolve, as the DNS egress hook looks them up.
+    pub dns_names: Vec<kp::DnsKey>,
     /// Patterns whose anchor is unknown here (they match nothing).
     pub skipped: Vec<String>,
 }
@@ -68,18 +70,6 @@ pub fn action_code(a: ActionKind) -> u8 {
         ActionKind::Deny => kp::action::DENY,
         ActionKind::Pause => kp::action::PAUSE,
         ActionKind::Kill => kp::action::KILL,
-    }
-}
-
-/// The kernel's index for a class; `Class::ALL` lists them in this order
-/// (checked by the unit test below).
-fn class_index(c: Class) -> usize {
-    match c {
-        Class::Exec => kp::class::EXEC,
-        Class::File => kp::class::FILE,
-        Class::Delete => kp::class::DELETE,
-        Class::Network => kp::class::NETWORK,
-        Class::Dns => kp::class::DNS,
     }
 }
 
@@ -125,25 +115,75 @@ pub fn compile(
             patterns.push((g, f.access.bits() as u64 | accept::LISTED));
         }
     }
+    // What every program reads (the loader's cache, time zones, ...).
+    for (pat, access) in crate::profile::ambient::entries() {
+        if let Ok(g) = Glob::parse(pat) {
+            patterns.push((g, access.bits() as u64 | accept::LISTED));
+        }
+    }
     for t in &profile.territories {
         let access = t.access.minus(AccessSet::of(&[Access::Exec]));
         if let Some(g) = expand(&t.pattern(), true) {
             patterns.push((g, access.bits() as u64 | accept::TERRITORY));
         }
     }
+    // The kernel judges paths as named: on a merged-/usr host `/bin/x` is
+    // `/usr/bin/x`, so every `/usr` rule also stands under its alias.
+    let aliases: Vec<(Glob, u64)> = patterns
+        .iter()
+        .flat_map(|(g, bits)| {
+            let text = g.to_string();
+            let base = text.strip_suffix("/**").unwrap_or(&text).to_string();
+            let dot = g.dotglob();
+            crate::paths::usr_aliases(&base)
+                .into_iter()
+                .filter_map(move |a| {
+                    let p = if text.ends_with("/**") {
+                        format!("{a}/**")
+                    } else {
+                        a
+                    };
+                    let g = if dot {
+                        Glob::guardrail(&p)
+                    } else {
+                        Glob::parse(&p)
+                    };
+                    g.ok().map(|g| (g, *bits))
+                })
+        })
+        .collect();
+    patterns.extend(aliases);
     patterns.extend(places(anchors));
     for e in &profile.executables {
-        if let Some(g) = expand(&e.path, false) {
-            // Pinned by sha256, or `source: package`: userspace checks the
-            // binary.
-            let any = if e.sha256.is_empty() && e.source.is_none() {
-                accept::EXEC_ANY_BINARY
-            } else {
-                0
-            };
-            patterns.push((g, accept::EXEC_LISTED | any));
+        let names = std::iter::once(e.path.clone()).chain(crate::paths::usr_aliases(&e.path));
+        for name in names {
+            if let Some(g) = expand(&name, false) {
+                // Pinned by sha256, or `source: package`: userspace checks
+                // the binary.
+                let any = if e.sha256.is_empty() && e.source.is_none() {
+                    accept::EXEC_ANY_BINARY
+                } else {
+                    0
+                };
+                // A binary the agent may run it may also read (cp, ldd).
+                let read = AccessSet::of(&[Access::Read]).bits() as u64;
+                patterns.push((g, accept::EXEC_LISTED | any | read));
+            }
         }
     }
+    // Listing a directory on the way to an allowed path is within.
+    let read = AccessSet::of(&[Access::Read]).bits() as u64;
+    let parents: std::collections::BTreeSet<String> = patterns
+        .iter()
+        .filter(|(_, bits)| bits & (accept::LISTED | accept::TERRITORY | accept::EXEC_LISTED) != 0)
+        .flat_map(|(g, _)| crate::paths::parent_dirs(&g.to_string()))
+        .collect();
+    patterns.extend(
+        parents
+            .iter()
+            .filter_map(|p| Glob::parse(p).ok())
+            .map(|g| (g, read)),
+    );
     // The guardrails run as a second automaton beside the profile's (see
     // `Dfa`); subtree patterns stay out of it, or each would carry its own
     // copy of the guardrail tracker.
@@ -181,14 +221,29 @@ pub fn compile(
         }
     }
 
+    let dns_names = profile
+        .dns
+        .iter()
+        .map(|d| {
+            let (suffix, name) = match d.name.strip_prefix("*.") {
+                Some(rest) => (1, rest),
+                None => (0, d.name.as_str()),
+            };
+            kp::DnsKey {
+                agent,
+                suffix,
+                hash: kp::dns_hash::of(name.trim_end_matches('.').as_bytes()),
+            }
+        })
+        .collect();
     let a = &profile.actions;
     let mut actions = [kp::action::ALERT; kp::class::COUNT];
     for c in Class::ALL {
-        actions[class_index(c)] = action_code(a.for_class(c));
+        actions[c.kernel_index()] = action_code(a.for_class(c));
     }
     let mut budgets = [0u64; kp::class::COUNT];
     for (c, b) in &profile.rates.per_minute {
-        budgets[class_index(*c)] = b.budget;
+        budgets[c.kernel_index()] = b.budget;
     }
     let mut flags = 0;
     if dfa.is_some() {
@@ -216,6 +271,7 @@ pub fn compile(
         policy,
         endpoints,
         host_rules,
+        dns_names,
         skipped,
     }
 }
@@ -310,14 +366,6 @@ pub fn host_key(agent: u32, rule: &NetRule, addr: IpAddr) -> Option<(bool, NetKe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn class_all_is_in_kernel_index_order() {
-        for (i, c) in Class::ALL.into_iter().enumerate() {
-            assert_eq!(class_index(c), i);
-        }
-        assert_eq!(Class::ALL.len(), kp::class::COUNT);
-    }
 
     #[test]
     fn addresses_and_cidrs_become_mapped_prefixes() {

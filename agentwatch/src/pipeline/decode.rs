@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 
 use agentwatch_common::{
-    policy::exec_flags, slot, syscalls as nr, EventHeader, RawEvent, RecordKind, DATA_LEN,
-    RAW_EVENT_FIXED_LEN, SLOT_ARGV, SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
+    open,
+    policy::{access, exec_flags},
+    slot, syscalls as nr, EventHeader, RawEvent, RecordKind, DATA_LEN, RAW_EVENT_FIXED_LEN,
+    SLOT_ARGV, SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
 };
 use thiserror::Error;
 
@@ -132,20 +134,15 @@ pub struct Decoder {
     pending: HashMap<u32, Pending>,
 }
 
-pub const O_ACCMODE: u64 = 0o3;
-pub const O_WRONLY: u64 = 0o1;
-pub const O_RDWR: u64 = 0o2;
-pub const O_CREAT: u64 = 0o100;
-pub const O_TRUNC: u64 = 0o1000;
-const O_TMPFILE: u64 = 0o20000000 | 0o200000;
-
+/// An open's access as the event model says it (the kernel reads the
+/// same flags with the same functions).
 pub fn access_from_flags(flags: u64) -> Access {
-    let mode = flags & O_ACCMODE;
+    let bits = open::open_access(flags);
     Access {
-        read: mode != O_WRONLY,
-        write: mode == O_WRONLY || mode == O_RDWR,
-        create: flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE,
-        truncate: flags & O_TRUNC != 0,
+        read: bits & access::READ != 0,
+        write: open::writes(flags),
+        create: bits & access::CREATE != 0,
+        truncate: flags & open::O_TRUNC != 0,
     }
 }
 
@@ -165,30 +162,9 @@ fn stdin_name(mode: u64) -> Option<String> {
     )
 }
 
+/// The name of a file call (the record's syscall number).
 fn syscall_name(sysno: u32) -> &'static str {
-    match sysno {
-        nr::OPEN => "open",
-        nr::CREAT => "creat",
-        nr::OPENAT => "openat",
-        nr::OPENAT2 => "openat2",
-        nr::UNLINK => "unlink",
-        nr::UNLINKAT => "unlinkat",
-        nr::RMDIR => "rmdir",
-        nr::RENAME => "rename",
-        nr::RENAMEAT => "renameat",
-        nr::RENAMEAT2 => "renameat2",
-        nr::LINK => "link",
-        nr::LINKAT => "linkat",
-        nr::CHMOD => "chmod",
-        nr::FCHMOD => "fchmod",
-        nr::FCHMODAT => "fchmodat",
-        nr::FCHMODAT2 => "fchmodat2",
-        nr::CHOWN => "chown",
-        nr::FCHOWN => "fchown",
-        nr::LCHOWN => "lchown",
-        nr::FCHOWNAT => "fchownat",
-        _ => "other",
-    }
+    nr::name(sysno).unwrap_or("other")
 }
 
 const AT_REMOVEDIR: u64 = 0x200;
@@ -325,6 +301,13 @@ impl Decoder {
                         name: a.name,
                         addrs: a.addrs.iter().map(ToString::to_string).collect(),
                     }
+                } else if h.action == agentwatch_common::policy::action::HOLD {
+                    // Held until userspace has read it: whatever arrived,
+                    // the process must be let go.
+                    Detail::DnsAnswer {
+                        name: String::new(),
+                        addrs: Vec::new(),
+                    }
                 } else {
                     return Ok(Vec::new());
                 }
@@ -343,7 +326,7 @@ impl Decoder {
                     nr::OPEN => a[1],
                     nr::OPENAT => a[2],
                     nr::OPENAT2 => a[5],
-                    _ => O_CREAT | O_WRONLY | O_TRUNC,
+                    _ => open::CREAT_FLAGS,
                 };
                 Detail::Open {
                     path: path1(),
@@ -490,6 +473,14 @@ impl Decoder {
                 rule: h.rule,
                 action: h.action,
             });
+        }
+        // `create` means the open made a file: not when it failed, nor when
+        // it opened a device or a pipe (the exit says what it opened).
+        if let Detail::Open { access, .. } = &mut ev.detail {
+            let kind = rec.raw.args[1] & 0o170000;
+            if ret < 0 || (kind != 0 && kind != 0o100000) {
+                access.create = false;
+            }
         }
         if let Some(r) = ev.detail.result_mut() {
             *r = Some(ret);

@@ -39,8 +39,9 @@ impl fmt::Display for ActionKind {
 
 /// Actions per class in enforce mode, and for guardrail hits and rate
 /// excursions. Defaults: exec, file and delete pause (a person decides);
-/// network denies (the connect fails with EPERM); dns alerts (the connect
-/// that follows is what matters); guardrails and rates pause.
+/// network denies (the connect fails with EPERM); dns denies (the query
+/// is dropped as it leaves: a name is itself a channel out); guardrails
+/// and rates pause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Actions {
     pub per_class: BTreeMap<Class, ActionKind>,
@@ -57,7 +58,7 @@ impl Default for Actions {
                 (Class::File, Pause),
                 (Class::Delete, Pause),
                 (Class::Network, Deny),
-                (Class::Dns, Alert),
+                (Class::Dns, Deny),
             ]
             .into_iter()
             .collect(),

@@ -132,7 +132,9 @@ impl Learner {
         for obs in self.seen.observe(ev) {
             let class = obs.class();
             *self.events.entry(class).or_default() += 1;
-            self.rates.add(class, ev.ts_ns);
+            if obs.rated() {
+                self.rates.add(class, ev.ts_ns);
+            }
             let novel = match (&obs, &ran_written) {
                 (Obs::Exec { .. }, Some((path, why))) => {
                     let exec = AccessSet::of(&[Access::Exec]);
@@ -197,7 +199,8 @@ impl Learner {
                     return false;
                 };
                 let (rest, mut novel) = self.review(&path, &norm, access, ev.pid);
-                if rest.is_empty() {
+                // A call that failed changed nothing: nothing to allow.
+                if rest.is_empty() || super::observe::failed(ev) {
                     return novel;
                 }
                 let e = self.files.entry(norm).or_default();
@@ -205,6 +208,10 @@ impl Learner {
                 *e = e.union(rest);
                 novel
             }
+            Obs::Net {
+                direction,
+                ref peer,
+            } if super::observe::ephemeral_loopback_bind(direction, peer) => false,
             Obs::Net { direction, peer } => {
                 let (target, port) = match peer {
                     Peer::Ip { addr, port } => (
@@ -231,7 +238,7 @@ impl Learner {
                 new
             }
             Obs::Dns { name } => self.dns.insert(name),
-            Obs::DnsAnswer { .. } => false,
+            Obs::DnsAnswer { .. } | Obs::Listing { .. } => false,
         }
     }
 
@@ -315,6 +322,7 @@ impl Learner {
         p.territories = rules.territories;
         p.files = rules.files;
         p.network = network::rules(&self.net, self.cfg.min_cidr);
+        network::widen_by(&mut p.network, self.cfg.granularity);
         for r in &mut p.network {
             r.model = self
                 .cfg
@@ -334,7 +342,10 @@ impl Learner {
             headroom: self.cfg.headroom,
             per_minute: Class::ALL
                 .iter()
-                .map(|c| (*c, RateBudget::new(self.rates.peak(*c), self.cfg.headroom)))
+                .map(|c| {
+                    let peak = self.rates.peak(*c);
+                    (*c, RateBudget::for_class(*c, peak, self.cfg.headroom))
+                })
                 .collect(),
         };
         p.review = self

@@ -61,6 +61,28 @@ fn short(h: &[String]) -> String {
     v.join(",")
 }
 
+/// Accesses gained and lost per path, each said by `say(accesses, path)`.
+fn accesses(
+    out: &mut Vec<Change>,
+    section: &'static str,
+    old: &BTreeMap<String, AccessSet>,
+    new: &BTreeMap<String, AccessSet>,
+    say: impl Fn(AccessSet, &str) -> String,
+) {
+    for (path, o, n) in sides(old, new) {
+        let (o, n) = (
+            o.copied().unwrap_or_default(),
+            n.copied().unwrap_or_default(),
+        );
+        if !n.minus(o).is_empty() {
+            push(out, ChangeKind::New, section, say(n.minus(o), path));
+        }
+        if !o.minus(n).is_empty() {
+            push(out, ChangeKind::Removed, section, say(o.minus(n), path));
+        }
+    }
+}
+
 /// What changed from `old` to `new`, in section order.
 pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     use ChangeKind::*;
@@ -86,21 +108,26 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
         }
     }
 
+    // Territories first: a reviewer weighs a subtree before its files.
+    let territories = |p: &Profile| -> BTreeMap<String, AccessSet> {
+        p.territories
+            .iter()
+            .map(|t| (t.path.clone(), t.access))
+            .collect()
+    };
+    accesses(
+        &mut out,
+        "territories",
+        &territories(old),
+        &territories(new),
+        |a, path| format!("{a} {path}/** (territory)"),
+    );
     let files = |p: &Profile| -> BTreeMap<String, AccessSet> {
         p.files.iter().map(|f| (f.path.clone(), f.access)).collect()
     };
-    for (path, o, n) in sides(&files(old), &files(new)) {
-        let (o, n) = (
-            o.copied().unwrap_or_default(),
-            n.copied().unwrap_or_default(),
-        );
-        if !n.minus(o).is_empty() {
-            push(&mut out, New, "files", format!("{} {path}", n.minus(o)));
-        }
-        if !o.minus(n).is_empty() {
-            push(&mut out, Removed, "files", format!("{} {path}", o.minus(n)));
-        }
-    }
+    accesses(&mut out, "files", &files(old), &files(new), |a, path| {
+        format!("{a} {path}")
+    });
 
     // Endpoints, per executable that used them.
     let net = |p: &Profile| -> BTreeMap<String, ()> {
@@ -219,6 +246,32 @@ mod tests {
             runs: 1,
         });
         p
+    }
+
+    #[test]
+    fn a_new_territory_and_a_widened_one_are_said() {
+        use crate::profile::Territory;
+        let mut old = base();
+        old.territories.push(Territory {
+            path: "/usr/lib".into(),
+            access: AccessSet::of(&[Access::Read]),
+            runs: 1,
+        });
+        let mut new = old.clone();
+        new.territories[0].access = AccessSet::of(&[Access::Read, Access::Write]);
+        new.territories.push(Territory {
+            path: "$WORKSPACE".into(),
+            access: AccessSet::of(&[Access::Read, Access::Create]),
+            runs: 1,
+        });
+        let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "new: read,create $WORKSPACE/** (territory)".to_string(),
+                "new: write /usr/lib/** (territory)".to_string(),
+            ]
+        );
     }
 
     #[test]

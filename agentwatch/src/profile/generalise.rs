@@ -346,7 +346,9 @@ fn choose(
             return;
         }
     }
-    if let Some(e) = n.entry {
+    // What every program reads is allowed to every agent: it weighs in
+    // the tree above (configuration read widely) but needs no rule.
+    if let Some(e) = n.entry.filter(|e| !super::ambient::covers(&path, e.0)) {
         leftovers.insert(path, e);
     }
     if let Some(t) = n.territory {
@@ -357,11 +359,43 @@ fn choose(
             access: t.0,
             runs: t.1,
         });
+        // What beneath it asks for more than it grants keeps its rule.
+        uncovered(n, segs, t.0, out, leftovers);
         return;
     }
     for (name, child) in &n.children {
         segs.push(name.clone());
         choose(child, segs, s, out, leftovers);
+        segs.pop();
+    }
+}
+
+/// Rules beneath a kept territory that need more than its `cover`: a file
+/// written in a read territory (a database in a data tree) stays a file
+/// rule, a territory of its own stays one.
+fn uncovered(
+    n: &Node,
+    segs: &mut Vec<String>,
+    cover: AccessSet,
+    out: &mut Rules,
+    leftovers: &mut siblings::FileMap,
+) {
+    for (name, child) in &n.children {
+        segs.push(name.clone());
+        let path = join(segs);
+        let needed =
+            |(a, _): &(AccessSet, u32)| !a.is_subset(cover) && !super::ambient::covers(&path, *a);
+        if let Some(e) = child.entry.filter(needed) {
+            leftovers.insert(path, e);
+        }
+        match child.territory.filter(|(a, _)| !a.is_subset(cover)) {
+            Some(t) => out.territories.push(Territory {
+                path: join(segs),
+                access: t.0,
+                runs: t.1,
+            }),
+            None => uncovered(child, segs, cover, out, leftovers),
+        }
         segs.pop();
     }
 }
@@ -376,6 +410,16 @@ fn territory(n: &Node, path: String, out: &mut Rules, leftovers: &mut siblings::
     let exec = AccessSet::of(&[Access::Exec]);
     for (p, r) in execs {
         leftovers.insert(p, (exec, r));
+    }
+    // Where the agent creates, it could give a new file any mode: a chmod
+    // within adds nothing (setuid bits stay a guardrail). Where it both
+    // creates and deletes, a rename within is the two in one call (an
+    // atomic save, a compiled cache, pip's installer).
+    if access.contains(Access::Create) {
+        access = access.union(AccessSet::of(&[Access::Chmod]));
+        if access.contains(Access::Delete) {
+            access = access.union(AccessSet::of(&[Access::Rename]));
+        }
     }
     out.territories.push(Territory {
         path,
@@ -434,6 +478,10 @@ pub fn eligible(segs: &[&str], write: bool) -> bool {
                 rest.len() >= 3 && !SYSTEM.contains(top)
             } else if *top == "home" {
                 rest.len() >= 3
+            } else if *top == "etc" {
+                // Configuration is read everywhere (os-release, nsswitch,
+                // mime types); its secrets are guardrails, holes in the tree.
+                true
             } else {
                 rest.len() >= 2
             }

@@ -63,6 +63,7 @@ const SECRETS: &[&str] = &[
     "/etc/sudoers",
     "/etc/sudoers.d/**",
     "/etc/ssl/private/**",
+    "/etc/ssh/ssh_host_*key",
     "/run/secrets/**",
     "/var/run/secrets/**",
     // Other processes' environment and memory (the agent's own are

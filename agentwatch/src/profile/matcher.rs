@@ -15,7 +15,7 @@ use super::{
     glob::Glob,
     guardrails::Guardrails,
     normalise,
-    observe::{Obs, Peer, Seen},
+    observe::{self, Obs, Peer, Seen},
     packages::Packages,
     written::{self, WrittenPaths},
     Access, AccessSet, Class, Direction, ExecSource, NetRule, Profile,
@@ -45,7 +45,41 @@ impl Finding {
     /// guardrails (exfiltration and privilege included) and running what
     /// the agent wrote.
     pub fn hard(&self) -> bool {
-        self.rule.starts_with("guardrail/") || self.rule == "exec/written"
+        agentwatch_common::policy::hard_rule(self.kernel_rule())
+    }
+
+    /// Over a rate budget (`rate/<class>`).
+    pub fn is_rate(&self) -> bool {
+        agentwatch_common::policy::rate_class(self.kernel_rule()).is_some()
+    }
+
+    /// The kernel's code for the rule (`policy::rule`), so that both sides
+    /// choose the action with one function (`policy::wanted`).
+    pub fn kernel_rule(&self) -> u8 {
+        use agentwatch_common::policy::{rate_rule, rule};
+        match self.rule.as_str() {
+            "guardrail/secrets" => rule::GUARD_SECRETS,
+            "guardrail/persistence" => rule::GUARD_PERSISTENCE,
+            "guardrail/agentwatch" => rule::GUARD_AGENTWATCH,
+            "guardrail/privilege" => rule::GUARD_PRIVILEGE,
+            "guardrail/tamper" => rule::TAMPER,
+            "guardrail/exfiltrate" => rule::EXFILTRATE,
+            "exec/written" => rule::EXEC_WRITTEN,
+            r => match r.split_once('/') {
+                Some(("rate", name)) => Class::ALL
+                    .into_iter()
+                    .find(|c| c.name() == name)
+                    .map_or(rule::NONE, |c| rate_rule(c.kernel_index())),
+                // A guardrail a profile or configuration added holds as
+                // the built-in ones do.
+                Some(("guardrail", _)) => rule::GUARD_SECRETS,
+                Some(("exec", _)) => rule::EXEC,
+                Some(("file", _)) => rule::FILE,
+                Some(("network", _)) => rule::NETWORK,
+                Some(("dns", _)) => rule::DNS,
+                _ => rule::NONE,
+            },
+        }
     }
 }
 
@@ -102,6 +136,29 @@ impl Matcher {
             if let Some(g) = compile(&f.path) {
                 files.insert(&g, file_access.len());
                 file_access.push(f.access);
+            }
+        }
+        // Listing a directory on the way to an allowed path is within.
+        let listed = p
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .chain(p.territories.iter().map(|t| t.pattern()))
+            .chain(p.executables.iter().map(|e| e.path.clone()));
+        let parents: std::collections::BTreeSet<String> = listed
+            .filter_map(|pat| anchors.expand(&pat))
+            .flat_map(|e| crate::paths::parent_dirs(&e))
+            .collect();
+        for dir in parents {
+            if let Ok(g) = Glob::parse(&dir) {
+                files.insert(&g, file_access.len());
+                file_access.push(AccessSet::of(&[Access::Read]));
+            }
+        }
+        for (pat, access) in super::ambient::entries() {
+            if let Ok(g) = Glob::parse(pat) {
+                files.insert(&g, file_access.len());
+                file_access.push(access);
             }
         }
         let mut territories = PathTrie::dotglob();
@@ -188,8 +245,10 @@ impl Matcher {
         }
         for obs in self.seen.observe(ev) {
             let class = obs.class();
-            if let Some(f) = self.rate(class, ev.ts_ns) {
-                out.push(f);
+            if obs.rated() {
+                if let Some(f) = self.rate(class, ev.ts_ns) {
+                    out.push(f);
+                }
             }
             if let Some(f) = self.judge(obs, ev) {
                 out.push(f);
@@ -276,13 +335,20 @@ impl Matcher {
     }
 
     fn judge(&mut self, obs: Obs, ev: &Event) -> Option<Finding> {
+        use crate::paths::usr_name;
         match obs {
-            Obs::Exec { path } => self.judge_exec(&path, ev.pid),
+            Obs::Exec { path } => self.judge_exec(&usr_name(&path), ev.pid),
             Obs::File {
                 path,
                 access,
                 class,
-            } => self.judge_file(&path, access, class, ev.pid),
+            } => self.judge_file(&usr_name(&path), access, class, ev.pid, observe::failed(ev)),
+            Obs::Listing { path } => self.guardrail(
+                &usr_name(&path),
+                AccessSet::of(&[Access::Read]),
+                Class::File,
+                ev.pid,
+            ),
             Obs::Net { direction, peer } => self.judge_net(direction, &peer, ev),
             Obs::Dns { name } => {
                 let known = self.dns.contains(&name)
@@ -334,6 +400,12 @@ impl Matcher {
         let access = &self.territory_access;
         self.territories
             .matches(path, &mut |r| a = a.union(access[r]));
+        // A binary the agent may run it may also read (cp, sha256sum, ldd).
+        let mut runnable = false;
+        self.execs.matches(path, &mut |_| runnable = true);
+        if runnable {
+            a = a.union(AccessSet::of(&[Access::Read]));
+        }
         a
     }
 
@@ -343,10 +415,15 @@ impl Matcher {
         access: AccessSet,
         class: Class,
         pid: u32,
+        failed: bool,
     ) -> Option<Finding> {
         let was_tainted = self.tainted.contains(&pid);
         if let Some(f) = self.guardrail(path, access, class, pid) {
             return Some(f);
+        }
+        // A call that failed changed nothing: only guardrails judge it.
+        if failed {
+            return None;
         }
         if was_tainted && self.copies_out(path, access) {
             return Some(Finding {
@@ -465,6 +542,9 @@ impl Matcher {
             })
             .clone()
         };
+        if observe::ephemeral_loopback_bind(direction, peer) {
+            return None;
+        }
         let host = match peer {
             Peer::Ip { addr, port } => self.seen.host(addr, *port).map(str::to_string),
             Peer::Unix { .. } => None,

@@ -84,7 +84,12 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
                 model: false,
                 ..n.clone()
             });
+            // Empty `by` is any executable: it stays so.
+            let any = (m.runs > 0 && m.by.is_empty()) || n.by.is_empty();
             m.by.extend(n.by.iter().cloned());
+            if any {
+                m.by.clear();
+            }
             m.model |= n.model;
             m.runs += n.runs;
         }
@@ -150,6 +155,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
             n
         })
         .collect();
+    super::builder::network::widen_by(&mut out.network, out.granularity);
     out.dns = dns
         .into_iter()
         .map(|(name, runs)| DnsRule {
@@ -181,6 +187,11 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     out.sort();
     Ok(out)
 }
+
+/// Sessions in a row with nothing new before a class is stable, unless
+/// told otherwise (`learn --stable-sessions`, the daemon's
+/// `stable_sessions`).
+pub const DEFAULT_STABLE_SESSIONS: u32 = 2;
 
 /// Adds one learned session to `base`: the merge of the two, with each
 /// class's stability carried across sessions. `novelty` is, per class,
@@ -245,15 +256,15 @@ mod tests {
         use Access::*;
         let a = with_files(
             "x",
-            &[("/etc/hosts", &[Read]), ("$WORKSPACE/out", &[Write])],
+            &[("/etc/inputrc", &[Read]), ("$WORKSPACE/out", &[Write])],
         );
         let b = with_files(
             "x",
-            &[("/etc/hosts", &[Read]), ("$WORKSPACE/out", &[Create])],
+            &[("/etc/inputrc", &[Read]), ("$WORKSPACE/out", &[Create])],
         );
         let m = merge(&[a, b], None).unwrap();
         assert_eq!(m.provenance.sessions, 2);
-        let hosts = m.files.iter().find(|f| f.path == "/etc/hosts").unwrap();
+        let hosts = m.files.iter().find(|f| f.path == "/etc/inputrc").unwrap();
         assert_eq!(hosts.runs, 2);
         let out = m.files.iter().find(|f| f.path == "$WORKSPACE/out").unwrap();
         assert_eq!(out.access, AccessSet::of(&[Write, Create]));

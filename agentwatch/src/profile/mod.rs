@@ -5,6 +5,7 @@
 //! `check` matching in `matcher`; `diff` and `merge` beside.
 //! The file format is documented in docs/profile-format.md.
 pub mod actions;
+pub mod ambient;
 pub mod anchors;
 pub mod builder;
 pub mod convergence;
@@ -21,6 +22,7 @@ pub mod packages;
 pub mod parse;
 pub mod readiness;
 pub mod session;
+pub mod shadow;
 pub mod siblings;
 pub mod written;
 pub mod yaml;
@@ -313,8 +315,40 @@ impl Class {
         Class::Network,
         Class::Dns,
     ];
+    /// The index the kernel gives the class in its per-class arrays
+    /// (policy actions and budgets, counters, rate rules).
+    pub const fn kernel_index(self) -> usize {
+        use agentwatch_common::policy::class;
+        match self {
+            Class::Exec => class::EXEC,
+            Class::File => class::FILE,
+            Class::Delete => class::DELETE,
+            Class::Network => class::NETWORK,
+            Class::Dns => class::DNS,
+        }
+    }
+
+    /// The class of a kernel index.
+    pub fn from_kernel_index(i: usize) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.kernel_index() == i)
+    }
+
     /// The classes with a stability clock (delete is part of file).
     pub const LEARNED: [Class; 4] = [Class::Exec, Class::File, Class::Network, Class::Dns];
+
+    /// Events per minute a budget always allows above the learned peak:
+    /// runaway loops run at thousands a minute and are still stopped
+    /// within their first second, while a normal burst the learning
+    /// sessions did not show (a `git stash`, a test run) is not flagged.
+    pub const fn rate_floor(self) -> u64 {
+        match self {
+            Class::Exec => 60,
+            Class::File => 2000,
+            Class::Delete => 50,
+            Class::Network => 30,
+            Class::Dns => 30,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -352,6 +386,17 @@ impl RateBudget {
         Self {
             peak,
             budget: (peak as f64 * headroom).ceil() as u64,
+        }
+    }
+
+    /// The budget for `class`: the peak times the headroom, and at least
+    /// the peak plus the class's floor (`Class::rate_floor`): a few
+    /// sessions show few of a normal session's bursts.
+    pub fn for_class(class: Class, peak: u64, headroom: f64) -> Self {
+        let b = Self::new(peak, headroom);
+        Self {
+            peak,
+            budget: b.budget.max(peak + class.rate_floor()),
         }
     }
 }

@@ -30,7 +30,7 @@ pub fn path_with(
         return None;
     }
     let clean = crate::paths::resolve(None, path);
-    let clean = temps.rewrite(&clean);
+    let clean = temps.rewrite(&crate::paths::usr_name(&clean));
     let anchored = anchors.anchor(&clean);
     let segs: Vec<&str> = anchored.split('/').collect();
     let mut out: Vec<String> = Vec::with_capacity(segs.len());

@@ -25,6 +25,13 @@ pub enum Obs {
         direction: Direction,
         peer: Peer,
     },
+    /// A directory opened read-only to list it or walk through it
+    /// (`O_DIRECTORY` or `O_PATH`: `ls`, `mkdir -p`, `rm -r`, `os.walk`).
+    /// It shows names, never contents: guardrails judge it, profiles
+    /// neither learn nor need it (the kernel does the same).
+    Listing {
+        path: String,
+    },
     /// A DNS question the agent sent.
     Dns {
         name: String,
@@ -44,10 +51,21 @@ pub enum Peer {
 }
 
 impl Obs {
+    /// Whether a rate budget counts it: reads and listings change
+    /// nothing (the kernel skips them too).
+    pub fn rated(&self) -> bool {
+        match self {
+            Obs::Listing { .. } => false,
+            Obs::File { access, .. } => *access != AccessSet::of(&[Access::Read]),
+            _ => true,
+        }
+    }
+
     pub fn class(&self) -> Class {
         match self {
             Obs::Exec { .. } => Class::Exec,
             Obs::File { class, .. } => *class,
+            Obs::Listing { .. } => Class::File,
             Obs::Net { .. } => Class::Network,
             Obs::Dns { .. } | Obs::DnsAnswer { .. } => Class::Dns,
         }
@@ -83,6 +101,48 @@ fn peer(e: &Endpoint, with_port: bool) -> Option<Peer> {
     }
 }
 
+/// Did a file call fail (so it changed nothing)? Guardrails judge the
+/// attempt all the same; the profile's own rules only what happened.
+/// A bind to port 0 on loopback: within every profile (see
+/// [`agentwatch_common::policy::ephemeral_loopback_bind`], which the
+/// kernel uses too), so neither learned nor flagged.
+pub fn ephemeral_loopback_bind(direction: Direction, peer: &Peer) -> bool {
+    let Peer::Ip { addr, port } = peer else {
+        return false;
+    };
+    let mapped = match addr {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    let dir = match direction {
+        Direction::Bind => agentwatch_common::policy::DIR_BIND,
+        _ => agentwatch_common::policy::DIR_CONNECT,
+    };
+    agentwatch_common::policy::ephemeral_loopback_bind(dir, port.unwrap_or(0), &mapped)
+}
+
+/// A read-only open of a directory, or an `O_PATH` one (no data either
+/// way); the kernel's `open_listing` reads the flags the same way.
+fn listing(flags: u64, access: &crate::event::Access) -> bool {
+    agentwatch_common::open::open_listing(flags)
+        && !access.write
+        && !access.create
+        && !access.truncate
+}
+
+pub fn failed(ev: &Event) -> bool {
+    let result = match &ev.detail {
+        Detail::Open { result, .. }
+        | Detail::Unlink { result, .. }
+        | Detail::Rename { result, .. }
+        | Detail::Link { result, .. }
+        | Detail::Chmod { result, .. }
+        | Detail::Chown { result, .. } => *result,
+        _ => None,
+    };
+    result.is_some_and(|r| r < 0)
+}
+
 /// The facts in one event (a rename is two).
 pub fn observe(ev: &Event) -> Vec<Obs> {
     use Access::*;
@@ -90,6 +150,12 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
         Detail::Exec { path, result, .. } if *result == Some(0) || result.is_none() => {
             vec![Obs::Exec { path: path.clone() }]
         }
+        Detail::Open {
+            path,
+            access,
+            flags,
+            ..
+        } if listing(*flags, access) => vec![Obs::Listing { path: path.clone() }],
         Detail::Open { path, access, .. } => {
             let mut set = Vec::new();
             if access.read {

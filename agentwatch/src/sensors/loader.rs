@@ -4,7 +4,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         links::{CgroupAttachMode, FdLink, PinnedLink},
-        BtfTracePoint, CgroupSockAddr, TracePoint,
+        BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -345,7 +345,15 @@ impl Sensors {
             .map_err(|e| SensorError::Map {
                 map: "WATCHED",
                 reason: e.to_string(),
-            })
+            })?;
+        // A process that exited before the entry went in (gone, or a
+        // zombie not yet reaped) would keep it for ever: its exit hook has
+        // run. Checked after the insert, so an exit after the check finds
+        // the entry and removes it.
+        if !alive(pid) {
+            let _ = self.watched.remove(&pid);
+        }
+        Ok(())
     }
 
     /// Installs a selector: processes that exec while matching it join
@@ -466,7 +474,12 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
         reason: e.to_string(),
     })?;
     let mut links = Vec::new();
-    for name in ["enforce_connect4", "enforce_connect6"] {
+    for name in [
+        "enforce_connect4",
+        "enforce_connect6",
+        "dns_sendmsg4",
+        "dns_sendmsg6",
+    ] {
         let p: &mut CgroupSockAddr = program(ebpf, name)?;
         p.load().map_err(|e| SensorError::Program {
             program: name.into(),
@@ -474,19 +487,47 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
         })?;
         // With bpf_link (5.7+) attachments coexist; the multi flag is for the
         // legacy attach and link_create refuses it (EINVAL).
-        let attach_err = |reason: String| SensorError::Attach {
-            program: name.into(),
-            hook: format!("cgroup {}", root.display()),
-            reason,
-        };
-        let id = p
+        let link = p
             .attach(&dir, CgroupAttachMode::Single)
-            .map_err(|e| attach_err(format!("{e:#}")))?;
-        let link = p.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
-        let fd = FdLink::try_from(link).map_err(|e| attach_err(format!("{e:#}")))?;
-        links.push(Held::Fd(name.to_string(), fd));
+            .and_then(|id| p.take_link(id));
+        links.push(held_fd(name, format!("cgroup {}", root.display()), link)?);
     }
+    // The DNS egress hook: queries for names outside a profile are dropped.
+    let name = "dns_egress";
+    let p: &mut CgroupSkb = program(ebpf, name)?;
+    p.load().map_err(|e| SensorError::Program {
+        program: name.into(),
+        reason: format!("{e:#}"),
+    })?;
+    let link = p
+        .attach(&dir, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+        .and_then(|id| p.take_link(id));
+    links.push(held_fd(
+        name,
+        format!("cgroup_skb/egress {}", root.display()),
+        link,
+    )?);
     Ok(links)
+}
+
+/// A cgroup program's link, held by its fd (so it can be pinned).
+fn held_fd<L>(
+    name: &str,
+    hook: String,
+    link: Result<L, aya::programs::ProgramError>,
+) -> Result<Held, SensorError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::fmt::Display,
+{
+    let attach_err = |reason: String| SensorError::Attach {
+        program: name.into(),
+        hook: hook.clone(),
+        reason,
+    };
+    let link = link.map_err(|e| attach_err(format!("{e:#}")))?;
+    let fd = FdLink::try_from(link).map_err(|e| attach_err(e.to_string()))?;
+    Ok(Held::Fd(name.to_string(), fd))
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
@@ -516,4 +557,16 @@ fn point_tamper_guard_here(map: &mut aya::maps::Map) -> Result<(), SensorError> 
         .map_err(map_err("CONFIG"))?;
     cfg.set(config::SELF_PGID, nix::unistd::getpgrp().as_raw() as u64, 0)
         .map_err(map_err("CONFIG"))
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name's closing parenthesis.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }

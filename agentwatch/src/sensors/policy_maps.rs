@@ -3,8 +3,8 @@
 //! decision counters. One handle, movable to the thread that enforces.
 use agentwatch_common::{
     policy::{
-        epoch, flags as policy_flags, paused as policy_paused, AgentPolicy, AgentState, NetKey,
-        CLASS_TABLE, NET_KEY_DATA,
+        class, decided, epoch, flags as policy_flags, paused as policy_paused, AgentPolicy,
+        AgentState, DnsKey, NetKey, CLASS_TABLE, NET_KEY_DATA,
     },
     InodeKey, WatchEntry,
 };
@@ -14,7 +14,7 @@ use aya::{
 };
 
 use super::loader::{map_err, SensorError};
-use crate::enforce::dfa::Dfa;
+use crate::{enforce::dfa::Dfa, profile::Class};
 
 /// Room in the automaton maps, split in two halves so a recompiled
 /// automaton is written beside the one in use and swapped in at once.
@@ -63,6 +63,7 @@ pub struct PolicyMaps {
     watched: HashMap<MapData, u32, WatchEntry>,
     epochs: Array<MapData, u64>,
     written: HashMap<MapData, InodeKey, u32>,
+    dns_allow: HashMap<MapData, DnsKey, u8>,
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
@@ -71,7 +72,7 @@ pub struct PolicyMaps {
 }
 
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
-const MAPS: [(&str, MapKind); 12] = [
+const MAPS: [(&str, MapKind); 13] = [
     ("AGENT_POLICY", MapKind::Array),
     ("AGENT_STATE", MapKind::Array),
     ("AGENT_PAUSED", MapKind::Array),
@@ -84,6 +85,7 @@ const MAPS: [(&str, MapKind); 12] = [
     ("WATCHED", MapKind::HashMap),
     ("EPOCHS", MapKind::Array),
     ("WRITTEN", MapKind::LruHashMap),
+    ("DNS_ALLOW", MapKind::HashMap),
 ];
 
 #[derive(Clone, Copy)]
@@ -198,6 +200,7 @@ impl PolicyMaps {
             watched: o.get("WATCHED")?,
             epochs: o.get("EPOCHS")?,
             written: o.get("WRITTEN")?,
+            dns_allow: o.get("DNS_ALLOW")?,
             capacity,
             lsm,
             ids,
@@ -269,9 +272,29 @@ impl PolicyMaps {
         self.clear_endpoints(agent)
     }
 
-    /// Removes `agent`'s allowed endpoints (before a recompiled profile
-    /// writes its own, so that a removed entry stops being allowed).
+    /// Allows DNS names for their agents (the DNS egress hook's map).
+    pub fn allow_names(&mut self, keys: &[DnsKey]) -> Result<(), SensorError> {
+        for k in keys {
+            self.dns_allow
+                .insert(k, 1, 0)
+                .map_err(map_err("DNS_ALLOW"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `agent`'s allowed endpoints and DNS names (before a
+    /// recompiled profile writes its own, so that a removed entry stops
+    /// being allowed).
     pub fn clear_endpoints(&mut self, agent: u32) -> Result<(), SensorError> {
+        let names: Vec<DnsKey> = self
+            .dns_allow
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.agent == agent)
+            .collect();
+        for k in names {
+            self.dns_allow.remove(&k).map_err(map_err("DNS_ALLOW"))?;
+        }
         let mine = |k: &Key<[u8; NET_KEY_DATA]>| k.data()[0..4] == agent.to_be_bytes();
         for (map, name) in [
             (&mut self.net_port, "NET_PORT"),
@@ -428,16 +451,15 @@ impl PolicyMaps {
         map.insert(&k, v, 0).map_err(map_err(name))
     }
 
-    /// Kernel decision counters, summed over CPUs: `[class]` allowed in the
-    /// kernel (nothing sent), `[8 + class]` violations acted on.
-    pub fn decided(&self) -> [u64; 16] {
-        let mut out = [0u64; 16];
-        for (i, slot) in out.iter_mut().enumerate() {
-            if let Ok(v) = self.decided.get(&(i as u32), 0) {
-                *slot = v.iter().sum();
-            }
+    /// Kernel decision counters, summed over CPUs.
+    pub fn decided(&self) -> Decided {
+        let read = |i: u32| -> u64 { self.decided.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let mut d = Decided::default();
+        for c in Class::ALL {
+            d.allowed[c.kernel_index()] = read(decided::allowed(c.kernel_index()));
+            d.acted[c.kernel_index()] = read(decided::acted(c.kernel_index()));
         }
-        out
+        d
     }
 
     /// Processes watched, of every agent.
@@ -460,5 +482,24 @@ impl PolicyMaps {
             .filter(|(_, w)| w.agent_id == agent)
             .map(|(pid, _)| pid)
             .collect()
+    }
+}
+
+/// What the kernel decided itself, per class (`Class::kernel_index`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decided {
+    /// Events allowed in the kernel: no record crossed.
+    pub allowed: [u64; class::COUNT],
+    /// Violations the kernel acted on.
+    pub acted: [u64; class::COUNT],
+}
+
+impl Decided {
+    pub fn allowed_of(&self, c: Class) -> u64 {
+        self.allowed[c.kernel_index()]
+    }
+
+    pub fn acted_of(&self, c: Class) -> u64 {
+        self.acted[c.kernel_index()]
     }
 }

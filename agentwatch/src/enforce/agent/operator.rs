@@ -129,13 +129,16 @@ impl AgentEnforcer {
         if let Some(a) = &mut self.audit {
             a.sync_if_due();
         }
+        // An append is audited as it completes; its line gives way to a
+        // timeout's, which matters more to whoever reads the output.
+        let learned = self.tick_learning();
         if self.approvals.any_expired() {
             return self.deny(None, Outcome::TimedOut, "timeout").ok();
         }
         if !self.approvals.is_empty() && self.maps.pids(self.agent_id).is_empty() {
             return Some(self.resolve_exited());
         }
-        None
+        learned
     }
 
     /// Every process of a paused agent is gone (killed by hand, or it
@@ -185,6 +188,12 @@ impl AgentEnforcer {
     }
 
     pub fn set_mode(&mut self, mode: Mode) -> Result<String, String> {
+        if self.learning() && mode == Mode::Enforce {
+            return Err(format!(
+                "{} is being learned (learn = true): nothing of its profile is enforced while it learns; set learn = false and mode = \"enforce\" in the configuration, then `agentwatch reload`",
+                self.agent
+            ));
+        }
         self.mode = mode;
         let mut p = self.maps.policy(self.agent_id).map_err(|e| e.to_string())?;
         p.enforce = u8::from(mode == Mode::Enforce);
@@ -208,6 +217,7 @@ impl AgentEnforcer {
         self.compiled = r.compiled;
         self.timeout = r.timeout;
         self.matcher = self.new_matcher();
+        self.set_shadow(r.shadow);
         if let Some(a) = &mut self.audit {
             a.set_profile_hash(&r.profile_sha256);
         }
@@ -220,6 +230,9 @@ impl AgentEnforcer {
     /// forgets the agent's policy and processes. Returns how many
     /// processes were let go.
     pub fn release_agent(&mut self, by: &str) -> usize {
+        for m in self.finish_learning() {
+            warn!(agent = %self.agent, "{m}");
+        }
         let ids = self.approvals.take_all_ids();
         if !ids.is_empty() {
             if let Some(a) = &mut self.audit {

@@ -6,7 +6,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::profile::{Direction, NetRule};
+use crate::profile::{Direction, Granularity, NetRule};
 
 /// Where an endpoint is: a name the agent resolved, an address, a socket.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,6 +84,29 @@ pub fn rules(net: &BTreeMap<NetKey, BTreeSet<String>>, min_cidr: usize) -> Vec<N
     out
 }
 
+/// Executables using one endpoint that make it open to any executable
+/// (`by` empty), by granularity: a local service many tools use (nscd, a
+/// database socket) is the agent's, whoever asks.
+pub const fn by_any_threshold(g: Granularity) -> Option<usize> {
+    match g {
+        Granularity::Strict => None,
+        Granularity::Balanced => Some(3),
+        Granularity::Open => Some(2),
+    }
+}
+
+/// Widens `by` to any executable where enough of them used the endpoint.
+pub fn widen_by(rules: &mut [NetRule], g: Granularity) {
+    let Some(t) = by_any_threshold(g) else {
+        return;
+    };
+    for r in rules {
+        if r.by.len() >= t {
+            r.by.clear();
+        }
+    }
+}
+
 /// Does a connect rule name the endpoint `spec` (`host`, `host:port`,
 /// `address`, `address:port`, `[v6]:port`)? Marks the agent's model API.
 pub fn names_endpoint(r: &NetRule, spec: &str) -> bool {
@@ -115,6 +138,29 @@ fn split_spec(spec: &str) -> (&str, Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_many_executables_use_is_open_to_any() {
+        let rule = |by: &[&str]| NetRule {
+            direction: Direction::Connect,
+            host: None,
+            address: None,
+            unix: Some("/run/nscd/socket".into()),
+            port: None,
+            by: by.iter().map(|s| s.to_string()).collect(),
+            model: false,
+            runs: 1,
+        };
+        let mut v = vec![
+            rule(&["/usr/bin/ls", "/usr/bin/id", "/usr/bin/tar"]),
+            rule(&["/usr/bin/git"]),
+        ];
+        widen_by(&mut v, Granularity::Strict);
+        assert_eq!(v[0].by.len(), 3);
+        widen_by(&mut v, Granularity::Balanced);
+        assert!(v[0].by.is_empty());
+        assert_eq!(v[1].by, ["/usr/bin/git"]);
+    }
 
     #[test]
     fn model_endpoints_by_name_or_address() {

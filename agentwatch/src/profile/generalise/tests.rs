@@ -59,7 +59,8 @@ fn coding_union() -> Entries {
         ("/usr/lib/python3.11/json/decoder.py", &[Read], 6),
         ("/usr/lib/x86_64-linux-gnu/libc.so.6", &[Read], 6),
         ("/etc/ld.so.cache", &[Read], 6),
-        ("/etc/passwd", &[Read], 6),
+        ("/etc/inputrc", &[Read], 6),
+        ("/etc/wgetrc", &[Read], 6),
     ])
 }
 
@@ -67,18 +68,25 @@ fn coding_union() -> Entries {
 fn a_workspace_with_new_names_everywhere_is_one_territory() {
     let r = run(coding_union(), Granularity::Balanced, &[], 6);
     let ws = territory(&r, "$WORKSPACE").expect("workspace territory");
-    assert_eq!(ws.access, acc(&[Read, Write, Create, Rename]));
+    assert_eq!(ws.access, acc(&[Read, Write, Create, Rename, Chmod]));
     assert!(
         r.files.iter().all(|f| !f.path.starts_with("$WORKSPACE")),
         "{r:?}"
     );
     let tmp = territory(&r, "$TMP").expect("temp territory");
-    assert_eq!(tmp.access, acc(&[Read, Write, Create, Delete]));
+    // Creating and deleting there: renaming within is the two in one, and
+    // a chmod adds nothing to creating.
+    assert_eq!(
+        tmp.access,
+        acc(&[Read, Write, Create, Delete, Rename, Chmod])
+    );
     let lib = territory(&r, "/usr/lib").expect("read territory");
     assert_eq!(lib.access, acc(&[Read]));
-    // Two files directly in /etc are not a tree.
-    assert!(file(&r, "/etc/ld.so.cache").is_some());
-    assert!(file(&r, "/etc/passwd").is_some());
+    // Two files directly in /etc are not a tree; what every program
+    // reads is not written down at all.
+    assert!(file(&r, "/etc/inputrc").is_some());
+    assert!(file(&r, "/etc/wgetrc").is_some());
+    assert!(file(&r, "/etc/ld.so.cache").is_none(), "{r:?}");
     assert_eq!(r.territories.len(), 3, "{r:?}");
 }
 
@@ -109,15 +117,15 @@ fn nothing_is_rooted_at_home_or_the_root() {
         ("/x1", RWC, 1),
         ("/x2", RWC, 1),
         ("/x3", RWC, 1),
-        ("/etc/a.conf", &[Read], 1),
-        ("/etc/b.conf", &[Read], 1),
-        ("/etc/c.conf", &[Read], 1),
-        ("/etc/d.conf", &[Read], 1),
+        ("/var/a.conf", &[Read], 1),
+        ("/var/b.conf", &[Read], 1),
+        ("/var/c.conf", &[Read], 1),
+        ("/var/d.conf", &[Read], 1),
     ]);
     let r = run(e, Granularity::Open, &[], 1);
     assert!(r.territories.is_empty(), "{r:?}");
     // Siblings still merge by structure.
-    assert!(file(&r, "/etc/*.conf").is_some(), "{r:?}");
+    assert!(file(&r, "/var/*.conf").is_some(), "{r:?}");
     assert!(file(&r, "$HOME/*.txt").is_some(), "{r:?}");
 }
 
@@ -170,7 +178,10 @@ fn territories_of_other_sessions_join_up() {
     e.add_territory("$WORKSPACE/docs", acc(&[Read, Write, Create, Delete]), 1);
     let r = run(e, Granularity::Balanced, &[], 3);
     let ws = territory(&r, "$WORKSPACE").expect("joined");
-    assert_eq!(ws.access, acc(&[Read, Write, Create, Delete]));
+    assert_eq!(
+        ws.access,
+        acc(&[Read, Write, Create, Delete, Rename, Chmod])
+    );
     assert_eq!(ws.runs, 2);
     assert_eq!(r.territories.len(), 1);
 }
@@ -216,6 +227,26 @@ fn a_read_only_tree_becomes_a_read_territory_at_its_top() {
 }
 
 #[test]
+fn configuration_read_widely_becomes_a_read_tree_with_guardrail_holes() {
+    let e = entries(&[
+        ("/etc/inputrc", &[Read], 3),
+        ("/etc/wgetrc", &[Read], 3),
+        ("/etc/mailcap", &[Read], 3),
+        ("/etc/ssl/certs/ca-certificates.crt", &[Read], 3),
+        ("/etc/pip.conf", &[Read], 3),
+    ]);
+    let r = run(e, Granularity::Balanced, &[], 3);
+    assert_eq!(
+        territory(&r, "/etc").map(|t| t.access),
+        Some(acc(&[Read])),
+        "{r:?}"
+    );
+    let strict = entries(&[("/etc/inputrc", &[Read], 3), ("/etc/wgetrc", &[Read], 3)]);
+    let r = run(strict, Granularity::Strict, &[], 3);
+    assert!(territory(&r, "/etc").is_none(), "{r:?}");
+}
+
+#[test]
 fn hand_written_globstars_are_kept_and_take_what_they_cover() {
     let e = entries(&[
         ("$WORKSPACE/build/**", &[Read, Write, Create], 1),
@@ -244,8 +275,63 @@ fn eligibility() {
     assert!(!e("/usr", false));
     assert!(e("/usr/lib", false));
     assert!(!e("/usr/lib/x/y", true));
+    // Configuration is read everywhere; never written as a tree.
+    assert!(e("/etc", false));
+    assert!(!e("/etc", true));
+    assert!(!e("/etc/x/y", true));
     assert!(!e("/home/bob", false));
     assert!(e("/home/bob/src", false));
     assert!(!e("/proc/self", false));
     assert!(!e("/", false));
+}
+
+#[test]
+fn an_anchor_itself_stays_as_written() {
+    let e = entries(&[("$HOME", &[Read], 1), ("$WORKSPACE", &[Read], 1)]);
+    let r = run(e, Granularity::Balanced, &[], 1);
+    assert!(file(&r, "$HOME").is_some(), "{r:?}");
+    assert!(file(&r, "$WORKSPACE").is_some(), "{r:?}");
+}
+
+#[test]
+fn a_file_written_in_a_learned_read_territory_keeps_its_rule() {
+    let mut e = entries(&[("$HOME/datasets/inventory.db", RWC, 1)]);
+    e.add_territory("$HOME/datasets", acc(&[Read]), 2);
+    let r = run(e, Granularity::Balanced, &[], 3);
+    assert_eq!(
+        territory(&r, "$HOME/datasets").map(|t| t.access),
+        Some(acc(&[Read])),
+        "{r:?}"
+    );
+    assert_eq!(
+        file(&r, "$HOME/datasets/inventory.db").map(|f| f.access),
+        Some(acc(RWC)),
+        "{r:?}"
+    );
+    // What the territory grants folds into it.
+    let mut e = entries(&[("$HOME/datasets/sales.csv", &[Read], 1)]);
+    e.add_territory("$HOME/datasets", acc(&[Read]), 2);
+    let r = run(e, Granularity::Balanced, &[], 3);
+    assert!(file(&r, "$HOME/datasets/sales.csv").is_none(), "{r:?}");
+}
+
+#[test]
+fn what_every_program_reads_weighs_in_the_tree_but_gets_no_rule() {
+    let e = entries(&[
+        ("/etc/ld.so.cache", &[Read], 2),
+        ("/etc/passwd", &[Read], 2),
+        ("/etc/localtime", &[Read], 2),
+        ("/etc/pip.conf", &[Read], 2),
+        ("/dev/null", &[Read, Write], 2),
+        ("/dev/urandom", &[Read], 2),
+    ]);
+    let r = run(e, Granularity::Balanced, &[], 2);
+    // Configuration read widely: /etc is a read tree.
+    assert_eq!(
+        territory(&r, "/etc").map(|t| t.access),
+        Some(acc(&[Read])),
+        "{r:?}"
+    );
+    // The null and random devices are allowed anyway: no rule.
+    assert!(r.files.is_empty(), "{r:?}");
 }

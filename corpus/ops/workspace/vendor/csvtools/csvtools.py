@@ -1,0 +1,2 @@
+def columns(line):
+    return line.rstrip().split(",")
