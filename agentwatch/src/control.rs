@@ -275,13 +275,6 @@ fn answer(conn: UnixStream, access: Access, handler: &dyn Handler) -> std::io::R
 
 /// Answers `req` for one agent's enforcer (`by`: who asked).
 pub fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
-    if let Request::Reload = req {
-        return json!({"ok": false, "error": "reload is for `agentwatch daemon`; `agentwatch run` takes its profile once"});
-    }
-    dispatch_one(e, req, by)
-}
-
-fn dispatch_one(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
     let done = |r: Result<String, String>| match r {
         Ok(m) => json!({"ok": true, "message": m}),
         Err(m) => json!({"ok": false, "error": m}),
@@ -309,7 +302,7 @@ fn dispatch_one(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
         Request::Pause => done(Ok(e.pause())),
         Request::Resume => done(e.resume()),
         Request::Reload => {
-            json!({"ok": false, "error": "reload is for `agentwatch daemon`; `agentwatch run` reads its profile once"})
+            json!({"ok": false, "error": "reload is for `agentwatch daemon`; `agentwatch run` takes its profile once"})
         }
     }
 }

@@ -136,7 +136,7 @@ pub struct Context {
     /// Namespace, pod, container and service account, on a Kubernetes
     /// node (from the pod uid and container id, and the API server).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub k8s: Option<crate::k8s::PodMeta>,
+    pub k8s: Option<PodMeta>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -394,6 +394,16 @@ impl Detail {
             _ => None,
         }
     }
+}
+
+/// What events carry about the pod of their process.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PodMeta {
+    pub namespace: String,
+    pub pod: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub service_account: String,
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -41,15 +40,7 @@ pub struct Pod {
     pub containers: BTreeMap<String, String>,
 }
 
-/// What events carry about the pod of their process.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct PodMeta {
-    pub namespace: String,
-    pub pod: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    pub service_account: String,
-}
+pub use crate::event::PodMeta;
 
 /// Selects pods: every given field must match (labels: each pair).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

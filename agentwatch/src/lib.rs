@@ -3,24 +3,26 @@
 //! Layout: `sensors` (kernel programs as userspace sees them), `pipeline`
 //! (source -> decode -> enrich -> sinks), `sinks`, `event` (the model),
 //! `commands` (one module per CLI command).
-pub mod atomic;
-pub mod audit;
-pub mod clock;
+mod atomic;
+mod audit;
+mod clock;
 pub mod commands;
 pub mod control;
 pub mod daemon;
 pub mod enforce;
-pub mod event;
-pub mod feeds;
-pub mod k8s;
-pub mod net;
-pub mod paths;
+mod event;
+mod feeds;
+mod k8s;
+mod net;
+mod paths;
 pub mod pipeline;
 pub mod profile;
-pub mod selectors;
+mod selectors;
 pub mod sensors;
-pub mod sinks;
-pub mod spawn;
+mod sinks;
+mod spawn;
+mod timestamp;
+mod units;
 
 #[cfg(test)]
 mod contract_tests;

@@ -26,19 +26,6 @@ pub enum SelectorError {
     UnitNotRunning(String),
 }
 
-impl SelectorError {
-    /// True when the selector may resolve later (a unit that starts, a
-    /// cgroup or binary that appears): the daemon keeps retrying it.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SelectorError::Cgroup { .. }
-                | SelectorError::Exe { .. }
-                | SelectorError::UnitNotRunning(_)
-        )
-    }
-}
-
 /// A selector as the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {

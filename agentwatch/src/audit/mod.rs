@@ -12,7 +12,7 @@ mod tests;
 pub mod verify;
 mod writer;
 
-pub use verify::{verify_files, Finding, Report};
+pub use verify::verify_files;
 pub use writer::{AuditError, AuditLog, Fsync};
 
 use sha2::{Digest, Sha256};

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::json;
 
-use super::{verify_files, AuditLog, Finding, Fsync};
+use super::{verify::Finding, verify_files, AuditLog, Fsync};
 
 /// A temp directory removed on drop.
 struct Dir(PathBuf);

@@ -22,7 +22,7 @@ use crate::{
     event::{Detail, Event},
     profile::{
         anchors::Anchors,
-        builder::{time, LearnConfig, Learner},
+        builder::{LearnConfig, Learner},
         convergence::ClockConfig,
         guardrails::Guardrails,
         matcher::Matcher,
@@ -53,7 +53,7 @@ pub struct LearnOptions {
     pub force: bool,
     /// Stop learning after this long (30, 30s, 5m, 1h); a command still
     /// running then gets SIGTERM.
-    #[arg(long, value_parser = super::trace::parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Stop as soon as every class (exec, file, network, dns) is stable.
     #[arg(long)]
@@ -62,10 +62,10 @@ pub struct LearnOptions {
     #[arg(long)]
     pub json: bool,
     /// No class is stable before learning has run this long.
-    #[arg(long, default_value = "30s", value_parser = super::trace::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
     pub warmup: std::time::Duration,
     /// A class is stable when nothing new appeared for this long.
-    #[arg(long, default_value = "60s", value_parser = super::trace::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
     pub quiet: std::time::Duration,
     /// Rate budget = peak per minute x this.
     #[arg(long, default_value_t = 2.0)]
@@ -372,7 +372,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
                 &opts.agent,
                 &host,
                 &anchors,
-                time::rfc3339(std::time::SystemTime::now()),
+                crate::timestamp::rfc3339(std::time::SystemTime::now()),
             );
             Some(
                 Recorder::create(dir, &h)

@@ -48,7 +48,7 @@ pub struct RunOptions {
     #[arg(long, value_enum, default_value = "monitor")]
     pub mode: Mode,
     /// How long a paused agent waits for `approve` before it is killed.
-    #[arg(long, default_value = "5m", value_parser = super::trace::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::units::parse_duration)]
     pub pause_timeout: Duration,
     /// Alerts and the summary as JSON lines.
     #[arg(long)]

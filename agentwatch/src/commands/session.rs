@@ -74,9 +74,7 @@ impl Session {
 
 /// `--ring-buffer-mb` in bytes; checked before anything is loaded.
 pub fn ring_bytes(mb: u32) -> anyhow::Result<u32> {
-    mb.checked_mul(1024 * 1024)
-        .filter(|b| b.is_power_of_two())
-        .context("--ring-buffer-mb must be a power of two (1, 2, 4, ... 1024)")
+    crate::units::ring_bytes(mb).context("--ring-buffer-mb")
 }
 
 /// Parses `args` as the options of command `name` (its defaults apply).

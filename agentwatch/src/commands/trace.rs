@@ -3,7 +3,6 @@
 use std::{
     ffi::OsString,
     io::{BufWriter, Write},
-    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
@@ -37,7 +36,7 @@ pub struct TraceOptions {
     #[arg(long, value_name = "KIND=VALUE")]
     pub select: Vec<Selector>,
     /// Without a command: stop after this long (30, 30s, 5m, 1h).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// The command and its arguments (optional with --select).
     #[arg(last = true, value_name = "CMD")]
@@ -134,45 +133,5 @@ fn finish(pipeline: Pipeline) {
             "agentwatch: {} events could not be written to the output",
             counts.sink_errors
         );
-    }
-}
-
-/// Parses `--duration`: seconds, or a number with `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: expected e.g. 30, 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{s:?}: must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("x").is_err());
     }
 }

@@ -313,7 +313,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             Some(v) => (v.get_ref().as_str(), Some(v.span())),
             None => (default, None),
         };
-        crate::commands::trace::parse_duration(s).unwrap_or_else(|e| {
+        crate::units::parse_duration(s).unwrap_or_else(|e| {
             p.at(span, format!("{key}: {e}"));
             Duration::from_secs(1)
         })
@@ -543,7 +543,7 @@ fn learn_duration(
     let Some(v) = v else {
         return default;
     };
-    match crate::commands::trace::parse_duration(v.get_ref()) {
+    match crate::units::parse_duration(v.get_ref()) {
         Ok(d) if d >= Duration::from_secs(1) => d,
         Ok(_) => {
             p.at(Some(v.span()), format!("{key}: give at least 1s"));

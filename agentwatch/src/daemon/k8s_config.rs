@@ -41,7 +41,7 @@ pub(super) fn api(p: &mut Problems, doc: Option<&KubernetesDoc>) -> Option<ApiCo
         }
     }
     let refresh = match &d.refresh {
-        Some(r) => crate::commands::trace::parse_duration(r.get_ref()).unwrap_or_else(|e| {
+        Some(r) => crate::units::parse_duration(r.get_ref()).unwrap_or_else(|e| {
             p.at(Some(r.span()), format!("kubernetes refresh: {e}"));
             Duration::from_secs(5)
         }),

@@ -180,7 +180,7 @@ impl Daemon {
         // From the start: a SIGHUP or SIGTERM while loading is handled by
         // the main loop, not by the default action.
         catch_signals();
-        let ring = crate::commands::session::ring_bytes(cfg.ring_buffer_mb)?;
+        let ring = crate::units::ring_bytes(cfg.ring_buffer_mb).context("ring_buffer_mb")?;
         let audit = match &cfg.audit {
             Some(a) => Some(AuditWriter::shared(AuditLog::open(
                 &a.path,

@@ -117,9 +117,7 @@ impl AuditWriter {
     /// Appends record `r`, stamped with the time (`ts`) unless it has one.
     pub fn record(&mut self, mut r: Value) {
         if r.get("ts").is_none() {
-            r["ts"] = json!(crate::profile::builder::time::rfc3339(
-                std::time::SystemTime::now()
-            ));
+            r["ts"] = json!(crate::timestamp::rfc3339(std::time::SystemTime::now()));
         }
         self.write(&r);
     }
@@ -175,7 +173,7 @@ impl AuditWriter {
     fn flush_backlog(&mut self) -> bool {
         if let Some((since, held)) = self.outage.clone() {
             // The log takes records again: first, what happened meanwhile.
-            let now = crate::profile::builder::time::rfc3339(std::time::SystemTime::now());
+            let now = crate::timestamp::rfc3339(std::time::SystemTime::now());
             let note = json!({"type": "audit_gap", "since": since, "until": now,
             "held": held, "dropped": self.dropped,
             "why": if self.dropped > 0 {
@@ -206,7 +204,7 @@ impl AuditWriter {
 
     fn failed(&mut self, e: &crate::audit::AuditError) {
         if self.outage.is_none() {
-            let now = crate::profile::builder::time::rfc3339(std::time::SystemTime::now());
+            let now = crate::timestamp::rfc3339(std::time::SystemTime::now());
             self.outage = Some((now, 0));
         }
         if !self.failing {

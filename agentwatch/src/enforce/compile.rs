@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use agentwatch_common::policy::{self as kp, accept, AgentPolicy, NetKey, DIR_BIND, DIR_CONNECT};
 
-use super::dfa::{Dfa, DfaError};
+use crate::profile::automaton::{Dfa, DfaError};
 use crate::profile::{
     anchors::Anchors, glob::Glob, guardrails::Guardrails, interpreters, Access, AccessSet,
     ActionKind, Class, Direction, NetRule, Profile,

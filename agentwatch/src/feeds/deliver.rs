@@ -176,7 +176,7 @@ impl Syslog {
             _ => 3,
         };
         let pri = FACILITY * 8 + severity;
-        let ts = crate::profile::builder::time::rfc3339(std::time::SystemTime::now());
+        let ts = crate::timestamp::rfc3339(std::time::SystemTime::now());
         // SD-PARAM values escape '"', '\' and ']' (RFC 5424 6.3.3).
         let esc = |s: &str| {
             s.replace('\\', "\\\\")

@@ -27,7 +27,6 @@ use crate::event::{Detail, Event};
 pub mod execs;
 pub mod hash;
 pub mod network;
-pub mod time;
 
 use network::Target;
 
@@ -383,8 +382,8 @@ impl Learner {
         p.provenance = Provenance {
             hosts: vec![host.to_string()],
             sessions: 1,
-            started: time::rfc3339(self.started),
-            ended: time::rfc3339(std::time::SystemTime::now()),
+            started: crate::timestamp::rfc3339(self.started),
+            ended: crate::timestamp::rfc3339(std::time::SystemTime::now()),
             events: self.events.clone(),
         };
         p.sort();

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod ambient;
 pub mod anchors;
+pub mod automaton;
 pub mod builder;
 pub mod convergence;
 pub mod diff;

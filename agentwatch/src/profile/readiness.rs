@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{
-    builder::{time, LearnConfig},
+    builder::LearnConfig,
     guardrails::Guardrails,
     matcher::{Finding, Matcher},
     session::{self, Session, SessionError},
@@ -144,7 +144,7 @@ fn verdict(held_out: &[HeldOut]) -> Readiness {
         sessions: n as u32,
         flagged: flagged as u32,
         reason,
-        checked: time::rfc3339(std::time::SystemTime::now()),
+        checked: crate::timestamp::rfc3339(std::time::SystemTime::now()),
     }
 }
 

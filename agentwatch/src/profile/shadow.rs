@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{
     anchors::Anchors,
-    builder::{time::rfc3339, LearnConfig},
+    builder::LearnConfig,
     guardrails::Guardrails,
     merge::{self, MergeError},
     parse, readiness,
@@ -136,7 +136,7 @@ impl Shadow {
                 &self.cfg.agent,
                 &self.host,
                 &self.cfg.anchors,
-                rfc3339(std::time::SystemTime::now()),
+                crate::timestamp::rfc3339(std::time::SystemTime::now()),
             );
             match Recorder::create(&self.cfg.sessions, &header) {
                 Ok(r) => {

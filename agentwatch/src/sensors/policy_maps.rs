@@ -14,7 +14,7 @@ use aya::{
 };
 
 use super::loader::{map_err, SensorError};
-use crate::{enforce::dfa::Dfa, profile::Class};
+use crate::profile::{automaton::Dfa, Class};
 
 /// Room in the automaton maps, split in two halves so a recompiled
 /// automaton is written beside the one in use and swapped in at once.

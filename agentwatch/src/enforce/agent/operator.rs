@@ -11,8 +11,9 @@ use crate::{
         compile::{self, Mode},
         tree,
     },
-    profile::{builder::time::rfc3339, Approval, DnsRule, Executable, FileRule},
+    profile::{Approval, DnsRule, Executable, FileRule},
     sensors::SensorError,
+    timestamp::rfc3339,
 };
 
 impl AgentEnforcer {

@@ -1,6 +1,7 @@
-//! Provenance timestamps: RFC 3339 in UTC, clamped to SOURCE_DATE_EPOCH
+//! Wall-clock timestamps: RFC 3339 in UTC, clamped to SOURCE_DATE_EPOCH
 //! when it is set (reproducible-builds.org), so two learning runs of one
-//! workload can give byte-identical profiles.
+//! workload can give byte-identical profiles. Profiles, the audit log and
+//! the feeds take their times from here.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ`, no later than SOURCE_DATE_EPOCH.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::profile::glob::{Glob, Part};
+use super::glob::{Glob, Part};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DfaError {
