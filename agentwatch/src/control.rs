@@ -325,8 +325,12 @@ pub fn request_env(path: &Path, req: &Envelope) -> Result<Value, ControlError> {
         source,
     };
     let mut s = UnixStream::connect(path).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
+    // A reload loads and compiles every agent's profile before it answers.
+    let wait = match req.req {
+        Request::Reload => Duration::from_secs(120),
+        _ => Duration::from_secs(10),
+    };
+    s.set_read_timeout(Some(wait)).map_err(io)?;
     let line = serde_json::to_string(req).map_err(|e| io(std::io::Error::other(e)))?;
     writeln!(s, "{line}").map_err(io)?;
     let mut reply = String::new();
