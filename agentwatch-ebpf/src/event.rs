@@ -11,7 +11,7 @@ use aya_ebpf::helpers::{
 };
 
 use crate::{
-    maps::{count_loss, EVENTS, SCRATCH},
+    maps::{count_loss, EVENTS, SCRATCH, WAKE_EXIT},
     shim::*,
 };
 
@@ -257,10 +257,23 @@ pub fn submit(ev: &RawEvent) {
     // Wake the reader only once a batch has built up; it also polls on a
     // short timer. A wakeup per record would cost the traced process more
     // than the record itself.
-    // A violation wakes it at once: its alert (and, for a pause, the
-    // approval request) should not wait for the timer.
-    let violation = ev.hdr.verdict == agentwatch_common::policy::verdict::VIOLATION;
-    let flags = if violation || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+    // A violation or a held call wakes it at once: its alert (and, for a
+    // pause, the approval request; for a hold, the release) should not
+    // wait for the timer. So does the exit of such an entry, which
+    // userspace waits for to complete the event.
+    let urgent = ev.hdr.verdict == agentwatch_common::policy::verdict::VIOLATION
+        || ev.hdr.action == agentwatch_common::policy::action::HOLD;
+    let wake = if ev.hdr.kind == RecordKind::SysEnter as u8 {
+        if urgent {
+            let _ = WAKE_EXIT.insert(&ev.hdr.tid, &1, 0);
+        }
+        urgent
+    } else if ev.hdr.kind == RecordKind::SysExit as u8 {
+        urgent || WAKE_EXIT.remove(&ev.hdr.tid).is_ok()
+    } else {
+        urgent
+    };
+    let flags = if wake || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

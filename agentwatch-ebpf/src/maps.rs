@@ -111,6 +111,12 @@ pub static DECIDED: PerCpuArray<u64> =
 #[map]
 pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
+/// Threads whose syscall entry was sent urgently (a violation, a held
+/// call): userspace pairs the entry with its exit before it alerts, so the
+/// exit wakes the reader too instead of waiting for its poll timer.
+#[map]
+pub static WAKE_EXIT: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
+
 /// Names each agent may resolve (`policy::DnsKey`), judged by the
 /// egress hook on every DNS query an agent's socket sends.
 #[map]
