@@ -216,10 +216,15 @@ pub fn wanted(pol: &AgentPolicy, r: u8, cls: usize) -> u8 {
     if rate_class(r).is_some() {
         return pol.rate_action;
     }
-    if cls < class::COUNT {
-        pol.actions[cls]
-    } else {
-        action::ALERT
+    // Constant indexes: an older verifier (6.1) loses the bound of a
+    // checked index the compiler spilled to the stack and reloaded.
+    match cls {
+        class::EXEC => pol.actions[class::EXEC],
+        class::FILE => pol.actions[class::FILE],
+        class::DELETE => pol.actions[class::DELETE],
+        class::NETWORK => pol.actions[class::NETWORK],
+        class::DNS => pol.actions[class::DNS],
+        _ => action::ALERT,
     }
 }
 

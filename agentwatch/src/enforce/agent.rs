@@ -338,6 +338,17 @@ impl AgentEnforcer {
                 }
                 self.matcher.check(&attempt)
             }
+            // A file call the kernel refused (the LSM tier's deny) failed
+            // because of the violation: its attempt is what is judged.
+            (Some(k), _)
+                if k.verdict == verdict::VIOLATION
+                    && k.action == ka::DENY
+                    && observe::failed(ev) =>
+            {
+                let mut attempt = ev.clone();
+                clear_result(&mut attempt.detail);
+                self.matcher.check(&attempt)
+            }
             _ => self.matcher.check(ev),
         };
         // Learning: what the profile does not have yet is what is learned.
@@ -642,6 +653,19 @@ fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event, anchors: &Anchor
         class,
         what,
         reason: reason.into(),
+    }
+}
+
+/// A file call's detail as if it had not failed (its result unknown).
+fn clear_result(d: &mut Detail) {
+    match d {
+        Detail::Open { result, .. }
+        | Detail::Unlink { result, .. }
+        | Detail::Rename { result, .. }
+        | Detail::Link { result, .. }
+        | Detail::Chmod { result, .. }
+        | Detail::Chown { result, .. } => *result = None,
+        _ => {}
     }
 }
 

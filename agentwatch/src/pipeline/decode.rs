@@ -475,10 +475,15 @@ impl Decoder {
             });
         }
         // `create` means the open made a file: not when it failed, nor when
-        // it opened a device or a pipe (the exit says what it opened).
+        // it opened a device or a pipe (the exit says what it opened). A
+        // create the kernel refused keeps it: the attempt is what is judged.
+        let refused = ev.kernel.is_some_and(|k| {
+            k.verdict == agentwatch_common::policy::verdict::VIOLATION
+                && k.action == agentwatch_common::policy::action::DENY
+        });
         if let Detail::Open { access, .. } = &mut ev.detail {
             let kind = rec.raw.args[1] & 0o170000;
-            if ret < 0 || (kind != 0 && kind != 0o100000) {
+            if (ret < 0 && !refused) || (kind != 0 && kind != 0o100000) {
                 access.create = false;
             }
         }

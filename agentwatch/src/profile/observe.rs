@@ -101,8 +101,6 @@ fn peer(e: &Endpoint, with_port: bool) -> Option<Peer> {
     }
 }
 
-/// Did a file call fail (so it changed nothing)? Guardrails judge the
-/// attempt all the same; the profile's own rules only what happened.
 /// A bind to port 0 on loopback: within every profile (see
 /// [`agentwatch_common::policy::ephemeral_loopback_bind`], which the
 /// kernel uses too), so neither learned nor flagged.
@@ -130,6 +128,8 @@ fn listing(flags: u64, access: &crate::event::Access) -> bool {
         && !access.truncate
 }
 
+/// Did a file call fail (so it changed nothing)? Guardrails judge the
+/// attempt all the same; the profile's own rules only what happened.
 pub fn failed(ev: &Event) -> bool {
     let result = match &ev.detail {
         Detail::Open { result, .. }
