@@ -20,7 +20,7 @@ use crate::{
     maps::*,
     shim::*,
 };
-use agentwatch_common::open::{open_access, open_listing, CREAT_FLAGS};
+use agentwatch_common::open::{open_access, open_listing, CREAT_FLAGS, O_CREAT};
 use agentwatch_common::policy::{
     accept, access, action, class, decided, epoch, flags, rule, verdict, AgentPolicy, Deferred,
     OpenedKey, OpenedStamp, DIR_BIND, DIR_CONNECT,
@@ -470,7 +470,7 @@ fn judge_deferred(
         // The real path first: a guardrail it reaches wins (and is acted
         // on and sent by judge_opened).
         let flags = if df.access as u64 & access::CREATE != 0 {
-            0o100
+            O_CREAT
         } else {
             0
         };

@@ -346,7 +346,9 @@ impl AgentEnforcer {
                     && observe::failed(ev) =>
             {
                 let mut attempt = ev.clone();
-                clear_result(&mut attempt.detail);
+                if let Some(r) = attempt.detail.result_mut() {
+                    *r = None;
+                }
                 self.matcher.check(&attempt)
             }
             _ => self.matcher.check(ev),
@@ -653,19 +655,6 @@ fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event, anchors: &Anchor
         class,
         what,
         reason: reason.into(),
-    }
-}
-
-/// A file call's detail as if it had not failed (its result unknown).
-fn clear_result(d: &mut Detail) {
-    match d {
-        Detail::Open { result, .. }
-        | Detail::Unlink { result, .. }
-        | Detail::Rename { result, .. }
-        | Detail::Link { result, .. }
-        | Detail::Chmod { result, .. }
-        | Detail::Chown { result, .. } => *result = None,
-        _ => {}
     }
 }
 

@@ -168,10 +168,14 @@ impl Shadow {
         }
     }
 
-    /// Ends the session when it is over (`processes`: the agent's
-    /// processes the kernel still watches), starts the append of a
-    /// finished one, and says what an append that completed did.
-    pub fn tick(&mut self, processes: usize) -> Option<Result<Appended, ShadowError>> {
+    /// Ends the session when it is over (`processes` counts the agent's
+    /// processes the kernel still watches; asked only while a session is
+    /// recorded), starts the append of a finished one, and says what an
+    /// append that completed did.
+    pub fn tick(
+        &mut self,
+        processes: impl FnOnce() -> usize,
+    ) -> Option<Result<Appended, ShadowError>> {
         let done = self.appending.as_ref().is_some_and(JoinHandle::is_finished);
         let result = if done {
             self.appending.take().and_then(|h| h.join().ok())
@@ -179,7 +183,7 @@ impl Shadow {
             None
         };
         if self.recorder.is_some() {
-            if processes == 0 {
+            if processes() == 0 {
                 let since = *self.idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.cfg.idle {
                     self.end_session();

@@ -45,8 +45,8 @@ impl AgentEnforcer {
 
     /// Ends sessions that are over and reports appends that completed.
     pub(super) fn tick_learning(&mut self) -> Option<String> {
-        let processes = self.maps.pids(self.agent_id).len();
-        let r = self.shadow.as_mut()?.tick(processes)?;
+        let (maps, agent) = (&self.maps, self.agent_id);
+        let r = self.shadow.as_mut()?.tick(|| maps.pids(agent).len())?;
         Some(self.report_append(r))
     }
 
