@@ -69,6 +69,12 @@ impl RecordKind {
     }
 }
 
+/// A ring record of this length carries nothing. The kernel sends one only
+/// to wake a reader that said it is going to sleep (`READER_ASLEEP`), right
+/// after an urgent record; every real record is at least
+/// [`RAW_EVENT_FIXED_LEN`] long, so the reader tells them apart by length.
+pub const WAKE_RECORD_LEN: usize = 8;
+
 /// Flag bits in [`StrSlot::flags`].
 pub const SLOT_USED: u16 = 1;
 /// The string did not fit in its slot and was cut.
@@ -217,6 +223,7 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<SockAddr>() == 120);
 const _: () = assert!(core::mem::size_of::<RawEvent>() == 64 + 48 + 120 + 16 + DATA_LEN);
 const _: () = assert!(SLOT_LEN.is_power_of_two());
+const _: () = assert!(WAKE_RECORD_LEN < RAW_EVENT_FIXED_LEN);
 const _: () = assert!(DNS_PAYLOAD_LEN <= SLOT_LEN);
 const _: () = assert!(DNS_ANSWER_LEN < SLOT_LEN);
 

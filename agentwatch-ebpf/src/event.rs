@@ -2,7 +2,7 @@
 //! prefix of it to the ring buffer.
 use agentwatch_common::{
     loss, EventHeader, RawEvent, RecordKind, WatchEntry, NAME_LEN, RAW_EVENT_FIXED_LEN, SLOTS,
-    SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED,
+    SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED, WAKE_RECORD_LEN,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -11,7 +11,7 @@ use aya_ebpf::helpers::{
 };
 
 use crate::{
-    maps::{count_loss, EVENTS, SCRATCH, WAKE_EXIT},
+    maps::{count_loss, EVENTS, READER_ASLEEP, SCRATCH, WAKE_EXIT},
     shim::*,
 };
 
@@ -255,12 +255,10 @@ pub fn submit(ev: &RawEvent) {
     // SAFETY: size is bounded by the struct's size just above.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawEvent).cast::<u8>(), size) };
     // Wake the reader only once a batch has built up; it also polls on a
-    // short timer. A wakeup per record would cost the traced process more
-    // than the record itself.
-    // A violation or a held call wakes it at once: its alert (and, for a
-    // pause, the approval request; for a hold, the release) should not
-    // wait for the timer. So does the exit of such an entry, which
-    // userspace waits for to complete the event.
+    // short timer. A violation or a held call wakes it at once: its alert
+    // (and, for a pause, the approval request; for a hold, the release)
+    // should not wait for the timer. So does the exit of such an entry,
+    // which userspace waits for to complete the event.
     let urgent = ev.hdr.verdict == agentwatch_common::policy::verdict::VIOLATION
         || ev.hdr.action == agentwatch_common::policy::action::HOLD;
     let wake = if ev.hdr.kind == RecordKind::SysEnter as u8 {
@@ -273,12 +271,32 @@ pub fn submit(ev: &RawEvent) {
     } else {
         urgent
     };
-    let flags = if wake || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<[u8]>(bytes, flags).is_err() {
+    let wake = wake || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES;
+    if EVENTS.output::<[u8]>(bytes, BPF_RB_NO_WAKEUP).is_err() {
         count_loss(loss::RINGBUF_FULL);
     }
+    if wake {
+        wake_reader();
+    }
+}
+
+/// Wakes the ring reader if it said it sleeps. The record that asked for
+/// this was committed first, and a commit is a full barrier: either the
+/// reader set its flag before we read it (we wake it), or its poll, which
+/// follows the flag, sees the record (it does not sleep). Nothing is lost
+/// to the race; at worst two CPUs both wake it.
+#[inline(always)]
+fn wake_reader() {
+    let Some(flag) = READER_ASLEEP.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a valid map value pointer from the lookup above.
+    if unsafe { core::ptr::read_volatile(flag) } == 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(flag, 0) };
+    let nudge = [0u8; WAKE_RECORD_LEN];
+    // A full ring is readable anyway, so a nudge that does not fit is moot.
+    let _ = EVENTS.output::<[u8; WAKE_RECORD_LEN]>(&nudge, BPF_RB_FORCE_WAKEUP);
 }

@@ -117,6 +117,13 @@ pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384,
 #[map]
 pub static WAKE_EXIT: LruHashMap<u32, u8> = LruHashMap::with_max_entries(4096, 0);
 
+/// Set to 1 by the ring reader just before it sleeps in poll; cleared by
+/// the first program that wakes it. Waking costs the traced process an
+/// interrupt (a trap to the hypervisor on a VM), so urgent records wake
+/// the reader only when it sleeps: a busy reader finds them on its own.
+#[map]
+pub static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Names each agent may resolve (`policy::DnsKey`), judged by the
 /// egress hook on every DNS query an agent's socket sends.
 #[map]

@@ -6,14 +6,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ`, no later than SOURCE_DATE_EPOCH.
 pub fn rfc3339(t: SystemTime) -> String {
-    let mut secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if let Some(sde) = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        secs = secs.min(sde);
+    static SOURCE_DATE_EPOCH: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    thread_local! {
+        // Records come in bursts within one second: format it once.
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
-    format_utc(secs)
+    let mut secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let sde = SOURCE_DATE_EPOCH.get_or_init(|| {
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    if let Some(sde) = sde {
+        secs = secs.min(*sde);
+    }
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = format_utc(secs);
+        }
+        text.clone()
+    })
 }
 
 /// Seconds since the epoch as an RFC 3339 UTC timestamp.

@@ -68,6 +68,10 @@ pub struct Options {
     /// configuration runs first in one round).
     #[arg(long, default_value_t = 6)]
     peer_rounds: usize,
+    /// Only the detection latency of agentwatch, auditd and bpftrace (the
+    /// last part of the comparison); prints it, rewrites nothing.
+    #[arg(long)]
+    latency_only: bool,
 }
 
 /// Rounds of a full run; only a full run rewrites docs/benchmarks.md.
@@ -428,6 +432,13 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("release build failed");
+    }
+    if o.latency_only {
+        print!(
+            "{}",
+            crate::bench_peers::latency_only(&bench_of(&ws, o.ops), o.samples.min(1000))?
+        );
+        return Ok(());
     }
     if o.peers_only {
         let section = peers(&ws, &bench_of(&ws, o.ops), o.peer_rounds, o.samples)?;

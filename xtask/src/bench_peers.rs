@@ -415,6 +415,33 @@ pub(crate) fn count_lines(file: &Path, needle: &str) -> u64 {
         .count() as u64
 }
 
+/// Only the detection latency of each tool (`--latency-only`): the last
+/// table of the comparison, without the rounds before it. Prints one
+/// line per tool; rewrites nothing.
+pub fn latency_only(bench: &Bench, samples: u64) -> anyhow::Result<String> {
+    peers::install()?;
+    let scratch = Scratch::new()?;
+    std::fs::write(scratch.path("loops.yaml"), loops_profile(bench))?;
+    std::fs::write(scratch.path("peers.bt"), peers::bpftrace_script())?;
+    let runner = Runner {
+        bench,
+        scratch: &scratch,
+        loops_profile: scratch.path("loops.yaml"),
+        // The latency workload runs under the loops profile only.
+        macro_profile: scratch.path("unused.yaml"),
+        script: scratch.path("peers.bt"),
+    };
+    let rows = crate::bench_peers_load::latency(&runner, samples)?;
+    let mut out = format!("detection latency, {samples} samples per tool (µs)\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{:<11} p50 {:>7.0}  p99 {:>7.0}  max {:>7.0}  seen {}  missed {}\n",
+            r.tool, r.p50_us, r.p99_us, r.max_us, r.seen, r.missed
+        ));
+    }
+    Ok(out)
+}
+
 /// Per workload and configuration, every round's sample.
 pub(crate) type Grid = Vec<Vec<Vec<Sample>>>;
 

@@ -38,9 +38,11 @@ pub struct Throughput {
     pub lost: u64,
 }
 
-/// The inner workload `mark`: `ops` opens of a path unique to each, each
-/// after printing its CLOCK_MONOTONIC time (on stderr), each waiting for a
-/// line on stdin (the harness has seen the event).
+/// The inner workload `mark`: `ops` opens of a path unique to each (the
+/// harness creates them: a failed open of a missing file changed nothing
+/// and is no violation), each after printing its CLOCK_MONOTONIC time (on
+/// stderr), each waiting for a line on stdin (the harness has seen the
+/// event).
 pub fn inner(workload: &str, ops: u64) -> anyhow::Result<bool> {
     if workload != "mark" {
         return Ok(false);
@@ -220,11 +222,33 @@ impl Tail {
     }
 }
 
+/// The files the `mark` workload opens, removed on drop.
+struct Marks(u64);
+
+impl Marks {
+    fn create(n: u64) -> anyhow::Result<Self> {
+        let marks = Marks(n);
+        for i in 0..n {
+            std::fs::write(format!("{MARK}-{i}-end"), b"x")?;
+        }
+        Ok(marks)
+    }
+}
+
+impl Drop for Marks {
+    fn drop(&mut self) {
+        for i in 0..self.0 {
+            let _ = std::fs::remove_file(format!("{MARK}-{i}-end"));
+        }
+    }
+}
+
 /// Detection latency: the `mark` workload under each tool; each sample is
 /// the time from just before the open to the harness finding its line in
 /// the tool's output (agentwatch: the alert; auditd: the PATH record;
 /// bpftrace: the printed line).
 pub fn latency(r: &Runner, samples: u64) -> anyhow::Result<Vec<Latency>> {
+    let _marks = Marks::create(samples)?;
     let mut rows = Vec::new();
     let argv = inner_cmd(r, "mark", samples, 0);
     for tool in TOOLS {

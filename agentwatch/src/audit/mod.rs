@@ -22,10 +22,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// sha256 of `line` as lowercase hex.
 pub fn line_hash(line: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(line);
     let mut s = String::with_capacity(64);
     for b in d {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
     }
     s
 }

@@ -125,10 +125,22 @@ impl AuditLog {
 
     /// Appends `record` as the next link of the chain; returns its seq.
     pub fn append(&mut self, record: &serde_json::Value) -> Result<u64, AuditError> {
+        self.append_json(&record.to_string())
+    }
+
+    /// Appends a record already serialised as one JSON object. The line
+    /// is `{"prev":...,"record":...,"seq":N}`, keys in the order a
+    /// `serde_json::Value` writes them, built without one.
+    pub fn append_json(&mut self, record: &str) -> Result<u64, AuditError> {
         let seq = self.next_seq;
-        let mut bytes = serde_json::json!({"seq": seq, "prev": self.prev, "record": record})
-            .to_string()
-            .into_bytes();
+        let mut bytes = Vec::with_capacity(record.len() + 112);
+        bytes.extend_from_slice(b"{\"prev\":\"");
+        bytes.extend_from_slice(self.prev.as_bytes());
+        bytes.extend_from_slice(b"\",\"record\":");
+        bytes.extend_from_slice(record.as_bytes());
+        bytes.extend_from_slice(b",\"seq\":");
+        bytes.extend_from_slice(seq.to_string().as_bytes());
+        bytes.push(b'}');
         let hash = line_hash(&bytes);
         bytes.push(b'\n');
         if let Err(e) = self.file.write_all(&bytes) {

@@ -15,6 +15,7 @@ use super::{
     approvals::{Approvals, LearnEntry, Subject},
     audit_trail::AuditTrail,
     compile::{host_key, Compiled, Mode},
+    decision::{AlertWriter, DecidedBy, Decision, DecisionSink},
     tree,
 };
 use crate::{
@@ -29,7 +30,7 @@ use crate::{
     sensors::{PolicyMaps, SensorError},
 };
 
-/// Counts for the end-of-run summary.
+/// Counts for the end-of-run summary; the metrics' decision sink.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Stats {
     pub alerts: u64,
@@ -51,6 +52,16 @@ pub struct Stats {
     pub tainted: u64,
 }
 
+impl DecisionSink for Stats {
+    fn decision(&mut self, d: &Decision) {
+        self.alerts += 1;
+        *self
+            .by_action
+            .entry(d.action_kind().to_string())
+            .or_default() += 1;
+    }
+}
+
 pub struct AgentEnforcer {
     pub agent: String,
     pub agent_id: u32,
@@ -68,8 +79,7 @@ pub struct AgentEnforcer {
     pub approvals: Approvals,
     pub timeout: Duration,
     pub stats: Stats,
-    alerts: Box<dyn Write + Send>,
-    json: bool,
+    alerts: AlertWriter,
     kernel_decisions: bool,
     audit: Option<AuditTrail>,
     feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
@@ -268,8 +278,7 @@ impl AgentEnforcer {
                 .unwrap_or_default(),
             timeout: s.timeout,
             stats: Stats::default(),
-            alerts: s.alerts,
-            json: s.json,
+            alerts: AlertWriter::new(s.alerts, s.json),
             kernel_decisions: s.kernel_decisions,
             audit: s.audit,
             feeds: s.feeds,
@@ -395,14 +404,21 @@ impl AgentEnforcer {
                     ka::DENY_KILL => undo_link(ev),
                     _ => {}
                 }
-                self.alert(ev, &f, kernel_action(&k), "kernel", approval.clone());
+                self.alert(
+                    ev,
+                    &f,
+                    kernel_action(&k),
+                    DecidedBy::Kernel,
+                    approval.clone(),
+                );
                 // A budget's record stands in for what the kernel would
                 // otherwise have left to userspace (a binary to hash, a
                 // path it could not judge): what userspace finds in the
                 // same event is reported too, under the same action.
                 if f.is_rate() {
                     for other in findings.iter().filter(|x| !x.is_rate()) {
-                        self.alert(ev, other, kernel_action(&k), "userspace", approval.clone());
+                        let by = DecidedBy::Userspace;
+                        self.alert(ev, other, kernel_action(&k), by, approval.clone());
                     }
                 }
             }
@@ -446,7 +462,7 @@ impl AgentEnforcer {
         if act != ActionKind::Alert {
             self.stats.userspace_actions += 1;
         }
-        self.alert(ev, &f, act.name(), "userspace", approval);
+        self.alert(ev, &f, act.name(), DecidedBy::Userspace, approval);
     }
 
     fn release(&mut self, pid: u32) {
@@ -483,44 +499,32 @@ impl AgentEnforcer {
         )
     }
 
-    fn alert(&mut self, ev: &Event, f: &Finding, action: &str, by: &str, approval: Option<String>) {
-        self.stats.alerts += 1;
-        let kind = action.split_whitespace().next().unwrap_or(action);
-        *self.stats.by_action.entry(kind.to_string()).or_default() += 1;
-        let record = json!({
-            "type": "alert",
-            "agent": self.agent,
-            "mode": self.mode.name(),
-            "rule": f.rule,
-            "class": f.class,
-            "what": f.what,
-            "reason": f.reason,
-            "action": action,
-            "decided_by": by,
-            "approval": approval,
-            "pid": ev.pid,
-            "comm": ev.comm,
-            "ancestry": ev.context.ancestry,
-            "event": ev,
-        });
-        if let Some(a) = &mut self.audit {
-            a.decision(&record);
-        }
-        if let Some(feeds) = &self.feeds {
-            feeds.decision(&record, ev);
-        }
-        let line = if self.json {
-            record.to_string()
-        } else {
-            let ask = approval
-                .map(|id| format!("; approve or deny {id}"))
-                .unwrap_or_default();
-            format!(
-                "alert {:<22} {}  ({}; pid {} {}) -> {action} [{by}]{ask}",
-                f.rule, f.what, f.reason, ev.pid, ev.comm
-            )
+    /// Hands the decision to every sink: the counters, the alert output,
+    /// the audit log, the SOC feeds.
+    fn alert(
+        &mut self,
+        ev: &Event,
+        f: &Finding,
+        action: &str,
+        by: DecidedBy,
+        approval: Option<String>,
+    ) {
+        let d = Decision {
+            agent: &self.agent,
+            mode: self.mode,
+            finding: f,
+            action,
+            by,
+            approval: approval.as_deref(),
+            event: ev,
         };
-        self.emit_line(&line);
+        let audit = self.audit.as_mut().map(|a| a as &mut dyn DecisionSink);
+        let feeds = self.feeds.as_mut().map(|f| f as &mut dyn DecisionSink);
+        let sinks: [Option<&mut dyn DecisionSink>; 4] =
+            [Some(&mut self.stats), Some(&mut self.alerts), audit, feeds];
+        for sink in sinks.into_iter().flatten() {
+            sink.decision(&d);
+        }
     }
 
     /// A new name created inside a territory: allowed, and recorded once
@@ -582,21 +586,7 @@ impl AgentEnforcer {
 
     /// Writes a line where alerts go (the run's summary).
     pub fn write_line(&mut self, line: &str) {
-        self.emit_line(line);
-    }
-
-    /// One write per line, so agents sharing an output never interleave.
-    fn emit_line(&mut self, line: &str) {
-        let mut buf = String::with_capacity(line.len() + 1);
-        buf.push_str(line);
-        buf.push('\n');
-        if let Err(e) = self
-            .alerts
-            .write_all(buf.as_bytes())
-            .and_then(|_| self.alerts.flush())
-        {
-            warn!(error = %e, agent = %self.agent, "cannot write to the alert output");
-        }
+        self.alerts.line(line);
     }
 
     /// Adds the addresses of a DNS answer to the allow tries for host

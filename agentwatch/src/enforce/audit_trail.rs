@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use tracing::error;
 
+use super::decision::{Decision, DecisionSink, RecordKind};
 use crate::audit::AuditLog;
 
 /// Records held while the log cannot be written (a full disk), oldest
@@ -15,7 +16,8 @@ const BACKLOG: usize = 100_000;
 /// The audit log with its backlog, shared by every agent of a process.
 pub struct AuditWriter {
     log: AuditLog,
-    backlog: std::collections::VecDeque<Value>,
+    /// Serialised records, in order.
+    backlog: std::collections::VecDeque<String>,
     dropped: u64,
     /// Set once a write failed: said loudly once, not per record.
     failing: bool,
@@ -55,12 +57,14 @@ impl AuditTrail {
         self.profile_sha256 = sha256.to_string();
     }
 
-    /// A decision: the alert's fields plus the profile version.
-    pub fn decision(&mut self, alert: &Value) {
-        let mut r = alert.clone();
-        r["type"] = json!("decision");
-        r["profile_sha256"] = json!(self.profile_sha256);
-        self.write(r);
+    /// A decision: the alert's fields plus the profile version and time.
+    pub fn decision(&mut self, d: &Decision) {
+        let ts = crate::timestamp::rfc3339(std::time::SystemTime::now());
+        let view = d.record(RecordKind::Decision, Some(&self.profile_sha256), Some(&ts));
+        match serde_json::to_string(&view) {
+            Ok(json) => self.write_json(json),
+            Err(e) => error!(error = %e, "cannot serialise a decision for the audit log"),
+        }
     }
 
     /// Any other record (`learned`, `taint`), with the profile version.
@@ -97,6 +101,13 @@ impl AuditTrail {
             Err(_) => error!("the audit writer stopped after an internal error"),
         }
     }
+
+    fn write_json(&mut self, json: String) {
+        match self.out.lock() {
+            Ok(mut w) => w.write(json),
+            Err(_) => error!("the audit writer stopped after an internal error"),
+        }
+    }
 }
 
 impl AuditWriter {
@@ -119,7 +130,7 @@ impl AuditWriter {
         if r.get("ts").is_none() {
             r["ts"] = json!(crate::timestamp::rfc3339(std::time::SystemTime::now()));
         }
-        self.write(&r);
+        self.write(r.to_string());
     }
 
     /// Syncs when the interval is up; while records are held back (the
@@ -144,9 +155,9 @@ impl AuditWriter {
 
     /// Appends `r` after whatever is held back, keeping the order; holds
     /// it when the log cannot take it.
-    fn write(&mut self, r: &Value) {
+    fn write(&mut self, r: String) {
         let done = self.flush_backlog() && {
-            match self.log.append(r) {
+            match self.log.append_json(&r) {
                 Ok(_) => true,
                 Err(e) => {
                     self.failed(&e);
@@ -165,7 +176,7 @@ impl AuditWriter {
         if let Some((_, held)) = &mut self.outage {
             *held += 1;
         }
-        self.backlog.push_back(r.clone());
+        self.backlog.push_back(r);
     }
 
     /// Writes what was held back (and a note of what was dropped); true
@@ -193,7 +204,7 @@ impl AuditWriter {
             self.outage = None;
         }
         while let Some(front) = self.backlog.front() {
-            if let Err(e) = self.log.append(front) {
+            if let Err(e) = self.log.append_json(front) {
                 self.failed(&e);
                 return false;
             }
@@ -212,5 +223,11 @@ impl AuditWriter {
             eprintln!("agentwatch: {e}");
             self.failing = true;
         }
+    }
+}
+
+impl DecisionSink for AuditTrail {
+    fn decision(&mut self, d: &Decision) {
+        AuditTrail::decision(self, d);
     }
 }

@@ -5,5 +5,6 @@ pub mod agent;
 pub mod approvals;
 pub mod audit_trail;
 pub mod compile;
+pub mod decision;
 pub mod own_files;
 pub mod tree;

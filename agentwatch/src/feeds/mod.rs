@@ -18,10 +18,12 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::event::Event;
+use crate::{
+    enforce::decision::{Decision, DecisionSink, RecordKind},
+    event::Event,
+};
 use deliver::Receiver;
 use spool::Spool;
 
@@ -130,14 +132,22 @@ impl Feeds {
         self.feeds.is_empty()
     }
 
-    /// A decision (the alert record an enforcer writes) about `ev`.
-    pub fn decision(&self, alert: &Value, ev: &Event) {
+    /// A decision, in each feed's format.
+    pub fn decision(&self, d: &Decision) {
         for f in &self.feeds {
             let record = match f.cfg.format {
-                Format::Ocsf => ocsf::finding(&self.src, alert, ev),
-                Format::Alerts => alert.clone(),
+                Format::Ocsf => ocsf::finding(&self.src, d).to_string(),
+                Format::Alerts => {
+                    match serde_json::to_string(&d.record(RecordKind::Alert, None, None)) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            warn!(error = %e, feed = %f.cfg.name, "cannot serialise a decision");
+                            continue;
+                        }
+                    }
+                }
             };
-            push(f, &record.to_string());
+            push(f, &record);
         }
     }
 
@@ -257,5 +267,11 @@ fn send_loop(
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+impl DecisionSink for Arc<Feeds> {
+    fn decision(&mut self, d: &Decision) {
+        Feeds::decision(self, d);
     }
 }

@@ -5,7 +5,10 @@
 //! package from PyPI).
 use serde_json::{json, Map, Value};
 
-use crate::event::{Detail, Endpoint, Event, Family};
+use crate::{
+    enforce::decision::Decision,
+    event::{Detail, Endpoint, Event, Family},
+};
 
 pub const VERSION: &str = "1.5.0";
 
@@ -230,15 +233,17 @@ pub fn activity(src: &Source, ev: &Event) -> Option<Value> {
     Some(Value::Object(fields))
 }
 
-/// The detection finding for a decision (`alert` as `AgentEnforcer`
-/// writes it): what was seen, the rule, and what was done.
-pub fn finding(src: &Source, alert: &Value, ev: &Event) -> Value {
-    let action = alert["action"].as_str().unwrap_or("alert");
+/// The detection finding for a decision: what was seen, the rule, and
+/// what was done.
+pub fn finding(src: &Source, d: &Decision) -> Value {
+    let ev = d.event;
+    let f = d.finding;
+    let action = d.action;
     // Severity: 4 high when the agent was stopped, denied or killed; 3 medium for an alert.
     let severity_id = if action == "alert" { 3 } else { 4 };
-    let rule = alert["rule"].as_str().unwrap_or("");
-    let uid = alert["approval"]
-        .as_str()
+    let rule = f.rule.as_str();
+    let uid = d
+        .approval
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}-{}-{}-{}", ev.agent, ev.pid, ev.tid, ev.ts_ns));
     let mut evidence = Map::new();
@@ -267,13 +272,13 @@ pub fn finding(src: &Source, alert: &Value, ev: &Event) -> Value {
         "time": src.time(ev),
         "metadata": src.metadata(ev),
         "device": src.device(),
-        "message": format!("{}: {} ({})", rule, alert["what"].as_str().unwrap_or(""), alert["reason"].as_str().unwrap_or("")),
+        "message": format!("{}: {} ({})", rule, f.what, f.reason),
         "finding_info": {
             "uid": uid,
-            "title": format!("{rule}: {}", alert["what"].as_str().unwrap_or("")),
-            "desc": alert["reason"],
+            "title": format!("{rule}: {}", f.what),
+            "desc": f.reason,
             "analytic": {"name": rule, "type_id": 1, "uid": rule},
-            "types": [alert["class"].as_str().unwrap_or("")],
+            "types": [f.class.name()],
         },
         "evidences": [Value::Object(evidence)],
         // What was done goes in `unmapped`: OCSF's action_id and
@@ -281,9 +286,9 @@ pub fn finding(src: &Source, alert: &Value, ev: &Event) -> Value {
         "unmapped": {
             "agent": ev.agent,
             "action": action,
-            "decided_by": alert["decided_by"],
-            "mode": alert["mode"],
-            "approval": alert["approval"],
+            "decided_by": d.by.name(),
+            "mode": d.mode.name(),
+            "approval": d.approval,
         },
     })
 }

@@ -26,8 +26,9 @@ use decode::{Decoder, Record};
 use enrich::Enricher;
 use source::SourceMsg;
 
-/// Capacity of the channel between the source and the processing stage.
-const CHANNEL_DEPTH: usize = 16 * 1024;
+/// Capacity of the channel between the source and the processing stage,
+/// in batches (each at most 64 KiB or 256 records).
+const CHANNEL_DEPTH: usize = 128;
 
 /// Losses counted by userspace stages (the kernel's come from its map).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -167,18 +168,22 @@ fn process(
             Err(TryRecvError::Disconnected) => break,
         };
         match msg {
-            SourceMsg::Record(bytes) => {
-                live.records.fetch_add(1, Ordering::Relaxed);
-                let decoded = Record::from_bytes(&bytes).and_then(|r| decoder.decode(&r, agents));
-                match decoded {
-                    Ok(events) => {
-                        for mut ev in events {
-                            emit(&mut ev, &mut counts, sink);
+            SourceMsg::Records(batch) => {
+                live.records
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for bytes in batch.iter() {
+                    let decoded =
+                        Record::from_bytes(bytes).and_then(|r| decoder.decode(&r, agents));
+                    match decoded {
+                        Ok(events) => {
+                            for mut ev in events {
+                                emit(&mut ev, &mut counts, sink);
+                            }
                         }
-                    }
-                    Err(e) => {
-                        counts.decode_errors += 1;
-                        warn!(error = %e, "undecodable kernel record");
+                        Err(e) => {
+                            counts.decode_errors += 1;
+                            warn!(error = %e, "undecodable kernel record");
+                        }
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! Loading and attaching the programs, and access to the maps.
-use agentwatch_common::{config, loss, syscalls, WatchEntry};
+use agentwatch_common::{config, syscalls, WatchEntry};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData},
     programs::{
         links::{CgroupAttachMode, FdLink, PinnedLink},
         BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint,
@@ -331,7 +331,7 @@ impl Sensors {
         }
     }
 
-    fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+    pub(super) fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
         match &mut self.ebpf {
             Some(e) => e.take_map(name),
             None => self.pinned_maps.remove(name),
@@ -416,46 +416,6 @@ impl Sensors {
     ) -> Result<HashMap<&mut MapData, K, u32>, SensorError> {
         let map = self.map_mut(name).ok_or(SensorError::MissingMap(name))?;
         HashMap::try_from(map).map_err(map_err(name))
-    }
-
-    /// Takes the ring buffer (once) for the pipeline's source stage.
-    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<aya::maps::MapData>, SensorError> {
-        let map = self
-            .take_map("EVENTS")
-            .ok_or(SensorError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|e| SensorError::Map {
-            map: "EVENTS",
-            reason: e.to_string(),
-        })
-    }
-
-    /// Takes the loss counters (once) for the pipeline's source stage.
-    pub fn take_loss_counters(&mut self) -> Result<LossCounters, SensorError> {
-        let map = self
-            .take_map("LOSS")
-            .ok_or(SensorError::MissingMap("LOSS"))?;
-        let map = PerCpuArray::try_from(map).map_err(|e| SensorError::Map {
-            map: "LOSS",
-            reason: e.to_string(),
-        })?;
-        Ok(LossCounters { map })
-    }
-}
-
-/// Kernel-side loss counters, summed over CPUs.
-pub struct LossCounters {
-    map: PerCpuArray<MapData, u64>,
-}
-
-impl LossCounters {
-    pub fn read(&self) -> [u64; loss::COUNT as usize] {
-        let mut out = [0u64; loss::COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            if let Ok(values) = self.map.get(&(i as u32), 0) {
-                *slot = values.iter().sum();
-            }
-        }
-        out
     }
 }
 

@@ -7,10 +7,12 @@ mod lsm;
 pub mod pins;
 pub mod policy_maps;
 pub mod probe;
+mod ring;
 
 pub use host::{cgroup2_mount, ensure_tracefs, HostError};
-pub use loader::{HookSet, LossCounters, SensorError, Sensors};
+pub use loader::{HookSet, SensorError, Sensors};
 pub use policy_maps::{DfaCapacity, PolicyMaps};
+pub use ring::{EventRing, LossCounters};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
