@@ -5,6 +5,7 @@
 //! bottom fail the build of either side if a layout drifts.
 #![no_std]
 
+pub mod calls;
 pub mod open;
 pub mod policy;
 pub mod syscalls;

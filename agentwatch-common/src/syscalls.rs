@@ -99,40 +99,6 @@ pub fn name(nr: u32) -> Option<&'static str> {
 /// `AT_FDCWD` as the kernel sees a dirfd argument (an int in a u64 register).
 pub const AT_FDCWD: i32 = -100;
 
-/// Tracepoint names (under `syscalls:`) for calls whose entry and exit are
-/// both recorded; the exit supplies the result.
-pub const PAIRED: &[&str] = &[
-    "open",
-    "creat",
-    "openat",
-    "openat2",
-    "unlink",
-    "unlinkat",
-    "rmdir",
-    "rename",
-    "renameat",
-    "renameat2",
-    "link",
-    "linkat",
-    "chmod",
-    "fchmod",
-    "fchmodat",
-    "fchmodat2",
-    "chown",
-    "fchown",
-    "lchown",
-    "fchownat",
-    "connect",
-    "bind",
-    "listen",
-    "accept",
-    "accept4",
-    // Exec attempts: successes are reported by sched_process_exec; the
-    // pair is what reports the failures.
-    "execve",
-    "execveat",
-];
-
 /// Calls watched only at entry, to copy DNS queries (sends to port 53).
 pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writev"];
 
@@ -156,7 +122,7 @@ pub const TAMPER: &[&str] = &[
 
 /// Calls that change the mount tree, so that an open (dentry, mount) pair
 /// may reach another path: watched at exit, for every process, only to
-/// bump `policy::epoch::PATHS` (renames bump it from the PAIRED exit).
+/// bump `policy::epoch::PATHS` (renames bump it from the watched calls' exit).
 pub const MOUNT_CHANGES: &[&str] = &["mount", "umount", "move_mount", "pivot_root"];
 
 #[cfg(test)]
@@ -165,7 +131,7 @@ mod tests {
 
     #[test]
     fn every_watched_tracepoint_has_one_number() {
-        for list in [PAIRED, DNS_SENDS, DNS_RECVS, TAMPER] {
+        for list in [DNS_SENDS, DNS_RECVS, TAMPER] {
             for tp in list {
                 let n: usize = NAMES.iter().filter(|(_, name)| name == tp).count();
                 assert_eq!(n, 1, "{tp}");

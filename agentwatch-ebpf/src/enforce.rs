@@ -585,7 +585,7 @@ pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     }
     // SAFETY: the context the kernel passed to this program.
     let sa = unsafe { &*ctx.sock_addr };
-    crate::dns_egress::tag(ctx, w.agent_id, sa.user_port);
+    crate::probes::dns_egress::tag(ctx, w.agent_id, sa.user_port);
     let port = sa.user_port as u16;
     let addr = if v6 {
         let mut a = [0u8; 16];

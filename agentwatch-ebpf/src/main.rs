@@ -7,17 +7,13 @@
 #![no_std]
 #![no_main]
 
-mod dns;
-mod dns_egress;
 mod enforce;
 mod event;
-mod lsm;
 mod maps;
-mod process;
+mod probes;
 mod shim;
-mod syscalls;
-mod tamper;
-mod written;
+
+use probes::{dns, dns_egress, lsm, process, syscall, tamper};
 
 use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_skb, cgroup_sock_addr, fentry, lsm, tracepoint},
@@ -52,14 +48,14 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 /// program attached to each watched call. Fails open.
 #[tracepoint]
 pub fn sys_enter(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_sys_enter(&ctx);
+    let _ = syscall::try_sys_enter(&ctx);
     0
 }
 
 /// syscalls/sys_exit_* of the same calls: the result. Fails open.
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_sys_exit(&ctx);
+    let _ = syscall::try_sys_exit(&ctx);
     0
 }
 
@@ -102,7 +98,7 @@ pub fn tamper_enter(ctx: TracePointContext) -> u32 {
 /// closed in effect: a bump only ever forces a fresh judgement.
 #[tracepoint]
 pub fn mount_changed(_ctx: TracePointContext) -> u32 {
-    let _ = syscalls::try_mount_changed();
+    let _ = probes::file::try_mount_changed();
     0
 }
 

@@ -131,7 +131,8 @@ pub static DNS_ALLOW: HashMap<DnsKey, u8> = HashMap::with_max_entries(16384, 0);
 
 /// The DNS egress hook's scratch: the question's name being judged.
 #[map]
-pub static DNS_SCAN: PerCpuArray<crate::dns_egress::DnsScan> = PerCpuArray::with_max_entries(1, 0);
+pub static DNS_SCAN: PerCpuArray<crate::probes::dns_egress::DnsScan> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Sockets of agents that connected or sent to port 53: socket cookie ->
 /// agent id. Tagged by the connect and sendmsg hooks, read by the egress

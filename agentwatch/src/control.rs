@@ -283,19 +283,19 @@ pub fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
         Request::Status => {
             let mut v = json!({
                 "ok": true,
-                "agent": e.agent,
-                "mode": e.mode.name(),
-                "paused": e.maps.paused(e.agent_id),
-                "pending": e.approvals.list().len(),
-                "processes": e.maps.pids(e.agent_id).len(),
-                "stats": e.stats,
+                "agent": e.name(),
+                "mode": e.mode().name(),
+                "paused": e.paused(),
+                "pending": e.pending().len(),
+                "processes": e.pids().len(),
+                "stats": e.stats(),
             });
             if let Some(l) = e.learning_status() {
                 v["learning"] = l;
             }
             v
         }
-        Request::Pending => json!({"ok": true, "pending": e.approvals.list()}),
+        Request::Pending => json!({"ok": true, "pending": e.pending()}),
         Request::Approve { id, learn } => done(e.approve(&id, learn, by)),
         Request::Deny { id } => done(e.deny(Some(&id), Outcome::Denied, by)),
         Request::Mode { mode } => done(e.set_mode(mode)),

@@ -195,12 +195,53 @@ fn learn_macro(bench: &Bench, s: &Scratch) -> anyhow::Result<PathBuf> {
         );
     }
     let mut text = String::from_utf8(merged.stdout)?;
+    let built = build_scripts(&s.krate())?;
+    text = match text.find("executables:\n") {
+        Some(i) => {
+            let at = i + "executables:\n".len();
+            format!("{}{built}{}", &text[..at], &text[at..])
+        }
+        None => format!("{text}executables:\n{built}"),
+    };
     text.push_str(
         "actions:\n  exec: alert\n  file: alert\n  delete: alert\n  network: alert\n  rate: alert\n",
     );
     let path = s.path("macro.yaml");
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Profile rows for the build scripts the last learning run compiled and
+/// ran. Running a binary the agent wrote is `exec/written`, a hard rule
+/// (it pauses even in monitor mode) unless the profile lists the binary by
+/// path and sha256; each build compiles the same scripts to the same
+/// bytes, so listing them is what a reviewer would approve.
+fn build_scripts(krate: &Path) -> anyhow::Result<String> {
+    let mut rows = String::new();
+    let dir = krate.join("target/debug/build");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("build-script-build"))
+        })
+        .collect();
+    found.sort();
+    for p in found {
+        let out = Command::new("sha256sum").arg(&p).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(hash) = text.split_whitespace().next().filter(|h| h.len() == 64) else {
+            bail!("sha256sum {} failed", p.display());
+        };
+        rows.push_str(&format!(
+            "  - path: \"{}\"\n    sha256: [\"{hash}\"]\n",
+            p.display()
+        ));
+    }
+    Ok(rows)
 }
 
 /// One run: the workload's ns/op (for `macro`, the build's wall time), the

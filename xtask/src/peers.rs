@@ -22,9 +22,9 @@ pub const AUDIT_KEY: &str = "agentwatch-bench";
 /// by their names in auditctl's table and in the syscall tracepoints:
 /// agentwatch's own list, less fchmodat2 (auditctl 3.0.9 does not know it).
 pub fn syscalls() -> impl Iterator<Item = &'static str> {
-    agentwatch_common::syscalls::PAIRED
+    agentwatch_common::calls::CALLS
         .iter()
-        .copied()
+        .map(|c| c.name)
         .filter(|s| *s != "fchmodat2")
 }
 

@@ -311,18 +311,8 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         return replay(&opts);
     }
     let selected = selected_agent(&opts)?;
-    match (&selected, opts.cmd.is_empty()) {
-        (None, true) => bail!("nothing to learn: give the agent's command after --, select it with --select KIND=VALUE or --config FILE, or --replay recorded sessions"),
-        (Some(_), false) => bail!("give either a command or selectors (--select, --config), not both"),
-        (Some(_), true) if opts.duration.is_none() && !opts.until_stable => {
-            eprintln!("agentwatch: note: no --duration or --until-stable; learning until Ctrl-C");
-        }
-        _ => {}
-    }
+    check_what_to_learn(&opts, selected.is_some())?;
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
-    if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
-        bail!("--headroom must be 1.0 or more (budget = peak x headroom)");
-    }
     let plan = Plan::new(&opts)?;
     let out = plan.out.clone();
     let out_dir = out
@@ -344,41 +334,14 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
             std::env::var_os("TMPDIR").as_deref(),
         ),
     };
-    // The profile being written (and the temporary file it is written
-    // through) and agentwatch's binary are its own files. Not the whole
-    // directory: `--out /tmp/x.yaml` must not make all of /tmp a guardrail.
-    let out_file = out_dir.join(out.file_name().unwrap_or_default());
-    let own: Vec<String> = [
-        Some(out_file.display().to_string()),
-        Some(format!(
-            "{}.yaml.tmp-*",
-            out_file.with_extension("").display()
-        )),
-        std::env::current_exe()
-            .ok()
-            .map(|p| p.display().to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let own = own_files(&out_dir, &out);
     let guardrails = Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str));
     let cfg = plan.config(&opts);
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());
     let recorder = match &plan.record {
-        Some(dir) => {
-            let h = Header::new(
-                &opts.agent,
-                &host,
-                &anchors,
-                crate::timestamp::rfc3339(std::time::SystemTime::now()),
-            );
-            Some(
-                Recorder::create(dir, &h)
-                    .with_context(|| format!("cannot record the session in {}", dir.display()))?,
-            )
-        }
+        Some(dir) => Some(recorder(dir, &opts.agent, &host, &anchors)?),
         None => None,
     };
     let novelty = Arc::new(Mutex::new(Novelty {
@@ -426,35 +389,12 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
 
     let mut view = Progress::new(opts.json, &opts.agent);
     let start = Instant::now();
-    let reason = loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let progress = lock(&learner)?.progress(monotonic_ns());
-        view.show(start.elapsed(), &progress);
-        if let Some(Ok(Some(_))) = child.as_mut().map(|c| c.try_wait()) {
-            break "the command exited";
-        }
-        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
-            break "the duration passed";
-        }
-        if opts.until_stable && progress.iter().all(|p| p.stable) {
-            break "every class is stable";
-        }
-        if session::stop_requested() {
-            break "interrupted";
-        }
-    };
+    let reason = watch(&opts, &learner, child.as_mut(), &mut view, start)?;
     let status = child
         .as_mut()
         .and_then(|c| session::terminate(c, Duration::from_secs(5)));
     let counts = s.pipeline.finish();
-    let recording = recorder
-        .lock()
-        .map_err(|_| anyhow::anyhow!("recorder poisoned"))?
-        .take();
-    if let Some(r) = recording {
-        let path = r.finish().context("cannot finish the session recording")?;
-        eprintln!("agentwatch: recorded the session in {}", path.display());
-    }
+    finish_recording(&recorder)?;
     let now = monotonic_ns();
     let (session, progress) = {
         let mut l = lock(&learner)?;
@@ -478,6 +418,95 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Closes the session's recording, if one was kept.
+fn finish_recording(recorder: &Mutex<Option<Recorder>>) -> anyhow::Result<()> {
+    let recording = recorder
+        .lock()
+        .map_err(|_| anyhow::anyhow!("recorder poisoned"))?
+        .take();
+    if let Some(r) = recording {
+        let path = r.finish().context("cannot finish the session recording")?;
+        eprintln!("agentwatch: recorded the session in {}", path.display());
+    }
+    Ok(())
+}
+
+/// Refuses a learn with nothing to watch, or with both a command and
+/// selectors.
+fn check_what_to_learn(opts: &LearnOptions, selected: bool) -> anyhow::Result<()> {
+    match (selected, opts.cmd.is_empty()) {
+        (false, true) => bail!("nothing to learn: give the agent's command after --, select it with --select KIND=VALUE or --config FILE, or --replay recorded sessions"),
+        (true, false) => bail!("give either a command or selectors (--select, --config), not both"),
+        (true, true) if opts.duration.is_none() && !opts.until_stable => {
+            eprintln!("agentwatch: note: no --duration or --until-stable; learning until Ctrl-C");
+        }
+        _ => {}
+    }
+    if !(opts.headroom.is_finite() && opts.headroom >= 1.0) {
+        bail!("--headroom must be 1.0 or more (budget = peak x headroom)");
+    }
+    Ok(())
+}
+
+/// The profile being written (and the temporary file it is written
+/// through) and agentwatch's binary are its own files. Not the whole
+/// directory: `--out /tmp/x.yaml` must not make all of /tmp a guardrail.
+fn own_files(out_dir: &Path, out: &Path) -> Vec<String> {
+    let out_file = out_dir.join(out.file_name().unwrap_or_default());
+    [
+        Some(out_file.display().to_string()),
+        Some(format!(
+            "{}.yaml.tmp-*",
+            out_file.with_extension("").display()
+        )),
+        std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A recording of this session in `dir` (`--record`).
+fn recorder(dir: &Path, agent: &str, host: &str, anchors: &Anchors) -> anyhow::Result<Recorder> {
+    let h = Header::new(
+        agent,
+        host,
+        anchors,
+        crate::timestamp::rfc3339(std::time::SystemTime::now()),
+    );
+    Recorder::create(dir, &h)
+        .with_context(|| format!("cannot record the session in {}", dir.display()))
+}
+
+/// Shows progress until the session ends; says why it ended.
+fn watch(
+    opts: &LearnOptions,
+    learner: &Arc<Mutex<Learner>>,
+    mut child: Option<&mut std::process::Child>,
+    view: &mut Progress,
+    start: Instant,
+) -> anyhow::Result<&'static str> {
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let progress = lock(learner)?.progress(monotonic_ns());
+        view.show(start.elapsed(), &progress);
+        if let Some(Ok(Some(_))) = child.as_mut().map(|c| c.try_wait()) {
+            return Ok("the command exited");
+        }
+        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            return Ok("the duration passed");
+        }
+        if opts.until_stable && progress.iter().all(|p| p.stable) {
+            return Ok("every class is stable");
+        }
+        if session::stop_requested() {
+            return Ok("interrupted");
+        }
+    }
 }
 
 /// `learn --replay`: the recorded sessions learned (and appended) as if

@@ -220,7 +220,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let mut e = enforcer
         .lock()
         .map_err(|_| anyhow::anyhow!("the enforcer stopped after an internal error"))?;
-    if !e.approvals.is_empty() {
+    if !e.pending().is_empty() {
         // The command ended with requests open: nobody said yes.
         let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
@@ -244,7 +244,7 @@ fn supervise(
                 eprintln!("agentwatch: {msg}");
             }
             if from != 0 {
-                if e.maps.pids(e.agent_id).contains(&(from as u32)) {
+                if e.pids().contains(&(from as u32)) {
                     eprintln!(
                         "agentwatch: ignored a signal from pid {from}, a process of the agent"
                     );
@@ -260,12 +260,12 @@ fn supervise(
 }
 
 fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()> {
-    let d = e.maps.decided();
+    let d = e.decided();
     let classes = Class::ALL;
     let in_kernel: u64 = d.allowed.iter().sum();
-    let stats = e.stats.clone();
+    let stats = e.stats().clone();
     // How a deny of a file call or exec was carried out on this host.
-    let file_deny = if e.maps.lsm_tier().is_ok() {
+    let file_deny = if e.lsm_tier().is_ok() {
         "bpf_lsm"
     } else {
         "sigkill"
@@ -277,8 +277,8 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             .collect();
         json!({
             "type": "summary",
-            "agent": e.agent,
-            "mode": e.mode.name(),
+            "agent": e.name(),
+            "mode": e.mode().name(),
             "decided_in_kernel": in_kernel,
             "decided_in_kernel_by_class": by,
             "crossed": records,

@@ -361,7 +361,7 @@ impl Daemon {
     fn check_timeouts(&self) {
         self.each_agent(|e| {
             if let Some(msg) = e.check_timeouts() {
-                eprintln!("agentwatch: {}: {msg}", e.agent);
+                eprintln!("agentwatch: {}: {msg}", e.name());
             }
         });
     }
@@ -466,11 +466,11 @@ impl Daemon {
             .unwrap_or_default();
         for e in agents {
             if let Ok(e) = e.lock() {
-                let open = e.approvals.list().len();
+                let open = e.pending().len();
                 if open > 0 {
                     eprintln!(
                         "agentwatch: {}: {open} approval request(s) open; its processes stay stopped until a restarted daemon resolves them",
-                        e.agent
+                        e.name()
                     );
                 }
             }

@@ -135,17 +135,17 @@ impl Observed {
         let mut pending = Vec::new();
         for (name, e) in all {
             let Ok(e) = e.lock() else { continue };
-            for (action, n) in &e.stats.by_action {
+            for (action, n) in &e.stats().by_action {
                 decisions.push((name.clone(), action.clone(), *n));
             }
             for (outcome, n) in [
-                ("approved", e.stats.approved),
-                ("denied", e.stats.denied),
-                ("timed_out", e.stats.timed_out),
+                ("approved", e.stats().approved),
+                ("denied", e.stats().denied),
+                ("timed_out", e.stats().timed_out),
             ] {
                 answers.push((name.clone(), outcome, n));
             }
-            pending.push((name, e.approvals.list().len() as u64));
+            pending.push((name, e.pending().len() as u64));
         }
         t.metric(
             "agentwatch_decisions_total",

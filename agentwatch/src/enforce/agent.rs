@@ -8,11 +8,16 @@ use agentwatch_common::policy::{action as ka, verdict, AgentPolicy};
 use serde_json::json;
 use tracing::{debug, warn};
 
+use explain::{explain, learn_entry};
+use undo::{undo_link, undo_privilege};
+
+mod explain;
 mod learning;
 mod operator;
+mod undo;
 
 use super::{
-    approvals::{Approvals, LearnEntry, Subject},
+    approvals::{Approvals, Subject},
     audit_trail::AuditTrail,
     compile::{host_key, Compiled, Mode},
     decision::{AlertWriter, DecidedBy, Decision, DecisionSink},
@@ -24,8 +29,7 @@ use crate::{
         anchors::Anchors,
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
-        observe::{self, Obs, Peer},
-        ActionKind, Actions, Class, NetRule, Profile,
+        observe, ActionKind, Actions, Class, Profile,
     },
     sensors::{PolicyMaps, SensorError},
 };
@@ -63,11 +67,11 @@ impl DecisionSink for Stats {
 }
 
 pub struct AgentEnforcer {
-    pub agent: String,
-    pub agent_id: u32,
-    pub mode: Mode,
-    pub profile: Profile,
-    pub profile_path: PathBuf,
+    agent: String,
+    agent_id: u32,
+    mode: Mode,
+    profile: Profile,
+    profile_path: PathBuf,
     /// The actions the profile file itself says (the daemon's config may
     /// override them in `profile`); what `--learn` writes back.
     file_actions: Actions,
@@ -75,10 +79,10 @@ pub struct AgentEnforcer {
     guardrails: Guardrails,
     matcher: Matcher,
     compiled: Compiled,
-    pub maps: PolicyMaps,
-    pub approvals: Approvals,
-    pub timeout: Duration,
-    pub stats: Stats,
+    maps: PolicyMaps,
+    approvals: Approvals,
+    timeout: Duration,
+    stats: Stats,
     alerts: AlertWriter,
     kernel_decisions: bool,
     audit: Option<AuditTrail>,
@@ -119,69 +123,6 @@ fn wanted(policy: &AgentPolicy, mode: Mode, f: &Finding) -> ActionKind {
         ka::PAUSE => ActionKind::Pause,
         ka::KILL => ActionKind::Kill,
         _ => ActionKind::Alert,
-    }
-}
-
-/// A denied hard link the kernel could not refuse (no LSM tier: the
-/// SIGKILL lands after the call) still made its second name; remove it,
-/// but only while it is still the same file as the source.
-fn undo_link(ev: &Event) {
-    use std::os::unix::fs::MetadataExt as _;
-    let Detail::Link { from, to, .. } = &ev.detail else {
-        return;
-    };
-    let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::symlink_metadata(to)) else {
-        return;
-    };
-    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-        return;
-    }
-    match std::fs::remove_file(to) {
-        Ok(()) => warn!(link = %to, target = %from, "removed the denied hard link"),
-        Err(e) => warn!(link = %to, error = %e, "cannot remove the denied hard link"),
-    }
-}
-
-/// Setuid/setgid bits or file capabilities the kernel could only catch
-/// after the call (no LSM hook refused it) are taken off again: the
-/// effect does not outlive the decision.
-fn undo_privilege(ev: &Event) {
-    use std::os::unix::fs::PermissionsExt as _;
-    match &ev.detail {
-        Detail::Chmod { path, .. } => {
-            let Ok(m) = std::fs::metadata(path) else {
-                return;
-            };
-            let mode = m.permissions().mode();
-            if mode & 0o6000 == 0 {
-                return;
-            }
-            let safe = std::fs::Permissions::from_mode(mode & !0o6000 & 0o7777);
-            match std::fs::set_permissions(path, safe) {
-                Ok(()) => warn!(path = %path, "took off the setuid/setgid bits the agent set"),
-                Err(e) => warn!(path = %path, error = %e, "cannot take off the setuid/setgid bits"),
-            }
-        }
-        Detail::Tamper {
-            path: Some(path), ..
-        } => match nix::sys::stat::stat(path.as_str()).map(|_| remove_capability(path)) {
-            Ok(Ok(())) => warn!(path = %path, "removed the file capabilities the agent set"),
-            Ok(Err(e)) | Err(e) => {
-                debug!(path = %path, error = %e, "no file capabilities to remove")
-            }
-        },
-        _ => {}
-    }
-}
-
-fn remove_capability(path: &str) -> Result<(), nix::Error> {
-    let c = std::ffi::CString::new(path).map_err(|_| nix::Error::EINVAL)?;
-    // SAFETY: both arguments are NUL-terminated strings we own.
-    let r = unsafe { libc::removexattr(c.as_ptr(), c"security.capability".as_ptr()) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(nix::Error::last())
     }
 }
 
@@ -325,6 +266,50 @@ impl AgentEnforcer {
 
     pub fn compiled(&self) -> &Compiled {
         &self.compiled
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.agent
+    }
+
+    /// The agent's id in the kernel's maps.
+    pub fn id(&self) -> u32 {
+        self.agent_id
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The open approval requests.
+    pub fn pending(&self) -> &[super::approvals::Request] {
+        self.approvals.list()
+    }
+
+    /// Whether the agent's tree is paused (the kernel's flag).
+    pub fn paused(&self) -> bool {
+        self.maps.paused(self.agent_id)
+    }
+
+    /// The agent's processes, as the kernel's watch map has them.
+    pub fn pids(&self) -> Vec<u32> {
+        self.maps.pids(self.agent_id)
+    }
+
+    /// The kernel's decision counters.
+    pub fn decided(&self) -> crate::sensors::policy_maps::Decided {
+        self.maps.decided()
+    }
+
+    /// Whether the LSM tier is attached (file deny refuses the call), or
+    /// why not.
+    pub fn lsm_tier(&self) -> Result<(), &str> {
+        self.maps.lsm_tier()
     }
 
     /// Judges one event that crossed from the kernel.
@@ -611,110 +596,4 @@ impl AgentEnforcer {
             }
         }
     }
-}
-
-/// The finding that explains a kernel violation: the matcher's when it
-/// names the same rule (the kernel's `file` is the matcher's `file/...`),
-/// else the kernel's rule with what the matcher saw.
-fn explain(kernel_rule: &str, findings: &[Finding], ev: &Event, anchors: &Anchors) -> Finding {
-    let same = |f: &&Finding| {
-        f.rule == kernel_rule
-            || (!kernel_rule.contains('/') && f.rule.starts_with(&format!("{kernel_rule}/")))
-    };
-    if let Some(f) = findings.iter().find(same) {
-        return f.clone();
-    }
-    let seen = findings.iter().find(|f| !f.is_rate());
-    let (class, what) = match seen {
-        Some(f) => (f.class, f.what.clone()),
-        None => (Class::File, describe(ev, anchors)),
-    };
-    let class = match kernel_rule {
-        "guardrail/exfiltrate" => Class::Network,
-        r if r.starts_with("rate/") => rate_class(r).unwrap_or(class),
-        _ => class,
-    };
-    let reason = match kernel_rule {
-        "guardrail/exfiltrate" => "a connect outside the profile after the agent read a secret",
-        "guardrail/tamper" => "aimed at agentwatch itself",
-        r if r.starts_with("rate/") => "over the profile's per-minute budget",
-        _ => "decided in the kernel",
-    };
-    Finding {
-        rule: kernel_rule.to_string(),
-        class,
-        what,
-        reason: reason.into(),
-    }
-}
-
-/// What an event did, as findings say it (`delete $WORKSPACE/x`,
-/// `connect 10.0.0.1:443`), for a kernel decision no finding explains.
-fn describe(ev: &Event, anchors: &Anchors) -> String {
-    match observe::observe(ev).into_iter().next() {
-        Some(Obs::File { path, access, .. }) => format!("{access} {}", anchors.anchor(&path)),
-        Some(Obs::Exec { path }) => format!("exec {}", anchors.anchor(&path)),
-        Some(Obs::Net {
-            direction,
-            peer: Peer::Ip { addr, port },
-        }) => match port {
-            Some(p) => format!("{direction} {addr}:{p}"),
-            None => format!("{direction} {addr}"),
-        },
-        Some(Obs::Net {
-            direction,
-            peer: Peer::Unix { path },
-        }) => format!("{direction} unix:{}", anchors.anchor(&path)),
-        Some(Obs::Dns { name }) => format!("resolve {name}"),
-        _ => crate::sinks::human_line(ev),
-    }
-}
-
-fn rate_class(rule: &str) -> Option<Class> {
-    let name = rule.strip_prefix("rate/")?;
-    Class::ALL.into_iter().find(|c| c.name() == name)
-}
-
-/// The profile entry that would have allowed `ev`'s `class` observation.
-fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry> {
-    observe::observe(ev)
-        .into_iter()
-        .find(|o| o.class() == class)
-        .and_then(|o| match o {
-            Obs::File { path, access, .. } => Some(LearnEntry::File {
-                path: anchors.anchor(&path),
-                access,
-            }),
-            Obs::Exec { path } => Some(LearnEntry::Exec {
-                path: anchors.anchor(&path),
-            }),
-            Obs::Net {
-                direction,
-                peer: Peer::Ip { addr, port },
-            } => Some(LearnEntry::Net(NetRule {
-                direction,
-                host: None,
-                address: Some(addr.to_string()),
-                unix: None,
-                port,
-                by: Vec::new(),
-                model: false,
-                runs: 1,
-            })),
-            Obs::Net {
-                direction,
-                peer: Peer::Unix { path },
-            } => Some(LearnEntry::Net(NetRule {
-                direction,
-                host: None,
-                address: None,
-                unix: Some(anchors.anchor(&path)),
-                port: None,
-                by: Vec::new(),
-                model: false,
-                runs: 1,
-            })),
-            Obs::Dns { name } => Some(LearnEntry::Dns { name }),
-            Obs::DnsAnswer { .. } | Obs::Listing { .. } => None,
-        })
 }

@@ -93,6 +93,35 @@ pub fn compile(
         .clone()
         .with_profile(&profile.guardrails, Some(anchors));
     let mut skipped = Vec::new();
+    let patterns = path_patterns(profile, anchors, &mut skipped);
+    let guards = guard_patterns(&guardrails);
+    let (dfa, dfa_error) = match Dfa::build_pair(&patterns, &guards, MAX_STATES) {
+        Ok(d) => (Some(d), None),
+        Err(e) => (None, Some(e)),
+    };
+    let (endpoints, host_rules) = network(agent, profile);
+    let policy = policy(profile, mode, dfa.as_ref(), !host_rules.is_empty());
+    Compiled {
+        dfa,
+        dfa_error,
+        policy,
+        endpoints,
+        host_rules,
+        dns_names: dns_keys(agent, profile),
+        skipped,
+    }
+}
+
+/// The profile automaton's patterns with their payloads: file rules,
+/// what every program reads, territories, `/usr` aliases, the agent's
+/// places, executables, the parents of all of these (listing on the way
+/// is within) and the fixed places. Patterns that do not expand are
+/// named in `skipped`.
+fn path_patterns(
+    profile: &Profile,
+    anchors: &Anchors,
+    skipped: &mut Vec<String>,
+) -> Vec<(Glob, u64)> {
     let mut patterns: Vec<(Glob, u64)> = Vec::new();
     let mut expand = |pat: &str, dotglob: bool| {
         let parse = |e: &str| {
@@ -127,31 +156,7 @@ pub fn compile(
             patterns.push((g, access.bits() as u64 | accept::TERRITORY));
         }
     }
-    // The kernel judges paths as named: on a merged-/usr host `/bin/x` is
-    // `/usr/bin/x`, so every `/usr` rule also stands under its alias.
-    let aliases: Vec<(Glob, u64)> = patterns
-        .iter()
-        .flat_map(|(g, bits)| {
-            let text = g.to_string();
-            let base = text.strip_suffix("/**").unwrap_or(&text).to_string();
-            let dot = g.dotglob();
-            crate::paths::usr_aliases(&base)
-                .into_iter()
-                .filter_map(move |a| {
-                    let p = if text.ends_with("/**") {
-                        format!("{a}/**")
-                    } else {
-                        a
-                    };
-                    let g = if dot {
-                        Glob::guardrail(&p)
-                    } else {
-                        Glob::parse(&p)
-                    };
-                    g.ok().map(|g| (g, *bits))
-                })
-        })
-        .collect();
+    let aliases = usr_aliases(&patterns);
     patterns.extend(aliases);
     patterns.extend(places(anchors));
     for e in &profile.executables {
@@ -184,24 +189,58 @@ pub fn compile(
             .filter_map(|p| Glob::parse(p).ok())
             .map(|g| (g, read)),
     );
-    // The guardrails run as a second automaton beside the profile's (see
-    // `Dfa`); subtree patterns stay out of it, or each would carry its own
-    // copy of the guardrail tracker.
     patterns.extend(fixed_places());
-    let mut guards: Vec<(Glob, u64)> = Vec::new();
-    for g in guardrails.iter() {
-        let shift = if g.pid_owned {
-            accept::GUARD_PROC_SHIFT
-        } else {
-            guard_shift(g.category)
-        };
-        guards.push((g.pattern.clone(), (g.guarded.bits() as u64) << shift));
-    }
-    let (dfa, dfa_error) = match Dfa::build_pair(&patterns, &guards, MAX_STATES) {
-        Ok(d) => (Some(d), None),
-        Err(e) => (None, Some(e)),
-    };
+    patterns
+}
 
+/// The kernel judges paths as named: on a merged-/usr host `/bin/x` is
+/// `/usr/bin/x`, so every `/usr` rule also stands under its alias.
+fn usr_aliases(patterns: &[(Glob, u64)]) -> Vec<(Glob, u64)> {
+    patterns
+        .iter()
+        .flat_map(|(g, bits)| {
+            let text = g.to_string();
+            let base = text.strip_suffix("/**").unwrap_or(&text).to_string();
+            let dot = g.dotglob();
+            crate::paths::usr_aliases(&base)
+                .into_iter()
+                .filter_map(move |a| {
+                    let p = if text.ends_with("/**") {
+                        format!("{a}/**")
+                    } else {
+                        a
+                    };
+                    let g = if dot {
+                        Glob::guardrail(&p)
+                    } else {
+                        Glob::parse(&p)
+                    };
+                    g.ok().map(|g| (g, *bits))
+                })
+        })
+        .collect()
+}
+
+/// The guardrails, as the second automaton beside the profile's (see
+/// `Dfa`): subtree patterns stay out of it, or each would carry its own
+/// copy of the guardrail tracker.
+fn guard_patterns(guardrails: &Guardrails) -> Vec<(Glob, u64)> {
+    guardrails
+        .iter()
+        .map(|g| {
+            let shift = if g.pid_owned {
+                accept::GUARD_PROC_SHIFT
+            } else {
+                guard_shift(g.category)
+            };
+            (g.pattern.clone(), (g.guarded.bits() as u64) << shift)
+        })
+        .collect()
+}
+
+/// The endpoint tries' entries for address rules, and the host rules
+/// (their addresses are allowed as the agent's DNS answers name them).
+fn network(agent: u32, profile: &Profile) -> (Vec<Endpoint>, Vec<NetRule>) {
     let mut endpoints = Vec::new();
     let mut host_rules = Vec::new();
     for r in &profile.network {
@@ -220,8 +259,12 @@ pub fn compile(
             });
         }
     }
+    (endpoints, host_rules)
+}
 
-    let dns_names = profile
+/// The DNS egress hook's keys for the names the agent may resolve.
+fn dns_keys(agent: u32, profile: &Profile) -> Vec<kp::DnsKey> {
+    profile
         .dns
         .iter()
         .map(|d| {
@@ -235,7 +278,12 @@ pub fn compile(
                 hash: kp::dns_hash::of(name.trim_end_matches('.').as_bytes()),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The agent's policy slot: actions per class, budgets, flags and the
+/// automaton's entry states.
+fn policy(profile: &Profile, mode: Mode, dfa: Option<&Dfa>, host_rules: bool) -> AgentPolicy {
     let a = &profile.actions;
     let mut actions = [kp::action::ALERT; kp::class::COUNT];
     for c in Class::ALL {
@@ -249,30 +297,21 @@ pub fn compile(
     if dfa.is_some() {
         flags |= kp::flags::PATHS;
     }
-    if !host_rules.is_empty() {
+    if host_rules {
         flags |= kp::flags::HOLD_DNS;
     }
-    let policy = AgentPolicy {
+    AgentPolicy {
         active: 1,
         enforce: u8::from(mode == Mode::Enforce),
         actions,
         guardrail_action: action_code(a.guardrails),
         rate_action: action_code(a.rate),
         flags,
-        start: dfa.as_ref().map(|d| d.start).unwrap_or(0),
-        start2: dfa.as_ref().map(|d| d.start2).unwrap_or(0),
-        classes: dfa.as_ref().map(|d| d.class_count).unwrap_or(1),
+        start: dfa.map(|d| d.start).unwrap_or(0),
+        start2: dfa.map(|d| d.start2).unwrap_or(0),
+        classes: dfa.map(|d| d.class_count).unwrap_or(1),
         budgets,
         ..AgentPolicy::default()
-    };
-    Compiled {
-        dfa,
-        dfa_error,
-        policy,
-        endpoints,
-        host_rules,
-        dns_names,
-        skipped,
     }
 }
 

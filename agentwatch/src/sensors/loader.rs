@@ -1,15 +1,14 @@
 //! Loading and attaching the programs, and access to the maps.
-use agentwatch_common::{config, syscalls, WatchEntry};
+use agentwatch_common::{config, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData},
     programs::{
         links::{CgroupAttachMode, FdLink, PinnedLink},
-        BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint,
+        CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
-use tracing::debug;
 
 use super::{
     host,
@@ -145,118 +144,10 @@ impl Sensors {
                 .ok_or(SensorError::MissingMap("CONFIG"))?,
         )?;
 
-        let mut missing = Vec::new();
-        type Programs<'a> = (&'a str, &'a str, [&'a str; 3], &'a [(&'a str, &'a str)]);
-        let (enter, exit, dns, sched): Programs = match hooks {
-            HookSet::Sensors => (
-                "sys_enter",
-                "sys_exit",
-                ["dns_send", "dns_recv_enter", "dns_recv_exit"],
-                &[
-                    ("sched_process_fork", "sched_process_fork"),
-                    ("sched_process_exec", "sched_process_exec"),
-                    ("sched_process_exit", "sched_process_exit"),
-                ],
-            ),
-            HookSet::Floor => (
-                "floor_tracepoint",
-                "floor_tracepoint",
-                ["floor_tracepoint"; 3],
-                &[],
-            ),
-        };
-        let mut attach_all = |prog: &str, names: Vec<String>| -> Result<(), SensorError> {
-            let p: &mut TracePoint = program(&mut ebpf, prog)?;
-            if p.fd().is_err() {
-                p.load().map_err(|e| SensorError::Program {
-                    program: prog.into(),
-                    reason: format!("{e:#}"),
-                })?;
-            }
-            for name in names {
-                if !tracefs.join("events/syscalls").join(&name).exists() {
-                    debug!(tracepoint = %name, "not on this kernel; skipped");
-                    missing.push(name);
-                    continue;
-                }
-                let attach_err = |reason: String| SensorError::Attach {
-                    program: prog.into(),
-                    hook: format!("syscalls/{name}"),
-                    reason,
-                };
-                let id = p
-                    .attach("syscalls", &name)
-                    .map_err(|e| attach_err(format!("{e:#}")))?;
-                let link = p.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
-                let fd = FdLink::try_from(link).map_err(|e| {
-                    attach_err(format!("{e:#} (this kernel attaches tracepoints without bpf_link; 5.15 or newer has it)"))
-                })?;
-                links.push(Held::Fd(format!("{prog}-{name}"), fd));
-            }
-            Ok(())
-        };
-        attach_all(
-            enter,
-            syscalls::PAIRED
-                .iter()
-                .map(|s| format!("sys_enter_{s}"))
-                .collect(),
-        )?;
-        attach_all(
-            exit,
-            syscalls::PAIRED
-                .iter()
-                .map(|s| format!("sys_exit_{s}"))
-                .collect(),
-        )?;
-        attach_all(
-            dns[0],
-            syscalls::DNS_SENDS
-                .iter()
-                .map(|s| format!("sys_enter_{s}"))
-                .collect(),
-        )?;
-        for (prog, side) in [(dns[1], "enter"), (dns[2], "exit")] {
-            attach_all(
-                prog,
-                syscalls::DNS_RECVS
-                    .iter()
-                    .map(|s| format!("sys_{side}_{s}"))
-                    .collect(),
-            )?;
-        }
-        if enforce.is_some() {
-            attach_all(
-                "tamper_enter",
-                syscalls::TAMPER
-                    .iter()
-                    .map(|s| format!("sys_enter_{s}"))
-                    .collect(),
-            )?;
-            // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
-            attach_all(
-                "mount_changed",
-                syscalls::MOUNT_CHANGES
-                    .iter()
-                    .map(|s| format!("sys_exit_{s}"))
-                    .collect(),
-            )?;
-        }
-        for (prog, tp) in sched {
-            let p: &mut BtfTracePoint = program(&mut ebpf, prog)?;
-            p.load(tp, &btf).map_err(|e| SensorError::Program {
-                program: (*prog).into(),
-                reason: format!("{e:#}"),
-            })?;
-            let attach_err = |e: aya::programs::ProgramError| SensorError::Attach {
-                program: (*prog).into(),
-                hook: format!("tp_btf/{tp}"),
-                reason: format!("{e:#}"),
-            };
-            let id = p.attach().map_err(attach_err)?;
-            let link = p.take_link(id).map_err(attach_err)?;
-            links.push(Held::Fd((*prog).to_string(), FdLink::from(link)));
-        }
+        let attached =
+            super::attach::attach_sensors(&mut ebpf, &btf, &tracefs, hooks, enforce.is_some())?;
+        links.extend(attached.links);
+        let missing = attached.missing;
         if enforce.is_some() {
             links.extend(attach_connect_hooks(&mut ebpf)?);
         }
@@ -490,7 +381,7 @@ where
     Ok(Held::Fd(name.to_string(), fd))
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
+pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program>,
 {

@@ -1,6 +1,7 @@
 //! The kernel side as userspace sees it: load the embedded eBPF object,
 //! attach its programs, and expose the maps (watch list, selectors, ring
 //! buffer, loss counters).
+mod attach;
 pub mod host;
 mod loader;
 mod lsm;

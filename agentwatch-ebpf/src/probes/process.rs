@@ -93,11 +93,11 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     ev.args[0] = old_pid as u64;
     ev.args[1] = unsafe { aw_file_dev(binary) } as u64;
     ev.args[2] = unsafe { aw_file_ino(binary) };
-    ev.args[4] = crate::written::flags(w.agent_id, binary);
+    ev.args[4] = super::written::flags(w.agent_id, binary);
     if unsafe { aw_bprm_is_script(bprm) } != 0 {
         ev.args[4] |= exec_flags::SCRIPT;
     }
-    ev.args[5] = crate::written::stdin_type(task);
+    ev.args[5] = super::written::stdin_type(task);
     exec_filename(ev, bprm, task);
     event::walk_path(ev, slot::BASE2, unsafe { aw_file_path(binary) });
     let start = unsafe { aw_task_arg_start(task) };
@@ -138,7 +138,7 @@ fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
         None
     };
     let d = enforce::judge_path(agent, payload, access::EXEC, class::EXEC);
-    let d = crate::written::judge(payload, ev, d);
+    let d = super::written::judge(payload, ev, d);
     let d = enforce::with_rate(pol, agent, d, class::EXEC, false);
     ev.hdr.verdict = d.verdict;
     ev.hdr.rule = d.rule;

@@ -7,7 +7,7 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext, E
 use crate::{
     enforce, event,
     maps::*,
-    syscalls::{arg, read_args, syscall_nr, watched_current, DNS_PORT_BE},
+    probes::{arg, net::DNS_PORT_BE, read_args, syscall_nr, watched_current},
 };
 use agentwatch_common::policy::{class, flags, rule, verdict};
 

@@ -6,8 +6,11 @@ use aya_ebpf::programs::TracePointContext;
 use crate::{
     enforce::{self, Decision},
     event,
+    probes::{
+        file::{fd_path, path_arg},
+        read_args, syscall_nr, watched_current,
+    },
     shim::*,
-    syscalls::{fd_path, path_arg, read_args, syscall_nr, watched_current},
 };
 use agentwatch_common::policy::{class, rule, verdict};
 

@@ -42,7 +42,7 @@ pub fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i32> {
     // is not sent (the execve's own records report the attempt).
     let ev = event::start(RecordKind::Exec, &w, 0).ok_or(0)?;
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
-    crate::process::exec_filename(ev, bprm, task);
+    super::process::exec_filename(ev, bprm, task);
     let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, true);
     let d = enforce::judge_path(w.agent_id, payload, access::EXEC, class::EXEC);
     if d.verdict != verdict::VIOLATION || enforce::wanted(pol, &d) != action::DENY {

@@ -1,372 +1,29 @@
-//! Reading a profile: YAML to the model, with every problem reported at
-//! its line and column with what to do about it. `profile lint` prints
-//! these findings; every other command refuses a profile with errors.
-use std::{collections::BTreeMap, fmt, path::Path};
+//! Building the profile model from the parsed document, one section at
+//! a time, collecting lint findings with their positions.
+use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_saphyr::Spanned;
+use super::*;
 
-use super::{
-    glob::Glob, guardrails::Guardrails, Access, AccessSet, ActionKind, ActionOverrides, Approval,
-    Class, ClassStability, Direction, DnsRule, ExecSource, Executable, FileRule, Granularity,
-    NetRule, Override, Profile, Provenance, RateBudget, Readiness, ReviewItem, Stability,
-    Territory, UserGuardrail, API_VERSION, API_VERSION_V1, KIND,
-};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
+pub(super) fn build(doc: Doc, lint: &mut Lint) -> Profile {
+    header(&doc, lint);
+    let mut p = Profile::empty(&doc.agent.value);
+    shape(&doc, lint, &mut p);
+    territories(&doc, lint, &mut p);
+    user_guardrails(&doc, lint, &mut p);
+    let guardrails = Guardrails::builtin().with_profile(&p.guardrails, None);
+    executables(&doc, lint, &mut p);
+    files(&doc, lint, &mut p, &guardrails);
+    network(&doc, lint, &mut p);
+    dns(&doc, lint, &mut p);
+    rates(&doc, lint, &mut p);
+    review(&doc, lint, &mut p);
+    actions(&doc, lint, &mut p);
+    records(doc, &mut p);
+    p
 }
 
-/// One problem in a profile file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub line: u64,
-    pub column: u64,
-    pub severity: Severity,
-    pub message: String,
-    pub fix: String,
-}
-
-impl Finding {
-    /// `FILE:LINE:COL: error: MESSAGE` and an indented `fix:` line.
-    pub fn render(&self, file: &Path) -> String {
-        let sev = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        format!(
-            "{}:{}:{}: {sev}: {}\n    fix: {}",
-            file.display(),
-            self.line,
-            self.column,
-            self.message,
-            self.fix
-        )
-    }
-}
-
-/// A profile that could not be used, with everything wrong with it.
-#[derive(Debug)]
-pub struct LintReport {
-    pub file: std::path::PathBuf,
-    pub findings: Vec<Finding>,
-}
-
-impl fmt::Display for LintReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors = self
-            .findings
-            .iter()
-            .filter(|x| x.severity == Severity::Error)
-            .count();
-        writeln!(
-            f,
-            "profile {} has {errors} error(s); `agentwatch profile lint {}` lists them:",
-            self.file.display(),
-            self.file.display()
-        )?;
-        for x in &self.findings {
-            writeln!(f, "{}", x.render(&self.file))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LintReport {}
-
-fn one() -> u32 {
-    1
-}
-
-fn default_headroom() -> f64 {
-    2.0
-}
-
-// The file form: what a person may write. Unknown fields are errors.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Doc {
-    api_version: Spanned<String>,
-    kind: Spanned<String>,
-    agent: Spanned<String>,
-    #[serde(default)]
-    granularity: Option<Spanned<Granularity>>,
-    #[serde(default)]
-    overrides: Vec<Spanned<OverrideDoc>>,
-    #[serde(default)]
-    readiness: Option<ReadinessDoc>,
-    #[serde(default)]
-    territories: Vec<Spanned<TerritoryDoc>>,
-    #[serde(default)]
-    executables: Vec<Spanned<ExeDoc>>,
-    #[serde(default)]
-    files: Vec<Spanned<FileDoc>>,
-    #[serde(default)]
-    network: Vec<Spanned<NetDoc>>,
-    #[serde(default)]
-    dns: Vec<Spanned<DnsDoc>>,
-    #[serde(default)]
-    rates: Option<RatesDoc>,
-    #[serde(default)]
-    actions: Option<Spanned<ActionOverrides>>,
-    #[serde(default)]
-    guardrails: Vec<Spanned<GuardrailDoc>>,
-    #[serde(default)]
-    review: Vec<Spanned<ReviewDoc>>,
-    #[serde(default)]
-    approvals: Vec<ApprovalDoc>,
-    #[serde(default)]
-    stability: Option<StabilityDoc>,
-    #[serde(default)]
-    provenance: Option<ProvenanceDoc>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OverrideDoc {
-    path: Spanned<String>,
-    granularity: Granularity,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadinessDoc {
-    verdict: String,
-    #[serde(default)]
-    sessions: u32,
-    #[serde(default)]
-    flagged: u32,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    checked: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TerritoryDoc {
-    path: Spanned<String>,
-    access: Spanned<Vec<Access>>,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GuardrailDoc {
-    path: Spanned<String>,
-    category: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExeDoc {
-    path: Spanned<String>,
-    #[serde(default)]
-    sha256: Vec<Spanned<String>>,
-    #[serde(default)]
-    source: Option<Spanned<ExecSource>>,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDoc {
-    path: Spanned<String>,
-    access: Spanned<Vec<Access>>,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NetDoc {
-    direction: Direction,
-    host: Option<Spanned<String>>,
-    address: Option<Spanned<String>>,
-    unix: Option<Spanned<String>>,
-    port: Option<u16>,
-    #[serde(default)]
-    by: Vec<String>,
-    #[serde(default)]
-    model: bool,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DnsDoc {
-    name: Spanned<String>,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RatesDoc {
-    #[serde(default = "default_headroom")]
-    headroom: f64,
-    #[serde(default)]
-    per_minute: BTreeMap<Class, Spanned<BudgetDoc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BudgetDoc {
-    #[serde(default)]
-    peak: u64,
-    budget: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApprovalDoc {
-    id: String,
-    what: String,
-    by: String,
-    #[serde(default)]
-    at: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReviewDoc {
-    path: String,
-    access: Vec<Access>,
-    guardrail: Spanned<String>,
-    #[serde(default)]
-    pattern: String,
-    #[serde(default = "one")]
-    runs: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct StabilityDoc {
-    #[serde(default)]
-    warmup_secs: u64,
-    #[serde(default)]
-    quiet_secs: u64,
-    #[serde(default)]
-    classes: BTreeMap<Class, ClassStabilityDoc>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(rename_all = "camelCase")]
-struct ClassStabilityDoc {
-    stable: bool,
-    #[serde(default)]
-    entries: u64,
-    #[serde(default)]
-    quiet_sessions: u32,
-    #[serde(default)]
-    novelty: Vec<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProvenanceDoc {
-    #[serde(default)]
-    hosts: Vec<String>,
-    #[serde(default)]
-    sessions: u32,
-    #[serde(default)]
-    started: String,
-    #[serde(default)]
-    ended: String,
-    #[serde(default)]
-    events: BTreeMap<Class, u64>,
-}
-
-/// Collects findings while the model is built.
-struct Lint {
-    findings: Vec<Finding>,
-}
-
-impl Lint {
-    fn at<T>(&mut self, s: &Spanned<T>, severity: Severity, message: String, fix: &str) {
-        self.findings.push(Finding {
-            line: s.referenced.line(),
-            column: s.referenced.column(),
-            severity,
-            message,
-            fix: fix.to_string(),
-        });
-    }
-    fn error<T>(&mut self, s: &Spanned<T>, message: String, fix: &str) {
-        self.at(s, Severity::Error, message, fix);
-    }
-    fn warning<T>(&mut self, s: &Spanned<T>, message: String, fix: &str) {
-        self.at(s, Severity::Warning, message, fix);
-    }
-}
-
-/// Reads and checks a profile file.
-pub fn load(path: &Path) -> Result<Profile, LintReport> {
-    let report = |findings| LintReport {
-        file: path.to_path_buf(),
-        findings,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        report(vec![Finding {
-            line: 0,
-            column: 0,
-            severity: Severity::Error,
-            message: format!("cannot read the profile: {e}"),
-            fix: "check the path; `agentwatch learn` writes profiles/NAME.yaml".into(),
-        }])
-    })?;
-    let (profile, findings) = parse(&text);
-    match profile {
-        Some(p) if !findings.iter().any(|f| f.severity == Severity::Error) => Ok(p),
-        _ => Err(report(findings)),
-    }
-}
-
-/// Parses profile text: the model (None if the YAML or its shape is
-/// wrong) and every finding, sorted by position.
-pub fn parse(text: &str) -> (Option<Profile>, Vec<Finding>) {
-    let doc: Doc = match serde_saphyr::from_str(text) {
-        Ok(d) => d,
-        Err(e) => {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            return (
-                None,
-                vec![Finding {
-                    line,
-                    column,
-                    severity: Severity::Error,
-                    message: plain_message(&e),
-                    fix: "fix the YAML here; docs/profile-format.md lists every field".into(),
-                }],
-            );
-        }
-    };
-    let mut lint = Lint {
-        findings: Vec::new(),
-    };
-    let p = build(doc, &mut lint);
-    lint.findings.sort_by_key(|f| (f.line, f.column));
-    (Some(p), lint.findings)
-}
-
-/// The parser's message without its snippet or position prefix.
-fn plain_message(e: &serde_saphyr::Error) -> String {
-    let s = e.without_snippet().to_string();
-    let s = s.strip_prefix("error: ").unwrap_or(&s);
-    let s = match s.split_once(": ") {
-        Some((pos, rest)) if pos.starts_with("line ") => rest,
-        _ => s,
-    };
-    s.lines().next().unwrap_or(s).to_string()
-}
-
-fn build(doc: Doc, lint: &mut Lint) -> Profile {
+/// apiVersion, kind and agent.
+fn header(doc: &Doc, lint: &mut Lint) {
     let v1 = doc.api_version.value == API_VERSION_V1;
     if v1 {
         lint.warning(
@@ -407,7 +64,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             "name the agent this profile is for",
         );
     }
-    let mut p = Profile::empty(&doc.agent.value);
+}
+
+/// Granularity and per-directory overrides.
+fn shape(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     if let Some(g) = &doc.granularity {
         p.granularity = g.value;
     }
@@ -426,13 +86,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             granularity: o.value.granularity,
         });
     }
-    p.readiness = doc.readiness.map(|r| Readiness {
-        verdict: r.verdict,
-        sessions: r.sessions,
-        flagged: r.flagged,
-        reason: r.reason,
-        checked: r.checked,
-    });
+}
+
+/// Territories: a directory, everything beneath it, with its accesses.
+fn territories(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for t in doc.territories.iter().map(|t| &t.value) {
         let access = AccessSet::of(&t.access.value);
@@ -466,6 +123,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: t.runs,
         });
     }
+}
+
+/// Guardrails a reviewer added.
+fn user_guardrails(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     for g in doc.guardrails.iter().map(|g| &g.value) {
         if !["secrets", "persistence"].contains(&g.category.value.as_str()) {
             lint.error(
@@ -486,8 +147,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             category: g.category.value.clone(),
         });
     }
-    let guardrails = Guardrails::builtin().with_profile(&p.guardrails, None);
+}
 
+/// Executables, pinned by sha256 or by package provenance.
+fn executables(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for e in doc.executables.iter().map(|e| &e.value) {
         check_pattern(lint, &e.path);
@@ -520,7 +183,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: e.runs,
         });
     }
+}
 
+/// File rules, checked against the guardrails and the review list.
+fn files(doc: &Doc, lint: &mut Lint, p: &mut Profile, guardrails: &Guardrails) {
     // What awaits review, per path: a rule may allow other accesses to
     // the same path (reading a persistence file, say, while its changes
     // await review), not the same ones.
@@ -574,7 +240,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: f.runs,
         });
     }
+}
 
+/// Endpoints: exactly one target each, no duplicates.
+fn network(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for sn in &doc.network {
         let n = &sn.value;
@@ -627,7 +296,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
         }
         p.network.push(rule);
     }
+}
 
+/// DNS names the agent may resolve.
+fn dns(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for d in doc.dns.iter().map(|d| &d.value) {
         if !valid_dns_name(&d.name.value) {
@@ -643,7 +315,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: d.runs,
         });
     }
+}
 
+/// Per-minute rate budgets.
+fn rates(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     if let Some(r) = &doc.rates {
         p.rates.headroom = r.headroom;
         for (class, b) in &r.per_minute {
@@ -666,7 +341,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             );
         }
     }
+}
 
+/// What awaits a person's review.
+fn review(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     for r in doc.review.iter().map(|r| &r.value) {
         const KNOWN: [&str; 5] = [
             "secrets",
@@ -690,7 +368,10 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             runs: r.runs,
         });
     }
+}
 
+/// Actions per class (guardrails never `alert`).
+fn actions(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     if let Some(a) = &doc.actions {
         if a.value.guardrails == Some(ActionKind::Alert) {
             lint.error(
@@ -702,6 +383,18 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
         }
         a.value.apply(&mut p.actions);
     }
+}
+
+/// What learning and approvals recorded: readiness, approvals,
+/// stability, provenance.
+fn records(doc: Doc, p: &mut Profile) {
+    p.readiness = doc.readiness.map(|r| Readiness {
+        verdict: r.verdict,
+        sessions: r.sessions,
+        flagged: r.flagged,
+        reason: r.reason,
+        checked: r.checked,
+    });
     p.approvals = doc
         .approvals
         .into_iter()
@@ -743,51 +436,4 @@ fn build(doc: Doc, lint: &mut Lint) -> Profile {
             events: pv.events,
         };
     }
-    p
 }
-
-fn check_pattern(lint: &mut Lint, path: &Spanned<String>) -> Option<Glob> {
-    match Glob::parse(&path.value) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            lint.error(path, e.to_string(), "write an absolute path or start with $HOME, $WORKSPACE or $TMP; * stays in one segment, ** spans segments");
-            None
-        }
-    }
-}
-
-fn dup(lint: &mut Lint, seen: &mut BTreeMap<String, u64>, s: &Spanned<String>, what: &str) {
-    if let Some(first) = seen.insert(s.value.clone(), s.referenced.line()) {
-        lint.error(
-            s,
-            format!("duplicate {what} {:?} (first on line {first})", s.value),
-            "keep one entry; put all its accesses in one list",
-        );
-    }
-}
-
-fn valid_address(a: &str) -> bool {
-    match a.split_once('/') {
-        None => a.parse::<std::net::IpAddr>().is_ok(),
-        Some((ip, bits)) => match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
-            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
-            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
-            _ => false,
-        },
-    }
-}
-
-fn valid_dns_name(n: &str) -> bool {
-    let n = n.strip_prefix("*.").unwrap_or(n);
-    !n.is_empty()
-        && n.len() <= 253
-        && n.trim_end_matches('.').split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-#[cfg(test)]
-mod tests;

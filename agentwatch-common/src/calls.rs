@@ -1,0 +1,225 @@
+//! The table of watched file, network and exec calls: for each, its
+//! number, tracepoint, probe family, where its paths, open flags and mode
+//! are among its arguments, how its entry is judged, its class and the
+//! access it takes. The kernel's entry and exit programs dispatch on it,
+//! the loader attaches to every row, and userspace decodes by it; adding
+//! a call of a known shape is one row.
+use crate::{
+    policy::{access, class},
+    syscalls as nr,
+};
+
+/// Which probe family reads and judges a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Family {
+    /// Paths and files: `probes::file`.
+    File = 1,
+    /// Sockets and addresses: `probes::net`.
+    Net = 2,
+    /// Exec attempts: judged at `sched_process_exec`; the pair reports
+    /// failures.
+    Exec = 3,
+}
+
+/// Where a call's paths are among its arguments. The first path goes to
+/// slots PATH1/BASE1, the second to PATH2/BASE2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Paths {
+    None = 0,
+    /// A path in arg 0, relative to the cwd.
+    Cwd0 = 1,
+    /// A dirfd in arg 0 and a path in arg 1.
+    At01 = 2,
+    /// Two paths in args 0 and 1, relative to the cwd.
+    Cwd0Cwd1 = 3,
+    /// dirfd 0 and path 1, then dirfd 2 and path 3.
+    At01At23 = 4,
+    /// An open fd in arg 0, whose path the kernel walks.
+    Fd0 = 5,
+}
+
+/// Where an open-type call's flags are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpenFlags {
+    None = 0,
+    Arg1 = 1,
+    Arg2 = 2,
+    /// In the `struct open_how` arg 2 points to (its first u64).
+    How2 = 3,
+    /// `creat`: O_CREAT|O_WRONLY|O_TRUNC.
+    Creat = 4,
+}
+
+/// How the kernel judges a call's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Judge {
+    /// An open: the access its flags ask for; listings by guardrails only.
+    Open = 1,
+    /// The first path, with the row's access.
+    First = 2,
+    /// A hard link: its source as read and written, by guardrails only.
+    LinkSource = 3,
+    /// Both paths, with the row's access (rename).
+    Both = 4,
+    /// The socket address, as a connect.
+    Connect = 5,
+    /// The socket address, as a bind.
+    Bind = 6,
+    /// Not at the entry (listen, accept, exec): userspace or another hook.
+    Later = 7,
+}
+
+/// One watched call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub nr: u32,
+    /// Its tracepoints are `syscalls:sys_enter_<name>` and `sys_exit_<name>`.
+    pub name: &'static str,
+    pub family: Family,
+    pub paths: Paths,
+    pub open_flags: OpenFlags,
+    /// The argument holding a file mode (chmod family), if any.
+    pub mode_arg: Option<u8>,
+    pub judge: Judge,
+    /// `policy::class` a violation counts under.
+    pub class: usize,
+    /// `policy::access` the call takes (opens: from their flags).
+    pub access: u64,
+}
+
+impl Call {
+    pub const fn is_open(&self) -> bool {
+        matches!(self.judge, Judge::Open)
+    }
+
+    /// An open-type call's flags, from its record's arguments (openat2's
+    /// were read from its `struct open_how` into `args[5]`); 0 for other
+    /// calls. Both sides read them with this.
+    #[inline(always)]
+    pub const fn open_flags_of(&self, args: &[u64; 6]) -> u64 {
+        match self.open_flags {
+            OpenFlags::Arg1 => args[1],
+            OpenFlags::Arg2 => args[2],
+            OpenFlags::How2 => args[5],
+            OpenFlags::Creat => crate::open::CREAT_FLAGS,
+            OpenFlags::None => 0,
+        }
+    }
+
+    /// The file mode a chmod-type call sets; 0 for other calls.
+    #[inline(always)]
+    pub const fn mode_of(&self, args: &[u64; 6]) -> u64 {
+        match self.mode_arg {
+            Some(1) => args[1],
+            Some(2) => args[2],
+            _ => 0,
+        }
+    }
+}
+
+macro_rules! calls {
+    ($( $nr:ident $name:literal $family:ident $paths:ident $flags:ident $mode:expr, $judge:ident $class:ident $access:expr; )*) => {
+        /// One constant per row, named after its call.
+        mod rows {
+            use super::*;
+            $(pub const $nr: Call = Call {
+                nr: nr::$nr,
+                name: $name,
+                family: Family::$family,
+                paths: Paths::$paths,
+                open_flags: OpenFlags::$flags,
+                mode_arg: $mode,
+                judge: Judge::$judge,
+                class: class::$class,
+                access: $access,
+            };)*
+        }
+
+        /// Every watched call, in one table.
+        pub const CALLS: &[Call] = &[$(rows::$nr),*];
+
+        /// The row of call `nr`, if it is watched. A `match` of constants:
+        /// the kernel's programs get each field as an immediate.
+        #[inline(always)]
+        pub const fn find(nr: u32) -> Option<Call> {
+            match nr {
+                $(nr::$nr => Some(rows::$nr),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+const NO: u64 = 0;
+const RW: u64 = access::READ | access::WRITE;
+
+calls! {
+    OPEN      "open"      File Cwd0     Arg1  None,    Open       FILE    NO;
+    CREAT     "creat"     File Cwd0     Creat None,    Open       FILE    NO;
+    OPENAT    "openat"    File At01     Arg2  None,    Open       FILE    NO;
+    OPENAT2   "openat2"   File At01     How2  None,    Open       FILE    NO;
+    UNLINK    "unlink"    File Cwd0     None  None,    First      DELETE  access::DELETE;
+    UNLINKAT  "unlinkat"  File At01     None  None,    First      DELETE  access::DELETE;
+    RMDIR     "rmdir"     File Cwd0     None  None,    First      DELETE  access::DELETE;
+    RENAME    "rename"    File Cwd0Cwd1 None  None,    Both       FILE    access::RENAME;
+    RENAMEAT  "renameat"  File At01At23 None  None,    Both       FILE    access::RENAME;
+    RENAMEAT2 "renameat2" File At01At23 None  None,    Both       FILE    access::RENAME;
+    LINK      "link"      File Cwd0Cwd1 None  None,    LinkSource FILE    RW;
+    LINKAT    "linkat"    File At01At23 None  None,    LinkSource FILE    RW;
+    CHMOD     "chmod"     File Cwd0     None  Some(1), First      FILE    access::CHMOD;
+    FCHMOD    "fchmod"    File Fd0      None  Some(1), First      FILE    access::CHMOD;
+    FCHMODAT  "fchmodat"  File At01     None  Some(2), First      FILE    access::CHMOD;
+    FCHMODAT2 "fchmodat2" File At01     None  Some(2), First      FILE    access::CHMOD;
+    CHOWN     "chown"     File Cwd0     None  None,    First      FILE    access::CHMOD;
+    FCHOWN    "fchown"    File Fd0      None  None,    First      FILE    access::CHMOD;
+    LCHOWN    "lchown"    File Cwd0     None  None,    First      FILE    access::CHMOD;
+    FCHOWNAT  "fchownat"  File At01     None  None,    First      FILE    access::CHMOD;
+    CONNECT   "connect"   Net  None     None  None,    Connect    NETWORK NO;
+    BIND      "bind"      Net  None     None  None,    Bind       NETWORK NO;
+    LISTEN    "listen"    Net  None     None  None,    Later      NETWORK NO;
+    ACCEPT    "accept"    Net  None     None  None,    Later      NETWORK NO;
+    ACCEPT4   "accept4"   Net  None     None  None,    Later      NETWORK NO;
+    EXECVE    "execve"    Exec Cwd0     None  None,    Later      EXEC    access::EXEC;
+    EXECVEAT  "execveat"  Exec At01     None  None,    Later      EXEC    access::EXEC;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_agrees_with_the_table_and_names() {
+        for c in CALLS {
+            assert_eq!(find(c.nr), Some(*c), "{}", c.name);
+            assert_eq!(nr::name(c.nr), Some(c.name), "{}", c.name);
+        }
+        for (i, a) in CALLS.iter().enumerate() {
+            assert!(
+                CALLS[i + 1..].iter().all(|b| a.nr != b.nr),
+                "{} twice",
+                a.name
+            );
+        }
+        assert_eq!(find(nr::KILL), None);
+    }
+
+    #[test]
+    fn rows_are_consistent() {
+        for c in CALLS {
+            assert_eq!(c.is_open(), c.open_flags != OpenFlags::None, "{}", c.name);
+            let paths = c.paths != Paths::None;
+            assert_eq!(paths, c.family != Family::Net, "{}", c.name);
+            let two = matches!(c.paths, Paths::Cwd0Cwd1 | Paths::At01At23);
+            assert_eq!(
+                two,
+                matches!(c.judge, Judge::Both | Judge::LinkSource),
+                "{}",
+                c.name
+            );
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Files: opens, deletes, renames, links, mode and owner changes. Entry
+//! copies the paths where the call's row in `agentwatch_common::calls`
+//! says they are and judges them against the agent's path automaton;
+//! exit judges what an open reached (by its real path) and a violation
+//! left to the exit (a call that failed changed nothing).
+use agentwatch_common::{
+    calls::{Call, Judge, OpenFlags, Paths},
+    open::{open_access, open_listing, O_CREAT},
+    policy::{
+        accept, access, class, epoch, flags, rule, verdict, AgentPolicy, Deferred, OpenedKey,
+        OpenedStamp,
+    },
+    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry,
+};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+
+use super::task;
+use crate::{
+    enforce::{self, Decision},
+    event,
+    maps::*,
+    shim::*,
+};
+
+/// Setuid and setgid bits of a mode.
+const S_ISUID_ISGID: u64 = 0o6000;
+/// A regular file's type bits (S_IFMT).
+const S_IFREG: u64 = 0o100000;
+
+/// Reads a file (or exec) call's paths into `ev`, where its row says
+/// they are; openat2's flags from its `struct open_how` into `args[5]`.
+/// Paths unreadable now are noted for the exit (`RETRY_PATHS`).
+#[inline(always)]
+pub fn read_entry(ev: &mut RawEvent, call: &Call, a: &[u64; 6]) {
+    let cwd = nr::AT_FDCWD as i64 as u64;
+    let mut retry = [0u64; 2];
+    let r = &mut retry;
+    let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
+    match call.paths {
+        Paths::Cwd0 => path_arg(ev, p1, b1, cwd, a[0], r),
+        Paths::At01 => path_arg(ev, p1, b1, a[0], a[1], r),
+        Paths::Cwd0Cwd1 => {
+            path_arg(ev, p1, b1, cwd, a[0], r);
+            path_arg(ev, p2, b2, cwd, a[1], r);
+        }
+        Paths::At01At23 => {
+            path_arg(ev, p1, b1, a[0], a[1], r);
+            path_arg(ev, p2, b2, a[2], a[3], r);
+        }
+        Paths::Fd0 => fd_path(ev, b1, a[0]),
+        Paths::None => {}
+    }
+    if call.open_flags == OpenFlags::How2 {
+        // struct open_how begins with the u64 flags (uapi, stable).
+        ev.args[5] =
+            unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
+    }
+    if retry != [0, 0] {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = RETRY_PATHS.insert(&tid, &retry, 0);
+    }
+}
+
+/// The open flags of an open-type call (the table's shared reader).
+#[inline(always)]
+pub fn open_flags(call: &Call, args: &[u64; 6]) -> u64 {
+    call.open_flags_of(args)
+}
+
+/// A file call's entry, judged.
+pub struct Judged {
+    pub d: Decision,
+    /// An open's payload and access, kept for a judgement at its exit.
+    pub opened: Option<(u64, u64)>,
+    /// Reads and listings change nothing: no rate budget counts them (a
+    /// grep over a tree is not a runaway loop).
+    pub read_only: bool,
+}
+
+impl Judged {
+    #[inline(always)]
+    pub fn of(d: Decision) -> Self {
+        Self {
+            d,
+            opened: None,
+            read_only: false,
+        }
+    }
+}
+
+/// Judges a file call's entry under the agent's policy.
+#[inline(always)]
+pub fn judge_entry(pol: &AgentPolicy, agent: u32, ev: &RawEvent, call: &Call) -> Judged {
+    let paths = pol.flags & flags::PATHS != 0;
+    let path = |ev: &RawEvent, p: usize, b: usize, needs: bool, acc: u64, cls: usize| {
+        let payload = if paths {
+            enforce::resolve(pol, ev, p, b, needs)
+        } else {
+            None
+        };
+        enforce::judge_path(agent, payload, acc, cls)
+    };
+    let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
+    // Setting setuid/setgid bits is a guardrail whatever the profile says.
+    if call.mode_of(&ev.args) & S_ISUID_ISGID != 0 {
+        return Judged::of(Decision::new(
+            verdict::VIOLATION,
+            rule::GUARD_PRIVILEGE,
+            class::FILE,
+        ));
+    }
+    // An fd's path was walked by the kernel: there is no user string.
+    let needs = call.paths != Paths::Fd0;
+    match call.judge {
+        Judge::Open => {
+            let flags = open_flags(call, &ev.args);
+            let acc = open_access(flags);
+            let payload = if paths {
+                enforce::resolve(pol, ev, p1, b1, true)
+            } else {
+                None
+            };
+            let d = enforce::judge_path(agent, payload, acc, class::FILE);
+            // A listing (or a walk through a directory) shows names, never
+            // contents: only guardrails judge it.
+            let d = if d.rule == rule::FILE && open_listing(flags) {
+                Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
+            } else {
+                d
+            };
+            Judged {
+                d,
+                opened: payload.map(|p| (p, acc)),
+                read_only: acc == access::READ,
+            }
+        }
+        Judge::First => Judged::of(path(ev, p1, b1, needs, call.access, call.class)),
+        // A hard link to a guardrail file is a second way in to it: the
+        // source counts as read and written. Other links are left to the
+        // profile's rules on what the agent then opens.
+        Judge::LinkSource => {
+            let from = path(ev, p1, b1, true, call.access, call.class);
+            let guarded = from.verdict != verdict::VIOLATION
+                || agentwatch_common::policy::hard_rule(from.rule);
+            Judged::of(if guarded {
+                from
+            } else {
+                Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
+            })
+        }
+        Judge::Both => {
+            let from = path(ev, p1, b1, true, call.access, call.class);
+            Judged::of(if from.allowed() {
+                path(ev, p2, b2, true, call.access, call.class)
+            } else {
+                from
+            })
+        }
+        _ => Judged::of(Decision::new(
+            verdict::UNDECIDED,
+            rule::SOCKET,
+            class::NETWORK,
+        )),
+    }
+}
+
+/// Copies the path argument into `slot` and, when it is relative, the
+/// directory it is relative to (dirfd, or the cwd for AT_FDCWD) into `base`.
+/// A path whose read failed is remembered in `retry` for the exit.
+#[inline(always)]
+pub fn path_arg(
+    ev: &mut RawEvent,
+    slot: usize,
+    base: usize,
+    dirfd: u64,
+    user_path: u64,
+    retry: &mut [u64; 2],
+) {
+    // The first byte comes from the copy just made. Unreadable now
+    // (retried at exit): walk the base anyway, in case it turns out relative.
+    let absolute = if event::user_str(ev, slot, user_path) {
+        user_path != 0 && event::slot_first_byte(ev, slot) == b'/'
+    } else {
+        retry[slot & 1] = user_path;
+        false
+    };
+    if absolute {
+        return;
+    }
+    // Relative (or empty, for AT_EMPTY_PATH): resolve against dirfd or cwd.
+    let dirfd = dirfd as i32;
+    let dir = if dirfd == nr::AT_FDCWD {
+        unsafe { aw_task_pwd(task()) }
+    } else if dirfd >= 0 {
+        let f = unsafe { aw_task_fd(task(), dirfd as u32) };
+        if f.is_null() {
+            return;
+        }
+        unsafe { aw_file_path(f) }
+    } else {
+        return;
+    };
+    event::walk_path(ev, base, dir);
+}
+
+/// Path of an open file descriptor (fchmod, fchown).
+#[inline(always)]
+pub fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if !f.is_null() {
+        event::walk_path(ev, slot, unsafe { aw_file_path(f) });
+    }
+}
+
+/// The exit of a call whose file violation was left to it: judged again
+/// on what happened (nothing, if the call failed; an open's create only
+/// when it made a regular file). Returns the decision for the exit record:
+/// allowed when there is nothing (more) to act on, so userspace does not
+/// judge it again.
+#[inline(always)]
+pub fn judge_deferred(
+    pol: &AgentPolicy,
+    w: &WatchEntry,
+    call: &Call,
+    ret: i64,
+    df: &Deferred,
+) -> Option<Decision> {
+    let allowed = Decision::new(verdict::ALLOW, rule::NONE, df.class as usize);
+    if ret < 0 {
+        return Some(allowed);
+    }
+    let d = if call.is_open() {
+        // The real path first: a guardrail it reaches wins (and is acted
+        // on and sent by judge_opened).
+        let flags = if df.access as u64 & access::CREATE != 0 {
+            O_CREAT
+        } else {
+            0
+        };
+        if judge_opened(pol, w, call.nr, ret, flags, rule::NONE)? {
+            return Some(allowed);
+        }
+        let mut acc = df.access as u64;
+        let f = unsafe { aw_task_fd(task(), ret as u32) };
+        if !f.is_null() && unsafe { aw_file_type(f) } as u64 != S_IFREG {
+            acc &= !access::CREATE;
+        }
+        enforce::judge_path(w.agent_id, Some(df.payload), acc, df.class as usize)
+    } else {
+        Decision::new(verdict::VIOLATION, df.rule, df.class as usize)
+    };
+    Some(if d.allowed() { allowed } else { d })
+}
+
+/// Remembers the file behind a new fd when it was opened for writing: an
+/// exec of it later is running what the agent wrote (`exec/written`).
+#[inline(always)]
+pub fn note_written(agent: u32, fd: i64) {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if f.is_null() || unsafe { aw_file_writable(f) } == 0 {
+        return;
+    }
+    let key = InodeKey {
+        dev: unsafe { aw_file_dev(f) } as u64,
+        ino: unsafe { aw_file_ino(f) },
+    };
+    let _ = WRITTEN.insert(&key, &(agent + 1), 0);
+}
+
+/// The file an open reached, judged by its real path (a dentry walk from
+/// the new fd) against the guardrails: a symlink, `/proc/self/cwd` or a
+/// bind mount that leads to a guardrail file is caught here even though
+/// the path the process named was allowed. Only guardrails: the profile's
+/// own rules name files as the agent names them (`/lib/...` for
+/// `/usr/lib/...`), so judging real paths against them would flag
+/// symlinked system paths. The open has happened; the action lands before
+/// the process returns to user space (pause or kill; deny kills).
+///
+/// A clean verdict is cached (CLEAN_OPENS) by dentry and mount: the same
+/// file opened again costs a lookup instead of a walk and a judgement.
+///
+/// `record` (TERRITORY, TAINT) asks for an allowed open to be sent, with
+/// the file it reached, so userspace can record it.
+#[inline(always)]
+pub fn judge_opened(
+    pol: &AgentPolicy,
+    w: &WatchEntry,
+    sysno: u32,
+    fd: i64,
+    open_flags: u64,
+    record: u8,
+) -> Option<bool> {
+    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    if f.is_null() {
+        return Some(false);
+    }
+    let path = unsafe { aw_file_path(f) };
+    let acc = open_access(open_flags);
+    let (key, stamp) = opened_stamp(path, w.agent_id, acc);
+    if record == rule::NONE && unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
+        return Some(false);
+    }
+    let ev = event::start(RecordKind::Opened, w, sysno)?;
+    event::walk_path(ev, slot::BASE1, path);
+    let payload = enforce::resolve(pol, ev, slot::PATH1, slot::BASE1, false);
+    let mut d = enforce::judge_path(w.agent_id, payload, acc, class::FILE);
+    // Another process's environment or memory: the file's own pid says
+    // whose it is (a process's own /proc/self/environ is its own).
+    let proc_guard =
+        payload.is_some_and(|p| (p >> accept::GUARD_PROC_SHIFT) & acc & access::ALL != 0);
+    if proc_guard {
+        let owner = unsafe { aw_proc_file_pid(f) } as u32;
+        let me = bpf_get_current_pid_tgid();
+        if owner != (me >> 32) as u32 && owner != me as u32 {
+            enforce::note_secret_read(w.agent_id);
+            d = Decision::new(verdict::VIOLATION, rule::GUARD_SECRETS, class::FILE);
+        }
+    }
+    ev.args[0] = fd as u64;
+    ev.args[1] = open_flags;
+    if d.verdict != verdict::VIOLATION || !agentwatch_common::policy::hard_rule(d.rule) {
+        if !proc_guard {
+            let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
+        }
+        if record != rule::NONE {
+            ev.hdr.verdict = verdict::ALLOW;
+            ev.hdr.rule = record;
+            event::submit(ev);
+        }
+        return Some(false);
+    }
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
+    event::submit(ev);
+    Some(true)
+}
+
+/// The CLEAN_OPENS key of an open file and the stamp its verdict is valid
+/// under, read before the walk so that a rename during it invalidates it.
+#[inline(always)]
+fn opened_stamp(path: Ptr, agent: u32, acc: u64) -> (OpenedKey, OpenedStamp) {
+    let dentry = unsafe { aw_path_dentry(path) };
+    let key = OpenedKey {
+        dentry: dentry as u64,
+        mnt: unsafe { aw_path_mnt(path) } as u64,
+        agent,
+        access: acc as u32,
+    };
+    let stamp = OpenedStamp {
+        paths_epoch: epoch_value(epoch::PATHS),
+        policy_epoch: epoch_value(epoch::POLICY),
+        parent: unsafe { aw_dentry_parent(dentry) } as u64,
+        inode: unsafe { aw_dentry_inode(dentry) } as u64,
+        name_hash_len: unsafe { aw_dentry_hash_len(dentry) },
+    };
+    (key, stamp)
+}
+
+/// Exit of a call that changes the mount tree, by any process.
+pub fn try_mount_changed() -> Result<(), i64> {
+    bump_epoch(epoch::PATHS);
+    Ok(())
+}
+
+/// Re-reads into the exit record the paths its entry could not read.
+#[inline(always)]
+pub fn retry_paths(ev: &mut RawEvent) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = RETRY_PATHS.remove(&tid);
+    for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
+        if ptr != 0 && !event::user_str(ev, slot, ptr) {
+            count_loss(agentwatch_common::loss::READ_FAILED);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Words for a decision: the finding that explains a kernel violation,
+//! what an event did, and the profile entry that would have allowed it.
+use super::super::approvals::LearnEntry;
+use crate::{
+    event::Event,
+    profile::{
+        anchors::Anchors,
+        matcher::Finding,
+        observe::{self, Obs, Peer},
+        Class, NetRule,
+    },
+};
+
+/// The finding that explains a kernel violation: the matcher's when it
+/// names the same rule (the kernel's `file` is the matcher's `file/...`),
+/// else the kernel's rule with what the matcher saw.
+pub(super) fn explain(
+    kernel_rule: &str,
+    findings: &[Finding],
+    ev: &Event,
+    anchors: &Anchors,
+) -> Finding {
+    let same = |f: &&Finding| {
+        f.rule == kernel_rule
+            || (!kernel_rule.contains('/') && f.rule.starts_with(&format!("{kernel_rule}/")))
+    };
+    if let Some(f) = findings.iter().find(same) {
+        return f.clone();
+    }
+    let seen = findings.iter().find(|f| !f.is_rate());
+    let (class, what) = match seen {
+        Some(f) => (f.class, f.what.clone()),
+        None => (Class::File, describe(ev, anchors)),
+    };
+    let class = match kernel_rule {
+        "guardrail/exfiltrate" => Class::Network,
+        r if r.starts_with("rate/") => rate_class(r).unwrap_or(class),
+        _ => class,
+    };
+    let reason = match kernel_rule {
+        "guardrail/exfiltrate" => "a connect outside the profile after the agent read a secret",
+        "guardrail/tamper" => "aimed at agentwatch itself",
+        r if r.starts_with("rate/") => "over the profile's per-minute budget",
+        _ => "decided in the kernel",
+    };
+    Finding {
+        rule: kernel_rule.to_string(),
+        class,
+        what,
+        reason: reason.into(),
+    }
+}
+
+/// What an event did, as findings say it (`delete $WORKSPACE/x`,
+/// `connect 10.0.0.1:443`), for a kernel decision no finding explains.
+fn describe(ev: &Event, anchors: &Anchors) -> String {
+    match observe::observe(ev).into_iter().next() {
+        Some(Obs::File { path, access, .. }) => format!("{access} {}", anchors.anchor(&path)),
+        Some(Obs::Exec { path }) => format!("exec {}", anchors.anchor(&path)),
+        Some(Obs::Net {
+            direction,
+            peer: Peer::Ip { addr, port },
+        }) => match port {
+            Some(p) => format!("{direction} {addr}:{p}"),
+            None => format!("{direction} {addr}"),
+        },
+        Some(Obs::Net {
+            direction,
+            peer: Peer::Unix { path },
+        }) => format!("{direction} unix:{}", anchors.anchor(&path)),
+        Some(Obs::Dns { name }) => format!("resolve {name}"),
+        _ => crate::sinks::human_line(ev),
+    }
+}
+
+fn rate_class(rule: &str) -> Option<Class> {
+    let name = rule.strip_prefix("rate/")?;
+    Class::ALL.into_iter().find(|c| c.name() == name)
+}
+
+/// The profile entry that would have allowed `ev`'s `class` observation.
+pub(super) fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option<LearnEntry> {
+    observe::observe(ev)
+        .into_iter()
+        .find(|o| o.class() == class)
+        .and_then(|o| match o {
+            Obs::File { path, access, .. } => Some(LearnEntry::File {
+                path: anchors.anchor(&path),
+                access,
+            }),
+            Obs::Exec { path } => Some(LearnEntry::Exec {
+                path: anchors.anchor(&path),
+            }),
+            Obs::Net {
+                direction,
+                peer: Peer::Ip { addr, port },
+            } => Some(LearnEntry::Net(NetRule {
+                direction,
+                host: None,
+                address: Some(addr.to_string()),
+                unix: None,
+                port,
+                by: Vec::new(),
+                model: false,
+                runs: 1,
+            })),
+            Obs::Net {
+                direction,
+                peer: Peer::Unix { path },
+            } => Some(LearnEntry::Net(NetRule {
+                direction,
+                host: None,
+                address: None,
+                unix: Some(anchors.anchor(&path)),
+                port: None,
+                by: Vec::new(),
+                model: false,
+                runs: 1,
+            })),
+            Obs::Dns { name } => Some(LearnEntry::Dns { name }),
+            Obs::DnsAnswer { .. } | Obs::Listing { .. } => None,
+        })
+}

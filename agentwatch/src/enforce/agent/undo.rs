@@ -1,0 +1,68 @@
+//! Effects a violation left behind that the kernel could only act on
+//! after the call (no LSM hook refused it): taken back.
+use tracing::{debug, warn};
+
+use crate::event::{Detail, Event};
+
+/// A denied hard link the kernel could not refuse (no LSM tier: the
+/// SIGKILL lands after the call) still made its second name; remove it,
+/// but only while it is still the same file as the source.
+pub(super) fn undo_link(ev: &Event) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Detail::Link { from, to, .. } = &ev.detail else {
+        return;
+    };
+    let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::symlink_metadata(to)) else {
+        return;
+    };
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return;
+    }
+    match std::fs::remove_file(to) {
+        Ok(()) => warn!(link = %to, target = %from, "removed the denied hard link"),
+        Err(e) => warn!(link = %to, error = %e, "cannot remove the denied hard link"),
+    }
+}
+
+/// Setuid/setgid bits or file capabilities the kernel could only catch
+/// after the call (no LSM hook refused it) are taken off again: the
+/// effect does not outlive the decision.
+pub(super) fn undo_privilege(ev: &Event) {
+    use std::os::unix::fs::PermissionsExt as _;
+    match &ev.detail {
+        Detail::Chmod { path, .. } => {
+            let Ok(m) = std::fs::metadata(path) else {
+                return;
+            };
+            let mode = m.permissions().mode();
+            if mode & 0o6000 == 0 {
+                return;
+            }
+            let safe = std::fs::Permissions::from_mode(mode & !0o6000 & 0o7777);
+            match std::fs::set_permissions(path, safe) {
+                Ok(()) => warn!(path = %path, "took off the setuid/setgid bits the agent set"),
+                Err(e) => warn!(path = %path, error = %e, "cannot take off the setuid/setgid bits"),
+            }
+        }
+        Detail::Tamper {
+            path: Some(path), ..
+        } => match nix::sys::stat::stat(path.as_str()).map(|_| remove_capability(path)) {
+            Ok(Ok(())) => warn!(path = %path, "removed the file capabilities the agent set"),
+            Ok(Err(e)) | Err(e) => {
+                debug!(path = %path, error = %e, "no file capabilities to remove")
+            }
+        },
+        _ => {}
+    }
+}
+
+fn remove_capability(path: &str) -> Result<(), nix::Error> {
+    let c = std::ffi::CString::new(path).map_err(|_| nix::Error::EINVAL)?;
+    // SAFETY: both arguments are NUL-terminated strings we own.
+    let r = unsafe { libc::removexattr(c.as_ptr(), c"security.capability".as_ptr()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
+    }
+}

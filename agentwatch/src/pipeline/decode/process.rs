@@ -1,0 +1,102 @@
+//! Processes: execs (and failed exec attempts), exits, and calls aimed
+//! at agentwatch itself.
+use agentwatch_common::{policy::exec_flags, slot, syscalls as nr, SLOT_ARGV, SLOT_TRUNCATED};
+
+use super::Record;
+use crate::event::Detail;
+
+/// The kind of file standard input was, from its S_IFMT bits.
+fn stdin_name(mode: u64) -> Option<String> {
+    Some(
+        match mode & 0o170000 {
+            0 => return None,
+            0o010000 => "pipe",
+            0o140000 => "socket",
+            0o020000 => "device",
+            0o100000 => "file",
+            0o040000 => "directory",
+            _ => "other",
+        }
+        .into(),
+    )
+}
+
+/// A successful exec (sched_process_exec), with argv and the binary.
+pub(super) fn exec(rec: &Record) -> Detail {
+    let a = rec.args();
+    let filename = rec.path(slot::PATH1, slot::BASE1);
+    let (argv, argv_truncated) = match rec.slot(slot::PATH2) {
+        Some((b, flags)) if flags & SLOT_ARGV != 0 => {
+            let mut v: Vec<String> = b
+                .split(|c| *c == 0)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            if v.last().is_some_and(|s| s.is_empty()) {
+                v.pop();
+            }
+            (v, flags & SLOT_TRUNCATED != 0)
+        }
+        _ => (Vec::new(), false),
+    };
+    let binary = rec.text(slot::BASE2).unwrap_or_else(|| filename.clone());
+    let f = a[4];
+    Detail::Exec {
+        path: filename,
+        argv,
+        argv_truncated,
+        binary: Some(binary),
+        result: Some(0),
+        cwd: rec.text(slot::BASE1),
+        stdin: stdin_name(a[5]),
+        written: f & (exec_flags::WRITTEN | exec_flags::NO_LINK) != 0,
+    }
+}
+
+/// An exec's entry. Only failures surface from these: a success is
+/// dropped at its exit (sched_process_exec reports it with argv).
+pub(super) fn exec_attempt(rec: &Record) -> Detail {
+    Detail::Exec {
+        path: rec.path(slot::PATH1, slot::BASE1),
+        argv: Vec::new(),
+        argv_truncated: false,
+        binary: None,
+        result: None,
+        cwd: None,
+        stdin: None,
+        written: false,
+    }
+}
+
+/// The last thread of a process exited: its wait status.
+pub(super) fn exit(rec: &Record) -> Detail {
+    let status = rec.args()[0] as i32;
+    let (code, signal) = if status & 0x7f == 0 {
+        (Some((status >> 8) & 0xff), None)
+    } else {
+        (None, Some(status & 0x7f))
+    };
+    Detail::Exit { code, signal }
+}
+
+/// A signal, ptrace or bpf() aimed at agentwatch, or file capabilities set.
+pub(super) fn tamper(rec: &Record) -> Detail {
+    let a = rec.args();
+    let (syscall, target, signal) = match rec.header().syscall_nr {
+        nr::KILL => ("kill", a[0] as i32 as i64, Some(a[1] as i64)),
+        nr::TKILL => ("tkill", a[0] as i32 as i64, Some(a[1] as i64)),
+        nr::TGKILL => ("tgkill", a[0] as i32 as i64, Some(a[2] as i64)),
+        nr::PTRACE => ("ptrace", a[1] as i32 as i64, None),
+        nr::SETXATTR => ("setxattr", 0, None),
+        nr::LSETXATTR => ("lsetxattr", 0, None),
+        nr::FSETXATTR => ("fsetxattr", a[0] as i64, None),
+        _ => ("bpf", a[0] as i64, None),
+    };
+    let path = (rec.slot(slot::PATH1).is_some() || rec.slot(slot::BASE1).is_some())
+        .then(|| rec.path(slot::PATH1, slot::BASE1));
+    Detail::Tamper {
+        syscall: syscall.into(),
+        target,
+        signal,
+        path,
+    }
+}

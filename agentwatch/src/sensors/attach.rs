@@ -1,0 +1,246 @@
+//! Which kernel program goes on which hooks, as a table (`SENSORS`), and
+//! the one loop that attaches it. The watched file, network and exec
+//! calls come from `agentwatch_common::calls::CALLS`, so a new call of a
+//! known shape is a row there and nothing here.
+use std::path::Path;
+
+use agentwatch_common::{calls::CALLS, syscalls};
+use aya::{
+    programs::{links::FdLink, BtfTracePoint, TracePoint},
+    Btf, Ebpf,
+};
+use tracing::debug;
+
+use super::loader::{program, Held, HookSet, SensorError};
+
+/// The tracepoints a syscall program goes on.
+#[derive(Debug, Clone, Copy)]
+enum Calls {
+    /// Every watched call (`calls::CALLS`).
+    Watched,
+    /// These tracepoint names.
+    Named(&'static [&'static str]),
+}
+
+/// Where a program goes.
+#[derive(Debug, Clone, Copy)]
+enum Hooks {
+    SysEnter(Calls),
+    SysExit(Calls),
+    /// A BTF-typed raw tracepoint (`tp_btf/<name>`).
+    Btf(&'static str),
+}
+
+/// When a program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Always,
+    /// Only with an agent's policy (the tamper guard and what it needs).
+    Enforcing,
+}
+
+/// One program and its hooks. The benchmark's floor puts `floor` (an
+/// empty program) on the same hooks instead; None: not in the floor.
+struct Sensor {
+    program: &'static str,
+    floor: Option<&'static str>,
+    hooks: Hooks,
+    when: When,
+}
+
+const FLOOR_TP: Option<&str> = Some("floor_tracepoint");
+
+/// Every tracing sensor. The LSM tier and the cgroup hooks are attached
+/// by `lsm` and `loader::attach_connect_hooks`: they go on other kinds of
+/// hooks with their own fallbacks.
+const SENSORS: &[Sensor] = &[
+    Sensor {
+        program: "sys_enter",
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::Watched),
+        when: When::Always,
+    },
+    Sensor {
+        program: "sys_exit",
+        floor: FLOOR_TP,
+        hooks: Hooks::SysExit(Calls::Watched),
+        when: When::Always,
+    },
+    Sensor {
+        program: "dns_send",
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::Named(syscalls::DNS_SENDS)),
+        when: When::Always,
+    },
+    Sensor {
+        program: "dns_recv_enter",
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::Named(syscalls::DNS_RECVS)),
+        when: When::Always,
+    },
+    Sensor {
+        program: "dns_recv_exit",
+        floor: FLOOR_TP,
+        hooks: Hooks::SysExit(Calls::Named(syscalls::DNS_RECVS)),
+        when: When::Always,
+    },
+    Sensor {
+        program: "tamper_enter",
+        floor: None,
+        hooks: Hooks::SysEnter(Calls::Named(syscalls::TAMPER)),
+        when: When::Enforcing,
+    },
+    // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
+    Sensor {
+        program: "mount_changed",
+        floor: None,
+        hooks: Hooks::SysExit(Calls::Named(syscalls::MOUNT_CHANGES)),
+        when: When::Enforcing,
+    },
+    Sensor {
+        program: "sched_process_fork",
+        floor: None,
+        hooks: Hooks::Btf("sched_process_fork"),
+        when: When::Always,
+    },
+    Sensor {
+        program: "sched_process_exec",
+        floor: None,
+        hooks: Hooks::Btf("sched_process_exec"),
+        when: When::Always,
+    },
+    Sensor {
+        program: "sched_process_exit",
+        floor: None,
+        hooks: Hooks::Btf("sched_process_exit"),
+        when: When::Always,
+    },
+];
+
+impl Calls {
+    fn names(self) -> Vec<&'static str> {
+        match self {
+            Calls::Watched => CALLS.iter().map(|c| c.name).collect(),
+            Calls::Named(n) => n.to_vec(),
+        }
+    }
+}
+
+/// What the attach loop produced: the links, and the tracepoints this
+/// kernel lacks (skipped).
+#[derive(Default)]
+pub(super) struct Attached {
+    pub links: Vec<Held>,
+    pub missing: Vec<String>,
+}
+
+/// Attaches every sensor of `hooks` that applies (`enforcing`: with an
+/// agent's policy).
+pub(super) fn attach_sensors(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    tracefs: &Path,
+    hooks: HookSet,
+    enforcing: bool,
+) -> Result<Attached, SensorError> {
+    let mut out = Attached::default();
+    for s in SENSORS {
+        if s.when == When::Enforcing && !enforcing {
+            continue;
+        }
+        let prog = match hooks {
+            HookSet::Sensors => s.program,
+            HookSet::Floor => match s.floor {
+                Some(f) => f,
+                None => continue,
+            },
+        };
+        match s.hooks {
+            Hooks::SysEnter(calls) => syscalls_tp(ebpf, tracefs, prog, "enter", calls, &mut out)?,
+            Hooks::SysExit(calls) => syscalls_tp(ebpf, tracefs, prog, "exit", calls, &mut out)?,
+            Hooks::Btf(tp) => out.links.push(btf_tp(ebpf, btf, prog, tp)?),
+        }
+    }
+    Ok(out)
+}
+
+/// Attaches `prog` to `syscalls:sys_<side>_<name>` for each call.
+fn syscalls_tp(
+    ebpf: &mut Ebpf,
+    tracefs: &Path,
+    prog: &str,
+    side: &str,
+    calls: Calls,
+    out: &mut Attached,
+) -> Result<(), SensorError> {
+    let p: &mut TracePoint = program(ebpf, prog)?;
+    if p.fd().is_err() {
+        p.load().map_err(|e| SensorError::Program {
+            program: prog.into(),
+            reason: format!("{e:#}"),
+        })?;
+    }
+    for call in calls.names() {
+        let name = format!("sys_{side}_{call}");
+        if !tracefs.join("events/syscalls").join(&name).exists() {
+            debug!(tracepoint = %name, "not on this kernel; skipped");
+            out.missing.push(name);
+            continue;
+        }
+        let attach_err = |reason: String| SensorError::Attach {
+            program: prog.into(),
+            hook: format!("syscalls/{name}"),
+            reason,
+        };
+        let id = p
+            .attach("syscalls", &name)
+            .map_err(|e| attach_err(format!("{e:#}")))?;
+        let link = p.take_link(id).map_err(|e| attach_err(format!("{e:#}")))?;
+        let fd = FdLink::try_from(link).map_err(|e| {
+            attach_err(format!(
+                "{e:#} (this kernel attaches tracepoints without bpf_link; 5.15 or newer has it)"
+            ))
+        })?;
+        out.links.push(Held::Fd(format!("{prog}-{name}"), fd));
+    }
+    Ok(())
+}
+
+/// Loads and attaches `prog` on `tp_btf/<tp>`.
+fn btf_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<Held, SensorError> {
+    let p: &mut BtfTracePoint = program(ebpf, prog)?;
+    p.load(tp, btf).map_err(|e| SensorError::Program {
+        program: prog.into(),
+        reason: format!("{e:#}"),
+    })?;
+    let attach_err = |e: aya::programs::ProgramError| SensorError::Attach {
+        program: prog.into(),
+        hook: format!("tp_btf/{tp}"),
+        reason: format!("{e:#}"),
+    };
+    let id = p.attach().map_err(attach_err)?;
+    let link = p.take_link(id).map_err(attach_err)?;
+    Ok(Held::Fd(prog.to_string(), FdLink::from(link)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The floor covers exactly the syscall hooks the sensors use outside
+    /// enforcement, so the benchmark's floor is the same set of hooks.
+    #[test]
+    fn the_floor_mirrors_the_always_on_syscall_sensors() {
+        for s in SENSORS {
+            let syscall = !matches!(s.hooks, Hooks::Btf(_));
+            assert_eq!(
+                s.floor.is_some(),
+                syscall && s.when == When::Always,
+                "{}",
+                s.program
+            );
+        }
+        let names = Calls::Watched.names();
+        assert!(names.contains(&"openat") && names.contains(&"connect"));
+    }
+}
