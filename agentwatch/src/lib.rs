@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod profile;
 mod selectors;
 pub mod sensors;
+mod signals;
 mod sinks;
 mod spawn;
 mod timestamp;

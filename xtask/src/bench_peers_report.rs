@@ -136,7 +136,7 @@ pub fn render(
         ));
     }
 
-    s.push_str("\nDetection latency: the workload reads CLOCK_MONOTONIC, opens a path of its own (absent; a violation for agentwatch, an audited call for auditd, a probe hit for bpftrace), and waits; the harness polls the tool's output every 50 µs and takes the time when the line naming that path appears (agentwatch: the alert from `run --mode monitor -o FILE`; auditd: its PATH record in the log; bpftrace: its line, with `-B line` so that each line is flushed; its default block-buffered file shows nothing for seconds). A sample not seen within 2 s is counted as missed.\n\n| tool | p50 µs | p99 µs | max µs | seen | missed |\n|---|---|---|---|---|---|\n");
+    s.push_str("\nDetection latency: the workload reads CLOCK_MONOTONIC, opens a file of its own (one the harness created and the profile does not list: a violation for agentwatch, an audited call for auditd, a probe hit for bpftrace), and waits; the harness polls the tool's output every 50 µs and takes the time when the line naming that path appears (agentwatch: the alert from `run --mode monitor -o FILE`; auditd: its PATH record in the log; bpftrace: its line, with `-B line` so that each line is flushed; its default block-buffered file shows nothing for seconds). A sample not seen within 2 s is counted as missed.\n\n| tool | p50 µs | p99 µs | max µs | seen | missed |\n|---|---|---|---|---|---|\n");
     for l in lat {
         s.push_str(&format!(
             "| {} | {:.0} | {:.0} | {:.0} | {} | {} |\n",

@@ -7,10 +7,7 @@ use std::{
     ffi::OsString,
     io::Write,
     path::PathBuf,
-    sync::{
-        atomic::{AtomicI32, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -100,28 +97,9 @@ impl Sink for EnforceSink {
     }
 }
 
-/// Sender of the last SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 (0: none).
-static SIGNAL_FROM: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let pid = unsafe { (*info).si_pid() };
-    SIGNAL_FROM.store(pid.max(1), Ordering::Relaxed);
-}
-
-/// Signals that would end us by default are caught with their sender, so
+/// Signals that would end us by default: caught with their sender, so
 /// one sent by the agent itself (tampering) can be ignored.
-fn catch_signals_with_sender() {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
+const END_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
 
 pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let profile = match parse::load(&opts.profile) {
@@ -138,19 +116,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         opts.home.as_deref(),
         opts.tmp.as_deref(),
     );
-    let audit = match &opts.audit {
-        Some(path) => {
-            let log = AuditLog::open(
-                path,
-                opts.audit_fsync,
-                opts.audit_rotate_mb.map(|m| m.saturating_mul(1 << 20)),
-            )?;
-            let bytes = std::fs::read(&opts.profile)
-                .with_context(|| format!("cannot read {}", opts.profile.display()))?;
-            Some(AuditTrail::new(AuditWriter::shared(log), &bytes))
-        }
-        None => None,
-    };
+    let audit = audit_trail(&opts)?;
     let guardrails = own_files::guardrails(
         &[opts.profile.as_path()],
         opts.audit.as_deref(),
@@ -165,14 +131,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
     let (sensors, maps) =
         Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()), None)?;
-    let denies_files = {
-        use agentwatch_common::policy::{action, class};
-        let a = &compiled.policy.actions;
-        [class::EXEC, class::FILE, class::DELETE]
-            .iter()
-            .any(|c| a[*c] == action::DENY)
-    };
-    if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files, maps.lsm_tier()) {
+    if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }
     let alerts: Box<dyn Write + Send> = match &opts.output {
@@ -207,7 +166,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let _server = control::serve(&agent, enforcer.clone())?;
     let mut s = Session::with_sensors(sensors, &agent, Box::new(EnforceSink(enforcer.clone())))?;
     session::ignore_interrupts();
-    catch_signals_with_sender();
+    crate::signals::catch(&END_SIGNALS);
     let status = match s.spawn(&opts.cmd) {
         Ok(mut child) => Some(supervise(&mut child, &enforcer)?),
         Err(e) => {
@@ -228,6 +187,30 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     Ok(status.map(spawn::shell_status).unwrap_or(1))
 }
 
+/// The audit trail `--audit` asks for, naming the profile's version.
+fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<AuditTrail>> {
+    let Some(path) = &opts.audit else {
+        return Ok(None);
+    };
+    let log = AuditLog::open(
+        path,
+        opts.audit_fsync,
+        opts.audit_rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+    )?;
+    let bytes = std::fs::read(&opts.profile)
+        .with_context(|| format!("cannot read {}", opts.profile.display()))?;
+    Ok(Some(AuditTrail::new(AuditWriter::shared(log), &bytes)))
+}
+
+/// Whether the profile denies a file call or exec (the LSM tier matters).
+fn denies_files(compiled: &compile::Compiled) -> bool {
+    use agentwatch_common::policy::{action, class};
+    let a = &compiled.policy.actions;
+    [class::EXEC, class::FILE, class::DELETE]
+        .iter()
+        .any(|c| a[*c] == action::DENY)
+}
+
 /// Waits for the command, resolving timed-out approvals and ignoring stop
 /// signals the agent sent us.
 fn supervise(
@@ -238,7 +221,7 @@ fn supervise(
         if let Some(st) = child.try_wait().context("waiting for the command")? {
             return Ok(st);
         }
-        let from = SIGNAL_FROM.swap(0, Ordering::Relaxed);
+        let from = crate::signals::take(&END_SIGNALS).unwrap_or(0);
         if let Ok(mut e) = enforcer.lock() {
             if let Some(msg) = e.check_timeouts() {
                 eprintln!("agentwatch: {msg}");

@@ -4,7 +4,6 @@
 use std::{
     ffi::OsString,
     process::Child,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -109,24 +108,15 @@ pub fn ignore_interrupts() {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Makes SIGINT and SIGTERM set a flag that `stop_requested` reads.
+/// Makes SIGINT and SIGTERM be recorded for `stop_requested`.
 pub fn catch_stop_signals() {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
-        }
-    }
+    crate::signals::catch(&STOP_SIGNALS);
 }
 
 pub fn stop_requested() -> bool {
-    STOP.load(Ordering::Relaxed)
+    crate::signals::caught(&STOP_SIGNALS)
 }
 
 /// Blocks until SIGINT/SIGTERM or `duration` has passed.

@@ -321,44 +321,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
     let pause_timeout = duration(&doc.daemon.pause_timeout, "5m", "pause_timeout");
     let rescan = duration(&doc.daemon.rescan, "2s", "rescan");
 
-    let control_group = doc.daemon.control_group.as_ref().and_then(|g| {
-        match nix::unistd::Group::from_name(g.get_ref()) {
-            Ok(Some(grp)) => Some((grp.name, grp.gid.as_raw())),
-            _ => {
-                p.at(
-                    Some(g.span()),
-                    format!(
-                        "control_group: no group named {:?} (create it with `groupadd {}`, or remove the key to allow root only)",
-                        g.get_ref(),
-                        g.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    });
-    let ring_buffer_mb = match &doc.daemon.ring_buffer_mb {
-        Some(v) if !v.get_ref().is_power_of_two() || *v.get_ref() > 1024 => {
-            p.at(
-                Some(v.span()),
-                "ring_buffer_mb must be a power of two from 1 to 1024".into(),
-            );
-            8
-        }
-        Some(v) => *v.get_ref(),
-        None => 8,
-    };
-    let audit = doc.audit.as_ref().map(|a| AuditConfig {
-        path: abs(&a.path),
-        fsync: match &a.fsync {
-            Some(f) => f.get_ref().parse().unwrap_or_else(|e| {
-                p.at(Some(f.span()), format!("fsync: {e}"));
-                Fsync::EveryRecord
-            }),
-            None => Fsync::EveryRecord,
-        },
-        rotate_bytes: a.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
-    });
+    let control_group = control_group(&mut p, &doc.daemon);
+    let ring_buffer_mb = ring_buffer_mb(&mut p, &doc.daemon);
+    let audit = doc.audit.as_ref().map(|a| audit_config(&mut p, a, &abs));
 
     if doc.agents.len() > MAX_AGENTS {
         p.at(
@@ -372,26 +337,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         .and_then(|a| a.path.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("/var/lib/agentwatch"));
     let kubernetes = super::k8s_config::api(&mut p, doc.kubernetes.as_ref());
-    let mut agents: Vec<AgentConfig> = Vec::new();
-    let mut claimed: Vec<(Selector, String)> = Vec::new();
-    for a in &doc.agents {
-        if let Some(cfg) = agent(
-            &mut p,
-            a,
-            &abs,
-            &mut claimed,
-            kubernetes.is_some(),
-            &spool_base,
-        ) {
-            if agents.iter().any(|o| o.name == cfg.name) {
-                p.at(
-                    Some(a.get_ref().name.span()),
-                    format!("agent {:?} is defined twice", cfg.name),
-                );
-            }
-            agents.push(cfg);
-        }
-    }
+    let agents = agents(&mut p, &doc.agents, &abs, kubernetes.is_some(), &spool_base);
     let state_file = doc
         .daemon
         .state_file
@@ -424,6 +370,79 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/agentwatch")),
         state_file,
     })
+}
+
+/// `control_group`: the group's name and gid, which must exist.
+fn control_group(p: &mut Problems, d: &DaemonDoc) -> Option<(String, u32)> {
+    let g = d.control_group.as_ref()?;
+    match nix::unistd::Group::from_name(g.get_ref()) {
+        Ok(Some(grp)) => Some((grp.name, grp.gid.as_raw())),
+        _ => {
+            p.at(
+                Some(g.span()),
+                format!(
+                    "control_group: no group named {:?} (create it with `groupadd {}`, or remove the key to allow root only)",
+                    g.get_ref(),
+                    g.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `ring_buffer_mb`: a power of two from 1 to 1024 (default 8).
+fn ring_buffer_mb(p: &mut Problems, d: &DaemonDoc) -> u32 {
+    match &d.ring_buffer_mb {
+        Some(v) if !v.get_ref().is_power_of_two() || *v.get_ref() > 1024 => {
+            p.at(
+                Some(v.span()),
+                "ring_buffer_mb must be a power of two from 1 to 1024".into(),
+            );
+            8
+        }
+        Some(v) => *v.get_ref(),
+        None => 8,
+    }
+}
+
+/// `[audit]`: the log's path, fsync policy and rotation size.
+fn audit_config(p: &mut Problems, a: &AuditDoc, abs: &dyn Fn(&Path) -> PathBuf) -> AuditConfig {
+    AuditConfig {
+        path: abs(&a.path),
+        fsync: match &a.fsync {
+            Some(f) => f.get_ref().parse().unwrap_or_else(|e| {
+                p.at(Some(f.span()), format!("fsync: {e}"));
+                Fsync::EveryRecord
+            }),
+            None => Fsync::EveryRecord,
+        },
+        rotate_bytes: a.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+    }
+}
+
+/// Every `[[agent]]`, each once, no two claiming the same processes.
+fn agents(
+    p: &mut Problems,
+    docs: &[Spanned<AgentDoc>],
+    abs: &dyn Fn(&Path) -> PathBuf,
+    have_api: bool,
+    spool_base: &Path,
+) -> Vec<AgentConfig> {
+    let mut agents: Vec<AgentConfig> = Vec::new();
+    let mut claimed: Vec<(Selector, String)> = Vec::new();
+    for a in docs {
+        if let Some(cfg) = agent(p, a, abs, &mut claimed, have_api, spool_base) {
+            if agents.iter().any(|o| o.name == cfg.name) {
+                p.at(
+                    Some(a.get_ref().name.span()),
+                    format!("agent {:?} is defined twice", cfg.name),
+                );
+            }
+            agents.push(cfg);
+        }
+    }
+    agents
 }
 
 /// Validates one `[[agent]]` table.

@@ -6,10 +6,8 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{json, Value};
-
 use super::{Agents, ReloadAsk};
-use crate::control::{dispatch, Envelope, Handler, Request};
+use crate::control::{dispatch, status, AgentStatus, Envelope, Handler, Reply, Request};
 
 /// How long `agentwatch reload` waits for the main thread.
 const RELOAD_WAIT: Duration = Duration::from_secs(60);
@@ -27,7 +25,7 @@ impl DaemonControl {
         }
     }
 
-    fn reload(&self, by: &str) -> Value {
+    fn reload(&self, by: &str) -> Reply {
         let (tx, rx) = mpsc::channel();
         let sent = self.reload.lock().ok().and_then(|s| {
             s.send(ReloadAsk {
@@ -37,52 +35,50 @@ impl DaemonControl {
             .ok()
         });
         if sent.is_none() {
-            return json!({"ok": false, "error": "the daemon is shutting down"});
+            return Reply::Failed("the daemon is shutting down".into());
         }
         match rx.recv_timeout(RELOAD_WAIT) {
-            Ok(Ok(m)) => json!({"ok": true, "message": m}),
-            Ok(Err(m)) => json!({"ok": false, "error": m}),
-            Err(_) => json!({"ok": false, "error": "the daemon did not answer the reload in time"}),
+            Ok(r) => r.into(),
+            Err(_) => Reply::Failed("the daemon did not answer the reload in time".into()),
         }
     }
 
-    /// `req` for each agent, in name order.
-    fn each(&self, req: &Request, by: &str) -> Vec<Value> {
+    /// Every agent's status, in name order.
+    fn statuses(&self) -> Vec<AgentStatus> {
+        self.each(status)
+    }
+
+    /// `f` of each agent's enforcer, in name order.
+    fn each<T>(&self, f: impl Fn(&crate::enforce::agent::AgentEnforcer) -> T) -> Vec<T> {
         let all: Vec<_> = match self.agents.read() {
             Ok(m) => m.values().cloned().collect(),
             Err(_) => return Vec::new(),
         };
         all.iter()
-            .filter_map(|e| e.lock().ok().map(|mut e| dispatch(&mut e, req.clone(), by)))
+            .filter_map(|e| e.lock().ok().map(|e| f(&e)))
             .collect()
     }
 }
 
 impl Handler for DaemonControl {
-    fn handle(&self, env: Envelope, by: &str) -> Value {
+    fn handle(&self, env: Envelope, by: &str) -> Reply {
         match (env.agent, env.req) {
             (_, Request::Reload) => self.reload(by),
-            (None, Request::Status) => json!({
-                "ok": true,
-                "daemon": {"pid": std::process::id()},
-                "agents": self.each(&Request::Status, by),
-            }),
+            (None, Request::Status) => Reply::Daemon {
+                pid: std::process::id(),
+                agents: self.statuses(),
+            },
             (None, Request::Pending) => {
-                let all: Vec<Value> = self
-                    .each(&Request::Pending, by)
-                    .into_iter()
-                    .flat_map(|v| v["pending"].as_array().cloned().unwrap_or_default())
-                    .collect();
-                json!({"ok": true, "pending": all})
+                Reply::Pending(self.each(|e| e.pending().to_vec()).concat())
             }
-            (None, _) => json!({"ok": false, "error": "name the agent this request is for"}),
+            (None, _) => Reply::Failed("name the agent this request is for".into()),
             (Some(name), req) => {
                 let e = self.agents.read().ok().and_then(|m| m.get(&name).cloned());
                 match e {
                     Some(e) => match e.lock() {
                         Ok(mut e) => dispatch(&mut e, req, by),
                         Err(_) => {
-                            json!({"ok": false, "error": "the enforcer stopped after an internal error"})
+                            Reply::Failed("the enforcer stopped after an internal error".into())
                         }
                     },
                     None => {
@@ -91,10 +87,14 @@ impl Handler for DaemonControl {
                             .read()
                             .map(|m| m.keys().cloned().collect())
                             .unwrap_or_default();
-                        json!({"ok": false, "error": format!(
+                        Reply::Failed(format!(
                             "the daemon has no agent named {name} (its agents: {})",
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
-                        )})
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ))
                     }
                 }
             }

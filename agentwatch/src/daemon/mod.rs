@@ -21,7 +21,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{
-        atomic::{AtomicI32, Ordering},
+        atomic::Ordering,
         mpsc::{self, Receiver, RecvTimeoutError},
         Arc, Mutex, RwLock,
     },
@@ -98,31 +98,22 @@ pub struct Daemon {
 /// asks about pauses nothing explains.
 const ADOPTED_BACKLOG: Duration = Duration::from_secs(1);
 
-/// Sender of the last SIGHUP, and of the last SIGTERM or SIGINT (0: none).
-static HUP_FROM: AtomicI32 = AtomicI32::new(0);
-static STOP_FROM: AtomicI32 = AtomicI32::new(0);
+/// What a SIGHUP asks (reload) and what stops the daemon.
+const RELOAD_SIGNALS: [libc::c_int; 1] = [libc::SIGHUP];
+const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
 
-extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let pid = unsafe { (*info).si_pid() }.max(1);
-    let slot = if sig == libc::SIGHUP {
-        &HUP_FROM
-    } else {
-        &STOP_FROM
-    };
-    slot.store(pid, Ordering::Relaxed);
-}
-
-fn catch_signals() {
-    // SAFETY: the handler only stores to atomics.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+/// Where alert lines go: the configured file (appended), else stderr.
+fn alerts_output(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
+    Ok(match path {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open the alerts file {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    })
 }
 
 /// Judges every event in its agent's enforcer; losses go to the audit log.
@@ -179,7 +170,7 @@ impl Daemon {
     pub fn start(cfg: Config) -> anyhow::Result<Self> {
         // From the start: a SIGHUP or SIGTERM while loading is handled by
         // the main loop, not by the default action.
-        catch_signals();
+        crate::signals::catch(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT]);
         let ring = crate::units::ring_bytes(cfg.ring_buffer_mb).context("ring_buffer_mb")?;
         let audit = match &cfg.audit {
             Some(a) => Some(AuditWriter::shared(AuditLog::open(
@@ -189,16 +180,7 @@ impl Daemon {
             )?)),
             None => None,
         };
-        let alerts: Box<dyn std::io::Write + Send> = match &cfg.alerts {
-            Some(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot open the alerts file {}", p.display()))?,
-            ),
-            None => Box::new(std::io::stderr()),
-        };
+        let alerts = alerts_output(cfg.alerts.as_deref())?;
         let fresh = reload::compile_all(
             &cfg,
             &BTreeMap::new(),
@@ -257,43 +239,53 @@ impl Daemon {
             "agents": d.slots.keys().collect::<Vec<_>>(),
             "adopted": d.adopted,
         }));
+        d.start_serving(tx)?;
+        d.rescan();
+        Ok(d)
+    }
+
+    /// With the agents installed: the pipeline (records an adopted ring
+    /// buffer holds go to the agents), the control socket and metrics.
+    fn start_serving(&mut self, reloads: mpsc::Sender<ReloadAsk>) -> anyhow::Result<()> {
         let mut enricher = Enricher::new(cgroup2_mount());
-        if let Some(api) = d.cfg.kubernetes.clone() {
-            pods::refresh_in_background(&api, d.pods.clone())?;
-            enricher = enricher.with_pods(d.pods.clone());
+        if let Some(api) = self.cfg.kubernetes.clone() {
+            pods::refresh_in_background(&api, self.pods.clone())?;
+            enricher = enricher.with_pods(self.pods.clone());
         }
-        // Agents first: records an adopted ring buffer holds go to them.
-        d.pipeline = Some(Pipeline::start(
-            &mut d.sensors,
-            d.names.clone(),
+        self.pipeline = Some(Pipeline::start(
+            &mut self.sensors,
+            self.names.clone(),
             Box::new(DaemonSink {
-                agents: d.agents.clone(),
-                audit: d.audit.clone(),
-                feeds: d.feeds.clone(),
-                counters: d.counters.clone(),
+                agents: self.agents.clone(),
+                audit: self.audit.clone(),
+                feeds: self.feeds.clone(),
+                counters: self.counters.clone(),
             }),
             enricher,
         )?);
-        let handler = control::DaemonControl::new(d.agents.clone(), tx);
-        d._server = Some(crate::control::serve_at(
+        let handler = control::DaemonControl::new(self.agents.clone(), reloads);
+        self._server = Some(crate::control::serve_at(
             &crate::control::daemon_socket(),
-            Access::Group(d.cfg.control_group.as_ref().map(|(_, gid)| *gid)),
+            Access::Group(self.cfg.control_group.as_ref().map(|(_, gid)| *gid)),
             Arc::new(handler),
         )?);
-        if let Some(listen) = d.cfg.metrics.clone() {
+        if let Some(listen) = self.cfg.metrics.clone() {
             let observed = observe::Observed {
-                agents: d.agents.clone(),
-                counters: d.counters.clone(),
-                pipeline: d.pipeline.as_ref().map(Pipeline::live).unwrap_or_default(),
-                feeds: d.feeds.clone(),
-                maps: Mutex::new(d.template.reopen()?),
+                agents: self.agents.clone(),
+                counters: self.counters.clone(),
+                pipeline: self
+                    .pipeline
+                    .as_ref()
+                    .map(Pipeline::live)
+                    .unwrap_or_default(),
+                feeds: self.feeds.clone(),
+                maps: Mutex::new(self.template.reopen()?),
             };
             let addr = crate::feeds::metrics::serve(&listen, Arc::new(move || observed.render()))
                 .with_context(|| format!("cannot listen for metrics on {listen}"))?;
             info!(%addr, "serving Prometheus metrics at /metrics");
         }
-        d.rescan();
-        Ok(d)
+        Ok(())
     }
 
     /// Serves until SIGTERM or SIGINT; returns the exit status.
@@ -315,13 +307,13 @@ impl Daemon {
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
             }
-            if let Some(pid) = self.signal(&HUP_FROM) {
+            if let Some(pid) = self.signal(&RELOAD_SIGNALS) {
                 match self.reload(&format!("SIGHUP from pid {pid}")) {
                     Ok(m) => eprintln!("agentwatch: {m}"),
                     Err(m) => eprintln!("agentwatch: {m}"),
                 }
             }
-            if let Some(pid) = self.signal(&STOP_FROM) {
+            if let Some(pid) = self.signal(&STOP_SIGNALS) {
                 info!(pid, "stop signal");
                 break;
             }
@@ -345,11 +337,8 @@ impl Daemon {
 
     /// The sender of a pending signal, unless it came from a watched
     /// process (tampering: ignored and said).
-    fn signal(&self, slot: &AtomicI32) -> Option<i32> {
-        let pid = slot.swap(0, Ordering::Relaxed);
-        if pid == 0 {
-            return None;
-        }
+    fn signal(&self, sigs: &[libc::c_int]) -> Option<i32> {
+        let pid = crate::signals::take(sigs)?;
         if pid > 1 && self.sensors.is_watched(pid as u32) {
             warn!(pid, "ignored a signal from a process of an agent");
             eprintln!("agentwatch: ignored a signal from pid {pid}, a process of an agent");

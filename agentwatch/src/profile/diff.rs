@@ -85,9 +85,19 @@ fn accesses(
 
 /// What changed from `old` to `new`, in section order.
 pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
-    use ChangeKind::*;
     let mut out = Vec::new();
+    executables(&mut out, old, new);
+    // Territories first: a reviewer weighs a subtree before its files.
+    paths(&mut out, old, new);
+    endpoints(&mut out, old, new);
+    rates(&mut out, old, new);
+    review(&mut out, old, new);
+    out
+}
 
+/// Executables new, removed, or with other binaries.
+fn executables(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
+    use ChangeKind::*;
     let ex = |p: &Profile| -> BTreeMap<String, Vec<String>> {
         p.executables
             .iter()
@@ -96,10 +106,10 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     };
     for (path, o, n) in sides(&ex(old), &ex(new)) {
         match (o, n) {
-            (None, Some(_)) => push(&mut out, New, "executables", format!("exec {path}")),
-            (Some(_), None) => push(&mut out, Removed, "executables", format!("exec {path}")),
+            (None, Some(_)) => push(out, New, "executables", format!("exec {path}")),
+            (Some(_), None) => push(out, Removed, "executables", format!("exec {path}")),
             (Some(a), Some(b)) if a != b => push(
-                &mut out,
+                out,
                 Changed,
                 "executables",
                 format!("exec {path} sha256 {} -> {}", short(a), short(b)),
@@ -107,8 +117,10 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
             _ => {}
         }
     }
+}
 
-    // Territories first: a reviewer weighs a subtree before its files.
+/// Territories, then file rules, by access.
+fn paths(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
     let territories = |p: &Profile| -> BTreeMap<String, AccessSet> {
         p.territories
             .iter()
@@ -116,7 +128,7 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
             .collect()
     };
     accesses(
-        &mut out,
+        out,
         "territories",
         &territories(old),
         &territories(new),
@@ -125,11 +137,14 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     let files = |p: &Profile| -> BTreeMap<String, AccessSet> {
         p.files.iter().map(|f| (f.path.clone(), f.access)).collect()
     };
-    accesses(&mut out, "files", &files(old), &files(new), |a, path| {
+    accesses(out, "files", &files(old), &files(new), |a, path| {
         format!("{a} {path}")
     });
+}
 
-    // Endpoints, per executable that used them.
+/// Endpoints (per executable that used them) and DNS names.
+fn endpoints(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
+    use ChangeKind::*;
     let net = |p: &Profile| -> BTreeMap<String, ()> {
         p.network
             .iter()
@@ -139,8 +154,8 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     };
     for (line, o, n) in sides(&net(old), &net(new)) {
         match (o, n) {
-            (None, Some(_)) => push(&mut out, New, "network", line.clone()),
-            (Some(_), None) => push(&mut out, Removed, "network", line.clone()),
+            (None, Some(_)) => push(out, New, "network", line.clone()),
+            (Some(_), None) => push(out, Removed, "network", line.clone()),
             _ => {}
         }
     }
@@ -150,12 +165,16 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     };
     for (name, o, n) in sides(&dns(old), &dns(new)) {
         match (o, n) {
-            (None, Some(_)) => push(&mut out, New, "dns", format!("resolve {name}")),
-            (Some(_), None) => push(&mut out, Removed, "dns", format!("resolve {name}")),
+            (None, Some(_)) => push(out, New, "dns", format!("resolve {name}")),
+            (Some(_), None) => push(out, Removed, "dns", format!("resolve {name}")),
             _ => {}
         }
     }
+}
 
+/// Rate budgets.
+fn rates(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
+    use ChangeKind::*;
     let rates = |p: &Profile| -> BTreeMap<Class, u64> {
         p.rates
             .per_minute
@@ -166,19 +185,14 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     for (class, o, n) in sides(&rates(old), &rates(new)) {
         match (o, n) {
             (Some(a), Some(b)) if a != b => push(
-                &mut out,
+                out,
                 Changed,
                 "rates",
                 format!("rate {class} budget {a}/min -> {b}/min"),
             ),
-            (None, Some(b)) => push(
-                &mut out,
-                New,
-                "rates",
-                format!("rate {class} budget {b}/min"),
-            ),
+            (None, Some(b)) => push(out, New, "rates", format!("rate {class} budget {b}/min")),
             (Some(a), None) => push(
-                &mut out,
+                out,
                 Removed,
                 "rates",
                 format!("rate {class} budget {a}/min"),
@@ -186,7 +200,11 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
             _ => {}
         }
     }
+}
 
+/// What awaits review, by access.
+fn review(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
+    use ChangeKind::*;
     let review = |p: &Profile| -> BTreeMap<(String, String), AccessSet> {
         p.review
             .iter()
@@ -200,7 +218,7 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
         );
         if !n.minus(o).is_empty() {
             push(
-                &mut out,
+                out,
                 New,
                 "review",
                 format!("review {} {path} ({g} guardrail)", n.minus(o)),
@@ -208,14 +226,13 @@ pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
         }
         if !o.minus(n).is_empty() {
             push(
-                &mut out,
+                out,
                 Removed,
                 "review",
                 format!("review {} {path} ({g} guardrail)", o.minus(n)),
             );
         }
     }
-    out
 }
 
 /// `EXE -> connect host:port` for each executable of an endpoint.

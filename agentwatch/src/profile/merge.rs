@@ -45,21 +45,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     let mut dns: BTreeMap<String, u32> = BTreeMap::new();
     let mut review: BTreeMap<(String, String), ReviewItem> = BTreeMap::new();
     for p in profiles {
-        for o in &p.overrides {
-            if !out.overrides.contains(o) {
-                out.overrides.push(o.clone());
-            }
-        }
-        for g in &p.guardrails {
-            if !out.guardrails.contains(g) {
-                out.guardrails.push(g.clone());
-            }
-        }
-        for a in &p.approvals {
-            if !out.approvals.iter().any(|x| x.id == a.id) {
-                out.approvals.push(a.clone());
-            }
-        }
+        union_reviewed(&mut out, p);
         for e in &p.executables {
             let m = execs.entry(e.path.clone()).or_insert_with(|| execs::Seen {
                 packaged: e.path.starts_with('/')
@@ -78,20 +64,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
             seen.add_territory(&t.path, t.access, t.runs);
         }
         for n in &p.network {
-            let m = net.entry(n.key()).or_insert_with(|| NetRule {
-                by: Vec::new(),
-                runs: 0,
-                model: false,
-                ..n.clone()
-            });
-            // Empty `by` is any executable: it stays so.
-            let any = (m.runs > 0 && m.by.is_empty()) || n.by.is_empty();
-            m.by.extend(n.by.iter().cloned());
-            if any {
-                m.by.clear();
-            }
-            m.model |= n.model;
-            m.runs += n.runs;
+            add_endpoint(&mut net, n);
         }
         for d in &p.dns {
             *dns.entry(d.name.clone()).or_default() += d.runs;
@@ -107,29 +80,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
             m.access = m.access.union(r.access);
             m.runs += r.runs;
         }
-        out.rates.headroom = out.rates.headroom.max(p.rates.headroom);
-        for (c, b) in &p.rates.per_minute {
-            let m = out
-                .rates
-                .per_minute
-                .entry(*c)
-                .or_insert(RateBudget { peak: 0, budget: 0 });
-            m.peak = m.peak.max(b.peak);
-            m.budget = m.budget.max(b.budget);
-        }
-        let pv = &p.provenance;
-        out.provenance.hosts.extend(pv.hosts.iter().cloned());
-        if out.provenance.started.is_empty()
-            || (!pv.started.is_empty() && pv.started < out.provenance.started)
-        {
-            out.provenance.started = pv.started.clone();
-        }
-        out.provenance.ended = out.provenance.ended.clone().max(pv.ended.clone());
-        for (c, n) in &pv.events {
-            *out.provenance.events.entry(*c).or_default() += n;
-        }
-        out.stability.warmup_secs = out.stability.warmup_secs.max(p.stability.warmup_secs);
-        out.stability.quiet_secs = out.stability.quiet_secs.max(p.stability.quiet_secs);
+        union_numbers(&mut out, p);
     }
     out.provenance.sessions = sessions;
 
@@ -164,6 +115,77 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
         })
         .collect();
     out.review = review.into_values().collect();
+    class_stability(&mut out, profiles);
+    out.sort();
+    Ok(out)
+}
+
+/// What reviewers wrote, once each: overrides, guardrails, approvals.
+fn union_reviewed(out: &mut Profile, p: &Profile) {
+    for o in &p.overrides {
+        if !out.overrides.contains(o) {
+            out.overrides.push(o.clone());
+        }
+    }
+    for g in &p.guardrails {
+        if !out.guardrails.contains(g) {
+            out.guardrails.push(g.clone());
+        }
+    }
+    for a in &p.approvals {
+        if !out.approvals.iter().any(|x| x.id == a.id) {
+            out.approvals.push(a.clone());
+        }
+    }
+}
+
+/// One endpoint into the union: its executables joined (empty `by` is
+/// any executable, and stays so), runs added.
+fn add_endpoint(net: &mut BTreeMap<(super::Direction, String), NetRule>, n: &NetRule) {
+    let m = net.entry(n.key()).or_insert_with(|| NetRule {
+        by: Vec::new(),
+        runs: 0,
+        model: false,
+        ..n.clone()
+    });
+    let any = (m.runs > 0 && m.by.is_empty()) || n.by.is_empty();
+    m.by.extend(n.by.iter().cloned());
+    if any {
+        m.by.clear();
+    }
+    m.model |= n.model;
+    m.runs += n.runs;
+}
+
+/// Budgets and windows take the larger; provenance the union.
+fn union_numbers(out: &mut Profile, p: &Profile) {
+    out.rates.headroom = out.rates.headroom.max(p.rates.headroom);
+    for (c, b) in &p.rates.per_minute {
+        let m = out
+            .rates
+            .per_minute
+            .entry(*c)
+            .or_insert(RateBudget { peak: 0, budget: 0 });
+        m.peak = m.peak.max(b.peak);
+        m.budget = m.budget.max(b.budget);
+    }
+    let pv = &p.provenance;
+    out.provenance.hosts.extend(pv.hosts.iter().cloned());
+    if out.provenance.started.is_empty()
+        || (!pv.started.is_empty() && pv.started < out.provenance.started)
+    {
+        out.provenance.started = pv.started.clone();
+    }
+    out.provenance.ended = out.provenance.ended.clone().max(pv.ended.clone());
+    for (c, n) in &pv.events {
+        *out.provenance.events.entry(*c).or_default() += n;
+    }
+    out.stability.warmup_secs = out.stability.warmup_secs.max(p.stability.warmup_secs);
+    out.stability.quiet_secs = out.stability.quiet_secs.max(p.stability.quiet_secs);
+}
+
+/// A class is stable when it was in every merged profile.
+fn class_stability(out: &mut Profile, profiles: &[Profile]) {
     let entries = [
         (Class::Exec, out.executables.len()),
         (Class::File, out.files.len() + out.territories.len()),
@@ -184,8 +206,6 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
             },
         );
     }
-    out.sort();
-    Ok(out)
 }
 
 /// Sessions in a row with nothing new before a class is stable, unless

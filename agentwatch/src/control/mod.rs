@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 use thiserror::Error;
 use tracing::{info, warn};
 
+mod reply;
+
+pub use reply::{AgentStatus, Reply};
+
 use crate::enforce::{agent::AgentEnforcer, approvals::Outcome, compile::Mode};
 
 #[derive(Debug, Error)]
@@ -76,7 +80,7 @@ pub struct Envelope {
 /// What answers requests on a control socket.
 pub trait Handler: Send + Sync + 'static {
     /// `by`: the peer's user name, for the audit log.
-    fn handle(&self, req: Envelope, by: &str) -> Value;
+    fn handle(&self, req: Envelope, by: &str) -> Reply;
 }
 
 /// Who may use a socket besides root.
@@ -134,10 +138,10 @@ impl Drop for Server {
 struct OneAgent(Arc<Mutex<AgentEnforcer>>);
 
 impl Handler for OneAgent {
-    fn handle(&self, env: Envelope, by: &str) -> Value {
+    fn handle(&self, env: Envelope, by: &str) -> Reply {
         match self.0.lock() {
             Ok(mut e) => dispatch(&mut e, env.req, by),
-            Err(_) => json!({"ok": false, "error": "the enforcer stopped after an internal error"}),
+            Err(_) => Reply::Failed("the enforcer stopped after an internal error".into()),
         }
     }
 }
@@ -258,8 +262,8 @@ fn answer(conn: UnixStream, access: Access, handler: &dyn Handler) -> std::io::R
         } else {
             "only root"
         };
-        let r = json!({"ok": false, "error": format!("permission denied: {who} may control agentwatch")});
-        return writeln!(out, "{r}");
+        let r = Reply::Failed(format!("permission denied: {who} may control agentwatch"));
+        return write_reply(&mut out, &r);
     }
     let reply = match serde_json::from_str::<Envelope>(&line) {
         Ok(req) => {
@@ -268,42 +272,43 @@ fn answer(conn: UnixStream, access: Access, handler: &dyn Handler) -> std::io::R
             }
             handler.handle(req, &by)
         }
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Err(e) => Reply::Failed(format!("bad request: {e}")),
     };
-    writeln!(out, "{reply}")
+    write_reply(&mut out, &reply)
+}
+
+/// One reply line.
+fn write_reply(out: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let line = serde_json::to_string(reply).map_err(std::io::Error::other)?;
+    writeln!(out, "{line}")
 }
 
 /// Answers `req` for one agent's enforcer (`by`: who asked).
-pub fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Value {
-    let done = |r: Result<String, String>| match r {
-        Ok(m) => json!({"ok": true, "message": m}),
-        Err(m) => json!({"ok": false, "error": m}),
-    };
+pub fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Reply {
     match req {
-        Request::Status => {
-            let mut v = json!({
-                "ok": true,
-                "agent": e.name(),
-                "mode": e.mode().name(),
-                "paused": e.paused(),
-                "pending": e.pending().len(),
-                "processes": e.pids().len(),
-                "stats": e.stats(),
-            });
-            if let Some(l) = e.learning_status() {
-                v["learning"] = l;
-            }
-            v
-        }
-        Request::Pending => json!({"ok": true, "pending": e.pending()}),
-        Request::Approve { id, learn } => done(e.approve(&id, learn, by)),
-        Request::Deny { id } => done(e.deny(Some(&id), Outcome::Denied, by)),
-        Request::Mode { mode } => done(e.set_mode(mode)),
-        Request::Pause => done(Ok(e.pause())),
-        Request::Resume => done(e.resume()),
-        Request::Reload => {
-            json!({"ok": false, "error": "reload is for `agentwatch daemon`; `agentwatch run` takes its profile once"})
-        }
+        Request::Status => Reply::Status(Box::new(status(e))),
+        Request::Pending => Reply::Pending(e.pending().to_vec()),
+        Request::Approve { id, learn } => e.approve(&id, learn, by).into(),
+        Request::Deny { id } => e.deny(Some(&id), Outcome::Denied, by).into(),
+        Request::Mode { mode } => e.set_mode(mode).into(),
+        Request::Pause => Reply::Done(e.pause()),
+        Request::Resume => e.resume().into(),
+        Request::Reload => Reply::Failed(
+            "reload is for `agentwatch daemon`; `agentwatch run` takes its profile once".into(),
+        ),
+    }
+}
+
+/// One agent's status.
+pub fn status(e: &AgentEnforcer) -> AgentStatus {
+    AgentStatus {
+        agent: e.name().to_string(),
+        mode: e.mode().name(),
+        paused: e.paused(),
+        pending: e.pending().len(),
+        processes: e.pids().len(),
+        stats: e.stats().clone(),
+        learning: e.learning_status(),
     }
 }
 
