@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod calls;
+pub mod names;
 pub mod open;
 pub mod policy;
 pub mod syscalls;

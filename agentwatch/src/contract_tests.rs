@@ -87,7 +87,7 @@ fn rule_codes_are_distinct_and_named_the_same_on_both_sides() {
 fn findings_carry_the_kernel_rule_their_name_says() {
     use crate::profile::matcher::Finding;
     let finding = |rule: &str| Finding {
-        rule: rule.into(),
+        rule: crate::profile::rule::Rule::from_name(rule).expect("a rule name"),
         class: Class::File,
         what: String::new(),
         reason: String::new(),
@@ -148,4 +148,28 @@ fn the_action_is_chosen_by_one_function_for_both_sides() {
         wanted(&pol, rate, Class::Delete.kernel_index()),
         action::PAUSE
     );
+}
+
+/// Every map and program name userspace looks up is in the built object,
+/// and the object has none the table lacks.
+#[test]
+fn map_and_program_names_match_the_object() {
+    use agentwatch_common::names;
+    let obj =
+        aya_obj::Object::parse(crate::sensors::EBPF_OBJECT).expect("the embedded object parses");
+    let mut maps: Vec<&str> = obj
+        .maps
+        .keys()
+        .map(String::as_str)
+        .filter(|m| !m.starts_with('.'))
+        .collect();
+    let mut programs: Vec<&str> = obj.programs.keys().map(String::as_str).collect();
+    maps.sort_unstable();
+    programs.sort_unstable();
+    let mut want_maps = names::MAPS.to_vec();
+    let mut want_programs = names::PROGRAMS.to_vec();
+    want_maps.sort_unstable();
+    want_programs.sort_unstable();
+    assert_eq!(maps, want_maps);
+    assert_eq!(programs, want_programs);
 }

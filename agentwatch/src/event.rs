@@ -52,32 +52,9 @@ impl KernelDecision {
 
     /// The rule, in the names findings use (`guardrail/secrets`, ...).
     pub fn rule_name(&self) -> String {
-        use crate::profile::Class;
-        use agentwatch_common::policy::rule::*;
-        match self.rule {
-            FILE => "file".into(),
-            EXEC => "exec".into(),
-            NETWORK => "network".into(),
-            GUARD_SECRETS => "guardrail/secrets".into(),
-            GUARD_PERSISTENCE => "guardrail/persistence".into(),
-            GUARD_AGENTWATCH => "guardrail/agentwatch".into(),
-            GUARD_PRIVILEGE => "guardrail/privilege".into(),
-            TAMPER => "guardrail/tamper".into(),
-            EXFILTRATE => "guardrail/exfiltrate".into(),
-            EXEC_WRITTEN => "exec/written".into(),
-            INTERP => "interp".into(),
-            TERRITORY => "territory".into(),
-            TAINT => "taint".into(),
-            PATH => "path".into(),
-            EXEC_HASH => "exec/hash".into(),
-            DNS_ANSWER => "dns_answer".into(),
-            SOCKET => "socket".into(),
-            r if r >= RATE => match Class::from_kernel_index((r - RATE) as usize) {
-                Some(c) => format!("rate/{}", c.name()),
-                None => "none".into(),
-            },
-            _ => "none".into(),
-        }
+        crate::profile::rule::Rule::from_kernel(self.rule)
+            .name()
+            .into_owned()
     }
 
     pub fn action_name(&self) -> &'static str {

@@ -78,7 +78,7 @@ impl Judge {
     fn judge(&mut self, ev: &Event) -> std::io::Result<()> {
         self.events += 1;
         for f in self.matcher.check(ev) {
-            *self.by_rule.entry(f.rule.clone()).or_default() += 1;
+            *self.by_rule.entry(f.rule.name().into_owned()).or_default() += 1;
             self.write(&f, ev)?;
         }
         Ok(())

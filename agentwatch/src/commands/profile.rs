@@ -47,8 +47,17 @@ pub fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
 /// outside them (files of one directory and access on one line), and the
 /// rest of the envelope.
 pub fn summary(p: &Profile) -> String {
-    use std::fmt::Write as _;
     let mut o = String::new();
+    summary_head(&mut o, p);
+    summary_files(&mut o, p);
+    summary_programs(&mut o, p);
+    summary_bounds(&mut o, p);
+    o
+}
+
+/// Provenance, readiness, overrides and territories.
+fn summary_head(o: &mut String, p: &Profile) {
+    use std::fmt::Write as _;
     let pv = &p.provenance;
     let _ = writeln!(
         o,
@@ -84,6 +93,11 @@ pub fn summary(p: &Profile) -> String {
             t.runs
         );
     }
+}
+
+/// File rules outside territories, grouped by directory.
+fn summary_files(o: &mut String, p: &Profile) {
+    use std::fmt::Write as _;
     let groups = file_groups(&p.files);
     let _ = writeln!(o, "files outside territories ({} rules):", p.files.len());
     for (access, dir, names, runs) in &groups {
@@ -95,6 +109,11 @@ pub fn summary(p: &Profile) -> String {
         };
         let _ = writeln!(o, "  {:<34} {shown}  (runs {runs})", access.to_string());
     }
+}
+
+/// Executables and endpoints.
+fn summary_programs(o: &mut String, p: &Profile) {
+    use std::fmt::Write as _;
     let _ = writeln!(o, "executables ({}):", p.executables.len());
     for e in &p.executables {
         let what = match e.source {
@@ -129,6 +148,11 @@ pub fn summary(p: &Profile) -> String {
             n.runs
         );
     }
+}
+
+/// DNS names, rates, actions, guardrails, review and stability.
+fn summary_bounds(o: &mut String, p: &Profile) {
+    use std::fmt::Write as _;
     let names: Vec<&str> = p.dns.iter().map(|d| d.name.as_str()).collect();
     let _ = writeln!(o, "dns ({}): {}", p.dns.len(), names.join(", "));
     let rates: Vec<String> = p
@@ -199,7 +223,6 @@ pub fn summary(p: &Profile) -> String {
         })
         .collect();
     let _ = writeln!(o, "stability: {}", st.join("; "));
-    o
 }
 
 /// File rules grouped for reading: one line per (access, directory).

@@ -1,6 +1,7 @@
 //! What the daemon's Prometheus endpoint reports: events per stage and
 //! losses, the kernel's own decisions, decisions by action, approvals,
 //! BPF map fill, and each feed's delivery.
+use agentwatch_common::names::map as kmap;
 use std::{
     collections::BTreeMap,
     sync::{
@@ -108,7 +109,11 @@ impl Observed {
                 "gauge",
                 "Entries in a BPF map.",
             )
-            .sample("agentwatch_bpf_map_entries", &[("map", "WATCHED")], watched);
+            .sample(
+                "agentwatch_bpf_map_entries",
+                &[("map", kmap::WATCHED)],
+                watched,
+            );
             t.metric(
                 "agentwatch_bpf_map_max_entries",
                 "gauge",
@@ -116,7 +121,7 @@ impl Observed {
             )
             .sample(
                 "agentwatch_bpf_map_max_entries",
-                &[("map", "WATCHED")],
+                &[("map", kmap::WATCHED)],
                 WATCHED_MAX,
             );
         }

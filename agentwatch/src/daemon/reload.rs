@@ -2,6 +2,7 @@
 //! selectors resolved again on every rescan, and the whole set swapped on
 //! reload. A reload validates and compiles everything before it touches
 //! the kernel; a configuration that fails keeps the running one.
+use agentwatch_common::names::map as kmap;
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -62,7 +63,7 @@ pub(super) fn compile_all(
                 let free = (0..slots)
                     .find(|i| !used.contains(i))
                     .ok_or_else(|| SensorError::Map {
-                        map: "AGENT_POLICY",
+                        map: kmap::AGENT_POLICY,
                         reason: format!("the kernel maps were sized for {slots} agents at start; restart the daemon to add more"),
                     })?;
                 used.push(free);

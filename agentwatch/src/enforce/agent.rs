@@ -29,7 +29,9 @@ use crate::{
         anchors::Anchors,
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
-        observe, ActionKind, Actions, Class, Profile,
+        observe,
+        rule::Rule,
+        ActionKind, Actions, Class, Profile,
     },
     sensors::{PolicyMaps, SensorError},
 };
@@ -372,7 +374,7 @@ impl AgentEnforcer {
                 }
             }
             verdict::VIOLATION => {
-                let f = explain(&k.rule_name(), &findings, ev, &self.anchors);
+                let f = explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors);
                 if k.action != ka::ALERT {
                     self.stats.kernel_actions += 1;
                 }
@@ -474,7 +476,7 @@ impl AgentEnforcer {
                 comm: ev.comm.clone(),
                 exe: ev.context.exe.clone(),
                 ancestry: ev.context.ancestry.clone(),
-                rule: f.rule.clone(),
+                rule: f.rule.name().into_owned(),
                 what: f.what.clone(),
                 reason: f.reason.clone(),
                 evidence: serde_json::to_value(ev).unwrap_or_default(),

@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn record_fields_are_the_alert_contract() {
         let f = Finding {
-            rule: "file/unknown".into(),
+            rule: crate::profile::rule::Rule::FileUnknown,
             class: Class::File,
             what: "read /etc/shadow".into(),
             reason: "no file rule covers the path".into(),

@@ -110,109 +110,114 @@ fn status(result: Option<i64>) -> u8 {
     }
 }
 
+/// An event's OCSF class, category and activity ids, and the fields
+/// proper to its class; None for events with no OCSF activity.
+fn activity_fields(ev: &Event) -> Option<(u32, u32, u32, Map<String, Value>)> {
+    Some(match &ev.detail {
+        Detail::Exec {
+            path, argv, result, ..
+        } => {
+            let mut p = process(ev);
+            p["file"] = file(path);
+            p["cmd_line"] = json!(argv.join(" "));
+            let mut m = Map::new();
+            m.insert("process".into(), p);
+            m.insert("status_id".into(), json!(status(*result)));
+            (1007, 1, 1, m)
+        }
+        Detail::Open {
+            path,
+            access,
+            result,
+            ..
+        } => {
+            let id = if access.create {
+                1
+            } else if access.write || access.truncate {
+                3
+            } else {
+                2
+            };
+            let mut m = Map::new();
+            m.insert("file".into(), file(path));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, id, m)
+        }
+        Detail::Unlink { path, result, .. } => {
+            let mut m = Map::new();
+            m.insert("file".into(), file(path));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, 4, m)
+        }
+        Detail::Rename {
+            from, to, result, ..
+        } => {
+            let mut m = Map::new();
+            m.insert("file".into(), file(from));
+            m.insert("file_result".into(), file(to));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, 5, m)
+        }
+        // OCSF File System Activity has no "link" activity: Create of
+        // the new name, with the file it names as the source.
+        Detail::Link {
+            from, to, result, ..
+        } => {
+            let mut m = Map::new();
+            m.insert("file".into(), file(to));
+            m.insert("file_result".into(), file(from));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, 1, m)
+        }
+        Detail::Chmod { path, result, .. } | Detail::Chown { path, result, .. } => {
+            let mut m = Map::new();
+            m.insert("file".into(), file(path));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, 7, m)
+        }
+        Detail::Connect {
+            endpoint: e,
+            result,
+        }
+        | Detail::Bind {
+            endpoint: e,
+            result,
+        }
+        | Detail::Accept {
+            endpoint: e,
+            result,
+        } => {
+            // 1 Open; 5 Refuse when the call failed.
+            let id = if status(*result) == 2 { 5 } else { 1 };
+            let mut m = Map::new();
+            let key = if matches!(ev.detail, Detail::Connect { .. }) {
+                "dst_endpoint"
+            } else {
+                "src_endpoint"
+            };
+            m.insert(key.into(), endpoint(e));
+            m.insert("status_id".into(), json!(status(*result)));
+            (4001, 4, id, m)
+        }
+        Detail::Listen {
+            endpoint: e,
+            result,
+            ..
+        } => {
+            let mut m = Map::new();
+            m.insert("src_endpoint".into(), endpoint(e));
+            m.insert("status_id".into(), json!(status(*result)));
+            (4001, 4, 7, m)
+        }
+        _ => return None,
+    })
+}
+
 /// The activity record of `ev`, or None for kinds OCSF has no activity
 /// class for here (fork, exit, DNS, losses, tampering: the finding
 /// carries those).
 pub fn activity(src: &Source, ev: &Event) -> Option<Value> {
-    let (class_uid, category_uid, activity_id, mut fields): (u32, u32, u32, Map<String, Value>) =
-        match &ev.detail {
-            Detail::Exec {
-                path, argv, result, ..
-            } => {
-                let mut p = process(ev);
-                p["file"] = file(path);
-                p["cmd_line"] = json!(argv.join(" "));
-                let mut m = Map::new();
-                m.insert("process".into(), p);
-                m.insert("status_id".into(), json!(status(*result)));
-                (1007, 1, 1, m)
-            }
-            Detail::Open {
-                path,
-                access,
-                result,
-                ..
-            } => {
-                let id = if access.create {
-                    1
-                } else if access.write || access.truncate {
-                    3
-                } else {
-                    2
-                };
-                let mut m = Map::new();
-                m.insert("file".into(), file(path));
-                m.insert("status_id".into(), json!(status(*result)));
-                (1001, 1, id, m)
-            }
-            Detail::Unlink { path, result, .. } => {
-                let mut m = Map::new();
-                m.insert("file".into(), file(path));
-                m.insert("status_id".into(), json!(status(*result)));
-                (1001, 1, 4, m)
-            }
-            Detail::Rename {
-                from, to, result, ..
-            } => {
-                let mut m = Map::new();
-                m.insert("file".into(), file(from));
-                m.insert("file_result".into(), file(to));
-                m.insert("status_id".into(), json!(status(*result)));
-                (1001, 1, 5, m)
-            }
-            // OCSF File System Activity has no "link" activity: Create of
-            // the new name, with the file it names as the source.
-            Detail::Link {
-                from, to, result, ..
-            } => {
-                let mut m = Map::new();
-                m.insert("file".into(), file(to));
-                m.insert("file_result".into(), file(from));
-                m.insert("status_id".into(), json!(status(*result)));
-                (1001, 1, 1, m)
-            }
-            Detail::Chmod { path, result, .. } | Detail::Chown { path, result, .. } => {
-                let mut m = Map::new();
-                m.insert("file".into(), file(path));
-                m.insert("status_id".into(), json!(status(*result)));
-                (1001, 1, 7, m)
-            }
-            Detail::Connect {
-                endpoint: e,
-                result,
-            }
-            | Detail::Bind {
-                endpoint: e,
-                result,
-            }
-            | Detail::Accept {
-                endpoint: e,
-                result,
-            } => {
-                // 1 Open; 5 Refuse when the call failed.
-                let id = if status(*result) == 2 { 5 } else { 1 };
-                let mut m = Map::new();
-                let key = if matches!(ev.detail, Detail::Connect { .. }) {
-                    "dst_endpoint"
-                } else {
-                    "src_endpoint"
-                };
-                m.insert(key.into(), endpoint(e));
-                m.insert("status_id".into(), json!(status(*result)));
-                (4001, 4, id, m)
-            }
-            Detail::Listen {
-                endpoint: e,
-                result,
-                ..
-            } => {
-                let mut m = Map::new();
-                m.insert("src_endpoint".into(), endpoint(e));
-                m.insert("status_id".into(), json!(status(*result)));
-                (4001, 4, 7, m)
-            }
-            _ => return None,
-        };
+    let (class_uid, category_uid, activity_id, mut fields) = activity_fields(ev)?;
     fields.insert("class_uid".into(), json!(class_uid));
     fields.insert("category_uid".into(), json!(category_uid));
     fields.insert("activity_id".into(), json!(activity_id));
@@ -241,7 +246,8 @@ pub fn finding(src: &Source, d: &Decision) -> Value {
     let action = d.action;
     // Severity: 4 high when the agent was stopped, denied or killed; 3 medium for an alert.
     let severity_id = if action == "alert" { 3 } else { 4 };
-    let rule = f.rule.as_str();
+    let rule = f.rule.name();
+    let rule = rule.as_ref();
     let uid = d
         .approval
         .map(str::to_string)

@@ -1,10 +1,7 @@
 //! Judging events against a profile: what `check` reports and what
 //! enforcement will act on. Guardrails first (they hold whatever the
 //! profile says), then the class's rules, then the rate budgets.
-use std::{
-    collections::{BTreeSet, HashMap, HashSet},
-    net::IpAddr,
-};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -17,22 +14,25 @@ use super::{
     normalise,
     observe::{self, Obs, Peer, Seen},
     packages::Packages,
+    rule::Rule,
     written::{self, WrittenPaths},
     Access, AccessSet, Class, Direction, ExecSource, NetRule, Profile,
 };
 use crate::event::{Detail, Event};
 
+mod net;
 pub mod trie;
+
+pub use net::address_matches;
 
 use trie::PathTrie;
 
 /// Why an event would be flagged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The rule that flags it: `guardrail/secrets`, `guardrail/exfiltrate`,
-    /// `exec/unknown`, `exec/hash`, `exec/written`, `file/unknown`,
-    /// `file/access`, `network/unknown`, `dns/unknown`, `rate/<class>`.
-    pub rule: String,
+    /// The rule that flags it (named `guardrail/secrets`, `exec/written`,
+    /// `file/unknown`, `rate/<class>`, ...).
+    pub rule: Rule,
     pub class: Class,
     /// What the agent did, as a reviewer reads it.
     pub what: String,
@@ -45,41 +45,18 @@ impl Finding {
     /// guardrails (exfiltration and privilege included) and running what
     /// the agent wrote.
     pub fn hard(&self) -> bool {
-        agentwatch_common::policy::hard_rule(self.kernel_rule())
+        self.rule.hard()
     }
 
     /// Over a rate budget (`rate/<class>`).
     pub fn is_rate(&self) -> bool {
-        agentwatch_common::policy::rate_class(self.kernel_rule()).is_some()
+        self.rule.is_rate()
     }
 
     /// The kernel's code for the rule (`policy::rule`), so that both sides
     /// choose the action with one function (`policy::wanted`).
     pub fn kernel_rule(&self) -> u8 {
-        use agentwatch_common::policy::{rate_rule, rule};
-        match self.rule.as_str() {
-            "guardrail/secrets" => rule::GUARD_SECRETS,
-            "guardrail/persistence" => rule::GUARD_PERSISTENCE,
-            "guardrail/agentwatch" => rule::GUARD_AGENTWATCH,
-            "guardrail/privilege" => rule::GUARD_PRIVILEGE,
-            "guardrail/tamper" => rule::TAMPER,
-            "guardrail/exfiltrate" => rule::EXFILTRATE,
-            "exec/written" => rule::EXEC_WRITTEN,
-            r => match r.split_once('/') {
-                Some(("rate", name)) => Class::ALL
-                    .into_iter()
-                    .find(|c| c.name() == name)
-                    .map_or(rule::NONE, |c| rate_rule(c.kernel_index())),
-                // A guardrail a profile or configuration added holds as
-                // the built-in ones do.
-                Some(("guardrail", _)) => rule::GUARD_SECRETS,
-                Some(("exec", _)) => rule::EXEC,
-                Some(("file", _)) => rule::FILE,
-                Some(("network", _)) => rule::NETWORK,
-                Some(("dns", _)) => rule::DNS,
-                _ => rule::NONE,
-            },
-        }
+        self.rule.kernel_code()
     }
 }
 
@@ -266,7 +243,7 @@ impl Matcher {
         }
         // Once per excursion over the budget, not once per event.
         self.over_budget.insert(class).then(|| Finding {
-            rule: format!("rate/{class}"),
+            rule: Rule::Rate(class),
             class,
             what: format!("{n} {class} events in 60 s"),
             reason: format!("over the budget of {budget} per minute"),
@@ -285,7 +262,7 @@ impl Matcher {
             }
         }
         Some(Finding {
-            rule: "exec/written".into(),
+            rule: Rule::ExecWritten,
             class: Class::Exec,
             what: format!("exec {}", self.anchors.anchor(&path)),
             reason: format!(
@@ -312,7 +289,7 @@ impl Matcher {
             _ => return None,
         };
         Some(Finding {
-            rule: "guardrail/privilege".into(),
+            rule: Rule::GuardPrivilege,
             class: Class::File,
             what,
             reason: "setuid/setgid bits and file capabilities are a guardrail, whatever the profile says".into(),
@@ -354,7 +331,7 @@ impl Matcher {
                 let known = self.dns.contains(&name)
                     || self.dns_suffixes.iter().any(|s| name.ends_with(s.as_str()));
                 (!known).then(|| Finding {
-                    rule: "dns/unknown".into(),
+                    rule: Rule::DnsUnknown,
                     class: Class::Dns,
                     what: format!("resolve {name}"),
                     reason: "name not in the profile".into(),
@@ -383,7 +360,7 @@ impl Matcher {
             }
         }
         Some(Finding {
-            rule: format!("guardrail/{}", g.category),
+            rule: Rule::guardrail(g.category),
             class,
             what: format!("{guarded} {}", self.anchors.anchor(path)),
             reason: format!(
@@ -427,7 +404,7 @@ impl Matcher {
         }
         if was_tainted && self.copies_out(path, access) {
             return Some(Finding {
-                rule: "guardrail/exfiltrate".into(),
+                rule: Rule::GuardExfiltrate,
                 class,
                 what: format!("{access} {}", self.anchors.anchor(path)),
                 reason: "a process that read a secret writes outside the workspace".into(),
@@ -440,11 +417,10 @@ impl Matcher {
         let missing = access.minus(allowed);
         Some(Finding {
             rule: if allowed.is_empty() {
-                "file/unknown"
+                Rule::FileUnknown
             } else {
-                "file/access"
-            }
-            .into(),
+                Rule::FileAccess
+            },
             class,
             what: format!("{missing} {}", self.anchors.anchor(path)),
             reason: if allowed.is_empty() {
@@ -485,7 +461,7 @@ impl Matcher {
                 return None;
             }
             return Some(Finding {
-                rule: "exec/unknown".into(),
+                rule: Rule::ExecUnknown,
                 class: Class::Exec,
                 what: format!("exec {}", self.anchors.anchor(path)),
                 reason: "executable not in the profile".into(),
@@ -507,7 +483,7 @@ impl Matcher {
         }
         if packaged && hits.iter().all(|r| self.exec_packaged[*r]) {
             return Some(Finding {
-                rule: "exec/hash".into(),
+                rule: Rule::ExecHash,
                 class: Class::Exec,
                 what: format!("exec {}", self.anchors.anchor(path)),
                 reason: "not a binary the package database owns, unmodified".into(),
@@ -518,7 +494,7 @@ impl Matcher {
             return None;
         }
         Some(Finding {
-            rule: "exec/hash".into(),
+            rule: Rule::ExecHash,
             class: Class::Exec,
             what: format!(
                 "exec {} (sha256 {})",
@@ -527,127 +503,6 @@ impl Matcher {
             ),
             reason: "binary differs from every sha256 the profile lists".into(),
         })
-    }
-
-    fn judge_net(&self, direction: Direction, peer: &Peer, ev: &Event) -> Option<Finding> {
-        // Normalised only when a rule names executables or a finding needs it.
-        let exe = std::cell::OnceCell::new();
-        let exe = || {
-            exe.get_or_init(|| {
-                ev.context
-                    .exe
-                    .as_deref()
-                    .and_then(|e| normalise::path(e, &self.anchors, self.seen.pids()))
-                    .unwrap_or_else(|| ev.comm.clone())
-            })
-            .clone()
-        };
-        if observe::ephemeral_loopback_bind(direction, peer) {
-            return None;
-        }
-        let host = match peer {
-            Peer::Ip { addr, port } => self.seen.host(addr, *port).map(str::to_string),
-            Peer::Unix { .. } => None,
-        };
-        let hit = self.net.iter().find(|r| {
-            r.direction == direction
-                && self.target_matches(r, peer, host.as_deref())
-                && (r.by.is_empty() || r.by.contains(&exe()))
-        });
-        if let Some(r) = hit {
-            if r.model && self.tainted.contains(&ev.pid) {
-                return Some(Finding {
-                    rule: "guardrail/exfiltrate".into(),
-                    class: Class::Network,
-                    what: format!("{} -> {direction} {}", exe(), r.target()),
-                    reason: "a process that read a secret connects to the model API".into(),
-                });
-            }
-            return None;
-        }
-        let target = match (peer, &host) {
-            (Peer::Ip { port, .. }, Some(h)) => format!("{h}{}", port_text(*port)),
-            (
-                Peer::Ip {
-                    addr: IpAddr::V6(a),
-                    port: Some(p),
-                },
-                None,
-            ) => format!("[{a}]:{p}"),
-            (Peer::Ip { addr, port }, None) => format!("{addr}{}", port_text(*port)),
-            (Peer::Unix { path }, _) => format!("unix:{}", self.anchors.anchor(path)),
-        };
-        let endpoint_known = self
-            .net
-            .iter()
-            .any(|r| r.direction == direction && self.target_matches(r, peer, host.as_deref()));
-        if self.secret_read && !endpoint_known && direction == Direction::Connect {
-            return Some(Finding {
-                rule: "guardrail/exfiltrate".into(),
-                class: Class::Network,
-                what: format!("{} -> {direction} {target}", exe()),
-                reason: "a connect outside the profile after the agent read a secret".into(),
-            });
-        }
-        Some(Finding {
-            rule: "network/unknown".into(),
-            class: Class::Network,
-            what: format!("{} -> {direction} {target}", exe()),
-            reason: if endpoint_known {
-                "endpoint in the profile, but not for this executable".into()
-            } else {
-                "endpoint not in the profile".into()
-            },
-        })
-    }
-
-    fn target_matches(&self, r: &NetRule, peer: &Peer, host: Option<&str>) -> bool {
-        match peer {
-            Peer::Ip { addr, port } => {
-                let port_ok = r.port.is_none() || r.port == *port;
-                let host_ok = match (&r.host, &r.address) {
-                    (Some(h), _) => host.is_some_and(|n| {
-                        n == h || h.strip_prefix('*').is_some_and(|s| n.ends_with(s))
-                    }),
-                    (_, Some(a)) => address_matches(a, *addr),
-                    _ => false,
-                };
-                port_ok && host_ok
-            }
-            Peer::Unix { path } => r.unix.as_deref().is_some_and(|u| {
-                u == path
-                    || self
-                        .anchors
-                        .expand(u)
-                        .and_then(|e| Glob::parse(&e).ok())
-                        .is_some_and(|g| g.matches(path))
-            }),
-        }
-    }
-}
-
-fn port_text(p: Option<u16>) -> String {
-    p.map(|p| format!(":{p}")).unwrap_or_default()
-}
-
-/// An address rule (`10.0.0.7` or `10.0.0.0/24`) against an address.
-pub fn address_matches(rule: &str, addr: IpAddr) -> bool {
-    let Some((net, bits)) = rule.split_once('/') else {
-        return rule.parse::<IpAddr>().is_ok_and(|r| r == addr);
-    };
-    let Ok(bits) = bits.parse::<u32>() else {
-        return false;
-    };
-    match (net.parse::<IpAddr>(), addr) {
-        (Ok(IpAddr::V4(n)), IpAddr::V4(a)) if bits <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (Ok(IpAddr::V6(n)), IpAddr::V6(a)) if bits <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(n) & mask == u128::from(a) & mask
-        }
-        _ => false,
     }
 }
 

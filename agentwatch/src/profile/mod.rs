@@ -22,6 +22,7 @@ pub mod observe;
 pub mod packages;
 pub mod parse;
 pub mod readiness;
+pub mod rule;
 pub mod session;
 pub mod shadow;
 pub mod siblings;

@@ -125,9 +125,9 @@ fn verdict(held_out: &[HeldOut]) -> Readiness {
             format!("none of {n} held-out sessions would have been flagged by a profile learned from the others"),
         )
     } else {
-        let mut rules: Vec<&str> = held_out
+        let mut rules: Vec<String> = held_out
             .iter()
-            .flat_map(|h| h.findings.iter().map(|f| f.rule.as_str()))
+            .flat_map(|h| h.findings.iter().map(|f| f.rule.name().into_owned()))
             .collect();
         rules.sort_unstable();
         rules.dedup();
@@ -159,7 +159,7 @@ mod tests {
             events: 1,
             findings: (0..flags)
                 .map(|i| Finding {
-                    rule: "file/unknown".into(),
+                    rule: crate::profile::rule::Rule::FileUnknown,
                     class: crate::profile::Class::File,
                     what: format!("x{i}"),
                     reason: String::new(),

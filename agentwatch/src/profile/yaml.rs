@@ -35,7 +35,17 @@ pub fn to_yaml(p: &Profile) -> String {
     o
 }
 
+/// The fixed layout, section by section (equal profiles are equal bytes).
 fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
+    write_head(o, p)?;
+    write_paths(o, p)?;
+    write_endpoints(o, p)?;
+    write_policy(o, p)?;
+    write_record(o, p)
+}
+
+/// The header: identity, granularity, overrides, readiness.
+fn write_head(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "# agentwatch profile of agent {}.", q(&p.agent))?;
     writeln!(
         o,
@@ -61,7 +71,11 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         writeln!(o, "  reason: {}", q(&r.reason))?;
         writeln!(o, "  checked: {}", q(&r.checked))?;
     }
+    Ok(())
+}
 
+/// Territories, executables and file rules.
+fn write_paths(o: &mut String, p: &Profile) -> std::fmt::Result {
     section(o, "territories", p.territories.is_empty())?;
     for t in &p.territories {
         writeln!(o, "  - path: {}", q(&t.path))?;
@@ -84,6 +98,11 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         writeln!(o, "    access: {}", access_list(f.access))?;
         writeln!(o, "    runs: {}", f.runs)?;
     }
+    Ok(())
+}
+
+/// Network endpoints and DNS names.
+fn write_endpoints(o: &mut String, p: &Profile) -> std::fmt::Result {
     section(o, "network", p.network.is_empty())?;
     for n in &p.network {
         writeln!(o, "  - direction: {}", n.direction)?;
@@ -110,6 +129,11 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
         writeln!(o, "  - name: {}", q(&d.name))?;
         writeln!(o, "    runs: {}", d.runs)?;
     }
+    Ok(())
+}
+
+/// Rates, actions, added guardrails, review and approvals.
+fn write_policy(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "rates:")?;
     writeln!(o, "  headroom: {:?}", p.rates.headroom)?;
     writeln!(
@@ -156,6 +180,11 @@ fn write_profile(o: &mut String, p: &Profile) -> std::fmt::Result {
             writeln!(o, "    at: {}", q(&a.at))?;
         }
     }
+    Ok(())
+}
+
+/// What learning measured: stability and provenance.
+fn write_record(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "stability:")?;
     writeln!(o, "  warmupSecs: {}", p.stability.warmup_secs)?;
     writeln!(o, "  quietSecs: {}", p.stability.quiet_secs)?;

@@ -2,6 +2,7 @@
 //! the one loop that attaches it. The watched file, network and exec
 //! calls come from `agentwatch_common::calls::CALLS`, so a new call of a
 //! known shape is a row there and nothing here.
+use agentwatch_common::names::program as prog;
 use std::path::Path;
 
 use agentwatch_common::{calls::CALLS, syscalls};
@@ -48,71 +49,76 @@ struct Sensor {
     when: When,
 }
 
-const FLOOR_TP: Option<&str> = Some("floor_tracepoint");
+const FLOOR_TP: Option<&str> = Some(prog::FLOOR_TRACEPOINT);
+
+/// The scheduler's BTF tracepoints.
+const TP_FORK: &str = "sched_process_fork";
+const TP_EXEC: &str = "sched_process_exec";
+const TP_EXIT: &str = "sched_process_exit";
 
 /// Every tracing sensor. The LSM tier and the cgroup hooks are attached
 /// by `lsm` and `loader::attach_connect_hooks`: they go on other kinds of
 /// hooks with their own fallbacks.
 const SENSORS: &[Sensor] = &[
     Sensor {
-        program: "sys_enter",
+        program: prog::SYS_ENTER,
         floor: FLOOR_TP,
         hooks: Hooks::SysEnter(Calls::Watched),
         when: When::Always,
     },
     Sensor {
-        program: "sys_exit",
+        program: prog::SYS_EXIT,
         floor: FLOOR_TP,
         hooks: Hooks::SysExit(Calls::Watched),
         when: When::Always,
     },
     Sensor {
-        program: "dns_send",
+        program: prog::DNS_SEND,
         floor: FLOOR_TP,
         hooks: Hooks::SysEnter(Calls::Named(syscalls::DNS_SENDS)),
         when: When::Always,
     },
     Sensor {
-        program: "dns_recv_enter",
+        program: prog::DNS_RECV_ENTER,
         floor: FLOOR_TP,
         hooks: Hooks::SysEnter(Calls::Named(syscalls::DNS_RECVS)),
         when: When::Always,
     },
     Sensor {
-        program: "dns_recv_exit",
+        program: prog::DNS_RECV_EXIT,
         floor: FLOOR_TP,
         hooks: Hooks::SysExit(Calls::Named(syscalls::DNS_RECVS)),
         when: When::Always,
     },
     Sensor {
-        program: "tamper_enter",
+        program: prog::TAMPER_ENTER,
         floor: None,
         hooks: Hooks::SysEnter(Calls::Named(syscalls::TAMPER)),
         when: When::Enforcing,
     },
     // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
     Sensor {
-        program: "mount_changed",
+        program: prog::MOUNT_CHANGED,
         floor: None,
         hooks: Hooks::SysExit(Calls::Named(syscalls::MOUNT_CHANGES)),
         when: When::Enforcing,
     },
     Sensor {
-        program: "sched_process_fork",
+        program: prog::SCHED_PROCESS_FORK,
         floor: None,
-        hooks: Hooks::Btf("sched_process_fork"),
+        hooks: Hooks::Btf(TP_FORK),
         when: When::Always,
     },
     Sensor {
-        program: "sched_process_exec",
+        program: prog::SCHED_PROCESS_EXEC,
         floor: None,
-        hooks: Hooks::Btf("sched_process_exec"),
+        hooks: Hooks::Btf(TP_EXEC),
         when: When::Always,
     },
     Sensor {
-        program: "sched_process_exit",
+        program: prog::SCHED_PROCESS_EXIT,
         floor: None,
-        hooks: Hooks::Btf("sched_process_exit"),
+        hooks: Hooks::Btf(TP_EXIT),
         when: When::Always,
     },
 ];

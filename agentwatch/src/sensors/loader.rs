@@ -1,4 +1,6 @@
 //! Loading and attaching the programs, and access to the maps.
+use agentwatch_common::names::map as kmap;
+use agentwatch_common::names::program as prog;
 use agentwatch_common::{config, WatchEntry};
 use aya::{
     maps::{Array, HashMap, MapData},
@@ -105,7 +107,7 @@ impl Sensors {
         pin: Option<&std::path::Path>,
     ) -> Result<(Self, PolicyMaps), SensorError> {
         let (s, maps) = Self::load_with(HookSet::Sensors, ring_buffer_bytes, Some(capacity), pin)?;
-        let maps = maps.ok_or(SensorError::MissingMap("AGENT_POLICY"))?;
+        let maps = maps.ok_or(SensorError::MissingMap(kmap::AGENT_POLICY))?;
         Ok((s, maps))
     }
 
@@ -123,12 +125,12 @@ impl Sensors {
             nix::sys::resource::RLIM_INFINITY,
         );
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries("EVENTS", ring_buffer_bytes);
+        loader.map_max_entries(kmap::EVENTS, ring_buffer_bytes);
         if let Some(cap) = enforce {
             // Two halves (see PolicyMaps::write_dfa) per agent.
             let halves = 2 * cap.agents;
-            loader.map_max_entries("DFA_TRANS", halves.saturating_mul(cap.trans));
-            loader.map_max_entries("DFA_ACCEPT", halves.saturating_mul(cap.states));
+            loader.map_max_entries(kmap::DFA_TRANS, halves.saturating_mul(cap.trans));
+            loader.map_max_entries(kmap::DFA_ACCEPT, halves.saturating_mul(cap.states));
         }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
@@ -140,8 +142,8 @@ impl Sensors {
         let mut links: Vec<Held> = Vec::new();
 
         point_tamper_guard_here(
-            ebpf.map_mut("CONFIG")
-                .ok_or(SensorError::MissingMap("CONFIG"))?,
+            ebpf.map_mut(kmap::CONFIG)
+                .ok_or(SensorError::MissingMap(kmap::CONFIG))?,
         )?;
 
         let attached =
@@ -154,21 +156,21 @@ impl Sensors {
         let maps = match enforce {
             Some(cap) => {
                 let lsm = super::lsm::attach(&mut ebpf, &btf).map(|l| links.extend(l));
-                let id = match ebpf.map("WATCHED") {
+                let id = match ebpf.map(kmap::WATCHED) {
                     Some(aya::maps::Map::HashMap(m)) => m.info().map(|i| i.id()).ok(),
                     _ => None,
                 }
-                .ok_or(SensorError::MissingMap("WATCHED"))?;
+                .ok_or(SensorError::MissingMap(kmap::WATCHED))?;
                 Some(PolicyMaps::take(&mut ebpf, id, cap, lsm)?)
             }
             None => None,
         };
         let watched = HashMap::try_from(
-            ebpf.take_map("WATCHED")
-                .ok_or(SensorError::MissingMap("WATCHED"))?,
+            ebpf.take_map(kmap::WATCHED)
+                .ok_or(SensorError::MissingMap(kmap::WATCHED))?,
         )
         .map_err(|e| SensorError::Map {
-            map: "WATCHED",
+            map: kmap::WATCHED,
             reason: e.to_string(),
         })?;
         if let Some(dir) = pin {
@@ -205,8 +207,8 @@ impl Sensors {
     /// takes over from the one that loaded the programs).
     pub(super) fn point_tamper_guard_here(&mut self) -> Result<(), SensorError> {
         point_tamper_guard_here(
-            self.map_mut("CONFIG")
-                .ok_or(SensorError::MissingMap("CONFIG"))?,
+            self.map_mut(kmap::CONFIG)
+                .ok_or(SensorError::MissingMap(kmap::CONFIG))?,
         )
     }
 
@@ -234,7 +236,7 @@ impl Sensors {
         self.watched
             .insert(pid, WatchEntry { agent_id, flags: 0 }, 0)
             .map_err(|e| SensorError::Map {
-                map: "WATCHED",
+                map: kmap::WATCHED,
                 reason: e.to_string(),
             })?;
         // A process that exited before the entry went in (gone, or a
@@ -251,15 +253,15 @@ impl Sensors {
     /// `agent_id` (see `crate::selectors`).
     pub fn add_selector(&mut self, sel: Resolved, agent_id: u32) -> Result<(), SensorError> {
         match sel {
-            Resolved::Cgroup(id) => self.insert("CGROUP_SELECTORS", id, agent_id)?,
-            Resolved::Uid(uid) => self.insert("UID_SELECTORS", uid, agent_id)?,
-            Resolved::Exe(key) => self.insert("EXE_SELECTORS", key, agent_id)?,
+            Resolved::Cgroup(id) => self.insert(kmap::CGROUP_SELECTORS, id, agent_id)?,
+            Resolved::Uid(uid) => self.insert(kmap::UID_SELECTORS, uid, agent_id)?,
+            Resolved::Exe(key) => self.insert(kmap::EXE_SELECTORS, key, agent_id)?,
         }
         let map = self
-            .map_mut("CONFIG")
-            .ok_or(SensorError::MissingMap("CONFIG"))?;
+            .map_mut(kmap::CONFIG)
+            .ok_or(SensorError::MissingMap(kmap::CONFIG))?;
         let err = |e: aya::maps::MapError| SensorError::Map {
-            map: "CONFIG",
+            map: kmap::CONFIG,
             reason: e.to_string(),
         };
         let mut cfg: Array<_, u64> = Array::try_from(map).map_err(err)?;
@@ -270,9 +272,9 @@ impl Sensors {
     /// brought in stay watched).
     pub fn remove_selector(&mut self, sel: Resolved) -> Result<(), SensorError> {
         match sel {
-            Resolved::Cgroup(id) => self.remove::<u64>("CGROUP_SELECTORS", id),
-            Resolved::Uid(uid) => self.remove::<u32>("UID_SELECTORS", uid),
-            Resolved::Exe(key) => self.remove("EXE_SELECTORS", key),
+            Resolved::Cgroup(id) => self.remove::<u64>(kmap::CGROUP_SELECTORS, id),
+            Resolved::Uid(uid) => self.remove::<u32>(kmap::UID_SELECTORS, uid),
+            Resolved::Exe(key) => self.remove(kmap::EXE_SELECTORS, key),
         }
     }
 
@@ -315,21 +317,21 @@ impl Sensors {
 /// the watch map and pass every unwatched process at once.
 fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
     let root = super::host::cgroup2_mount().ok_or_else(|| SensorError::Attach {
-        program: "enforce_connect4".into(),
+        program: prog::ENFORCE_CONNECT4.into(),
         hook: "cgroup/connect4".into(),
         reason: "no cgroup-v2 mount found in /proc/self/mountinfo; mount cgroup2 to enforce network rules".into(),
     })?;
     let dir = std::fs::File::open(&root).map_err(|e| SensorError::Attach {
-        program: "enforce_connect4".into(),
+        program: prog::ENFORCE_CONNECT4.into(),
         hook: format!("cgroup {}", root.display()),
         reason: e.to_string(),
     })?;
     let mut links = Vec::new();
     for name in [
-        "enforce_connect4",
-        "enforce_connect6",
-        "dns_sendmsg4",
-        "dns_sendmsg6",
+        prog::ENFORCE_CONNECT4,
+        prog::ENFORCE_CONNECT6,
+        prog::DNS_SENDMSG4,
+        prog::DNS_SENDMSG6,
     ] {
         let p: &mut CgroupSockAddr = program(ebpf, name)?;
         p.load().map_err(|e| SensorError::Program {
@@ -344,7 +346,7 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
         links.push(held_fd(name, format!("cgroup {}", root.display()), link)?);
     }
     // The DNS egress hook: queries for names outside a profile are dropped.
-    let name = "dns_egress";
+    let name = prog::DNS_EGRESS;
     let p: &mut CgroupSkb = program(ebpf, name)?;
     p.load().map_err(|e| SensorError::Program {
         program: name.into(),
@@ -403,11 +405,11 @@ pub(crate) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Sens
 /// Writes this process's tgid and process group into CONFIG: the tamper
 /// programs guard them.
 fn point_tamper_guard_here(map: &mut aya::maps::Map) -> Result<(), SensorError> {
-    let mut cfg: Array<_, u64> = Array::try_from(map).map_err(map_err("CONFIG"))?;
+    let mut cfg: Array<_, u64> = Array::try_from(map).map_err(map_err(kmap::CONFIG))?;
     cfg.set(config::SELF_TGID, std::process::id() as u64, 0)
-        .map_err(map_err("CONFIG"))?;
+        .map_err(map_err(kmap::CONFIG))?;
     cfg.set(config::SELF_PGID, nix::unistd::getpgrp().as_raw() as u64, 0)
-        .map_err(map_err("CONFIG"))
+        .map_err(map_err(kmap::CONFIG))
 }
 
 /// Whether `pid` runs (exists and is not a zombie).

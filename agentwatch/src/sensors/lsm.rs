@@ -1,5 +1,6 @@
 //! Attaching the BPF LSM tier (`agentwatch-ebpf/src/lsm.rs`): all hooks
 //! or none, so a file call is never half covered.
+use agentwatch_common::names::program as prog;
 use aya::{
     programs::{links::FdLink, Lsm},
     Btf, Ebpf,
@@ -10,15 +11,15 @@ use tracing::{debug, info};
 
 /// Program name and the LSM hook it goes on.
 pub const PROGRAMS: [(&str, &str); 9] = [
-    ("deny_file_open", "file_open"),
-    ("deny_path_mknod", "path_mknod"),
-    ("deny_path_unlink", "path_unlink"),
-    ("deny_path_rmdir", "path_rmdir"),
-    ("deny_path_rename", "path_rename"),
-    ("deny_path_link", "path_link"),
-    ("deny_path_chmod", "path_chmod"),
-    ("deny_path_chown", "path_chown"),
-    ("deny_bprm_check", "bprm_check_security"),
+    (prog::DENY_FILE_OPEN, "file_open"),
+    (prog::DENY_PATH_MKNOD, "path_mknod"),
+    (prog::DENY_PATH_UNLINK, "path_unlink"),
+    (prog::DENY_PATH_RMDIR, "path_rmdir"),
+    (prog::DENY_PATH_RENAME, "path_rename"),
+    (prog::DENY_PATH_LINK, "path_link"),
+    (prog::DENY_PATH_CHMOD, "path_chmod"),
+    (prog::DENY_PATH_CHOWN, "path_chown"),
+    (prog::DENY_BPRM_CHECK, "bprm_check_security"),
 ];
 
 /// Loads and attaches every LSM program. On the first refusal the ones

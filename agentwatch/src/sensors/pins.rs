@@ -4,6 +4,7 @@
 //! denying in the kernel; a restarted daemon adopts them (`adopt`) instead
 //! of loading a second copy. Removing the directory (`remove`) detaches
 //! everything.
+use agentwatch_common::names::map as kmap;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -150,10 +151,10 @@ pub fn adopt(
     }
     let policy = PolicyMaps::open_with(|name| open(&dir.join("maps").join(name)), capacity, lsm)?;
     let watched = HashMap::try_from(
-        maps.remove("WATCHED")
-            .ok_or(SensorError::MissingMap("WATCHED"))?,
+        maps.remove(kmap::WATCHED)
+            .ok_or(SensorError::MissingMap(kmap::WATCHED))?,
     )
-    .map_err(|e| pin_err("WATCHED".into())(e.to_string()))?;
+    .map_err(|e| pin_err(kmap::WATCHED.into())(e.to_string()))?;
     let mut s = Sensors::adopted(maps, links, watched);
     s.point_tamper_guard_here()?;
     Ok((s, policy))

@@ -1,6 +1,7 @@
 //! The enforcement maps as userspace writes them: per-agent policy, the
 //! path automaton, endpoint allow tries, pause flags, and the kernel's
 //! decision counters. One handle, movable to the thread that enforces.
+use agentwatch_common::names::map as kmap;
 use agentwatch_common::{
     policy::{
         class, decided, epoch, flags as policy_flags, paused as policy_paused, AgentPolicy,
@@ -73,19 +74,19 @@ pub struct PolicyMaps {
 
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
 const MAPS: [(&str, MapKind); 13] = [
-    ("AGENT_POLICY", MapKind::Array),
-    ("AGENT_STATE", MapKind::Array),
-    ("AGENT_PAUSED", MapKind::Array),
-    ("DFA_CLASS", MapKind::Array),
-    ("DFA_TRANS", MapKind::Array),
-    ("DFA_ACCEPT", MapKind::Array),
-    ("NET_PORT", MapKind::LpmTrie),
-    ("NET_ANY_PORT", MapKind::LpmTrie),
-    ("DECIDED", MapKind::PerCpuArray),
-    ("WATCHED", MapKind::HashMap),
-    ("EPOCHS", MapKind::Array),
-    ("WRITTEN", MapKind::LruHashMap),
-    ("DNS_ALLOW", MapKind::HashMap),
+    (kmap::AGENT_POLICY, MapKind::Array),
+    (kmap::AGENT_STATE, MapKind::Array),
+    (kmap::AGENT_PAUSED, MapKind::Array),
+    (kmap::DFA_CLASS, MapKind::Array),
+    (kmap::DFA_TRANS, MapKind::Array),
+    (kmap::DFA_ACCEPT, MapKind::Array),
+    (kmap::NET_PORT, MapKind::LpmTrie),
+    (kmap::NET_ANY_PORT, MapKind::LpmTrie),
+    (kmap::DECIDED, MapKind::PerCpuArray),
+    (kmap::WATCHED, MapKind::HashMap),
+    (kmap::EPOCHS, MapKind::Array),
+    (kmap::WRITTEN, MapKind::LruHashMap),
+    (kmap::DNS_ALLOW, MapKind::HashMap),
 ];
 
 #[derive(Clone, Copy)]
@@ -160,7 +161,7 @@ impl PolicyMaps {
         lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
         let opened = Opened::open(|name| {
-            if name == "WATCHED" {
+            if name == kmap::WATCHED {
                 // The sensors keep their own handle to WATCHED.
                 return MapData::from_id(watched_id).map_err(map_err(name));
             }
@@ -188,19 +189,19 @@ impl PolicyMaps {
     ) -> Result<Self, SensorError> {
         let ids = o.0.iter().map(|(n, (_, id))| (*n, *id)).collect();
         Ok(Self {
-            policy: o.get("AGENT_POLICY")?,
-            state: o.get("AGENT_STATE")?,
-            paused: o.get("AGENT_PAUSED")?,
-            class: o.get("DFA_CLASS")?,
-            trans: o.get("DFA_TRANS")?,
-            accept: o.get("DFA_ACCEPT")?,
-            net_port: o.get("NET_PORT")?,
-            net_any: o.get("NET_ANY_PORT")?,
-            decided: o.get("DECIDED")?,
-            watched: o.get("WATCHED")?,
-            epochs: o.get("EPOCHS")?,
-            written: o.get("WRITTEN")?,
-            dns_allow: o.get("DNS_ALLOW")?,
+            policy: o.get(kmap::AGENT_POLICY)?,
+            state: o.get(kmap::AGENT_STATE)?,
+            paused: o.get(kmap::AGENT_PAUSED)?,
+            class: o.get(kmap::DFA_CLASS)?,
+            trans: o.get(kmap::DFA_TRANS)?,
+            accept: o.get(kmap::DFA_ACCEPT)?,
+            net_port: o.get(kmap::NET_PORT)?,
+            net_any: o.get(kmap::NET_ANY_PORT)?,
+            decided: o.get(kmap::DECIDED)?,
+            watched: o.get(kmap::WATCHED)?,
+            epochs: o.get(kmap::EPOCHS)?,
+            written: o.get(kmap::WRITTEN)?,
+            dns_allow: o.get(kmap::DNS_ALLOW)?,
             capacity,
             lsm,
             ids,
@@ -231,12 +232,12 @@ impl PolicyMaps {
     ) -> Result<crate::profile::matcher::WrittenOracle, SensorError> {
         let id = self
             .ids
-            .get("WRITTEN")
+            .get(kmap::WRITTEN)
             .copied()
-            .ok_or(SensorError::MissingMap("WRITTEN"))?;
-        let d = MapData::from_id(id).map_err(map_err("WRITTEN"))?;
+            .ok_or(SensorError::MissingMap(kmap::WRITTEN))?;
+        let d = MapData::from_id(id).map_err(map_err(kmap::WRITTEN))?;
         let map: HashMap<MapData, InodeKey, u32> =
-            HashMap::try_from(Map::LruHashMap(d)).map_err(map_err("WRITTEN"))?;
+            HashMap::try_from(Map::LruHashMap(d)).map_err(map_err(kmap::WRITTEN))?;
         Ok(Box::new(move |path: &str| {
             use std::os::unix::fs::MetadataExt as _;
             let Ok(m) = std::fs::metadata(path) else {
@@ -265,7 +266,7 @@ impl PolicyMaps {
     pub fn clear_agent(&mut self, agent: u32) -> Result<(), SensorError> {
         self.policy
             .set(agent, AgentPolicy::default(), 0)
-            .map_err(map_err("AGENT_POLICY"))?;
+            .map_err(map_err(kmap::AGENT_POLICY))?;
         // No epoch change: an inactive agent's opens are not judged, and
         // the next policy written for this slot changes it.
         self.set_paused(agent, false)?;
@@ -277,7 +278,7 @@ impl PolicyMaps {
         for k in keys {
             self.dns_allow
                 .insert(k, 1, 0)
-                .map_err(map_err("DNS_ALLOW"))?;
+                .map_err(map_err(kmap::DNS_ALLOW))?;
         }
         Ok(())
     }
@@ -293,12 +294,14 @@ impl PolicyMaps {
             .filter(|k| k.agent == agent)
             .collect();
         for k in names {
-            self.dns_allow.remove(&k).map_err(map_err("DNS_ALLOW"))?;
+            self.dns_allow
+                .remove(&k)
+                .map_err(map_err(kmap::DNS_ALLOW))?;
         }
         let mine = |k: &Key<[u8; NET_KEY_DATA]>| k.data()[0..4] == agent.to_be_bytes();
         for (map, name) in [
-            (&mut self.net_port, "NET_PORT"),
-            (&mut self.net_any, "NET_ANY_PORT"),
+            (&mut self.net_port, kmap::NET_PORT),
+            (&mut self.net_any, kmap::NET_ANY_PORT),
         ] {
             let keys: Vec<_> = map.keys().filter_map(Result::ok).filter(mine).collect();
             for k in keys {
@@ -315,7 +318,7 @@ impl PolicyMaps {
         let cap = self.capacity;
         if agent >= cap.agents {
             return Err(SensorError::Map {
-                map: "DFA_TRANS",
+                map: kmap::DFA_TRANS,
                 reason: format!(
                     "agent id {agent}: the automaton maps have room for {} agent(s); restart to resize",
                     cap.agents
@@ -324,7 +327,7 @@ impl PolicyMaps {
         }
         if dfa.trans.len() as u64 > cap.trans as u64 || dfa.states() as u64 > cap.states as u64 {
             return Err(SensorError::Map {
-                map: "DFA_TRANS",
+                map: kmap::DFA_TRANS,
                 reason: format!(
                     "the path automaton grew to {} states, past the {} the maps were sized for; restart `agentwatch run` to resize",
                     dfa.states(),
@@ -351,17 +354,17 @@ impl PolicyMaps {
         for (b, c) in dfa.classes.iter().enumerate() {
             self.class
                 .set(class_base + b as u32, *c, 0)
-                .map_err(map_err("DFA_CLASS"))?;
+                .map_err(map_err(kmap::DFA_CLASS))?;
         }
         for (i, t) in dfa.trans.iter().enumerate() {
             self.trans
                 .set(trans_base + i as u32, *t, 0)
-                .map_err(map_err("DFA_TRANS"))?;
+                .map_err(map_err(kmap::DFA_TRANS))?;
         }
         for (i, a) in dfa.accept.iter().enumerate() {
             self.accept
                 .set(accept_base + i as u32, *a, 0)
-                .map_err(map_err("DFA_ACCEPT"))?;
+                .map_err(map_err(kmap::DFA_ACCEPT))?;
         }
         Ok((trans_base, accept_base, class_base))
     }
@@ -375,7 +378,7 @@ impl PolicyMaps {
         }
         self.policy
             .set(agent, p, 0)
-            .map_err(map_err("AGENT_POLICY"))?;
+            .map_err(map_err(kmap::AGENT_POLICY))?;
         self.policy_changed()
     }
 
@@ -394,7 +397,7 @@ impl PolicyMaps {
         });
         self.epochs
             .set(epoch::POLICY, next, 0)
-            .map_err(map_err("EPOCHS"))
+            .map_err(map_err(kmap::EPOCHS))
     }
 
     /// Ok when denied file calls and execs fail with EPERM (BPF LSM); else
@@ -404,14 +407,16 @@ impl PolicyMaps {
     }
 
     pub fn policy(&self, agent: u32) -> Result<AgentPolicy, SensorError> {
-        self.policy.get(&agent, 0).map_err(map_err("AGENT_POLICY"))
+        self.policy
+            .get(&agent, 0)
+            .map_err(map_err(kmap::AGENT_POLICY))
     }
 
     /// Forgets rate windows and the secret-read mark (a fresh run).
     pub fn reset_state(&mut self, agent: u32) -> Result<(), SensorError> {
         self.state
             .set(agent, AgentState::default(), 0)
-            .map_err(map_err("AGENT_STATE"))
+            .map_err(map_err(kmap::AGENT_STATE))
     }
 
     pub fn set_paused(&mut self, agent: u32, paused: bool) -> Result<(), SensorError> {
@@ -422,7 +427,7 @@ impl PolicyMaps {
         };
         self.paused
             .set(agent, v, 0)
-            .map_err(map_err("AGENT_PAUSED"))
+            .map_err(map_err(kmap::AGENT_PAUSED))
     }
 
     pub fn paused(&self, agent: u32) -> bool {
@@ -440,9 +445,9 @@ impl PolicyMaps {
     ) -> Result<(), SensorError> {
         let k = Key::new(key.prefix_len, key.data);
         let (map, name) = if any_port {
-            (&mut self.net_any, "NET_ANY_PORT")
+            (&mut self.net_any, kmap::NET_ANY_PORT)
         } else {
-            (&mut self.net_port, "NET_PORT")
+            (&mut self.net_port, kmap::NET_PORT)
         };
         let mut v = agentwatch_common::policy::endpoint::ALLOWED;
         if model {

@@ -1,5 +1,7 @@
 //! Feature probes for `agentwatch doctor`: load (never attach) the probe
 //! programs in the object and report what the kernel says.
+use agentwatch_common::names::map as kmap;
+use agentwatch_common::names::program as prog;
 use aya::{
     programs::{BtfTracePoint, CgroupSockAddr, FEntry, Lsm, TracePoint},
     Btf, EbpfLoader,
@@ -18,7 +20,7 @@ pub struct ProbeResult {
 /// created here, so this also probes ring buffer support).
 pub fn probe_programs() -> Result<Vec<ProbeResult>, String> {
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries("EVENTS", 4096 * 16)
+        .map_max_entries(kmap::EVENTS, 4096 * 16)
         .load(EBPF_OBJECT)
         .map_err(|e| format!("{e:#}"))?;
     let btf = Btf::from_sys_fs().map_err(|e| format!("{e:#}"));
@@ -43,29 +45,29 @@ pub fn probe_programs() -> Result<Vec<ProbeResult>, String> {
             .to_string()
     }
     let btf_ref = btf.as_ref().map_err(Clone::clone);
-    run("sys_enter", &mut |p| {
+    run(prog::SYS_ENTER, &mut |p| {
         let tp: &mut TracePoint = p.try_into().map_err(e)?;
         tp.load().map_err(e)
     });
-    run("probe_send_signal", &mut |p| {
+    run(prog::PROBE_SEND_SIGNAL, &mut |p| {
         let tp: &mut TracePoint = p.try_into().map_err(e)?;
         tp.load().map_err(e)
     });
-    run("sched_process_exec", &mut |p| {
+    run(prog::SCHED_PROCESS_EXEC, &mut |p| {
         let btf = btf_ref.clone()?;
         let tp: &mut BtfTracePoint = p.try_into().map_err(e)?;
         tp.load("sched_process_exec", btf).map_err(e)
     });
-    run("probe_connect4", &mut |p| {
+    run(prog::PROBE_CONNECT4, &mut |p| {
         let cg: &mut CgroupSockAddr = p.try_into().map_err(e)?;
         cg.load().map_err(e)
     });
-    run("probe_lsm", &mut |p| {
+    run(prog::PROBE_LSM, &mut |p| {
         let btf = btf_ref.clone()?;
         let lsm: &mut Lsm = p.try_into().map_err(e)?;
         lsm.load("file_open", btf).map_err(e)
     });
-    run("probe_fentry", &mut |p| {
+    run(prog::PROBE_FENTRY, &mut |p| {
         let btf = btf_ref.clone()?;
         let f: &mut FEntry = p.try_into().map_err(e)?;
         f.load("do_unlinkat", btf).map_err(e)

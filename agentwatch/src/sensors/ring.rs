@@ -1,5 +1,6 @@
 //! The kernel's side of the pipeline's source: the ring buffer, the flag
 //! that says whether its reader sleeps, and the loss counters.
+use agentwatch_common::names::map as kmap;
 use agentwatch_common::{loss, WAKE_RECORD_LEN};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 
@@ -63,11 +64,11 @@ impl Sensors {
     /// Takes the ring buffer (once) for the pipeline's source stage.
     pub fn take_ring_buffer(&mut self) -> Result<EventRing, SensorError> {
         let map = self
-            .take_map("EVENTS")
-            .ok_or(SensorError::MissingMap("EVENTS"))?;
-        let ring = RingBuf::try_from(map).map_err(map_err("EVENTS"))?;
-        let asleep = match self.take_map("READER_ASLEEP") {
-            Some(m) => Some(Array::try_from(m).map_err(map_err("READER_ASLEEP"))?),
+            .take_map(kmap::EVENTS)
+            .ok_or(SensorError::MissingMap(kmap::EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(map_err(kmap::EVENTS))?;
+        let asleep = match self.take_map(kmap::READER_ASLEEP) {
+            Some(m) => Some(Array::try_from(m).map_err(map_err(kmap::READER_ASLEEP))?),
             None => None,
         };
         Ok(EventRing { ring, asleep })
@@ -76,9 +77,9 @@ impl Sensors {
     /// Takes the loss counters (once) for the pipeline's source stage.
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, SensorError> {
         let map = self
-            .take_map("LOSS")
-            .ok_or(SensorError::MissingMap("LOSS"))?;
-        let map = PerCpuArray::try_from(map).map_err(map_err("LOSS"))?;
+            .take_map(kmap::LOSS)
+            .ok_or(SensorError::MissingMap(kmap::LOSS))?;
+        let map = PerCpuArray::try_from(map).map_err(map_err(kmap::LOSS))?;
         Ok(LossCounters { map })
     }
 }

@@ -7,6 +7,7 @@ use crate::{
         anchors::Anchors,
         matcher::Finding,
         observe::{self, Obs, Peer},
+        rule::Rule,
         Class, NetRule,
     },
 };
@@ -15,14 +16,14 @@ use crate::{
 /// names the same rule (the kernel's `file` is the matcher's `file/...`),
 /// else the kernel's rule with what the matcher saw.
 pub(super) fn explain(
-    kernel_rule: &str,
+    kernel_rule: Rule,
     findings: &[Finding],
     ev: &Event,
     anchors: &Anchors,
 ) -> Finding {
     let same = |f: &&Finding| {
         f.rule == kernel_rule
-            || (!kernel_rule.contains('/') && f.rule.starts_with(&format!("{kernel_rule}/")))
+            || (matches!(kernel_rule, Rule::Kernel(_)) && f.rule.family() == kernel_rule.name())
     };
     if let Some(f) = findings.iter().find(same) {
         return f.clone();
@@ -32,19 +33,17 @@ pub(super) fn explain(
         Some(f) => (f.class, f.what.clone()),
         None => (Class::File, describe(ev, anchors)),
     };
-    let class = match kernel_rule {
-        "guardrail/exfiltrate" => Class::Network,
-        r if r.starts_with("rate/") => rate_class(r).unwrap_or(class),
-        _ => class,
-    };
-    let reason = match kernel_rule {
-        "guardrail/exfiltrate" => "a connect outside the profile after the agent read a secret",
-        "guardrail/tamper" => "aimed at agentwatch itself",
-        r if r.starts_with("rate/") => "over the profile's per-minute budget",
-        _ => "decided in the kernel",
+    let (class, reason) = match kernel_rule {
+        Rule::GuardExfiltrate => (
+            Class::Network,
+            "a connect outside the profile after the agent read a secret",
+        ),
+        Rule::GuardTamper => (class, "aimed at agentwatch itself"),
+        Rule::Rate(c) => (c, "over the profile's per-minute budget"),
+        _ => (class, "decided in the kernel"),
     };
     Finding {
-        rule: kernel_rule.to_string(),
+        rule: kernel_rule,
         class,
         what,
         reason: reason.into(),
@@ -71,11 +70,6 @@ fn describe(ev: &Event, anchors: &Anchors) -> String {
         Some(Obs::Dns { name }) => format!("resolve {name}"),
         _ => crate::sinks::human_line(ev),
     }
-}
-
-fn rate_class(rule: &str) -> Option<Class> {
-    let name = rule.strip_prefix("rate/")?;
-    Class::ALL.into_iter().find(|c| c.name() == name)
 }
 
 /// The profile entry that would have allowed `ev`'s `class` observation.

@@ -34,7 +34,7 @@ impl AgentEnforcer {
                 comm: String::new(),
                 exe: None,
                 ancestry: Vec::new(),
-                rule: "paused/unexplained".into(),
+                rule: crate::profile::rule::Rule::PausedUnexplained.name().into_owned(),
                 what: format!("{} process(es) paused", pids.len()),
                 reason: "the agent was paused while agentwatch was restarting and the request that paused it was not saved; see the audit log".into(),
                 evidence: serde_json::Value::Null,

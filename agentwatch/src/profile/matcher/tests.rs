@@ -100,7 +100,10 @@ fn matcher() -> Matcher {
 }
 
 fn rules(m: &mut Matcher, e: &Event) -> Vec<String> {
-    m.check(e).into_iter().map(|f| f.rule).collect::<Vec<_>>()
+    m.check(e)
+        .into_iter()
+        .map(|f| f.rule.name().into_owned())
+        .collect::<Vec<_>>()
 }
 
 #[test]
@@ -208,7 +211,7 @@ fn dns_exec_and_rates() {
 
 #[test]
 fn cidr_matching() {
-    let a = |s: &str| s.parse::<IpAddr>().unwrap();
+    let a = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert!(address_matches("10.0.0.0/8", a("10.200.1.1")));
     assert!(!address_matches("10.0.0.0/8", a("11.0.0.1")));
     assert!(address_matches("0.0.0.0/0", a("1.2.3.4")));

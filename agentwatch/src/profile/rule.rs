@@ -1,0 +1,228 @@
+//! A finding's rule, typed. Its name (`guardrail/secrets`, `rate/file`)
+//! is what alerts, the audit log and the feeds carry; its kernel code
+//! (`policy::rule`) is what the kernel reports for the same violation, so
+//! both sides choose the action with one function (`policy::wanted`).
+use std::borrow::Cow;
+
+use agentwatch_common::policy::{rate_class, rate_rule, rule};
+use serde::{Serialize, Serializer};
+
+use super::Class;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    GuardSecrets,
+    GuardPersistence,
+    GuardAgentwatch,
+    /// Setuid/setgid bits or file capabilities set.
+    GuardPrivilege,
+    /// A signal, ptrace or bpf() aimed at agentwatch.
+    GuardTamper,
+    /// A secret on its way out.
+    GuardExfiltrate,
+    ExecUnknown,
+    /// A listed path whose binary is not one the profile lists.
+    ExecHash,
+    /// Running what the agent wrote.
+    ExecWritten,
+    /// No file rule covers the path.
+    FileUnknown,
+    /// A rule covers the path, not this access.
+    FileAccess,
+    NetworkUnknown,
+    DnsUnknown,
+    /// Over the class's per-minute budget.
+    Rate(Class),
+    /// A paused agent with no request that explains it (a restart).
+    PausedUnexplained,
+    /// A kernel decision no finding explains, by the kernel's code.
+    Kernel(u8),
+}
+
+impl Rule {
+    /// The rule of a guardrail category (`secrets`, `persistence`,
+    /// `agentwatch`); a category a configuration added holds as secrets do.
+    pub fn guardrail(category: &str) -> Rule {
+        match category {
+            "persistence" => Rule::GuardPersistence,
+            "agentwatch" => Rule::GuardAgentwatch,
+            "privilege" => Rule::GuardPrivilege,
+            _ => Rule::GuardSecrets,
+        }
+    }
+
+    /// The rule the kernel's code names.
+    pub fn from_kernel(code: u8) -> Rule {
+        match code {
+            rule::GUARD_SECRETS => Rule::GuardSecrets,
+            rule::GUARD_PERSISTENCE => Rule::GuardPersistence,
+            rule::GUARD_AGENTWATCH => Rule::GuardAgentwatch,
+            rule::GUARD_PRIVILEGE => Rule::GuardPrivilege,
+            rule::TAMPER => Rule::GuardTamper,
+            rule::EXFILTRATE => Rule::GuardExfiltrate,
+            rule::EXEC_WRITTEN => Rule::ExecWritten,
+            rule::EXEC_HASH => Rule::ExecHash,
+            c => match rate_class(c).and_then(Class::from_kernel_index) {
+                Some(class) => Rule::Rate(class),
+                None => Rule::Kernel(c),
+            },
+        }
+    }
+
+    /// The kernel's code for it: a finding's family (`file/...` is
+    /// `FILE`) for the profile's rules.
+    pub fn kernel_code(self) -> u8 {
+        match self {
+            Rule::GuardSecrets => rule::GUARD_SECRETS,
+            Rule::GuardPersistence => rule::GUARD_PERSISTENCE,
+            Rule::GuardAgentwatch => rule::GUARD_AGENTWATCH,
+            Rule::GuardPrivilege => rule::GUARD_PRIVILEGE,
+            Rule::GuardTamper => rule::TAMPER,
+            Rule::GuardExfiltrate => rule::EXFILTRATE,
+            Rule::ExecWritten => rule::EXEC_WRITTEN,
+            Rule::ExecUnknown | Rule::ExecHash => rule::EXEC,
+            Rule::FileUnknown | Rule::FileAccess => rule::FILE,
+            Rule::NetworkUnknown => rule::NETWORK,
+            Rule::DnsUnknown => rule::DNS,
+            Rule::Rate(c) => rate_rule(c.kernel_index()),
+            Rule::PausedUnexplained => rule::NONE,
+            Rule::Kernel(c) => c,
+        }
+    }
+
+    /// Holds in every mode, whatever the profile says.
+    pub fn hard(self) -> bool {
+        agentwatch_common::policy::hard_rule(self.kernel_code())
+    }
+
+    pub fn is_rate(self) -> bool {
+        matches!(self, Rule::Rate(_))
+    }
+
+    /// Its name, as alerts carry it.
+    pub fn name(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Rule::GuardSecrets => "guardrail/secrets",
+            Rule::GuardPersistence => "guardrail/persistence",
+            Rule::GuardAgentwatch => "guardrail/agentwatch",
+            Rule::GuardPrivilege => "guardrail/privilege",
+            Rule::GuardTamper => "guardrail/tamper",
+            Rule::GuardExfiltrate => "guardrail/exfiltrate",
+            Rule::ExecUnknown => "exec/unknown",
+            Rule::ExecHash => "exec/hash",
+            Rule::ExecWritten => "exec/written",
+            Rule::FileUnknown => "file/unknown",
+            Rule::FileAccess => "file/access",
+            Rule::NetworkUnknown => "network/unknown",
+            Rule::DnsUnknown => "dns/unknown",
+            Rule::Rate(c) => return Cow::Owned(format!("rate/{}", c.name())),
+            Rule::PausedUnexplained => "paused/unexplained",
+            Rule::Kernel(c) => kernel_name(c),
+        })
+    }
+
+    /// The part of its name before the `/` (`file` for `file/unknown`).
+    pub fn family(self) -> Cow<'static, str> {
+        match self.name() {
+            Cow::Borrowed(n) => Cow::Borrowed(n.split('/').next().unwrap_or(n)),
+            Cow::Owned(n) => Cow::Owned(n.split('/').next().unwrap_or(&n).to_string()),
+        }
+    }
+
+    /// The rule a name says, if it is one.
+    pub fn from_name(name: &str) -> Option<Rule> {
+        let all = [
+            Rule::GuardSecrets,
+            Rule::GuardPersistence,
+            Rule::GuardAgentwatch,
+            Rule::GuardPrivilege,
+            Rule::GuardTamper,
+            Rule::GuardExfiltrate,
+            Rule::ExecUnknown,
+            Rule::ExecHash,
+            Rule::ExecWritten,
+            Rule::FileUnknown,
+            Rule::FileAccess,
+            Rule::NetworkUnknown,
+            Rule::DnsUnknown,
+            Rule::PausedUnexplained,
+        ];
+        if let Some(r) = all.into_iter().find(|r| r.name() == name) {
+            return Some(r);
+        }
+        if let Some(c) = name.strip_prefix("rate/") {
+            return Class::ALL
+                .into_iter()
+                .find(|k| k.name() == c)
+                .map(Rule::Rate);
+        }
+        (0..=u8::MAX)
+            .map(Rule::Kernel)
+            .find(|r| r.name() == name && name != "none")
+    }
+}
+
+/// Names of the kernel's codes that no finding has.
+fn kernel_name(code: u8) -> &'static str {
+    match code {
+        rule::FILE => "file",
+        rule::EXEC => "exec",
+        rule::NETWORK => "network",
+        rule::DNS => "dns",
+        rule::INTERP => "interp",
+        rule::TERRITORY => "territory",
+        rule::TAINT => "taint",
+        rule::PATH => "path",
+        rule::DNS_ANSWER => "dns_answer",
+        rule::SOCKET => "socket",
+        _ => "none",
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.name())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl PartialEq<&str> for Rule {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_back_and_kernel_codes_round_trip() {
+        for r in [
+            Rule::GuardSecrets,
+            Rule::GuardTamper,
+            Rule::ExecWritten,
+            Rule::FileAccess,
+            Rule::Rate(Class::Delete),
+            Rule::Kernel(rule::SOCKET),
+        ] {
+            assert_eq!(Rule::from_name(&r.name()), Some(r), "{r}");
+        }
+        for code in 0..=u8::MAX {
+            let r = Rule::from_kernel(code);
+            // Only exec/hash is a question in the kernel and an exec
+            // violation in a finding.
+            if code != rule::EXEC_HASH {
+                assert_eq!(r.kernel_code(), code, "{r}");
+            }
+        }
+        assert_eq!(format!("{:<12}|", Rule::FileUnknown), "file/unknown|");
+        assert_eq!(Rule::Rate(Class::File).family(), "rate");
+        assert_eq!(Rule::from_name("nonsense"), None);
+    }
+}
