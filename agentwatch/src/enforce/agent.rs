@@ -452,6 +452,28 @@ impl AgentEnforcer {
         self.alert(ev, &f, act.name(), DecidedBy::Userspace, approval);
     }
 
+    /// Stops every process of the agent. A process may be forking as the
+    /// sweep passes: its child joins the watch map during the fork, so
+    /// the sweep repeats until a pass finds no process it has not stopped
+    /// (a stopped process forks no more). Returns how many it stopped.
+    fn stop_tree(&self) -> usize {
+        let mut stopped = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let new: Vec<u32> = self
+                .maps
+                .pids(self.agent_id)
+                .into_iter()
+                .filter(|p| !stopped.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            tree::stop(&new);
+            stopped.extend(new);
+        }
+        stopped.len()
+    }
+
     fn release(&mut self, pid: u32) {
         if !self.maps.paused(self.agent_id) {
             tree::resume(&[pid]);
@@ -462,7 +484,7 @@ impl AgentEnforcer {
     /// Makes sure the whole tree is stopped and opens an approval request.
     fn pause_for(&mut self, ev: &Event, f: &Finding) -> String {
         let _ = self.maps.set_paused(self.agent_id, true);
-        tree::stop(&self.maps.pids(self.agent_id));
+        self.stop_tree();
         // Learning never allows a hard rule's subject.
         let learn = if f.hard() {
             None

@@ -173,7 +173,7 @@ impl AgentEnforcer {
     /// The kill switch.
     pub fn pause(&mut self) -> String {
         let _ = self.maps.set_paused(self.agent_id, true);
-        let n = tree::stop(&self.maps.pids(self.agent_id));
+        let n = self.stop_tree();
         format!("paused {}: {n} process(es) stopped", self.agent)
     }
 
