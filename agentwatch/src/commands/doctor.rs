@@ -170,44 +170,7 @@ fn build() -> Report {
             },
         ),
     ];
-    let sensors = vec![
-        Sensor {
-            sensor: "exec",
-            hook: "tp_btf/sched_process_exec",
-            ok: btf_tp_ok,
-            needs: "tp_btf, BTF",
-        },
-        Sensor {
-            sensor: "fork",
-            hook: "tp_btf/sched_process_fork",
-            ok: btf_tp_ok,
-            needs: "tp_btf, BTF",
-        },
-        Sensor {
-            sensor: "exit",
-            hook: "tp_btf/sched_process_exit",
-            ok: btf_tp_ok,
-            needs: "tp_btf, BTF",
-        },
-        Sensor {
-            sensor: "file",
-            hook: "syscalls/sys_{enter,exit}_{open*,creat,unlink*,rmdir,rename*,*chmod*,*chown*,execve*}",
-            ok: syscall_ok && layout.is_ok(),
-            needs: "syscall tracepoints, bpf_loop (5.17+)",
-        },
-        Sensor {
-            sensor: "network",
-            hook: "syscalls/sys_{enter,exit}_{connect,bind,listen,accept,accept4}",
-            ok: syscall_ok && layout.is_ok(),
-            needs: "syscall tracepoints",
-        },
-        Sensor {
-            sensor: "dns",
-            hook: "syscalls/sys_enter_{sendto,sendmsg,sendmmsg,write,writev}",
-            ok: syscall_ok && layout.is_ok(),
-            needs: "syscall tracepoints",
-        },
-    ];
+    let sensors = sensors(btf_tp_ok, syscall_ok && layout.is_ok());
     let lsm_available = bpf_in_lsm && lsm_ok;
     let lsm_why_not = if lsm_available {
         "BPF LSM programs load".to_string()
@@ -219,30 +182,94 @@ fn build() -> Report {
     } else {
         format!("the kernel refuses BPF LSM programs: {lsm_why}")
     };
+    let tiers = tiers(
+        (lsm_available, lsm_why_not),
+        (
+            sockaddr_ok && cgroup2.is_some(),
+            if cgroup2.is_none() {
+                "no cgroup v2 mount".into()
+            } else {
+                sockaddr_why
+            },
+        ),
+        (signal_ok, signal_why),
+    );
+    let ready = root && btf && layout.is_ok() && syscall_ok && btf_tp_ok;
+    Report {
+        kernel,
+        features,
+        sensors,
+        enforcement: tiers,
+        ready,
+    }
+}
+
+/// The sensors and whether they load here: the sched hooks need tp_btf,
+/// the syscall sensors the tracepoints as compiled and bpf_loop.
+fn sensors(btf_tp: bool, syscalls: bool) -> Vec<Sensor> {
+    vec![
+        Sensor {
+            sensor: "exec",
+            hook: "tp_btf/sched_process_exec",
+            ok: btf_tp,
+            needs: "tp_btf, BTF",
+        },
+        Sensor {
+            sensor: "fork",
+            hook: "tp_btf/sched_process_fork",
+            ok: btf_tp,
+            needs: "tp_btf, BTF",
+        },
+        Sensor {
+            sensor: "exit",
+            hook: "tp_btf/sched_process_exit",
+            ok: btf_tp,
+            needs: "tp_btf, BTF",
+        },
+        Sensor {
+            sensor: "file",
+            hook: "syscalls/sys_{enter,exit}_{open*,creat,unlink*,rmdir,rename*,*chmod*,*chown*,execve*}",
+            ok: syscalls,
+            needs: "syscall tracepoints, bpf_loop (5.17+)",
+        },
+        Sensor {
+            sensor: "network",
+            hook: "syscalls/sys_{enter,exit}_{connect,bind,listen,accept,accept4}",
+            ok: syscalls,
+            needs: "syscall tracepoints",
+        },
+        Sensor {
+            sensor: "dns",
+            hook: "syscalls/sys_enter_{sendto,sendmsg,sendmmsg,write,writev}",
+            ok: syscalls,
+            needs: "syscall tracepoints",
+        },
+    ]
+}
+
+/// The enforcement tiers (whether each is available here, and why), and
+/// each class under the strongest tier `agentwatch run` uses for it.
+fn tiers(lsm: (bool, String), sockaddr: (bool, String), signal: (bool, String)) -> Vec<Tier> {
     let mut tiers = vec![
         Tier {
             tier: 1,
             name: "bpf_lsm",
-            available: lsm_available,
-            why: lsm_why_not,
+            available: lsm.0,
+            why: lsm.1,
             classes: vec![],
         },
         Tier {
             tier: 2,
             name: "cgroup_sock_addr",
-            available: sockaddr_ok && cgroup2.is_some(),
-            why: if cgroup2.is_none() {
-                "no cgroup v2 mount".into()
-            } else {
-                sockaddr_why
-            },
+            available: sockaddr.0,
+            why: sockaddr.1,
             classes: vec![],
         },
         Tier {
             tier: 3,
             name: "syscall_tracepoint_send_signal",
-            available: signal_ok,
-            why: signal_why,
+            available: signal.0,
+            why: signal.1,
             classes: vec![],
         },
         Tier {
@@ -270,14 +297,7 @@ fn build() -> Report {
             t.classes.push(class);
         }
     }
-    let ready = root && btf && layout.is_ok() && syscall_ok && btf_tp_ok;
-    Report {
-        kernel,
-        features,
-        sensors,
-        enforcement: tiers,
-        ready,
-    }
+    tiers
 }
 
 pub fn run(json: bool) -> anyhow::Result<i32> {

@@ -38,17 +38,7 @@ fn agent(
 ) -> Option<AgentConfig> {
     let d = a.get_ref();
     let name = d.name.get_ref().clone();
-    let name_ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !name.starts_with('.');
-    if !name_ok {
-        p.at(
-            Some(d.name.span()),
-            format!("agent name {name:?}: use letters, digits, '-', '_' and '.' (it names the control socket and approval ids)"),
-        );
-    }
+    check_name(p, &d.name);
     let pods =
         crate::daemon::k8s_config::pods(p, d.select.get_ref().kubernetes.as_ref(), &name, have_api);
     let selectors = selectors(p, &d.select, &name, claimed);
@@ -98,29 +88,7 @@ fn agent(
         d.home.as_ref().map(|w| w.display().to_string()),
         d.tmp.as_ref().map(|w| w.display().to_string()),
     );
-    let shadow = learn.then(|| ShadowConfig {
-        agent: name.clone(),
-        profile: profile_path.clone(),
-        fallback: spool_base.join("profiles").join(format!("{name}.yaml")),
-        sessions: spool_base.join("sessions").join(&name),
-        anchors: anchors.clone(),
-        // Long enough by default for a restart not to split a session.
-        idle: learn_duration(
-            p,
-            "learn_idle",
-            d.learn_idle.as_ref(),
-            Duration::from_secs(10),
-        ),
-        longest: learn_duration(
-            p,
-            "learn_session",
-            d.learn_session.as_ref(),
-            Duration::from_secs(3600),
-        ),
-        stable_sessions: d
-            .stable_sessions
-            .unwrap_or(crate::profile::merge::DEFAULT_STABLE_SESSIONS),
-    });
+    let shadow = learn.then(|| shadow_config(p, d, &name, &profile_path, spool_base, &anchors));
     Some(AgentConfig {
         shadow,
         name,
@@ -222,4 +190,53 @@ fn selectors(
         }
     }
     out.into_iter().map(|(s, _)| s).collect()
+}
+
+/// An agent's name names its control socket and approval ids.
+fn check_name(p: &mut Problems, name: &Spanned<String>) {
+    let n = name.get_ref();
+    let ok = !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !n.starts_with('.');
+    if !ok {
+        p.at(
+            Some(name.span()),
+            format!("agent name {n:?}: use letters, digits, '-', '_' and '.' (it names the control socket and approval ids)"),
+        );
+    }
+}
+
+/// Where and how a `learn = true` agent's sessions are learned.
+fn shadow_config(
+    p: &mut Problems,
+    d: &AgentDoc,
+    name: &str,
+    profile_path: &Path,
+    spool_base: &Path,
+    anchors: &Anchors,
+) -> ShadowConfig {
+    ShadowConfig {
+        agent: name.to_string(),
+        profile: profile_path.to_path_buf(),
+        fallback: spool_base.join("profiles").join(format!("{name}.yaml")),
+        sessions: spool_base.join("sessions").join(name),
+        anchors: anchors.clone(),
+        // Long enough by default for a restart not to split a session.
+        idle: learn_duration(
+            p,
+            "learn_idle",
+            d.learn_idle.as_ref(),
+            Duration::from_secs(10),
+        ),
+        longest: learn_duration(
+            p,
+            "learn_session",
+            d.learn_session.as_ref(),
+            Duration::from_secs(3600),
+        ),
+        stable_sessions: d
+            .stable_sessions
+            .unwrap_or(crate::profile::merge::DEFAULT_STABLE_SESSIONS),
+    }
 }

@@ -93,69 +93,7 @@ pub(super) fn feeds(
                 format!("feed {name:?} is defined twice"),
             );
         }
-        let url = |p: &mut Problems| match &f.url {
-            Some(u)
-                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
-            {
-                Some(u.get_ref().clone())
-            }
-            Some(u) => {
-                p.at(
-                    Some(u.span()),
-                    format!("feed {name}: url must start with http:// or https://"),
-                );
-                None
-            }
-            None => {
-                p.at(
-                    Some(d.span()),
-                    format!(
-                        "feed {name}: a {} feed needs url",
-                        kind_name(*f.kind.get_ref())
-                    ),
-                );
-                None
-            }
-        };
-        let kind = match f.kind.get_ref() {
-            KindDoc::Webhook => url(p).map(|url| Kind::Webhook { url }),
-            KindDoc::SplunkHec => {
-                let u = url(p);
-                if f.token.as_deref().is_none_or(str::is_empty) {
-                    p.at(
-                        Some(d.span()),
-                        format!("feed {name}: splunk_hec needs token (the HEC token)"),
-                    );
-                }
-                u.map(|url| Kind::SplunkHec {
-                    url,
-                    token: f.token.clone().unwrap_or_default(),
-                })
-            }
-            KindDoc::Syslog => match &f.address {
-                Some(a) if a.get_ref().to_socket_addrs().is_ok() => Some(Kind::Syslog {
-                    address: a.get_ref().clone(),
-                    tcp: f.transport == TransportDoc::Tcp,
-                }),
-                Some(a) => {
-                    p.at(
-                        Some(a.span()),
-                        format!(
-                            "feed {name}: address {:?} is not HOST:PORT that resolves",
-                            a.get_ref()
-                        ),
-                    );
-                    None
-                }
-                None => {
-                    p.at(
-                        Some(d.span()),
-                        format!("feed {name}: a syslog feed needs address (HOST:PORT)"),
-                    );
-                    None
-                }
-            },
-        };
+        let kind = feed_kind(p, d, &name);
         let all_events = f.events == EventsDoc::All;
         if all_events && f.format == Format::Alerts {
             p.at(Some(d.span()), format!("feed {name}: events = \"all\" needs format = \"ocsf\" (alerts are decisions only)"));
@@ -200,4 +138,72 @@ pub(super) fn metrics(p: &mut Problems, doc: Option<&MetricsDoc>) -> Option<Stri
         return None;
     }
     Some(m.listen.get_ref().clone())
+}
+
+/// Where a feed delivers: its receiver's kind with what that kind needs
+/// (a URL, a token, a syslog address). None, with the problem noted,
+/// when something is missing or malformed.
+fn feed_kind(p: &mut Problems, d: &Spanned<FeedDoc>, name: &str) -> Option<Kind> {
+    let f = d.get_ref();
+    let url = |p: &mut Problems| match &f.url {
+        Some(u) if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") => {
+            Some(u.get_ref().clone())
+        }
+        Some(u) => {
+            p.at(
+                Some(u.span()),
+                format!("feed {name}: url must start with http:// or https://"),
+            );
+            None
+        }
+        None => {
+            p.at(
+                Some(d.span()),
+                format!(
+                    "feed {name}: a {} feed needs url",
+                    kind_name(*f.kind.get_ref())
+                ),
+            );
+            None
+        }
+    };
+    match f.kind.get_ref() {
+        KindDoc::Webhook => url(p).map(|url| Kind::Webhook { url }),
+        KindDoc::SplunkHec => {
+            let u = url(p);
+            if f.token.as_deref().is_none_or(str::is_empty) {
+                p.at(
+                    Some(d.span()),
+                    format!("feed {name}: splunk_hec needs token (the HEC token)"),
+                );
+            }
+            u.map(|url| Kind::SplunkHec {
+                url,
+                token: f.token.clone().unwrap_or_default(),
+            })
+        }
+        KindDoc::Syslog => match &f.address {
+            Some(a) if a.get_ref().to_socket_addrs().is_ok() => Some(Kind::Syslog {
+                address: a.get_ref().clone(),
+                tcp: f.transport == TransportDoc::Tcp,
+            }),
+            Some(a) => {
+                p.at(
+                    Some(a.span()),
+                    format!(
+                        "feed {name}: address {:?} is not HOST:PORT that resolves",
+                        a.get_ref()
+                    ),
+                );
+                None
+            }
+            None => {
+                p.at(
+                    Some(d.span()),
+                    format!("feed {name}: a syslog feed needs address (HOST:PORT)"),
+                );
+                None
+            }
+        },
+    }
 }
