@@ -61,12 +61,6 @@ pub fn read_entry(ev: &mut RawEvent, call: &Call, a: &[u64; 6]) {
     }
 }
 
-/// The open flags of an open-type call (the table's shared reader).
-#[inline(always)]
-pub fn open_flags(call: &Call, args: &[u64; 6]) -> u64 {
-    call.open_flags_of(args)
-}
-
 /// A file call's entry, judged.
 pub struct Judged {
     pub d: Decision,
@@ -113,7 +107,7 @@ pub fn judge_entry(pol: &AgentPolicy, agent: u32, ev: &RawEvent, call: &Call) ->
     let needs = call.paths != Paths::Fd0;
     match call.judge {
         Judge::Open => {
-            let flags = open_flags(call, &ev.args);
+            let flags = call.open_flags_of(&ev.args);
             let acc = open_access(flags);
             let payload = if paths {
                 enforce::resolve(pol, ev, p1, b1, true)

@@ -55,7 +55,7 @@ pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
                 rule::TAINT => RECORD_TAINT,
                 _ => 0,
             };
-            let flags = file::open_flags(&call, &ev.args) & OPEN_FLAGS_MASK;
+            let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
             let v = sysno as u64 | (flags | record) << 32;
             let _ = SKIP_EXIT.insert(&tid, &v, 0);
             return Ok(());

@@ -62,10 +62,13 @@ pub struct Stats {
 impl DecisionSink for Stats {
     fn decision(&mut self, d: &Decision) {
         self.alerts += 1;
-        *self
-            .by_action
-            .entry(d.action_kind().to_string())
-            .or_default() += 1;
+        // Counted on every alert: allocate a key only for a new action.
+        match self.by_action.get_mut(d.action_kind()) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_action.insert(d.action_kind().to_string(), 1);
+            }
+        }
     }
 }
 
