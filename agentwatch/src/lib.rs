@@ -13,6 +13,7 @@ pub mod enforce;
 mod event;
 mod feeds;
 mod k8s;
+mod lifecycle;
 mod net;
 mod paths;
 pub mod pipeline;

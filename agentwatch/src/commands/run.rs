@@ -18,18 +18,17 @@ use super::session::{self, Session, AGENT_ID};
 use crate::{
     audit::AuditLog,
     control,
-    enforce::audit_trail::{AuditTrail, AuditWriter},
+    enforce::audit_trail::{AuditTrail, AuditWriter, SharedAudit},
     enforce::own_files,
     enforce::{
         agent::{AgentEnforcer, Setup},
         approvals::Outcome,
         compile::{self, Mode},
     },
-    event::Event,
+    lifecycle::{self, Agents, AgentsSink, Asked, Signals},
     profile::Class,
     profile::{anchors::Anchors, parse},
     sensors::{DfaCapacity, Sensors},
-    sinks::Sink,
     spawn,
 };
 
@@ -82,24 +81,11 @@ pub struct RunOptions {
     pub cmd: Vec<OsString>,
 }
 
-struct EnforceSink(Arc<Mutex<AgentEnforcer>>);
-
-impl Sink for EnforceSink {
-    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("enforcer lock poisoned"))?
-            .handle(ev);
-        Ok(())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Signals that would end us by default: caught with their sender, so
 /// one sent by the agent itself (tampering) can be ignored.
 const END_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+/// `run` takes its profile once: no signal reloads it.
+const NO_RELOAD: [libc::c_int; 0] = [];
 
 pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let profile = match parse::load(&opts.profile) {
@@ -116,7 +102,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         opts.home.as_deref(),
         opts.tmp.as_deref(),
     );
-    let audit = audit_trail(&opts)?;
+    let (audit, shared_audit) = match audit_trail(&opts)? {
+        Some((trail, shared)) => (Some(trail), Some(shared)),
+        None => (None, None),
+    };
     let guardrails = own_files::guardrails(
         &[opts.profile.as_path()],
         opts.audit.as_deref(),
@@ -163,19 +152,29 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         maps,
     )?;
     let enforcer = Arc::new(Mutex::new(enforcer));
+    let agents: Agents = Default::default();
+    if let Ok(mut m) = agents.write() {
+        m.insert(agent.clone(), enforcer.clone());
+    }
     let _server = control::serve(&agent, enforcer.clone())?;
-    let mut s = Session::with_sensors(sensors, &agent, Box::new(EnforceSink(enforcer.clone())))?;
+    let sink = AgentsSink {
+        agents: agents.clone(),
+        audit: shared_audit,
+        feeds: None,
+        counters: Default::default(),
+    };
+    let mut s = Session::with_sensors(sensors, &agent, Box::new(sink))?;
     session::ignore_interrupts();
-    crate::signals::catch(&END_SIGNALS);
+    let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
     let status = match s.spawn(&opts.cmd) {
-        Ok(mut child) => Some(supervise(&mut child, &enforcer)?),
+        Ok(mut child) => supervise(&mut child, &agents, &signals, &s.sensors)?,
         Err(e) => {
             eprintln!("agentwatch: {e}");
-            s.pipeline.finish();
+            lifecycle::drain(s.pipeline, &agents);
             return Ok(e.exit_status());
         }
     };
-    let counts = s.pipeline.finish();
+    let counts = lifecycle::drain(s.pipeline, &agents);
     let mut e = enforcer
         .lock()
         .map_err(|_| anyhow::anyhow!("the enforcer stopped after an internal error"))?;
@@ -187,8 +186,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     Ok(status.map(spawn::shell_status).unwrap_or(1))
 }
 
-/// The audit trail `--audit` asks for, naming the profile's version.
-fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<AuditTrail>> {
+/// The audit trail `--audit` asks for, naming the profile's version, and
+/// its writer (records of agentwatch itself, such as a loss, go there).
+fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<(AuditTrail, SharedAudit)>> {
     let Some(path) = &opts.audit else {
         return Ok(None);
     };
@@ -199,7 +199,8 @@ fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<AuditTrail>> {
     )?;
     let bytes = std::fs::read(&opts.profile)
         .with_context(|| format!("cannot read {}", opts.profile.display()))?;
-    Ok(Some(AuditTrail::new(AuditWriter::shared(log), &bytes)))
+    let shared = AuditWriter::shared(log);
+    Ok(Some((AuditTrail::new(shared.clone(), &bytes), shared)))
 }
 
 /// Whether the profile denies a file call or exec (the LSM tier matters).
@@ -211,32 +212,22 @@ fn denies_files(compiled: &compile::Compiled) -> bool {
         .any(|c| a[*c] == action::DENY)
 }
 
-/// Waits for the command, resolving timed-out approvals and ignoring stop
-/// signals the agent sent us.
+/// Waits for the command, turning the lifecycle: timed-out approvals
+/// resolved, a stop signal from outside obeyed (the command is ended),
+/// one the agent sent ignored. `None`: the command's status is unknown.
 fn supervise(
     child: &mut std::process::Child,
-    enforcer: &Arc<Mutex<AgentEnforcer>>,
-) -> anyhow::Result<std::process::ExitStatus> {
+    agents: &Agents,
+    signals: &Signals,
+    sensors: &Sensors,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
     loop {
         if let Some(st) = child.try_wait().context("waiting for the command")? {
-            return Ok(st);
+            return Ok(Some(st));
         }
-        let from = crate::signals::take(&END_SIGNALS).unwrap_or(0);
-        if let Ok(mut e) = enforcer.lock() {
-            if let Some(msg) = e.check_timeouts() {
-                eprintln!("agentwatch: {msg}");
-            }
-            if from != 0 {
-                if e.pids().contains(&(from as u32)) {
-                    eprintln!(
-                        "agentwatch: ignored a signal from pid {from}, a process of the agent"
-                    );
-                } else {
-                    drop(e);
-                    return session::terminate(child, Duration::from_secs(5))
-                        .context("the command did not end");
-                }
-            }
+        lifecycle::turn(agents);
+        if let Asked::Stop(_) = signals.asked(|pid| sensors.is_watched(pid)) {
+            return Ok(session::terminate(child, Duration::from_secs(5)));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

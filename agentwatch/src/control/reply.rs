@@ -36,11 +36,12 @@ pub enum Reply {
     },
 }
 
-impl From<Result<String, String>> for Reply {
-    fn from(r: Result<String, String>) -> Self {
+/// An action's outcome: what was done, or why not (the error's text).
+impl<E: std::fmt::Display> From<Result<String, E>> for Reply {
+    fn from(r: Result<String, E>) -> Self {
         match r {
             Ok(m) => Reply::Done(m),
-            Err(m) => Reply::Failed(m),
+            Err(e) => Reply::Failed(e.to_string()),
         }
     }
 }

@@ -21,7 +21,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{
-        atomic::Ordering,
         mpsc::{self, Receiver, RecvTimeoutError},
         Arc, Mutex, RwLock,
     },
@@ -35,29 +34,25 @@ use tracing::{info, warn};
 use crate::{
     audit::AuditLog,
     control::{Access, Server},
-    enforce::{
-        agent::AgentEnforcer,
-        audit_trail::{AuditWriter, SharedAudit},
-    },
-    event::{Detail, Event},
+    enforce::audit_trail::{AuditWriter, SharedAudit},
     feeds::Feeds,
+    lifecycle::{self, AgentsSink, Asked, Signals, SinkCounters},
     pipeline::{enrich::Enricher, Pipeline},
     selectors::Resolved,
     sensors::{cgroup2_mount, PolicyMaps, Sensors},
-    sinks::{SharedWriter, Sink},
+    sinks::SharedWriter,
 };
 use config::Config;
 use notify::Notifier;
 
-/// The enforcers by agent name, shared with the pipeline and control threads.
-pub type Agents = Arc<RwLock<BTreeMap<String, Arc<Mutex<AgentEnforcer>>>>>;
+pub use crate::lifecycle::Agents;
 /// Agent names by kernel agent id, for the pipeline's decoder.
 type Names = Arc<RwLock<BTreeMap<u32, String>>>;
 
 /// A request of the control thread for the main thread.
 pub struct ReloadAsk {
     pub by: String,
-    pub reply: mpsc::Sender<Result<String, String>>,
+    pub reply: mpsc::Sender<Result<String, reload::ReloadError>>,
 }
 
 /// An agent's place in the kernel: its id and the selector keys in the
@@ -77,7 +72,7 @@ pub struct Daemon {
     slots: BTreeMap<String, Slot>,
     audit: Option<SharedAudit>,
     feeds: Arc<Feeds>,
-    counters: Arc<observe::SinkCounters>,
+    counters: Arc<SinkCounters>,
     /// This node's pods (empty unless `[kubernetes]` is configured).
     pods: crate::k8s::Pods,
     alerts: SharedWriter,
@@ -85,6 +80,7 @@ pub struct Daemon {
     notifier: Notifier,
     pipeline: Option<Pipeline>,
     reloads: Receiver<ReloadAsk>,
+    signals: Signals,
     _server: Option<Server>,
     /// Selector problems already reported (said once, not every rescan).
     reported: BTreeSet<String>,
@@ -116,61 +112,13 @@ fn alerts_output(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::
     })
 }
 
-/// Judges every event in its agent's enforcer; losses go to the audit log.
-struct DaemonSink {
-    agents: Agents,
-    audit: Option<SharedAudit>,
-    feeds: Arc<Feeds>,
-    counters: Arc<observe::SinkCounters>,
-}
-
-impl Sink for DaemonSink {
-    fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
-        if let Detail::Loss {
-            stage,
-            reason,
-            count,
-        } = &ev.detail
-        {
-            warn!(%stage, %reason, count, "events lost");
-            self.counters.lost(stage, reason, *count);
-            if let Some(a) = &self.audit {
-                if let Ok(mut w) = a.lock() {
-                    w.record(
-                        json!({"type": "loss", "stage": stage, "reason": reason, "count": count}),
-                    );
-                }
-            }
-            return Ok(());
-        }
-        let enforcer = self
-            .agents
-            .read()
-            .map_err(|_| std::io::Error::other("agents lock poisoned"))?
-            .get(&ev.agent)
-            .cloned();
-        self.counters.events.fetch_add(1, Ordering::Relaxed);
-        self.feeds.event(ev);
-        // None: the agent was removed by a reload while its events were in flight.
-        if let Some(e) = enforcer {
-            e.lock()
-                .map_err(|_| std::io::Error::other("enforcer lock poisoned"))?
-                .handle(ev);
-        }
-        Ok(())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Daemon {
     /// Loads the sensors, starts every agent of `cfg`, the pipeline and
     /// the control socket, and tells systemd it is ready.
     pub fn start(cfg: Config) -> anyhow::Result<Self> {
         // From the start: a SIGHUP or SIGTERM while loading is handled by
         // the main loop, not by the default action.
-        crate::signals::catch(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT]);
+        let signals = Signals::catch(&STOP_SIGNALS, &RELOAD_SIGNALS);
         let ring = crate::units::ring_bytes(cfg.ring_buffer_mb).context("ring_buffer_mb")?;
         let audit = match &cfg.audit {
             Some(a) => Some(AuditWriter::shared(AuditLog::open(
@@ -219,6 +167,7 @@ impl Daemon {
             notifier: Notifier::from_env(),
             pipeline: None,
             reloads,
+            signals,
             _server: None,
             reported: BTreeSet::new(),
             last_state: String::new(),
@@ -255,10 +204,10 @@ impl Daemon {
         self.pipeline = Some(Pipeline::start(
             &mut self.sensors,
             self.names.clone(),
-            Box::new(DaemonSink {
+            Box::new(AgentsSink {
                 agents: self.agents.clone(),
                 audit: self.audit.clone(),
-                feeds: self.feeds.clone(),
+                feeds: Some(self.feeds.clone()),
                 counters: self.counters.clone(),
             }),
             enricher,
@@ -298,7 +247,7 @@ impl Daemon {
         loop {
             if self.adopted && started.elapsed() >= ADOPTED_BACKLOG {
                 self.adopted = false;
-                self.each_agent(|e| e.ask_if_paused_unexplained());
+                lifecycle::each_agent(&self.agents, |e| e.ask_if_paused_unexplained());
             }
             match self.reloads.recv_timeout(Duration::from_millis(100)) {
                 Ok(ask) => {
@@ -307,17 +256,18 @@ impl Daemon {
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
             }
-            if let Some(pid) = self.signal(&RELOAD_SIGNALS) {
-                match self.reload(&format!("SIGHUP from pid {pid}")) {
-                    Ok(m) => eprintln!("agentwatch: {m}"),
-                    Err(m) => eprintln!("agentwatch: {m}"),
+            match self.signals.asked(|pid| self.sensors.is_watched(pid)) {
+                Asked::Stop(pid) => {
+                    info!(pid, "stop signal");
+                    break;
                 }
+                Asked::Reload(pid) => match self.reload(&format!("SIGHUP from pid {pid}")) {
+                    Ok(m) => eprintln!("agentwatch: {m}"),
+                    Err(e) => eprintln!("agentwatch: {e}"),
+                },
+                Asked::Nothing => {}
             }
-            if let Some(pid) = self.signal(&STOP_SIGNALS) {
-                info!(pid, "stop signal");
-                break;
-            }
-            self.check_timeouts();
+            lifecycle::turn(&self.agents);
             if last_rescan.elapsed() >= self.cfg.rescan {
                 self.rescan();
                 last_rescan = Instant::now();
@@ -333,38 +283,6 @@ impl Daemon {
         }
         self.shutdown();
         Ok(0)
-    }
-
-    /// The sender of a pending signal, unless it came from a watched
-    /// process (tampering: ignored and said).
-    fn signal(&self, sigs: &[libc::c_int]) -> Option<i32> {
-        let pid = crate::signals::take(sigs)?;
-        if pid > 1 && self.sensors.is_watched(pid as u32) {
-            warn!(pid, "ignored a signal from a process of an agent");
-            eprintln!("agentwatch: ignored a signal from pid {pid}, a process of an agent");
-            return None;
-        }
-        Some(pid)
-    }
-
-    fn check_timeouts(&self) {
-        self.each_agent(|e| {
-            if let Some(msg) = e.check_timeouts() {
-                eprintln!("agentwatch: {}: {msg}", e.name());
-            }
-        });
-    }
-
-    fn each_agent(&self, mut f: impl FnMut(&mut AgentEnforcer)) {
-        let all: Vec<_> = match self.agents.read() {
-            Ok(a) => a.values().cloned().collect(),
-            Err(_) => return,
-        };
-        for e in all {
-            if let Ok(mut e) = e.lock() {
-                f(&mut e);
-            }
-        }
     }
 
     fn status_line(&self) -> String {
@@ -386,11 +304,7 @@ impl Daemon {
 
     /// Appends a record of the daemon itself to the audit log.
     fn record(&self, r: serde_json::Value) {
-        if let Some(a) = &self.audit {
-            if let Ok(mut w) = a.lock() {
-                w.record(r);
-            }
-        }
+        lifecycle::record(self.audit.as_ref(), r);
     }
 
     /// Writes the state file when it changed (agent slots), so a daemon
@@ -428,42 +342,23 @@ impl Daemon {
     fn shutdown(mut self) {
         self.notifier.stopping();
         if let Some(p) = self.pipeline.take() {
-            let counts = p.finish();
+            // Every event is in: the sessions under way are appended now.
+            let counts = lifecycle::drain(p, &self.agents);
             info!(?counts, "pipeline drained");
-        }
-        // Every event is in: the sessions under way are appended now.
-        let learning: Vec<_> = self
-            .agents
-            .read()
-            .map(|a| a.values().cloned().collect())
-            .unwrap_or_default();
-        for e in learning {
-            if let Ok(mut e) = e.lock() {
-                for line in e.finish_learning() {
-                    eprintln!("agentwatch: {line}");
-                }
-            }
         }
         // Undelivered records stay spooled for the next daemon.
         self.feeds.stop();
         self.report_feed_drops();
         self.save_state();
-        let agents: Vec<_> = self
-            .agents
-            .read()
-            .map(|a| a.values().cloned().collect())
-            .unwrap_or_default();
-        for e in agents {
-            if let Ok(e) = e.lock() {
-                let open = e.pending().len();
-                if open > 0 {
-                    eprintln!(
-                        "agentwatch: {}: {open} approval request(s) open; its processes stay stopped until a restarted daemon resolves them",
-                        e.name()
-                    );
-                }
+        lifecycle::each_agent(&self.agents, |e| {
+            let open = e.pending().len();
+            if open > 0 {
+                eprintln!(
+                    "agentwatch: {}: {open} approval request(s) open; its processes stay stopped until a restarted daemon resolves them",
+                    e.name()
+                );
             }
-        }
+        });
         eprintln!(
             "agentwatch: enforcement stays in the kernel (pinned in {}); a restarted daemon adopts it, `agentwatch daemon --unload` removes it",
             self.cfg.pin_dir.display()

@@ -2,15 +2,9 @@
 //! losses, the kernel's own decisions, decisions by action, approvals,
 //! BPF map fill, and each feed's delivery.
 use agentwatch_common::names::map as kmap;
-use std::{
-    collections::BTreeMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
-};
+use std::sync::{atomic::Ordering, Arc, Mutex};
 
-use super::Agents;
+use crate::lifecycle::{Agents, SinkCounters};
 use crate::{
     feeds::{metrics::Text, Feeds},
     profile::Class,
@@ -19,24 +13,6 @@ use crate::{
 
 /// WATCHED's size in the eBPF object (`agentwatch-ebpf/src/maps.rs`).
 const WATCHED_MAX: u64 = 65536;
-
-/// Counters of the pipeline's sink.
-#[derive(Default)]
-pub struct SinkCounters {
-    /// Events judged in userspace.
-    pub events: AtomicU64,
-    /// Lost records by (stage, reason).
-    pub lost: Mutex<BTreeMap<(String, String), u64>>,
-}
-
-impl SinkCounters {
-    pub fn lost(&self, stage: &str, reason: &str, count: u64) {
-        if let Ok(mut m) = self.lost.lock() {
-            *m.entry((stage.to_string(), reason.to_string()))
-                .or_default() += count;
-        }
-    }
-}
 
 pub struct Observed {
     pub agents: Agents,

@@ -33,6 +33,28 @@ pub(super) struct Plan {
     pub guardrails: Guardrails,
 }
 
+/// What a reload did to one agent.
+enum Applied {
+    Added,
+    Changed,
+    Same,
+}
+
+/// Why a reload did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration is wrong: nothing of it was applied.
+    #[error("configuration {} not applied; the running one stays:\n{why}", config.display())]
+    Refused {
+        config: std::path::PathBuf,
+        why: String,
+    },
+    /// The kernel refused one agent's maps part way: the agents before
+    /// it run the new configuration.
+    #[error("agent {agent}: {why}")]
+    Agent { agent: String, why: String },
+}
+
 /// What agentwatch guards from the agents of `cfg`.
 fn guardrails(cfg: &Config) -> Guardrails {
     let sock = control::daemon_socket();
@@ -263,7 +285,7 @@ impl Daemon {
 
     /// Re-reads the configuration and swaps it in, or keeps the running
     /// one and says why. `by`: who asked (a user, or SIGHUP).
-    pub(super) fn reload(&mut self, by: &str) -> Result<String, String> {
+    pub(super) fn reload(&mut self, by: &str) -> Result<String, ReloadError> {
         self.notifier.reloading();
         let r = self.try_reload(by);
         let status = self.status_line();
@@ -273,8 +295,8 @@ impl Daemon {
             Err(m) => warn!(by, "{m}"),
         }
         let (outcome, message) = match &r {
-            Ok(m) => ("reloaded", m),
-            Err(m) => ("refused", m),
+            Ok(m) => ("reloaded", m.clone()),
+            Err(e) => ("refused", e.to_string()),
         };
         self.record(json!({
             "type": "config", "event": outcome, "by": by,
@@ -285,13 +307,56 @@ impl Daemon {
         r
     }
 
-    fn try_reload(&mut self, by: &str) -> Result<String, String> {
+    /// Reconfigures a running agent, or starts a new one; `Err` says why
+    /// the kernel or the enforcer refused.
+    fn apply_agent(
+        &mut self,
+        a: AgentConfig,
+        id: u32,
+        compiled: Compiled,
+        guardrails: &Guardrails,
+        timeout: std::time::Duration,
+    ) -> Result<Applied, String> {
+        let existing = self
+            .agents
+            .read()
+            .ok()
+            .and_then(|m| m.get(&a.name).cloned());
+        let Some(e) = existing else {
+            self.start_agent(&a, id, compiled, guardrails, false)
+                .map_err(|e| e.to_string())?;
+            return Ok(Applied::Added);
+        };
+        let old = self.cfg.agent(&a.name);
+        let applied = if old.is_none_or(|o| differs(o, &a)) {
+            Applied::Changed
+        } else {
+            Applied::Same
+        };
+        let mut e = e
+            .lock()
+            .map_err(|_| "its enforcer stopped after an internal error".to_string())?;
+        e.reconfigure(Reconfig {
+            profile: a.profile,
+            file_actions: a.file_actions,
+            profile_path: a.profile_path,
+            profile_sha256: a.profile_sha256,
+            mode: a.mode,
+            anchors: a.anchors,
+            guardrails: guardrails.clone(),
+            compiled,
+            timeout,
+            shadow: a.shadow,
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(applied)
+    }
+
+    fn try_reload(&mut self, by: &str) -> Result<String, ReloadError> {
         let file = self.cfg.file.clone();
-        let keep = |why: String| {
-            format!(
-                "configuration {} not applied; the running one stays:\n{why}",
-                file.display()
-            )
+        let keep = |why: String| ReloadError::Refused {
+            config: file.clone(),
+            why,
         };
         let new = config::load(&file).map_err(|r| keep(r.to_string()))?;
         let current: BTreeMap<String, u32> =
@@ -322,38 +387,18 @@ impl Daemon {
             self.remove_agent(name, by);
         }
         let (mut added, mut changed) = (Vec::new(), Vec::new());
+        let guardrails = plan.guardrails.clone();
         for (a, compiled) in plan.agents {
-            let existing = self
-                .agents
-                .read()
-                .ok()
-                .and_then(|m| m.get(&a.name).cloned());
-            match existing {
-                Some(e) => {
-                    let old = self.cfg.agent(&a.name);
-                    if old.is_none_or(|o| differs(o, &a)) {
-                        changed.push(a.name.clone());
-                    }
-                    let mut e = e.lock().map_err(|_| "an enforcer failed".to_string())?;
-                    e.reconfigure(Reconfig {
-                        profile: a.profile.clone(),
-                        file_actions: a.file_actions.clone(),
-                        profile_path: a.profile_path.clone(),
-                        profile_sha256: a.profile_sha256.clone(),
-                        mode: a.mode,
-                        anchors: a.anchors.clone(),
-                        guardrails: plan.guardrails.clone(),
-                        compiled,
-                        timeout: new.pause_timeout,
-                        shadow: a.shadow.clone(),
-                    })
-                    .map_err(|e| format!("agent {}: {e}", a.name))?;
-                }
-                None => {
-                    self.start_agent(&a, plan.ids[&a.name], compiled, &plan.guardrails, false)
-                        .map_err(|e| format!("agent {}: {e}", a.name))?;
-                    added.push(a.name.clone());
-                }
+            let id = plan.ids[&a.name];
+            let name = a.name.clone();
+            let applied = self.apply_agent(a, id, compiled, &guardrails, new.pause_timeout);
+            match applied.map_err(|why| ReloadError::Agent {
+                agent: name.clone(),
+                why,
+            })? {
+                Applied::Added => added.push(name),
+                Applied::Changed => changed.push(name),
+                Applied::Same => {}
             }
         }
         // Selectors of changed agents are re-resolved from scratch.

@@ -113,7 +113,7 @@ impl Drop for Pipeline {
     }
 }
 
-fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
+pub(crate) fn loss_event(stage: &'static str, reason: &'static str, count: u64) -> Event {
     Event {
         ts_ns: crate::clock::monotonic_ns(),
         pid: 0,

@@ -293,7 +293,7 @@ pub fn append(
                 if let Some(d) = cfg.fallback.parent() {
                     std::fs::create_dir_all(d)?;
                 }
-                crate::atomic::write(&cfg.fallback, text.as_bytes())
+                Ok(crate::atomic::write(&cfg.fallback, text.as_bytes())?)
             };
             match fallback() {
                 Ok(()) => {

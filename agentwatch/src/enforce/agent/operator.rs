@@ -16,6 +16,22 @@ use crate::{
     timestamp::rfc3339,
 };
 
+/// Why an operator's action on an agent was refused or failed. Each says
+/// what to do; the control socket sends it as the reply's `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("no pending request {0} (see `agentwatch pending`)")]
+    NoSuchRequest(String),
+    #[error("{0} has pending approval requests; approve or deny them (agentwatch pending)")]
+    RequestsPending(String),
+    #[error("{0} is being learned (learn = true): nothing of its profile is enforced while it learns; set learn = false and mode = \"enforce\" in the configuration, then `agentwatch reload`")]
+    Learning(String),
+    #[error(transparent)]
+    ProfileWrite(#[from] crate::atomic::WriteError),
+    #[error(transparent)]
+    Kernel(#[from] SensorError),
+}
+
 impl AgentEnforcer {
     /// For an adopted agent, once the kernel's buffered records are read:
     /// if it is paused in the kernel but no request says why (the daemon
@@ -47,11 +63,11 @@ impl AgentEnforcer {
 
     /// Resolves request `id`. With `learn`, the entry joins the profile
     /// (file rewritten, kernel maps recompiled) with who approved it.
-    pub fn approve(&mut self, id: &str, learn: bool, by: &str) -> Result<String, String> {
+    pub fn approve(&mut self, id: &str, learn: bool, by: &str) -> Result<String, OperatorError> {
         let req = self
             .approvals
             .take(id)
-            .ok_or_else(|| format!("no pending request {id} (see `agentwatch pending`)"))?;
+            .ok_or_else(|| OperatorError::NoSuchRequest(id.into()))?;
         self.stats.approved += 1;
         if let Some(a) = &mut self.audit {
             a.answer(
@@ -86,12 +102,15 @@ impl AgentEnforcer {
 
     /// Kills the tree and resolves every request of the agent.
     /// `by`: who answered (a user name, `timeout`, or agentwatch itself).
-    pub fn deny(&mut self, id: Option<&str>, outcome: Outcome, by: &str) -> Result<String, String> {
+    pub fn deny(
+        &mut self,
+        id: Option<&str>,
+        outcome: Outcome,
+        by: &str,
+    ) -> Result<String, OperatorError> {
         if let Some(id) = id {
             if !self.approvals.list().iter().any(|r| r.id == id) {
-                return Err(format!(
-                    "no pending request {id} (see `agentwatch pending`)"
-                ));
+                return Err(OperatorError::NoSuchRequest(id.into()));
             }
         }
         let ids = self.approvals.take_all_ids();
@@ -177,30 +196,22 @@ impl AgentEnforcer {
         format!("paused {}: {n} process(es) stopped", self.agent)
     }
 
-    pub fn resume(&mut self) -> Result<String, String> {
+    pub fn resume(&mut self) -> Result<String, OperatorError> {
         if !self.approvals.is_empty() {
-            return Err(format!(
-                "{} has pending approval requests; approve or deny them (agentwatch pending)",
-                self.agent
-            ));
+            return Err(OperatorError::RequestsPending(self.agent.clone()));
         }
         self.resume_tree();
         Ok(format!("resumed {}", self.agent))
     }
 
-    pub fn set_mode(&mut self, mode: Mode) -> Result<String, String> {
+    pub fn set_mode(&mut self, mode: Mode) -> Result<String, OperatorError> {
         if self.learning() && mode == Mode::Enforce {
-            return Err(format!(
-                "{} is being learned (learn = true): nothing of its profile is enforced while it learns; set learn = false and mode = \"enforce\" in the configuration, then `agentwatch reload`",
-                self.agent
-            ));
+            return Err(OperatorError::Learning(self.agent.clone()));
         }
         self.mode = mode;
-        let mut p = self.maps.policy(self.agent_id).map_err(|e| e.to_string())?;
+        let mut p = self.maps.policy(self.agent_id)?;
         p.enforce = u8::from(mode == Mode::Enforce);
-        self.maps
-            .set_policy(self.agent_id, &p)
-            .map_err(|e| e.to_string())?;
+        self.maps.set_policy(self.agent_id, &p)?;
         Ok(format!("{} is now in {} mode", self.agent, mode.name()))
     }
 
@@ -249,7 +260,13 @@ impl AgentEnforcer {
         pids.len()
     }
 
-    fn learn(&mut self, entry: &LearnEntry, id: &str, what: &str, by: &str) -> Result<(), String> {
+    fn learn(
+        &mut self,
+        entry: &LearnEntry,
+        id: &str,
+        what: &str,
+        by: &str,
+    ) -> Result<(), OperatorError> {
         let p = &mut self.profile;
         match entry.clone() {
             LearnEntry::File { path, access } => p.files.push(FileRule {
@@ -276,7 +293,7 @@ impl AgentEnforcer {
         let mut on_file = p.clone();
         on_file.actions = self.file_actions.clone();
         let yaml = crate::profile::yaml::to_yaml(&on_file);
-        crate::atomic::write(&self.profile_path, yaml.as_bytes()).map_err(|e| e.to_string())?;
+        crate::atomic::write(&self.profile_path, yaml.as_bytes())?;
         if let Some(a) = &mut self.audit {
             a.profile_changed(yaml.as_bytes());
         }
@@ -288,6 +305,6 @@ impl AgentEnforcer {
             self.mode,
         );
         self.matcher = self.new_matcher();
-        self.install().map_err(|e| e.to_string())
+        Ok(self.install()?)
     }
 }
