@@ -298,7 +298,15 @@ fn persistence_writes_agentwatch_files_and_bpf_calls_are_guardrails_in_monitor_m
                   echo 'alias ls=evil' >> .bashrc; echo rc-written; \
                   echo '# x' >> ../profile.yaml; echo profile-written; \
                   /usr/sbin/bpftool prog show > /dev/null 2>&1; echo after-bpf";
-    let run = Run::start("guards", &profile("guards", 9, ""), "monitor", &[], script);
+    // Without the launch sandbox, whose seccomp filter would refuse bpf()
+    // before it runs (tests/sandbox.rs): here the eBPF guard pauses it.
+    let run = Run::start(
+        "guards",
+        &profile("guards", 9, ""),
+        "monitor",
+        &["--no-sandbox"],
+        script,
+    );
     run.wait_ready("guards");
     approve_rule("guards", "guardrail/persistence");
     approve_rule("guards", "guardrail/agentwatch");

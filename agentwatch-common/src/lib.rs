@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod calls;
+pub mod escape;
 pub mod names;
 pub mod open;
 pub mod policy;

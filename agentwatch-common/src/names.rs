@@ -51,6 +51,8 @@ pub mod program {
     pub const DNS_RECV_ENTER: &str = "dns_recv_enter";
     pub const DNS_RECV_EXIT: &str = "dns_recv_exit";
     pub const TAMPER_ENTER: &str = "tamper_enter";
+    pub const TAMPER_EXIT: &str = "tamper_exit";
+    pub const ESCAPE_ENTER: &str = "escape_enter";
     pub const MOUNT_CHANGED: &str = "mount_changed";
     pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
     pub const ENFORCE_CONNECT6: &str = "enforce_connect6";
@@ -121,6 +123,8 @@ pub const PROGRAMS: &[&str] = &[
     program::DNS_RECV_ENTER,
     program::DNS_RECV_EXIT,
     program::TAMPER_ENTER,
+    program::TAMPER_EXIT,
+    program::ESCAPE_ENTER,
     program::MOUNT_CHANGED,
     program::ENFORCE_CONNECT4,
     program::ENFORCE_CONNECT6,

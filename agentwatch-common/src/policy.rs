@@ -142,6 +142,9 @@ pub mod rule {
     pub const SOCKET: u8 = 13;
     /// A DNS query for a name outside the profile, dropped in the kernel.
     pub const DNS: u8 = 24;
+    /// A call that leaves the sandbox (`escape::ESCAPES`): mounts,
+    /// namespaces, file handles, io_uring, the kernel itself.
+    pub const ESCAPE: u8 = 25;
     /// Allowed, and recorded: a new name created in a territory.
     pub const TERRITORY: u8 = 32;
     /// Allowed, and recorded: a secret in the workspace was read; the
@@ -179,6 +182,7 @@ pub const fn hard_rule(r: u8) -> bool {
             | rule::GUARD_AGENTWATCH
             | rule::GUARD_PRIVILEGE
             | rule::TAMPER
+            | rule::ESCAPE
             | rule::EXFILTRATE
             // Running what the agent wrote holds like a guardrail.
             | rule::EXEC_WRITTEN
@@ -249,6 +253,10 @@ pub mod flags {
     /// whose action is deny is refused with EPERM by the LSM hook instead
     /// of a SIGKILL at syscall entry.
     pub const LSM: u8 = 4;
+    /// The agent was started in agentwatch's sandbox (seccomp filter,
+    /// Landlock): an escape refused with EPERM at its exit is the
+    /// filter's refusal, reported then (its entry never ran).
+    pub const SANDBOX: u8 = 8;
 }
 
 /// A deny the LSM hooks are to carry out for one thread's current call

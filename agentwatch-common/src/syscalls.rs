@@ -43,6 +43,35 @@ pub const BPF: u32 = 321;
 pub const SETXATTR: u32 = 188;
 pub const LSETXATTR: u32 = 189;
 pub const FSETXATTR: u32 = 190;
+pub const CLONE: u32 = 56;
+pub const CLONE3: u32 = 435;
+pub const UNSHARE: u32 = 272;
+pub const SETNS: u32 = 308;
+pub const MOUNT: u32 = 165;
+pub const UMOUNT2: u32 = 166;
+pub const PIVOT_ROOT: u32 = 155;
+pub const OPEN_TREE: u32 = 428;
+pub const MOVE_MOUNT: u32 = 429;
+pub const FSOPEN: u32 = 430;
+pub const FSCONFIG: u32 = 431;
+pub const FSMOUNT: u32 = 432;
+pub const FSPICK: u32 = 433;
+pub const MOUNT_SETATTR: u32 = 442;
+pub const NAME_TO_HANDLE_AT: u32 = 303;
+pub const OPEN_BY_HANDLE_AT: u32 = 304;
+pub const IO_URING_SETUP: u32 = 425;
+pub const IO_URING_ENTER: u32 = 426;
+pub const IO_URING_REGISTER: u32 = 427;
+pub const PROCESS_VM_READV: u32 = 310;
+pub const PROCESS_VM_WRITEV: u32 = 311;
+pub const PERF_EVENT_OPEN: u32 = 298;
+pub const KEXEC_LOAD: u32 = 246;
+pub const KEXEC_FILE_LOAD: u32 = 320;
+pub const INIT_MODULE: u32 = 175;
+pub const FINIT_MODULE: u32 = 313;
+pub const DELETE_MODULE: u32 = 176;
+pub const PIDFD_OPEN: u32 = 434;
+pub const PIDFD_SEND_SIGNAL: u32 = 424;
 
 /// Every numbered call above with its name (the tracepoint's, under
 /// `syscalls:sys_enter_`): what records and events call it.
@@ -89,6 +118,35 @@ pub const NAMES: &[(u32, &str)] = &[
     (SETXATTR, "setxattr"),
     (LSETXATTR, "lsetxattr"),
     (FSETXATTR, "fsetxattr"),
+    (CLONE, "clone"),
+    (CLONE3, "clone3"),
+    (UNSHARE, "unshare"),
+    (SETNS, "setns"),
+    (MOUNT, "mount"),
+    (UMOUNT2, "umount"),
+    (PIVOT_ROOT, "pivot_root"),
+    (OPEN_TREE, "open_tree"),
+    (MOVE_MOUNT, "move_mount"),
+    (FSOPEN, "fsopen"),
+    (FSCONFIG, "fsconfig"),
+    (FSMOUNT, "fsmount"),
+    (FSPICK, "fspick"),
+    (MOUNT_SETATTR, "mount_setattr"),
+    (NAME_TO_HANDLE_AT, "name_to_handle_at"),
+    (OPEN_BY_HANDLE_AT, "open_by_handle_at"),
+    (IO_URING_SETUP, "io_uring_setup"),
+    (IO_URING_ENTER, "io_uring_enter"),
+    (IO_URING_REGISTER, "io_uring_register"),
+    (PROCESS_VM_READV, "process_vm_readv"),
+    (PROCESS_VM_WRITEV, "process_vm_writev"),
+    (PERF_EVENT_OPEN, "perf_event_open"),
+    (KEXEC_LOAD, "kexec_load"),
+    (KEXEC_FILE_LOAD, "kexec_file_load"),
+    (INIT_MODULE, "init_module"),
+    (FINIT_MODULE, "finit_module"),
+    (DELETE_MODULE, "delete_module"),
+    (PIDFD_OPEN, "pidfd_open"),
+    (PIDFD_SEND_SIGNAL, "pidfd_send_signal"),
 ];
 
 /// The name of a watched call.
@@ -106,19 +164,27 @@ pub const DNS_SENDS: &[&str] = &["sendto", "sendmsg", "sendmmsg", "write", "writ
 /// sent to port 53 (UDP; TCP answers read with read(2) are not copied).
 pub const DNS_RECVS: &[&str] = &["recvfrom", "recvmsg"];
 
-/// Calls that can tamper with agentwatch (signals and ptrace aimed at it,
-/// any bpf()), and calls that set file capabilities: watched at entry
-/// when the agent has a policy.
+/// Calls that can tamper with agentwatch (signals aimed at it, a pidfd
+/// of it), and calls that set file capabilities: watched at entry when
+/// the agent has a policy.
 pub const TAMPER: &[&str] = &[
     "kill",
     "tkill",
     "tgkill",
-    "ptrace",
-    "bpf",
+    "pidfd_open",
     "setxattr",
     "lsetxattr",
     "fsetxattr",
 ];
+
+/// Watched at entry with the escapes (`escape::ESCAPES`): `clone3`, whose
+/// namespace flags the seccomp filter cannot read.
+pub const ESCAPES_TOO: &[&str] = &["clone3"];
+
+/// Calls that send a signal: watched at exit, where a refusal of
+/// Landlock's signal scoping (an agent signalling outside its domain)
+/// shows as EPERM.
+pub const SIGNALS: &[&str] = &["kill", "tkill", "tgkill", "pidfd_send_signal"];
 
 /// Calls that change the mount tree, so that an open (dentry, mount) pair
 /// may reach another path: watched at exit, for every process, only to
@@ -131,11 +197,14 @@ mod tests {
 
     #[test]
     fn every_watched_tracepoint_has_one_number() {
-        for list in [DNS_SENDS, DNS_RECVS, TAMPER] {
-            for tp in list {
-                let n: usize = NAMES.iter().filter(|(_, name)| name == tp).count();
-                assert_eq!(n, 1, "{tp}");
-            }
+        let escapes = crate::escape::ESCAPES.iter().map(|e| e.name);
+        let listed = [DNS_SENDS, DNS_RECVS, TAMPER]
+            .into_iter()
+            .flatten()
+            .copied();
+        for tp in listed.chain(escapes) {
+            let n: usize = NAMES.iter().filter(|(_, name)| *name == tp).count();
+            assert_eq!(n, 1, "{tp}");
         }
         for (i, (a, _)) in NAMES.iter().enumerate() {
             assert!(NAMES[i + 1..].iter().all(|(b, _)| a != b), "{a} twice");

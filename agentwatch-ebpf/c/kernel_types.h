@@ -41,7 +41,8 @@ struct files_struct { struct fdtable *fdt; } PAI;
 struct fs_struct { struct path pwd; } PAI;
 struct mm_struct { unsigned long arg_start; unsigned long arg_end; } PAI;
 typedef struct { int counter; } atomic_t;
-struct signal_struct { atomic_t live; int group_exit_code; unsigned int flags; } PAI;
+/* pids[] by PIDTYPE_PID, _TGID, _PGID, _SID. */
+struct signal_struct { atomic_t live; int group_exit_code; unsigned int flags; struct pid *pids[4]; } PAI;
 struct task_struct {
 	int pid;
 	int tgid;

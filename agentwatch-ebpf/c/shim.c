@@ -23,6 +23,9 @@ SHIM __s32 aw_task_exit_code(struct task_struct *t)
 	return group ? group : BPF_CORE_READ(t, exit_code);
 }
 
+/* t's process group id (PIDTYPE_PGID = 2), in the initial pid namespace. */
+SHIM __s32 aw_task_pgid(struct task_struct *t) { return BPF_CORE_READ(t, signal, pids[2], numbers[0].nr); }
+
 /* Threads still alive in t's thread group (0 once the last one is exiting). */
 SHIM __s32 aw_task_live_threads(struct task_struct *t) { return BPF_CORE_READ(t, signal, live.counter); }
 

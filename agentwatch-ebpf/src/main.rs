@@ -83,13 +83,33 @@ pub fn dns_recv_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// syscalls/sys_enter_{kill,tkill,tgkill,ptrace,bpf}: tampering with
+/// syscalls/sys_enter_{kill,tkill,tgkill,pidfd_open}: tampering with
 /// agentwatch by an agent with a policy; sys_enter_{,l,f}setxattr: file
 /// capabilities set. Fails open (the call proceeds; the action is a
 /// signal to the caller).
 #[tracepoint]
 pub fn tamper_enter(ctx: TracePointContext) -> u32 {
     let _ = tamper::try_tamper(&ctx);
+    0
+}
+
+/// syscalls/sys_enter_<escape> (the `escape::ESCAPES` list, and clone3):
+/// leaving the sandbox, by an agent with a policy. Fails open (the call
+/// proceeds; the action is a signal to the caller).
+#[tracepoint]
+pub fn escape_enter(ctx: TracePointContext) -> u32 {
+    let _ = tamper::try_escape(&ctx);
+    0
+}
+
+/// syscalls/sys_exit_<escape> and sys_exit_{kill,tkill,tgkill,
+/// pidfd_send_signal}: an escape the launch sandbox's seccomp filter
+/// refused (its entry tracepoint never ran), or a signal Landlock's
+/// scoping refused. Fails open: a lost record loses the alert, never the
+/// refusal.
+#[tracepoint]
+pub fn tamper_exit(ctx: TracePointContext) -> u32 {
+    let _ = tamper::try_tamper_exit(&ctx);
     0
 }
 

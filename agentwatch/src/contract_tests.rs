@@ -41,6 +41,7 @@ const RULES: &[(u8, &str)] = &[
     (rule::GUARD_AGENTWATCH, "guardrail/agentwatch"),
     (rule::GUARD_PRIVILEGE, "guardrail/privilege"),
     (rule::TAMPER, "guardrail/tamper"),
+    (rule::ESCAPE, "guardrail/escape"),
     (rule::EXFILTRATE, "guardrail/exfiltrate"),
     (rule::EXEC_WRITTEN, "exec/written"),
     (rule::INTERP, "interp"),

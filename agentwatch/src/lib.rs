@@ -18,6 +18,7 @@ mod net;
 mod paths;
 pub mod pipeline;
 pub mod profile;
+mod sandbox;
 mod selectors;
 pub mod sensors;
 mod signals;

@@ -10,7 +10,10 @@ use std::{
 
 use thiserror::Error;
 
-use crate::sensors::{SensorError, Sensors};
+use crate::{
+    sandbox::Sandbox,
+    sensors::{SensorError, Sensors},
+};
 
 #[derive(Debug, Error)]
 pub enum SpawnError {
@@ -41,12 +44,14 @@ fn pipe() -> Result<(std::fs::File, std::fs::File), SpawnError> {
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
 
-/// Spawns `argv` watched as `agent_id`. Signals the caller ignores are
-/// restored to their defaults in the child.
+/// Spawns `argv` watched as `agent_id`, in `sandbox` if given (entered
+/// once the watch is confirmed, so the sandbox's refusals are seen).
+/// Signals the caller ignores are restored to their defaults in the child.
 pub fn spawn_watched(
     argv: &[OsString],
     sensors: &mut Sensors,
     agent_id: u32,
+    sandbox: Option<std::sync::Arc<Sandbox>>,
 ) -> Result<Child, SpawnError> {
     let (prog, args) = argv.split_first().ok_or(SpawnError::Empty)?;
     let (mut pid_r, pid_w) = pipe()?;
@@ -56,7 +61,8 @@ pub fn spawn_watched(
     // the real binary rather than our launcher probing PATH entries.
     let mut cmd = Command::new(resolve_in_path(prog).unwrap_or_else(|| prog.into()));
     cmd.arg0(prog).args(args);
-    // SAFETY: only async-signal-safe calls (signal, getpid, write, read).
+    // SAFETY: only async-signal-safe calls (signal, getpid, write, read,
+    // and the sandbox's prctl, landlock and seccomp syscalls).
     unsafe {
         cmd.pre_exec(move || {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
@@ -71,7 +77,10 @@ pub fn spawn_watched(
                     "agentwatch did not confirm the watch",
                 ));
             }
-            Ok(())
+            match &sandbox {
+                Some(s) => s.enter(),
+                None => Ok(()),
+            }
         });
     }
     std::thread::scope(|s| {

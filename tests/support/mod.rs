@@ -129,6 +129,16 @@ impl Drop for TempDir {
     }
 }
 
+/// A child process killed and reaped on drop, also when a test fails.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A tiny DNS responder on a loopback address, port 53: answers every
 /// query with NXDOMAIN so resolvers return at once. Stops on drop.
 pub struct DnsResponder {

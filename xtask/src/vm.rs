@@ -253,6 +253,17 @@ fn check(log: &str) -> anyhow::Result<()> {
         doctor["ready"] == true,
         "doctor says the guest is not ready: {doctor}"
     );
+    // A kernel whose Landlock lacks scoping falls back, and says how.
+    let sandbox = &doctor["sandbox"];
+    println!("vm-test: sandbox in the guest: {sandbox}");
+    ensure!(
+        sandbox["seccomp"] == true
+            && sandbox["scoped"] == false
+            && sandbox["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("eBPF tamper guard instead")),
+        "doctor must report the guest's Landlock ABI and the fallback: {sandbox}"
+    );
     let tier1 = &doctor["enforcement"][0];
     println!(
         "vm-test: BPF LSM tier available in the guest: {}",

@@ -57,6 +57,8 @@ step link-secret ln /data/.ssh/id /work/ws/hard
 (cd /data && step rel-out cat other.txt)
 ln -s /data/.ssh/id /work/ws/soft
 step symlink-secret cat /work/ws/soft
+# An escape: the launch sandbox's seccomp filter refuses it.
+step escape-ns unshare -m true
 echo "STEP survived: yes"
 "#;
 
@@ -99,6 +101,7 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         "exec-out",
         "link-secret",
         "rel-out",
+        "escape-ns",
     ] {
         let s = step(denied);
         ensure!(
@@ -161,6 +164,7 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         ("file/unknown", "read /data/other.txt"),
         ("file/unknown", "rename /data/c.txt"),
         ("file/unknown", "write,create /data/new.txt"),
+        ("guardrail/escape", "unshare"),
         ("guardrail/secrets", "read /data/.ssh/id"),
         ("guardrail/secrets", "read,write /data/.ssh/id"),
     ];
@@ -173,6 +177,14 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         summary["file_deny"] == "bpf_lsm",
         "the run must use the LSM tier: {summary}"
     );
+    // Debian 12's 6.1 has Landlock without scoping (ABI 6): the sandbox
+    // is the seccomp filter alone, and says so.
+    let sandbox = &summary["sandbox"];
+    ensure!(
+        sandbox["seccomp"] == true && sandbox["scoped"] == false,
+        "the 6.1 guest's sandbox: seccomp, no Landlock scoping: {sandbox}"
+    );
+    println!("vm-test: lsm: sandbox {sandbox}");
     println!(
         "vm-test: lsm: {} kernel denies, {} events decided in the kernel",
         deny.len(),

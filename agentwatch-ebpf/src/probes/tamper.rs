@@ -1,6 +1,8 @@
-//! Tampering with agentwatch (signals and ptrace aimed at it, any bpf())
+//! Tampering with agentwatch (signals aimed at it, a pidfd of it), the
+//! escapes (`agentwatch_common::escape`: mounts, namespaces, file
+//! handles, io_uring, ptrace, another process's memory, bpf, the kernel)
 //! and setting file capabilities, by an agent with a policy.
-use agentwatch_common::{slot, syscalls as nr, RecordKind};
+use agentwatch_common::{escape, slot, syscalls as nr, RecordKind};
 use aya_ebpf::programs::TracePointContext;
 
 use crate::{
@@ -12,7 +14,10 @@ use crate::{
     },
     shim::*,
 };
-use agentwatch_common::policy::{class, rule, verdict};
+use agentwatch_common::{
+    policy::{class, rule, verdict, AgentPolicy},
+    WatchEntry,
+};
 
 /// Does the user string at `name` say `security.capability` (file
 /// capabilities, a guardrail like setuid bits)?
@@ -26,32 +31,69 @@ fn sets_capability(name: u64) -> bool {
     buf == *CAP
 }
 
-/// Entry of kill/tkill/tgkill/ptrace/bpf by a watched process with a
-/// policy: a violation when aimed at agentwatch (any bpf() is); and of
-/// setxattr/lsetxattr/fsetxattr: a violation when it sets file
-/// capabilities.
+/// Whether the calling process is in agentwatch's process group.
+#[inline(always)]
+fn in_agentwatch_group() -> bool {
+    let group = crate::maps::config(agentwatch_common::config::SELF_PGID) as i32;
+    group != 0 && unsafe { aw_task_pgid(super::task()) } == group
+}
+
+/// A call of a watched process whose agent has a policy.
+struct Call {
+    w: WatchEntry,
+    pol: &'static AgentPolicy,
+    sysno: u32,
+    a: [u64; 6],
+}
+
+impl Call {
+    #[inline(always)]
+    fn of(ctx: &TracePointContext) -> Option<Call> {
+        let (_, w) = watched_current()?;
+        let pol = enforce::policy(w.agent_id)?;
+        Some(Call {
+            w,
+            pol,
+            sysno: syscall_nr(ctx),
+            a: read_args(ctx),
+        })
+    }
+}
+
+/// Writes the violation of rule `r` into the record and acts on it as a
+/// guardrail (hard rules take the guardrail action in every mode).
+#[inline(always)]
+fn violation(ev: &mut agentwatch_common::RawEvent, pol: &AgentPolicy, agent: u32, r: u8) {
+    let d = Decision::new(verdict::VIOLATION, r, class::FILE);
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, agent, &d, false);
+}
+
+/// Entry of kill/tkill/tgkill/pidfd_open by a watched process with a
+/// policy: a violation when aimed at agentwatch; of setxattr/lsetxattr/
+/// fsetxattr: a violation when it sets file capabilities. (The escapes
+/// are `try_escape`'s: one program for both made 6.1's verifier give up.)
 pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
+    let Some(Call { w, pol, sysno, a }) = Call::of(ctx) else {
         return Ok(());
     };
-    let Some(pol) = enforce::policy(w.agent_id) else {
-        return Ok(());
-    };
-    let sysno = syscall_nr(ctx);
-    let a = read_args(ctx);
     let target = |v: u64| enforce::targets_agentwatch(v as i32 as i64);
     let xattr = matches!(sysno, nr::SETXATTR | nr::LSETXATTR | nr::FSETXATTR);
     let hit = match sysno {
+        // kill(0): the caller's own process group, agentwatch's too when
+        // the agent shares it.
+        nr::KILL if a[0] as i32 == 0 => a[1] != 0 && in_agentwatch_group(),
         nr::KILL | nr::TKILL => a[1] != 0 && target(a[0]),
         nr::TGKILL => a[2] != 0 && target(a[0]),
-        nr::PTRACE => target(a[1]),
-        nr::BPF => true,
+        nr::PIDFD_OPEN => target(a[0]),
         _ if xattr => sets_capability(a[1]),
         _ => false,
     };
     if !hit {
         return Ok(());
     }
+    reported_at_entry(sysno);
     let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
     ev.args = a;
     let r = if xattr {
@@ -73,10 +115,94 @@ pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         rule::TAMPER
     };
-    let d = Decision::new(verdict::VIOLATION, r, class::FILE);
-    ev.hdr.verdict = d.verdict;
-    ev.hdr.rule = d.rule;
-    ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
+    violation(ev, pol, w.agent_id, r);
     event::submit(ev);
     Ok(())
 }
+
+/// Entry of an escape (`escape::ESCAPES`, and clone3) by a watched
+/// process with a policy: a violation (unshare, clone and clone3 only when
+/// they ask for a new mount or user namespace), acted on as a guardrail.
+/// Fails open (the call proceeds; the action is a signal to the caller).
+pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(Call { w, pol, sysno, a }) = Call::of(ctx) else {
+        return Ok(());
+    };
+    let r = if sysno == nr::CLONE3 {
+        // Its flags are the first field of the struct it points at.
+        let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[0] as *const u64) };
+        if flags.unwrap_or(0) & escape::NS_FLAGS == 0 {
+            return Ok(());
+        }
+        rule::ESCAPE
+    } else {
+        match escape::find(sysno) {
+            Some(e) if escape::escapes(&e, a[0]) => e.rule,
+            _ => return Ok(()),
+        }
+    };
+    reported_at_entry(sysno);
+    let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
+    ev.args = a;
+    violation(ev, pol, w.agent_id, r);
+    event::submit(ev);
+    Ok(())
+}
+
+/// Marks the calling thread's call as reported at its entry, so its exit
+/// (refused by the sandbox or not) is not reported again.
+#[inline(always)]
+fn reported_at_entry(sysno: u32) {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = crate::maps::SKIP_EXIT.insert(&tid, &(sysno as u64), 0);
+}
+
+/// Exit of an escape or a signal by an agent started in agentwatch's
+/// sandbox, refused with EPERM: the seccomp filter refused the escape
+/// before its entry tracepoint ran, or Landlock's scoping refused a signal
+/// aimed outside the agent (a thread of agentwatch, a pidfd of it), so
+/// this is where it is seen. A record of the violation, already denied;
+/// nothing else to do. A call its entry reported is not reported again.
+/// Fails open (a record lost is an alert lost, the call was refused all
+/// the same).
+pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    const EPERM: i64 = 1;
+    let sysno = syscall_nr(ctx);
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    if let Some(v) = unsafe { crate::maps::SKIP_EXIT.get(&tid) }.copied() {
+        if v == sysno as u64 {
+            let _ = crate::maps::SKIP_EXIT.remove(&tid);
+            return Ok(());
+        }
+    }
+    if super::syscall_ret(ctx) != -EPERM {
+        return Ok(());
+    }
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let Some(pol) = enforce::policy(w.agent_id) else {
+        return Ok(());
+    };
+    if pol.flags & agentwatch_common::policy::flags::SANDBOX == 0 {
+        return Ok(());
+    }
+    let r = match sysno {
+        nr::KILL | nr::TKILL | nr::TGKILL | nr::PIDFD_SEND_SIGNAL => rule::TAMPER,
+        _ => match escape::find(sysno) {
+            Some(e) => e.rule,
+            None => return Ok(()),
+        },
+    };
+    let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
+    ev.args = [0; 6];
+    ev.args[5] = REFUSED_AT_LAUNCH;
+    ev.hdr.verdict = verdict::VIOLATION;
+    ev.hdr.rule = r;
+    ev.hdr.action = agentwatch_common::policy::action::DENY;
+    event::submit(ev);
+    Ok(())
+}
+
+/// `args[5]` of a tamper record from the exit: the sandbox refused the call.
+const REFUSED_AT_LAUNCH: u64 = agentwatch_common::escape::REFUSED;

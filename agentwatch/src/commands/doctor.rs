@@ -41,8 +41,19 @@ struct Report {
     features: Vec<Check>,
     sensors: Vec<Sensor>,
     enforcement: Vec<Tier>,
+    /// The sandbox agents agentwatch starts run in: Landlock's ABI and
+    /// scoping, the seccomp filter.
+    sandbox: SandboxReport,
     /// True when `trace` can run here.
     ready: bool,
+}
+
+#[derive(Serialize)]
+struct SandboxReport {
+    #[serde(flatten)]
+    layers: crate::sandbox::Layers,
+    /// What holds, in words.
+    note: String,
 }
 
 fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
@@ -195,11 +206,16 @@ fn build() -> Report {
         (signal_ok, signal_why),
     );
     let ready = root && btf && layout.is_ok() && syscall_ok && btf_tp_ok;
+    let layers = crate::sandbox::layers_here();
     Report {
         kernel,
         features,
         sensors,
         enforcement: tiers,
+        sandbox: SandboxReport {
+            note: layers.describe(),
+            layers,
+        },
         ready,
     }
 }
@@ -344,6 +360,8 @@ fn print_human(r: &Report) {
             classes
         );
     }
+    println!("\nlaunch sandbox (agents agentwatch starts):");
+    println!("  {} {}", mark(r.sandbox.layers.seccomp), r.sandbox.note);
     println!(
         "\n{}",
         if r.ready {

@@ -28,6 +28,7 @@ use crate::{
     lifecycle::{self, Agents, AgentsSink, Asked, Signals},
     profile::Class,
     profile::{anchors::Anchors, parse},
+    sandbox::{Layers, Sandbox},
     sensors::{DfaCapacity, Sensors},
     spawn,
 };
@@ -77,6 +78,10 @@ pub struct RunOptions {
     /// `cargo xtask bench` to measure against.
     #[arg(long, hide = true)]
     pub decide_in_userspace: bool,
+    /// Start CMD without the launch sandbox (the seccomp filter refusing
+    /// the escapes, Landlock's signal scoping): only the eBPF judge holds.
+    #[arg(long)]
+    pub no_sandbox: bool,
     #[arg(last = true, value_name = "CMD", required = true)]
     pub cmd: Vec<OsString>,
 }
@@ -118,17 +123,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     if let Some(e) = &compiled.dfa_error {
         eprintln!("agentwatch: warning: {e}; every file and exec event crosses to userspace and is judged there");
     }
-    let (sensors, maps) =
+    let (sensors, mut maps) =
         Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()), None)?;
+    let sandbox = launch_sandbox(&opts, &mut maps)?;
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }
-    let alerts: Box<dyn Write + Send> = match &opts.output {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ),
-        None => Box::new(std::io::stderr()),
-    };
+    let alerts = alerts_output(&opts)?;
     let enforcer = AgentEnforcer::start(
         Setup {
             agent: agent.clone(),
@@ -166,7 +167,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let mut s = Session::with_sensors(sensors, &agent, Box::new(sink))?;
     session::ignore_interrupts();
     let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
-    let status = match s.spawn(&opts.cmd) {
+    let spawned = match &sandbox {
+        Some(sb) => s.spawn_in(&opts.cmd, sb.clone()),
+        None => s.spawn(&opts.cmd),
+    };
+    let status = match spawned {
         Ok(mut child) => supervise(&mut child, &agents, &signals, &s.sensors)?,
         Err(e) => {
             eprintln!("agentwatch: {e}");
@@ -182,8 +187,36 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         // The command ended with requests open: nobody said yes.
         let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
-    summary(&mut e, counts.records, opts.json)?;
+    let layers = sandbox.as_ref().map(|s| s.layers.clone());
+    summary(&mut e, counts.records, opts.json, layers)?;
     Ok(status.map(spawn::shell_status).unwrap_or(1))
+}
+
+/// The sandbox the command starts in, unless `--no-sandbox`; the agent's
+/// policy says it is sandboxed. What this kernel lacks is said now.
+fn launch_sandbox(
+    opts: &RunOptions,
+    maps: &mut crate::sensors::PolicyMaps,
+) -> anyhow::Result<Option<Arc<Sandbox>>> {
+    if opts.no_sandbox {
+        return Ok(None);
+    }
+    let s = Sandbox::prepare()?;
+    maps.set_sandboxed();
+    if !s.layers.scoped {
+        eprintln!("agentwatch: note: {}", s.layers.describe());
+    }
+    Ok(Some(Arc::new(s)))
+}
+
+/// Where alerts go: `-o FILE` (created), else stderr.
+fn alerts_output(opts: &RunOptions) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(match &opts.output {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    })
 }
 
 /// The audit trail `--audit` asks for, naming the profile's version, and
@@ -233,7 +266,12 @@ fn supervise(
     }
 }
 
-fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()> {
+fn summary(
+    e: &mut AgentEnforcer,
+    records: u64,
+    json: bool,
+    sandbox: Option<Layers>,
+) -> anyhow::Result<()> {
     let d = e.decided();
     let classes = Class::ALL;
     let in_kernel: u64 = d.allowed.iter().sum();
@@ -258,6 +296,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             "crossed": records,
             "kernel_violations": d.acted.iter().sum::<u64>(),
             "file_deny": file_deny,
+            "sandbox": sandbox,
             "stats": stats,
         })
         .to_string()
@@ -266,7 +305,7 @@ fn summary(e: &mut AgentEnforcer, records: u64, json: bool) -> anyhow::Result<()
             "run: {in_kernel} events allowed in the kernel without crossing (file {}, delete {}, network {}); {records} records crossed; {} alerts; {} acted on in the kernel, {} in userspace; approvals: {} approved, {} denied, {} timed out",
             d.allowed_of(Class::File), d.allowed_of(Class::Delete), d.allowed_of(Class::Network), stats.alerts, stats.kernel_actions, stats.userspace_actions,
             stats.approved, stats.denied, stats.timed_out
-        ) + &format!("; file and exec deny by {file_deny}")
+        ) + &format!("; file and exec deny by {file_deny}; {}", sandbox.map_or("no sandbox (--no-sandbox)".into(), |l| l.describe()))
     };
     e.write_line(&line);
     Ok(())

@@ -51,7 +51,16 @@ impl Session {
 
     /// Starts `cmd` watched; on failure the pipeline is drained first.
     pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
-        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID)
+        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, None)
+    }
+
+    /// Starts `cmd` watched, in `sandbox`.
+    pub fn spawn_in(
+        &mut self,
+        cmd: &[OsString],
+        sandbox: std::sync::Arc<crate::sandbox::Sandbox>,
+    ) -> Result<Child, SpawnError> {
+        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, Some(sandbox))
     }
 }
 

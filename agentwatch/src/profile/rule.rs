@@ -16,8 +16,11 @@ pub enum Rule {
     GuardAgentwatch,
     /// Setuid/setgid bits or file capabilities set.
     GuardPrivilege,
-    /// A signal, ptrace or bpf() aimed at agentwatch.
+    /// A signal aimed at agentwatch, ptrace, another process's memory, bpf().
     GuardTamper,
+    /// Leaving the sandbox: mounts, namespaces, file handles, io_uring,
+    /// the kernel (`agentwatch_common::escape`).
+    GuardEscape,
     /// A secret on its way out.
     GuardExfiltrate,
     ExecUnknown,
@@ -59,6 +62,7 @@ impl Rule {
             rule::GUARD_AGENTWATCH => Rule::GuardAgentwatch,
             rule::GUARD_PRIVILEGE => Rule::GuardPrivilege,
             rule::TAMPER => Rule::GuardTamper,
+            rule::ESCAPE => Rule::GuardEscape,
             rule::EXFILTRATE => Rule::GuardExfiltrate,
             rule::EXEC_WRITTEN => Rule::ExecWritten,
             rule::EXEC_HASH => Rule::ExecHash,
@@ -78,6 +82,7 @@ impl Rule {
             Rule::GuardAgentwatch => rule::GUARD_AGENTWATCH,
             Rule::GuardPrivilege => rule::GUARD_PRIVILEGE,
             Rule::GuardTamper => rule::TAMPER,
+            Rule::GuardEscape => rule::ESCAPE,
             Rule::GuardExfiltrate => rule::EXFILTRATE,
             Rule::ExecWritten => rule::EXEC_WRITTEN,
             Rule::ExecUnknown | Rule::ExecHash => rule::EXEC,
@@ -107,6 +112,7 @@ impl Rule {
             Rule::GuardAgentwatch => "guardrail/agentwatch",
             Rule::GuardPrivilege => "guardrail/privilege",
             Rule::GuardTamper => "guardrail/tamper",
+            Rule::GuardEscape => "guardrail/escape",
             Rule::GuardExfiltrate => "guardrail/exfiltrate",
             Rule::ExecUnknown => "exec/unknown",
             Rule::ExecHash => "exec/hash",
@@ -129,6 +135,7 @@ impl Rule {
             | Rule::GuardAgentwatch
             | Rule::GuardPrivilege
             | Rule::GuardTamper
+            | Rule::GuardEscape
             | Rule::GuardExfiltrate => "guardrail",
             Rule::ExecUnknown | Rule::ExecHash | Rule::ExecWritten => "exec",
             Rule::FileUnknown | Rule::FileAccess => "file",
@@ -149,6 +156,7 @@ impl Rule {
             Rule::GuardAgentwatch,
             Rule::GuardPrivilege,
             Rule::GuardTamper,
+            Rule::GuardEscape,
             Rule::GuardExfiltrate,
             Rule::ExecUnknown,
             Rule::ExecHash,

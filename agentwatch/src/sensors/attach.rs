@@ -5,7 +5,7 @@
 use agentwatch_common::names::program as prog;
 use std::path::Path;
 
-use agentwatch_common::{calls::CALLS, syscalls};
+use agentwatch_common::{calls::CALLS, escape::ESCAPES, syscalls};
 use aya::{
     programs::{links::FdLink, BtfTracePoint, TracePoint},
     Btf, Ebpf,
@@ -21,6 +21,8 @@ enum Calls {
     Watched,
     /// These tracepoint names.
     Named(&'static [&'static str]),
+    /// The escapes (`escape::ESCAPES`), and these names.
+    Escapes(&'static [&'static str]),
 }
 
 /// Where a program goes.
@@ -96,6 +98,18 @@ const SENSORS: &[Sensor] = &[
         hooks: Hooks::SysEnter(Calls::Named(syscalls::TAMPER)),
         when: When::Enforcing,
     },
+    Sensor {
+        program: prog::ESCAPE_ENTER,
+        floor: None,
+        hooks: Hooks::SysEnter(Calls::Escapes(syscalls::ESCAPES_TOO)),
+        when: When::Enforcing,
+    },
+    Sensor {
+        program: prog::TAMPER_EXIT,
+        floor: None,
+        hooks: Hooks::SysExit(Calls::Escapes(syscalls::SIGNALS)),
+        when: When::Enforcing,
+    },
     // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
     Sensor {
         program: prog::MOUNT_CHANGED,
@@ -128,6 +142,11 @@ impl Calls {
         match self {
             Calls::Watched => CALLS.iter().map(|c| c.name).collect(),
             Calls::Named(n) => n.to_vec(),
+            Calls::Escapes(n) => ESCAPES
+                .iter()
+                .map(|e| e.name)
+                .chain(n.iter().copied())
+                .collect(),
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct PolicyMaps {
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
+    /// The agent these maps are for runs in the launch sandbox.
+    sandboxed: bool,
     /// Kernel ids of the maps (to reopen them).
     ids: std::collections::BTreeMap<&'static str, u32>,
 }
@@ -204,6 +206,7 @@ impl PolicyMaps {
             dns_allow: o.get(kmap::DNS_ALLOW)?,
             capacity,
             lsm,
+            sandboxed: false,
             ids,
         })
     }
@@ -369,12 +372,22 @@ impl PolicyMaps {
         Ok((trans_base, accept_base, class_base))
     }
 
+    /// The agent runs in the launch sandbox (`crate::sandbox`): its
+    /// policy says so, so the kernel reports the escapes the sandbox
+    /// refused.
+    pub fn set_sandboxed(&mut self) {
+        self.sandboxed = true;
+    }
+
     /// Writes the agent's policy; with the LSM tier attached, file and exec
     /// denies are left to it.
     pub fn set_policy(&mut self, agent: u32, p: &AgentPolicy) -> Result<(), SensorError> {
         let mut p = *p;
         if self.lsm.is_ok() {
             p.flags |= policy_flags::LSM;
+        }
+        if self.sandboxed {
+            p.flags |= policy_flags::SANDBOX;
         }
         self.policy
             .set(agent, p, 0)

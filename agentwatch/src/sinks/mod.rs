@@ -61,7 +61,13 @@ fn endpoint(e: &Endpoint) -> String {
 
 /// The human form of an event: `agent pid comm kind details`.
 pub fn human_line(ev: &Event) -> String {
-    let what = match &ev.detail {
+    let what = what_happened(ev);
+    format!("{:<10} {:>7} {:<15} {what}", ev.agent, ev.pid, ev.comm)
+}
+
+/// What an event did, in words (`kind details`).
+pub fn what_happened(ev: &Event) -> String {
+    match &ev.detail {
         Detail::Exec {
             path,
             result: r @ Some(e),
@@ -85,6 +91,7 @@ pub fn human_line(ev: &Event) -> String {
         } => match (signal, path) {
             (Some(s), _) => format!("{syscall} pid {target} signal {s}"),
             (None, Some(p)) => format!("{syscall} {p} security.capability"),
+            (None, None) if *target == 0 => syscall.to_string(),
             (None, None) => format!("{syscall} {target}"),
         },
         Detail::DnsAnswer { name, addrs } => format!("dns answer {name} -> {}", addrs.join(", ")),
@@ -151,8 +158,7 @@ pub fn human_line(ev: &Event) -> String {
             reason,
             count,
         } => format!("LOSS {count} records at {stage} ({reason})"),
-    };
-    format!("{:<10} {:>7} {:<15} {what}", ev.agent, ev.pid, ev.comm)
+    }
 }
 
 /// One output shared by several writers (the daemon's agents): each

@@ -38,7 +38,8 @@ pub(super) fn explain(
             Class::Network,
             "a connect outside the profile after the agent read a secret",
         ),
-        Rule::GuardTamper => (class, "aimed at agentwatch itself"),
+        Rule::GuardTamper => (class, tamper_reason(ev)),
+        Rule::GuardEscape => (class, escape_reason(ev)),
         Rule::Rate(c) => (c, "over the profile's per-minute budget"),
         _ => (class, "decided in the kernel"),
     };
@@ -47,6 +48,25 @@ pub(super) fn explain(
         class,
         what,
         reason: reason.into(),
+    }
+}
+
+/// Why a tamper violation is one: the escape list's reason, else it was
+/// aimed at agentwatch.
+fn tamper_reason(ev: &Event) -> &'static str {
+    escape_row(ev).map_or("aimed at agentwatch itself", |e| e.why)
+}
+
+fn escape_reason(ev: &Event) -> &'static str {
+    escape_row(ev).map_or("leaves agentwatch's sandbox", |e| e.why)
+}
+
+fn escape_row(ev: &Event) -> Option<&'static agentwatch_common::escape::Escape> {
+    match &ev.detail {
+        crate::event::Detail::Tamper { syscall, .. } => agentwatch_common::escape::ESCAPES
+            .iter()
+            .find(|e| e.name == syscall.as_ref()),
+        _ => None,
     }
 }
 
@@ -68,7 +88,7 @@ fn describe(ev: &Event, anchors: &Anchors) -> String {
             peer: Peer::Unix { path },
         }) => format!("{direction} unix:{}", anchors.anchor(&path)),
         Some(Obs::Dns { name }) => format!("resolve {name}"),
-        _ => crate::sinks::human_line(ev),
+        _ => crate::sinks::what_happened(ev),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Processes: execs (and failed exec attempts), exits, and calls aimed
 //! at agentwatch itself.
-use agentwatch_common::{policy::exec_flags, slot, syscalls as nr, SLOT_ARGV, SLOT_TRUNCATED};
+use agentwatch_common::{
+    escape, policy::exec_flags, slot, syscalls as nr, SLOT_ARGV, SLOT_TRUNCATED,
+};
 
 use super::Record;
 use crate::event::Detail;
@@ -78,19 +80,24 @@ pub(super) fn exit(rec: &Record) -> Detail {
     Detail::Exit { code, signal }
 }
 
-/// A signal, ptrace or bpf() aimed at agentwatch, or file capabilities set.
+/// A signal or pidfd aimed at agentwatch, an escape, or file
+/// capabilities set. An escape the sandbox refused comes from its exit,
+/// without arguments.
 pub(super) fn tamper(rec: &Record) -> Detail {
     let a = rec.args();
-    let (syscall, target, signal) = match rec.header().syscall_nr {
-        nr::KILL => ("kill", a[0] as i32 as i64, Some(a[1] as i64)),
-        nr::TKILL => ("tkill", a[0] as i32 as i64, Some(a[1] as i64)),
-        nr::TGKILL => ("tgkill", a[0] as i32 as i64, Some(a[2] as i64)),
-        nr::PTRACE => ("ptrace", a[1] as i32 as i64, None),
-        nr::SETXATTR => ("setxattr", 0, None),
-        nr::LSETXATTR => ("lsetxattr", 0, None),
-        nr::FSETXATTR => ("fsetxattr", a[0] as i64, None),
-        _ => ("bpf", a[0] as i64, None),
+    let sysno = rec.header().syscall_nr;
+    let refused = a[5] == escape::REFUSED;
+    let name = nr::name(sysno).unwrap_or("unknown");
+    let (target, signal) = match sysno {
+        _ if refused => (0, None),
+        nr::KILL | nr::TKILL => (a[0] as i32 as i64, Some(a[1] as i64)),
+        nr::TGKILL => (a[0] as i32 as i64, Some(a[2] as i64)),
+        nr::PTRACE => (a[1] as i32 as i64, None),
+        nr::PIDFD_OPEN | nr::PROCESS_VM_READV | nr::PROCESS_VM_WRITEV => (a[0] as i32 as i64, None),
+        nr::FSETXATTR | nr::BPF => (a[0] as i64, None),
+        _ => (0, None),
     };
+    let syscall = name;
     let path = (rec.slot(slot::PATH1).is_some() || rec.slot(slot::BASE1).is_some())
         .then(|| rec.path(slot::PATH1, slot::BASE1));
     Detail::Tamper {

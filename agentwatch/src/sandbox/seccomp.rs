@@ -1,0 +1,82 @@
+//! The seccomp filter of the launch sandbox: every call of
+//! `agentwatch_common::escape::ESCAPES` refused with EPERM before it runs
+//! (`unshare` and `clone` only when they ask for a new mount or user
+//! namespace), and `clone3` answered ENOSYS so the C library falls back to
+//! `clone`, whose flags a filter can read.
+use std::collections::BTreeMap;
+
+use agentwatch_common::{
+    escape::{self, When, ESCAPES},
+    syscalls as nr,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use super::SandboxError;
+
+/// The two programs, in the order they are installed.
+pub fn filters() -> Result<Vec<BpfProgram>, SandboxError> {
+    let mut escapes = BTreeMap::new();
+    for e in ESCAPES {
+        let rules = match e.when {
+            When::Always => Vec::new(),
+            // Either flag: two rules, matched if either holds.
+            When::NsFlags => [escape::CLONE_NEWNS, escape::CLONE_NEWUSER]
+                .into_iter()
+                .map(|flag| {
+                    let c = SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Qword,
+                        SeccompCmpOp::MaskedEq(flag),
+                        flag,
+                    )?;
+                    SeccompRule::new(vec![c])
+                })
+                .collect::<Result<_, _>>()
+                .map_err(SandboxError::Seccomp)?,
+        };
+        escapes.insert(i64::from(e.nr), rules);
+    }
+    let eperm = program(escapes, libc::EPERM)?;
+    let clone3 = program(
+        BTreeMap::from([(i64::from(nr::CLONE3), Vec::new())]),
+        libc::ENOSYS,
+    )?;
+    Ok(vec![eperm, clone3])
+}
+
+fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, SandboxError> {
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        TargetArch::x86_64,
+    )
+    .map_err(SandboxError::Seccomp)?;
+    BpfProgram::try_from(filter).map_err(SandboxError::Seccomp)
+}
+
+/// Installs `prog` on the calling thread. Only a syscall: safe between
+/// fork and exec.
+///
+/// # Safety
+/// `prog` must outlive the call (the kernel copies it).
+pub unsafe fn install(prog: &BpfProgram) -> std::io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    let r = libc::syscall(
+        libc::SYS_seccomp,
+        SECCOMP_SET_MODE_FILTER,
+        0 as libc::c_ulong,
+        &fprog as *const libc::sock_fprog,
+    );
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Privileged tests of the launch sandbox (issue 15's escapes): an agent
+//! `agentwatch run` starts tries to leave what agentwatch watches (a file
+//! handle instead of a path, a private mount or user namespace, io_uring,
+//! ptrace, another process's memory) or to end agentwatch (a thread of it,
+//! its pidfd, its process group). Each is refused before it runs and
+//! alerted; without the sandbox, the eBPF tamper guard still judges each
+//! at its entry.
+mod support;
+
+use support::{privileged, run::*};
+
+const PY: &str = "/usr/bin/python3";
+
+/// A python snippet that prints `<label> <return> <errno>` for one libc
+/// call, as a shell command.
+fn py(label: &str, call: &str) -> String {
+    format!(
+        "{PY} -c 'import ctypes, os\nl = ctypes.CDLL(None, use_errno=True)\n\
+         r = {call}\nprint(\"{label}\", r, ctypes.get_errno(), flush=True)'"
+    )
+}
+
+/// `label -1 1`: the call returned -1 with EPERM.
+fn refused(stdout: &str, label: &str) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.starts_with(&format!("{label} ")) && l.ends_with(" -1 1"))
+}
+
+#[test]
+fn escapes_of_a_launched_agent_are_refused_before_they_run_and_alerted() {
+    let Some(_g) = privileged() else { return };
+    let outside = support::ChildGuard(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("a process outside the agent"),
+    );
+    let outside = &outside.0;
+    let calls = [
+        (
+            "handle",
+            "l.name_to_handle_at(-100, b\"/etc/hostname\", ctypes.create_string_buffer(136), ctypes.byref(ctypes.c_int()), 0)".to_string(),
+            "name_to_handle_at",
+        ),
+        ("mountns", "l.unshare(0x20000)".into(), "unshare"),
+        ("userns", "l.unshare(0x10000000)".into(), "unshare"),
+        (
+            "uring",
+            "l.syscall(425, 8, ctypes.create_string_buffer(120))".into(),
+            "io_uring_setup",
+        ),
+        (
+            "mount",
+            "l.mount(b\"/etc\", b\"/mnt\", None, 4096, None)".into(),
+            "mount",
+        ),
+        (
+            "ptrace",
+            format!("l.ptrace(16, {}, 0, 0)", outside.id()),
+            "ptrace",
+        ),
+        ("bpf", "l.syscall(321, 0, None, 0)".into(), "bpf"),
+        (
+            "vmwrite",
+            format!("l.process_vm_writev({}, None, 0, None, 0, 0)", outside.id()),
+            "process_vm_writev",
+        ),
+    ];
+    let mut script: Vec<String> = calls.iter().map(|(l, c, _)| py(l, c)).collect();
+    // What stays allowed: a fork, and a namespace the list does not name.
+    script.push(format!(
+        "{PY} -c 'import os\npid = os.fork()\nif pid == 0: os._exit(0)\nos.waitpid(pid, 0); print(\"forked\")'"
+    ));
+    let d = Run::start(
+        "sbx-escape",
+        &profile("sbx-escape", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        &script.join("\n"),
+    )
+    .finish();
+    assert!(d.stdout.contains("forked"), "{}", d.brief());
+    for (label, _, syscall) in calls {
+        assert!(
+            refused(&d.stdout, label),
+            "{label} was not refused with EPERM: {}",
+            d.brief()
+        );
+        let hit = d.alerts.iter().any(|a| {
+            a["what"].as_str() == Some(syscall)
+                && a["decided_by"] == "kernel"
+                && a["action"] == "deny"
+                && matches!(
+                    a["rule"].as_str(),
+                    Some("guardrail/escape" | "guardrail/tamper")
+                )
+        });
+        assert!(hit, "no alert for {syscall}: {}", d.brief());
+    }
+    assert_eq!(d.summary()["sandbox"]["seccomp"], true, "{}", d.brief());
+}
+
+#[test]
+fn a_launched_agent_cannot_signal_agentwatch() {
+    let Some(_g) = privileged() else { return };
+    // The agent's shell is agentwatch's child: `ps -o ppid=` of it is
+    // agentwatch. A thread of agentwatch, its pidfd, and kill(0) while the
+    // agent shares agentwatch's process group.
+    let aw = "int(open(\"/proc/%d/stat\" % os.getppid()).read().split()[3])";
+    let script = [
+        py(
+            "tkill",
+            &format!("l.syscall(200, int(sorted(os.listdir(\"/proc/%d/task\" % {aw}))[-1]), 15)"),
+        ),
+        format!(
+            "{PY} -c 'import os, signal\nfd = os.pidfd_open({aw})\nsignal.pidfd_send_signal(fd, 15)\nprint(\"pidfd-sent\")'"
+        ),
+        format!("{PY} -c 'import os\nos.kill(0, 15)'"),
+        "echo after-kill0".to_string(),
+    ]
+    .join("\n");
+    let d = Run::start(
+        "sbx-signal",
+        &profile("sbx-signal", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    // agentwatch lived to write its summary; the workload's own shell
+    // took the kill(0).
+    assert!(
+        d.alerts.iter().any(|a| a["type"] == "summary"),
+        "agentwatch did not finish: {}",
+        d.brief()
+    );
+    assert!(refused(&d.stdout, "tkill"), "{}", d.brief());
+    assert!(!d.stdout.contains("pidfd-sent"), "{}", d.brief());
+    let tamper = d.alerts_by("guardrail/tamper");
+    for what in ["tkill", "pidfd_open", "kill pid 0"] {
+        assert!(
+            tamper
+                .iter()
+                .any(|a| a["what"].as_str().unwrap_or("").starts_with(what)),
+            "no tamper alert for {what}: {}",
+            d.brief()
+        );
+    }
+}
+
+#[test]
+fn without_the_sandbox_an_escape_is_judged_at_its_entry() {
+    let Some(_g) = privileged() else { return };
+    // `--no-sandbox`: what a daemon-selected agent gets. The unshare is
+    // seen at entry and the caller killed there (no BPF LSM here).
+    let script = format!("{}\necho after", py("mountns", "l.unshare(0x20000)"));
+    let d = Run::start(
+        "sbx-off",
+        &profile("sbx-off", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &["--no-sandbox"],
+        &script,
+    )
+    .finish();
+    assert!(!d.stdout.contains("mountns"), "{}", d.brief());
+    assert!(d.stdout.contains("after"), "{}", d.brief());
+    let a = d.alerts_by("guardrail/escape");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert_eq!(a[0]["what"], "unshare", "{}", a[0]);
+    assert!(d.summary()["sandbox"].is_null(), "{}", d.brief());
+}
