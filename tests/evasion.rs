@@ -298,3 +298,41 @@ fn a_file_moved_under_a_guardrail_after_a_clean_open_is_judged_again() {
         "judged on the path after the move: {a:?}"
     );
 }
+
+#[test]
+fn a_path_longer_than_the_kernel_copy_is_refused_not_judged_by_its_prefix() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    // `sub/` then `./` past the kernel's 2 KiB copy, then `..` out of the
+    // workspace to the secret: the prefix the kernel sees is inside the
+    // workspace. The run fails closed: the reader dies before its read
+    // returns, the secret's bytes never reach it.
+    let script = format!(
+        "mkdir sub && /usr/bin/python3 -c 'import os\n\
+         p = \"sub/\" + \"./\" * 1100 + \"../\" * (os.getcwd().count(\"/\") + 1) + \"{}\"\n\
+         print(\"read\", open(p).read(), flush=True)' ; echo after",
+        key.trim_start_matches('/')
+    );
+    let d = Run::start(
+        "ev-long",
+        &profile("ev-long", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    assert!(d.stdout.contains("after"), "{}", d.brief());
+    assert!(
+        !d.stdout.contains("read key"),
+        "the secret was read: {}",
+        d.brief()
+    );
+    let a = d.alerts_by("path/unjudged");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert_eq!(a[0]["decided_by"], "kernel", "{}", a[0]);
+    assert!(
+        a[0]["action"].as_str().unwrap_or("").starts_with("deny"),
+        "{}",
+        a[0]
+    );
+}

@@ -145,6 +145,10 @@ pub mod rule {
     /// A call that leaves the sandbox (`escape::ESCAPES`): mounts,
     /// namespaces, file handles, io_uring, the kernel itself.
     pub const ESCAPE: u8 = 25;
+    /// A path the kernel could not judge: longer than its copy, or
+    /// unreadable at entry and again at exit. Enforce mode fails closed:
+    /// the call is refused (BPF LSM) or the caller killed.
+    pub const UNJUDGED: u8 = 26;
     /// Allowed, and recorded: a new name created in a territory.
     pub const TERRITORY: u8 = 32;
     /// Allowed, and recorded: a secret in the workspace was read; the
@@ -219,6 +223,9 @@ pub fn wanted(pol: &AgentPolicy, r: u8, cls: usize) -> u8 {
     }
     if rate_class(r).is_some() {
         return pol.rate_action;
+    }
+    if r == rule::UNJUDGED {
+        return action::DENY;
     }
     // Constant indexes: an older verifier (6.1) loses the bound of a
     // checked index the compiler spilled to the stack and reloaded.

@@ -42,6 +42,7 @@ const RULES: &[(u8, &str)] = &[
     (rule::GUARD_PRIVILEGE, "guardrail/privilege"),
     (rule::TAMPER, "guardrail/tamper"),
     (rule::ESCAPE, "guardrail/escape"),
+    (rule::UNJUDGED, "path/unjudged"),
     (rule::EXFILTRATE, "guardrail/exfiltrate"),
     (rule::EXEC_WRITTEN, "exec/written"),
     (rule::INTERP, "interp"),

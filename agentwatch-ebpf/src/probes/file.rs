@@ -10,7 +10,7 @@ use agentwatch_common::{
         accept, access, class, epoch, flags, rule, verdict, AgentPolicy, Deferred, OpenedKey,
         OpenedStamp,
     },
-    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry,
+    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SLOTS, SLOT_TRUNCATED,
 };
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
@@ -79,6 +79,17 @@ impl Judged {
             opened: None,
             read_only: false,
         }
+    }
+
+    /// A call the kernel could not judge because a path was cut short is
+    /// a violation of its own (`rule::UNJUDGED`): enforce mode refuses it
+    /// rather than let it run on a judgement of a prefix.
+    #[inline(always)]
+    pub fn unjudged_if_cut(mut self, ev: &RawEvent) -> Self {
+        if self.d.verdict == verdict::UNDECIDED && self.d.rule == rule::PATH && cut_short(ev) {
+            self.d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, self.d.class);
+        }
+        self
     }
 }
 
@@ -359,15 +370,30 @@ pub fn try_mount_changed() -> Result<(), i64> {
 
 /// Re-reads into the exit record the paths its entry could not read.
 #[inline(always)]
-pub fn retry_paths(ev: &mut RawEvent) {
+/// Returns whether a path stayed unreadable at the exit too (a page the
+/// caller's memory keeps unmapping): nothing the kernel or userspace could
+/// judge.
+pub fn retry_paths(ev: &mut RawEvent) -> bool {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
-        return;
+        return false;
     };
     let _ = RETRY_PATHS.remove(&tid);
+    let mut unreadable = false;
     for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
         if ptr != 0 && !event::user_str(ev, slot, ptr) {
             count_loss(agentwatch_common::loss::READ_FAILED);
+            unreadable = true;
         }
     }
+    unreadable
+}
+
+/// Whether a path of the record was cut short by the kernel's copy (a
+/// path longer than a slot): its judgement could only be of a prefix.
+#[inline(always)]
+pub fn cut_short(ev: &RawEvent) -> bool {
+    [slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2]
+        .iter()
+        .any(|s| ev.slots[*s & (SLOTS - 1)].flags & SLOT_TRUNCATED != 0)
 }

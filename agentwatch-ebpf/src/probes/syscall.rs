@@ -76,7 +76,7 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, call: &Call) -
         opened,
         read_only,
     } = match call.family {
-        Family::File => file::judge_entry(pol, agent, ev, call),
+        Family::File => file::judge_entry(pol, agent, ev, call).unjudged_if_cut(ev),
         Family::Net => Judged::of(net::judge_entry(agent, ev, call)),
         // Exec attempts are decided at sched_process_exec.
         Family::Exec => Judged::of(Decision::new(
@@ -204,7 +204,19 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     match call.family {
         Family::Net => net::read_exit(ev, &call, ret),
         // Paths unreadable at entry: the kernel has faulted them in by now.
-        Family::File | Family::Exec => file::retry_paths(ev),
+        // Still unreadable (the caller keeps unmapping the page): nothing
+        // can judge the call; enforce mode kills the caller before it
+        // returns to user code.
+        Family::File | Family::Exec => {
+            if file::retry_paths(ev) && ev.hdr.verdict != verdict::VIOLATION {
+                if let Some(p) = pol {
+                    let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, call.class);
+                    ev.hdr.verdict = d.verdict;
+                    ev.hdr.rule = d.rule;
+                    ev.hdr.action = enforce::act(p, w.agent_id, &d, false);
+                }
+            }
+        }
     }
     event::submit(ev);
     Ok(())

@@ -38,6 +38,9 @@ pub enum Rule {
     Rate(Class),
     /// A paused agent with no request that explains it (a restart).
     PausedUnexplained,
+    /// A path the kernel could not judge (cut short, or unreadable at
+    /// entry and exit): refused in enforce mode.
+    PathUnjudged,
     /// A kernel decision no finding explains, by the kernel's code.
     Kernel(u8),
 }
@@ -66,6 +69,7 @@ impl Rule {
             rule::EXFILTRATE => Rule::GuardExfiltrate,
             rule::EXEC_WRITTEN => Rule::ExecWritten,
             rule::EXEC_HASH => Rule::ExecHash,
+            rule::UNJUDGED => Rule::PathUnjudged,
             c => match rate_class(c).and_then(Class::from_kernel_index) {
                 Some(class) => Rule::Rate(class),
                 None => Rule::Kernel(c),
@@ -91,6 +95,7 @@ impl Rule {
             Rule::DnsUnknown => rule::DNS,
             Rule::Rate(c) => rate_rule(c.kernel_index()),
             Rule::PausedUnexplained => rule::NONE,
+            Rule::PathUnjudged => rule::UNJUDGED,
             Rule::Kernel(c) => c,
         }
     }
@@ -123,6 +128,7 @@ impl Rule {
             Rule::DnsUnknown => "dns/unknown",
             Rule::Rate(c) => return Cow::Owned(format!("rate/{}", c.name())),
             Rule::PausedUnexplained => "paused/unexplained",
+            Rule::PathUnjudged => "path/unjudged",
             Rule::Kernel(c) => kernel_name(c),
         })
     }
@@ -143,6 +149,7 @@ impl Rule {
             Rule::DnsUnknown => "dns",
             Rule::Rate(_) => "rate",
             Rule::PausedUnexplained => "paused",
+            Rule::PathUnjudged => "path",
             Rule::Kernel(c) => kernel_name(c),
         }
     }
@@ -166,6 +173,7 @@ impl Rule {
             Rule::NetworkUnknown,
             Rule::DnsUnknown,
             Rule::PausedUnexplained,
+            Rule::PathUnjudged,
         ];
         if let Some(r) = all.into_iter().find(|r| r.name() == name) {
             return Some(r);

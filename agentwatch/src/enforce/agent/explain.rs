@@ -40,6 +40,10 @@ pub(super) fn explain(
         ),
         Rule::GuardTamper => (class, tamper_reason(ev)),
         Rule::GuardEscape => (class, escape_reason(ev)),
+        Rule::PathUnjudged => (
+            class,
+            "the kernel could not judge the path (longer than its 2 KiB copy, or unreadable at entry and exit); enforce mode refuses what it cannot judge",
+        ),
         Rule::Rate(c) => (c, "over the profile's per-minute budget"),
         _ => (class, "decided in the kernel"),
     };
