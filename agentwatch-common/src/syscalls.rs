@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn every_watched_tracepoint_has_one_number() {
         let escapes = crate::escape::ESCAPES.iter().map(|e| e.name);
-        let listed = [DNS_SENDS, DNS_RECVS, TAMPER]
+        let listed = [DNS_SENDS, DNS_RECVS, TAMPER, SIGNALS, ESCAPES_TOO]
             .into_iter()
             .flatten()
             .copied();

@@ -204,11 +204,12 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     match call.family {
         Family::Net => net::read_exit(ev, &call, ret),
         // Paths unreadable at entry: the kernel has faulted them in by now.
-        // Still unreadable (the caller keeps unmapping the page): nothing
-        // can judge the call; enforce mode kills the caller before it
-        // returns to user code.
+        // Still unreadable after a call that read it and succeeded (the
+        // caller keeps unmapping the page): nothing can judge the call;
+        // enforce mode kills the caller before it returns to user code. A
+        // call that failed (a bad pointer: EFAULT) changed nothing.
         Family::File | Family::Exec => {
-            if file::retry_paths(ev) && ev.hdr.verdict != verdict::VIOLATION {
+            if file::retry_paths(ev) && ret >= 0 && ev.hdr.verdict != verdict::VIOLATION {
                 if let Some(p) = pol {
                     let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, call.class);
                     ev.hdr.verdict = d.verdict;

@@ -38,8 +38,8 @@ pub(super) fn explain(
             Class::Network,
             "a connect outside the profile after the agent read a secret",
         ),
-        Rule::GuardTamper => (class, tamper_reason(ev)),
-        Rule::GuardEscape => (class, escape_reason(ev)),
+        Rule::GuardTamper => (class, escape_reason(ev, "aimed at agentwatch itself")),
+        Rule::GuardEscape => (class, escape_reason(ev, "leaves agentwatch's sandbox")),
         Rule::PathUnjudged => (
             class,
             "the kernel could not judge the path (longer than its 2 KiB copy, or unreadable at entry and exit); enforce mode refuses what it cannot judge",
@@ -55,23 +55,16 @@ pub(super) fn explain(
     }
 }
 
-/// Why a tamper violation is one: the escape list's reason, else it was
-/// aimed at agentwatch.
-fn tamper_reason(ev: &Event) -> &'static str {
-    escape_row(ev).map_or("aimed at agentwatch itself", |e| e.why)
-}
-
-fn escape_reason(ev: &Event) -> &'static str {
-    escape_row(ev).map_or("leaves agentwatch's sandbox", |e| e.why)
-}
-
-fn escape_row(ev: &Event) -> Option<&'static agentwatch_common::escape::Escape> {
-    match &ev.detail {
-        crate::event::Detail::Tamper { syscall, .. } => agentwatch_common::escape::ESCAPES
-            .iter()
-            .find(|e| e.name == syscall.as_ref()),
-        _ => None,
-    }
+/// Why a tamper or escape violation is one: the escape list's reason for
+/// its call, else `otherwise` (a signal aimed at agentwatch).
+fn escape_reason(ev: &Event, otherwise: &'static str) -> &'static str {
+    let crate::event::Detail::Tamper { syscall, .. } = &ev.detail else {
+        return otherwise;
+    };
+    agentwatch_common::escape::ESCAPES
+        .iter()
+        .find(|e| e.name == syscall.as_ref())
+        .map_or(otherwise, |e| e.why)
 }
 
 /// What an event did, as findings say it (`delete $WORKSPACE/x`,
