@@ -336,3 +336,48 @@ fn a_path_longer_than_the_kernel_copy_is_refused_not_judged_by_its_prefix() {
         a[0]
     );
 }
+
+#[test]
+fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_undone() {
+    let Some(_g) = privileged() else { return };
+    // What a daemon-selected agent gets (no sandbox): symlink, mkdir and
+    // a hard link's new name are judged at entry as creations; the
+    // SIGKILL lands after the call, so what it made is removed.
+    let script = "echo x > f\n\
+                  (ln -s /x .git/hooks/pre-commit) || echo symlink-stopped\n\
+                  (ln f .git/hooks/post-commit) || echo link-stopped\n\
+                  (mkdir .git/hooks/sub) || echo mkdir-stopped";
+    let run = Run::start_prepared(
+        "ev-plant",
+        &profile("ev-plant", 1, "actions:\n  guardrails: deny\n"),
+        "monitor",
+        &["--no-sandbox"],
+        script,
+        |ws| std::fs::create_dir_all(ws.join(".git/hooks")).expect("hooks"),
+    );
+    let (d, dir) = run.finish_keeping_dir();
+    let hooks = dir.0.join("ws/.git/hooks");
+    assert!(hooks.is_dir(), "{}", d.brief());
+    for what in ["symlink", "link", "mkdir"] {
+        assert!(
+            d.stdout.contains(&format!("{what}-stopped")),
+            "{what}: {}",
+            d.brief()
+        );
+    }
+    let a = d.alerts_by("guardrail/persistence");
+    assert_eq!(a.len(), 3, "{}", d.brief());
+    for name in ["pre-commit", "post-commit", "sub"] {
+        assert!(
+            a.iter()
+                .any(|x| x["what"].as_str().unwrap_or("").ends_with(name)),
+            "{name}: {}",
+            d.brief()
+        );
+        assert!(
+            std::fs::symlink_metadata(hooks.join(name)).is_err(),
+            "{name} is still there: {}",
+            d.brief()
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! Privileged tests of the launch sandbox (issue 15's escapes): an agent
+//! Privileged tests of the launch sandbox (issue 15): Landlock refusing
+//! what lies outside the profile's tree by any route; and the escapes: an agent
 //! `agentwatch run` starts tries to leave what agentwatch watches (a file
 //! handle instead of a path, a private mount or user namespace, io_uring,
 //! ptrace, another process's memory) or to end agentwatch (a thread of it,
@@ -169,4 +170,111 @@ fn without_the_sandbox_an_escape_is_judged_at_its_entry() {
     assert_eq!(a.len(), 1, "{}", d.brief());
     assert_eq!(a[0]["what"], "unshare", "{}", a[0]);
     assert!(d.summary()["sandbox"].is_null(), "{}", d.brief());
+}
+
+/// Every class a profile can refuse, refused: Landlock holds them.
+const STRICT: &str = "actions:\n  exec: deny\n  file: deny\n  delete: deny\n  guardrails: deny\n";
+
+#[test]
+fn landlock_refuses_what_lies_outside_the_profile_tree_whatever_the_route() {
+    let Some(_g) = privileged() else { return };
+    // A home outside the workspace: a key, a note, a binary nobody listed.
+    let home = support::TempDir::new("ll-home");
+    std::fs::create_dir_all(home.0.join(".ssh")).unwrap();
+    std::fs::write(home.0.join(".ssh/id_rsa"), "key").unwrap();
+    std::fs::write(home.0.join("notes.txt"), "notes").unwrap();
+    std::fs::copy("/usr/bin/true", home.0.join("tool")).unwrap();
+    let h = home.0.display();
+    // Each attempt in a subshell: a guardrail's deny kills only it.
+    let script = format!(
+        "ln -s {h}/.ssh sd && ln -s {h} hd\n\
+         (cat sd/id_rsa) || echo read-refused\n\
+         (ln sd/id_rsa copy) || echo link-refused\n\
+         (cat {h}/notes.txt) || echo direct-refused\n\
+         echo payload > p; (mv p hd/.bashrc) || echo rename-refused\n\
+         (ln -s /x hd/.profile) || echo symlink-refused\n\
+         (mkdir hd/.config) || echo mkdir-refused\n\
+         ({h}/tool) || echo exec-refused\n\
+         echo hi > a && mv a b && cat b"
+    );
+    let d = Run::start(
+        "ll-tree",
+        &profile("ll-tree", 1, STRICT),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    for what in [
+        "read", "link", "direct", "rename", "symlink", "mkdir", "exec",
+    ] {
+        assert!(
+            d.stdout.contains(&format!("{what}-refused")),
+            "{what}: {}",
+            d.brief()
+        );
+    }
+    // Nothing landed, and the agent's own work went on.
+    for name in ["copy", ".bashrc", ".profile", ".config"] {
+        assert!(
+            !home.0.join(name).exists(),
+            "{name} was made: {}",
+            d.brief()
+        );
+    }
+    assert!(d.stdout.lines().any(|l| l == "hi"), "{}", d.brief());
+    // Landlock's refusals are alerts, named by the real path.
+    let ll = d.alerts_by("landlock/file");
+    let said = |needle: &str| {
+        ll.iter()
+            .any(|a| a["what"].as_str().unwrap_or("").contains(needle))
+    };
+    assert!(
+        said(".ssh/id_rsa"),
+        "the read through sd/ names the key: {}",
+        d.brief()
+    );
+    assert!(said("notes.txt") && said(".config"), "{}", d.brief());
+    assert!(
+        ll.iter()
+            .all(|a| a["action"].as_str().unwrap_or("").contains("Landlock")),
+        "{}",
+        d.brief()
+    );
+    assert!(!d.alerts_by("landlock/exec").is_empty(), "{}", d.brief());
+    // The planted names are guardrails: judged at entry as well.
+    assert!(
+        !d.alerts_by("guardrail/persistence").is_empty(),
+        "{}",
+        d.brief()
+    );
+    let files = &d.summary()["sandbox"]["files"];
+    let held: Vec<&str> = files["held"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(held, ["exec", "file", "delete"], "{}", d.brief());
+}
+
+#[test]
+fn a_class_that_does_not_refuse_gets_no_landlock_rules() {
+    let Some(_g) = privileged() else { return };
+    // A class that alerts (or pauses: a person decides, and an approval
+    // cannot widen a Landlock domain in force) is the eBPF judge's: the
+    // read happens and is alerted.
+    let home = support::TempDir::new("ll-pause-home");
+    std::fs::write(home.0.join("notes.txt"), "notes").unwrap();
+    let script = format!("cat {}/notes.txt", home.0.display());
+    let d = Run::start(
+        "ll-pause",
+        &profile("ll-pause", 1, "actions:\n  file: alert\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    assert!(d.stdout.lines().any(|l| l == "notes"), "{}", d.brief());
+    assert!(d.summary()["sandbox"]["files"].is_null(), "{}", d.brief());
+    assert!(d.alerts_by("landlock/file").is_empty(), "{}", d.brief());
+    assert!(!d.alerts_by("file/unknown").is_empty(), "{}", d.brief());
 }

@@ -38,6 +38,10 @@ pub enum Paths {
     At01At23 = 4,
     /// An open fd in arg 0, whose path the kernel walks.
     Fd0 = 5,
+    /// A path in arg 1, relative to the cwd (symlink's new name).
+    Cwd1 = 6,
+    /// A dirfd in arg 1 and a path in arg 2 (symlinkat's new name).
+    At12 = 7,
 }
 
 /// Where an open-type call's flags are.
@@ -61,7 +65,8 @@ pub enum Judge {
     Open = 1,
     /// The first path, with the row's access.
     First = 2,
-    /// A hard link: its source as read and written, by guardrails only.
+    /// A hard link: its source as read and written, by guardrails only;
+    /// its new name as created.
     LinkSource = 3,
     /// Both paths, with the row's access (rename).
     Both = 4,
@@ -108,6 +113,24 @@ impl Call {
             OpenFlags::Creat => crate::open::CREAT_FLAGS,
             OpenFlags::None => 0,
         }
+    }
+
+    /// Whether the call makes a new name (a hard link, a directory, a
+    /// symlink, a node): its entry is `names_enter`'s, a program of its
+    /// own, so each entry program stays within older verifiers' budget.
+    #[inline(always)]
+    pub const fn makes_name(&self) -> bool {
+        matches!(
+            self.nr,
+            nr::LINK
+                | nr::LINKAT
+                | nr::MKDIR
+                | nr::MKDIRAT
+                | nr::SYMLINK
+                | nr::SYMLINKAT
+                | nr::MKNOD
+                | nr::MKNODAT
+        )
     }
 
     /// The file mode a chmod-type call sets; 0 for other calls.
@@ -170,6 +193,12 @@ calls! {
     RENAMEAT2 "renameat2" File At01At23 None  None,    Both       FILE    access::RENAME;
     LINK      "link"      File Cwd0Cwd1 None  None,    LinkSource FILE    RW;
     LINKAT    "linkat"    File At01At23 None  None,    LinkSource FILE    RW;
+    MKDIR     "mkdir"     File Cwd0     None  None,    First      FILE    access::CREATE;
+    MKDIRAT   "mkdirat"   File At01     None  None,    First      FILE    access::CREATE;
+    SYMLINK   "symlink"   File Cwd1     None  None,    First      FILE    access::CREATE;
+    SYMLINKAT "symlinkat" File At12     None  None,    First      FILE    access::CREATE;
+    MKNOD     "mknod"     File Cwd0     None  None,    First      FILE    access::CREATE;
+    MKNODAT   "mknodat"   File At01     None  None,    First      FILE    access::CREATE;
     CHMOD     "chmod"     File Cwd0     None  Some(1), First      FILE    access::CHMOD;
     FCHMOD    "fchmod"    File Fd0      None  Some(1), First      FILE    access::CHMOD;
     FCHMODAT  "fchmodat"  File At01     None  Some(2), First      FILE    access::CHMOD;

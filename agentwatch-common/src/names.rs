@@ -38,6 +38,7 @@ pub mod map {
     pub const CLEAN_OPENS: &str = "CLEAN_OPENS";
     pub const EPOCHS: &str = "EPOCHS";
     pub const WALK: &str = "WALK";
+    pub const JUMPS: &str = "JUMPS";
 }
 
 /// Program names.
@@ -46,12 +47,14 @@ pub mod program {
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
     pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
     pub const SYS_ENTER: &str = "sys_enter";
+    pub const NAMES_ENTER: &str = "names_enter";
     pub const SYS_EXIT: &str = "sys_exit";
     pub const DNS_SEND: &str = "dns_send";
     pub const DNS_RECV_ENTER: &str = "dns_recv_enter";
     pub const DNS_RECV_EXIT: &str = "dns_recv_exit";
     pub const TAMPER_ENTER: &str = "tamper_enter";
     pub const TAMPER_EXIT: &str = "tamper_exit";
+    pub const LANDLOCK_EXIT: &str = "landlock_exit";
     pub const ESCAPE_ENTER: &str = "escape_enter";
     pub const MOUNT_CHANGED: &str = "mount_changed";
     pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
@@ -110,6 +113,7 @@ pub const MAPS: &[&str] = &[
     map::CLEAN_OPENS,
     map::EPOCHS,
     map::WALK,
+    map::JUMPS,
 ];
 
 /// Every program of the object.
@@ -118,12 +122,14 @@ pub const PROGRAMS: &[&str] = &[
     program::SCHED_PROCESS_EXEC,
     program::SCHED_PROCESS_EXIT,
     program::SYS_ENTER,
+    program::NAMES_ENTER,
     program::SYS_EXIT,
     program::DNS_SEND,
     program::DNS_RECV_ENTER,
     program::DNS_RECV_EXIT,
     program::TAMPER_ENTER,
     program::TAMPER_EXIT,
+    program::LANDLOCK_EXIT,
     program::ESCAPE_ENTER,
     program::MOUNT_CHANGED,
     program::ENFORCE_CONNECT4,

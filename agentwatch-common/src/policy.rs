@@ -156,6 +156,11 @@ pub mod rule {
     pub const TAINT: u8 = 33;
     /// Over the per-minute budget: `RATE + class`.
     pub const RATE: u8 = 16;
+    /// Refused by the launch sandbox's Landlock file rules before the
+    /// effect (the call failed with EACCES, or EXDEV for a link or rename
+    /// across directories, after its entry was judged outside the
+    /// profile): `LANDLOCK + class`.
+    pub const LANDLOCK: u8 = 40;
 }
 
 /// Actions. In an [`AgentPolicy`] they are what to do; in a record, what
@@ -173,6 +178,9 @@ pub mod action {
     pub const DENY_KILL: u8 = 4;
     /// (record only) stopped until userspace decides.
     pub const HOLD: u8 = 5;
+    /// (record only) refused before the effect by the launch sandbox's
+    /// Landlock rules; nothing else was done to the caller.
+    pub const DENY_LANDLOCK: u8 = 6;
 }
 
 /// Whether a rule holds like a guardrail: in every mode, with the
@@ -191,6 +199,22 @@ pub const fn hard_rule(r: u8) -> bool {
             // Running what the agent wrote holds like a guardrail.
             | rule::EXEC_WRITTEN
     )
+}
+
+/// The Landlock rule of a class (`class::*`).
+#[inline(always)]
+pub const fn landlock_rule(cls: usize) -> u8 {
+    rule::LANDLOCK + cls as u8
+}
+
+/// The class a Landlock rule is about; `None` for any other rule.
+#[inline(always)]
+pub const fn landlock_class(r: u8) -> Option<usize> {
+    if r >= rule::LANDLOCK && ((r - rule::LANDLOCK) as usize) < class::COUNT {
+        Some((r - rule::LANDLOCK) as usize)
+    } else {
+        None
+    }
 }
 
 /// The rate rule of a class (`class::*`).
@@ -264,6 +288,23 @@ pub mod flags {
     /// Landlock): an escape refused with EPERM at its exit is the
     /// filter's refusal, reported then (its entry never ran).
     pub const SANDBOX: u8 = 8;
+    /// The launch sandbox's Landlock rules hold the class's file calls
+    /// (its action refuses, and the profile's tree was granted): a
+    /// violation that failed with EACCES was Landlock's refusal.
+    pub const LANDLOCK_FILE: u8 = 16;
+    pub const LANDLOCK_DELETE: u8 = 32;
+    pub const LANDLOCK_EXEC: u8 = 64;
+
+    /// The Landlock flag of a class; 0 for a class Landlock cannot hold.
+    #[inline(always)]
+    pub const fn landlock_of(cls: usize) -> u8 {
+        match cls {
+            super::class::FILE => LANDLOCK_FILE,
+            super::class::DELETE => LANDLOCK_DELETE,
+            super::class::EXEC => LANDLOCK_EXEC,
+            _ => 0,
+        }
+    }
 }
 
 /// A deny the LSM hooks are to carry out for one thread's current call

@@ -13,6 +13,12 @@ pub const RENAMEAT: u32 = 264;
 pub const RENAMEAT2: u32 = 316;
 pub const LINK: u32 = 86;
 pub const LINKAT: u32 = 265;
+pub const MKDIR: u32 = 83;
+pub const MKDIRAT: u32 = 258;
+pub const SYMLINK: u32 = 88;
+pub const SYMLINKAT: u32 = 266;
+pub const MKNOD: u32 = 133;
+pub const MKNODAT: u32 = 259;
 pub const CHMOD: u32 = 90;
 pub const FCHMOD: u32 = 91;
 pub const FCHMODAT: u32 = 268;
@@ -88,6 +94,12 @@ pub const NAMES: &[(u32, &str)] = &[
     (RENAMEAT2, "renameat2"),
     (LINK, "link"),
     (LINKAT, "linkat"),
+    (MKDIR, "mkdir"),
+    (MKDIRAT, "mkdirat"),
+    (SYMLINK, "symlink"),
+    (SYMLINKAT, "symlinkat"),
+    (MKNOD, "mknod"),
+    (MKNODAT, "mknodat"),
     (CHMOD, "chmod"),
     (FCHMOD, "fchmod"),
     (FCHMODAT, "fchmodat"),

@@ -45,10 +45,20 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// syscalls/sys_enter_{open,openat,unlink,rename,chmod,connect,...}: one
-/// program attached to each watched call. Fails open.
+/// program attached to each watched call but those making a name. Fails
+/// open.
 #[tracepoint]
 pub fn sys_enter(ctx: TracePointContext) -> u32 {
     let _ = syscall::try_sys_enter(&ctx);
+    0
+}
+
+/// syscalls/sys_enter_{link,linkat,mkdir,mkdirat,symlink,symlinkat,mknod,
+/// mknodat}: the calls making a name, apart so that each entry program
+/// stays within older verifiers' budget. Fails open.
+#[tracepoint]
+pub fn names_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_names_enter(&ctx);
     0
 }
 
@@ -110,6 +120,16 @@ pub fn escape_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tamper_exit(ctx: TracePointContext) -> u32 {
     let _ = tamper::try_tamper_exit(&ctx);
+    0
+}
+
+/// Tail-called from `sys_exit` (never attached): a file call allowed at
+/// entry by the names it gave that the launch sandbox's Landlock rules
+/// refused by the real hierarchy. Fails open: a lost record loses the
+/// alert; Landlock's refusal stands.
+#[tracepoint]
+pub fn landlock_exit(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_landlock_exit(&ctx);
     0
 }
 

@@ -10,7 +10,7 @@ use agentwatch_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
 use crate::enforce::Walk;
@@ -110,6 +110,12 @@ pub static DECIDED: PerCpuArray<u64> =
 /// flags in the high 32 bits (the exit judges the file they reached).
 #[map]
 pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Programs `sys_exit` tail-calls (their own verifier budget): slot
+/// `JUMP_LANDLOCK` is `landlock_exit`. Filled by the loader.
+#[map]
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub const JUMP_LANDLOCK: u32 = 0;
 
 /// Threads whose syscall entry was sent urgently (a violation, a held
 /// call): userspace pairs the entry with its exit before it alerts, so the

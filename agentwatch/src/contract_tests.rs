@@ -70,6 +70,7 @@ fn rule_codes_are_distinct_and_named_the_same_on_both_sides() {
     codes.push(rule::DNS);
     // The rate rules are a range, one per class.
     codes.extend((0..class::COUNT as u8).map(|c| rule::RATE + c));
+    codes.extend((0..class::COUNT as u8).map(|c| rule::LANDLOCK + c));
     let n = codes.len();
     codes.sort_unstable();
     codes.dedup();
@@ -81,6 +82,10 @@ fn rule_codes_are_distinct_and_named_the_same_on_both_sides() {
         assert_eq!(
             name(rule::RATE + c.kernel_index() as u8),
             format!("rate/{}", c.name())
+        );
+        assert_eq!(
+            name(rule::LANDLOCK + c.kernel_index() as u8),
+            format!("landlock/{}", c.name())
         );
     }
 }

@@ -65,6 +65,7 @@ impl KernelDecision {
             KILL => "kill",
             DENY_KILL => "deny_kill",
             HOLD => "hold",
+            DENY_LANDLOCK => "deny_landlock",
             _ => "alert",
         }
     }
@@ -266,6 +267,13 @@ pub enum Detail {
         syscall: Name,
         result: Option<i64>,
     },
+    /// A new name made without opening it: a directory (`mkdir`), a
+    /// symbolic link (`symlink`), a device, FIFO or socket (`mknod`).
+    Make {
+        path: String,
+        syscall: Name,
+        result: Option<i64>,
+    },
     Chmod {
         path: String,
         mode: u32,
@@ -341,6 +349,7 @@ impl Detail {
             Detail::Unlink { .. } => "unlink",
             Detail::Rename { .. } => "rename",
             Detail::Link { .. } => "link",
+            Detail::Make { .. } => "make",
             Detail::Chmod { .. } => "chmod",
             Detail::Chown { .. } => "chown",
             Detail::Connect { .. } => "connect",
@@ -362,6 +371,7 @@ impl Detail {
             | Detail::Unlink { result, .. }
             | Detail::Rename { result, .. }
             | Detail::Link { result, .. }
+            | Detail::Make { result, .. }
             | Detail::Chmod { result, .. }
             | Detail::Chown { result, .. }
             | Detail::Connect { result, .. }
@@ -369,6 +379,20 @@ impl Detail {
             | Detail::Listen { result, .. }
             | Detail::Accept { result, .. } => Some(result),
             _ => None,
+        }
+    }
+
+    /// The file paths it names, to rewrite.
+    pub fn paths_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Detail::Open { path, .. }
+            | Detail::Exec { path, .. }
+            | Detail::Unlink { path, .. }
+            | Detail::Make { path, .. }
+            | Detail::Chmod { path, .. }
+            | Detail::Chown { path, .. } => vec![path],
+            Detail::Rename { from, to, .. } | Detail::Link { from, to, .. } => vec![from, to],
+            _ => Vec::new(),
         }
     }
 }

@@ -198,7 +198,19 @@ impl Run {
             .collect()
     }
 
-    pub fn finish(mut self) -> Done {
+    pub fn finish(self) -> Done {
+        self.finish_keeping_dir().0
+    }
+
+    /// `finish`, and the run's directory (its workspace in `ws`), kept
+    /// until the caller drops it: what the run left there can be checked.
+    pub fn finish_keeping_dir(mut self) -> (Done, TempDir) {
+        let done = self.wait_done();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        (done, dir)
+    }
+
+    fn wait_done(&mut self) -> Done {
         let t = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("wait run") {

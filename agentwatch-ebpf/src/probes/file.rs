@@ -39,6 +39,8 @@ pub fn read_entry(ev: &mut RawEvent, call: &Call, a: &[u64; 6]) {
     match call.paths {
         Paths::Cwd0 => path_arg(ev, p1, b1, cwd, a[0], r),
         Paths::At01 => path_arg(ev, p1, b1, a[0], a[1], r),
+        Paths::Cwd1 => path_arg(ev, p1, b1, cwd, a[1], r),
+        Paths::At12 => path_arg(ev, p1, b1, a[1], a[2], r),
         Paths::Cwd0Cwd1 => {
             path_arg(ev, p1, b1, cwd, a[0], r);
             path_arg(ev, p2, b2, cwd, a[1], r);
@@ -141,16 +143,17 @@ pub fn judge_entry(pol: &AgentPolicy, agent: u32, ev: &RawEvent, call: &Call) ->
         }
         Judge::First => Judged::of(path(ev, p1, b1, needs, call.access, call.class)),
         // A hard link to a guardrail file is a second way in to it: the
-        // source counts as read and written. Other links are left to the
-        // profile's rules on what the agent then opens.
+        // source counts as read and written; other sources are left to
+        // the profile's rules on what the agent then opens. Its new name
+        // is a file created there (a link into `.git/hooks` plants a hook).
         Judge::LinkSource => {
             let from = path(ev, p1, b1, true, call.access, call.class);
-            let guarded = from.verdict != verdict::VIOLATION
-                || agentwatch_common::policy::hard_rule(from.rule);
-            Judged::of(if guarded {
-                from
+            let soft = from.verdict == verdict::VIOLATION
+                && !agentwatch_common::policy::hard_rule(from.rule);
+            Judged::of(if from.allowed() || soft {
+                path(ev, p2, b2, true, access::CREATE, call.class)
             } else {
-                Decision::new(verdict::ALLOW, rule::NONE, class::FILE)
+                from
             })
         }
         Judge::Both => {
@@ -231,6 +234,8 @@ pub fn judge_deferred(
     df: &Deferred,
 ) -> Option<Decision> {
     let allowed = Decision::new(verdict::ALLOW, rule::NONE, df.class as usize);
+    // A failed call changed nothing (one Landlock refused is reported by
+    // the exit: `landlock_refused`).
     if ret < 0 {
         return Some(allowed);
     }
@@ -255,6 +260,16 @@ pub fn judge_deferred(
         Decision::new(verdict::VIOLATION, df.rule, df.class as usize)
     };
     Some(if d.allowed() { allowed } else { d })
+}
+
+/// Whether a call of class `cls` that returned `ret` failed the way the
+/// launch sandbox's Landlock rules refuse, for an agent they hold.
+#[inline(always)]
+pub fn landlock_refused(pol: &AgentPolicy, cls: usize, ret: i64) -> bool {
+    const EACCES: i64 = 13;
+    const EXDEV: i64 = 18;
+    let held = pol.flags & flags::landlock_of(cls) != 0;
+    held && (ret == -EACCES || ret == -EXDEV)
 }
 
 /// Remembers the file behind a new fd when it was opened for writing: an

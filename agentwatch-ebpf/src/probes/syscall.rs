@@ -5,7 +5,9 @@
 //! it to its family (`file`, `net`), then decide, act and send here.
 use agentwatch_common::{
     calls::{self, Call, Family, Judge},
-    policy::{action, class, decided, epoch, flags, rule, verdict, AgentPolicy, Deferred},
+    policy::{
+        action, class, decided, epoch, flags, landlock_rule, rule, verdict, AgentPolicy, Deferred,
+    },
     RawEvent, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
@@ -27,14 +29,26 @@ const RECORD_TERRITORY: u64 = 1 << 30;
 const RECORD_TAINT: u64 = 1 << 31;
 const OPEN_FLAGS_MASK: u64 = (1 << 30) - 1;
 
-/// Entry of a watched call. Fails open: any read that fails leaves a
-/// field empty; the record is still sent.
+/// Entry of a watched call other than those making a name. Fails open:
+/// any read that fails leaves a field empty; the record is still sent.
 pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    enter_of(ctx, false)
+}
+
+/// Entry of a call making a name (`Call::makes_name`). Fails open.
+pub fn try_names_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    enter_of(ctx, true)
+}
+
+/// The entry of the calls whose `makes_name` is `names`: each program
+/// explores only its own rows.
+#[inline(always)]
+fn enter_of(ctx: &TracePointContext, names: bool) -> Result<(), i64> {
     let Some((tgid, w)) = watched_current() else {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
-    let Some(call) = calls::find(sysno) else {
+    let Some(call) = calls::find(sysno).filter(|c| c.makes_name() == names) else {
         return Ok(());
     };
     let a = read_args(ctx);
@@ -126,6 +140,67 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, call: &Call) -
     true
 }
 
+/// Whether Landlock holds `call`'s class for the agent: a file call it
+/// refused is reported even when its entry was allowed by name.
+#[inline(always)]
+fn landlock_held(pol: &AgentPolicy, call: &Call) -> bool {
+    call.family == Family::File && pol.flags & flags::landlock_of(call.class) != 0
+}
+
+/// A file call allowed at entry by the names it gave, which Landlock
+/// refused by the real hierarchy (a symlinked directory, a hard link to a
+/// file outside the tree): its entry is read again, from the arguments
+/// still in the task's saved user registers, and sent with the exit,
+/// which carries the refusal. Userspace judges it by its real paths.
+/// Reached by tail call from `try_sys_exit`, which checked the agent and
+/// the refusal; nothing is saved at entry for it.
+pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let sysno = syscall_nr(ctx);
+    let ret = syscall_ret(ctx);
+    let call = calls::find(sysno).ok_or(1)?;
+    let a = syscall_args_now().ok_or(1)?;
+    let enter = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
+    enter.args = a;
+    file::read_entry(enter, &call, &a);
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = RETRY_PATHS.remove(&tid);
+    event::submit(enter);
+    let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
+    ev.args[0] = ret as u64;
+    ev.hdr.verdict = verdict::VIOLATION;
+    ev.hdr.rule = landlock_rule(call.class);
+    ev.hdr.action = action::DENY_LANDLOCK;
+    event::submit(ev);
+    Ok(())
+}
+
+/// The current syscall's six arguments, from the user registers saved at
+/// entry (x86-64 `struct pt_regs`: di, si, dx, r10, r8, r9), which the
+/// file calls leave as they were.
+#[inline(always)]
+fn syscall_args_now() -> Option<[u64; 6]> {
+    // Offsets in u64s of x86-64 `struct pt_regs` (uapi layout).
+    const DI: usize = 14;
+    const SI: usize = 13;
+    const DX: usize = 12;
+    const R10: usize = 7;
+    const R8: usize = 9;
+    const R9: usize = 8;
+    let regs = unsafe {
+        aya_ebpf::helpers::generated::bpf_task_pt_regs(
+            aya_ebpf::helpers::generated::bpf_get_current_task_btf(),
+        )
+    } as *const [u64; 21];
+    if regs.is_null() {
+        return None;
+    }
+    let r = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(regs) }.ok()?;
+    Some([r[DI], r[SI], r[DX], r[R10], r[R8], r[R9]])
+}
+
 /// Return of a watched call: a small record with the result; accept adds
 /// the peer's address, read from the new socket.
 pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
@@ -152,6 +227,11 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if let Some(v) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
             let _ = SKIP_EXIT.remove(&tid);
             if v as u32 == sysno {
+                // Landlock refused what the names allowed: reported from a
+                // program of its own (this one is at the verifier's limit).
+                if landlock_held(p, &call) && file::landlock_refused(p, call.class, ret) {
+                    unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK) };
+                }
                 if ret >= 0 && p.flags & flags::PATHS != 0 && call.is_open() {
                     let high = v >> 32;
                     let record = match high & !OPEN_FLAGS_MASK {
@@ -190,6 +270,21 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if !d.allowed() {
             ev.hdr.action = enforce::act(p, w.agent_id, &d, false);
         }
+    }
+    // A call outside the profile (a deferred violation) or an exec (never
+    // judged at entry: sched_process_exec judges execs that ran) that
+    // failed as Landlock refuses: refused before the effect, the caller
+    // goes on. Userspace drops one the profile's rules do not explain (a
+    // binary without its execute bit).
+    let landlock_cls = match (deferred, call.family) {
+        (Some(df), _) => df.class as usize,
+        (None, Family::Exec) => class::EXEC,
+        _ => class::COUNT,
+    };
+    if pol.is_some_and(|p| file::landlock_refused(p, landlock_cls, ret)) {
+        ev.hdr.verdict = verdict::VIOLATION;
+        ev.hdr.rule = landlock_rule(landlock_cls);
+        ev.hdr.action = action::DENY_LANDLOCK;
     }
     // A call the LSM tier refused: the exit carries the decision (an exec's
     // entry record was sent before bprm_check_security judged it).

@@ -28,7 +28,7 @@ use crate::{
     lifecycle::{self, Agents, AgentsSink, Asked, Signals},
     profile::Class,
     profile::{anchors::Anchors, parse},
-    sandbox::{Layers, Sandbox},
+    sandbox::{files, Held, Layers, Sandbox},
     sensors::{DfaCapacity, Sensors},
     spawn,
 };
@@ -125,7 +125,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
     let (sensors, mut maps) =
         Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()), None)?;
-    let sandbox = launch_sandbox(&opts, &mut maps)?;
+    let sandbox = launch_sandbox(&opts, &mut maps, &profile, &anchors, &compiled)?;
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }
@@ -193,17 +193,30 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
 }
 
 /// The sandbox the command starts in, unless `--no-sandbox`; the agent's
-/// policy says it is sandboxed. What this kernel lacks is said now.
+/// policy says it is sandboxed. Landlock holds the file classes the
+/// profile refuses, where no BPF LSM tier does (not with
+/// `--decide-in-userspace`: its refusals are reported by the kernel's
+/// judgement). What this kernel lacks is said now.
 fn launch_sandbox(
     opts: &RunOptions,
     maps: &mut crate::sensors::PolicyMaps,
+    profile: &crate::profile::Profile,
+    anchors: &Anchors,
+    compiled: &compile::Compiled,
 ) -> anyhow::Result<Option<Arc<Sandbox>>> {
     if opts.no_sandbox {
         return Ok(None);
     }
-    let s = Sandbox::prepare()?;
-    maps.set_sandboxed();
-    if !s.layers.scoped {
+    // The BPF LSM tier, where attached, refuses file calls by the real
+    // file with EPERM itself; Landlock's file rules stand in where not.
+    let held = Held::of_policy(&compiled.policy);
+    let files = (held.any() && !opts.decide_in_userspace && maps.lsm_tier().is_err()).then(|| {
+        let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
+        files::resolve(&files::grants(profile, anchors), held, abi)
+    });
+    let s = Sandbox::prepare(files)?;
+    maps.set_sandboxed(s.landlock_flags());
+    if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());
     }
     Ok(Some(Arc::new(s)))

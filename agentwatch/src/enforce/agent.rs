@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use explain::{explain, learn_entry};
-use undo::{undo_link, undo_privilege};
+use undo::{undo_denied, undo_privilege};
 
 mod explain;
 mod learning;
@@ -132,11 +132,26 @@ fn wanted(policy: &AgentPolicy, mode: Mode, f: &Finding) -> ActionKind {
     }
 }
 
+/// A refused call as the matcher judges it: as if it had run.
+fn attempted(ev: &Event) -> Event {
+    let mut attempt = ev.clone();
+    match &mut attempt.detail {
+        Detail::Exec { result, .. } => *result = Some(0),
+        d => {
+            if let Some(r) = d.result_mut() {
+                *r = None;
+            }
+        }
+    }
+    attempt
+}
+
 /// The action as an alert names it: the event's name, spelled out for the
 /// SIGKILL fallback of deny.
 fn kernel_action(k: &KernelDecision) -> &'static str {
     match k.action {
         ka::DENY_KILL => "deny (SIGKILL at the call)",
+        ka::DENY_LANDLOCK => "deny (Landlock, before the effect)",
         _ => k.action_name(),
     }
 }
@@ -280,32 +295,23 @@ impl AgentEnforcer {
             s.observe(ev);
         }
         let mut findings: Vec<Finding> = match (&ev.kernel, &ev.detail) {
-            // An exec the LSM tier refused failed; the matcher judges what
-            // was attempted, as it would have judged the exec.
+            // An exec the LSM tier or Landlock refused failed; the matcher
+            // judges what was attempted, as it would have judged the exec.
             (
                 Some(_),
                 Detail::Exec {
                     result: Some(r), ..
                 },
-            ) if *r != 0 => {
-                let mut attempt = ev.clone();
-                if let Detail::Exec { result, .. } = &mut attempt.detail {
-                    *result = Some(0);
-                }
-                self.matcher.check(&attempt)
-            }
-            // A file call the kernel refused (the LSM tier's deny) failed
-            // because of the violation: its attempt is what is judged.
+            ) if *r != 0 => self.matcher.check(&attempted(ev)),
+            // A file call the kernel refused (the LSM tier's deny,
+            // Landlock) failed because of the violation: its attempt is
+            // what is judged.
             (Some(k), _)
                 if k.verdict == verdict::VIOLATION
-                    && k.action == ka::DENY
+                    && matches!(k.action, ka::DENY | ka::DENY_LANDLOCK)
                     && observe::failed(ev) =>
             {
-                let mut attempt = ev.clone();
-                if let Some(r) = attempt.detail.result_mut() {
-                    *r = None;
-                }
-                self.matcher.check(&attempt)
+                self.matcher.check(&attempted(ev))
             }
             _ => self.matcher.check(ev),
         };
@@ -334,6 +340,19 @@ impl AgentEnforcer {
                 }
             }
             verdict::VIOLATION => {
+                // Landlock judged the real hierarchy: what the names the
+                // call gave do not explain, its real paths may (a
+                // symlinked directory). Neither: the failure was not
+                // Landlock's (a binary without its execute bit).
+                let landlock = matches!(Rule::from_kernel(k.rule), Rule::Landlock(_));
+                if landlock && findings.iter().all(Finding::is_rate) {
+                    findings = explain::by_real_paths(ev)
+                        .map(|real| self.matcher.check(&attempted(&real)))
+                        .unwrap_or_default();
+                    if findings.iter().all(Finding::is_rate) {
+                        return;
+                    }
+                }
                 let f = explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors);
                 if k.action != ka::ALERT {
                     self.stats.kernel_actions += 1;
@@ -348,7 +367,7 @@ impl AgentEnforcer {
                         tree::kill(&self.maps.pids(self.agent_id));
                         let _ = self.maps.set_paused(self.agent_id, false);
                     }
-                    ka::DENY_KILL => undo_link(ev),
+                    ka::DENY_KILL => undo_denied(ev),
                     _ => {}
                 }
                 self.alert(

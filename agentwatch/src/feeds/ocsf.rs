@@ -149,6 +149,13 @@ fn activity_fields(ev: &Event) -> Option<(u32, u32, u32, Map<String, Value>)> {
             m.insert("status_id".into(), json!(status(*result)));
             (1001, 1, 4, m)
         }
+        // File System Activity: Create.
+        Detail::Make { path, result, .. } => {
+            let mut m = Map::new();
+            m.insert("file".into(), file(path));
+            m.insert("status_id".into(), json!(status(*result)));
+            (1001, 1, 1, m)
+        }
         Detail::Rename {
             from, to, result, ..
         } => {

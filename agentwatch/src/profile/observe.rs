@@ -136,6 +136,7 @@ pub fn failed(ev: &Event) -> bool {
         | Detail::Unlink { result, .. }
         | Detail::Rename { result, .. }
         | Detail::Link { result, .. }
+        | Detail::Make { result, .. }
         | Detail::Chmod { result, .. }
         | Detail::Chown { result, .. } => *result,
         _ => None,
@@ -173,6 +174,7 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
             vec![file(path, &set, Class::File)]
         }
         Detail::Unlink { path, .. } => vec![file(path, &[Delete], Class::Delete)],
+        Detail::Make { path, .. } => vec![file(path, &[Create], Class::File)],
         Detail::Rename { from, to, .. } => vec![
             file(from, &[Rename], Class::File),
             file(to, &[Rename], Class::File),

@@ -4,7 +4,7 @@
 //! both sides choose the action with one function (`policy::wanted`).
 use std::borrow::Cow;
 
-use agentwatch_common::policy::{rate_class, rate_rule, rule};
+use agentwatch_common::policy::{landlock_class, landlock_rule, rate_class, rate_rule, rule};
 use serde::{Serialize, Serializer};
 
 use super::Class;
@@ -41,6 +41,9 @@ pub enum Rule {
     /// A path the kernel could not judge (cut short, or unreadable at
     /// entry and exit): refused in enforce mode.
     PathUnjudged,
+    /// Refused before the effect by the launch sandbox's Landlock rules
+    /// (outside the tree the profile grants).
+    Landlock(Class),
     /// A kernel decision no finding explains, by the kernel's code.
     Kernel(u8),
 }
@@ -70,10 +73,15 @@ impl Rule {
             rule::EXEC_WRITTEN => Rule::ExecWritten,
             rule::EXEC_HASH => Rule::ExecHash,
             rule::UNJUDGED => Rule::PathUnjudged,
-            c => match rate_class(c).and_then(Class::from_kernel_index) {
-                Some(class) => Rule::Rate(class),
-                None => Rule::Kernel(c),
-            },
+            c => {
+                if let Some(class) = rate_class(c).and_then(Class::from_kernel_index) {
+                    Rule::Rate(class)
+                } else if let Some(class) = landlock_class(c).and_then(Class::from_kernel_index) {
+                    Rule::Landlock(class)
+                } else {
+                    Rule::Kernel(c)
+                }
+            }
         }
     }
 
@@ -96,6 +104,7 @@ impl Rule {
             Rule::Rate(c) => rate_rule(c.kernel_index()),
             Rule::PausedUnexplained => rule::NONE,
             Rule::PathUnjudged => rule::UNJUDGED,
+            Rule::Landlock(c) => landlock_rule(c.kernel_index()),
             Rule::Kernel(c) => c,
         }
     }
@@ -129,6 +138,7 @@ impl Rule {
             Rule::Rate(c) => return Cow::Owned(format!("rate/{}", c.name())),
             Rule::PausedUnexplained => "paused/unexplained",
             Rule::PathUnjudged => "path/unjudged",
+            Rule::Landlock(c) => return Cow::Owned(format!("landlock/{}", c.name())),
             Rule::Kernel(c) => kernel_name(c),
         })
     }
@@ -150,6 +160,7 @@ impl Rule {
             Rule::Rate(_) => "rate",
             Rule::PausedUnexplained => "paused",
             Rule::PathUnjudged => "path",
+            Rule::Landlock(_) => "landlock",
             Rule::Kernel(c) => kernel_name(c),
         }
     }
@@ -178,11 +189,12 @@ impl Rule {
         if let Some(r) = all.into_iter().find(|r| r.name() == name) {
             return Some(r);
         }
+        let class = |c: &str| Class::ALL.into_iter().find(|k| k.name() == c);
         if let Some(c) = name.strip_prefix("rate/") {
-            return Class::ALL
-                .into_iter()
-                .find(|k| k.name() == c)
-                .map(Rule::Rate);
+            return class(c).map(Rule::Rate);
+        }
+        if let Some(c) = name.strip_prefix("landlock/") {
+            return class(c).map(Rule::Landlock);
         }
         (0..=u8::MAX)
             .map(Rule::Kernel)
@@ -237,6 +249,7 @@ mod tests {
             Rule::ExecWritten,
             Rule::FileAccess,
             Rule::Rate(Class::Delete),
+            Rule::Landlock(Class::File),
             Rule::Kernel(rule::SOCKET),
         ] {
             assert_eq!(Rule::from_name(&r.name()), Some(r), "{r}");

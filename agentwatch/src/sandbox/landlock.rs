@@ -1,14 +1,15 @@
-//! Landlock for the launch sandbox: this kernel's ABI, and the scoping
-//! ruleset (ABI 6 and later) that keeps a launched agent from signalling
+//! Landlock for the launch sandbox: this kernel's ABI, and the ruleset:
+//! the profile's file rules (`files.rs`), and scoping (ABI 6 and later)
+//! that keeps a launched agent from signalling
 //! any process outside its own domain (agentwatch among them, whatever
 //! the call: kill, tkill, tgkill, pidfd_send_signal, a process-group or
 //! broadcast kill) and from connecting to abstract unix sockets created
 //! outside it.
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use landlock::{Access, Ruleset, RulesetAttr, Scope, ABI};
+use landlock::{Access, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI};
 
-use super::SandboxError;
+use super::{files::FileRules, SandboxError};
 
 /// The Landlock ABI this kernel offers; None: no Landlock (not built, or
 /// not in the `lsm=` list).
@@ -29,16 +30,32 @@ pub fn abi() -> Option<i32> {
 /// Scoping needs ABI 6.
 pub const SCOPE_ABI: i32 = 6;
 
-/// The scoping ruleset, as an fd to hand to the child; None when this
-/// kernel's ABI has no scoping.
-pub fn scope_ruleset(abi: Option<i32>) -> Result<Option<OwnedFd>, SandboxError> {
-    if abi.is_none_or(|a| a < SCOPE_ABI) {
+/// The launch ruleset, as an fd to hand to the child: the profile's file
+/// rules (`files`) and, from ABI 6, scoping. None when there is neither.
+pub fn ruleset(
+    abi: Option<i32>,
+    files: Option<&FileRules>,
+) -> Result<Option<OwnedFd>, SandboxError> {
+    let scoped = abi.is_some_and(|a| a >= SCOPE_ABI);
+    if !scoped && files.is_none() {
         return Ok(None);
     }
-    let created = Ruleset::default()
-        .scope(Scope::from_all(ABI::V6))
-        .and_then(|r| r.create())
-        .map_err(|e| SandboxError::Landlock(e.to_string()))?;
+    let err = |e: landlock::RulesetError| SandboxError::Landlock(e.to_string());
+    let mut r = Ruleset::default();
+    if let Some(f) = files {
+        r = r.handle_access(f.handled).map_err(err)?;
+    }
+    if scoped {
+        r = r.scope(Scope::from_all(ABI::V6)).map_err(err)?;
+    }
+    let mut created = r.create().map_err(err)?;
+    for (path, rights) in files.map(|f| f.rules.as_slice()).unwrap_or_default() {
+        let fd = PathFd::new(path)
+            .map_err(|e| SandboxError::Landlock(format!("cannot open {}: {e}", path.display())))?;
+        created = created
+            .add_rule(PathBeneath::new(fd, *rights))
+            .map_err(err)?;
+    }
     Ok(created.into())
 }
 

@@ -7,12 +7,16 @@
 //!   `guardrail/escape` or `guardrail/tamper` violation;
 //! - Landlock (`landlock.rs`), from ABI 6, scopes signals and abstract
 //!   unix sockets to the agent's own domain, so nothing it runs can signal
-//!   agentwatch.
+//!   agentwatch; and, from ABI 2, when the profile refuses file calls in
+//!   enforce mode, grants only the profile's tree (`files.rs`).
 //!
 //! Both are prepared in the parent (they allocate) and entered in the
 //! child between fork and exec with syscalls only.
+pub mod files;
 mod landlock;
 mod seccomp;
+
+pub use files::{FileRules, Held};
 
 use std::os::fd::OwnedFd;
 
@@ -36,6 +40,30 @@ pub struct Layers {
     pub scoped: bool,
     /// The escapes refused by seccomp.
     pub seccomp: bool,
+    /// The profile's file rules, when Landlock holds a class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesLayer>,
+}
+
+/// What the Landlock file rules hold, for the run's summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FilesLayer {
+    /// The classes refused before the effect (`exec`, `file`, `delete`).
+    pub held: Vec<&'static str>,
+    /// Path-beneath rules granted.
+    pub rules: usize,
+    /// Grants moved up to an existing directory (the path is created later).
+    pub widened: Vec<String>,
+}
+
+impl FilesLayer {
+    fn describe(&self) -> String {
+        format!(
+            "Landlock grants only the profile's tree ({} rules) and refuses the rest before the effect for {}; guardrails inside that tree are judged by eBPF",
+            self.rules,
+            self.held.join(", ")
+        )
+    }
 }
 
 impl Layers {
@@ -55,7 +83,10 @@ impl Layers {
             ),
             (None, _) => "no Landlock on this kernel (not built or not in lsm=): a signal to agentwatch is caught by the eBPF tamper guard instead".into(),
         };
-        format!("sandbox: {seccomp}; {landlock}")
+        match &self.files {
+            Some(f) => format!("sandbox: {seccomp}; {landlock}; {}", f.describe()),
+            None => format!("sandbox: {seccomp}; {landlock}"),
+        }
     }
 }
 
@@ -63,25 +94,41 @@ impl Layers {
 #[derive(Debug)]
 pub struct Sandbox {
     filters: Vec<seccompiler::BpfProgram>,
-    scope: Option<OwnedFd>,
+    /// The Landlock ruleset (file rules, scoping), when there is one.
+    ruleset: Option<OwnedFd>,
+    /// The classes its file rules hold.
+    held: Held,
     pub layers: Layers,
 }
 
 impl Sandbox {
-    /// Builds every layer this kernel offers.
-    pub fn prepare() -> Result<Sandbox, SandboxError> {
+    /// Builds every layer this kernel offers; `files`: the profile's
+    /// Landlock file rules (`files::resolve`), used from ABI 2.
+    pub fn prepare(files: Option<FileRules>) -> Result<Sandbox, SandboxError> {
         let abi = landlock::abi();
-        let scope = landlock::scope_ruleset(abi)?;
+        let files = files.filter(|_| abi.is_some_and(|a| a >= files::FILES_ABI));
+        let ruleset = landlock::ruleset(abi, files.as_ref())?;
         let filters = seccomp::filters()?;
         Ok(Sandbox {
             layers: Layers {
                 landlock_abi: abi,
-                scoped: scope.is_some(),
+                scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
                 seccomp: true,
+                files: files.as_ref().map(|f| FilesLayer {
+                    held: f.held.names(),
+                    rules: f.rules.len(),
+                    widened: f.widened.clone(),
+                }),
             },
+            held: files.as_ref().map(|f| f.held).unwrap_or_default(),
             filters,
-            scope,
+            ruleset,
         })
+    }
+
+    /// The policy flags for what this sandbox holds (`flags::LANDLOCK_*`).
+    pub fn landlock_flags(&self) -> u8 {
+        self.held.kernel_flags()
     }
 
     /// Enters the sandbox: in the child, between fork and exec, with
@@ -94,7 +141,7 @@ impl Sandbox {
         if libc::geteuid() != 0 && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if let Some(fd) = &self.scope {
+        if let Some(fd) = &self.ruleset {
             landlock::restrict_self(fd)?;
         }
         for f in &self.filters {
@@ -104,6 +151,11 @@ impl Sandbox {
     }
 }
 
+/// The kernel's Landlock ABI; None: no Landlock.
+pub fn landlock_abi() -> Option<i32> {
+    landlock::abi()
+}
+
 /// What the sandbox would hold here, without building it.
 pub fn layers_here() -> Layers {
     let abi = landlock::abi();
@@ -111,6 +163,7 @@ pub fn layers_here() -> Layers {
         landlock_abi: abi,
         scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
         seccomp: seccomp::filters().is_ok(),
+        files: None,
     }
 }
 

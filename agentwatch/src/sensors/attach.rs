@@ -19,6 +19,10 @@ use super::loader::{program, Held, HookSet, SensorError};
 enum Calls {
     /// Every watched call (`calls::CALLS`).
     Watched,
+    /// The watched calls that do not make a name (`Call::makes_name`).
+    Judged,
+    /// The watched calls that make a name.
+    Names,
     /// These tracepoint names.
     Named(&'static [&'static str]),
     /// The escapes (`escape::ESCAPES`), and these names.
@@ -65,7 +69,13 @@ const SENSORS: &[Sensor] = &[
     Sensor {
         program: prog::SYS_ENTER,
         floor: FLOOR_TP,
-        hooks: Hooks::SysEnter(Calls::Watched),
+        hooks: Hooks::SysEnter(Calls::Judged),
+        when: When::Always,
+    },
+    Sensor {
+        program: prog::NAMES_ENTER,
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::Names),
         when: When::Always,
     },
     Sensor {
@@ -141,6 +151,16 @@ impl Calls {
     fn names(self) -> Vec<&'static str> {
         match self {
             Calls::Watched => CALLS.iter().map(|c| c.name).collect(),
+            Calls::Judged => CALLS
+                .iter()
+                .filter(|c| !c.makes_name())
+                .map(|c| c.name)
+                .collect(),
+            Calls::Names => CALLS
+                .iter()
+                .filter(|c| c.makes_name())
+                .map(|c| c.name)
+                .collect(),
             Calls::Named(n) => n.to_vec(),
             Calls::Escapes(n) => ESCAPES
                 .iter()
@@ -231,6 +251,30 @@ fn syscalls_tp(
     Ok(())
 }
 
+/// Loads the programs `sys_exit` tail-calls and puts them in `JUMPS`
+/// (enforcing only: they report what the launch sandbox refused).
+pub(super) fn fill_jumps(ebpf: &mut Ebpf) -> Result<(), SensorError> {
+    use agentwatch_common::names::map as kmap;
+    let name = prog::LANDLOCK_EXIT;
+    let err = |reason: String| SensorError::Program {
+        program: name.into(),
+        reason,
+    };
+    let p: &mut TracePoint = program(ebpf, name)?;
+    if p.fd().is_err() {
+        p.load().map_err(|e| err(format!("{e:#}")))?;
+    }
+    let fd = p.fd().map_err(|e| err(format!("{e:#}")))?;
+    let fd = fd.try_clone().map_err(|e| err(e.to_string()))?;
+    let map = ebpf
+        .map_mut(kmap::JUMPS)
+        .ok_or(SensorError::MissingMap(kmap::JUMPS))?;
+    let mut jumps = aya::maps::ProgramArray::try_from(map).map_err(|e| err(format!("{e:#}")))?;
+    jumps
+        .set(0, &fd, 0)
+        .map_err(|e| err(format!("cannot fill {}: {e:#}", kmap::JUMPS)))
+}
+
 /// Loads and attaches `prog` on `tp_btf/<tp>`.
 fn btf_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<Held, SensorError> {
     let p: &mut BtfTracePoint = program(ebpf, prog)?;
@@ -267,5 +311,9 @@ mod tests {
         }
         let names = Calls::Watched.names();
         assert!(names.contains(&"openat") && names.contains(&"connect"));
+        // The two entry programs split the watched calls between them.
+        let (judged, made) = (Calls::Judged.names(), Calls::Names.names());
+        assert_eq!(judged.len() + made.len(), names.len());
+        assert!(made.contains(&"symlinkat") && !judged.contains(&"symlinkat"));
     }
 }

@@ -152,6 +152,7 @@ impl Sensors {
         let missing = attached.missing;
         if enforce.is_some() {
             links.extend(attach_connect_hooks(&mut ebpf)?);
+            super::attach::fill_jumps(&mut ebpf)?;
         }
         let maps = match enforce {
             Some(cap) => {

@@ -69,7 +69,8 @@ pub struct PolicyMaps {
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
     /// The agent these maps are for runs in the launch sandbox.
-    sandboxed: bool,
+    /// Policy flags the launch sandbox adds (`SANDBOX`, `LANDLOCK_*`).
+    sandbox_flags: u8,
     /// Kernel ids of the maps (to reopen them).
     ids: std::collections::BTreeMap<&'static str, u32>,
 }
@@ -206,7 +207,7 @@ impl PolicyMaps {
             dns_allow: o.get(kmap::DNS_ALLOW)?,
             capacity,
             lsm,
-            sandboxed: false,
+            sandbox_flags: 0,
             ids,
         })
     }
@@ -374,9 +375,10 @@ impl PolicyMaps {
 
     /// The agent runs in the launch sandbox (`crate::sandbox`): its
     /// policy says so, so the kernel reports the escapes the sandbox
-    /// refused.
-    pub fn set_sandboxed(&mut self) {
-        self.sandboxed = true;
+    /// refused, and (`landlock`: `flags::LANDLOCK_*`) the file calls its
+    /// Landlock rules refused.
+    pub fn set_sandboxed(&mut self, landlock: u8) {
+        self.sandbox_flags = policy_flags::SANDBOX | landlock;
     }
 
     /// Writes the agent's policy; with the LSM tier attached, file and exec
@@ -386,9 +388,7 @@ impl PolicyMaps {
         if self.lsm.is_ok() {
             p.flags |= policy_flags::LSM;
         }
-        if self.sandboxed {
-            p.flags |= policy_flags::SANDBOX;
-        }
+        p.flags |= self.sandbox_flags;
         self.policy
             .set(agent, p, 0)
             .map_err(map_err(kmap::AGENT_POLICY))?;

@@ -108,6 +108,11 @@ pub fn what_happened(ev: &Event) -> String {
         Detail::Unlink {
             path, result: r, ..
         } => format!("unlink {path}{}", result(r)),
+        Detail::Make {
+            path,
+            syscall,
+            result: r,
+        } => format!("{syscall} {path}{}", result(r)),
         Detail::Rename {
             from,
             to,

@@ -45,6 +45,10 @@ pub(super) fn explain(
             "the kernel could not judge the path (longer than its 2 KiB copy, or unreadable at entry and exit); enforce mode refuses what it cannot judge",
         ),
         Rule::Rate(c) => (c, "over the profile's per-minute budget"),
+        Rule::Landlock(c) => (
+            c,
+            "refused by the launch sandbox's Landlock rules before the effect: outside what the profile grants",
+        ),
         _ => (class, "decided in the kernel"),
     };
     Finding {
@@ -53,6 +57,29 @@ pub(super) fn explain(
         what,
         reason: reason.into(),
     }
+}
+
+/// The event with each path's directory resolved through its symlinks
+/// now (the agent shares agentwatch's mount namespace: the sandbox
+/// refuses new ones); None when that changes nothing.
+pub(super) fn by_real_paths(ev: &Event) -> Option<Event> {
+    let mut real = ev.clone();
+    let mut changed = false;
+    for p in real.detail.paths_mut() {
+        let path = std::path::Path::new(p.as_str());
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            continue;
+        };
+        let r = dir.join(name).to_string_lossy().into_owned();
+        if r != *p {
+            *p = r;
+            changed = true;
+        }
+    }
+    changed.then_some(real)
 }
 
 /// Why a tamper or escape violation is one: the escape list's reason for

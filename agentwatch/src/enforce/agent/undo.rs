@@ -4,10 +4,48 @@ use tracing::{debug, warn};
 
 use crate::event::{Detail, Event};
 
+/// What a denied call the kernel could not refuse (no LSM tier: the
+/// SIGKILL lands after the call) made: taken back.
+pub(super) fn undo_denied(ev: &Event) {
+    match &ev.detail {
+        Detail::Link { .. } => undo_link(ev),
+        Detail::Make { .. } => undo_made(ev),
+        _ => {}
+    }
+}
+
+/// A denied directory, symlink or node the call made: removed, when the
+/// call succeeded (it made it) and it is still what the call makes (a
+/// directory only while empty).
+fn undo_made(ev: &Event) {
+    let Detail::Make {
+        path,
+        syscall,
+        result: Some(0),
+    } = &ev.detail
+    else {
+        return;
+    };
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let removed = if m.is_dir() {
+        std::fs::remove_dir(path)
+    } else if m.file_type().is_symlink() || !m.is_file() {
+        std::fs::remove_file(path)
+    } else {
+        return;
+    };
+    match removed {
+        Ok(()) => warn!(path = %path, call = %syscall, "removed what the denied call made"),
+        Err(e) => warn!(path = %path, error = %e, "cannot remove what the denied call made"),
+    }
+}
+
 /// A denied hard link the kernel could not refuse (no LSM tier: the
 /// SIGKILL lands after the call) still made its second name; remove it,
 /// but only while it is still the same file as the source.
-pub(super) fn undo_link(ev: &Event) {
+fn undo_link(ev: &Event) {
     use std::os::unix::fs::MetadataExt as _;
     let Detail::Link { from, to, .. } = &ev.detail else {
         return;

@@ -1,4 +1,5 @@
-//! File calls: opens, deletes, renames, links, mode and owner changes,
+//! File calls: opens, deletes, renames, links, new directories, symlinks
+//! and nodes, mode and owner changes,
 //! and opens judged at their exit by the file they reached.
 use agentwatch_common::{calls::Call, open, policy::access, slot, syscalls as nr};
 
@@ -57,6 +58,13 @@ pub(super) fn enter(rec: &Record, call: &Call) -> Option<Detail> {
             syscall,
             result: None,
         },
+        nr::MKDIR | nr::MKDIRAT | nr::SYMLINK | nr::SYMLINKAT | nr::MKNOD | nr::MKNODAT => {
+            Detail::Make {
+                path: path1(),
+                syscall,
+                result: None,
+            }
+        }
         nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 => Detail::Chmod {
             path: path1(),
             mode: call.mode_of(&a) as u32,

@@ -183,6 +183,7 @@ impl Decoder {
             }
             Detail::Open { path, .. }
             | Detail::Unlink { path, .. }
+            | Detail::Make { path, .. }
             | Detail::Chmod { path, .. }
             | Detail::Chown { path, .. } => {
                 if let Some(p) = late1 {
@@ -209,7 +210,11 @@ impl Decoder {
         // create the kernel refused keeps it: the attempt is what is judged.
         let refused = ev.kernel.is_some_and(|k| {
             k.verdict == agentwatch_common::policy::verdict::VIOLATION
-                && k.action == agentwatch_common::policy::action::DENY
+                && matches!(
+                    k.action,
+                    agentwatch_common::policy::action::DENY
+                        | agentwatch_common::policy::action::DENY_LANDLOCK
+                )
         });
         if let Detail::Open { access, .. } = &mut ev.detail {
             let kind = rec.raw.args[1] & 0o170000;
