@@ -589,3 +589,69 @@ fn a_learning_agent_is_learned_session_by_session_with_guardrails_still_watched(
     );
     assert!(review.contains("guardrail: secrets"), "{yaml}");
 }
+
+#[test]
+fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
+    let Some(_g) = privileged() else { return };
+    let strict = "actions:\n  exec: deny\n  file: deny\n  delete: deny\n  guardrails: deny\n";
+    let yaml = profile("dmn-exec", 1, strict);
+    let d = Daemon::prepare("daemon-exec", "", &[("dmn-exec.yaml", &yaml)]);
+    write_config(
+        &d,
+        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n\n[[agent]]\nname = \"dmn-exec\"\nprofile = \"dmn-exec.yaml\"\nmode = \"enforce\"\nworkspace = \"WS\"\n[agent.select]\nlaunched = true\n",
+    );
+    let d = d.start();
+    let home = support::TempDir::new("daemon-exec-home");
+    std::fs::write(home.0.join("notes.txt"), "notes").unwrap();
+    // What a systemd unit's ExecStart runs: no `agentwatch run` in sight.
+    let script = format!(
+        "(cat {}/notes.txt) || echo read-refused\n\
+         (unshare -m true) || echo unshare-refused\n\
+         echo hi > a.txt && cat a.txt",
+        home.0.display()
+    );
+    let out = d
+        .cli_cmd(&["exec", "--agent", "dmn-exec", "--", "sh", "-c", &script])
+        .current_dir(d.ws())
+        .output()
+        .expect("agentwatch exec");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", d.stderr());
+    for line in ["read-refused", "unshare-refused", "hi"] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line}: {stdout}\n{stderr}"
+        );
+    }
+    // The daemon judged it as the agent: Landlock's refusal and the
+    // escape are its alerts.
+    let t = std::time::Instant::now();
+    let rules = loop {
+        let rules: Vec<String> = d
+            .alerts()
+            .iter()
+            .filter_map(|a| a["rule"].as_str().map(String::from))
+            .collect();
+        let done = rules.iter().any(|r| r == "landlock/file")
+            && rules.iter().any(|r| r == "guardrail/escape");
+        if done || t.elapsed() > Duration::from_secs(10) {
+            break rules;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(rules.iter().any(|r| r == "landlock/file"), "{rules:?}");
+    assert!(rules.iter().any(|r| r == "guardrail/escape"), "{rules:?}");
+    // An agent the daemon does not have: the command never starts.
+    let out = d
+        .cli_cmd(&["exec", "--agent", "nope", "--", "sh", "-c", "echo started"])
+        .output()
+        .expect("agentwatch exec");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("started"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no agent named nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

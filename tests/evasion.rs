@@ -381,3 +381,172 @@ fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_
         );
     }
 }
+
+#[test]
+fn an_unconnected_datagram_outside_the_profile_is_refused_before_it_leaves() {
+    let Some(_g) = privileged() else { return };
+    // Two UDP receivers: the profile allows the first (as a connect rule:
+    // the profile's terms for "may send there"), not the second.
+    let ok = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let ok_port = ok.local_addr().unwrap().port();
+    let other_port = other.local_addr().unwrap().port();
+    other
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let script = format!(
+        "/usr/bin/python3 -c 'import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+for port in ({ok_port}, {other_port}):\n    \
+try:\n        s.sendto(b\"x\", (\"127.0.0.1\", port)); print(port, \"sent\")\n    \
+except OSError as e:\n        print(port, e.errno)'"
+    );
+    let d = Run::start(
+        "ev-udp",
+        &profile("ev-udp", ok_port, "actions:\n  file: alert\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    assert!(
+        d.stdout.contains(&format!("{ok_port} sent")),
+        "{}",
+        d.stdout
+    );
+    // EPERM, from the cgroup sendmsg hook: nothing left.
+    assert!(
+        d.stdout.contains(&format!("{other_port} 1")),
+        "{}",
+        d.stdout
+    );
+    let mut buf = [0u8; 8];
+    assert!(other.recv(&mut buf).is_err(), "the datagram arrived");
+    let a = d.alerts_by("network/unknown");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert!(
+        a[0]["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("127.0.0.1:{other_port}")),
+        "{}",
+        a[0]
+    );
+    assert_eq!(a[0]["action"], "deny", "{}", a[0]);
+}
+
+#[test]
+fn a_bind_outside_the_profile_is_refused_before_anything_can_listen() {
+    let Some(_g) = privileged() else { return };
+    // Serving workspace data needs a listener: a bind to a port the
+    // profile does not list fails (EPERM); port 0 (any free port, an
+    // ephemeral local listener) is not judged.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let script = format!(
+        "/usr/bin/python3 -c 'import socket\n\
+for port in ({port}, 0):\n    \
+s = socket.socket()\n    \
+try:\n        s.bind((\"127.0.0.1\", port)); s.listen(); print(port, \"listening\")\n    \
+except OSError as e:\n        print(port, e.errno)'"
+    );
+    let d = Run::start(
+        "ev-bind",
+        &profile("ev-bind", 1, "actions:\n  file: alert\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    assert!(d.stdout.contains(&format!("{port} 1")), "{}", d.stdout);
+    assert!(d.stdout.contains("0 listening"), "{}", d.stdout);
+    let a = d.alerts_by("network/unknown");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert!(
+        a[0]["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&port.to_string()),
+        "{}",
+        a[0]
+    );
+}
+
+#[test]
+fn a_forged_dns_answer_allows_nothing_and_answers_expire_with_their_ttl() {
+    let Some(_g) = privileged() else { return };
+    // The profile may connect to api.allowed.test:443 at the addresses the
+    // agent's answers give. The resolver says 192.0.2.11 for 1 s; the
+    // agent forges, from a socket of its own, 192.0.2.10 for the same
+    // name and id. Loopback is allowed so the forgery can be sent at all.
+    let resolver = support::DnsResponder::answering([192, 0, 2, 11], 1);
+    let extra = "  - direction: connect\n    host: api.allowed.test\n    port: 443\n  \
+                 - direction: connect\n    address: 127.0.0.0/8\n\
+                 dns:\n  - name: api.allowed.test\nactions:\n  file: alert\n";
+    let script = format!(
+        "/usr/bin/python3 -c '{}'",
+        FORGER.replace("RESOLVER", &resolver.addr)
+    );
+    let d = Run::start(
+        "ev-dns",
+        &profile("ev-dns", 1, extra),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    let said = |label: &str| {
+        d.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label} ")))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    // 1 is EPERM: the connect hook refused it. Anything else (no route,
+    // a timeout) got past agentwatch.
+    let genuine = said("genuine");
+    assert!(
+        !genuine.is_empty() && genuine != "1",
+        "{}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    assert_eq!(said("forged"), "1", "{}\n{}", d.stdout, d.brief());
+    assert_eq!(said("expired"), "1", "{}\n{}", d.stdout, d.brief());
+    let forged = d.alerts_by("dns/forged");
+    assert_eq!(forged.len(), 1, "{}", d.brief());
+    assert!(
+        forged[0]["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains("192.0.2.10"),
+        "{}",
+        forged[0]
+    );
+}
+
+/// The agent's side of the forged-answer test (RESOLVER: its address).
+const FORGER: &str = r#"import socket, struct, time
+def q(qid):
+    h = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    return h + b"\x03api\x07allowed\x04test\x00" + struct.pack(">HH", 1, 1)
+def ans(qid, ip):
+    r = bytearray(q(qid)); r[2] = 0x81; r[3] = 0x80; r[7] = 1
+    return bytes(r) + b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + socket.inet_aton(ip)
+def reach(ip):
+    c = socket.socket(); c.settimeout(0.3)
+    return c.connect_ex((ip, 443))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+s.sendto(q(0x2222), ("RESOLVER", 53)); s.recvfrom(512)
+print("genuine", reach("192.0.2.11"), flush=True)
+f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(q(0x3333), ("RESOLVER", 53))
+f.sendto(ans(0x3333, "192.0.2.10"), ("127.0.0.1", s.getsockname()[1]))
+for _ in range(2):
+    try: s.recvfrom(512)
+    except OSError: pass
+print("forged", reach("192.0.2.10"), flush=True)
+time.sleep(7)
+print("expired", reach("192.0.2.11"), flush=True)
+"#;

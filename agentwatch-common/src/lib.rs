@@ -54,6 +54,11 @@ pub enum RecordKind {
     /// to be a guardrail (reached through a symlink or `/proc/*/cwd`):
     /// `args[0]` the fd, `args[1]` the open flags; BASE1 the real path.
     Opened = 8,
+    /// A datagram a watched process sent to an address it named
+    /// (`sendto`, `sendmsg`, `sendmmsg` on an unconnected socket; not to
+    /// port 53, which is DNS's): `addr` the destination. Judged as a
+    /// connect there; the cgroup sendmsg hooks refuse what it refuses.
+    Datagram = 9,
 }
 
 impl RecordKind {
@@ -67,6 +72,7 @@ impl RecordKind {
             6 => Self::Dns,
             7 => Self::Tamper,
             8 => Self::Opened,
+            9 => Self::Datagram,
             _ => return None,
         })
     }

@@ -55,10 +55,13 @@ pub mod program {
     pub const TAMPER_ENTER: &str = "tamper_enter";
     pub const TAMPER_EXIT: &str = "tamper_exit";
     pub const LANDLOCK_EXIT: &str = "landlock_exit";
+    pub const LANDLOCK_KILL: &str = "landlock_kill";
     pub const ESCAPE_ENTER: &str = "escape_enter";
     pub const MOUNT_CHANGED: &str = "mount_changed";
     pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
     pub const ENFORCE_CONNECT6: &str = "enforce_connect6";
+    pub const ENFORCE_BIND4: &str = "enforce_bind4";
+    pub const ENFORCE_BIND6: &str = "enforce_bind6";
     pub const DNS_SENDMSG4: &str = "dns_sendmsg4";
     pub const DNS_SENDMSG6: &str = "dns_sendmsg6";
     pub const DNS_EGRESS: &str = "dns_egress";
@@ -130,10 +133,13 @@ pub const PROGRAMS: &[&str] = &[
     program::TAMPER_ENTER,
     program::TAMPER_EXIT,
     program::LANDLOCK_EXIT,
+    program::LANDLOCK_KILL,
     program::ESCAPE_ENTER,
     program::MOUNT_CHANGED,
     program::ENFORCE_CONNECT4,
     program::ENFORCE_CONNECT6,
+    program::ENFORCE_BIND4,
+    program::ENFORCE_BIND6,
     program::DNS_SENDMSG4,
     program::DNS_SENDMSG6,
     program::DNS_EGRESS,

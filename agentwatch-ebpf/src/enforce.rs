@@ -11,7 +11,7 @@ use agentwatch_common::{
         accept, access, action, class, decided, endpoint, flags, paused, rule, verdict, watch,
         AgentPolicy, PendingDeny, CLASS_TABLE, NET_KEY_DATA, WALK_DEPTH,
     },
-    SLOTS, SLOT_LEN,
+    WatchEntry, SLOTS, SLOT_LEN,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -343,25 +343,11 @@ pub fn targets_agentwatch(pid: i64) -> bool {
 /// read, and endpoints outside the profile when the network action is deny.
 #[inline(always)]
 pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let w = unsafe { WATCHED.get(&tgid) }.copied()?;
-    let pol = policy(w.agent_id)?;
-    if AGENT_PAUSED.get(w.agent_id).is_some_and(|p| *p != 0) {
+    let (w, pol, port, addr) = hook_call(ctx, v6)?;
+    if is_paused(w.agent_id) {
         return Some(0);
     }
-    // SAFETY: the context the kernel passed to this program.
-    let sa = unsafe { &*ctx.sock_addr };
-    crate::probes::dns_egress::tag(ctx, w.agent_id, sa.user_port);
-    let port = sa.user_port as u16;
-    let addr = if v6 {
-        let mut a = [0u8; 16];
-        for (i, word) in sa.user_ip6.iter().enumerate() {
-            a[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-        }
-        a
-    } else {
-        mapped4(sa.user_ip4)
-    };
+    crate::probes::dns_egress::tag(ctx, w.agent_id, port as u32);
     let d = judge_endpoint(
         w.agent_id,
         agentwatch_common::policy::DIR_CONNECT,
@@ -371,6 +357,56 @@ pub fn try_connect(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     );
     let refuse = d.verdict == verdict::VIOLATION
         && (d.rule == rule::EXFILTRATE || wanted(pol, &d) == action::DENY);
+    Some(if refuse { 0 } else { 1 })
+}
+
+/// What a cgroup sock_addr hook judges: the calling process's watch
+/// entry and policy, and the port (network order) and address (16 bytes,
+/// IPv4 mapped) of the call. None for a process of no agent.
+#[inline(always)]
+fn hook_call(
+    ctx: &SockAddrContext,
+    v6: bool,
+) -> Option<(WatchEntry, &'static AgentPolicy, u16, [u8; 16])> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let w = unsafe { WATCHED.get(&tgid) }.copied()?;
+    let pol = policy(w.agent_id)?;
+    // SAFETY: the context the kernel passed to this program.
+    let sa = unsafe { &*ctx.sock_addr };
+    let addr = if v6 {
+        let mut a = [0u8; 16];
+        for (i, word) in sa.user_ip6.iter().enumerate() {
+            a[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        a
+    } else {
+        mapped4(sa.user_ip4)
+    };
+    Some((w, pol, sa.user_port as u16, addr))
+}
+
+/// Whether the agent is paused (or being killed).
+#[inline(always)]
+fn is_paused(agent: u32) -> bool {
+    AGENT_PAUSED.get(agent).is_some_and(|p| *p != 0)
+}
+
+/// The cgroup bind hooks: 1 lets the bind proceed, 0 refuses it with
+/// EPERM. Refused: binds of a paused agent, and local addresses outside
+/// the profile when the network action is deny. Port 0 (any free port)
+/// is an ephemeral listener, never judged (as in learning).
+#[inline(always)]
+pub fn try_bind(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
+    let (w, pol, port, addr) = hook_call(ctx, v6)?;
+    if is_paused(w.agent_id) {
+        return Some(0);
+    }
+    if port == 0 {
+        return Some(1);
+    }
+    let dir = agentwatch_common::policy::DIR_BIND;
+    let d = judge_endpoint(w.agent_id, dir, port, &addr, false);
+    let refuse = d.verdict == verdict::VIOLATION && wanted(pol, &d) == action::DENY;
     Some(if refuse { 0 } else { 1 })
 }
 

@@ -133,6 +133,14 @@ pub fn landlock_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Tail-called (never attached) after a Landlock refusal: kills the tree
+/// when the class's action is kill. Fails open.
+#[tracepoint]
+pub fn landlock_kill(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_landlock_kill(&ctx);
+    0
+}
+
 /// syscalls/sys_exit_{mount,umount,move_mount,pivot_root}, every process:
 /// the mount tree changed, so cached clean opens are judged again. Fails
 /// closed in effect: a bump only ever forces a fresh judgement.
@@ -155,17 +163,32 @@ pub fn enforce_connect6(ctx: SockAddrContext) -> i32 {
     enforce::try_connect(&ctx, true).unwrap_or(1)
 }
 
-/// cgroup/sendmsg4 on the cgroup-v2 root: an agent's unconnected send to
-/// port 53 tags its socket for the DNS egress hook. Never refuses.
-#[cgroup_sock_addr(sendmsg4)]
-pub fn dns_sendmsg4(ctx: SockAddrContext) -> i32 {
-    dns_egress::try_sendmsg(&ctx).unwrap_or(1)
+/// cgroup/bind4 on the cgroup-v2 root: refuses (EPERM) binds the agent's
+/// policy denies, before a listener exists. Fails open.
+#[cgroup_sock_addr(bind4)]
+pub fn enforce_bind4(ctx: SockAddrContext) -> i32 {
+    enforce::try_bind(&ctx, false).unwrap_or(1)
 }
 
-/// cgroup/sendmsg6; as sendmsg4. Never refuses.
+/// cgroup/bind6 on the cgroup-v2 root; as bind4. Fails open.
+#[cgroup_sock_addr(bind6)]
+pub fn enforce_bind6(ctx: SockAddrContext) -> i32 {
+    enforce::try_bind(&ctx, true).unwrap_or(1)
+}
+
+/// cgroup/sendmsg4 on the cgroup-v2 root: an agent's unconnected send to
+/// port 53 tags its socket for the DNS egress hook; one to any other
+/// address is refused (EPERM) as a connect there would be. Fails open:
+/// anything unreadable is sent.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn dns_sendmsg4(ctx: SockAddrContext) -> i32 {
+    dns_egress::try_sendmsg(&ctx, false).unwrap_or(1)
+}
+
+/// cgroup/sendmsg6; as sendmsg4. Fails open.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn dns_sendmsg6(ctx: SockAddrContext) -> i32 {
-    dns_egress::try_sendmsg(&ctx).unwrap_or(1)
+    dns_egress::try_sendmsg(&ctx, true).unwrap_or(1)
 }
 
 /// cgroup_skb/egress on the cgroup-v2 root: drops an agent's DNS query

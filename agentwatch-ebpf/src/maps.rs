@@ -40,10 +40,11 @@ pub static EXE_SELECTORS: HashMap<InodeKey, u32> = HashMap::with_max_entries(102
 #[map]
 pub static DNS_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
-/// Receive buffers of DNS sockets, by thread id, from a recv's entry to its
-/// exit, where the answer is copied.
+/// Receives on DNS sockets, by thread id, from the entry to the exit,
+/// where the answer and its sender are copied: the buffer, where the
+/// sender's address is written (0: not asked for), the fd.
 #[map]
-pub static DNS_RECV: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+pub static DNS_RECV: LruHashMap<u32, [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
 
 /// User path pointers whose read failed at syscall entry (page not yet
 /// faulted in), keyed by thread id: re-read at exit, after the kernel's own
@@ -112,10 +113,12 @@ pub static DECIDED: PerCpuArray<u64> =
 pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Programs `sys_exit` tail-calls (their own verifier budget): slot
-/// `JUMP_LANDLOCK` is `landlock_exit`. Filled by the loader.
+/// `JUMP_LANDLOCK` is `landlock_exit`, `JUMP_LANDLOCK_KILL`
+/// `landlock_kill`. Filled by the loader.
 #[map]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 pub const JUMP_LANDLOCK: u32 = 0;
+pub const JUMP_LANDLOCK_KILL: u32 = 1;
 
 /// Threads whose syscall entry was sent urgently (a violation, a held
 /// call): userspace pairs the entry with its exit before it alerts, so the

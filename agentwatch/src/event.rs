@@ -303,6 +303,13 @@ pub enum Detail {
         backlog: i64,
         result: Option<i64>,
     },
+    /// A datagram sent to an address the sender named (unconnected UDP):
+    /// judged as a connect there.
+    Datagram {
+        #[serde(flatten)]
+        endpoint: Endpoint,
+        syscall: Name,
+    },
     Accept {
         #[serde(flatten)]
         endpoint: Endpoint,
@@ -311,6 +318,12 @@ pub enum Detail {
     Dns {
         name: String,
         qtype: String,
+        /// The message id its answer must carry.
+        #[serde(default)]
+        id: u16,
+        /// The resolver it went to (`addr:port`), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     /// A DNS answer received: the name asked and the addresses given
     /// (A and AAAA records, following CNAMEs).
@@ -318,6 +331,15 @@ pub enum Detail {
     DnsAnswer {
         name: String,
         addrs: Vec<String>,
+        /// The id of the query it answers.
+        #[serde(default)]
+        id: u16,
+        /// The shortest time to live of its address records, in seconds.
+        #[serde(default)]
+        ttl: u32,
+        /// Who sent it (`addr:port`), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     /// A signal, ptrace or bpf() call aimed at agentwatch by an agent.
     Tamper {
@@ -355,6 +377,7 @@ impl Detail {
             Detail::Connect { .. } => "connect",
             Detail::Bind { .. } => "bind",
             Detail::Listen { .. } => "listen",
+            Detail::Datagram { .. } => "datagram",
             Detail::Accept { .. } => "accept",
             Detail::Dns { .. } => "dns",
             Detail::DnsAnswer { .. } => "dns_answer",
@@ -438,6 +461,9 @@ mod tests {
         let answer = Detail::DnsAnswer {
             name: "x.test".into(),
             addrs: vec!["10.0.0.1".into()],
+            id: 7,
+            ttl: 60,
+            server: Some("127.0.0.53:53".into()),
         };
         let ev2 = Event {
             detail: answer,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use agentwatch::{
-    commands::{audit, check, control, daemon, demo, doctor, learn, profile, run, trace},
+    commands::{audit, check, control, daemon, demo, doctor, exec, learn, profile, run, trace},
     control::Request,
     enforce::compile::Mode,
 };
@@ -39,6 +39,9 @@ enum Command {
     /// monitor: alert on every violation (guardrails still hold); enforce:
     /// alert, deny, pause or kill as the profile's `actions` say.
     Run(run::RunOptions),
+    /// Start CMD as a process of an agent the daemon enforces, in the
+    /// launch sandbox (for a systemd unit or a container entrypoint).
+    Exec(exec::ExecOptions),
     /// Enforce every agent the configuration selects, until SIGTERM;
     /// SIGHUP or `agentwatch reload` re-reads the configuration.
     Daemon(daemon::DaemonOptions),
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
         Command::Learn(o) => learn::run(o),
         Command::Check(o) => check::run(o),
         Command::Run(o) => run::run(o),
+        Command::Exec(o) => exec::exec(o),
         Command::Pending { json } => control::pending(json),
         Command::Approve { id, learn, json } => control::approve(&id, learn, json),
         Command::Deny { id, json } => control::deny(&id, json),

@@ -65,6 +65,8 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<Endpoint> {
 pub struct Question {
     pub name: String,
     pub qtype: String,
+    /// The message id its answer must carry.
+    pub id: u16,
 }
 
 /// Parses the first question of a DNS query. Accepts both UDP messages and
@@ -123,6 +125,7 @@ fn parse_dns_message(b: &[u8]) -> Option<Question> {
             labels.join(".")
         },
         qtype: qtype_name(qtype),
+        id: u16::from_be_bytes([b[0], b[1]]),
     })
 }
 
@@ -131,6 +134,11 @@ fn parse_dns_message(b: &[u8]) -> Option<Question> {
 pub struct Answer {
     pub name: String,
     pub addrs: Vec<std::net::IpAddr>,
+    /// The id of the query it answers.
+    pub id: u16,
+    /// The shortest time to live of its address records, in seconds (0
+    /// without any).
+    pub ttl: u32,
 }
 
 /// Parses a DNS response (UDP, or TCP with its length prefix) into the
@@ -156,24 +164,46 @@ fn parse_answer_message(b: &[u8]) -> Option<Answer> {
     }
     let (name, mut i) = read_name(b, 12)?;
     i += 4; // qtype, qclass
+    let id = u16::from_be_bytes([b[0], b[1]]);
     let mut addrs = Vec::new();
+    let mut ttl: Option<u32> = None;
     if flags & 0xf != 0 {
         // An error: whatever records it carries name no address.
-        return Some(Answer { name, addrs });
+        return Some(Answer {
+            name,
+            addrs,
+            id,
+            ttl: 0,
+        });
     }
     for _ in 0..ancount {
         let (_, j) = read_name(b, i)?;
         let rtype = u16::from_be_bytes([*b.get(j)?, *b.get(j + 1)?]);
+        let rttl = u32::from_be_bytes([
+            *b.get(j + 4)?,
+            *b.get(j + 5)?,
+            *b.get(j + 6)?,
+            *b.get(j + 7)?,
+        ]);
         let rdlen = u16::from_be_bytes([*b.get(j + 8)?, *b.get(j + 9)?]) as usize;
         let rdata = b.get(j + 10..j + 10 + rdlen)?;
-        match (rtype, rdlen) {
-            (1, 4) => addrs.push(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
-            (28, 16) => addrs.push(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
-            _ => {}
+        let addr = match (rtype, rdlen) {
+            (1, 4) => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            _ => None,
+        };
+        if let Some(a) = addr {
+            addrs.push(a);
+            ttl = Some(ttl.map_or(rttl, |t| t.min(rttl)));
         }
         i = j + 10 + rdlen;
     }
-    Some(Answer { name, addrs })
+    Some(Answer {
+        name,
+        addrs,
+        id,
+        ttl: ttl.unwrap_or(0),
+    })
 }
 
 /// Reads a possibly compressed name at `at`; returns it and the offset
@@ -290,7 +320,8 @@ mod tests {
             parse_dns_query(&q),
             Some(Question {
                 name: "example.com".into(),
-                qtype: "AAAA".into()
+                qtype: "AAAA".into(),
+                id: 0x1234,
             })
         );
         let mut tcp = (q.len() as u16).to_be_bytes().to_vec();
@@ -338,7 +369,9 @@ mod tests {
             parse_dns_answer(&r),
             Some(Answer {
                 name: "api.example.com".into(),
-                addrs: addrs.clone()
+                addrs: addrs.clone(),
+                id: 0x1234,
+                ttl: 60,
             })
         );
         let mut tcp = (r.len() as u16).to_be_bytes().to_vec();

@@ -140,7 +140,8 @@ impl Drop for ChildGuard {
 }
 
 /// A tiny DNS responder on a loopback address, port 53: answers every
-/// query with NXDOMAIN so resolvers return at once. Stops on drop.
+/// query with NXDOMAIN so resolvers return at once (`start`), or with one
+/// A record (`answering`). Stops on drop.
 pub struct DnsResponder {
     pub addr: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -149,6 +150,15 @@ pub struct DnsResponder {
 
 impl DnsResponder {
     pub fn start() -> Self {
+        Self::with(None)
+    }
+
+    /// Answers every query with `addr` for `ttl` seconds.
+    pub fn answering(addr: [u8; 4], ttl: u32) -> Self {
+        Self::with(Some((addr, ttl)))
+    }
+
+    fn with(answer: Option<([u8; 4], u32)>) -> Self {
         let (sock, addr) = ["127.0.0.1", "127.0.0.153", "127.0.0.154"]
             .iter()
             .find_map(|a| UdpSocket::bind((*a, 53)).ok().map(|s| (s, a.to_string())))
@@ -160,13 +170,29 @@ impl DnsResponder {
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                    if n >= 12 {
-                        buf[2] |= 0x80; // response
-                        buf[3] = (buf[3] & 0xf0) | 3; // NXDOMAIN
-                        let _ = sock.send_to(&buf[..n], peer);
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n < 12 {
+                    continue;
+                }
+                let mut r = buf[..n].to_vec();
+                match answer {
+                    Some((a, ttl)) => {
+                        r[2] = 0x81;
+                        r[3] = 0x80;
+                        r[6..8].copy_from_slice(&[0, 1]);
+                        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+                        r.extend_from_slice(&ttl.to_be_bytes());
+                        r.extend_from_slice(&[0, 4]);
+                        r.extend_from_slice(&a);
+                    }
+                    None => {
+                        r[2] |= 0x80; // response
+                        r[3] = (r[3] & 0xf0) | 3; // NXDOMAIN
                     }
                 }
+                let _ = sock.send_to(&r, peer);
             }
         });
         Self {

@@ -59,16 +59,21 @@ pub fn tag(ctx: &SockAddrContext, agent: u32, port_be: u32) {
     let _ = DNS_COOKIES.insert(&cookie, &agent, 0);
 }
 
-/// cgroup/sendmsg4|6: an unconnected send to port 53 tags its socket.
+/// cgroup/sendmsg4|6: an unconnected send to port 53 tags its socket
+/// (its names are judged by the egress hook); a send anywhere else is
+/// judged as a connect there and refused as one would be.
 #[inline(always)]
-pub fn try_sendmsg(ctx: &SockAddrContext) -> Option<i32> {
+pub fn try_sendmsg(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     let w = unsafe { WATCHED.get(&tgid) }.copied()?;
     enforce::policy(w.agent_id)?;
     // SAFETY: the context the kernel passed to this program.
     let port = unsafe { (*ctx.sock_addr).user_port };
-    tag(ctx, w.agent_id, port);
-    Some(1)
+    if port as u16 == 53u16.to_be() {
+        tag(ctx, w.agent_id, port);
+        return Some(1);
+    }
+    enforce::try_connect(ctx, v6)
 }
 
 /// The egress hook: 1 lets the packet go, 0 drops it.

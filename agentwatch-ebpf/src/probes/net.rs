@@ -16,8 +16,8 @@ use crate::{
 };
 
 const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub(crate) const AF_INET: u16 = 2;
+pub(crate) const AF_INET6: u16 = 10;
 pub(crate) const DNS_PORT_BE: u16 = 53u16.to_be();
 
 /// Reads a network call's entry into `ev`: the address a connect or bind
@@ -67,7 +67,7 @@ pub fn read_exit(ev: &mut RawEvent, call: &Call, ret: i64) {
 
 /// Copies a `struct sockaddr` from user memory into `ev.addr`.
 #[inline(always)]
-fn user_sockaddr(ev: &mut RawEvent, ptr: u64, len: u64) {
+pub(crate) fn user_sockaddr(ev: &mut RawEvent, ptr: u64, len: u64) {
     let mut n = len as usize;
     if n > SOCKADDR_LEN {
         n = SOCKADDR_LEN;
@@ -78,6 +78,13 @@ fn user_sockaddr(ev: &mut RawEvent, ptr: u64, len: u64) {
     if unsafe { aw_read_user_max127(ev.addr.bytes.as_mut_ptr(), n as u64, ptr as Ptr) } >= 0 {
         ev.addr.len = n as u32;
     }
+}
+
+/// Writes the peer address of the connected socket behind `fd` into
+/// `ev.addr` (nothing when it has none).
+#[inline(always)]
+pub(crate) fn peer_sockaddr(ev: &mut RawEvent, fd: u64) {
+    kernel_sockaddr(ev, fd, true)
 }
 
 /// Writes the local (or peer) address of the socket behind `fd` into
@@ -163,7 +170,7 @@ pub(crate) fn sockaddr_port_be(ev: &RawEvent) -> Option<u16> {
 
 /// The allow decision for the address in `ev.addr` (a sockaddr).
 #[inline(always)]
-fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
+pub(crate) fn endpoint_decision(agent: u32, ev: &RawEvent, dir: u8) -> Decision {
     if ev.addr.len < 8 {
         return Decision::new(verdict::UNDECIDED, rule::SOCKET, class::NETWORK);
     }

@@ -174,6 +174,7 @@ pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
     ev.hdr.rule = landlock_rule(call.class);
     ev.hdr.action = action::DENY_LANDLOCK;
     event::submit(ev);
+    unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK_KILL) };
     Ok(())
 }
 
@@ -281,7 +282,8 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (None, Family::Exec) => class::EXEC,
         _ => class::COUNT,
     };
-    if pol.is_some_and(|p| file::landlock_refused(p, landlock_cls, ret)) {
+    let refused = pol.is_some_and(|p| file::landlock_refused(p, landlock_cls, ret));
+    if refused {
         ev.hdr.verdict = verdict::VIOLATION;
         ev.hdr.rule = landlock_rule(landlock_cls);
         ev.hdr.action = action::DENY_LANDLOCK;
@@ -315,5 +317,27 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     event::submit(ev);
+    // A class whose action is kill loses its tree too: decided in a
+    // program of its own (this one is at older verifiers' limit).
+    if refused {
+        unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK_KILL) };
+    }
+    Ok(())
+}
+
+/// Tail-called after a Landlock refusal (`try_sys_exit`,
+/// `try_landlock_exit`): when the class's action is kill, the tree is
+/// killed as the kernel kills it for any violation (the rest dies at its
+/// next watched call). Fails open: nothing else is done.
+pub fn try_landlock_kill(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let call = calls::find(syscall_nr(ctx)).ok_or(1)?;
+    let pol = enforce::policy(w.agent_id).ok_or(1)?;
+    let d = Decision::new(verdict::VIOLATION, landlock_rule(call.class), call.class);
+    if enforce::wanted(pol, &d) == action::KILL {
+        enforce::act(pol, w.agent_id, &d, false);
+    }
     Ok(())
 }

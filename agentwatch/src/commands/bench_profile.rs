@@ -195,6 +195,8 @@ fn learn_events() -> Vec<Event> {
                 Detail::Dns {
                     name: format!("svc{}.example.com", i % 50),
                     qtype: "A".into(),
+                    id: i as u16,
+                    server: None,
                 },
             ),
         })
@@ -212,6 +214,9 @@ pub fn run() -> anyhow::Result<i32> {
             Detail::DnsAnswer {
                 name: format!("svc{k}.example.com"),
                 addrs: vec![format!("192.0.2.{k}")],
+                id: k,
+                ttl: 300,
+                server: None,
             },
         ));
     }

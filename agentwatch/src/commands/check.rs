@@ -18,7 +18,6 @@ use super::session::{self, Session};
 use crate::{
     event::Event,
     profile::{
-        anchors::Anchors,
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
         parse, session as recorded,
@@ -42,15 +41,8 @@ pub struct CheckOptions {
     /// Write findings here [default: stdout for --events, else stderr].
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
-    /// $WORKSPACE for this check [default: the current directory].
-    #[arg(long, value_name = "DIR")]
-    pub workspace: Option<std::path::PathBuf>,
-    /// $HOME for this check [default: $HOME].
-    #[arg(long, value_name = "DIR")]
-    pub home: Option<std::path::PathBuf>,
-    /// $TMP for this check [default: $TMPDIR or /tmp].
-    #[arg(long, value_name = "DIR")]
-    pub tmp: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub anchors: super::anchor_args::AnchorArgs,
     #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
     #[arg(last = true, value_name = "CMD")]
@@ -165,11 +157,7 @@ pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
     };
     let anchors = match &session {
         Some(s) => s.header.anchors(),
-        None => Anchors::from_env_with(
-            opts.workspace.as_deref(),
-            opts.home.as_deref(),
-            opts.tmp.as_deref(),
-        ),
+        None => opts.anchors.anchors(),
     };
     let matcher = Matcher::new(&profile, anchors, Guardrails::builtin());
     for s in &matcher.skipped {

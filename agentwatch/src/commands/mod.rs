@@ -1,4 +1,5 @@
 //! One module per CLI command; `main.rs` only dispatches here.
+pub mod anchor_args;
 pub mod audit;
 pub mod bench_profile;
 pub mod check;
@@ -6,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;
+pub mod exec;
 pub mod learn;
 pub mod profile;
 pub mod run;

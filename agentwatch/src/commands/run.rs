@@ -53,12 +53,8 @@ pub struct RunOptions {
     /// Write alerts and the summary here [default: stderr].
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub workspace: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub home: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub tmp: Option<PathBuf>,
+    #[command(flatten)]
+    pub anchors: super::anchor_args::AnchorArgs,
     #[arg(long, default_value = "8")]
     pub ring_buffer_mb: u32,
     /// Append every decision and approval answer to this hash-chained
@@ -102,11 +98,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
     let agent = opts.agent.clone().unwrap_or_else(|| profile.agent.clone());
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
-    let anchors = Anchors::from_env_with(
-        opts.workspace.as_deref(),
-        opts.home.as_deref(),
-        opts.tmp.as_deref(),
-    );
+    let anchors = opts.anchors.anchors();
     let (audit, shared_audit) = match audit_trail(&opts)? {
         Some((trail, shared)) => (Some(trail), Some(shared)),
         None => (None, None),

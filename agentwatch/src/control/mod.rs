@@ -65,6 +65,19 @@ pub enum Request {
     Resume,
     /// Re-read the daemon's configuration and swap it in (daemon only).
     Reload,
+    /// What `agentwatch exec` needs to start a process of the agent in
+    /// its sandbox: the profile and the classes Landlock is to hold
+    /// (daemon only).
+    LaunchInfo,
+    /// Watch `pid` as the agent from now on: an `agentwatch exec` about to
+    /// exec the agent's command, in the sandbox (`landlock`: the
+    /// `flags::LANDLOCK_*` its file rules hold) or not (None). Root only
+    /// (daemon only).
+    Launch {
+        pid: u32,
+        #[serde(default)]
+        landlock: Option<u8>,
+    },
 }
 
 /// A request on the wire: the daemon's socket serves many agents, so a
@@ -295,6 +308,9 @@ pub fn dispatch(e: &mut AgentEnforcer, req: Request, by: &str) -> Reply {
         Request::Resume => e.resume().into(),
         Request::Reload => Reply::Failed(
             "reload is for `agentwatch daemon`; `agentwatch run` takes its profile once".into(),
+        ),
+        Request::LaunchInfo | Request::Launch { .. } => Reply::Failed(
+            "`agentwatch exec` starts agents the daemon enforces; `agentwatch run` starts its own command".into(),
         ),
     }
 }

@@ -34,6 +34,13 @@ pub enum Reply {
         pid: u32,
         agents: Vec<AgentStatus>,
     },
+    /// What `agentwatch exec` starts an agent's process with.
+    Launch {
+        profile: String,
+        mode: &'static str,
+        /// The classes Landlock is to hold (`sandbox::Held::names`).
+        held: Vec<&'static str>,
+    },
 }
 
 /// An action's outcome: what was done, or why not (the error's text).
@@ -86,6 +93,16 @@ impl Serialize for Reply {
                 m.serialize_entry("agents", agents)?;
                 m.serialize_entry("daemon", &serde_json::json!({ "pid": pid }))?;
                 m.serialize_entry("ok", &true)?;
+            }
+            Reply::Launch {
+                profile,
+                mode,
+                held,
+            } => {
+                m.serialize_entry("held", held)?;
+                m.serialize_entry("mode", mode)?;
+                m.serialize_entry("ok", &true)?;
+                m.serialize_entry("profile", profile)?;
             }
             Reply::Status(_) => {}
         }

@@ -173,10 +173,10 @@ fn selectors(
             out.push((Selector::Exe(e), v.span()));
         }
     }
-    if out.is_empty() && d.kubernetes.is_none() {
+    if out.is_empty() && d.kubernetes.is_none() && !d.launched {
         p.at(
             Some(s.span()),
-            format!("agent {agent}: [agent.select] names nothing; give systemd_unit, cgroup, user, exe or kubernetes"),
+            format!("agent {agent}: [agent.select] names nothing; give systemd_unit, cgroup, user, exe or kubernetes, or launched = true (only what `agentwatch exec --agent {agent}` starts)"),
         );
     }
     for (sel, span) in &out {

@@ -127,6 +127,10 @@ struct SelectDoc {
     user: Option<Spanned<OneOrMany<UserDoc>>>,
     exe: Option<Spanned<OneOrMany<PathBuf>>>,
     kubernetes: Option<Spanned<super::k8s_config::PodSelectDoc>>,
+    /// The agent's processes are those `agentwatch exec --agent NAME`
+    /// starts (as well as any the other selectors name).
+    #[serde(default)]
+    launched: bool,
 }
 
 /// A validated configuration.

@@ -72,32 +72,68 @@ impl Handler for DaemonControl {
                 Reply::Pending(self.each(|e| e.pending().to_vec()).concat())
             }
             (None, _) => Reply::Failed("name the agent this request is for".into()),
-            (Some(name), req) => {
-                let e = self.agents.read().ok().and_then(|m| m.get(&name).cloned());
-                match e {
-                    Some(e) => match e.lock() {
-                        Ok(mut e) => dispatch(&mut e, req, by),
-                        Err(_) => {
-                            Reply::Failed("the enforcer stopped after an internal error".into())
-                        }
-                    },
-                    None => {
-                        let known: Vec<String> = self
-                            .agents
-                            .read()
-                            .map(|m| m.keys().cloned().collect())
-                            .unwrap_or_default();
-                        Reply::Failed(format!(
-                            "the daemon has no agent named {name} (its agents: {})",
-                            if known.is_empty() {
-                                "none".into()
-                            } else {
-                                known.join(", ")
-                            }
-                        ))
+            (Some(_), Request::Launch { .. }) if by != "root" => {
+                Reply::Failed("only root may launch a process as an agent".into())
+            }
+            (Some(name), req @ (Request::LaunchInfo | Request::Launch { .. })) => {
+                self.with_agent(&name, |e| launch(e, req))
+            }
+            (Some(name), req) => self.with_agent(&name, |e| dispatch(e, req, by)),
+        }
+    }
+}
+
+impl DaemonControl {
+    /// `f` of agent `name`'s enforcer, or why there is none.
+    fn with_agent(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut crate::enforce::agent::AgentEnforcer) -> Reply,
+    ) -> Reply {
+        let e = self.agents.read().ok().and_then(|m| m.get(name).cloned());
+        match e {
+            Some(e) => match e.lock() {
+                Ok(mut e) => f(&mut e),
+                Err(_) => Reply::Failed("the enforcer stopped after an internal error".into()),
+            },
+            None => {
+                let known: Vec<String> = self
+                    .agents
+                    .read()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                Reply::Failed(format!(
+                    "the daemon has no agent named {name} (its agents: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
                     }
-                }
+                ))
             }
         }
+    }
+}
+
+/// `agentwatch exec`'s two requests: what to start the process with (the
+/// profile, and the classes Landlock is to hold: those the policy
+/// refuses, unless the BPF LSM tier refuses them itself or every event
+/// crosses to userspace); then watching it.
+fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
+    match req {
+        Request::LaunchInfo => {
+            let held = match e.lsm_tier() {
+                Ok(()) => crate::sandbox::Held::default(),
+                Err(_) if !e.decides_in_kernel() => crate::sandbox::Held::default(),
+                Err(_) => crate::sandbox::Held::of_policy(&e.compiled().policy),
+            };
+            Reply::Launch {
+                profile: e.profile_path().display().to_string(),
+                mode: e.mode().name(),
+                held: held.names(),
+            }
+        }
+        Request::Launch { pid, landlock } => e.launched(pid, landlock).into(),
+        _ => Reply::Failed("not a launch request".into()),
     }
 }

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 use explain::{explain, learn_entry};
 use undo::{undo_denied, undo_privilege};
 
+mod answers;
 mod explain;
 mod learning;
 mod operator;
@@ -20,7 +21,7 @@ mod view;
 use super::{
     approvals::{Approvals, Subject},
     audit_trail::AuditTrail,
-    compile::{host_key, Compiled, Mode},
+    compile::{Compiled, Mode},
     decision::{AlertWriter, DecidedBy, Decision, DecisionSink},
     tree,
 };
@@ -98,6 +99,8 @@ pub struct AgentEnforcer {
     /// Shadow learning (the daemon's `learn = true`): every event is
     /// recorded and only hard rules act.
     shadow: Option<crate::profile::shadow::Shadow>,
+    /// The agent's DNS queries, and the endpoints its answers allowed.
+    resolutions: super::resolutions::Resolutions<answers::AllowedKey>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -246,6 +249,7 @@ impl AgentEnforcer {
             feeds: s.feeds,
             novel: std::collections::HashSet::new(),
             shadow: None,
+            resolutions: Default::default(),
         };
         me.set_shadow(s.shadow);
         me.install()?;
@@ -265,7 +269,7 @@ impl AgentEnforcer {
 
     /// Writes `self.compiled` to the kernel: automaton (into the idle
     /// half), endpoints, then the policy that switches to them.
-    fn install(&mut self) -> Result<(), SensorError> {
+    pub(super) fn install(&mut self) -> Result<(), SensorError> {
         let mut policy = self.compiled.policy;
         policy.enforce = u8::from(self.mode == Mode::Enforce);
         if let Some(dfa) = &self.compiled.dfa {
@@ -319,8 +323,10 @@ impl AgentEnforcer {
         if self.shadow.is_some() {
             findings.retain(Finding::hard);
         }
-        if let Detail::DnsAnswer { .. } = &ev.detail {
-            self.allow_answer(ev);
+        match &ev.detail {
+            Detail::Dns { .. } => self.note_query(ev),
+            Detail::DnsAnswer { .. } => self.allow_answer(ev),
+            _ => {}
         }
         let Some(k) = ev.kernel else {
             // Not decided in the kernel (accept, listen, a failed exec).
@@ -361,6 +367,7 @@ impl AgentEnforcer {
                 if k.rule == agentwatch_common::policy::rule::GUARD_PRIVILEGE {
                     undo_privilege(ev);
                 }
+                let mut action = kernel_action(&k);
                 match k.action {
                     ka::PAUSE => approval = Some(self.pause_for(ev, &f)),
                     ka::KILL => {
@@ -368,15 +375,17 @@ impl AgentEnforcer {
                         let _ = self.maps.set_paused(self.agent_id, false);
                     }
                     ka::DENY_KILL => undo_denied(ev),
+                    // Landlock refused the call; a class whose action is
+                    // kill loses its tree as well.
+                    ka::DENY_LANDLOCK
+                        if wanted(&self.compiled.policy, self.mode, &f) == ActionKind::Kill =>
+                    {
+                        tree::kill(&self.maps.pids(self.agent_id));
+                        action = "kill";
+                    }
                     _ => {}
                 }
-                self.alert(
-                    ev,
-                    &f,
-                    kernel_action(&k),
-                    DecidedBy::Kernel,
-                    approval.clone(),
-                );
+                self.alert(ev, &f, action, DecidedBy::Kernel, approval.clone());
                 // A budget's record stands in for what the kernel would
                 // otherwise have left to userspace (a binary to hash, a
                 // path it could not judge): what userspace finds in the
@@ -575,28 +584,5 @@ impl AgentEnforcer {
     /// Writes a line where alerts go (the run's summary).
     pub fn write_line(&mut self, line: &str) {
         self.alerts.line(line);
-    }
-
-    /// Adds the addresses of a DNS answer to the allow tries for host
-    /// rules naming it, before a held resolver is released.
-    fn allow_answer(&mut self, ev: &Event) {
-        let Detail::DnsAnswer { name, addrs } = &ev.detail else {
-            return;
-        };
-        let name = observe::dns_name(name);
-        for r in &self.compiled.host_rules {
-            let Some(h) = r.host.as_deref() else { continue };
-            let hit = h == name || h.strip_prefix('*').is_some_and(|s| name.ends_with(s));
-            if !hit {
-                continue;
-            }
-            for a in addrs.iter().filter_map(|a| a.parse().ok()) {
-                if let Some((any, key)) = host_key(self.agent_id, r, a) {
-                    if let Err(e) = self.maps.allow_endpoint(any, &key, r.model) {
-                        warn!(error = %e, "cannot allow a resolved endpoint");
-                    }
-                }
-            }
-        }
     }
 }

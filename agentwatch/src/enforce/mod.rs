@@ -7,4 +7,5 @@ pub mod audit_trail;
 pub mod compile;
 pub mod decision;
 pub mod own_files;
+pub mod resolutions;
 pub mod tree;

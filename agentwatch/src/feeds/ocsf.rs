@@ -206,6 +206,12 @@ fn activity_fields(ev: &Event) -> Option<(u32, u32, u32, Map<String, Value>)> {
             m.insert("status_id".into(), json!(status(*result)));
             (4001, 4, id, m)
         }
+        // Network Activity: Traffic (a datagram out).
+        Detail::Datagram { endpoint: e, .. } => {
+            let mut m = Map::new();
+            m.insert("dst_endpoint".into(), endpoint(e));
+            (4001, 4, 6, m)
+        }
         Detail::Listen {
             endpoint: e,
             result,

@@ -188,13 +188,17 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
         Detail::Chmod { path, .. } | Detail::Chown { path, .. } => {
             vec![file(path, &[Chmod], Class::File)]
         }
-        Detail::Connect { endpoint, .. } => peer(endpoint, true)
-            .map(|peer| Obs::Net {
-                direction: Direction::Connect,
-                peer,
-            })
-            .into_iter()
-            .collect(),
+        // A datagram to an address is a connect there, in the profile's
+        // terms (its connect rules cover UDP).
+        Detail::Connect { endpoint, .. } | Detail::Datagram { endpoint, .. } => {
+            peer(endpoint, true)
+                .map(|peer| Obs::Net {
+                    direction: Direction::Connect,
+                    peer,
+                })
+                .into_iter()
+                .collect()
+        }
         Detail::Bind { endpoint, .. } => peer(endpoint, true)
             .map(|peer| Obs::Net {
                 direction: Direction::Bind,
@@ -220,7 +224,7 @@ pub fn observe(ev: &Event) -> Vec<Obs> {
         Detail::Dns { name, .. } if !name.is_empty() => vec![Obs::Dns {
             name: dns_name(name),
         }],
-        Detail::DnsAnswer { name, addrs } => vec![Obs::DnsAnswer {
+        Detail::DnsAnswer { name, addrs, .. } => vec![Obs::DnsAnswer {
             name: dns_name(name),
             addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
         }],

@@ -34,6 +34,10 @@ pub enum Rule {
     FileAccess,
     NetworkUnknown,
     DnsUnknown,
+    /// A DNS answer that answers no query of the process (id and name),
+    /// or comes from elsewhere than the resolver asked: its addresses are
+    /// not allowed.
+    DnsForged,
     /// Over the class's per-minute budget.
     Rate(Class),
     /// A paused agent with no request that explains it (a restart).
@@ -101,6 +105,7 @@ impl Rule {
             Rule::FileUnknown | Rule::FileAccess => rule::FILE,
             Rule::NetworkUnknown => rule::NETWORK,
             Rule::DnsUnknown => rule::DNS,
+            Rule::DnsForged => rule::DNS_ANSWER,
             Rule::Rate(c) => rate_rule(c.kernel_index()),
             Rule::PausedUnexplained => rule::NONE,
             Rule::PathUnjudged => rule::UNJUDGED,
@@ -135,6 +140,7 @@ impl Rule {
             Rule::FileAccess => "file/access",
             Rule::NetworkUnknown => "network/unknown",
             Rule::DnsUnknown => "dns/unknown",
+            Rule::DnsForged => "dns/forged",
             Rule::Rate(c) => return Cow::Owned(format!("rate/{}", c.name())),
             Rule::PausedUnexplained => "paused/unexplained",
             Rule::PathUnjudged => "path/unjudged",
@@ -156,7 +162,7 @@ impl Rule {
             Rule::ExecUnknown | Rule::ExecHash | Rule::ExecWritten => "exec",
             Rule::FileUnknown | Rule::FileAccess => "file",
             Rule::NetworkUnknown => "network",
-            Rule::DnsUnknown => "dns",
+            Rule::DnsUnknown | Rule::DnsForged => "dns",
             Rule::Rate(_) => "rate",
             Rule::PausedUnexplained => "paused",
             Rule::PathUnjudged => "path",
@@ -183,6 +189,7 @@ impl Rule {
             Rule::FileAccess,
             Rule::NetworkUnknown,
             Rule::DnsUnknown,
+            Rule::DnsForged,
             Rule::PausedUnexplained,
             Rule::PathUnjudged,
         ];

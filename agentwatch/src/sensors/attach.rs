@@ -255,24 +255,31 @@ fn syscalls_tp(
 /// (enforcing only: they report what the launch sandbox refused).
 pub(super) fn fill_jumps(ebpf: &mut Ebpf) -> Result<(), SensorError> {
     use agentwatch_common::names::map as kmap;
-    let name = prog::LANDLOCK_EXIT;
-    let err = |reason: String| SensorError::Program {
-        program: name.into(),
-        reason,
-    };
-    let p: &mut TracePoint = program(ebpf, name)?;
-    if p.fd().is_err() {
-        p.load().map_err(|e| err(format!("{e:#}")))?;
+    // Slot by slot, as `maps::JUMP_*` number them.
+    for (slot, name) in [prog::LANDLOCK_EXIT, prog::LANDLOCK_KILL]
+        .into_iter()
+        .enumerate()
+    {
+        let err = |reason: String| SensorError::Program {
+            program: name.into(),
+            reason,
+        };
+        let p: &mut TracePoint = program(ebpf, name)?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| err(format!("{e:#}")))?;
+        }
+        let fd = p.fd().map_err(|e| err(format!("{e:#}")))?;
+        let fd = fd.try_clone().map_err(|e| err(e.to_string()))?;
+        let map = ebpf
+            .map_mut(kmap::JUMPS)
+            .ok_or(SensorError::MissingMap(kmap::JUMPS))?;
+        let mut jumps =
+            aya::maps::ProgramArray::try_from(map).map_err(|e| err(format!("{e:#}")))?;
+        jumps
+            .set(slot as u32, &fd, 0)
+            .map_err(|e| err(format!("cannot fill {}: {e:#}", kmap::JUMPS)))?;
     }
-    let fd = p.fd().map_err(|e| err(format!("{e:#}")))?;
-    let fd = fd.try_clone().map_err(|e| err(e.to_string()))?;
-    let map = ebpf
-        .map_mut(kmap::JUMPS)
-        .ok_or(SensorError::MissingMap(kmap::JUMPS))?;
-    let mut jumps = aya::maps::ProgramArray::try_from(map).map_err(|e| err(format!("{e:#}")))?;
-    jumps
-        .set(0, &fd, 0)
-        .map_err(|e| err(format!("cannot fill {}: {e:#}", kmap::JUMPS)))
+    Ok(())
 }
 
 /// Loads and attaches `prog` on `tp_btf/<tp>`.

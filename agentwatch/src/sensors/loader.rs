@@ -234,20 +234,7 @@ impl Sensors {
 
     /// Watches process `pid` (and, from now on, every child it forks).
     pub fn watch(&mut self, pid: u32, agent_id: u32) -> Result<(), SensorError> {
-        self.watched
-            .insert(pid, WatchEntry { agent_id, flags: 0 }, 0)
-            .map_err(|e| SensorError::Map {
-                map: kmap::WATCHED,
-                reason: e.to_string(),
-            })?;
-        // A process that exited before the entry went in (gone, or a
-        // zombie not yet reaped) would keep it for ever: its exit hook has
-        // run. Checked after the insert, so an exit after the check finds
-        // the entry and removes it.
-        if !alive(pid) {
-            let _ = self.watched.remove(&pid);
-        }
-        Ok(())
+        watch_in(&mut self.watched, pid, agent_id)
     }
 
     /// Installs a selector: processes that exec while matching it join
@@ -331,6 +318,8 @@ fn attach_connect_hooks(ebpf: &mut Ebpf) -> Result<Vec<Held>, SensorError> {
     for name in [
         prog::ENFORCE_CONNECT4,
         prog::ENFORCE_CONNECT6,
+        prog::ENFORCE_BIND4,
+        prog::ENFORCE_BIND6,
         prog::DNS_SENDMSG4,
         prog::DNS_SENDMSG6,
     ] {
@@ -414,6 +403,28 @@ fn point_tamper_guard_here(map: &mut aya::maps::Map) -> Result<(), SensorError> 
 }
 
 /// Whether `pid` runs (exists and is not a zombie).
+/// Puts `pid` in the watch map as `agent_id`.
+pub(super) fn watch_in(
+    watched: &mut HashMap<MapData, u32, WatchEntry>,
+    pid: u32,
+    agent_id: u32,
+) -> Result<(), SensorError> {
+    watched
+        .insert(pid, WatchEntry { agent_id, flags: 0 }, 0)
+        .map_err(|e| SensorError::Map {
+            map: kmap::WATCHED,
+            reason: e.to_string(),
+        })?;
+    // A process that exited before the entry went in (gone, or a zombie
+    // not yet reaped) would keep it for ever: its exit hook has run.
+    // Checked after the insert, so an exit after the check finds the entry
+    // and removes it.
+    if !alive(pid) {
+        let _ = watched.remove(&pid);
+    }
+    Ok(())
+}
+
 fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;

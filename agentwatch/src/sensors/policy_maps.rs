@@ -469,6 +469,21 @@ impl PolicyMaps {
         map.insert(&k, v, 0).map_err(map_err(name))
     }
 
+    /// Takes an endpoint allowed by `allow_endpoint` back (a DNS answer's
+    /// time to live ran out). One already gone is not an error.
+    pub fn disallow_endpoint(&mut self, any_port: bool, key: &NetKey) -> Result<(), SensorError> {
+        let k = Key::new(key.prefix_len, key.data);
+        let (map, name) = if any_port {
+            (&mut self.net_any, kmap::NET_ANY_PORT)
+        } else {
+            (&mut self.net_port, kmap::NET_PORT)
+        };
+        match map.remove(&k) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(name)(e)),
+        }
+    }
+
     /// Kernel decision counters, summed over CPUs.
     pub fn decided(&self) -> Decided {
         let read = |i: u32| -> u64 { self.decided.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
@@ -493,6 +508,11 @@ impl PolicyMaps {
     }
 
     /// Live processes of `agent`, from the kernel's watch map.
+    /// Watches process `pid` as `agent` (and every child it forks).
+    pub fn watch(&mut self, pid: u32, agent: u32) -> Result<(), SensorError> {
+        super::loader::watch_in(&mut self.watched, pid, agent)
+    }
+
     pub fn pids(&self, agent: u32) -> Vec<u32> {
         self.watched
             .iter()

@@ -94,7 +94,9 @@ pub fn what_happened(ev: &Event) -> String {
             (None, None) if *target == 0 => syscall.to_string(),
             (None, None) => format!("{syscall} {target}"),
         },
-        Detail::DnsAnswer { name, addrs } => format!("dns answer {name} -> {}", addrs.join(", ")),
+        Detail::DnsAnswer { name, addrs, .. } => {
+            format!("dns answer {name} -> {}", addrs.join(", "))
+        }
         Detail::Exit { code: Some(c), .. } => format!("exit {c}"),
         Detail::Exit { signal, .. } => format!("exit signal {}", signal.unwrap_or(0)),
         Detail::Open {
@@ -148,6 +150,10 @@ pub fn what_happened(ev: &Event) -> String {
             endpoint: e,
             result: r,
         } => format!("bind {}{}", endpoint(e), result(r)),
+        Detail::Datagram {
+            endpoint: e,
+            syscall,
+        } => format!("{syscall} {}", endpoint(e)),
         Detail::Listen {
             endpoint: e,
             result: r,
@@ -157,7 +163,7 @@ pub fn what_happened(ev: &Event) -> String {
             endpoint: e,
             result: r,
         } => format!("accept {}{}", endpoint(e), result(r)),
-        Detail::Dns { name, qtype } => format!("dns {name} {qtype}"),
+        Detail::Dns { name, qtype, .. } => format!("dns {name} {qtype}"),
         Detail::Loss {
             stage,
             reason,

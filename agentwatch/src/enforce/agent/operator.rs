@@ -149,6 +149,7 @@ impl AgentEnforcer {
         if let Some(a) = &mut self.audit {
             a.sync_if_due();
         }
+        self.expire_answers();
         // An append is audited as it completes; its line gives way to a
         // timeout's, which matters more to whoever reads the output.
         let learned = self.tick_learning();

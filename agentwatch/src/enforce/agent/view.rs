@@ -46,4 +46,33 @@ impl AgentEnforcer {
     pub fn lsm_tier(&self) -> Result<(), &str> {
         self.maps.lsm_tier()
     }
+
+    /// The profile file the agent is enforced with.
+    pub fn profile_path(&self) -> &std::path::Path {
+        &self.profile_path
+    }
+
+    /// Whether the kernel decides (false: every event crosses, as in
+    /// shadow learning or the userspace fallback).
+    pub fn decides_in_kernel(&self) -> bool {
+        self.kernel_decisions && self.shadow.is_none()
+    }
+
+    /// A process `agentwatch exec` is about to turn into the agent's
+    /// command: watched as the agent from now on. In the sandbox
+    /// (`landlock`: the classes its file rules hold), the policy says so,
+    /// so the kernel reports what the sandbox refused.
+    pub fn launched(
+        &mut self,
+        pid: u32,
+        landlock: Option<u8>,
+    ) -> Result<String, crate::sensors::SensorError> {
+        self.maps.watch(pid, self.agent_id)?;
+        if let Some(flags) = landlock {
+            self.maps.set_sandboxed(flags);
+            self.install()?;
+        }
+        tracing::info!(agent = %self.agent, pid, sandboxed = landlock.is_some(), "launched");
+        Ok(format!("pid {pid} runs as agent {}", self.agent))
+    }
 }

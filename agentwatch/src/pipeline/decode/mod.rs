@@ -134,6 +134,10 @@ impl Decoder {
             // An open judged at its exit by the file it reached.
             RecordKind::Opened => file::opened(rec),
             RecordKind::Tamper => process::tamper(rec),
+            RecordKind::Datagram => Detail::Datagram {
+                endpoint: rec.endpoint(),
+                syscall: syscall_name(h.syscall_nr).into(),
+            },
             RecordKind::Dns => match net::dns(rec) {
                 Some(d) => d,
                 None => return Ok(Vec::new()),

@@ -143,6 +143,9 @@ fn endpoints_by_resolved_name_address_and_executable() {
     let answer = ev(Detail::DnsAnswer {
         name: "api.example.com".into(),
         addrs: vec!["93.184.216.34".into()],
+        id: 1,
+        ttl: 60,
+        server: None,
     });
     assert!(rules(&mut m, &answer).is_empty());
     assert!(rules(&mut m, &connect("93.184.216.34", 443)).is_empty());
@@ -172,6 +175,8 @@ fn dns_exec_and_rates() {
         ev(Detail::Dns {
             name: n.into(),
             qtype: "A".into(),
+            id: 1,
+            server: None,
         })
     };
     assert!(rules(&mut m, &q("API.example.com.")).is_empty());

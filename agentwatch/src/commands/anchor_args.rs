@@ -1,0 +1,29 @@
+//! `--workspace`, `--home`, `--tmp`: the anchors a profile's `$WORKSPACE`,
+//! `$HOME` and `$TMP` stand for, as `run`, `exec` and `check` take them.
+use std::path::PathBuf;
+
+use crate::profile::anchors::Anchors;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnchorArgs {
+    /// $WORKSPACE [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// $HOME [default: $HOME].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// $TMP [default: $TMPDIR or /tmp].
+    #[arg(long, value_name = "DIR")]
+    pub tmp: Option<PathBuf>,
+}
+
+impl AnchorArgs {
+    /// The anchors: these flags, else the environment.
+    pub fn anchors(&self) -> Anchors {
+        Anchors::from_env_with(
+            self.workspace.as_deref(),
+            self.home.as_deref(),
+            self.tmp.as_deref(),
+        )
+    }
+}
