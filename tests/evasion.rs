@@ -550,3 +550,125 @@ print("forged", reach("192.0.2.10"), flush=True)
 time.sleep(7)
 print("expired", reach("192.0.2.11"), flush=True)
 "#;
+
+#[test]
+fn a_path_string_unmapped_under_the_call_never_lets_a_secret_through() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    // One thread opens the key by a path in a page another thread keeps
+    // unmapping and mapping again: the kernel's copy at entry, at exit or
+    // both may fail. Whatever the interleaving, the open never returns
+    // the key to the agent: judged (a guardrail), or judged unjudgeable
+    // (path/unjudged), the caller dies before the call returns; an open
+    // whose path was gone failed (EFAULT) and reached nothing.
+    let script = format!(
+        "/usr/bin/python3 -c '{}'; echo after",
+        RACER.replace("KEY", &key)
+    );
+    let d = Run::start(
+        "ev-race",
+        &profile("ev-race", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &["--no-sandbox"],
+        &script,
+    )
+    .finish();
+    assert!(d.stdout.contains("after"), "{}", d.brief());
+    assert!(
+        !d.stdout.contains("read b"),
+        "the key was read: {}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    // The loop ends at the first open the kernel saw succeed: killed.
+    assert!(!d.stdout.contains("tries"), "never stopped: {}", d.stdout);
+    let stopped = d
+        .alerts
+        .iter()
+        .filter(|a| a["type"] == "alert")
+        .filter(|a| {
+            matches!(
+                a["rule"].as_str(),
+                Some("guardrail/secrets" | "path/unjudged")
+            )
+        })
+        .count();
+    assert!(stopped >= 1, "{}", d.brief());
+}
+
+/// The agent's side of the unmapping race (KEY: the secret's path).
+const RACER: &str = r#"import ctypes, threading, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.open.argtypes = [ctypes.c_void_p, ctypes.c_int]
+path = b"KEY\0"
+page = libc.mmap(None, 4096, 3, 0x22, -1, 0)
+ctypes.memmove(page, path, len(path))
+stop = []
+def flip():
+    while not stop:
+        libc.munmap(page, 4096)
+        libc.mmap(page, 4096, 3, 0x32, -1, 0)
+        ctypes.memmove(page, path, len(path))
+t = threading.Thread(target=flip, daemon=True)
+t.start()
+for i in range(20000):
+    fd = libc.open(page, 0)
+    if fd >= 0:
+        print("read", os.read(fd, 64), flush=True)
+        break
+stop.append(1)
+print("tries", i, flush=True)
+"#;
+
+#[test]
+fn a_sibling_sharing_the_file_table_dies_with_the_denied_process() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    // clone(CLONE_FILES): the sibling sees every descriptor the parent
+    // gets. The parent's open of the key is denied by a SIGKILL at the
+    // call, which lands after the open installed its descriptor; the
+    // sibling must not live to read through it.
+    let script = format!(
+        "/usr/bin/python3 -c '{}'; echo after",
+        SIBLING.replace("KEY", &key)
+    );
+    let d = Run::start(
+        "ev-sibling",
+        &profile("ev-sibling", 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    // The whole tree is killed (the shell too: no "after").
+    assert!(!d.stdout.contains("after"), "{}", d.brief());
+    assert!(
+        !d.stdout.contains("sibling read"),
+        "{}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    let a = d.alerts_by("guardrail/secrets");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert_eq!(a[0]["action"], "kill", "deny escalates: {}", a[0]);
+}
+
+/// The agent's side of the shared-file-table test (KEY: the secret).
+const SIBLING: &str = r#"import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+pid = libc.syscall(56, 0x400 | 17, 0, 0, 0, 0)
+if pid == 0:
+    time.sleep(1.5)
+    for fd in range(3, 32):
+        try:
+            print("sibling read", os.pread(fd, 64, 0), flush=True)
+        except OSError:
+            pass
+    os._exit(0)
+time.sleep(0.3)
+fd = os.open("KEY", os.O_RDONLY)
+print("parent read", os.read(fd, 64), flush=True)
+"#;

@@ -278,3 +278,36 @@ fn a_class_that_does_not_refuse_gets_no_landlock_rules() {
     assert!(d.alerts_by("landlock/file").is_empty(), "{}", d.brief());
     assert!(!d.alerts_by("file/unknown").is_empty(), "{}", d.brief());
 }
+
+#[test]
+fn a_profile_that_allows_io_uring_lets_it_through() {
+    let Some(_g) = privileged() else { return };
+    // `ioUring: true`: io_uring_setup succeeds (a descriptor, not EPERM)
+    // and is no escape; without it the same call is refused (above).
+    let script = py(
+        "uring",
+        "l.syscall(425, 8, ctypes.create_string_buffer(120))",
+    );
+    let d = Run::start(
+        "sbx-uring",
+        &profile("sbx-uring", 1, "ioUring: true\n"),
+        "enforce",
+        &[],
+        &script,
+    )
+    .finish();
+    let line = d
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("uring "))
+        .unwrap_or_default()
+        .to_string();
+    let fd: i64 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    assert!(fd >= 0, "{line}: {}", d.brief());
+    assert!(d.alerts_by("guardrail/escape").is_empty(), "{}", d.brief());
+    assert_eq!(d.summary()["sandbox"]["io_uring"], true, "{}", d.brief());
+}

@@ -24,6 +24,8 @@ pub enum When {
     Always,
     /// The flags in argument 0 ask for a namespace in `NS_FLAGS`.
     NsFlags,
+    /// io_uring: unless the agent's profile allows it (`ioUring: true`).
+    Uring,
 }
 
 /// One call of the list.
@@ -97,9 +99,9 @@ escapes! {
     SETNS              "setns"              Always  ESCAPE JOIN;
     NAME_TO_HANDLE_AT  "name_to_handle_at"  Always  ESCAPE HANDLES;
     OPEN_BY_HANDLE_AT  "open_by_handle_at"  Always  ESCAPE HANDLES;
-    IO_URING_SETUP     "io_uring_setup"     Always  ESCAPE URING;
-    IO_URING_ENTER     "io_uring_enter"     Always  ESCAPE URING;
-    IO_URING_REGISTER  "io_uring_register"  Always  ESCAPE URING;
+    IO_URING_SETUP     "io_uring_setup"     Uring   ESCAPE URING;
+    IO_URING_ENTER     "io_uring_enter"     Uring   ESCAPE URING;
+    IO_URING_REGISTER  "io_uring_register"  Uring   ESCAPE URING;
     PTRACE             "ptrace"             Always  TAMPER TRACE;
     PROCESS_VM_WRITEV  "process_vm_writev"  Always  TAMPER MEMORY;
     PROCESS_VM_READV   "process_vm_readv"   Always  TAMPER MEMORY;
@@ -112,12 +114,14 @@ escapes! {
     DELETE_MODULE      "delete_module"      Always  ESCAPE KERNEL;
 }
 
-/// Whether a call of `e` with first argument `arg0` is an escape.
+/// Whether a call of `e` with first argument `arg0` is an escape, for an
+/// agent whose profile allows io_uring or not.
 #[inline(always)]
-pub fn escapes(e: &Escape, arg0: u64) -> bool {
+pub fn escapes(e: &Escape, arg0: u64, io_uring_allowed: bool) -> bool {
     match e.when {
         When::Always => true,
         When::NsFlags => arg0 & NS_FLAGS != 0,
+        When::Uring => !io_uring_allowed,
     }
 }
 
@@ -139,9 +143,12 @@ mod tests {
     fn namespaces_only_with_their_flags() {
         let clone = find(nr::CLONE).unwrap();
         // SIGCHLD alone: a fork.
-        assert!(!escapes(&clone, 17));
-        assert!(escapes(&clone, 17 | CLONE_NEWNS));
-        assert!(escapes(&find(nr::UNSHARE).unwrap(), CLONE_NEWUSER));
-        assert!(escapes(&find(nr::MOUNT).unwrap(), 0));
+        assert!(!escapes(&clone, 17, false));
+        assert!(escapes(&clone, 17 | CLONE_NEWNS, false));
+        assert!(escapes(&find(nr::UNSHARE).unwrap(), CLONE_NEWUSER, false));
+        assert!(escapes(&find(nr::MOUNT).unwrap(), 0, true));
+        // io_uring is an escape unless the profile allows it.
+        let uring = find(nr::IO_URING_SETUP).unwrap();
+        assert!(escapes(&uring, 0, false) && !escapes(&uring, 0, true));
     }
 }

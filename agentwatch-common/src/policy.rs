@@ -294,6 +294,9 @@ pub mod flags {
     pub const LANDLOCK_FILE: u8 = 16;
     pub const LANDLOCK_DELETE: u8 = 32;
     pub const LANDLOCK_EXEC: u8 = 64;
+    /// The profile allows io_uring (`ioUring: true`): its calls are not
+    /// escapes (the launch sandbox lets them through too).
+    pub const IO_URING: u8 = 128;
 
     /// The Landlock flag of a class; 0 for a class Landlock cannot hold.
     #[inline(always)]
@@ -370,6 +373,11 @@ pub struct AgentPolicy {
 pub mod watch {
     /// The process read a secret (its children forked since inherit it).
     pub const TAINTED: u32 = 1;
+    /// The process shares its file table with another process
+    /// (`clone(CLONE_FILES)` without `CLONE_THREAD`): a descriptor a
+    /// killed call left open is the other's too, so a deny that kills
+    /// ends the agent's whole tree.
+    pub const SHARES_FILES: u32 = 2;
 }
 
 /// Bits of an exec record's `args[4]`.

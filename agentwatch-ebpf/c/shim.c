@@ -29,6 +29,9 @@ SHIM __s32 aw_task_pgid(struct task_struct *t) { return BPF_CORE_READ(t, signal,
 /* Threads still alive in t's thread group (0 once the last one is exiting). */
 SHIM __s32 aw_task_live_threads(struct task_struct *t) { return BPF_CORE_READ(t, signal, live.counter); }
 
+/* The task's file table (shared by threads, and by a clone(CLONE_FILES)). */
+SHIM void *aw_task_files(struct task_struct *t) { return BPF_CORE_READ(t, files); }
+
 SHIM struct path *aw_task_pwd(struct task_struct *t)
 {
 	struct fs_struct *fs = BPF_CORE_READ(t, fs);

@@ -108,6 +108,15 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8
             deny_now(d);
             action::DENY
         }
+        // A process sharing its file table keeps the descriptor a killed
+        // open left in the other: the tree goes (as for kill).
+        action::DENY if shares_files() => {
+            if let Some(p) = AGENT_PAUSED.get_ptr_mut(agent) {
+                unsafe { *p = paused::KILLED };
+            }
+            signal(SIGKILL);
+            action::KILL
+        }
         action::DENY => {
             signal(SIGKILL);
             action::DENY_KILL
@@ -217,6 +226,14 @@ pub fn note_secret_read(agent: u32) {
         // SAFETY: a map value; only this process's own calls set the bit.
         unsafe { (*w).flags |= watch::TAINTED };
     }
+}
+
+/// Does the current process share its file table with another
+/// (`watch::SHARES_FILES`)?
+#[inline(always)]
+pub fn shares_files() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    unsafe { WATCHED.get(&tgid) }.is_some_and(|w| w.flags & watch::SHARES_FILES != 0)
 }
 
 /// Is the current process tainted (it read a secret)?

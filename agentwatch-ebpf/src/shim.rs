@@ -12,6 +12,7 @@ unsafe extern "C" {
     pub fn aw_task_exit_code(t: Ptr) -> i32;
     pub fn aw_task_live_threads(t: Ptr) -> i32;
     pub fn aw_task_pgid(t: Ptr) -> i32;
+    pub fn aw_task_files(t: Ptr) -> Ptr;
     pub fn aw_task_pwd(t: Ptr) -> Ptr;
     pub fn aw_task_fd(t: Ptr, fd: u32) -> Ptr;
     pub fn aw_task_arg_start(t: Ptr) -> u64;

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 
 use agentwatch_common::{
-    policy::{access, class, exec_flags, flags, AgentPolicy},
+    policy::{access, class, exec_flags, flags, watch, AgentPolicy},
     RawEvent,
 };
 
@@ -37,6 +37,16 @@ pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let child_tgid = unsafe { aw_task_tgid(child) };
     if child_tgid == tgid || child_tgid == 0 {
         return Ok(());
+    }
+    let mut w = w;
+    // A child sharing its parent's file table: both are marked.
+    let shared = unsafe { aw_task_files(child) == aw_task_files(current_task()) };
+    if shared {
+        w.flags |= watch::SHARES_FILES;
+        if let Some(p) = WATCHED.get_ptr_mut(&tgid) {
+            // SAFETY: a map value; concurrent writers only set bits.
+            unsafe { (*p).flags |= watch::SHARES_FILES };
+        }
     }
     if WATCHED.insert(&child_tgid, &w, 0).is_err() {
         count_loss(loss::WATCH_MAP_FULL);

@@ -15,7 +15,7 @@ use crate::{
     shim::*,
 };
 use agentwatch_common::{
-    policy::{class, rule, verdict, AgentPolicy},
+    policy::{class, flags as policy_flags, rule, verdict, AgentPolicy},
     WatchEntry,
 };
 
@@ -137,7 +137,7 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
         rule::ESCAPE
     } else {
         match escape::find(sysno) {
-            Some(e) if escape::escapes(&e, a[0]) => e.rule,
+            Some(e) if escape::escapes(&e, a[0], pol.flags & policy_flags::IO_URING != 0) => e.rule,
             _ => return Ok(()),
         }
     };

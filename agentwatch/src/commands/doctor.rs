@@ -44,6 +44,9 @@ struct Report {
     /// The sandbox agents agentwatch starts run in: Landlock's ABI and
     /// scoping, the seccomp filter.
     sandbox: SandboxReport,
+    /// Each evasion class and the tier that holds it here, before or
+    /// after the effect.
+    classes: Vec<super::doctor_classes::ClassTier>,
     /// True when `trace` can run here.
     ready: bool,
 }
@@ -207,11 +210,17 @@ fn build() -> Report {
     );
     let ready = root && btf && layout.is_ok() && syscall_ok && btf_tp_ok;
     let layers = crate::sandbox::layers_here();
+    let classes = super::doctor_classes::table(&super::doctor_classes::Host {
+        layers: &layers,
+        lsm: tiers.iter().any(|t| t.tier == 1 && t.available),
+        cgroup: tiers.iter().any(|t| t.tier == 2 && t.available),
+    });
     Report {
         kernel,
         features,
         sensors,
         enforcement: tiers,
+        classes,
         sandbox: SandboxReport {
             note: layers.describe(),
             layers,
@@ -362,6 +371,13 @@ fn print_human(r: &Report) {
     }
     println!("\nlaunch sandbox (agents agentwatch starts):");
     println!("  {} {}", mark(r.sandbox.layers.seccomp), r.sandbox.note);
+    println!("\nevasion classes (launched by run or exec / selected by the daemon):");
+    for c in &r.classes {
+        println!(
+            "  {}\n    launched: {}\n    selected: {}",
+            c.class, c.launched, c.selected
+        );
+    }
     println!(
         "\n{}",
         if r.ready {

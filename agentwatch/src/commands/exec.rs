@@ -102,7 +102,8 @@ fn prepare(opts: &ExecOptions, info: &serde_json::Value) -> anyhow::Result<Sandb
     } else {
         None
     };
-    Ok(Sandbox::prepare(files)?)
+    let io_uring = info["io_uring"].as_bool().unwrap_or(false);
+    Ok(Sandbox::prepare(files, io_uring)?)
 }
 
 fn not_launched(agent: &str, e: ControlError) -> anyhow::Result<i32> {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;
+pub mod doctor_classes;
 pub mod exec;
 pub mod learn;
 pub mod profile;

@@ -206,7 +206,7 @@ fn launch_sandbox(
         let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
         files::resolve(&files::grants(profile, anchors), held, abi)
     });
-    let s = Sandbox::prepare(files)?;
+    let s = Sandbox::prepare(files, profile.io_uring)?;
     maps.set_sandboxed(s.landlock_flags());
     if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());

@@ -40,6 +40,8 @@ pub enum Reply {
         mode: &'static str,
         /// The classes Landlock is to hold (`sandbox::Held::names`).
         held: Vec<&'static str>,
+        /// The profile allows io_uring.
+        io_uring: bool,
     },
 }
 
@@ -98,8 +100,10 @@ impl Serialize for Reply {
                 profile,
                 mode,
                 held,
+                io_uring,
             } => {
                 m.serialize_entry("held", held)?;
+                m.serialize_entry("io_uring", io_uring)?;
                 m.serialize_entry("mode", mode)?;
                 m.serialize_entry("ok", &true)?;
                 m.serialize_entry("profile", profile)?;

@@ -131,6 +131,8 @@ fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
                 profile: e.profile_path().display().to_string(),
                 mode: e.mode().name(),
                 held: held.names(),
+                io_uring: e.compiled().policy.flags & agentwatch_common::policy::flags::IO_URING
+                    != 0,
             }
         }
         Request::Launch { pid, landlock } => e.launched(pid, landlock).into(),

@@ -300,6 +300,9 @@ fn policy(profile: &Profile, mode: Mode, dfa: Option<&Dfa>, host_rules: bool) ->
     if host_rules {
         flags |= kp::flags::HOLD_DNS;
     }
+    if profile.io_uring {
+        flags |= kp::flags::IO_URING;
+    }
     AgentPolicy {
         active: 1,
         enforce: u8::from(mode == Mode::Enforce),

@@ -26,7 +26,8 @@ pub enum MergeError {
 
 /// Merges `profiles` into one for `agent` (default: their common agent).
 /// The first profile's granularity, actions and readiness settings lead;
-/// overrides, guardrails and approvals are the union.
+/// overrides, guardrails and approvals are the union; io_uring is allowed
+/// when any allows it (a reviewer said so).
 pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     if agent.is_none() {
@@ -37,6 +38,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     let mut out = Profile::empty(agent.unwrap_or(&first.agent));
     out.granularity = first.granularity;
     out.actions = first.actions.clone();
+    out.io_uring = profiles.iter().any(|p| p.io_uring);
     let sessions: u32 = profiles.iter().map(|p| p.provenance.sessions.max(1)).sum();
 
     let mut execs: BTreeMap<String, execs::Seen> = BTreeMap::new();

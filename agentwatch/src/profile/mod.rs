@@ -53,6 +53,10 @@ pub struct Profile {
     pub overrides: Vec<Override>,
     /// Subtrees the agent may use with the listed accesses.
     pub territories: Vec<Territory>,
+    /// The agent may use io_uring (`ioUring: true`). Its requests do not
+    /// pass the syscall hooks: only Landlock's file rules and the cgroup
+    /// network hooks still hold them. Off by default.
+    pub io_uring: bool,
     pub executables: Vec<Executable>,
     pub files: Vec<FileRule>,
     pub network: Vec<NetRule>,
@@ -542,6 +546,7 @@ impl Profile {
             granularity: Granularity::default(),
             overrides: Vec::new(),
             territories: Vec::new(),
+            io_uring: false,
             executables: Vec::new(),
             files: Vec::new(),
             network: Vec::new(),

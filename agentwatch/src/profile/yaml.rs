@@ -56,6 +56,13 @@ fn write_head(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "kind: {KIND}")?;
     writeln!(o, "agent: {}", q(&p.agent))?;
     writeln!(o, "granularity: {}", p.granularity)?;
+    if p.io_uring {
+        writeln!(
+            o,
+            "# io_uring's requests pass no syscall hook: only Landlock and the cgroup hooks hold them."
+        )?;
+        writeln!(o, "ioUring: true")?;
+    }
     if !p.overrides.is_empty() {
         writeln!(o, "overrides:")?;
         for ov in &p.overrides {

@@ -40,6 +40,9 @@ pub struct Layers {
     pub scoped: bool,
     /// The escapes refused by seccomp.
     pub seccomp: bool,
+    /// io_uring let through (the profile's `ioUring: true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub io_uring: bool,
     /// The profile's file rules, when Landlock holds a class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesLayer>,
@@ -69,10 +72,10 @@ impl FilesLayer {
 impl Layers {
     /// One line for people: what holds, and what is missing and why.
     pub fn describe(&self) -> String {
-        let seccomp = if self.seccomp {
-            "seccomp refuses the escapes (mounts, namespaces, file handles, io_uring, ptrace, bpf)"
-        } else {
-            "no seccomp filter"
+        let seccomp = match (self.seccomp, self.io_uring) {
+            (true, false) => "seccomp refuses the escapes (mounts, namespaces, file handles, io_uring, ptrace, bpf)",
+            (true, true) => "seccomp refuses the escapes (mounts, namespaces, file handles, ptrace, bpf; io_uring is allowed by the profile)",
+            (false, _) => "no seccomp filter",
         };
         let landlock = match (self.landlock_abi, self.scoped) {
             (Some(abi), true) => format!(
@@ -103,17 +106,19 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Builds every layer this kernel offers; `files`: the profile's
-    /// Landlock file rules (`files::resolve`), used from ABI 2.
-    pub fn prepare(files: Option<FileRules>) -> Result<Sandbox, SandboxError> {
+    /// Landlock file rules (`files::resolve`), used from ABI 2;
+    /// `io_uring`: the profile allows it.
+    pub fn prepare(files: Option<FileRules>, io_uring: bool) -> Result<Sandbox, SandboxError> {
         let abi = landlock::abi();
         let files = files.filter(|_| abi.is_some_and(|a| a >= files::FILES_ABI));
         let ruleset = landlock::ruleset(abi, files.as_ref())?;
-        let filters = seccomp::filters()?;
+        let filters = seccomp::filters(io_uring)?;
         Ok(Sandbox {
             layers: Layers {
                 landlock_abi: abi,
                 scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
                 seccomp: true,
+                io_uring,
                 files: files.as_ref().map(|f| FilesLayer {
                     held: f.held.names(),
                     rules: f.rules.len(),
@@ -162,7 +167,8 @@ pub fn layers_here() -> Layers {
     Layers {
         landlock_abi: abi,
         scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
-        seccomp: seccomp::filters().is_ok(),
+        seccomp: seccomp::filters(false).is_ok(),
+        io_uring: false,
         files: None,
     }
 }
@@ -173,8 +179,13 @@ mod tests {
 
     #[test]
     fn the_filters_build_and_name_every_escape() {
-        let f = seccomp::filters().expect("filters");
+        let f = seccomp::filters(false).expect("filters");
         assert_eq!(f.len(), 2);
+        // Allowed by the profile, io_uring is not in the filter.
+        let open = seccomp::filters(true).expect("filters");
+        let uring = agentwatch_common::syscalls::IO_URING_SETUP;
+        assert!(f[0].iter().any(|i| i.k == uring));
+        assert!(!open[0].iter().any(|i| i.k == uring));
         // Each escape's number appears as a comparison in the first.
         for e in agentwatch_common::escape::ESCAPES {
             assert!(

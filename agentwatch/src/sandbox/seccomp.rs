@@ -16,12 +16,14 @@ use seccompiler::{
 
 use super::SandboxError;
 
-/// The two programs, in the order they are installed.
-pub fn filters() -> Result<Vec<BpfProgram>, SandboxError> {
+/// The two programs, in the order they are installed; io_uring is let
+/// through when the profile allows it.
+pub fn filters(io_uring_allowed: bool) -> Result<Vec<BpfProgram>, SandboxError> {
     let mut escapes = BTreeMap::new();
     for e in ESCAPES {
         let rules = match e.when {
-            When::Always => Vec::new(),
+            When::Uring if io_uring_allowed => continue,
+            When::Always | When::Uring => Vec::new(),
             // Either flag: two rules, matched if either holds.
             When::NsFlags => [escape::CLONE_NEWNS, escape::CLONE_NEWUSER]
                 .into_iter()

@@ -71,6 +71,7 @@ fn shape(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
     if let Some(g) = &doc.granularity {
         p.granularity = g.value;
     }
+    p.io_uring = doc.io_uring.unwrap_or(false);
     for o in &doc.overrides {
         if let Some(g) = check_pattern(lint, &o.value.path) {
             if !g.is_literal() && o.value.path.value.contains("**") {

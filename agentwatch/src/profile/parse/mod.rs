@@ -100,6 +100,8 @@ struct Doc {
     #[serde(default)]
     readiness: Option<ReadinessDoc>,
     #[serde(default)]
+    io_uring: Option<bool>,
+    #[serde(default)]
     territories: Vec<Spanned<TerritoryDoc>>,
     #[serde(default)]
     executables: Vec<Spanned<ExeDoc>>,

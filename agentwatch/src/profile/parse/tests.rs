@@ -67,6 +67,16 @@ fn written_profiles_read_back_equal() {
     assert!(f.is_empty(), "{f:?}");
     assert_eq!(back.unwrap(), p);
     assert_eq!(to_yaml(&parse(&text).0.unwrap()), text, "stable round trip");
+    // The io_uring switch, off unless written.
+    assert!(!back_io_uring(&text));
+    let mut open = sample();
+    open.io_uring = true;
+    let text = to_yaml(&open);
+    assert!(text.contains("ioUring: true") && back_io_uring(&text));
+}
+
+fn back_io_uring(text: &str) -> bool {
+    parse(text).0.expect("a profile").io_uring
 }
 
 #[test]

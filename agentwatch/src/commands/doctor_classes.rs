@@ -1,0 +1,150 @@
+//! `doctor`'s table of evasion classes (issue 15): for each, which tier
+//! holds it on this kernel, for agents agentwatch starts and for agents
+//! the daemon selects, and whether it acts before or after the effect.
+use serde::Serialize;
+
+use crate::sandbox::{files::FILES_ABI, Layers};
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ClassTier {
+    pub class: &'static str,
+    /// Agents `run` or `exec` starts.
+    pub launched: String,
+    /// Agents the daemon selects without starting them.
+    pub selected: String,
+}
+
+/// What this host has that the table depends on.
+pub struct Host<'a> {
+    pub layers: &'a Layers,
+    /// The BPF LSM tier attaches.
+    pub lsm: bool,
+    /// The cgroup sock_addr hooks attach.
+    pub cgroup: bool,
+}
+
+pub fn table(h: &Host) -> Vec<ClassTier> {
+    let landlock_files = h.layers.landlock_abi.is_some_and(|a| a >= FILES_ABI);
+    let killed = "eBPF: SIGKILL at the call, after the effect (a link, symlink, directory or node it made is removed)";
+    let file_selected = if h.lsm {
+        "BPF LSM: EPERM before the effect"
+    } else {
+        killed
+    };
+    let file_launched = if h.lsm {
+        "BPF LSM: EPERM before the effect".to_string()
+    } else if landlock_files {
+        "Landlock: EACCES before the effect, by the real hierarchy (classes whose action refuses); else as selected".into()
+    } else {
+        format!("no Landlock file rules here: {killed}")
+    };
+    let seccomp = if h.layers.seccomp {
+        "seccomp: EPERM before the call runs"
+    } else {
+        "eBPF at entry: SIGKILL, the call may complete"
+    };
+    let entry = "eBPF at entry: SIGKILL, the call may complete";
+    let signals = if h.layers.scoped {
+        "Landlock scoping: refused before delivery"
+    } else {
+        "eBPF tamper guard at entry: the sender is killed; a SIGKILL it sent still lands"
+    };
+    let net = |what: &'static str| {
+        if h.cgroup {
+            format!("cgroup {what} hook: EPERM before the effect")
+        } else {
+            "no cgroup v2 hooks here: alerted only".into()
+        }
+    };
+    let same = |s: &str| (s.to_string(), s.to_string());
+    let rows: Vec<(&'static str, (String, String))> = vec![
+        (
+            "a file outside the profile, by any route (symlinked directory, hard link, long or unreadable path)",
+            (file_launched, file_selected.into()),
+        ),
+        (
+            "a guardrail inside the profile's tree (a workspace .env, .git/hooks)",
+            same(file_selected),
+        ),
+        (
+            "a mount namespace, file handles, io_uring, modules, kexec",
+            (seccomp.into(), entry.into()),
+        ),
+        ("ptrace, another process's memory, bpf()", (seccomp.into(), entry.into())),
+        (
+            "a signal to agentwatch",
+            (
+                signals.into(),
+                "eBPF tamper guard at entry: the sender is killed; a SIGKILL it sent still lands (pinned programs keep enforcing)".into(),
+            ),
+        ),
+        ("a connect outside the profile", same(&net("connect"))),
+        ("a datagram sent outside the profile", same(&net("sendmsg"))),
+        ("a bind outside the profile", same(&net("bind"))),
+        (
+            "a forged DNS answer",
+            same("userspace: an answer counts only for its own query, from the resolver asked, for its TTL"),
+        ),
+        (
+            "an accepted client",
+            same("userspace, after the connection exists (known limit)"),
+        ),
+        (
+            "a clone(CLONE_FILES) sibling using a killed call's descriptor",
+            same("the tree is killed, milliseconds after (known window)"),
+        ),
+    ];
+    rows.into_iter()
+        .map(|(class, (launched, selected))| ClassTier {
+            class,
+            launched,
+            selected,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(abi: Option<i32>) -> Layers {
+        Layers {
+            landlock_abi: abi,
+            scoped: abi.is_some_and(|a| a >= 6),
+            seccomp: true,
+            io_uring: false,
+            files: None,
+        }
+    }
+
+    #[test]
+    fn each_class_names_the_tier_this_host_has() {
+        let l = layers(Some(7));
+        let here = table(&Host {
+            layers: &l,
+            lsm: false,
+            cgroup: true,
+        });
+        assert!(here[0].launched.starts_with("Landlock"));
+        assert!(here[0].selected.contains("SIGKILL"));
+        assert!(here[4].launched.starts_with("Landlock scoping"));
+        // 6.1: Landlock ABI 2 (files, no scoping) and the BPF LSM tier.
+        let l = layers(Some(2));
+        let vm = table(&Host {
+            layers: &l,
+            lsm: true,
+            cgroup: true,
+        });
+        assert!(vm[0].launched.starts_with("BPF LSM"));
+        assert!(vm[4].launched.starts_with("eBPF tamper guard"));
+        // No Landlock at all.
+        let l = layers(None);
+        let bare = table(&Host {
+            layers: &l,
+            lsm: false,
+            cgroup: false,
+        });
+        assert!(bare[0].launched.starts_with("no Landlock"));
+        assert!(bare[5].launched.contains("alerted only"));
+    }
+}
