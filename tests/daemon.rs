@@ -642,6 +642,20 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     };
     assert!(rules.iter().any(|r| r == "landlock/file"), "{rules:?}");
     assert!(rules.iter().any(|r| r == "guardrail/escape"), "{rules:?}");
+    // As another user: the daemon takes the pid as root, then exec drops.
+    let out = d
+        .cli_cmd(&[
+            "exec", "--agent", "dmn-exec", "--user", "nobody", "--", "sh", "-c", "id -u",
+        ])
+        .current_dir(d.ws())
+        .output()
+        .expect("agentwatch exec --user");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "65534",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An agent the daemon does not have: the command never starts.
     let out = d
         .cli_cmd(&["exec", "--agent", "nope", "--", "sh", "-c", "echo started"])

@@ -8,6 +8,7 @@
 use std::{ffi::OsString, os::unix::process::CommandExt, path::PathBuf, process::Command};
 
 use crate::{
+    commands::anchor_args::AnchorArgs,
     control::{self, ControlError, Envelope, Request},
     profile::parse,
     sandbox::{files, Held, Sandbox},
@@ -19,10 +20,15 @@ pub struct ExecOptions {
     #[arg(long)]
     pub agent: String,
     #[command(flatten)]
-    pub anchors: super::anchor_args::AnchorArgs,
+    pub anchors: AnchorArgs,
     /// Start CMD watched but without the launch sandbox.
     #[arg(long)]
     pub no_sandbox: bool,
+    /// Run CMD as this user (name or uid), with its primary group and
+    /// supplementary groups: `exec` itself must run as root to ask the
+    /// daemon (a systemd unit without `User=`, or a root entrypoint).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     #[arg(last = true, value_name = "CMD", required = true)]
     pub cmd: Vec<OsString>,
 }
@@ -43,15 +49,30 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         Ok(v) => v,
         Err(e) => return not_launched(&opts.agent, e),
     };
+    let user = match opts.user.as_deref().map(lookup_user).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("agentwatch: {e}");
+            return Ok(2);
+        }
+    };
+    // The user's home is the profile's $HOME, unless --home says.
+    let mut anchors = opts.anchors.clone();
+    if let (None, Some(u)) = (&anchors.home, &user) {
+        anchors.home = Some(u.dir.clone());
+    }
     let sandbox = if opts.no_sandbox {
         None
     } else {
-        Some(prepare(&opts, &info)?)
+        Some(prepare(&anchors, &info)?)
     };
     let pid = std::process::id();
     let landlock = sandbox.as_ref().map(Sandbox::landlock_flags);
     if let Err(e) = ask(Request::Launch { pid, landlock }) {
         return not_launched(&opts.agent, e);
+    }
+    if let Some(u) = &user {
+        become_user(u)?;
     }
     if let Some(s) = &sandbox {
         // SAFETY: single-threaded here, and exec follows: the sandbox
@@ -63,7 +84,14 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         .cmd
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no command given"))?;
-    let err = Command::new(prog).args(args).exec();
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    if let Some(u) = &user {
+        cmd.env("HOME", &u.dir)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
+    }
+    let err = cmd.exec();
     eprintln!("agentwatch: cannot run {}: {err}", prog.to_string_lossy());
     Ok(if err.kind() == std::io::ErrorKind::NotFound {
         127
@@ -74,7 +102,7 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
 
 /// The sandbox for the agent's profile (`info`: the daemon's answer), as
 /// `run` builds it.
-fn prepare(opts: &ExecOptions, info: &serde_json::Value) -> anyhow::Result<Sandbox> {
+fn prepare(anchors: &AnchorArgs, info: &serde_json::Value) -> anyhow::Result<Sandbox> {
     let held_names: Vec<&str> = info["held"]
         .as_array()
         .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
@@ -92,7 +120,7 @@ fn prepare(opts: &ExecOptions, info: &serde_json::Value) -> anyhow::Result<Sandb
                 path.display()
             )
         })?;
-        let anchors = opts.anchors.anchors();
+        let anchors = anchors.anchors();
         let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
         Some(files::resolve(
             &files::grants(&profile, &anchors),
@@ -104,6 +132,30 @@ fn prepare(opts: &ExecOptions, info: &serde_json::Value) -> anyhow::Result<Sandb
     };
     let io_uring = info["io_uring"].as_bool().unwrap_or(false);
     Ok(Sandbox::prepare(files, io_uring)?)
+}
+
+/// The user `--user` names (a name, else a uid).
+fn lookup_user(name: &str) -> Result<nix::unistd::User, String> {
+    let found = match name.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(name),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(format!("--user {name}: no such user")),
+        Err(e) => Err(format!("--user {name}: {e}")),
+    }
+}
+
+/// Drops to `u` (supplementary groups, group, then user): after the
+/// daemon watches this pid, before the sandbox and the exec.
+fn become_user(u: &nix::unistd::User) -> anyhow::Result<()> {
+    let name = std::ffi::CString::new(u.name.as_str())
+        .map_err(|_| anyhow::anyhow!("--user {}: a NUL in the name", u.name))?;
+    nix::unistd::initgroups(&name, u.gid)
+        .and_then(|()| nix::unistd::setgid(u.gid))
+        .and_then(|()| nix::unistd::setuid(u.uid))
+        .map_err(|e| anyhow::anyhow!("cannot become user {}: {e}", u.name))
 }
 
 fn not_launched(agent: &str, e: ControlError) -> anyhow::Result<i32> {

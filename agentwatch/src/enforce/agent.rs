@@ -298,7 +298,18 @@ impl AgentEnforcer {
         if let Some(s) = &mut self.shadow {
             s.observe(ev);
         }
+        // A forged answer allows nothing, here nor in the matcher (which
+        // would otherwise map the name to its addresses).
+        let forged = match &ev.detail {
+            Detail::Dns { .. } => {
+                self.note_query(ev);
+                false
+            }
+            Detail::DnsAnswer { .. } => !self.allow_answer(ev),
+            _ => false,
+        };
         let mut findings: Vec<Finding> = match (&ev.kernel, &ev.detail) {
+            _ if forged => Vec::new(),
             // An exec the LSM tier or Landlock refused failed; the matcher
             // judges what was attempted, as it would have judged the exec.
             (
@@ -323,11 +334,7 @@ impl AgentEnforcer {
         if self.shadow.is_some() {
             findings.retain(Finding::hard);
         }
-        match &ev.detail {
-            Detail::Dns { .. } => self.note_query(ev),
-            Detail::DnsAnswer { .. } => self.allow_answer(ev),
-            _ => {}
-        }
+
         let Some(k) = ev.kernel else {
             // Not decided in the kernel (accept, listen, a failed exec).
             self.judge_in_userspace(ev, &findings, false);

@@ -187,7 +187,8 @@ pub struct FileRules {
     pub handled: BitFlags<AccessFs>,
     pub rules: Vec<(PathBuf, BitFlags<AccessFs>)>,
     /// Grants for paths that do not exist yet, moved up to the nearest
-    /// directory that does (the agent creates them there).
+    /// directory that does (the agent creates them there), or left out
+    /// when that would be `/`.
     pub widened: Vec<String>,
 }
 
@@ -216,10 +217,15 @@ pub fn resolve(grants: &[Grant], held: Held, abi: ABI) -> FileRules {
         match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => push(path, r),
             Ok(_) => push(path, r & file_only),
+            // Never widened to the whole tree: such a path is left out
+            // (the agent cannot create it under Landlock; the run says so).
             Err(_) if g.access.contains(Access::Create) => {
-                if let Some(dir) = path.ancestors().skip(1).find(|a| a.is_dir()) {
-                    widened.push(format!("{} (for {})", dir.display(), g.path));
-                    push(dir.to_path_buf(), r);
+                match path.ancestors().skip(1).find(|a| a.is_dir()) {
+                    Some(dir) if dir != Path::new("/") => {
+                        widened.push(format!("{} (for {})", dir.display(), g.path));
+                        push(dir.to_path_buf(), r);
+                    }
+                    _ => widened.push(format!("not granted: {} (nothing of it exists)", g.path)),
                 }
             }
             Err(_) => {}

@@ -32,7 +32,8 @@ impl AgentEnforcer {
 
     /// Allows the addresses of an answer for the profile's host rules it
     /// names, for its time to live, when it answers the agent's own query.
-    pub(super) fn allow_answer(&mut self, ev: &Event) {
+    /// False for a forged answer (alerted as `dns/forged`).
+    pub(super) fn allow_answer(&mut self, ev: &Event) -> bool {
         let Detail::DnsAnswer {
             name,
             addrs,
@@ -41,7 +42,7 @@ impl AgentEnforcer {
             server,
         } = &ev.detail
         else {
-            return;
+            return true;
         };
         let name = observe::dns_name(name);
         let rules: Vec<_> = self
@@ -56,7 +57,7 @@ impl AgentEnforcer {
             .cloned()
             .collect();
         if rules.is_empty() || addrs.is_empty() {
-            return;
+            return true;
         }
         let now = Instant::now();
         if let Err(why) = self
@@ -70,7 +71,7 @@ impl AgentEnforcer {
                 reason: format!("{why}: its addresses are not allowed"),
             };
             self.alert(ev, &f, "ignored", DecidedBy::Userspace, None);
-            return;
+            return false;
         }
         for r in &rules {
             for a in addrs.iter().filter_map(|a| a.parse().ok()) {
@@ -85,6 +86,7 @@ impl AgentEnforcer {
                 }
             }
         }
+        true
     }
 
     /// Takes back the endpoints whose answers' time to live ran out (not
