@@ -43,18 +43,65 @@ SHIM struct path *aw_task_pwd(struct task_struct *t)
 SHIM struct file *aw_task_fd(struct task_struct *t, __u32 fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	struct file **fds;
+	/* max_fds and fd side by side (every kernel so far): one read. */
+	struct { __u64 max_fds; struct file **fd; } head = {};
 	struct file *f = 0;
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!fdt)
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
+	    bpf_core_field_offset(struct fdtable, fd) == 8) {
+		bpf_probe_read_kernel(&head, sizeof(head), fdt);
+		head.max_fds &= 0xffffffff;
+	} else {
+		head.max_fds = BPF_CORE_READ(fdt, max_fds);
+		head.fd = BPF_CORE_READ(fdt, fd);
+	}
+	if (fd >= head.max_fds)
+		return 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &head.fd[fd]);
 	return f;
 }
+
 
 SHIM struct path *aw_file_path(struct file *f)
 {
 	return (struct path *)((char *)f + bpf_core_field_offset(struct file, f_path));
+}
+
+/* What a clean open's cache entry is keyed and stamped by (see
+ * OpenedKey/OpenedStamp): out[0] mount, [1] dentry, [2] its parent,
+ * [3] its name's hash and length, [4] its inode. struct path and the
+ * dentry's d_parent, d_name, d_inode are each read at once where the
+ * kernel lays them out side by side (every kernel so far); else field by
+ * field. Fields that could not be read are 0. */
+SHIM void aw_file_stamp(struct file *f, __u64 *out)
+{
+	struct path *p = aw_file_path(f);
+	__u32 dp = bpf_core_field_offset(struct dentry, d_parent);
+	struct { __u64 parent, hash_len, name, inode; } d = {};
+	struct { __u64 mnt, dentry; } pa = {};
+	struct dentry *dentry;
+	if (bpf_core_field_offset(struct path, mnt) == 0 &&
+	    bpf_core_field_offset(struct path, dentry) == 8) {
+		bpf_probe_read_kernel(&pa, sizeof(pa), p);
+	} else {
+		pa.mnt = (__u64)BPF_CORE_READ(p, mnt);
+		pa.dentry = (__u64)BPF_CORE_READ(p, dentry);
+	}
+	dentry = (struct dentry *)pa.dentry;
+	if (bpf_core_field_offset(struct dentry, d_name) == dp + 8 &&
+	    bpf_core_field_offset(struct dentry, d_inode) == dp + 24) {
+		bpf_probe_read_kernel(&d, sizeof(d), (char *)dentry + dp);
+	} else {
+		d.parent = (__u64)BPF_CORE_READ(dentry, d_parent);
+		d.hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
+		d.inode = (__u64)BPF_CORE_READ(dentry, d_inode);
+	}
+	out[0] = pa.mnt;
+	out[1] = pa.dentry;
+	out[2] = d.parent;
+	out[3] = d.hash_len;
+	out[4] = d.inode;
 }
 
 SHIM __u64 aw_file_ino(struct file *f) { return BPF_CORE_READ(f, f_inode, i_ino); }
@@ -85,9 +132,6 @@ SHIM struct dentry *aw_path_dentry(struct path *p) { return BPF_CORE_READ(p, den
 SHIM struct vfsmount *aw_path_mnt(struct path *p) { return BPF_CORE_READ(p, mnt); }
 SHIM struct dentry *aw_dentry_parent(struct dentry *d) { return BPF_CORE_READ(d, d_parent); }
 SHIM const unsigned char *aw_dentry_name(struct dentry *d) { return BPF_CORE_READ(d, d_name.name); }
-/* The name's hash and length (qstr.hash_len, in an anonymous union). */
-SHIM __u64 aw_dentry_hash_len(struct dentry *d) { return BPF_CORE_READ(d, d_name.hash_len); }
-SHIM struct inode *aw_dentry_inode(struct dentry *d) { return BPF_CORE_READ(d, d_inode); }
 SHIM struct dentry *aw_vfsmount_root(struct vfsmount *m) { return BPF_CORE_READ(m, mnt_root); }
 
 /* container_of(vfsmount, struct mount, mnt) */

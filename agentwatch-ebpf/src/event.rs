@@ -1,8 +1,8 @@
 //! Building a `RawEvent` in the per-CPU scratch slot and sending the used
 //! prefix of it to the ring buffer.
 use agentwatch_common::{
-    loss, EventHeader, RawEvent, RecordKind, WatchEntry, NAME_LEN, RAW_EVENT_FIXED_LEN, SLOTS,
-    SLOT_LEN, SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED, WAKE_RECORD_LEN,
+    loss, RawEvent, RecordKind, WatchEntry, NAME_LEN, RAW_EVENT_FIXED_LEN, SLOTS, SLOT_LEN,
+    SLOT_REVERSED_COMPONENTS, SLOT_TRUNCATED, SLOT_USED, WAKE_RECORD_LEN,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -31,33 +31,53 @@ pub fn start(
     watch: &WatchEntry,
     syscall_nr: u32,
 ) -> Option<&'static mut RawEvent> {
+    let ev = begin(kind, watch, syscall_nr)?;
+    stamp(ev);
+    Some(ev)
+}
+
+/// Takes this CPU's scratch event with an empty body and a header that
+/// names only the record; `stamp` fills in the task before it is sent.
+/// For a record that is most often judged and dropped (an allowed call's
+/// entry): the task's details would be read for nothing.
+#[inline(always)]
+pub fn begin(
+    kind: RecordKind,
+    watch: &WatchEntry,
+    syscall_nr: u32,
+) -> Option<&'static mut RawEvent> {
     // SAFETY: the per-CPU slot is ours until the program returns.
     let ev = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
-    ev.hdr = EventHeader {
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        ppid: unsafe { aw_task_ppid(task) },
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        agent_id: watch.agent_id,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        kind: kind as u8,
-        verdict: 0,
-        rule: 0,
-        action: 0,
-        syscall_nr,
-    };
+    ev.hdr.agent_id = watch.agent_id;
+    ev.hdr.kind = kind as u8;
+    ev.hdr.verdict = 0;
+    ev.hdr.rule = 0;
+    ev.hdr.action = 0;
+    ev.hdr.syscall_nr = syscall_nr;
     ev.args = [0; 6];
     ev.addr.len = 0;
     for i in 0..SLOTS {
         ev.slots[i] = Default::default();
     }
     Some(ev)
+}
+
+/// Fills the header's task fields for the current task: time, cgroup,
+/// ids, parent, name.
+#[inline(always)]
+pub fn stamp(ev: &mut RawEvent) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as Ptr;
+    let h = &mut ev.hdr;
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    h.pid = (pid_tgid >> 32) as u32;
+    h.tid = pid_tgid as u32;
+    h.ppid = unsafe { aw_task_ppid(task) };
+    h.uid = uid_gid as u32;
+    h.gid = (uid_gid >> 32) as u32;
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 }
 
 #[inline(always)]

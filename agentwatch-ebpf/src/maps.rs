@@ -108,9 +108,37 @@ pub static DECIDED: PerCpuArray<u64> =
 
 /// Threads whose syscall entry was decided allowed and not sent: their
 /// exit is not sent either. tid -> syscall number, and for opens their
-/// flags in the high 32 bits (the exit judges the file they reached).
+/// flags in the high 32 bits (the exit judges the file they reached);
+/// 0 when nothing is pending. Written in place, never deleted: an update
+/// and a delete of an LRU element per call cost more than the judgement.
+/// A dead thread's entry ages out.
 #[map]
 pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Notes that thread `tid`'s current call has its exit skipped (`v` != 0).
+#[inline(always)]
+pub fn skip_exit_set(tid: u32, v: u64) {
+    match SKIP_EXIT.get_ptr_mut(&tid) {
+        // SAFETY: only this thread writes its own entry.
+        Some(p) => unsafe { *p = v },
+        None => {
+            let _ = SKIP_EXIT.insert(&tid, &v, 0);
+        }
+    }
+}
+
+/// Takes thread `tid`'s pending skip when `matches` its value.
+#[inline(always)]
+pub fn skip_exit_take(tid: u32, matches: impl Fn(u64) -> bool) -> Option<u64> {
+    let p = SKIP_EXIT.get_ptr_mut(&tid)?;
+    // SAFETY: only this thread writes its own entry.
+    let v = unsafe { *p };
+    if v == 0 || !matches(v) {
+        return None;
+    }
+    unsafe { *p = 0 };
+    Some(v)
+}
 
 /// Programs `sys_exit` tail-calls (their own verifier budget): slot
 /// `JUMP_LANDLOCK` is `landlock_exit`, `JUMP_LANDLOCK_KILL`

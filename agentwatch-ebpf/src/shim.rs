@@ -18,6 +18,7 @@ unsafe extern "C" {
     pub fn aw_task_arg_start(t: Ptr) -> u64;
     pub fn aw_task_arg_end(t: Ptr) -> u64;
     pub fn aw_file_path(f: Ptr) -> Ptr;
+    pub fn aw_file_stamp(f: Ptr, out: *mut u64);
     pub fn aw_file_ino(f: Ptr) -> u64;
     pub fn aw_file_dev(f: Ptr) -> u32;
     pub fn aw_file_type(f: Ptr) -> u16;
@@ -29,8 +30,6 @@ unsafe extern "C" {
     pub fn aw_path_mnt(p: Ptr) -> Ptr;
     pub fn aw_dentry_parent(d: Ptr) -> Ptr;
     pub fn aw_dentry_name(d: Ptr) -> *const u8;
-    pub fn aw_dentry_hash_len(d: Ptr) -> u64;
-    pub fn aw_dentry_inode(d: Ptr) -> Ptr;
     pub fn aw_vfsmount_root(m: Ptr) -> Ptr;
     pub fn aw_real_mount(m: Ptr) -> Ptr;
     pub fn aw_mount_parent(m: Ptr) -> Ptr;

@@ -95,7 +95,9 @@ fn msghdr_first_iov(msg: u64) -> Option<(u64, u64, bool)> {
 /// (learning, tracing), every one.
 #[inline(always)]
 fn datagram_record(w: &WatchEntry, sysno: u32, name: u64, namelen: u64) -> Result<(), i64> {
-    let ev = event::start(RecordKind::Datagram, w, sysno).ok_or(1)?;
+    // Most datagrams are allowed and dropped: the task's details are read
+    // only for one that is sent.
+    let ev = event::begin(RecordKind::Datagram, w, sysno).ok_or(1)?;
     net::user_sockaddr(ev, name, namelen);
     let family = u16::from_ne_bytes([ev.addr.bytes[0], ev.addr.bytes[1]]);
     if ev.addr.len < 8 || !matches!(family, net::AF_INET | net::AF_INET6) {
@@ -112,6 +114,7 @@ fn datagram_record(w: &WatchEntry, sysno: u32, name: u64, namelen: u64) -> Resul
             ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
         }
     }
+    event::stamp(ev);
     event::submit(ev);
     Ok(())
 }

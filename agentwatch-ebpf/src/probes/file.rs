@@ -247,11 +247,11 @@ pub fn judge_deferred(
         } else {
             0
         };
-        if judge_opened(pol, w, call.nr, ret, flags, rule::NONE)? {
+        let f = unsafe { aw_task_fd(task(), ret as u32) };
+        if judge_opened(pol, w, call.nr, f, ret, flags, rule::NONE)? {
             return Some(allowed);
         }
         let mut acc = df.access as u64;
-        let f = unsafe { aw_task_fd(task(), ret as u32) };
         if !f.is_null() && unsafe { aw_file_type(f) } as u64 != S_IFREG {
             acc &= !access::CREATE;
         }
@@ -272,11 +272,10 @@ pub fn landlock_refused(pol: &AgentPolicy, cls: usize, ret: i64) -> bool {
     held && (ret == -EACCES || ret == -EXDEV)
 }
 
-/// Remembers the file behind a new fd when it was opened for writing: an
-/// exec of it later is running what the agent wrote (`exec/written`).
+/// Remembers the file `f` a new fd opened when it was opened for writing:
+/// an exec of it later is running what the agent wrote (`exec/written`).
 #[inline(always)]
-pub fn note_written(agent: u32, fd: i64) {
-    let f = unsafe { aw_task_fd(task(), fd as u32) };
+pub fn note_written(agent: u32, f: Ptr) {
     if f.is_null() || unsafe { aw_file_writable(f) } == 0 {
         return;
     }
@@ -287,7 +286,7 @@ pub fn note_written(agent: u32, fd: i64) {
     let _ = WRITTEN.insert(&key, &(agent + 1), 0);
 }
 
-/// The file an open reached, judged by its real path (a dentry walk from
+/// The file an open reached (`f`, behind `fd`), judged by its real path (a dentry walk from
 /// the new fd) against the guardrails: a symlink, `/proc/self/cwd` or a
 /// bind mount that leads to a guardrail file is caught here even though
 /// the path the process named was allowed. Only guardrails: the profile's
@@ -306,17 +305,17 @@ pub fn judge_opened(
     pol: &AgentPolicy,
     w: &WatchEntry,
     sysno: u32,
+    f: Ptr,
     fd: i64,
     open_flags: u64,
     record: u8,
 ) -> Option<bool> {
-    let f = unsafe { aw_task_fd(task(), fd as u32) };
     if f.is_null() {
         return Some(false);
     }
     let path = unsafe { aw_file_path(f) };
     let acc = open_access(open_flags);
-    let (key, stamp) = opened_stamp(path, w.agent_id, acc);
+    let (key, stamp) = opened_stamp(f, w.agent_id, acc);
     if record == rule::NONE && unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
         return Some(false);
     }
@@ -359,20 +358,21 @@ pub fn judge_opened(
 /// The CLEAN_OPENS key of an open file and the stamp its verdict is valid
 /// under, read before the walk so that a rename during it invalidates it.
 #[inline(always)]
-fn opened_stamp(path: Ptr, agent: u32, acc: u64) -> (OpenedKey, OpenedStamp) {
-    let dentry = unsafe { aw_path_dentry(path) };
+fn opened_stamp(f: Ptr, agent: u32, acc: u64) -> (OpenedKey, OpenedStamp) {
+    let mut s = [0u64; 5];
+    unsafe { aw_file_stamp(f, s.as_mut_ptr()) };
     let key = OpenedKey {
-        dentry: dentry as u64,
-        mnt: unsafe { aw_path_mnt(path) } as u64,
+        dentry: s[1],
+        mnt: s[0],
         agent,
         access: acc as u32,
     };
     let stamp = OpenedStamp {
         paths_epoch: epoch_value(epoch::PATHS),
         policy_epoch: epoch_value(epoch::POLICY),
-        parent: unsafe { aw_dentry_parent(dentry) } as u64,
-        inode: unsafe { aw_dentry_inode(dentry) } as u64,
-        name_hash_len: unsafe { aw_dentry_hash_len(dentry) },
+        parent: s[2],
+        inode: s[4],
+        name_hash_len: s[3],
     };
     (key, stamp)
 }

@@ -37,13 +37,12 @@ pub(crate) fn task() -> Ptr {
     unsafe { bpf_get_current_task() as Ptr }
 }
 
+/// The six argument slots of a `sys_enter_*` record, in one read (a
+/// call with fewer arguments leaves the rest as whatever follows them; its
+/// row never looks there). One helper call instead of one per argument.
 #[inline(always)]
 pub(crate) fn read_args(ctx: &TracePointContext) -> [u64; 6] {
-    let mut a = [0u64; 6];
-    for (i, v) in a.iter_mut().enumerate() {
-        *v = arg(ctx, i);
-    }
-    a
+    unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6])
 }
 
 /// Argument `i` of the syscall. The first is loaded directly; the others

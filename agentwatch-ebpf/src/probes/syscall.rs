@@ -52,7 +52,7 @@ fn enter_of(ctx: &TracePointContext, names: bool) -> Result<(), i64> {
         return Ok(());
     };
     let a = read_args(ctx);
-    let ev = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
+    let ev = event::begin(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
     ev.args = a;
     match call.family {
         Family::Net => net::read_entry(ev, tgid, &call, &a),
@@ -71,10 +71,11 @@ fn enter_of(ctx: &TracePointContext, names: bool) -> Result<(), i64> {
             };
             let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
             let v = sysno as u64 | (flags | record) << 32;
-            let _ = SKIP_EXIT.insert(&tid, &v, 0);
+            skip_exit_set(tid, v);
             return Ok(());
         }
     }
+    event::stamp(ev);
     event::submit(ev);
     Ok(())
 }
@@ -219,32 +220,35 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
-    if ret >= 0 && call.is_open() {
-        file::note_written(w.agent_id, ret);
-    }
+    // The file an open reached, read once for every use below.
+    let opened = if ret >= 0 && call.is_open() {
+        unsafe { aw_task_fd(task(), ret as u32) }
+    } else {
+        core::ptr::null_mut()
+    };
+    file::note_written(w.agent_id, opened);
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
     if let Some(p) = pol {
-        if let Some(v) = unsafe { SKIP_EXIT.get(&tid) }.copied() {
-            let _ = SKIP_EXIT.remove(&tid);
-            if v as u32 == sysno {
-                // Landlock refused what the names allowed: reported from a
-                // program of its own (this one is at the verifier's limit).
-                if landlock_held(p, &call) && file::landlock_refused(p, call.class, ret) {
-                    unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK) };
-                }
-                if ret >= 0 && p.flags & flags::PATHS != 0 && call.is_open() {
-                    let high = v >> 32;
-                    let record = match high & !OPEN_FLAGS_MASK {
-                        RECORD_TERRITORY => rule::TERRITORY,
-                        RECORD_TAINT => rule::TAINT,
-                        _ => rule::NONE,
-                    };
-                    file::judge_opened(p, &w, sysno, ret, high & OPEN_FLAGS_MASK, record)
-                        .ok_or(1)?;
-                }
-                return Ok(());
+        // Taken whatever it says: a stale one must not skip a later exit.
+        let pending = skip_exit_take(tid, |_| true);
+        if let Some(v) = pending.filter(|v| *v as u32 == sysno) {
+            // Landlock refused what the names allowed: reported from a
+            // program of its own (this one is at the verifier's limit).
+            if landlock_held(p, &call) && file::landlock_refused(p, call.class, ret) {
+                unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK) };
             }
+            if ret >= 0 && p.flags & flags::PATHS != 0 && call.is_open() {
+                let high = v >> 32;
+                let record = match high & !OPEN_FLAGS_MASK {
+                    RECORD_TERRITORY => rule::TERRITORY,
+                    RECORD_TAINT => rule::TAINT,
+                    _ => rule::NONE,
+                };
+                file::judge_opened(p, &w, sysno, opened, ret, high & OPEN_FLAGS_MASK, record)
+                    .ok_or(1)?;
+            }
+            return Ok(());
         }
     }
     let deferred = unsafe { DEFERRED.get(&tid) }.copied();
@@ -257,13 +261,10 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;
-    if ret >= 0 && call.is_open() {
-        // The kind of file opened: an O_CREAT open of a device creates
-        // nothing (userspace reads the create access from this).
-        let f = unsafe { aw_task_fd(task(), ret as u32) };
-        if !f.is_null() {
-            ev.args[1] = unsafe { aw_file_type(f) } as u64;
-        }
+    // The kind of file opened: an O_CREAT open of a device creates
+    // nothing (userspace reads the create access from this).
+    if !opened.is_null() {
+        ev.args[1] = unsafe { aw_file_type(opened) } as u64;
     }
     if let (Some(p), Some(d)) = (pol, late) {
         ev.hdr.verdict = d.verdict;

@@ -154,7 +154,7 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
 #[inline(always)]
 fn reported_at_entry(sysno: u32) {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = crate::maps::SKIP_EXIT.insert(&tid, &(sysno as u64), 0);
+    crate::maps::skip_exit_set(tid, sysno as u64);
 }
 
 /// Exit of an escape or a signal by an agent started in agentwatch's
@@ -169,11 +169,8 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     const EPERM: i64 = 1;
     let sysno = syscall_nr(ctx);
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if let Some(v) = unsafe { crate::maps::SKIP_EXIT.get(&tid) }.copied() {
-        if v == sysno as u64 {
-            let _ = crate::maps::SKIP_EXIT.remove(&tid);
-            return Ok(());
-        }
+    if crate::maps::skip_exit_take(tid, |v| v == sysno as u64).is_some() {
+        return Ok(());
     }
     if super::syscall_ret(ctx) != -EPERM {
         return Ok(());
