@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --all-targets
 cargo test --lib --bins
-cargo test -p agentwatch --test sensors --test selectors --test learn --test territory --test enforce --test audit --test daemon --test feeds --test k8s --test faults --test evasion --test sandbox --test packaging --no-fail-fast -- --test-threads=1
+cargo test -p agentwatch --test exit_codes --test sensors --test selectors --test learn --test territory --test enforce --test audit --test daemon --test feeds --test k8s --test faults --test evasion --test sandbox --test packaging --no-fail-fast -- --test-threads=1
 cargo xtask fuzz --seconds 20
 cargo xtask vm-test

@@ -151,3 +151,157 @@ fn a_log_killed_mid_write_verifies_up_to_its_last_complete_record() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("cut short"), "{out}");
 }
+
+/// A loop repeating one violation: the alert output folds the identical
+/// alerts into the first and one aggregate with their count and times;
+/// the audit log still has every decision, each with its true wall-clock
+/// time (microseconds) and the host.
+#[test]
+fn repeated_alerts_are_folded_and_every_decision_is_audited() {
+    let Some(_g) = privileged() else { return };
+    let script = "i=0; while [ $i -lt 200 ]; do cat /etc/os-release > /dev/null; i=$((i+1)); done";
+    let keep = TempDir::new("audit-fold-log");
+    let log = keep.path().join("audit.jsonl");
+    let started = std::time::SystemTime::now();
+    let run = Run::start(
+        "audit-fold",
+        &profile("audit-fold", 9, ""),
+        "monitor",
+        &["--audit", &log.to_string_lossy(), "--alert-window", "1h"],
+        script,
+    );
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    let reads: Vec<&Value> = d
+        .alerts
+        .iter()
+        .filter(|a| a["type"] == "alert" && a["what"] == "read /etc/os-release")
+        .collect();
+    assert_eq!(reads.len(), 2, "the first, then one aggregate: {reads:?}");
+    assert!(reads[0].get("count").is_none(), "{}", reads[0]);
+    assert_eq!(reads[1]["count"], 199, "{}", reads[1]);
+    let at = |v: &Value, k: &str| {
+        let s = v[k].as_str().unwrap_or_else(|| panic!("no {k}: {v}"));
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{k} {s:?} is not RFC 3339: {e}"));
+        std::time::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+    };
+    assert!(at(reads[1], "first") <= at(reads[1], "last"));
+    assert!(at(reads[0], "time") <= at(reads[1], "first"));
+    // The summary counts every one.
+    let alerts = d.summary()["stats"]["alerts"].as_u64().unwrap_or(0);
+    assert!(alerts >= 200, "{}", d.summary());
+
+    let decisions: Vec<Value> = records(&log)
+        .into_iter()
+        .filter(|r| r["type"] == "decision" && r["what"] == "read /etc/os-release")
+        .collect();
+    assert_eq!(decisions.len(), 200, "every decision is audited");
+    // The alert names its record in the chain: the line with its seq, and
+    // that line's sha256 (what the next line's `prev` holds).
+    let link = &reads[0]["audit"];
+    let seq = link["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no audit link: {}", reads[0]));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["seq"] == seq))
+        .expect("the linked line");
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(line.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(link["hash"], hex.as_str());
+    let linked: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(linked["record"]["what"], "read /etc/os-release");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for r in [&decisions[0], &decisions[199]] {
+        assert_eq!(r["host"], host.trim(), "{r}");
+        // True time, not clamped, to the microsecond.
+        let t = at(r, "time");
+        let ago = std::time::SystemTime::now().duration_since(t).unwrap();
+        assert!(
+            t >= started - Duration::from_secs(1) && ago < Duration::from_secs(120),
+            "{r}"
+        );
+        assert!(r["ts"].as_str().is_some_and(|s| s.contains('.')), "{r}");
+    }
+}
+
+/// A directory made immutable (as a read-only ConfigMap mount is for the
+/// daemon): nothing can be created or renamed in it. Undone on drop, also
+/// when the test fails.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Option<Self> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// `approve --learn` when the profile cannot be written is all or
+/// nothing: it fails (exit 4) saying the request stays open, the agent
+/// stays paused, the profile and the log say nothing was approved; a
+/// plain approve then resumes it, audited once.
+#[test]
+fn approve_learn_that_cannot_write_the_profile_changes_nothing() {
+    let Some(_g) = privileged() else { return };
+    let keep = TempDir::new("audit-ro-log");
+    let log = keep.path().join("audit.jsonl");
+    let run = Run::start(
+        "audit-ro",
+        &profile("audit-ro", 9, ""),
+        "enforce",
+        &["--audit", &log.to_string_lossy(), "--pause-timeout", "60s"],
+        "cat /etc/os-release > /dev/null; echo resumed",
+    );
+    run.wait_ready("audit-ro");
+    let cat = run.wait_stopped("cat");
+    let id = request_for("audit-ro", "file/unknown");
+    let profile_path = run.dir.path().join("profile.yaml");
+    let before = std::fs::read_to_string(&profile_path).unwrap();
+    let Some(ro) = Immutable::set(run.dir.path()) else {
+        eprintln!("SKIP: chattr +i is not supported on this filesystem");
+        return;
+    };
+    let out = support::agentwatch()
+        .args(["approve", &id, "--learn"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("stays open"), "{err}");
+    assert!(pending("audit-ro").iter().any(|(i, _)| *i == id));
+    assert_eq!(Run::state(cat), Some('T'), "the agent must stay paused");
+    drop(ro);
+    assert_eq!(std::fs::read_to_string(&profile_path).unwrap(), before);
+    assert!(
+        !records(&log).iter().any(|r| r["type"] == "approval"),
+        "nothing was approved yet"
+    );
+
+    control(&["approve", &id]);
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(d.stdout.contains("resumed"));
+    let answers: Vec<Value> = records(&log)
+        .into_iter()
+        .filter(|r| r["type"] == "approval")
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["outcome"], "approved");
+    assert_eq!(answers[0]["learned"], false);
+}

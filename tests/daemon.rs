@@ -140,7 +140,7 @@ fn reload_swaps_a_valid_config_in_and_keeps_the_running_one_otherwise() {
     // A broken file: refused with its line, nothing changes.
     write_config(&d, &one.replace("mode = \"monitor\"", "mode = \"block\""));
     let out = d.cli(&["reload", "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let err = reply["error"].as_str().unwrap_or("");
     let written = std::fs::read_to_string(&d.config).unwrap();

@@ -54,6 +54,10 @@ fn ocsf_reaches_a_webhook_and_splunk_hec_validates_and_metrics_count_it() {
     let mport = free_port();
     let yaml = profile("fd-ocsf", 1, "");
     let d = Daemon::prepare("feed-ocsf", "", &[("fd-ocsf.yaml", &yaml)]);
+    // Secrets in files of their own (mounted Secrets), relative to the
+    // configuration's directory.
+    std::fs::write(d.dir.0.join("hec-token"), "test-token\n").unwrap();
+    std::fs::write(d.dir.0.join("hook-token"), "hook-secret\n").unwrap();
     d.write_config(&format!(
         r#"[daemon]
 alerts = "alerts.jsonl"
@@ -66,11 +70,13 @@ kind = "webhook"
 url = "http://127.0.0.1:{port}/hook"
 events = "all"
 spool_dir = "spool-hook"
+token_file = "hook-token"
+headers = {{ X-Tenant = "acme" }}
 [[feed]]
 name = "hec"
 kind = "splunk_hec"
 url = "http://127.0.0.1:{port}/services/collector/event"
-token = "test-token"
+token_file = "hec-token"
 spool_dir = "spool-hec"
 {}"#,
         agent_toml("fd-ocsf", &cg.0)
@@ -111,6 +117,10 @@ spool_dir = "spool-hec"
             && rules.iter().any(|r| r.starts_with("network/"))
     });
     let hook = rx.lines("/hook");
+    for r in rx.requests().iter().filter(|r| r.path == "/hook") {
+        assert_eq!(r.header("X-Tenant"), Some("acme"));
+        assert_eq!(r.header("Authorization"), Some("Bearer hook-secret"));
+    }
     let file = d.dir.0.join("hook.jsonl");
     let text: Vec<String> = hook.iter().map(Value::to_string).collect();
     std::fs::write(&file, text.join("\n") + "\n").unwrap();
@@ -300,6 +310,9 @@ fn a_receiver_that_is_down_loses_nothing_even_across_a_daemon_restart() {
         r#"[daemon]
 alerts = "alerts.jsonl"
 rescan = "200ms"
+# Every one of the identical alerts is counted on the way.
+[alerts]
+window = "off"
 [[feed]]
 name = "late"
 kind = "webhook"

@@ -118,6 +118,8 @@ fn pods_are_selected_and_named(kubelet: bool) {
     let source = if kubelet { "kubelet" } else { "api" };
     let yaml = profile("k8s-coder", 1, "");
     let d = Daemon::prepare(&format!("k8s-{source}"), "", &[("k8s-coder.yaml", &yaml)]);
+    let token = d.dir.0.join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
     d.write_config(&format!(
         r#"[daemon]
 alerts = "alerts.jsonl"
@@ -126,7 +128,7 @@ rescan = "200ms"
 {source} = "http://127.0.0.1:{port}"
 node = "test-node"
 refresh = "300ms"
-token_file = "no-token"
+token_file = "{token}"
 
 [[agent]]
 name = "k8s-coder"
@@ -137,7 +139,8 @@ workspace = "WS"
 namespace = "agents"
 labels = {{ app = "coder" }}
 service_account = "coder-sa"
-"#
+"#,
+        token = token.display()
     ));
     let mut d = d.start();
     // Both pods' processes run before they are watched, waiting for "go".
@@ -185,6 +188,23 @@ service_account = "coder-sa"
         "/api/v1/pods?fieldSelector=spec.nodeName%3Dtest-node"
     };
     assert!(api.requests().iter().any(|r| r.path == asked));
+    let bearer = |t: &str| {
+        let want = format!("Bearer {t}");
+        api.requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(want.as_str()))
+    };
+    assert!(bearer("first-token"), "the token was not sent");
+    // The kubelet rotates the projected token: the next request has it.
+    std::fs::write(&token, "second-token\n").unwrap();
+    let t = std::time::Instant::now();
+    while !bearer("second-token") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the rotated token was never sent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(d.stop(), Some(0));
     drop(d);
     drop((pa, pb));

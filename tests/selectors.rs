@@ -154,7 +154,7 @@ fn without_root_trace_says_what_is_missing() {
         .args(["trace", "--", "/bin/true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
 }

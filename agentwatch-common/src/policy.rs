@@ -210,8 +210,15 @@ pub const fn landlock_rule(cls: usize) -> u8 {
 /// The class a Landlock rule is about; `None` for any other rule.
 #[inline(always)]
 pub const fn landlock_class(r: u8) -> Option<usize> {
-    if r >= rule::LANDLOCK && ((r - rule::LANDLOCK) as usize) < class::COUNT {
-        Some((r - rule::LANDLOCK) as usize)
+    class_of_block(r, rule::LANDLOCK)
+}
+
+/// The class of rule `r` in the block of per-class rules starting at
+/// `base` (one rule per `class::*`); `None` outside the block.
+#[inline(always)]
+const fn class_of_block(r: u8, base: u8) -> Option<usize> {
+    if r >= base && ((r - base) as usize) < class::COUNT {
+        Some((r - base) as usize)
     } else {
         None
     }
@@ -226,11 +233,7 @@ pub const fn rate_rule(cls: usize) -> u8 {
 /// The class a rate rule is about; `None` for any other rule.
 #[inline(always)]
 pub const fn rate_class(r: u8) -> Option<usize> {
-    if r >= rule::RATE && ((r - rule::RATE) as usize) < class::COUNT {
-        Some((r - rule::RATE) as usize)
-    } else {
-        None
-    }
+    class_of_block(r, rule::RATE)
 }
 
 /// The action `pol` sets for a violation of rule `r` in class `cls`:
@@ -284,30 +287,10 @@ pub mod flags {
     /// whose action is deny is refused with EPERM by the LSM hook instead
     /// of a SIGKILL at syscall entry.
     pub const LSM: u8 = 4;
-    /// The agent was started in agentwatch's sandbox (seccomp filter,
-    /// Landlock): an escape refused with EPERM at its exit is the
-    /// filter's refusal, reported then (its entry never ran).
-    pub const SANDBOX: u8 = 8;
-    /// The launch sandbox's Landlock rules hold the class's file calls
-    /// (its action refuses, and the profile's tree was granted): a
-    /// violation that failed with EACCES was Landlock's refusal.
-    pub const LANDLOCK_FILE: u8 = 16;
-    pub const LANDLOCK_DELETE: u8 = 32;
-    pub const LANDLOCK_EXEC: u8 = 64;
+    // 8, 16, 32, 64: once the sandbox bits, now per process (`watch`).
     /// The profile allows io_uring (`ioUring: true`): its calls are not
     /// escapes (the launch sandbox lets them through too).
     pub const IO_URING: u8 = 128;
-
-    /// The Landlock flag of a class; 0 for a class Landlock cannot hold.
-    #[inline(always)]
-    pub const fn landlock_of(cls: usize) -> u8 {
-        match cls {
-            super::class::FILE => LANDLOCK_FILE,
-            super::class::DELETE => LANDLOCK_DELETE,
-            super::class::EXEC => LANDLOCK_EXEC,
-            _ => 0,
-        }
-    }
 }
 
 /// A deny the LSM hooks are to carry out for one thread's current call
@@ -378,6 +361,29 @@ pub mod watch {
     /// killed call left open is the other's too, so a deny that kills
     /// ends the agent's whole tree.
     pub const SHARES_FILES: u32 = 2;
+    /// The process runs in agentwatch's launch sandbox (seccomp filter,
+    /// Landlock), as do the children it forks: an escape refused with
+    /// EPERM at its exit is the filter's refusal, reported then (its entry
+    /// never ran). Per process: a daemon agent may have processes that
+    /// `agentwatch exec` started and others its selectors found.
+    pub const SANDBOXED: u32 = 8;
+    /// The sandbox's Landlock rules hold the class's file calls (its
+    /// action refuses, and the profile's tree was granted): a violation
+    /// that failed with EACCES was Landlock's refusal.
+    pub const LANDLOCK_FILE: u32 = 16;
+    pub const LANDLOCK_DELETE: u32 = 32;
+    pub const LANDLOCK_EXEC: u32 = 64;
+
+    /// The Landlock flag of a class; 0 for a class Landlock cannot hold.
+    #[inline(always)]
+    pub const fn landlock_of(cls: usize) -> u32 {
+        match cls {
+            super::class::FILE => LANDLOCK_FILE,
+            super::class::DELETE => LANDLOCK_DELETE,
+            super::class::EXEC => LANDLOCK_EXEC,
+            _ => 0,
+        }
+    }
 }
 
 /// Bits of an exec record's `args[4]`.

@@ -140,7 +140,9 @@ pub struct ApiClient {
     agent: ureq::Agent,
     /// The URL that lists this node's pods.
     url: String,
-    token: Option<String>,
+    /// The service-account token, read again for every request: the
+    /// kubelet rotates projected tokens (hourly by default).
+    token_file: PathBuf,
 }
 
 impl ApiClient {
@@ -159,7 +161,8 @@ impl ApiClient {
                 }
             }
         };
-        let token = read_if_exists(&cfg.token_file)?.map(|t| t.trim().to_string());
+        // Unreadable credentials are said now, not at the first request.
+        read_if_exists(&cfg.token_file)?;
         let mut builder = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(true);
@@ -190,7 +193,7 @@ impl ApiClient {
         Ok(Self {
             agent: builder.build().into(),
             url,
-            token,
+            token_file: cfg.token_file.clone(),
         })
     }
 
@@ -202,8 +205,8 @@ impl ApiClient {
             reason,
         };
         let mut req = self.agent.get(url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
+        if let Some(t) = read_if_exists(&self.token_file)? {
+            req = req.header("Authorization", &format!("Bearer {}", t.trim()));
         }
         let body = req
             .call()

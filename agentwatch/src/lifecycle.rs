@@ -187,6 +187,7 @@ pub fn turn(agents: &Agents) {
 pub fn drain(pipeline: Pipeline, agents: &Agents) -> Counts {
     let counts = pipeline.finish();
     each_agent(agents, |e| {
+        e.drain_alerts();
         for line in e.finish_learning() {
             eprintln!("agentwatch: {line}");
         }

@@ -1,10 +1,12 @@
 //! The `agentwatch` binary: parse the command line and dispatch.
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use agentwatch::{
-    commands::{audit, check, control, daemon, demo, doctor, exec, learn, profile, run, trace},
+    commands::{
+        audit, check, control, daemon, demo, doctor, exec, learn, manual, profile, run, trace,
+    },
     control::Request,
     enforce::compile::Mode,
 };
@@ -16,8 +18,9 @@ use agentwatch::{
     about = "eBPF runtime monitor and enforcer for AI agents"
 )]
 struct Cli {
-    /// Log level for agentwatch's own diagnostics (error, warn, info, debug).
-    #[arg(long, global = true, default_value = "warn", env = "AGENTWATCH_LOG")]
+    /// Log level for agentwatch's own diagnostics: error, warn, info,
+    /// debug, trace or off (or a tracing filter such as agentwatch=debug).
+    #[arg(long, global = true, default_value = "warn", env = "AGENTWATCH_LOG", value_parser = log_filter)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -48,45 +51,58 @@ enum Command {
     /// Make the daemon re-read and validate its configuration and swap it
     /// in; an invalid one is refused and the running one stays.
     Reload {
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Approval requests of paused agents: who, what, the rule, the evidence.
     Pending {
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Resume a paused agent; with --learn, add what it did to its profile.
     Approve {
+        /// The request's id (AGENT-N), as `agentwatch pending` lists it.
         id: String,
+        /// Also add what the agent did to its profile, so it is allowed
+        /// from now on (all or nothing: if the profile cannot be written,
+        /// the request stays open).
         #[arg(long)]
         learn: bool,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Kill a paused agent's process tree.
     Deny {
+        /// The request's id (AGENT-N), as `agentwatch pending` lists it.
         id: String,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Switch a running agent between monitor and enforce.
     Mode {
         agent: String,
+        /// monitor or enforce.
         #[arg(value_enum)]
         mode: Mode,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Kill switch: stop every process of a running agent now.
     Pause {
         agent: String,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Undo `pause` (refused while approval requests are open).
     Resume {
         agent: String,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -94,6 +110,7 @@ enum Command {
     /// agent of the daemon).
     Status {
         agent: Option<String>,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -109,6 +126,7 @@ enum Command {
     },
     /// Trace the built-in demo agent (loopback only).
     Demo {
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
         /// Learn the demo agent's profile into FILE instead of tracing it.
@@ -130,8 +148,19 @@ enum Command {
     /// as one JSON object.
     #[command(hide = true)]
     BenchProfile,
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) generated from this command line's definition.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (agentwatch.1, agentwatch-SUBCOMMAND.1) into DIR;
+    /// `cargo xtask man` calls this.
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -143,8 +172,10 @@ enum AuditAction {
     /// in any order). Exit 1 naming the first altered, reordered or
     /// missing record.
     Verify {
+        /// The files to read.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -155,14 +186,17 @@ enum ProfileAction {
     /// A readable summary of a profile (or the whole profile with --json).
     Show {
         file: std::path::PathBuf,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
     /// Report malformed, unknown-field and contradictory entries with
     /// file:line:column and what to fix. Exit 2 on any error.
     Lint {
+        /// The files to read.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -171,6 +205,7 @@ enum ProfileAction {
     Diff {
         old: std::path::PathBuf,
         new: std::path::PathBuf,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
@@ -179,14 +214,21 @@ enum ProfileAction {
     /// entry how many runs saw it. One profile alone is generalised again
     /// (rewrites an agentwatch.dev/v1 profile as v2).
     Merge {
+        /// The files to read.
         #[arg(required = true, num_args = 1..)]
         files: Vec<std::path::PathBuf>,
         /// Name of the merged agent (needed when the inputs differ).
         #[arg(long)]
         agent: Option<String>,
         /// Write here instead of stdout.
-        #[arg(long, short = 'o', value_name = "FILE")]
+        #[arg(
+            long = "output",
+            short = 'o',
+            visible_alias = "out",
+            value_name = "FILE"
+        )]
         out: Option<std::path::PathBuf>,
+        /// Replace the output file if it exists.
         #[arg(long)]
         force: bool,
     },
@@ -201,13 +243,90 @@ enum ProfileAction {
         /// Write the verdict into the profile (`profile show` puts it on top).
         #[arg(long)]
         write: bool,
+        /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
     },
 }
 
+/// `--log`: a level, or a filter with a target (`agentwatch=debug`). A bare
+/// word that is no level (`verbose`) would silently filter everything out.
+fn log_filter(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let directive_ok =
+        |d: &str| d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str());
+    if s.split(',').all(directive_ok) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "not a log level; use one of {} (or a filter such as agentwatch=debug)",
+            LEVELS.join(", ")
+        ))
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for JSON: its errors are then a JSON
+    /// object on stderr.
+    fn json(&self) -> bool {
+        match self {
+            Command::Trace(o) => o.json,
+            Command::Learn(o) => o.json,
+            Command::Check(o) => o.json,
+            Command::Run(o) => o.json,
+            Command::Daemon(o) => o.json,
+            Command::Reload { json }
+            | Command::Pending { json }
+            | Command::Approve { json, .. }
+            | Command::Deny { json, .. }
+            | Command::Mode { json, .. }
+            | Command::Pause { json, .. }
+            | Command::Resume { json, .. }
+            | Command::Status { json, .. }
+            | Command::Demo { json, .. }
+            | Command::Doctor { json } => *json,
+            Command::Audit {
+                action: AuditAction::Verify { json, .. },
+            } => *json,
+            Command::Profile { action } => match action {
+                ProfileAction::Show { json, .. }
+                | ProfileAction::Lint { json, .. }
+                | ProfileAction::Diff { json, .. }
+                | ProfileAction::Readiness { json, .. } => *json,
+                ProfileAction::Merge { .. } => false,
+            },
+            Command::Exec(_)
+            | Command::BenchFloor
+            | Command::BenchProfile
+            | Command::Completions { .. }
+            | Command::ManPages { .. } => false,
+        }
+    }
+
+    /// Commands that print a report and hold nothing that must be cleaned
+    /// up: a closed stdout (`| head`) ends them quietly, as it does `cat`.
+    fn ends_on_closed_stdout(&self) -> bool {
+        matches!(
+            self,
+            Command::Trace(_)
+                | Command::Completions { .. }
+                | Command::Check(_)
+                | Command::Profile { .. }
+                | Command::Audit { .. }
+                | Command::Doctor { .. }
+                | Command::Demo { .. }
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.command.json();
+    if cli.command.ends_on_closed_stdout() {
+        // SAFETY: before any thread starts; restores the default action
+        // that Rust's runtime replaced with "ignore".
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
@@ -263,12 +382,11 @@ fn main() -> ExitCode {
         Command::BenchFloor => agentwatch::sensors::hold_floor(),
         Command::BenchProfile => agentwatch::commands::bench_profile::run(),
         Command::Doctor { json } => doctor::run(json),
+        Command::Completions { shell } => manual::completions(shell, Cli::command()),
+        Command::ManPages { dir } => manual::man_pages(Cli::command(), &dir),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e) => {
-            eprintln!("agentwatch: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => ExitCode::from(agentwatch::exit::report(&e, json) as u8),
     }
 }

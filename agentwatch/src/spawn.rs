@@ -57,6 +57,8 @@ pub fn spawn_watched(
     let (mut pid_r, pid_w) = pipe()?;
     let (go_r, mut go_w) = pipe()?;
     let (pid_wfd, go_rfd) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
+    // The kernel marks the process as in the sandbox before it enters it.
+    let watch_flags = sandbox.as_ref().map_or(0, |s| s.watch_flags());
     // Search PATH here, so the agent's first recorded act is one exec of
     // the real binary rather than our launcher probing PATH entries.
     let mut cmd = Command::new(resolve_in_path(prog).unwrap_or_else(|| prog.into()));
@@ -95,7 +97,7 @@ pub fn spawn_watched(
         let watched = match pid_r.read_exact(&mut pid) {
             Ok(()) => {
                 let pid = i32::from_ne_bytes(pid) as u32;
-                let r = sensors.watch(pid, agent_id);
+                let r = sensors.watch_flagged(pid, agent_id, watch_flags);
                 if r.is_ok() {
                     let _ = go_w.write_all(&[1]);
                 }

@@ -1,7 +1,7 @@
 //! Developer tasks: `cargo xtask vm-test` (the eBPF object on a Debian
 //! kernel under qemu), `cargo xtask bench` (cost against baselines) and
 //! `cargo xtask fuzz` (the fuzz targets, bounded in time), `cargo xtask
-//! detection` (the corpus benchmark).
+//! detection` (the corpus benchmark), `cargo xtask man` (the man pages).
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -39,6 +39,30 @@ enum Task {
     /// The detection corpus: learn, held-out sessions and attacks under
     /// enforce; writes docs/detection.md.
     Detection(detection::Options),
+    /// Build the man pages from the command line's definition.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = "target/man")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// `cargo xtask man`: builds agentwatch and has it write its man pages.
+fn man(out: &std::path::Path) -> anyhow::Result<()> {
+    let ws = workspace();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "agentwatch"])
+        .current_dir(&ws)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build -p agentwatch failed");
+    let out = ws.join(out);
+    let status = std::process::Command::new(ws.join("target/debug/agentwatch"))
+        .arg("man-pages")
+        .arg(&out)
+        .status()?;
+    anyhow::ensure!(status.success(), "agentwatch man-pages failed");
+    println!("man pages in {}", out.display());
+    Ok(())
 }
 
 /// The repository root (xtask lives one level below it).
@@ -55,5 +79,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(o) => bench::run(o),
         Task::Fuzz(o) => fuzz::run(o),
         Task::Detection(o) => detection::run(o),
+        Task::Man { out } => man(&out),
     }
 }

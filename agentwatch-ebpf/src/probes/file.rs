@@ -7,8 +7,8 @@ use agentwatch_common::{
     calls::{Call, Judge, OpenFlags, Paths},
     open::{open_access, open_listing, O_CREAT},
     policy::{
-        accept, access, class, epoch, flags, rule, verdict, AgentPolicy, Deferred, OpenedKey,
-        OpenedStamp,
+        accept, access, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
+        OpenedKey, OpenedStamp,
     },
     slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SLOTS, SLOT_TRUNCATED,
 };
@@ -263,12 +263,13 @@ pub fn judge_deferred(
 }
 
 /// Whether a call of class `cls` that returned `ret` failed the way the
-/// launch sandbox's Landlock rules refuse, for an agent they hold.
+/// launch sandbox's Landlock rules refuse, for a process (its `WatchEntry`
+/// flags `wflags`) they hold.
 #[inline(always)]
-pub fn landlock_refused(pol: &AgentPolicy, cls: usize, ret: i64) -> bool {
+pub fn landlock_refused(wflags: u32, cls: usize, ret: i64) -> bool {
     const EACCES: i64 = 13;
     const EXDEV: i64 = 18;
-    let held = pol.flags & flags::landlock_of(cls) != 0;
+    let held = wflags & watch::landlock_of(cls) != 0;
     held && (ret == -EACCES || ret == -EXDEV)
 }
 

@@ -6,7 +6,8 @@
 use agentwatch_common::{
     calls::{self, Call, Family, Judge},
     policy::{
-        action, class, decided, epoch, flags, landlock_rule, rule, verdict, AgentPolicy, Deferred,
+        action, class, decided, epoch, flags, landlock_rule, rule, verdict, watch, AgentPolicy,
+        Deferred,
     },
     RawEvent, RecordKind,
 };
@@ -141,11 +142,12 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, call: &Call) -
     true
 }
 
-/// Whether Landlock holds `call`'s class for the agent: a file call it
-/// refused is reported even when its entry was allowed by name.
+/// Whether Landlock holds `call`'s class for the process (`WatchEntry`
+/// flags `wflags`): a file call it refused is reported even when its entry
+/// was allowed by name.
 #[inline(always)]
-fn landlock_held(pol: &AgentPolicy, call: &Call) -> bool {
-    call.family == Family::File && pol.flags & flags::landlock_of(call.class) != 0
+fn landlock_held(wflags: u32, call: &Call) -> bool {
+    call.family == Family::File && wflags & watch::landlock_of(call.class) != 0
 }
 
 /// A file call allowed at entry by the names it gave, which Landlock
@@ -235,7 +237,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if let Some(v) = pending.filter(|v| *v as u32 == sysno) {
             // Landlock refused what the names allowed: reported from a
             // program of its own (this one is at the verifier's limit).
-            if landlock_held(p, &call) && file::landlock_refused(p, call.class, ret) {
+            if landlock_held(w.flags, &call) && file::landlock_refused(w.flags, call.class, ret) {
                 unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK) };
             }
             if ret >= 0 && p.flags & flags::PATHS != 0 && call.is_open() {
@@ -283,7 +285,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (None, Family::Exec) => class::EXEC,
         _ => class::COUNT,
     };
-    let refused = pol.is_some_and(|p| file::landlock_refused(p, landlock_cls, ret));
+    let refused = pol.is_some() && file::landlock_refused(w.flags, landlock_cls, ret);
     if refused {
         ev.hdr.verdict = verdict::VIOLATION;
         ev.hdr.rule = landlock_rule(landlock_cls);

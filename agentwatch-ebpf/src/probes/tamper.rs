@@ -178,10 +178,7 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some((_, w)) = watched_current() else {
         return Ok(());
     };
-    let Some(pol) = enforce::policy(w.agent_id) else {
-        return Ok(());
-    };
-    if pol.flags & agentwatch_common::policy::flags::SANDBOX == 0 {
+    if w.flags & agentwatch_common::policy::watch::SANDBOXED == 0 {
         return Ok(());
     }
     let r = match sysno {

@@ -238,6 +238,11 @@ fn fsync_policies_parse() {
         "2s".parse::<Fsync>(),
         Ok(Fsync::Interval(Duration::from_secs(2)))
     );
+    // Every duration is written the same way, minutes included.
+    assert_eq!(
+        "5m".parse::<Fsync>(),
+        Ok(Fsync::Interval(Duration::from_secs(300)))
+    );
     assert!("often".parse::<Fsync>().is_err());
-    assert!("3h".parse::<Fsync>().is_err());
+    assert!("0s".parse::<Fsync>().is_err());
 }

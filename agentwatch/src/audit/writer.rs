@@ -26,21 +26,15 @@ pub enum Fsync {
 
 impl std::str::FromStr for Fsync {
     type Err = String;
-    /// `record`, or an interval such as `1s` or `200ms`.
+    /// `record`, or an interval as every other duration is written
+    /// (`crate::units::parse_duration`: 200ms, 1s, 5m).
     fn from_str(s: &str) -> Result<Self, String> {
         if s == "record" {
             return Ok(Fsync::EveryRecord);
         }
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: u64 = num.parse().map_err(|_| {
-            format!("fsync policy {s:?}: use `record` or an interval like 1s or 200ms")
-        })?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" | "" => Duration::from_secs(n),
-            _ => return Err(format!("fsync policy {s:?}: the unit must be ms or s")),
-        };
-        Ok(Fsync::Interval(d))
+        crate::units::parse_duration(s)
+            .map(Fsync::Interval)
+            .map_err(|e| format!("fsync policy: use `record` or an interval: {e}"))
     }
 }
 
@@ -121,6 +115,11 @@ impl AuditLog {
             dirty: false,
             rotate_bytes,
         })
+    }
+
+    /// The sha256 of the last line written (the next line's `prev`).
+    pub fn last_hash(&self) -> &str {
+        &self.prev
     }
 
     /// Appends `record` as the next link of the chain; returns its seq.

@@ -6,13 +6,16 @@ use crate::profile::anchors::Anchors;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AnchorArgs {
-    /// $WORKSPACE [default: the current directory].
+    /// The agent's workspace, what `$WORKSPACE` in the profile stands for
+    /// [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
-    /// $HOME [default: $HOME].
+    /// The agent's home, what `$HOME` in the profile stands for [default:
+    /// $HOME].
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// $TMP [default: $TMPDIR or /tmp].
+    /// The agent's temp dir, what `$TMP` in the profile stands for
+    /// [default: $TMPDIR or /tmp].
     #[arg(long, value_name = "DIR")]
     pub tmp: Option<PathBuf>,
 }

@@ -6,13 +6,8 @@ use std::path::PathBuf;
 use crate::audit::verify_files;
 
 pub fn verify(files: &[PathBuf], json: bool) -> anyhow::Result<i32> {
-    let report = match verify_files(files) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("agentwatch: cannot read the audit log: {e}");
-            return Ok(2);
-        }
-    };
+    let report = verify_files(files)
+        .map_err(|e| crate::exit::usage(format!("cannot read the audit log: {e}")))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -2,7 +2,8 @@
 //! `trace --json` file) and lists every event the profile would flag, and
 //! the rule that would flag it. Enforces nothing.
 //!
-//! Exit status: 0 nothing flagged, 1 something flagged, 2 bad input.
+//! Exit status (`crate::exit`): 0 nothing flagged, 1 something flagged,
+//! 2 bad input (no events, both a file and a command, neither).
 use std::{
     collections::BTreeMap,
     ffi::OsString,
@@ -17,6 +18,7 @@ use serde_json::json;
 use super::session::{self, Session};
 use crate::{
     event::Event,
+    exit,
     profile::{
         guardrails::Guardrails,
         matcher::{Finding, Matcher},
@@ -27,6 +29,7 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct CheckOptions {
+    /// The profile to judge against (from `agentwatch learn`).
     #[arg(long, value_name = "FILE")]
     pub profile: std::path::PathBuf,
     /// Judge a recorded `agentwatch trace --json` file instead of a command.
@@ -36,6 +39,7 @@ pub struct CheckOptions {
     /// workspace, home and temp dir.
     #[arg(long, value_name = "FILE")]
     pub session: Option<std::path::PathBuf>,
+    /// Print JSON (an error too: one JSON object on stderr).
     #[arg(long)]
     pub json: bool,
     /// Write findings here [default: stdout for --events, else stderr].
@@ -43,8 +47,10 @@ pub struct CheckOptions {
     pub output: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub anchors: super::anchor_args::AnchorArgs,
+    /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 8)]
     pub ring_buffer_mb: u32,
+    /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
@@ -138,21 +144,20 @@ impl Sink for JudgeSink {
 }
 
 pub fn run(opts: CheckOptions) -> anyhow::Result<i32> {
-    let profile = match parse::load(&opts.profile) {
-        Ok(p) => p,
-        Err(report) => {
-            eprint!("agentwatch: {report}");
-            return Ok(2);
-        }
-    };
+    let recorded_input = opts.events.is_some() || opts.session.is_some();
+    if recorded_input && !opts.cmd.is_empty() {
+        return Err(exit::usage(
+            "give a recorded file (--events or --session) or a command after --, not both",
+        ));
+    }
+    if !recorded_input && opts.cmd.is_empty() {
+        return Err(exit::usage(
+            "give a command after --, or --events FILE (from `agentwatch trace --json -o FILE`)",
+        ));
+    }
+    let profile = parse::load(&opts.profile).map_err(|r| exit::usage(r.to_string()))?;
     let session = match &opts.session {
-        Some(f) => match recorded::read(f) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("agentwatch: {e}");
-                return Ok(2);
-            }
-        },
+        Some(f) => Some(recorded::read(f).map_err(|e| exit::usage(e.to_string()))?),
         None => None,
     };
     let anchors = match &session {
@@ -219,8 +224,18 @@ fn from_file(mut judge: Judge, file: &PathBuf) -> anyhow::Result<i32> {
             }
         }
     }
+    if judge.events == 0 && bad == 0 {
+        return Err(exit::usage(format!(
+            "{} holds no events: nothing to check (record some with `agentwatch trace --json -o FILE -- CMD`)",
+            file.display()
+        )));
+    }
     let flagged = judge.summary()?;
-    Ok(if bad > 0 { 2 } else { i32::from(flagged > 0) })
+    Ok(if bad > 0 {
+        exit::USAGE
+    } else {
+        i32::from(flagged > 0)
+    })
 }
 
 fn from_command(
@@ -229,11 +244,6 @@ fn from_command(
     ring_bytes: u32,
     cmd: &[OsString],
 ) -> anyhow::Result<i32> {
-    if cmd.is_empty() {
-        anyhow::bail!(
-            "give a command after --, or --events FILE (from `agentwatch trace --json -o FILE`)"
-        );
-    }
     let judge = Arc::new(Mutex::new(judge));
     let mut s = Session::start(agent, ring_bytes, Box::new(JudgeSink(judge.clone())))?;
     session::ignore_interrupts();

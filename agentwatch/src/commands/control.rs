@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::{
     control::{self, ControlError, Request},
     enforce::compile::Mode,
+    exit,
 };
 
 fn print(v: &Value, json: bool) {
@@ -15,18 +16,23 @@ fn print(v: &Value, json: bool) {
     }
 }
 
+/// A request that did not get through (no agent: exit 3) or that the
+/// agent refused (exit 4); see `crate::exit`.
 fn fail(e: ControlError) -> anyhow::Result<i32> {
-    eprintln!("agentwatch: {e}");
-    Ok(1)
+    Err(e.into())
 }
 
 /// Lists open approval requests of every running agent (`run`s and the
 /// daemon's).
 pub fn pending(json: bool) -> anyhow::Result<i32> {
     let mut all = Vec::new();
+    let mut asked = 0;
     for agent in control::agents() {
         match control::request_agent(&agent, &Request::Pending) {
-            Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
+            Ok(v) => {
+                asked += 1;
+                all.extend(v["pending"].as_array().cloned().unwrap_or_default());
+            }
             // A socket left by a run that was killed: nothing to ask.
             Err(ControlError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::ConnectionRefused =>
@@ -39,9 +45,19 @@ pub fn pending(json: bool) -> anyhow::Result<i32> {
     let daemon = control::daemon_socket();
     if daemon.exists() {
         match control::request(&daemon, &Request::Pending) {
-            Ok(v) => all.extend(v["pending"].as_array().cloned().unwrap_or_default()),
+            Ok(v) => {
+                asked += 1;
+                all.extend(v["pending"].as_array().cloned().unwrap_or_default());
+            }
             Err(e) => eprintln!("agentwatch: daemon: {e}"),
         }
+    }
+    if asked == 0 {
+        return Err(exit::environment(format!(
+            "nothing to ask: no `agentwatch run` answers in {} and no daemon at {}",
+            control::run_dir().display(),
+            daemon.display()
+        )));
     }
     if json {
         println!("{}", Value::Array(all));
@@ -78,7 +94,9 @@ pub fn pending(json: bool) -> anyhow::Result<i32> {
 
 fn agent_of(id: &str) -> anyhow::Result<&str> {
     control::agent_of(id).ok_or_else(|| {
-        anyhow::anyhow!("{id:?} is not an approval id (AGENT-N); see `agentwatch pending`")
+        exit::usage(format!(
+            "{id:?} is not an approval id (AGENT-N); see `agentwatch pending`"
+        ))
     })
 }
 
@@ -110,20 +128,23 @@ pub fn deny(id: &str, json: bool) -> anyhow::Result<i32> {
 pub fn reload(json: bool) -> anyhow::Result<i32> {
     let path = control::daemon_socket();
     if !path.exists() {
-        eprintln!(
-            "agentwatch: no daemon socket at {} (is `agentwatch daemon` running?)",
+        return Err(exit::environment(format!(
+            "no daemon socket at {} (is `agentwatch daemon` running?)",
             path.display()
-        );
-        return Ok(1);
+        )));
     }
     match control::request(&path, &Request::Reload) {
         Ok(v) => {
             print(&v, json);
             Ok(0)
         }
-        Err(ControlError::Refused(m)) if json => {
-            println!("{}", serde_json::json!({"ok": false, "error": m}));
-            Ok(1)
+        // The new configuration is not valid: bad input; the daemon keeps
+        // the running one.
+        Err(ControlError::Refused(m)) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": m}));
+            }
+            Err(exit::usage(m))
         }
         Err(e) => fail(e),
     }
@@ -138,18 +159,15 @@ pub fn status(agent: Option<&str>, json: bool) -> anyhow::Result<i32> {
     let v = match control::request(&path, &Request::Status) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!(
-                "agentwatch: {e}; name an agent of `agentwatch run` (running: {})",
-                {
-                    let a = control::agents();
-                    if a.is_empty() {
-                        "none".into()
-                    } else {
-                        a.join(", ")
-                    }
+            let running = control::agents();
+            return Err(exit::environment(format!(
+                "{e}; name an agent of `agentwatch run` (running: {})",
+                if running.is_empty() {
+                    "none".into()
+                } else {
+                    running.join(", ")
                 }
-            );
-            return Ok(1);
+            )));
         }
     };
     if json {

@@ -44,12 +44,11 @@ pub fn run(o: DaemonOptions) -> anyhow::Result<i32> {
                 println!("{}", json!({"ok": false, "problems": problems}));
             } else {
                 eprint!("{report}");
-                eprintln!(
-                    "agentwatch: {} is not valid; nothing was started",
-                    o.config.display()
-                );
             }
-            return Ok(2);
+            return Err(crate::exit::usage(format!(
+                "{} is not valid; nothing was started",
+                o.config.display()
+            )));
         }
     };
     if o.unload {

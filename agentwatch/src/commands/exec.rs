@@ -29,6 +29,7 @@ pub struct ExecOptions {
     /// daemon (a systemd unit without `User=`, or a root entrypoint).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD", required = true)]
     pub cmd: Vec<OsString>,
 }
@@ -49,13 +50,12 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         Ok(v) => v,
         Err(e) => return not_launched(&opts.agent, e),
     };
-    let user = match opts.user.as_deref().map(lookup_user).transpose() {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("agentwatch: {e}");
-            return Ok(2);
-        }
-    };
+    let user = opts
+        .user
+        .as_deref()
+        .map(lookup_user)
+        .transpose()
+        .map_err(crate::exit::usage)?;
     // The user's home is the profile's $HOME, unless --home says.
     let mut anchors = opts.anchors.clone();
     if let (None, Some(u)) = (&anchors.home, &user) {
@@ -107,11 +107,7 @@ fn prepare(anchors: &AnchorArgs, info: &serde_json::Value) -> anyhow::Result<San
         .as_array()
         .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default();
-    let held = Held {
-        exec: held_names.contains(&"exec"),
-        file: held_names.contains(&"file"),
-        delete: held_names.contains(&"delete"),
-    };
+    let held = Held::from_names(&held_names);
     let files = if held.any() {
         let path = PathBuf::from(info["profile"].as_str().unwrap_or_default());
         let profile = parse::load(&path).map_err(|report| {

@@ -49,7 +49,12 @@ pub struct LearnOptions {
     #[arg(long)]
     pub agent: String,
     /// Where to write the profile [default: profiles/NAME.yaml].
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long = "output",
+        short = 'o',
+        visible_alias = "out",
+        value_name = "FILE"
+    )]
     pub out: Option<std::path::PathBuf>,
     /// Replace the output file if it exists.
     #[arg(long)]
@@ -67,8 +72,9 @@ pub struct LearnOptions {
     /// No class is stable before learning has run this long.
     #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
     pub warmup: std::time::Duration,
-    /// A class is stable when nothing new appeared for this long.
-    #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+    /// A class is stable when nothing new appeared for this long. (Was
+    /// `--quiet`, which reads as "less output"; still accepted.)
+    #[arg(long = "stable-after", alias = "quiet", value_name = "DURATION", default_value = "60s", value_parser = crate::units::parse_duration)]
     pub quiet: std::time::Duration,
     /// Rate budget = peak per minute x this.
     #[arg(long, default_value_t = 2.0)]
@@ -119,6 +125,7 @@ pub struct LearnOptions {
     /// running a command.
     #[arg(long, value_name = "SESSION", conflicts_with_all = ["select", "config"])]
     pub replay: Vec<PathBuf>,
+    /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }

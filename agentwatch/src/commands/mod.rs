@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod doctor_classes;
 pub mod exec;
 pub mod learn;
+pub mod manual;
 pub mod profile;
 pub mod run;
 pub mod session;

@@ -17,22 +17,14 @@ use crate::profile::{
     Profile,
 };
 
-/// Loads a profile, or prints why not; `None` means exit 2.
-fn load_or_report(path: &Path) -> Option<Profile> {
-    match parse::load(path) {
-        Ok(p) => Some(p),
-        Err(report) => {
-            eprint!("agentwatch: {report}");
-            None
-        }
-    }
+/// The profile at `path`; its problems are bad input (exit 2).
+fn load(path: &Path) -> anyhow::Result<Profile> {
+    parse::load(path).map_err(|report| crate::exit::usage(report.to_string()))
 }
 
 /// `profile show`: a readable summary, or the profile as JSON.
 pub fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
-    let Some(p) = load_or_report(path) else {
-        return Ok(2);
-    };
+    let p = load(path)?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &p)?;
@@ -294,9 +286,7 @@ pub fn lint(paths: &[PathBuf], json: bool) -> anyhow::Result<i32> {
 
 /// `profile diff`: exit 0 when the same, 1 when different, 2 on errors.
 pub fn diff_cmd(old: &Path, new: &Path, json: bool) -> anyhow::Result<i32> {
-    let (Some(a), Some(b)) = (load_or_report(old), load_or_report(new)) else {
-        return Ok(2);
-    };
+    let (a, b) = (load(old)?, load(new)?);
     let changes = diff(&a, &b);
     let mut out = std::io::stdout().lock();
     for c in &changes {
@@ -305,6 +295,14 @@ pub fn diff_cmd(old: &Path, new: &Path, json: bool) -> anyhow::Result<i32> {
         } else {
             writeln!(out, "{c}")?;
         }
+    }
+    if changes.is_empty() && !json {
+        writeln!(
+            out,
+            "no differences: {} and {} allow the same",
+            old.display(),
+            new.display()
+        )?;
     }
     Ok(i32::from(!changes.is_empty()))
 }
@@ -317,19 +315,11 @@ pub fn readiness_cmd(
     write: bool,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let Some(mut p) = load_or_report(path) else {
-        return Ok(2);
-    };
+    let mut p = load(path)?;
     let dir = events
         .map(Path::to_path_buf)
         .unwrap_or_else(|| recorded::dir_for(path));
-    let sessions = match recorded::read_dir(&dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("agentwatch: {e}");
-            return Ok(2);
-        }
-    };
+    let sessions = recorded::read_dir(&dir).map_err(|e| crate::exit::usage(e.to_string()))?;
     let report = readiness::leave_one_out(&p, &sessions, &Guardrails::builtin())?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -382,9 +372,7 @@ pub fn merge_cmd(
     }
     let mut profiles = Vec::new();
     for p in paths {
-        let Some(x) = load_or_report(p) else {
-            return Ok(2);
-        };
+        let x = load(p)?;
         profiles.push(x);
     }
     let merged = merge(&profiles, agent)?;

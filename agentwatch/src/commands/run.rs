@@ -38,6 +38,8 @@ pub struct RunOptions {
     /// Agent name [default: the profile's agent].
     #[arg(long)]
     pub agent: Option<String>,
+    /// The agent's profile (from `agentwatch learn`), compiled into the
+    /// kernel.
     #[arg(long, value_name = "FILE")]
     pub profile: PathBuf,
     /// monitor: alert, block nothing but guardrails; enforce: act as the
@@ -53,8 +55,15 @@ pub struct RunOptions {
     /// Write alerts and the summary here [default: stderr].
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Identical alerts (same rule, same object) within this long of the
+    /// first are folded into one alert with their count and first and
+    /// last times; `off` prints every one. The audit log keeps every
+    /// decision either way.
+    #[arg(long, value_name = "DURATION|off", default_value = "10s", value_parser = alert_window)]
+    pub alert_window: AlertWindow,
     #[command(flatten)]
     pub anchors: super::anchor_args::AnchorArgs,
+    /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value = "8")]
     pub ring_buffer_mb: u32,
     /// Append every decision and approval answer to this hash-chained
@@ -78,8 +87,17 @@ pub struct RunOptions {
     /// the escapes, Landlock's signal scoping): only the eBPF judge holds.
     #[arg(long)]
     pub no_sandbox: bool,
+    /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD", required = true)]
     pub cmd: Vec<OsString>,
+}
+
+/// `--alert-window`: a duration, or none for `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertWindow(pub Option<Duration>);
+
+fn alert_window(s: &str) -> Result<AlertWindow, String> {
+    crate::enforce::throttle::AlertPolicy::parse_window(s).map(AlertWindow)
 }
 
 /// Signals that would end us by default: caught with their sender, so
@@ -89,13 +107,7 @@ const END_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR
 const NO_RELOAD: [libc::c_int; 0] = [];
 
 pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
-    let profile = match parse::load(&opts.profile) {
-        Ok(p) => p,
-        Err(report) => {
-            eprint!("agentwatch: {report}");
-            return Ok(2);
-        }
-    };
+    let profile = parse::load(&opts.profile).map_err(|r| crate::exit::usage(r.to_string()))?;
     let agent = opts.agent.clone().unwrap_or_else(|| profile.agent.clone());
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
     let anchors = opts.anchors.anchors();
@@ -139,6 +151,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             kernel_decisions: !opts.decide_in_userspace,
             kept: None,
             feeds: None,
+            alert_policy: crate::enforce::throttle::AlertPolicy {
+                window: opts.alert_window.0,
+                feed_budget: None,
+            },
             shadow: None,
             audit,
         },
@@ -207,7 +223,6 @@ fn launch_sandbox(
         files::resolve(&files::grants(profile, anchors), held, abi)
     });
     let s = Sandbox::prepare(files, profile.io_uring)?;
-    maps.set_sandboxed(s.landlock_flags());
     if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());
     }

@@ -71,12 +71,12 @@ pub enum Request {
     LaunchInfo,
     /// Watch `pid` as the agent from now on: an `agentwatch exec` about to
     /// exec the agent's command, in the sandbox (`landlock`: the
-    /// `flags::LANDLOCK_*` its file rules hold) or not (None). Root only
+    /// `watch::LANDLOCK_*` its file rules hold) or not (None). Root only
     /// (daemon only).
     Launch {
         pid: u32,
         #[serde(default)]
-        landlock: Option<u8>,
+        landlock: Option<u32>,
     },
 }
 

@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::{
     audit::Fsync,
-    enforce::compile::Mode,
+    enforce::{compile::Mode, throttle::AlertPolicy},
     profile::{
         anchors::Anchors, parse, shadow::ShadowConfig, ActionKind, ActionOverrides, Actions,
         Profile,
@@ -39,6 +39,15 @@ struct Doc {
     feeds: Vec<Spanned<super::feed_config::FeedDoc>>,
     metrics: Option<super::feed_config::MetricsDoc>,
     kubernetes: Option<super::k8s_config::KubernetesDoc>,
+    alerts: Option<AlertsDoc>,
+}
+
+/// `[alerts]`: how repeated alerts are folded and the feeds budgeted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsDoc {
+    window: Option<Spanned<String>>,
+    feed_budget: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -160,6 +169,8 @@ pub struct Config {
     pub metrics: Option<String>,
     /// How to reach the Kubernetes API (`[kubernetes]`), when on a node.
     pub kubernetes: Option<crate::k8s::ApiConfig>,
+    /// `[alerts]`: repeated alerts folded, the feeds' budget.
+    pub alert_policy: AlertPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +336,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
     let pause_timeout = duration(&doc.daemon.pause_timeout, "5m", "pause_timeout");
     let rescan = duration(&doc.daemon.rescan, "2s", "rescan");
 
+    let alert_policy = alert_policy(&mut p, doc.alerts.as_ref());
     let control_group = control_group(&mut p, &doc.daemon);
     let ring_buffer_mb = ring_buffer_mb(&mut p, &doc.daemon);
     let audit = doc.audit.as_ref().map(|a| audit_config(&mut p, a, &abs));
@@ -357,6 +369,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         feeds,
         metrics,
         kubernetes,
+        alert_policy,
         file: file.to_path_buf(),
         control_group,
         pause_timeout,
@@ -377,6 +390,24 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
 }
 
 /// `control_group`: the group's name and gid, which must exist.
+/// `[alerts]`, defaults where it is silent.
+fn alert_policy(p: &mut Problems, d: Option<&AlertsDoc>) -> AlertPolicy {
+    let mut policy = AlertPolicy::default();
+    let Some(d) = d else {
+        return policy;
+    };
+    if let Some(w) = &d.window {
+        match AlertPolicy::parse_window(w.get_ref()) {
+            Ok(window) => policy.window = window,
+            Err(e) => p.at(Some(w.span()), format!("alerts window: {e}")),
+        }
+    }
+    if let Some(n) = d.feed_budget {
+        policy.feed_budget = AlertPolicy::budget(n);
+    }
+    policy
+}
+
 fn control_group(p: &mut Problems, d: &DaemonDoc) -> Option<(String, u32)> {
     let g = d.control_group.as_ref()?;
     match nix::unistd::Group::from_name(g.get_ref()) {

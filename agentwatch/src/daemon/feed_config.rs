@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config::Problems;
-use crate::feeds::{FeedConfig, Format, Kind};
+use crate::feeds::{FeedConfig, Format, Kind, Secret};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,10 @@ pub(super) struct FeedDoc {
     kind: Spanned<KindDoc>,
     url: Option<Spanned<String>>,
     token: Option<String>,
+    /// The token in a file of its own (a mounted Secret), read per batch.
+    token_file: Option<std::path::PathBuf>,
+    /// Extra HTTP headers of a webhook.
+    headers: Option<std::collections::BTreeMap<String, String>>,
     address: Option<Spanned<String>>,
     #[serde(default)]
     transport: TransportDoc,
@@ -93,7 +97,7 @@ pub(super) fn feeds(
                 format!("feed {name:?} is defined twice"),
             );
         }
-        let kind = feed_kind(p, d, &name);
+        let kind = feed_kind(p, d, &name, abs);
         let all_events = f.events == EventsDoc::All;
         if all_events && f.format == Format::Alerts {
             p.at(Some(d.span()), format!("feed {name}: events = \"all\" needs format = \"ocsf\" (alerts are decisions only)"));
@@ -143,8 +147,14 @@ pub(super) fn metrics(p: &mut Problems, doc: Option<&MetricsDoc>) -> Option<Stri
 /// Where a feed delivers: its receiver's kind with what that kind needs
 /// (a URL, a token, a syslog address). None, with the problem noted,
 /// when something is missing or malformed.
-fn feed_kind(p: &mut Problems, d: &Spanned<FeedDoc>, name: &str) -> Option<Kind> {
+fn feed_kind(
+    p: &mut Problems,
+    d: &Spanned<FeedDoc>,
+    name: &str,
+    abs: &dyn Fn(&Path) -> std::path::PathBuf,
+) -> Option<Kind> {
     let f = d.get_ref();
+    let token = credentials(p, d, name, abs);
     let url = |p: &mut Problems| match &f.url {
         Some(u) if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") => {
             Some(u.get_ref().clone())
@@ -168,19 +178,26 @@ fn feed_kind(p: &mut Problems, d: &Spanned<FeedDoc>, name: &str) -> Option<Kind>
         }
     };
     match f.kind.get_ref() {
-        KindDoc::Webhook => url(p).map(|url| Kind::Webhook { url }),
+        KindDoc::Webhook => url(p).map(|url| Kind::Webhook {
+            url,
+            headers: f
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            token,
+        }),
         KindDoc::SplunkHec => {
             let u = url(p);
-            if f.token.as_deref().is_none_or(str::is_empty) {
+            if token.is_none() {
                 p.at(
                     Some(d.span()),
-                    format!("feed {name}: splunk_hec needs token (the HEC token)"),
+                    format!("feed {name}: splunk_hec needs token or token_file (the HEC token)"),
                 );
             }
-            u.map(|url| Kind::SplunkHec {
-                url,
-                token: f.token.clone().unwrap_or_default(),
-            })
+            u.zip(token)
+                .map(|(url, token)| Kind::SplunkHec { url, token })
         }
         KindDoc::Syslog => match &f.address {
             Some(a) if a.get_ref().to_socket_addrs().is_ok() => Some(Kind::Syslog {
@@ -206,4 +223,45 @@ fn feed_kind(p: &mut Problems, d: &Spanned<FeedDoc>, name: &str) -> Option<Kind>
             }
         },
     }
+}
+
+/// A feed's token (`token` or `token_file`) and headers, checked against
+/// its kind.
+fn credentials(
+    p: &mut Problems,
+    d: &Spanned<FeedDoc>,
+    name: &str,
+    abs: &dyn Fn(&Path) -> std::path::PathBuf,
+) -> Option<Secret> {
+    let f = d.get_ref();
+    let token = match (&f.token, &f.token_file) {
+        (Some(_), Some(_)) => {
+            p.at(
+                Some(d.span()),
+                format!("feed {name}: give token or token_file, not both"),
+            );
+            None
+        }
+        (Some(t), None) if !t.is_empty() => Some(Secret::Inline(t.clone())),
+        (_, Some(file)) => Some(Secret::File(abs(file))),
+        _ => None,
+    };
+    let http = matches!(f.kind.get_ref(), KindDoc::Webhook | KindDoc::SplunkHec);
+    if !http && (token.is_some() || f.headers.is_some()) {
+        p.at(
+            Some(d.span()),
+            format!(
+                "feed {name}: token, token_file and headers are for webhook and splunk_hec feeds"
+            ),
+        );
+    }
+    if f.headers.is_some() && *f.kind.get_ref() != KindDoc::Webhook {
+        p.at(
+            Some(d.span()),
+            format!(
+                "feed {name}: headers are for webhook feeds (splunk_hec sends its token itself)"
+            ),
+        );
+    }
+    token
 }

@@ -7,6 +7,8 @@ use tracing::{info, warn};
 use crate::k8s::{ApiClient, ApiConfig, Pods};
 
 pub(super) fn refresh_in_background(api: &ApiConfig, pods: Pods) -> anyhow::Result<()> {
+    // Records name the node from now on.
+    crate::origin::set_node(&api.node);
     let client = ApiClient::new(api)?;
     // The first list before agents are selected by pod, when reachable.
     match client.node_pods() {

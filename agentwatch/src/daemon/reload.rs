@@ -160,6 +160,7 @@ impl Daemon {
                 audit,
                 kernel_decisions: true,
                 feeds: Some(self.feeds.clone()),
+                alert_policy: self.cfg.alert_policy,
                 kept: Some(Kept {
                     approvals_file: super::state::approvals_file(&self.cfg.state_file, &a.name),
                     adopt,

@@ -5,7 +5,6 @@
 use std::{io::Write, path::PathBuf, time::Duration};
 
 use agentwatch_common::policy::{action as ka, verdict, AgentPolicy};
-use serde_json::json;
 use tracing::{debug, warn};
 
 use explain::{explain, learn_entry};
@@ -15,6 +14,7 @@ mod answers;
 mod explain;
 mod learning;
 mod operator;
+mod records;
 mod undo;
 mod view;
 
@@ -94,6 +94,7 @@ pub struct AgentEnforcer {
     kernel_decisions: bool,
     audit: Option<AuditTrail>,
     feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
+    throttle: super::throttle::Throttle,
     /// Territory novelty already recorded this run (normalised paths).
     novel: std::collections::HashSet<String>,
     /// Shadow learning (the daemon's `learn = true`): every event is
@@ -185,6 +186,8 @@ pub struct Setup {
     pub kept: Option<Kept>,
     /// SOC feeds that get every decision (the daemon's).
     pub feeds: Option<std::sync::Arc<crate::feeds::Feeds>>,
+    /// How repeated alerts are folded and the feeds budgeted.
+    pub alert_policy: super::throttle::AlertPolicy,
     /// Learn the agent in shadow (the daemon's `learn = true`): the
     /// kernel only senses, every session is appended to the profile.
     pub shadow: Option<crate::profile::shadow::ShadowConfig>,
@@ -247,6 +250,7 @@ impl AgentEnforcer {
             kernel_decisions: s.kernel_decisions,
             audit: s.audit,
             feeds: s.feeds,
+            throttle: super::throttle::Throttle::new(s.alert_policy),
             novel: std::collections::HashSet::new(),
             shadow: None,
             resolutions: Default::default(),
@@ -501,91 +505,6 @@ impl AgentEnforcer {
             },
             self.timeout,
         )
-    }
-
-    /// Hands the decision to every sink: the counters, the alert output,
-    /// the audit log, the SOC feeds.
-    fn alert(
-        &mut self,
-        ev: &Event,
-        f: &Finding,
-        action: &str,
-        by: DecidedBy,
-        approval: Option<String>,
-    ) {
-        let d = Decision {
-            agent: &self.agent,
-            mode: self.mode,
-            finding: f,
-            action,
-            by,
-            approval: approval.as_deref(),
-            event: ev,
-        };
-        let audit = self.audit.as_mut().map(|a| a as &mut dyn DecisionSink);
-        let feeds = self.feeds.as_mut().map(|f| f as &mut dyn DecisionSink);
-        let sinks: [Option<&mut dyn DecisionSink>; 4] =
-            [Some(&mut self.stats), Some(&mut self.alerts), audit, feeds];
-        for sink in sinks.into_iter().flatten() {
-            sink.decision(&d);
-        }
-    }
-
-    /// A new name created inside a territory: allowed, and recorded once
-    /// per normalised path in the audit log (`learned`).
-    fn record_novelty(&mut self, ev: &Event) {
-        let Detail::Open { path, .. } = &ev.detail else {
-            return;
-        };
-        let norm = crate::profile::normalise::path(path, &self.anchors, &Default::default())
-            .unwrap_or_else(|| path.clone());
-        if !self.novel.insert(norm.clone()) {
-            return;
-        }
-        self.stats.learned += 1;
-        let territory = self
-            .profile
-            .territories
-            .iter()
-            .filter(|t| {
-                self.anchors
-                    .expand(&t.path)
-                    .is_some_and(|d| path.starts_with(&d) && path[d.len()..].starts_with('/'))
-            })
-            .max_by_key(|t| t.path.len())
-            .map(|t| t.path.clone());
-        if let Some(a) = &mut self.audit {
-            a.record(json!({
-                "type": "learned",
-                "agent": self.agent,
-                "what": format!("create {norm}"),
-                "territory": territory,
-                "pid": ev.pid,
-                "comm": ev.comm,
-                "event": ev,
-            }));
-        }
-    }
-
-    /// A secret inside the workspace was read: allowed, the reader is
-    /// tainted; recorded in the audit log (`taint`).
-    fn record_taint(&mut self, ev: &Event) {
-        self.stats.tainted += 1;
-        let what = match &ev.detail {
-            Detail::Open { path, .. } => format!("read {}", self.anchors.anchor(path)),
-            _ => crate::sinks::human_line(ev),
-        };
-        if let Some(a) = &mut self.audit {
-            a.record(json!({
-                "type": "taint",
-                "agent": self.agent,
-                "what": what,
-                "reason": "a secret in the workspace was read; the reading process may not send it to the model API or outside the profile, nor copy it out of the workspace",
-                "pid": ev.pid,
-                "comm": ev.comm,
-                "event": ev,
-            }));
-        }
     }
 
     /// Writes a line where alerts go (the run's summary).

@@ -58,12 +58,17 @@ impl AuditTrail {
     }
 
     /// A decision: the alert's fields plus the profile version and time.
-    pub fn decision(&mut self, d: &Decision) {
-        let ts = crate::timestamp::rfc3339(std::time::SystemTime::now());
+    /// Appends the decision; where it landed in the chain when it was
+    /// written now (None while the log is not writable: it is held).
+    pub fn decision(&mut self, d: &Decision) -> Option<AuditLink> {
+        let ts = crate::timestamp::now();
         let view = d.record(RecordKind::Decision, Some(&self.profile_sha256), Some(&ts));
         match serde_json::to_string(&view) {
             Ok(json) => self.write_json(json),
-            Err(e) => error!(error = %e, "cannot serialise a decision for the audit log"),
+            Err(e) => {
+                error!(error = %e, "cannot serialise a decision for the audit log");
+                None
+            }
         }
     }
 
@@ -102,10 +107,13 @@ impl AuditTrail {
         }
     }
 
-    fn write_json(&mut self, json: String) {
+    fn write_json(&mut self, json: String) -> Option<AuditLink> {
         match self.out.lock() {
             Ok(mut w) => w.write(json),
-            Err(_) => error!("the audit writer stopped after an internal error"),
+            Err(_) => {
+                error!("the audit writer stopped after an internal error");
+                None
+            }
         }
     }
 }
@@ -128,9 +136,17 @@ impl AuditWriter {
     /// Appends record `r`, stamped with the time (`ts`) unless it has one.
     pub fn record(&mut self, mut r: Value) {
         if r.get("ts").is_none() {
-            r["ts"] = json!(crate::timestamp::rfc3339(std::time::SystemTime::now()));
+            r["ts"] = json!(crate::timestamp::now());
         }
         self.write(r.to_string());
+    }
+
+    /// The link of the record last written.
+    fn link(&self) -> AuditLink {
+        AuditLink {
+            seq: self.log.next_seq().saturating_sub(1),
+            hash: self.log.last_hash().to_string(),
+        }
     }
 
     /// Syncs when the interval is up; while records are held back (the
@@ -155,7 +171,8 @@ impl AuditWriter {
 
     /// Appends `r` after whatever is held back, keeping the order; holds
     /// it when the log cannot take it.
-    fn write(&mut self, r: String) {
+    /// Returns the record's link when it was written now.
+    fn write(&mut self, r: String) -> Option<AuditLink> {
         let done = self.flush_backlog() && {
             match self.log.append_json(&r) {
                 Ok(_) => true,
@@ -167,7 +184,7 @@ impl AuditWriter {
         };
         if done {
             self.failing = false;
-            return;
+            return Some(self.link());
         }
         if self.backlog.len() >= BACKLOG {
             self.backlog.pop_front();
@@ -177,6 +194,7 @@ impl AuditWriter {
             *held += 1;
         }
         self.backlog.push_back(r);
+        None
     }
 
     /// Writes what was held back (and a note of what was dropped); true
@@ -184,7 +202,7 @@ impl AuditWriter {
     fn flush_backlog(&mut self) -> bool {
         if let Some((since, held)) = self.outage.clone() {
             // The log takes records again: first, what happened meanwhile.
-            let now = crate::timestamp::rfc3339(std::time::SystemTime::now());
+            let now = crate::timestamp::now();
             let note = json!({"type": "audit_gap", "since": since, "until": now,
             "held": held, "dropped": self.dropped,
             "why": if self.dropped > 0 {
@@ -215,7 +233,7 @@ impl AuditWriter {
 
     fn failed(&mut self, e: &crate::audit::AuditError) {
         if self.outage.is_none() {
-            let now = crate::timestamp::rfc3339(std::time::SystemTime::now());
+            let now = crate::timestamp::now();
             self.outage = Some((now, 0));
         }
         if !self.failing {
@@ -230,4 +248,13 @@ impl DecisionSink for AuditTrail {
     fn decision(&mut self, d: &Decision) {
         AuditTrail::decision(self, d);
     }
+}
+
+/// Where a record landed in the hash chain: its `seq` and the sha256 of
+/// its line (the next line's `prev`). Feed records carry it, so a SOC can
+/// match each alert to the audit log and check it there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditLink {
+    pub seq: u64,
+    pub hash: String,
 }

@@ -39,6 +39,12 @@ pub struct Decision<'a> {
     /// The approval request a pause opened.
     pub approval: Option<&'a str>,
     pub event: &'a Event,
+    /// An aggregate alert: identical alerts after this one, folded
+    /// (`super::throttle`).
+    pub repeat: Option<super::throttle::Repeat>,
+    /// Where the audit log put this decision (alerts and feed records
+    /// carry it; the audit record itself does not).
+    pub audit: Option<super::audit_trail::AuditLink>,
 }
 
 impl Decision<'_> {
@@ -91,17 +97,36 @@ impl Serialize for DecisionRecord<'_> {
         m.serialize_entry("agent", d.agent)?;
         m.serialize_entry("ancestry", &d.event.context.ancestry)?;
         m.serialize_entry("approval", &d.approval)?;
+        if let (RecordKind::Alert, Some(link)) = (self.kind, &d.audit) {
+            m.serialize_entry("audit", link)?;
+        }
         m.serialize_entry("class", &f.class)?;
         m.serialize_entry("comm", &d.event.comm)?;
+        if let Some(r) = &d.repeat {
+            m.serialize_entry("count", &r.count)?;
+        }
         m.serialize_entry("decided_by", d.by.name())?;
         m.serialize_entry("event", d.event)?;
+        if let Some(r) = &d.repeat {
+            m.serialize_entry("first", &crate::timestamp::micros(r.first))?;
+        }
+        m.serialize_entry("host", crate::origin::host())?;
+        if let Some(r) = &d.repeat {
+            m.serialize_entry("last", &crate::timestamp::micros(r.last))?;
+        }
         m.serialize_entry("mode", d.mode.name())?;
+        if let Some(node) = crate::origin::node() {
+            m.serialize_entry("node", node)?;
+        }
         m.serialize_entry("pid", &d.event.pid)?;
         if let Some(p) = self.profile_sha256 {
             m.serialize_entry("profile_sha256", p)?;
         }
         m.serialize_entry("reason", &f.reason)?;
         m.serialize_entry("rule", &f.rule)?;
+        // When it happened (the event's own clock, on the wall clock);
+        // `ts` is when the audit log wrote it.
+        m.serialize_entry("time", &crate::timestamp::of_monotonic(d.event.ts_ns))?;
         if let Some(t) = self.ts {
             m.serialize_entry("ts", t)?;
         }
@@ -162,8 +187,12 @@ impl DecisionSink for AlertWriter {
                 .approval
                 .map(|id| format!("; approve or deny {id}"))
                 .unwrap_or_default();
+            let again = d
+                .repeat
+                .map(|r| format!(" (again {} more time(s) since the first)", r.count))
+                .unwrap_or_default();
             format!(
-                "alert {:<22} {}  ({}; pid {} {}) -> {} [{}]{ask}",
+                "alert {:<22} {}  ({}; pid {} {}) -> {} [{}]{ask}{again}",
                 f.rule,
                 f.what,
                 f.reason,
@@ -178,14 +207,15 @@ impl DecisionSink for AlertWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         event::{Context, Detail},
         profile::Class,
     };
 
-    fn event() -> Event {
+    /// An event for tests of what decisions turn into.
+    pub(crate) fn event() -> Event {
         Event {
             ts_ns: 1,
             pid: 7,
@@ -206,7 +236,8 @@ mod tests {
     }
 
     /// The record has the fields the alert and audit formats have always
-    /// had, keys sorted, the audit-only ones only when given.
+    /// had, keys sorted, the audit-only ones only when given; `node` only
+    /// on Kubernetes.
     #[test]
     fn record_fields_are_the_alert_contract() {
         let f = Finding {
@@ -224,6 +255,8 @@ mod tests {
             by: DecidedBy::Kernel,
             approval: Some("r1"),
             event: &ev,
+            repeat: None,
+            audit: None,
         };
         let alert = serde_json::to_value(d.record(RecordKind::Alert, None, None)).unwrap();
         let keys: Vec<_> = alert.as_object().unwrap().keys().cloned().collect();
@@ -238,14 +271,20 @@ mod tests {
                 "comm",
                 "decided_by",
                 "event",
+                "host",
                 "mode",
                 "pid",
                 "reason",
                 "rule",
+                "time",
                 "type",
                 "what"
             ]
         );
+        // When it happened, on the wall clock, to the microsecond.
+        let time = alert["time"].as_str().unwrap();
+        assert!(crate::timestamp::parse(time).is_some(), "{time}");
+        assert_eq!(alert["host"], crate::origin::host());
         assert_eq!(alert["type"], "alert");
         assert_eq!(alert["class"], "file");
         assert_eq!(alert["decided_by"], "kernel");

@@ -8,4 +8,5 @@ pub mod compile;
 pub mod decision;
 pub mod own_files;
 pub mod resolutions;
+pub mod throttle;
 pub mod tree;

@@ -10,6 +10,8 @@ use std::{
 
 use serde_json::{json, Value};
 
+use super::Secret;
+
 /// Delivers batches of records (JSON lines without newlines).
 pub trait Receiver: Send {
     fn send(&mut self, records: &[String]) -> Result<(), String>;
@@ -22,17 +24,22 @@ fn http_agent() -> ureq::Agent {
         .into()
 }
 
-/// POSTs the records as JSON lines (application/x-ndjson).
+/// POSTs the records as JSON lines (application/x-ndjson), with the
+/// configured headers and, from `token`, `Authorization: Bearer`.
 pub struct Webhook {
     agent: ureq::Agent,
     url: String,
+    headers: Vec<(String, String)>,
+    token: Option<Secret>,
 }
 
 impl Webhook {
-    pub fn new(url: &str) -> Self {
+    pub fn new(url: &str, headers: Vec<(String, String)>, token: Option<Secret>) -> Self {
         Self {
             agent: http_agent(),
             url: url.to_string(),
+            headers,
+            token,
         }
     }
 }
@@ -41,10 +48,21 @@ impl Receiver for Webhook {
     fn send(&mut self, records: &[String]) -> Result<(), String> {
         let mut body = records.join("\n");
         body.push('\n');
-        self.agent
+        let mut req = self
+            .agent
             .post(&self.url)
-            .header("Content-Type", "application/x-ndjson")
-            .send(body.as_bytes())
+            .header("Content-Type", "application/x-ndjson");
+        let has_auth = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let (Some(t), false) = (&self.token, has_auth) {
+            req = req.header("Authorization", &format!("Bearer {}", t.read()?));
+        }
+        req.send(body.as_bytes())
             .map(drop)
             .map_err(|e| format!("POST {}: {e}", self.url))
     }
@@ -55,32 +73,45 @@ impl Receiver for Webhook {
 pub struct SplunkHec {
     agent: ureq::Agent,
     url: String,
-    token: String,
+    token: Secret,
     host: String,
 }
 
 impl SplunkHec {
-    pub fn new(url: &str, token: &str, host: &str) -> Self {
+    pub fn new(url: &str, token: Secret, host: &str) -> Self {
         Self {
             agent: http_agent(),
             url: url.to_string(),
-            token: token.to_string(),
+            token,
             host: host.to_string(),
         }
     }
 }
 
-/// Seconds since the epoch a record is about (OCSF `time` is in ms).
-fn record_time(v: &Value) -> f64 {
-    v["time"]
-        .as_i64()
-        .map(|ms| ms as f64 / 1000.0)
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
+/// When a record happened: an alert's RFC 3339 `time`, an OCSF record's
+/// `time` in ms; now for a record with neither.
+fn record_system_time(v: &Value) -> std::time::SystemTime {
+    let t = &v["time"];
+    t.as_str()
+        .and_then(crate::timestamp::parse)
+        .or_else(|| {
+            let ms = u64::try_from(t.as_i64()?).ok()?;
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         })
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
+/// Seconds since the epoch a record is about (HEC's `time`).
+fn record_time(v: &Value) -> f64 {
+    record_system_time(v)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A record's time in RFC 3339 with microseconds (the syslog header's).
+fn record_rfc3339(v: &Value) -> String {
+    crate::timestamp::micros(record_system_time(v))
 }
 
 impl Receiver for SplunkHec {
@@ -104,7 +135,7 @@ impl Receiver for SplunkHec {
         }
         self.agent
             .post(&self.url)
-            .header("Authorization", &format!("Splunk {}", self.token))
+            .header("Authorization", &format!("Splunk {}", self.token.read()?))
             .header("Content-Type", "application/json")
             .send(body.as_bytes())
             .map(drop)
@@ -176,7 +207,8 @@ impl Syslog {
             _ => 3,
         };
         let pri = FACILITY * 8 + severity;
-        let ts = crate::timestamp::rfc3339(std::time::SystemTime::now());
+        // The header carries the record's own time, not the delivery's.
+        let ts = record_rfc3339(&v);
         // SD-PARAM values escape '"', '\' and ']' (RFC 5424 6.3.3).
         let esc = |s: &str| {
             s.replace('\\', "\\\\")

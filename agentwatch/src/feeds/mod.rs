@@ -33,9 +33,52 @@ const BATCH: usize = 500;
 /// Where a feed delivers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    Webhook { url: String },
-    SplunkHec { url: String, token: String },
-    Syslog { address: String, tcp: bool },
+    Webhook {
+        url: String,
+        /// Extra request headers (`headers = { Authorization = "..." }`).
+        headers: Vec<(String, String)>,
+        /// Sent as `Authorization: Bearer TOKEN` unless `headers` has one.
+        token: Option<Secret>,
+    },
+    SplunkHec {
+        url: String,
+        token: Secret,
+    },
+    Syslog {
+        address: String,
+        tcp: bool,
+    },
+}
+
+/// A credential, written in the configuration or kept in a file of its
+/// own (`token_file`, a mounted Kubernetes Secret) so it stays out of the
+/// ConfigMap. A file is read again for each batch: rotation needs no
+/// restart.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("cannot read the token file {}: {e}", p.display())),
+        }
+    }
+}
+
+/// Never printed: a configuration dump must not show the token.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret(inline)"),
+            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
+        }
+    }
 }
 
 /// What a feed carries.
@@ -95,9 +138,13 @@ impl Feeds {
             let spool = Arc::new(Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)?);
             let stats = Arc::new(FeedStats::default());
             let receiver: Box<dyn Receiver> = match &cfg.kind {
-                Kind::Webhook { url } => Box::new(deliver::Webhook::new(url)),
+                Kind::Webhook {
+                    url,
+                    headers,
+                    token,
+                } => Box::new(deliver::Webhook::new(url, headers.clone(), token.clone())),
                 Kind::SplunkHec { url, token } => {
-                    Box::new(deliver::SplunkHec::new(url, token, &src.hostname))
+                    Box::new(deliver::SplunkHec::new(url, token.clone(), &src.hostname))
                 }
                 Kind::Syslog { address, tcp } => Box::new(deliver::Syslog::new(
                     address,

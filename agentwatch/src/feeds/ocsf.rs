@@ -282,7 +282,7 @@ pub fn finding(src: &Source, d: &Decision) -> Value {
             }
         }
     }
-    json!({
+    let mut v = json!({
         "class_uid": 2004,
         "category_uid": 2,
         "activity_id": 1,
@@ -309,5 +309,19 @@ pub fn finding(src: &Source, d: &Decision) -> Value {
             "mode": d.mode.name(),
             "approval": d.approval,
         },
-    })
+    });
+    if let Some(link) = &d.audit {
+        v["unmapped"]["audit"] = json!(link);
+    }
+    // An aggregate of repeated alerts: OCSF's own count and time range.
+    if let Some(r) = &d.repeat {
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        v["count"] = json!(r.count);
+        v["start_time"] = json!(ms(r.first));
+        v["end_time"] = json!(ms(r.last));
+    }
+    v
 }

@@ -382,8 +382,8 @@ impl Learner {
         p.provenance = Provenance {
             hosts: vec![host.to_string()],
             sessions: 1,
-            started: crate::timestamp::rfc3339(self.started),
-            ended: crate::timestamp::rfc3339(std::time::SystemTime::now()),
+            started: crate::timestamp::profile_time(self.started),
+            ended: crate::timestamp::profile_time(std::time::SystemTime::now()),
             events: self.events.clone(),
         };
         p.sort();

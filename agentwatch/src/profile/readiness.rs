@@ -144,7 +144,7 @@ fn verdict(held_out: &[HeldOut]) -> Readiness {
         sessions: n as u32,
         flagged: flagged as u32,
         reason,
-        checked: crate::timestamp::rfc3339(std::time::SystemTime::now()),
+        checked: crate::timestamp::profile_time(std::time::SystemTime::now()),
     }
 }
 

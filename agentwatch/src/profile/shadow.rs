@@ -136,7 +136,7 @@ impl Shadow {
                 &self.cfg.agent,
                 &self.host,
                 &self.cfg.anchors,
-                crate::timestamp::rfc3339(std::time::SystemTime::now()),
+                crate::timestamp::profile_time(std::time::SystemTime::now()),
             );
             match Recorder::create(&self.cfg.sessions, &header) {
                 Ok(r) => {

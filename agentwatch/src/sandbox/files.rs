@@ -49,8 +49,9 @@ impl Held {
         self.file || self.delete || self.exec
     }
 
-    /// The policy flags that tell the kernel which refusals are Landlock's.
-    pub fn kernel_flags(self) -> u8 {
+    /// The watch flags (`watch::LANDLOCK_*`) that tell the kernel which
+    /// refusals are Landlock's.
+    pub fn kernel_flags(self) -> u32 {
         let mut f = 0;
         for (held, cls) in [
             (self.file, kp::class::FILE),
@@ -58,10 +59,20 @@ impl Held {
             (self.exec, kp::class::EXEC),
         ] {
             if held {
-                f |= kp::flags::landlock_of(cls);
+                f |= kp::watch::landlock_of(cls);
             }
         }
         f
+    }
+
+    /// The classes `names` lists (as `names` gives them).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+        let has = |n: &str| names.iter().any(|x| x.as_ref() == n);
+        Self {
+            exec: has("exec"),
+            file: has("file"),
+            delete: has("delete"),
+        }
     }
 
     /// The classes, by name.
@@ -349,8 +360,24 @@ mod tests {
                 ..Held::default()
             }
             .kernel_flags(),
-            kp::flags::LANDLOCK_EXEC
+            kp::watch::LANDLOCK_EXEC
         );
+    }
+
+    #[test]
+    fn held_classes_cross_the_wire_by_name() {
+        let h = Held {
+            exec: true,
+            file: false,
+            delete: true,
+        };
+        assert_eq!(Held::from_names(&h.names()), h);
+        // A name this version does not know holds nothing.
+        let only_file = Held {
+            file: true,
+            ..Held::default()
+        };
+        assert_eq!(Held::from_names(&["file", "network"]), only_file);
     }
 
     #[test]

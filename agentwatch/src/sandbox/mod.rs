@@ -131,9 +131,14 @@ impl Sandbox {
         })
     }
 
-    /// The policy flags for what this sandbox holds (`flags::LANDLOCK_*`).
-    pub fn landlock_flags(&self) -> u8 {
+    /// The Landlock bits of what this sandbox holds (`watch::LANDLOCK_*`).
+    pub fn landlock_flags(&self) -> u32 {
         self.held.kernel_flags()
+    }
+
+    /// The watch flags of a process started in this sandbox.
+    pub fn watch_flags(&self) -> u32 {
+        agentwatch_common::policy::watch::SANDBOXED | self.landlock_flags()
     }
 
     /// Enters the sandbox: in the child, between fork and exec, with

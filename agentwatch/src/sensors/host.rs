@@ -21,17 +21,48 @@ pub enum HostError {
     },
 }
 
-fn mounts() -> Vec<(String, String)> {
-    // mountinfo: ... mount-point ... - fstype source options
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+/// This mount namespace's mounts: (mount point, filesystem type).
+pub(super) fn mounts() -> Vec<(String, String)> {
+    parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// mountinfo lines: `id parent major:minor root mount-point options ...
+/// - fstype source super-options`.
+fn parse_mountinfo(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
-            let mut halves = l.splitn(2, " - ");
-            let left: Vec<&str> = halves.next()?.split(' ').collect();
-            let fstype = halves.next()?.split(' ').next()?;
-            Some((left.get(4)?.to_string(), fstype.to_string()))
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let fstype = right.split(' ').next()?;
+            Some((unescape_mount_field(point), unescape_mount_field(fstype)))
         })
         .collect()
+}
+
+/// A mountinfo field with the kernel's octal escapes decoded: it writes
+/// a space, tab, newline and backslash in a path as `\040`, `\011`,
+/// `\012` and `\134`.
+fn unescape_mount_field(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Mount point of the cgroup v2 hierarchy (never assumed: hybrid hosts
@@ -133,5 +164,18 @@ mod tests {
         assert_eq!(field_offset(f, "__syscall_nr"), Some(8));
         assert_eq!(field_offset(f, "filename"), Some(24));
         assert_eq!(field_offset(f, "missing"), None);
+    }
+
+    #[test]
+    fn mount_points_with_spaces_are_decoded() {
+        let text = "36 35 98:0 / /mnt/my\\040disk rw,noatime - ext4 /dev/sda1 rw\n\
+                    37 35 0:31 / /sys/fs/bpf rw - bpf bpf rw\n\
+                    38 35 0:32 / /odd\\134name\\011x rw - tmpfs tmpfs rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m[0], ("/mnt/my disk".to_string(), "ext4".to_string()));
+        assert_eq!(m[1], ("/sys/fs/bpf".to_string(), "bpf".to_string()));
+        assert_eq!(m[2].0, "/odd\\name\tx");
+        // A backslash not followed by three octal digits stays.
+        assert_eq!(unescape_mount_field("a\\9b\\04"), "a\\9b\\04");
     }
 }

@@ -234,7 +234,18 @@ impl Sensors {
 
     /// Watches process `pid` (and, from now on, every child it forks).
     pub fn watch(&mut self, pid: u32, agent_id: u32) -> Result<(), SensorError> {
-        watch_in(&mut self.watched, pid, agent_id)
+        watch_in(&mut self.watched, pid, agent_id, 0)
+    }
+
+    /// `watch`, with `flags` (`policy::watch`): the launch sandbox's bits
+    /// for a process started in it.
+    pub fn watch_flagged(
+        &mut self,
+        pid: u32,
+        agent_id: u32,
+        flags: u32,
+    ) -> Result<(), SensorError> {
+        watch_in(&mut self.watched, pid, agent_id, flags)
     }
 
     /// Installs a selector: processes that exec while matching it join
@@ -408,9 +419,10 @@ pub(super) fn watch_in(
     watched: &mut HashMap<MapData, u32, WatchEntry>,
     pid: u32,
     agent_id: u32,
+    flags: u32,
 ) -> Result<(), SensorError> {
     watched
-        .insert(pid, WatchEntry { agent_id, flags: 0 }, 0)
+        .insert(pid, WatchEntry { agent_id, flags }, 0)
         .map_err(|e| SensorError::Map {
             map: kmap::WATCHED,
             reason: e.to_string(),

@@ -60,12 +60,9 @@ fn prepare(dir: &Path) -> Result<(), SensorError> {
 }
 
 fn mounted_bpffs() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
-        m.lines().any(|l| {
-            let (left, right) = l.split_once(" - ").unwrap_or((l, ""));
-            left.split(' ').nth(4) == Some(BPFFS) && right.starts_with("bpf ")
-        })
-    })
+    super::host::mounts()
+        .iter()
+        .any(|(point, fstype)| point == BPFFS && fstype == "bpf")
 }
 
 /// Pins every map of the freshly loaded object (before any is taken).

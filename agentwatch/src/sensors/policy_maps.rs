@@ -68,9 +68,6 @@ pub struct PolicyMaps {
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
-    /// The agent these maps are for runs in the launch sandbox.
-    /// Policy flags the launch sandbox adds (`SANDBOX`, `LANDLOCK_*`).
-    sandbox_flags: u8,
     /// Kernel ids of the maps (to reopen them).
     ids: std::collections::BTreeMap<&'static str, u32>,
 }
@@ -207,7 +204,6 @@ impl PolicyMaps {
             dns_allow: o.get(kmap::DNS_ALLOW)?,
             capacity,
             lsm,
-            sandbox_flags: 0,
             ids,
         })
     }
@@ -373,14 +369,6 @@ impl PolicyMaps {
         Ok((trans_base, accept_base, class_base))
     }
 
-    /// The agent runs in the launch sandbox (`crate::sandbox`): its
-    /// policy says so, so the kernel reports the escapes the sandbox
-    /// refused, and (`landlock`: `flags::LANDLOCK_*`) the file calls its
-    /// Landlock rules refused.
-    pub fn set_sandboxed(&mut self, landlock: u8) {
-        self.sandbox_flags = policy_flags::SANDBOX | landlock;
-    }
-
     /// Writes the agent's policy; with the LSM tier attached, file and exec
     /// denies are left to it.
     pub fn set_policy(&mut self, agent: u32, p: &AgentPolicy) -> Result<(), SensorError> {
@@ -388,7 +376,6 @@ impl PolicyMaps {
         if self.lsm.is_ok() {
             p.flags |= policy_flags::LSM;
         }
-        p.flags |= self.sandbox_flags;
         self.policy
             .set(agent, p, 0)
             .map_err(map_err(kmap::AGENT_POLICY))?;
@@ -507,12 +494,13 @@ impl PolicyMaps {
         }
     }
 
-    /// Live processes of `agent`, from the kernel's watch map.
-    /// Watches process `pid` as `agent` (and every child it forks).
-    pub fn watch(&mut self, pid: u32, agent: u32) -> Result<(), SensorError> {
-        super::loader::watch_in(&mut self.watched, pid, agent)
+    /// Watches process `pid` as `agent` (and every child it forks), with
+    /// `flags` (`policy::watch`: the launch sandbox's bits).
+    pub fn watch(&mut self, pid: u32, agent: u32, flags: u32) -> Result<(), SensorError> {
+        super::loader::watch_in(&mut self.watched, pid, agent, flags)
     }
 
+    /// Live processes of `agent`, from the kernel's watch map.
     pub fn pids(&self, agent: u32) -> Vec<u32> {
         self.watched
             .iter()

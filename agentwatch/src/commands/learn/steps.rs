@@ -84,7 +84,7 @@ pub(super) fn recorder(
         agent,
         host,
         anchors,
-        crate::timestamp::rfc3339(std::time::SystemTime::now()),
+        crate::timestamp::profile_time(std::time::SystemTime::now()),
     );
     Recorder::create(dir, &h)
         .with_context(|| format!("cannot record the session in {}", dir.display()))

@@ -13,7 +13,6 @@ use crate::{
     },
     profile::{Approval, DnsRule, Executable, FileRule},
     sensors::SensorError,
-    timestamp::rfc3339,
 };
 
 /// Why an operator's action on an agent was refused or failed. Each says
@@ -26,8 +25,11 @@ pub enum OperatorError {
     RequestsPending(String),
     #[error("{0} is being learned (learn = true): nothing of its profile is enforced while it learns; set learn = false and mode = \"enforce\" in the configuration, then `agentwatch reload`")]
     Learning(String),
-    #[error(transparent)]
-    ProfileWrite(#[from] crate::atomic::WriteError),
+    #[error("{source}; request {id} stays open: approve it without --learn, deny it, or make the profile writable and try again")]
+    ProfileWrite {
+        id: String,
+        source: crate::atomic::WriteError,
+    },
     #[error(transparent)]
     Kernel(#[from] SensorError),
 }
@@ -63,7 +65,25 @@ impl AgentEnforcer {
 
     /// Resolves request `id`. With `learn`, the entry joins the profile
     /// (file rewritten, kernel maps recompiled) with who approved it.
+    /// All or nothing: with `learn`, the profile is written first; if it
+    /// cannot be, the request stays open (its timeout still runs) and
+    /// nothing is audited as approved.
     pub fn approve(&mut self, id: &str, learn: bool, by: &str) -> Result<String, OperatorError> {
+        let entry = self
+            .approvals
+            .list()
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| OperatorError::NoSuchRequest(id.into()))?
+            .subject
+            .clone();
+        let learned = match (&entry.learn, learn) {
+            (Some(e), true) => {
+                self.learn(e, id, &entry.what, by)?;
+                true
+            }
+            _ => false,
+        };
         let req = self
             .approvals
             .take(id)
@@ -75,21 +95,16 @@ impl AgentEnforcer {
                 std::slice::from_ref(&req.id),
                 "approved",
                 by,
-                learn,
+                learned,
             );
         }
-        let s = &req.subject;
-        let mut msg = format!("approved {id}: {}", s.what);
-        if learn {
-            match &s.learn {
-                Some(entry) => {
-                    self.learn(entry, &req.id, &s.what, by)?;
-                    msg.push_str(&format!("; added to {}", self.profile_path.display()));
-                }
-                None => msg.push_str(
-                    "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
-                ),
-            }
+        let mut msg = format!("approved {id}: {}", req.subject.what);
+        if learned {
+            msg.push_str(&format!("; added to {}", self.profile_path.display()));
+        } else if learn {
+            msg.push_str(
+                "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
+            );
         }
         if self.approvals.is_empty() {
             self.resume_tree();
@@ -150,6 +165,7 @@ impl AgentEnforcer {
             a.sync_if_due();
         }
         self.expire_answers();
+        self.flush_alerts(std::time::Instant::now());
         // An append is audited as it completes; its line gives way to a
         // timeout's, which matters more to whoever reads the output.
         let learned = self.tick_learning();
@@ -268,7 +284,8 @@ impl AgentEnforcer {
         what: &str,
         by: &str,
     ) -> Result<(), OperatorError> {
-        let p = &mut self.profile;
+        // On a copy: the profile in use changes only once it is written.
+        let mut p = self.profile.clone();
         match entry.clone() {
             LearnEntry::File { path, access } => p.files.push(FileRule {
                 path,
@@ -288,13 +305,19 @@ impl AgentEnforcer {
             id: id.into(),
             what: what.into(),
             by: by.into(),
-            at: rfc3339(std::time::SystemTime::now()),
+            at: crate::timestamp::now(),
         });
         p.sort();
         let mut on_file = p.clone();
         on_file.actions = self.file_actions.clone();
         let yaml = crate::profile::yaml::to_yaml(&on_file);
-        crate::atomic::write(&self.profile_path, yaml.as_bytes())?;
+        crate::atomic::write(&self.profile_path, yaml.as_bytes()).map_err(|source| {
+            OperatorError::ProfileWrite {
+                id: id.into(),
+                source,
+            }
+        })?;
+        self.profile = p;
         if let Some(a) = &mut self.audit {
             a.profile_changed(yaml.as_bytes());
         }

@@ -65,13 +65,12 @@ impl AgentEnforcer {
     pub fn launched(
         &mut self,
         pid: u32,
-        landlock: Option<u8>,
+        landlock: Option<u32>,
     ) -> Result<String, crate::sensors::SensorError> {
-        self.maps.watch(pid, self.agent_id)?;
-        if let Some(flags) = landlock {
-            self.maps.set_sandboxed(flags);
-            self.install()?;
-        }
+        use agentwatch_common::policy::watch;
+        let held = watch::LANDLOCK_FILE | watch::LANDLOCK_DELETE | watch::LANDLOCK_EXEC;
+        let flags = landlock.map_or(0, |l| watch::SANDBOXED | (l & held));
+        self.maps.watch(pid, self.agent_id, flags)?;
         tracing::info!(agent = %self.agent, pid, sandboxed = landlock.is_some(), "launched");
         Ok(format!("pid {pid} runs as agent {}", self.agent))
     }
