@@ -130,6 +130,10 @@ fn verdicts_exit_1_and_agreement_exits_0() {
     let log = dir.0.join("audit.jsonl");
     std::fs::write(&log, "{\"not\": \"a chained record\"}\n").unwrap();
     aw(&dir, &["audit", "verify", &log.to_string_lossy()]).expect(1, "verify of a broken log");
+    std::fs::write(&log, "").unwrap();
+    let o = aw(&dir, &["audit", "verify", &log.to_string_lossy()])
+        .expect(1, "verify of an emptied log");
+    assert!(o.stdout.contains("no records"), "{}", o.stdout);
 }
 
 #[test]

@@ -97,23 +97,37 @@ fn pods_are_selected_and_named(kubelet: bool) {
         eprintln!("SKIP: cannot create kubelet-shaped cgroups");
         return;
     };
-    let list = json!({"kind": "PodList", "apiVersion": "v1", "items": [
-        pod(uid_a, "agents", "coder-7d9f", "coder-sa", &cid_a),
-        // Same labels, another namespace and service account: not selected.
-        pod(uid_b, "other", "coder-x", "default", &cid_b),
-    ]})
+    let pod_a = pod(uid_a, "agents", "coder-7d9f", "coder-sa", &cid_a);
+    // Same labels, another namespace and service account: not selected.
+    let pod_b = pod(uid_b, "other", "coder-x", "default", &cid_b);
+    // The kubelet lists both. The API server lists B only; A comes from
+    // the watch (a pod scheduled after the list), with a list refresh far
+    // too slow to find it in time.
+    let items = if kubelet {
+        json!([pod_a, pod_b])
+    } else {
+        json!([pod_b])
+    };
+    let list = json!({"kind": "PodList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "100"}, "items": items})
     .to_string();
+    let mut added = pod_a.clone();
+    added["metadata"]["resourceVersion"] = json!("101");
+    let watch = format!("{}\n", json!({"type": "ADDED", "object": added}));
     let port = free_port();
     let api = HttpReceiver::start_with(
         port,
         Arc::new(move |r| {
-            if r.path.starts_with("/api/v1/pods?") || r.path == "/pods" {
+            if r.path.contains("watch=1") {
+                ("200 OK", watch.clone())
+            } else if r.path.starts_with("/api/v1/pods?") || r.path == "/pods" {
                 ("200 OK", list.clone())
             } else {
                 ("404 Not Found", "{}".into())
             }
         }),
     );
+    let refresh = if kubelet { "300ms" } else { "60s" };
 
     let source = if kubelet { "kubelet" } else { "api" };
     let yaml = profile("k8s-coder", 1, "");
@@ -127,7 +141,7 @@ rescan = "200ms"
 [kubernetes]
 {source} = "http://127.0.0.1:{port}"
 node = "test-node"
-refresh = "300ms"
+refresh = "{refresh}"
 token_file = "{token}"
 
 [[agent]]
@@ -188,6 +202,13 @@ service_account = "coder-sa"
         "/api/v1/pods?fieldSelector=spec.nodeName%3Dtest-node"
     };
     assert!(api.requests().iter().any(|r| r.path == asked));
+    if !kubelet {
+        let watched = api
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("watch=1") && r.path.contains("resourceVersion=100"));
+        assert!(watched, "no watch from the list's version");
+    }
     let bearer = |t: &str| {
         let want = format!("Bearer {t}");
         api.requests()

@@ -3,8 +3,9 @@
 //! picks. The cgroup path gives a process's pod uid and container id (see
 //! `pipeline::enrich::parse_container_ids`); the list of this node's pods,
 //! from the API server (filtered by node) or from the node's kubelet
-//! (`/pods`), gives the rest. Read with the DaemonSet's service account,
-//! refreshed every `refresh`.
+//! (`/pods`), gives the rest. Read with the DaemonSet's service account:
+//! the API server's list is then watched (`ApiClient::watch`), the
+//! kubelet's listed again every `refresh` (`daemon/pods.rs`).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -26,6 +27,8 @@ pub enum K8sError {
     },
     #[error("no Kubernetes API address: set [kubernetes] api, or run in a pod (KUBERNETES_SERVICE_HOST)")]
     NoApi,
+    #[error("the pod watch's resource version is too old; listing again")]
+    Gone,
 }
 
 /// A pod of this node, as the API server describes it.
@@ -88,6 +91,20 @@ impl Pods {
         }
     }
 
+    /// A pod added or changed (a watch event).
+    pub fn upsert(&self, pod: Pod) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(pod.uid.clone(), pod);
+        }
+    }
+
+    /// A pod deleted (a watch event).
+    pub fn remove(&self, uid: &str) {
+        if let Ok(mut m) = self.0.write() {
+            m.remove(uid);
+        }
+    }
+
     /// The pod (and container) of a process, from the ids its cgroup
     /// path gave.
     pub fn meta(&self, pod_uid: &str, container_id: Option<&str>) -> Option<PodMeta> {
@@ -138,6 +155,11 @@ impl ApiConfig {
 
 pub struct ApiClient {
     agent: ureq::Agent,
+    /// For watches: no overall timeout (the server ends a watch itself,
+    /// after `timeoutSeconds`).
+    watcher: ureq::Agent,
+    /// Pods are listed from the kubelet, which cannot be watched.
+    kubelet: bool,
     /// The URL that lists this node's pods.
     url: String,
     /// The service-account token, read again for every request: the
@@ -163,25 +185,17 @@ impl ApiClient {
         };
         // Unreadable credentials are said now, not at the first request.
         read_if_exists(&cfg.token_file)?;
-        let mut builder = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(true);
-        if base.starts_with("https://") {
-            if let Some(pem) = read_if_exists(&cfg.ca_file)? {
-                let certs: Vec<_> = ureq::tls::parse_pem(pem.as_bytes())
-                    .filter_map(Result::ok)
-                    .filter_map(|i| match i {
-                        ureq::tls::PemItem::Certificate(c) => Some(c),
-                        _ => None,
-                    })
-                    .collect();
-                builder = builder.tls_config(
-                    ureq::tls::TlsConfig::builder()
-                        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                        .build(),
-                );
+        let tls = Self::tls(&base, cfg)?;
+        let build = |timeout: Option<Duration>| {
+            let mut b = ureq::Agent::config_builder()
+                .timeout_global(timeout)
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .http_status_as_error(true);
+            if let Some(t) = &tls {
+                b = b.tls_config(t.clone());
             }
-        }
+            ureq::Agent::from(b.build())
+        };
         let url = match &cfg.kubelet {
             // The kubelet lists its own pods.
             Some(_) => format!("{base}/pods"),
@@ -191,31 +205,111 @@ impl ApiClient {
             ),
         };
         Ok(Self {
-            agent: builder.build().into(),
+            agent: build(Some(Duration::from_secs(10))),
+            watcher: build(None),
+            kubelet: cfg.kubelet.is_some(),
             url,
             token_file: cfg.token_file.clone(),
         })
     }
 
-    /// The pods scheduled on this node.
-    pub fn node_pods(&self) -> Result<Vec<Pod>, K8sError> {
+    /// The TLS configuration for an https API: the cluster's CA.
+    fn tls(base: &str, cfg: &ApiConfig) -> Result<Option<ureq::tls::TlsConfig>, K8sError> {
+        if base.starts_with("https://") {
+            if let Some(pem) = read_if_exists(&cfg.ca_file)? {
+                let certs: Vec<_> = ureq::tls::parse_pem(pem.as_bytes())
+                    .filter_map(Result::ok)
+                    .filter_map(|i| match i {
+                        ureq::tls::PemItem::Certificate(c) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                return Ok(Some(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                        .build(),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The pods scheduled on this node, and the list's resourceVersion
+    /// (where a watch starts).
+    pub fn list(&self) -> Result<(Vec<Pod>, Option<String>), K8sError> {
         let url = &self.url;
-        let err = |reason: String| K8sError::Api {
-            url: url.clone(),
-            reason,
-        };
-        let mut req = self.agent.get(url);
+        let body = self
+            .get(&self.agent, url)?
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| api_err(url, e))?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| api_err(url, e))?;
+        let version = v["metadata"]["resourceVersion"].as_str().map(String::from);
+        Ok((parse_pod_list(&v), version))
+    }
+
+    /// Whether pods can be watched (the API server), rather than polled
+    /// (the kubelet).
+    pub fn can_watch(&self) -> bool {
+        !self.kubelet
+    }
+
+    /// Follows changes to this node's pods from `version` until the server
+    /// ends the watch: each added or changed pod is `upsert`, each deleted
+    /// one removed. Returns the version to watch from next; `Gone` when
+    /// `version` is too old (list again).
+    pub fn watch(&self, version: &str, pods: &Pods) -> Result<String, K8sError> {
+        let url = format!(
+            "{}&watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={version}",
+            self.url
+        );
+        let mut resp = self.get(&self.watcher, &url)?;
+        let mut version = version.to_string();
+        let reader = std::io::BufReader::new(resp.body_mut().as_reader());
+        for line in std::io::BufRead::lines(reader) {
+            let line = line.map_err(|e| api_err(&url, e))?;
+            let Ok(ev) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let object = &ev["object"];
+            if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
+                version = v.to_string();
+            }
+            match ev["type"].as_str() {
+                Some("ADDED" | "MODIFIED") => {
+                    if let Some(p) = parse_pod(object) {
+                        pods.upsert(p);
+                    }
+                }
+                Some("DELETED") => {
+                    if let Some(uid) = object["metadata"]["uid"].as_str() {
+                        pods.remove(uid);
+                    }
+                }
+                Some("ERROR") => return Err(K8sError::Gone),
+                _ => {}
+            }
+        }
+        Ok(version)
+    }
+
+    fn get(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, K8sError> {
+        let mut req = agent.get(url);
         if let Some(t) = read_if_exists(&self.token_file)? {
             req = req.header("Authorization", &format!("Bearer {}", t.trim()));
         }
-        let body = req
-            .call()
-            .map_err(|e| err(e.to_string()))?
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| err(e.to_string()))?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| err(e.to_string()))?;
-        Ok(parse_pod_list(&v))
+        req.call().map_err(|e| api_err(url, e))
+    }
+}
+
+fn api_err(url: &str, reason: impl std::fmt::Display) -> K8sError {
+    K8sError::Api {
+        url: url.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -232,40 +326,43 @@ fn read_if_exists(path: &Path) -> Result<Option<String>, K8sError> {
 
 /// The pods of a PodList (`GET /api/v1/pods`).
 pub fn parse_pod_list(v: &Value) -> Vec<Pod> {
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     v["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|p| {
-            let meta = &p["metadata"];
-            let uid = meta["uid"].as_str()?.to_string();
-            let labels = meta["labels"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
-                .unwrap_or_default();
-            let containers = ["containerStatuses", "initContainerStatuses"]
-                .iter()
-                .flat_map(|k| p["status"][k].as_array().into_iter().flatten())
-                .filter_map(|c| {
-                    let id = c["containerID"].as_str()?;
-                    let id = id.rsplit("://").next().unwrap_or(id).to_string();
-                    Some((id, s(&c["name"])))
-                })
-                .collect();
-            Some(Pod {
-                uid,
-                namespace: s(&meta["namespace"]),
-                name: s(&meta["name"]),
-                labels,
-                service_account: p["spec"]["serviceAccountName"]
-                    .as_str()
-                    .unwrap_or("default")
-                    .to_string(),
-                containers,
-            })
-        })
+        .filter_map(parse_pod)
         .collect()
+}
+
+/// One pod object (a list item, or a watch event's object).
+fn parse_pod(p: &Value) -> Option<Pod> {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let meta = &p["metadata"];
+    let uid = meta["uid"].as_str()?.to_string();
+    let labels = meta["labels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+        .unwrap_or_default();
+    let containers = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|k| p["status"][k].as_array().into_iter().flatten())
+        .filter_map(|c| {
+            let id = c["containerID"].as_str()?;
+            let id = id.rsplit("://").next().unwrap_or(id).to_string();
+            Some((id, s(&c["name"])))
+        })
+        .collect();
+    Some(Pod {
+        uid,
+        namespace: s(&meta["namespace"]),
+        name: s(&meta["name"]),
+        labels,
+        service_account: p["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string(),
+        containers,
+    })
 }
 
 /// The container cgroup directories of every pod on this node, by pod

@@ -32,12 +32,13 @@ pub fn wall_of_monotonic(ts_ns: u64) -> SystemTime {
         .unwrap_or(wall)
 }
 
-/// `t` with microseconds: `2026-11-27T07:14:56.123456Z`.
+/// `t` with microseconds, always six digits: `2026-11-27T07:14:56.123456Z`.
 pub fn micros(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let whole = Duration::new(since.as_secs(), since.subsec_micros() * 1000);
-    format_rfc3339(whole)
-        .unwrap_or_else(|| format!("{}.{:06}", since.as_secs(), since.subsec_micros()))
+    let mut s = format_utc(since.as_secs());
+    let at = s.len().saturating_sub(1);
+    s.insert_str(at, &format!(".{:06}", since.subsec_micros()));
+    s
 }
 
 /// Parses an RFC 3339 time (any offset, any precision).
@@ -94,6 +95,11 @@ mod tests {
             Some(UNIX_EPOCH + Duration::new(1_795_219_200, 123_456_000))
         );
         assert_eq!(parse("not a time"), None);
+        // Six digits even on a whole second: every record reads alike.
+        assert_eq!(
+            micros(UNIX_EPOCH + Duration::from_secs(60)),
+            "1970-01-01T00:01:00.000000Z"
+        );
     }
 
     #[test]

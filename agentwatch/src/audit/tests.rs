@@ -246,3 +246,13 @@ fn fsync_policies_parse() {
     assert!("often".parse::<Fsync>().is_err());
     assert!("0s".parse::<Fsync>().is_err());
 }
+
+#[test]
+fn an_emptied_log_does_not_verify() {
+    let d = Dir::new();
+    let p = d.file("audit.jsonl");
+    std::fs::write(&p, "").expect("write");
+    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    assert_eq!(r.finding, Some(Finding::Empty { file: p }));
+    assert_eq!(r.records, 0);
+}

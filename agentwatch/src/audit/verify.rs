@@ -36,6 +36,9 @@ pub enum Finding {
         seq: u64,
         expected: u64,
     },
+    /// No record at all: every writer begins with a `started` record, so
+    /// an empty log was emptied (or is not an audit log).
+    Empty { file: PathBuf },
 }
 
 impl std::fmt::Display for Finding {
@@ -72,6 +75,11 @@ impl std::fmt::Display for Finding {
                 "{}:{line}: record {seq} where record {expected} was due: records {expected}..{} are missing",
                 file.display(),
                 seq - 1
+            ),
+            Finding::Empty { file } => write!(
+                f,
+                "{}: no records; agentwatch begins every log with a `started` record, so this one was emptied or is not an audit log",
+                file.display()
             ),
         }
     }
@@ -200,6 +208,11 @@ pub fn verify_files(paths: &[PathBuf]) -> std::io::Result<Report> {
         report.last_seq = Some(link.seq);
         report.records += 1;
         prev = Some((link.seq, &l.hash));
+    }
+    if report.records == 0 && report.finding.is_none() && report.cut_short.is_none() {
+        report.finding = Some(Finding::Empty {
+            file: paths.first().cloned().unwrap_or_default(),
+        });
     }
     Ok(report)
 }

@@ -253,7 +253,13 @@ fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<(AuditTrail, SharedAu
     let bytes = std::fs::read(&opts.profile)
         .with_context(|| format!("cannot read {}", opts.profile.display()))?;
     let shared = AuditWriter::shared(log);
-    Ok(Some((AuditTrail::new(shared.clone(), &bytes), shared)))
+    let mut trail = AuditTrail::new(shared.clone(), &bytes);
+    // Every writer begins with this record: an empty log was emptied.
+    trail.record(serde_json::json!({
+        "type": "run", "event": "started", "pid": std::process::id(),
+        "profile": opts.profile.display().to_string(),
+    }));
+    Ok(Some((trail, shared)))
 }
 
 /// Whether the profile denies a file call or exec (the LSM tier matters).

@@ -2,6 +2,7 @@
 //! its line and column with what to do about it. `profile lint` prints
 //! these findings; every other command refuses a profile with errors.
 mod build;
+mod schema;
 
 use std::{collections::BTreeMap, fmt, path::Path};
 
@@ -338,6 +339,13 @@ pub fn parse(text: &str) -> (Option<Profile>, Vec<Finding>) {
     let doc: Doc = match serde_saphyr::from_str(text) {
         Ok(d) => d,
         Err(e) => {
+            // The typed parse stops at its first problem; the shape pass
+            // finds them all, in the profile's words. What only the typed
+            // parse can tell (YAML syntax, a missing field) is its own.
+            let all = schema::check(text);
+            if !all.is_empty() {
+                return (None, all);
+            }
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             return (
                 None,
