@@ -152,6 +152,109 @@ fn a_log_killed_mid_write_verifies_up_to_its_last_complete_record() {
     assert!(!out.contains("cut short"), "{out}");
 }
 
+/// A run given a key signs checkpoints as it goes and a final one at its
+/// end: `audit verify --key` accepts the sealed log, and catches its tail
+/// cut off at a checkpoint, a log rewritten without the key, and a key
+/// that is not the writer's. A key others can read is refused up front.
+#[test]
+fn a_signed_log_is_sealed_and_a_cut_tail_or_a_rewrite_is_caught() {
+    let Some(_g) = privileged() else { return };
+    let keep = TempDir::new("audit-signed-keys");
+    let keys = keep.path().join("audit");
+    let made = agentwatch()
+        .args(["audit", "keygen"])
+        .arg(&keys)
+        .output()
+        .expect("keygen");
+    assert!(made.status.success(), "{made:?}");
+    let (key, public) = (keys.with_extension("key"), keys.with_extension("pub"));
+    let log = keep.path().join("audit.jsonl");
+    let d = Run::start(
+        "audit-signed",
+        &profile("audit-signed", 9, ""),
+        "monitor",
+        &[
+            "--audit",
+            &log.to_string_lossy(),
+            "--audit-key",
+            &key.to_string_lossy(),
+            "--audit-checkpoint",
+            "200ms",
+        ],
+        "for i in 1 2 3 4; do cat /etc/os-release > /dev/null; sleep 0.3; done",
+    )
+    .finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    let verify_key = |pub_key: &Path| {
+        let out = agentwatch()
+            .args(["audit", "verify", "--key"])
+            .arg(pub_key)
+            .arg(&log)
+            .output()
+            .expect("audit verify");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify_key(&public);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("closes the log"), "{out}");
+    let recs = records(&log);
+    let checkpoints: Vec<&Value> = recs.iter().filter(|r| r["type"] == "checkpoint").collect();
+    assert!(checkpoints.len() >= 2, "{recs:#?}");
+    assert_eq!(checkpoints.last().unwrap()["final"], true);
+
+    // The tail cut back to an earlier checkpoint: no longer sealed.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let earlier = lines
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\"") && l.contains("\"final\":false"))
+        .expect("an earlier checkpoint");
+    std::fs::write(&log, lines[..=earlier].join("\n") + "\n").unwrap();
+    let (code, out) = verify_key(&public);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tail was cut"), "{out}");
+    // Another key does not vouch for it.
+    let other = keep.path().join("other");
+    assert!(agentwatch()
+        .args(["audit", "keygen"])
+        .arg(&other)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(&log, text).unwrap();
+    let (code, out) = verify_key(&other.with_extension("pub"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not by the key given"), "{out}");
+
+    // A key that others can read is refused before anything runs.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = keep.path().join("p.yaml");
+    std::fs::write(&p, profile("audit-signed", 9, "")).unwrap();
+    let other_log = keep.path().join("other.jsonl");
+    let out = agentwatch()
+        .arg("run")
+        .arg("--profile")
+        .arg(&p)
+        .arg("--audit")
+        .arg(&other_log)
+        .arg("--audit-key")
+        .arg(&key)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(
+        !other_log.exists(),
+        "the log was opened before the key was checked"
+    );
+}
+
 /// A loop repeating one violation: the alert output folds the identical
 /// alerts into the first and one aggregate with their count and times;
 /// the audit log still has every decision, each with its true wall-clock

@@ -119,6 +119,127 @@ fn a_selected_agent_is_paused_approved_and_audited_through_the_daemon() {
     );
 }
 
+/// A read-only bind mount of a directory, undone on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> Option<Self> {
+        let ok = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ok(&["--bind"]) {
+            return None;
+        }
+        let guard = Self(dir.to_path_buf());
+        ok(&["-o", "remount,bind,ro"]).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The DaemonSet's case: the profile is on a read-only mount. `approve
+/// --learn` writes the learned rule into the overlay in the state
+/// directory instead, the agent resumes, the rule holds at once and after
+/// a reload, `profile show` applies it, and the profile is untouched.
+#[test]
+fn approve_learn_on_a_read_only_profile_goes_to_the_overlay() {
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-overlay") else {
+        return;
+    };
+    let yaml = profile("dmn-ovl", 1, "");
+    let d = Daemon::prepare("daemon-overlay", "", &[]);
+    let ro = d.dir.0.join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("dmn-ovl.yaml"), &yaml).unwrap();
+    let Some(_mount) = ReadOnly::mount(&ro) else {
+        eprintln!("SKIP: cannot bind-mount a directory read-only here");
+        return;
+    };
+    assert!(
+        std::fs::write(ro.join("probe"), "x").is_err(),
+        "the mount is writable"
+    );
+    let text = config(true, &[("dmn-ovl", "enforce", &cg.0)], "").replace(
+        "profile = \"dmn-ovl.yaml\"",
+        "profile = \"ro/dmn-ovl.yaml\"",
+    );
+    write_config(&d, &text);
+    let mut d = d.start();
+
+    d.workload(&cg.0, "cat /etc/hostname; echo after > after.txt");
+    let req = d.request_of("dmn-ovl");
+    let id = req["id"].as_str().expect("id").to_string();
+    let reply = d.json(&["approve", &id, "--learn"]);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let said = reply.to_string();
+    assert!(said.contains("overlay"), "{said}");
+    assert_eq!(
+        d.wait_workload(Duration::from_secs(20)),
+        Some(0),
+        "{:?}",
+        d.alerts()
+    );
+    assert!(d.ws().join("after.txt").exists());
+
+    let overlay = d.dir.0.join("overlays/dmn-ovl.yaml");
+    let o = std::fs::read_to_string(&overlay).expect("the overlay");
+    assert!(o.contains("/etc/hostname") && o.contains(&id), "{o}");
+    assert_eq!(
+        std::fs::read_to_string(ro.join("dmn-ovl.yaml")).unwrap(),
+        yaml
+    );
+    let answer = records(&d)
+        .into_iter()
+        .find(|r| r["type"] == "approval")
+        .expect("an approval record");
+    assert_eq!(
+        (answer["outcome"].as_str(), answer["learned"].as_bool()),
+        (Some("approved"), Some(true))
+    );
+
+    // The learned rule holds now, and after a reload reads the
+    // configuration (and the overlay) again.
+    for round in ["now", "after a reload"] {
+        if round != "now" {
+            assert_eq!(d.json(&["reload"])["ok"], true);
+        }
+        d.workload(&cg.0, "cat /etc/hostname > /dev/null");
+        assert_eq!(
+            d.wait_workload(Duration::from_secs(20)),
+            Some(0),
+            "{round}: pending {}",
+            d.json(&["pending"])
+        );
+    }
+    assert_eq!(d.json(&["pending"]).as_array().map(Vec::len), Some(0));
+
+    let shown = d.cli(&[
+        "profile",
+        "show",
+        ro.join("dmn-ovl.yaml").to_str().unwrap(),
+        "--config",
+        d.config.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(out.starts_with("overlay: 1 approval(s)"), "{out}");
+    assert!(out.contains("hostname"), "{out}");
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+}
+
 #[test]
 fn reload_swaps_a_valid_config_in_and_keeps_the_running_one_otherwise() {
     let Some(_k) = privileged() else { return };

@@ -44,6 +44,7 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
     }
 }
 
@@ -69,16 +70,20 @@ fn a_full_audit_disk_keeps_enforcement_going_says_so_and_records_the_gap() {
     };
     let yaml = profile("ft-disk", 1, "");
     let d = Daemon::prepare("fault-disk", "", &[("ft-disk.yaml", &yaml)]);
-    let Some(fs) = Tmpfs::mount(&d.dir.0.join("auditfs"), 512) else {
+    // Beside the daemon's directory, not in it: the daemon's guard, dropped
+    // first, could not remove a directory with a mount in it.
+    let at = std::env::temp_dir().join(format!("aw-test-fault-auditfs-{}", std::process::id()));
+    let Some(fs) = Tmpfs::mount(&at, 512) else {
         eprintln!("SKIP: cannot mount a tmpfs");
         return;
     };
     d.write_config(&format!(
-        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n[alerts]\nwindow = \"off\"\n[audit]\npath = \"auditfs/audit.jsonl\"\nfsync = \"record\"\n{}",
+        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n[alerts]\nwindow = \"off\"\n[audit]\npath = \"{}\"\nfsync = \"record\"\n{}",
+        fs.0.join("audit.jsonl").display(),
         agent("ft-disk", &cg.0, "enforce", "[agent.actions]\nfile = \"alert\"\n")
     ));
     let mut d = d.start();
-    let log = d.dir.0.join("auditfs/audit.jsonl");
+    let log = fs.0.join("audit.jsonl");
     script(&d, "connect.py", CONNECT_9);
 
     fs.fill();

@@ -9,6 +9,7 @@ use std::{io::Read, io::Write, path::Path, time::Duration};
 
 use serde_json::Value;
 use support::{
+    agentwatch,
     daemon::{wait_for, Daemon},
     privileged, privileged_with_cgroup,
     receiver::{free_port, ocsf_python, HttpReceiver, Rsyslog},
@@ -58,10 +59,21 @@ fn ocsf_reaches_a_webhook_and_splunk_hec_validates_and_metrics_count_it() {
     // configuration's directory.
     std::fs::write(d.dir.0.join("hec-token"), "test-token\n").unwrap();
     std::fs::write(d.dir.0.join("hook-token"), "hook-secret\n").unwrap();
+    // The audit log signs checkpoints, which go to the feeds too.
+    let keygen = agentwatch()
+        .args(["audit", "keygen"])
+        .arg(d.dir.0.join("audit"))
+        .output()
+        .expect("audit keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
     d.write_config(&format!(
         r#"[daemon]
 alerts = "alerts.jsonl"
 rescan = "200ms"
+[audit]
+path = "audit.jsonl"
+key = "audit.key"
+checkpoint = "300ms"
 [metrics]
 listen = "127.0.0.1:{mport}"
 [[feed]]
@@ -112,11 +124,22 @@ spool_dir = "spool-hec"
     wait_for("OCSF on the webhook", Duration::from_secs(30), || {
         let lines = rx.lines("/hook");
         let rules = rule_names(&lines);
-        classes(&lines) == vec![1001, 1007, 2004, 4001]
+        classes(&lines) == vec![0, 1001, 1007, 2004, 4001]
             && rules.iter().any(|r| r.starts_with("file/"))
             && rules.iter().any(|r| r.starts_with("network/"))
     });
     let hook = rx.lines("/hook");
+    let checkpoint = hook
+        .iter()
+        .find(|l| l["class_uid"] == 0)
+        .map(|l| l["unmapped"]["checkpoint"].clone())
+        .expect("a checkpoint");
+    assert!(
+        checkpoint["signature"]
+            .as_str()
+            .is_some_and(|s| s.len() == 128),
+        "{checkpoint}"
+    );
     for r in rx.requests().iter().filter(|r| r.path == "/hook") {
         assert_eq!(r.header("X-Tenant"), Some("acme"));
         assert_eq!(r.header("Authorization"), Some("Bearer hook-secret"));
@@ -135,6 +158,7 @@ spool_dir = "spool-hec"
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "OCSF validation failed:\n{said}");
     for class in [
+        "base_event",
         "process_activity",
         "file_activity",
         "network_activity",
@@ -169,12 +193,19 @@ spool_dir = "spool-hec"
             .collect();
         (auth, events)
     };
+    let findings = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["event"]["class_uid"] == 2004)
+            .cloned()
+            .collect()
+    };
     wait_for("both findings at the HEC", Duration::from_secs(30), || {
-        hec_events().1.len() >= 2
+        findings(&hec_events().1).len() >= 2
     });
     let (auth, events) = hec_events();
     assert!(auth.iter().all(|a| a == "Splunk test-token"), "{auth:?}");
-    for e in &events {
+    for e in &findings(&events) {
         assert_eq!(e["sourcetype"], "agentwatch:ocsf");
         assert_eq!(e["event"]["class_uid"], 2004);
         assert!(e["time"].as_f64().is_some() && e["host"].is_string());
@@ -218,6 +249,23 @@ spool_dir = "spool-hec"
         "{m}"
     );
     assert_eq!(d.stop(), Some(0));
+    // The daemon sealed its log as it stopped; the feeds' checkpoint is
+    // one of the log's.
+    let log = d.dir.0.join("audit.jsonl");
+    let out = agentwatch()
+        .args(["audit", "verify", "--json", "--key"])
+        .arg(d.dir.0.join("audit.pub"))
+        .arg(&log)
+        .output()
+        .expect("audit verify");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["sealed"], true, "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(checkpoint["signature"].as_str().unwrap()),
+        "the feed's checkpoint is not in the log"
+    );
 }
 
 #[test]

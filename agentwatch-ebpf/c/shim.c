@@ -62,7 +62,6 @@ SHIM struct file *aw_task_fd(struct task_struct *t, __u32 fd)
 	return f;
 }
 
-
 SHIM struct path *aw_file_path(struct file *f)
 {
 	return (struct path *)((char *)f + bpf_core_field_offset(struct file, f_path));

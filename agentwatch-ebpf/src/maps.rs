@@ -127,17 +127,32 @@ pub fn skip_exit_set(tid: u32, v: u64) {
     }
 }
 
-/// Takes thread `tid`'s pending skip when `matches` its value.
+/// Takes thread `tid`'s pending skip, whatever it is (a stale one must
+/// not skip a later exit).
 #[inline(always)]
-pub fn skip_exit_take(tid: u32, matches: impl Fn(u64) -> bool) -> Option<u64> {
+pub fn skip_exit_take(tid: u32) -> Option<u64> {
     let p = SKIP_EXIT.get_ptr_mut(&tid)?;
     // SAFETY: only this thread writes its own entry.
     let v = unsafe { *p };
-    if v == 0 || !matches(v) {
+    if v == 0 {
         return None;
     }
     unsafe { *p = 0 };
     Some(v)
+}
+
+/// Takes thread `tid`'s pending skip only when it is `v`.
+#[inline(always)]
+pub fn skip_exit_take_if(tid: u32, v: u64) -> bool {
+    let Some(p) = SKIP_EXIT.get_ptr_mut(&tid) else {
+        return false;
+    };
+    // SAFETY: only this thread writes its own entry.
+    if v == 0 || unsafe { *p } != v {
+        return false;
+    }
+    unsafe { *p = 0 };
+    true
 }
 
 /// Programs `sys_exit` tail-calls (their own verifier budget): slot

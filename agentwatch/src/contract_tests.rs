@@ -59,6 +59,7 @@ fn name(code: u8) -> String {
         verdict: 0,
         rule: code,
         action: 0,
+        held: false,
     }
     .rule_name()
 }

@@ -37,6 +37,10 @@ pub struct KernelDecision {
     pub verdict: u8,
     pub rule: u8,
     pub action: u8,
+    /// The call was held (SIGSTOP) at its entry for userspace to judge,
+    /// and its exit brought the verdict: unless the verdict ends or
+    /// pauses the caller, userspace must release it.
+    pub held: bool,
 }
 
 impl KernelDecision {
@@ -74,10 +78,13 @@ impl KernelDecision {
 impl Serialize for KernelDecision {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(3))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("verdict", self.verdict_name())?;
         m.serialize_entry("rule", &self.rule_name())?;
         m.serialize_entry("action", self.action_name())?;
+        if self.held {
+            m.serialize_entry("held", &true)?;
+        }
         m.end()
     }
 }
@@ -90,6 +97,7 @@ impl<'de> Deserialize<'de> for KernelDecision {
             verdict: 0,
             rule: 0,
             action: 0,
+            held: false,
         })
     }
 }

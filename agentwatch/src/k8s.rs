@@ -145,11 +145,7 @@ impl ApiConfig {
     pub const SA_DIR: &'static str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
     pub fn default_node() -> String {
-        std::env::var("NODE_NAME").unwrap_or_else(|_| {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
+        std::env::var("NODE_NAME").unwrap_or_else(|_| crate::origin::host().to_string())
     }
 }
 

@@ -175,6 +175,23 @@ enum AuditAction {
         /// The files to read.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+        /// The Ed25519 public key (PEM) checkpoints were signed with: each
+        /// signature is checked, and the log must hold one and end with
+        /// the final checkpoint of a writer that closed it (unless a
+        /// process still has it open). Exit 1 otherwise.
+        #[arg(long, value_name = "PUB")]
+        key: Option<std::path::PathBuf>,
+        /// Print JSON (an error too: one JSON object on stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an Ed25519 key pair for signed checkpoints: PREFIX.key (the
+    /// private key, mode 600, for `[audit] key` or `run --audit-key`) and
+    /// PREFIX.pub (for `audit verify --key`).
+    Keygen {
+        /// Where the pair goes: PREFIX.key and PREFIX.pub.
+        #[arg(value_name = "PREFIX")]
+        prefix: std::path::PathBuf,
         /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
@@ -186,6 +203,15 @@ enum ProfileAction {
     /// A readable summary of a profile (or the whole profile with --json).
     Show {
         file: std::path::PathBuf,
+        /// Apply this overlay of learned approvals (what `approve --learn`
+        /// wrote beside a profile it could not write).
+        #[arg(long, value_name = "FILE")]
+        overlay: Option<std::path::PathBuf>,
+        /// The daemon configuration whose agent uses FILE: its overlay, if
+        /// any, is applied [default: /etc/agentwatch/agentwatch.toml, when
+        /// it exists].
+        #[arg(long, value_name = "FILE", conflicts_with = "overlay")]
+        config: Option<std::path::PathBuf>,
         /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
@@ -286,7 +312,7 @@ impl Command {
             | Command::Demo { json, .. }
             | Command::Doctor { json } => *json,
             Command::Audit {
-                action: AuditAction::Verify { json, .. },
+                action: AuditAction::Verify { json, .. } | AuditAction::Keygen { json, .. },
             } => *json,
             Command::Profile { action } => match action {
                 ProfileAction::Show { json, .. }
@@ -347,10 +373,16 @@ fn main() -> ExitCode {
         Command::Daemon(o) => daemon::run(o),
         Command::Reload { json } => control::reload(json),
         Command::Audit { action } => match action {
-            AuditAction::Verify { files, json } => audit::verify(&files, json),
+            AuditAction::Verify { files, key, json } => audit::verify(&files, key.as_deref(), json),
+            AuditAction::Keygen { prefix, json } => audit::keygen(&prefix, json),
         },
         Command::Profile { action } => match action {
-            ProfileAction::Show { file, json } => profile::show(&file, json),
+            ProfileAction::Show {
+                file,
+                overlay,
+                config,
+                json,
+            } => profile::show(&file, overlay.as_deref(), config.as_deref(), json),
             ProfileAction::Lint { files, json } => profile::lint(&files, json),
             ProfileAction::Diff { old, new, json } => profile::diff_cmd(&old, &new, json),
             ProfileAction::Merge {

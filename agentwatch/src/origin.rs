@@ -5,13 +5,13 @@ use std::sync::OnceLock;
 
 static NODE: OnceLock<String> = OnceLock::new();
 
-/// This host's name (empty when it cannot be read).
+/// This host's name ("unknown" when it cannot be read).
 pub fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .unwrap_or_else(|_| "unknown".into())
     })
 }
 

@@ -3,7 +3,7 @@
 //! Two kinds, never mixed:
 //! - Records (alerts, decisions, approvals, audit and feed records, the
 //!   syslog header) carry the true time with microseconds: `now`, and
-//!   `of_monotonic` for a kernel event, whose own clock is CLOCK_MONOTONIC.
+//!   `wall_of_monotonic` for a kernel event, whose own clock is CLOCK_MONOTONIC.
 //! - What learning writes into profiles and session headers carries
 //!   `profile_time`: whole seconds, clamped to SOURCE_DATE_EPOCH when it is
 //!   set (reproducible-builds.org), so two learning runs of one workload
@@ -19,11 +19,6 @@ pub fn now() -> String {
 
 /// The wall-clock time of a kernel event stamped `ts_ns` on
 /// CLOCK_MONOTONIC (`bpf_ktime_get_ns`): now, less how long ago that was.
-pub fn of_monotonic(ts_ns: u64) -> String {
-    micros(wall_of_monotonic(ts_ns))
-}
-
-/// `of_monotonic` as a `SystemTime`.
 pub fn wall_of_monotonic(ts_ns: u64) -> SystemTime {
     let wall = SystemTime::now();
     let mono = crate::clock::monotonic_ns();

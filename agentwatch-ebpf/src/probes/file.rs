@@ -224,7 +224,7 @@ pub fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
 /// on what happened (nothing, if the call failed; an open's create only
 /// when it made a regular file). Returns the decision for the exit record:
 /// allowed when there is nothing (more) to act on, so userspace does not
-/// judge it again.
+/// judge it again. `opened`: the file an open reached (null otherwise).
 #[inline(always)]
 pub fn judge_deferred(
     pol: &AgentPolicy,
@@ -232,6 +232,7 @@ pub fn judge_deferred(
     call: &Call,
     ret: i64,
     df: &Deferred,
+    opened: Ptr,
 ) -> Option<Decision> {
     let allowed = Decision::new(verdict::ALLOW, rule::NONE, df.class as usize);
     // A failed call changed nothing (one Landlock refused is reported by
@@ -247,7 +248,7 @@ pub fn judge_deferred(
         } else {
             0
         };
-        let f = unsafe { aw_task_fd(task(), ret as u32) };
+        let f = opened;
         if judge_opened(pol, w, call.nr, f, ret, flags, rule::NONE)? {
             return Some(allowed);
         }
@@ -287,8 +288,8 @@ pub fn note_written(agent: u32, f: Ptr) {
     let _ = WRITTEN.insert(&key, &(agent + 1), 0);
 }
 
-/// The file an open reached (`f`, behind `fd`), judged by its real path (a dentry walk from
-/// the new fd) against the guardrails: a symlink, `/proc/self/cwd` or a
+/// The file an open reached (`f`, behind `fd`), judged by its real path
+/// (a dentry walk from the file) against the guardrails: a symlink, `/proc/self/cwd` or a
 /// bind mount that leads to a guardrail file is caught here even though
 /// the path the process named was allowed. Only guardrails: the profile's
 /// own rules name files as the agent names them (`/lib/...` for

@@ -232,8 +232,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
     if let Some(p) = pol {
-        // Taken whatever it says: a stale one must not skip a later exit.
-        let pending = skip_exit_take(tid, |_| true);
+        let pending = skip_exit_take(tid);
         if let Some(v) = pending.filter(|v| *v as u32 == sysno) {
             // Landlock refused what the names allowed: reported from a
             // program of its own (this one is at the verifier's limit).
@@ -258,7 +257,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = DEFERRED.remove(&tid);
     }
     let late = match (pol, deferred) {
-        (Some(p), Some(df)) => file::judge_deferred(p, &w, &call, ret, &df),
+        (Some(p), Some(df)) => file::judge_deferred(p, &w, &call, ret, &df, opened),
         _ => None,
     };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;

@@ -169,7 +169,7 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     const EPERM: i64 = 1;
     let sysno = syscall_nr(ctx);
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if crate::maps::skip_exit_take(tid, |v| v == sysno as u64).is_some() {
+    if crate::maps::skip_exit_take_if(tid, sysno as u64) {
         return Ok(());
     }
     if super::syscall_ret(ctx) != -EPERM {

@@ -7,6 +7,7 @@
 //! `{"seq":N,"prev":"<64 hex>","record":{...}}`; the hash of a record is
 //! the sha256 of its line without the newline. The first record of a chain
 //! has `prev` = 64 zeros.
+pub mod checkpoint;
 #[cfg(test)]
 mod tests;
 pub mod verify;
@@ -42,6 +43,11 @@ pub struct Link {
 impl Link {
     pub fn parse(line: &[u8]) -> Option<Link> {
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        Self::of(&v)
+    }
+
+    /// The chain fields of a line already parsed.
+    pub fn of(v: &serde_json::Value) -> Option<Link> {
         Some(Link {
             seq: v["seq"].as_u64()?,
             prev: v["prev"].as_str()?.to_string(),

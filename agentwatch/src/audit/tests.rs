@@ -11,10 +11,10 @@ use serde_json::json;
 use super::{verify::Finding, verify_files, AuditLog, Fsync};
 
 /// A temp directory removed on drop.
-struct Dir(PathBuf);
+pub(super) struct Dir(pub(super) PathBuf);
 
 impl Dir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let p = std::env::temp_dir().join(format!(
             "aw-audit-{}-{}",
@@ -60,7 +60,7 @@ fn an_untouched_chain_verifies() {
     let d = Dir::new();
     let p = d.file("audit.jsonl");
     write_records(&p, 5, None);
-    let r = verify_files(&[p]).expect("verify");
+    let r = verify_files(&[p], None).expect("verify");
     assert!(r.ok(), "{:?}", r.finding);
     assert_eq!((r.records, r.first_seq, r.last_seq), (5, Some(0), Some(4)));
     assert!(!r.starts_mid_chain && r.cut_short.is_none());
@@ -74,7 +74,7 @@ fn an_altered_record_breaks_the_chain_at_the_next_one() {
     let mut l = lines(&p);
     l[2] = l[2].replace("\"i\":2", "\"i\":7");
     rewrite(&p, &l);
-    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&p), None).expect("verify");
     assert_eq!(
         r.finding,
         Some(Finding::Broken {
@@ -94,7 +94,7 @@ fn a_removed_record_is_missing_and_a_moved_one_reordered() {
     let mut l = lines(&p);
     l.remove(1);
     rewrite(&p, &l);
-    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&p), None).expect("verify");
     assert_eq!(
         r.finding,
         Some(Finding::Missing {
@@ -110,7 +110,7 @@ fn a_removed_record_is_missing_and_a_moved_one_reordered() {
     let mut l = lines(&q);
     l.swap(2, 3);
     rewrite(&q, &l);
-    let r = verify_files(std::slice::from_ref(&q)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&q), None).expect("verify");
     assert_eq!(
         r.finding,
         Some(Finding::Missing {
@@ -125,7 +125,7 @@ fn a_removed_record_is_missing_and_a_moved_one_reordered() {
     l.swap(2, 3); // back
     l.insert(4, l[1].clone()); // a duplicate of seq 1 after seq 3
     rewrite(&q, &l);
-    let r = verify_files(std::slice::from_ref(&q)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&q), None).expect("verify");
     assert_eq!(
         r.finding,
         Some(Finding::Reordered {
@@ -151,7 +151,7 @@ fn the_chain_continues_across_rotation_and_a_lost_file_is_named() {
     // Given in any order: verify orders them by their first record.
     files.sort();
     files.reverse();
-    let r = verify_files(&files).expect("verify");
+    let r = verify_files(&files, None).expect("verify");
     assert!(r.ok(), "{:?}", r.finding);
     assert_eq!(r.records, 40);
 
@@ -164,7 +164,7 @@ fn the_chain_continues_across_rotation_and_a_lost_file_is_named() {
         .map(|e| e.path())
         .collect();
     files.sort();
-    let r = verify_files(&files).expect("verify");
+    let r = verify_files(&files, None).expect("verify");
     assert!(r.ok(), "{:?}", r.finding);
 
     // Sorted by name: the live file, then the rotated ones oldest first.
@@ -172,14 +172,14 @@ fn the_chain_continues_across_rotation_and_a_lost_file_is_named() {
     // the middle, it has a gap.
     let mut later = files.clone();
     let oldest = later.remove(1);
-    let r = verify_files(&later).expect("verify");
+    let r = verify_files(&later, None).expect("verify");
     assert!(
         r.ok() && r.starts_mid_chain,
         "without {}: {r:?}",
         oldest.display()
     );
     let middle = files.remove(2);
-    let r = verify_files(&files).expect("verify");
+    let r = verify_files(&files, None).expect("verify");
     assert!(
         matches!(r.finding, Some(Finding::Missing { .. })),
         "without {}: {:?}",
@@ -199,7 +199,7 @@ fn a_record_cut_short_by_a_crash_verifies_up_to_the_last_complete_one_and_is_dro
         .expect("open");
     f.write_all(br#"{"seq":3,"prev":"ab"#).expect("write");
     drop(f);
-    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&p), None).expect("verify");
     assert!(r.ok(), "{:?}", r.finding);
     assert_eq!(r.records, 3);
     assert_eq!(r.cut_short, Some((p.clone(), 4)));
@@ -209,7 +209,7 @@ fn a_record_cut_short_by_a_crash_verifies_up_to_the_last_complete_one_and_is_dro
     assert_eq!(log.next_seq(), 3);
     log.append(&json!({"after": "crash"})).expect("append");
     drop(log);
-    let r = verify_files(&[p]).expect("verify");
+    let r = verify_files(&[p], None).expect("verify");
     assert!(r.ok() && r.cut_short.is_none(), "{r:?}");
     assert_eq!(r.records, 4);
 }
@@ -223,7 +223,7 @@ fn a_foreign_line_is_refused_by_the_writer_and_named_by_verify() {
     l.insert(1, "not json".into());
     rewrite(&p, &l);
     assert!(AuditLog::open(&p, Fsync::EveryRecord, None).is_err());
-    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&p), None).expect("verify");
     assert_eq!(r.finding, Some(Finding::Malformed { file: p, line: 2 }));
 }
 
@@ -252,7 +252,7 @@ fn an_emptied_log_does_not_verify() {
     let d = Dir::new();
     let p = d.file("audit.jsonl");
     std::fs::write(&p, "").expect("write");
-    let r = verify_files(std::slice::from_ref(&p)).expect("verify");
+    let r = verify_files(std::slice::from_ref(&p), None).expect("verify");
     assert_eq!(r.finding, Some(Finding::Empty { file: p }));
     assert_eq!(r.records, 0);
 }

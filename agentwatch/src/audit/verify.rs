@@ -3,11 +3,19 @@
 //! not matter) and names the first record that is altered, out of order,
 //! or missing. A last record cut short by a crash is reported, not an error:
 //! the log verifies up to its last complete record.
+//!
+//! Checkpoints (`super::checkpoint`) must cover the record before them.
+//! Given the public key (`--key`), each one's signature is checked, and
+//! the log must hold at least one and end with the final checkpoint of a
+//! writer that closed it, unless a writer still has it open.
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{line_hash, Link, GENESIS};
+use super::{
+    checkpoint::{Covered, Verifier},
+    line_hash, Link, GENESIS,
+};
 
 /// The first thing wrong with the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +47,24 @@ pub enum Finding {
     /// No record at all: every writer begins with a `started` record, so
     /// an empty log was emptied (or is not an audit log).
     Empty { file: PathBuf },
+    /// A checkpoint that does not cover the record before it, or whose
+    /// signature is not the key's: the log was rewritten.
+    Checkpoint {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+        why: String,
+    },
+    /// `--key` given, and no checkpoint at all: nothing vouches for the log.
+    Unsigned { file: PathBuf },
+    /// `--key` given, the last record is not a final checkpoint and no
+    /// writer has the log open: its tail was cut, or the writer died.
+    Unsealed {
+        file: PathBuf,
+        after: u64,
+        checkpoint_seq: u64,
+        time: String,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -81,6 +107,31 @@ impl std::fmt::Display for Finding {
                 "{}: no records; agentwatch begins every log with a `started` record, so this one was emptied or is not an audit log",
                 file.display()
             ),
+            Finding::Checkpoint {
+                file,
+                line,
+                seq,
+                why,
+            } => write!(
+                f,
+                "{}:{line}: checkpoint (record {seq}) {why}: the log was rewritten",
+                file.display()
+            ),
+            Finding::Unsigned { file } => write!(
+                f,
+                "{}: no signed checkpoint in the log: nothing vouches that it was not rewritten whole (was the writer given a key?)",
+                file.display()
+            ),
+            Finding::Unsealed {
+                file,
+                after,
+                checkpoint_seq,
+                time,
+            } => write!(
+                f,
+                "{}: the log ends {after} record(s) after its last checkpoint (record {checkpoint_seq}, {time}) without the final checkpoint a writer that closes it signs, and no process has it open: its tail was cut, or its writer died",
+                file.display()
+            ),
         }
     }
 }
@@ -97,12 +148,53 @@ pub struct Report {
     pub starts_mid_chain: bool,
     /// A last record cut short (a crash mid-write), file and line.
     pub cut_short: Option<(PathBuf, usize)>,
+    /// Checkpoints found (and, with a key, whose signatures verified).
+    pub checkpoints: u64,
+    pub last_checkpoint: Option<CheckpointSeen>,
+    /// Records after the last checkpoint.
+    pub after_checkpoint: u64,
+    /// The last record is a final checkpoint: the writer closed the log.
+    pub sealed: bool,
+    /// A process that has the newest file open (a writer still at work).
+    pub open_by: Option<u32>,
+    /// The key checkpoints were checked with.
+    pub key: Option<String>,
     pub finding: Option<Finding>,
+}
+
+/// The last checkpoint: the record it covers, when, and whether final.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointSeen {
+    pub covers: u64,
+    pub hash: String,
+    pub time: String,
+    #[serde(rename = "final")]
+    pub last: bool,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
         self.finding.is_none()
+    }
+
+    /// Counts a record that verified (`checkpoint`: what it says, if one).
+    fn count(&mut self, seq: u64, checkpoint: Option<&Covered>) {
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.records += 1;
+        self.after_checkpoint += 1;
+        self.sealed = false;
+        if let Some(c) = checkpoint {
+            self.checkpoints += 1;
+            self.after_checkpoint = 0;
+            self.sealed = c.last;
+            self.last_checkpoint = Some(CheckpointSeen {
+                covers: c.seq,
+                hash: c.hash.clone(),
+                time: c.time.clone(),
+                last: c.last,
+            });
+        }
     }
 }
 
@@ -112,6 +204,8 @@ struct Line {
     link: Option<Link>,
     hash: String,
     complete: bool,
+    /// What a checkpoint record says: covered, key id, signature.
+    checkpoint: Option<(Covered, String, String)>,
 }
 
 fn read_lines(idx: usize, path: &Path) -> std::io::Result<Vec<Line>> {
@@ -125,20 +219,23 @@ fn read_lines(idx: usize, path: &Path) -> std::io::Result<Vec<Line>> {
             Some(i) => (&rest[..i], true, &rest[i + 1..]),
             None => (rest, false, &rest[rest.len()..]),
         };
+        let v: Option<serde_json::Value> = serde_json::from_slice(line).ok();
         out.push(Line {
             file: idx,
             line: n,
-            link: Link::parse(line),
+            link: v.as_ref().and_then(Link::of),
             hash: line_hash(line),
             complete,
+            checkpoint: v.as_ref().and_then(|v| Covered::of_record(&v["record"])),
         });
         rest = next;
     }
     Ok(out)
 }
 
-/// Verifies the chain through `paths`.
-pub fn verify_files(paths: &[PathBuf]) -> std::io::Result<Report> {
+/// Verifies the chain through `paths`, and with `key` its checkpoints'
+/// signatures, that it has some, and that it was closed.
+pub fn verify_files(paths: &[PathBuf], key: Option<&Verifier>) -> std::io::Result<Report> {
     let mut files: Vec<(PathBuf, Vec<Line>)> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
         files.push((p.clone(), read_lines(i, p)?));
@@ -152,6 +249,7 @@ pub fn verify_files(paths: &[PathBuf]) -> std::io::Result<Report> {
     });
     let mut report = Report {
         files: files.len(),
+        key: key.map(|k| k.id().to_string()),
         ..Report::default()
     };
     let name = |l: &Line| paths[l.file].clone();
@@ -200,19 +298,100 @@ pub fn verify_files(paths: &[PathBuf]) -> std::io::Result<Report> {
             }),
             Some(_) => None,
         };
+        let finding = finding.or_else(|| {
+            let (c, key_id, sig) = l.checkpoint.as_ref()?;
+            let why = checkpoint_problem(c, key_id, sig, prev, key)?;
+            Some(Finding::Checkpoint {
+                file: name(l),
+                line: l.line,
+                seq: link.seq,
+                why,
+            })
+        });
         if finding.is_some() {
             report.finding = finding;
             break;
         }
-        report.first_seq.get_or_insert(link.seq);
-        report.last_seq = Some(link.seq);
-        report.records += 1;
+        report.count(link.seq, l.checkpoint.as_ref().map(|c| &c.0));
         prev = Some((link.seq, &l.hash));
     }
+    let newest = files.last().map(|(p, _)| p.clone()).unwrap_or_default();
     if report.records == 0 && report.finding.is_none() && report.cut_short.is_none() {
         report.finding = Some(Finding::Empty {
             file: paths.first().cloned().unwrap_or_default(),
         });
     }
+    if key.is_some() && report.finding.is_none() {
+        anchored(&mut report, newest);
+    }
     Ok(report)
+}
+
+/// With a key: the log must have a checkpoint, and end with the final one
+/// unless a process (its writer) still has `newest` open.
+fn anchored(report: &mut Report, newest: PathBuf) {
+    report.open_by = open_by(&newest);
+    report.finding = match &report.last_checkpoint {
+        None => Some(Finding::Unsigned { file: newest }),
+        Some(c) if !report.sealed && report.open_by.is_none() => Some(Finding::Unsealed {
+            file: newest,
+            after: report.after_checkpoint,
+            checkpoint_seq: report.last_seq.unwrap_or(0) - report.after_checkpoint,
+            time: c.time.clone(),
+        }),
+        Some(_) => None,
+    };
+}
+
+/// What is wrong with a checkpoint, given the record before it (`prev`:
+/// seq and hash) and the key to check its signature with.
+fn checkpoint_problem(
+    c: &Covered,
+    key_id: &str,
+    sig: &str,
+    prev: Option<(u64, &str)>,
+    key: Option<&Verifier>,
+) -> Option<String> {
+    match prev {
+        Some((seq, hash)) if c.seq != seq || c.hash != hash => {
+            return Some(format!(
+                "covers record {} but follows record {seq}, or names another hash",
+                c.seq
+            ))
+        }
+        // The first record given: what it covers is in an earlier file.
+        _ => {}
+    }
+    let k = key?;
+    if key_id != k.id() {
+        return Some(format!(
+            "is signed by key {key_id}, not by the key given ({})",
+            k.id()
+        ));
+    }
+    (!k.verify(c, sig)).then(|| "has a signature that is not the key's".to_string())
+}
+
+/// A process with `path` open (the writer, when it is still at work).
+fn open_by(path: &Path) -> Option<u32> {
+    let want = std::fs::canonicalize(path).ok()?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == want))
+        {
+            return Some(pid);
+        }
+    }
+    None
 }

@@ -347,9 +347,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     let own = own_files(&out_dir, &out);
     let guardrails = Guardrails::builtin().with_agentwatch_paths(own.iter().map(String::as_str));
     let cfg = plan.config(&opts);
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into());
+    let host = crate::origin::host().to_string();
     let recorder = match &plan.record {
         Some(dir) => Some(recorder(dir, &opts.agent, &host, &anchors)?),
         None => None,

@@ -23,16 +23,74 @@ fn load(path: &Path) -> anyhow::Result<Profile> {
 }
 
 /// `profile show`: a readable summary, or the profile as JSON.
-pub fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
-    let p = load(path)?;
+/// With the overlay of learned approvals applied, when there is one: the
+/// one given, or the one of the daemon agent whose profile `path` is.
+pub fn show(
+    path: &Path,
+    overlay: Option<&Path>,
+    config: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let mut p = load(path)?;
+    let overlay = match overlay {
+        Some(o) => Some(o.to_path_buf()),
+        None => overlay_of(path, config)?,
+    };
+    let applied = match &overlay {
+        Some(o) => match crate::profile::overlay::load(o) {
+            Ok(Some(ov)) => {
+                crate::profile::overlay::apply(&mut p, &ov);
+                Some((o, ov.approvals.len()))
+            }
+            Ok(None) => bail!(crate::exit::usage(format!("no overlay at {}", o.display()))),
+            Err(r) => bail!(crate::exit::usage(r.to_string())),
+        },
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &p)?;
         writeln!(out)?;
         return Ok(0);
     }
+    if let Some((o, n)) = applied {
+        writeln!(
+            out,
+            "overlay: {n} approval(s) learned into {} (the profile could not be written) are applied below",
+            o.display()
+        )?;
+    }
     out.write_all(summary(&p).as_bytes())?;
     Ok(0)
+}
+
+/// The overlay of the daemon agent whose profile is `path`, in `config`
+/// (or the default configuration, when it exists), if it has one.
+fn overlay_of(path: &Path, config: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    const DEFAULT: &str = "/etc/agentwatch/agentwatch.toml";
+    let (file, given) = match config {
+        Some(c) => (c.to_path_buf(), true),
+        None if Path::new(DEFAULT).exists() => (PathBuf::from(DEFAULT), false),
+        None => return Ok(None),
+    };
+    let cfg = match crate::daemon::config::load(&file) {
+        Ok(c) => c,
+        Err(r) if given => bail!(crate::exit::usage(r.to_string())),
+        // The default one is only a hint: a broken one is said, not fatal.
+        Err(_) => {
+            eprintln!(
+                "agentwatch: note: {DEFAULT} does not load; no overlay applied (`--config` or `--overlay` names one)"
+            );
+            return Ok(None);
+        }
+    };
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(cfg
+        .agents
+        .iter()
+        .find(|a| std::fs::canonicalize(&a.profile_path).is_ok_and(|p| p == want))
+        .map(|a| a.overlay.clone())
+        .filter(|o| o.exists()))
 }
 
 /// The reviewer's view: readiness first, then territories, what lies

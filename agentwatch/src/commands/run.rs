@@ -16,9 +16,10 @@ use serde_json::json;
 
 use super::session::{self, Session, AGENT_ID};
 use crate::{
+    audit::checkpoint::Signer,
     audit::AuditLog,
     control,
-    enforce::audit_trail::{AuditTrail, AuditWriter, SharedAudit},
+    enforce::audit_trail::{Anchor, AuditTrail, AuditWriter, SharedAudit},
     enforce::own_files,
     enforce::{
         agent::{AgentEnforcer, Setup},
@@ -78,6 +79,15 @@ pub struct RunOptions {
     /// file.
     #[arg(long, value_name = "MB")]
     pub audit_rotate_mb: Option<u64>,
+    /// Sign a checkpoint of the audit log with this Ed25519 private key
+    /// (PKCS#8 PEM, mode 600; `agentwatch audit keygen PREFIX` makes one),
+    /// and a final one at the end: `audit verify --key PUB` then catches
+    /// a rewritten log or a cut tail.
+    #[arg(long, value_name = "KEY", requires = "audit")]
+    pub audit_key: Option<PathBuf>,
+    /// How often a checkpoint is signed, when records came since the last.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::units::parse_duration, requires = "audit_key")]
+    pub audit_checkpoint: Duration,
     /// Take every decision in userspace; the kernel only senses. The
     /// fallback of kernels without in-kernel signals, kept for
     /// `cargo xtask bench` to measure against.
@@ -115,11 +125,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         Some((trail, shared)) => (Some(trail), Some(shared)),
         None => (None, None),
     };
-    let guardrails = own_files::guardrails(
-        &[opts.profile.as_path()],
-        opts.audit.as_deref(),
-        &[control::run_dir().as_path()],
-    );
+    let mut own: Vec<&std::path::Path> = vec![opts.profile.as_path()];
+    own.extend(opts.audit_key.as_deref());
+    let guardrails =
+        own_files::guardrails(&own, opts.audit.as_deref(), &[control::run_dir().as_path()]);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     for s in &compiled.skipped {
         eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
@@ -141,6 +150,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             mode: opts.mode,
             profile,
             profile_path: opts.profile.clone(),
+            overlay: None,
             file_actions: None,
             anchors,
             guardrails,
@@ -166,6 +176,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         m.insert(agent.clone(), enforcer.clone());
     }
     let _server = control::serve(&agent, enforcer.clone())?;
+    let closing_audit = shared_audit.clone();
     let sink = AgentsSink {
         agents: agents.clone(),
         audit: shared_audit,
@@ -197,6 +208,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     }
     let layers = sandbox.as_ref().map(|s| s.layers.clone());
     summary(&mut e, counts.records, opts.json, layers)?;
+    if let Some(Ok(mut w)) = closing_audit.as_ref().map(|a| a.lock()) {
+        w.close();
+    }
     Ok(status.map(spawn::shell_status).unwrap_or(1))
 }
 
@@ -245,6 +259,11 @@ fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<(AuditTrail, SharedAu
     let Some(path) = &opts.audit else {
         return Ok(None);
     };
+    // The key first: one that does not load leaves the log untouched.
+    let signer = match &opts.audit_key {
+        Some(k) => Some(Signer::load(k).map_err(|e| crate::exit::usage(e.to_string()))?),
+        None => None,
+    };
     let log = AuditLog::open(
         path,
         opts.audit_fsync,
@@ -252,7 +271,11 @@ fn audit_trail(opts: &RunOptions) -> anyhow::Result<Option<(AuditTrail, SharedAu
     )?;
     let bytes = std::fs::read(&opts.profile)
         .with_context(|| format!("cannot read {}", opts.profile.display()))?;
-    let shared = AuditWriter::shared(log);
+    let mut writer = AuditWriter::new(log);
+    if let Some(s) = signer {
+        writer.anchor(Anchor::new(s, opts.audit_checkpoint));
+    }
+    let shared: SharedAudit = Arc::new(Mutex::new(writer));
     let mut trail = AuditTrail::new(shared.clone(), &bytes);
     // Every writer begins with this record: an empty log was emptied.
     trail.record(serde_json::json!({

@@ -57,7 +57,7 @@ fn agent(
             format!("agent {name}: learn = true needs mode = \"monitor\" (nothing but guardrails is enforced while an agent is learned); set the mode to enforce once `agentwatch profile readiness` says the profile is ready"),
         );
     }
-    let (mut profile, bytes) = match loaded {
+    let (mut profile, mut bytes) = match loaded {
         Ok(v) => v,
         // Learning starts from nothing: the first session writes the file.
         Err(_) if learn && !profile_path.exists() => (Profile::empty(&name), Vec::new()),
@@ -73,6 +73,24 @@ fn agent(
             return None;
         }
     };
+    // What `approve --learn` put beside a profile it could not write.
+    let overlay = crate::profile::overlay::path_for(spool_base, &name);
+    match crate::profile::overlay::load(&overlay) {
+        Ok(Some(o)) => {
+            crate::profile::overlay::apply(&mut profile, &o);
+            // The profile's version names the overlay too.
+            bytes.extend(std::fs::read(&overlay).unwrap_or_default());
+        }
+        Ok(None) => {}
+        Err(r) => p.with_detail(
+            Some(d.profile.span()),
+            format!(
+                "agent {name}: the overlay {} of learned approvals is not usable; fix or remove it",
+                overlay.display()
+            ),
+            Some(r.to_string()),
+        ),
+    }
     let file_actions = profile.actions.clone();
     if let Some(act) = &d.actions {
         if act.get_ref().guardrails == Some(ActionKind::Alert) {
@@ -93,6 +111,7 @@ fn agent(
         shadow,
         name,
         profile_path,
+        overlay,
         profile,
         file_actions,
         profile_sha256: crate::audit::line_hash(&bytes),

@@ -74,6 +74,9 @@ struct AuditDoc {
     path: PathBuf,
     fsync: Option<Spanned<String>>,
     rotate_mb: Option<u64>,
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints.
+    key: Option<PathBuf>,
+    checkpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -178,13 +181,23 @@ pub struct AuditConfig {
     pub path: PathBuf,
     pub fsync: Fsync,
     pub rotate_bytes: Option<u64>,
+    /// The key that signs checkpoints (`crate::audit::checkpoint`).
+    pub key: Option<PathBuf>,
+    /// How often a checkpoint is signed when records came since the last.
+    pub checkpoint: std::time::Duration,
 }
+
+/// A signed checkpoint's default interval.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub name: String,
     /// Absolute path of the profile file.
     pub profile_path: PathBuf,
+    /// Where learned approvals go when the profile cannot be written
+    /// (`profile::overlay`); applied to `profile` when it exists.
+    pub overlay: PathBuf,
     /// The profile with the config's action overrides applied.
     pub profile: Profile,
     /// The actions the profile file itself says (what `approve --learn`
@@ -453,6 +466,18 @@ fn audit_config(p: &mut Problems, a: &AuditDoc, abs: &dyn Fn(&Path) -> PathBuf) 
             None => Fsync::EveryRecord,
         },
         rotate_bytes: a.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+        key: a.key.as_deref().map(abs),
+        checkpoint: match &a.checkpoint {
+            Some(c) if a.key.is_none() => {
+                p.at(Some(c.span()), "checkpoint: checkpoints are signed; set `key` to an Ed25519 private key (`agentwatch audit keygen PREFIX` makes one)".into());
+                CHECKPOINT_EVERY
+            }
+            Some(c) => crate::units::parse_duration(c.get_ref()).unwrap_or_else(|e| {
+                p.at(Some(c.span()), format!("checkpoint: {e}"));
+                CHECKPOINT_EVERY
+            }),
+            None => CHECKPOINT_EVERY,
+        },
     }
 }
 

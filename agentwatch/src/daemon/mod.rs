@@ -112,6 +112,21 @@ fn alerts_output(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::
     })
 }
 
+/// The audit log of `[audit]`, signing checkpoints when it names a key
+/// (read first: a key that does not load leaves the log untouched).
+fn open_audit(a: &config::AuditConfig) -> anyhow::Result<SharedAudit> {
+    use crate::{audit::checkpoint::Signer, enforce::audit_trail::Anchor};
+    let signer = match &a.key {
+        Some(k) => Some(Signer::load(k).map_err(|e| crate::exit::usage(e.to_string()))?),
+        None => None,
+    };
+    let mut w = AuditWriter::new(AuditLog::open(&a.path, a.fsync, a.rotate_bytes)?);
+    if let Some(s) = signer {
+        w.anchor(Anchor::new(s, a.checkpoint));
+    }
+    Ok(std::sync::Arc::new(std::sync::Mutex::new(w)))
+}
+
 impl Daemon {
     /// Loads the sensors, starts every agent of `cfg`, the pipeline and
     /// the control socket, and tells systemd it is ready.
@@ -121,11 +136,7 @@ impl Daemon {
         let signals = Signals::catch(&STOP_SIGNALS, &RELOAD_SIGNALS);
         let ring = crate::units::ring_bytes(cfg.ring_buffer_mb).context("ring_buffer_mb")?;
         let audit = match &cfg.audit {
-            Some(a) => Some(AuditWriter::shared(AuditLog::open(
-                &a.path,
-                a.fsync,
-                a.rotate_bytes,
-            )?)),
+            Some(a) => Some(open_audit(a)?),
             None => None,
         };
         let alerts = alerts_output(cfg.alerts.as_deref())?;
@@ -151,6 +162,10 @@ impl Daemon {
         let names: Names = Default::default();
         let (tx, reloads) = mpsc::channel();
         let feeds = Feeds::start(&cfg.feeds)?;
+        if let Some(Ok(mut w)) = audit.as_ref().map(|a| a.lock()) {
+            let to = feeds.clone();
+            w.send_checkpoints(Box::new(move |r| to.checkpoint(r)));
+        }
         let mut d = Self {
             cfg,
             sensors,
@@ -366,7 +381,7 @@ impl Daemon {
         self.record(json!({"type": "daemon", "event": "stopped", "pid": std::process::id()}));
         if let Some(a) = &self.audit {
             if let Ok(mut w) = a.lock() {
-                w.sync_now();
+                w.close();
             }
         }
         eprintln!("agentwatch: daemon stopped");

@@ -60,6 +60,7 @@ fn guardrails(cfg: &Config) -> Guardrails {
     let sock = control::daemon_socket();
     let mut files: Vec<&Path> = vec![cfg.file.as_path(), sock.as_path()];
     files.extend(cfg.agents.iter().map(|a| a.profile_path.as_path()));
+    files.extend(cfg.audit.as_ref().and_then(|a| a.key.as_deref()));
     own_files::guardrails(&files, cfg.audit.as_ref().map(|a| a.path.as_path()), &[])
 }
 
@@ -150,6 +151,7 @@ impl Daemon {
                 shadow: a.shadow.clone(),
                 profile: a.profile.clone(),
                 profile_path: a.profile_path.clone(),
+                overlay: Some(a.overlay.clone()),
                 file_actions: Some(a.file_actions.clone()),
                 anchors: a.anchors.clone(),
                 guardrails: guardrails.clone(),
@@ -341,6 +343,7 @@ impl Daemon {
             profile: a.profile,
             file_actions: a.file_actions,
             profile_path: a.profile_path,
+            overlay: Some(a.overlay),
             profile_sha256: a.profile_sha256,
             mode: a.mode,
             anchors: a.anchors,

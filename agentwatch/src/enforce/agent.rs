@@ -79,6 +79,7 @@ pub struct AgentEnforcer {
     mode: Mode,
     profile: Profile,
     profile_path: PathBuf,
+    overlay: Option<PathBuf>,
     /// The actions the profile file itself says (the daemon's config may
     /// override them in `profile`); what `--learn` writes back.
     file_actions: Actions,
@@ -166,6 +167,9 @@ pub struct Setup {
     pub mode: Mode,
     pub profile: Profile,
     pub profile_path: PathBuf,
+    /// Where `approve --learn` writes when the profile cannot be written
+    /// (the daemon's; `run` has none and reports the failure).
+    pub overlay: Option<PathBuf>,
     /// The profile file's own actions when `profile.actions` overrides
     /// them (None: the same).
     pub file_actions: Option<Actions>,
@@ -203,6 +207,7 @@ pub struct Reconfig {
     pub profile: Profile,
     pub file_actions: Actions,
     pub profile_path: PathBuf,
+    pub overlay: Option<PathBuf>,
     pub profile_sha256: String,
     pub mode: Mode,
     pub anchors: Anchors,
@@ -234,6 +239,7 @@ impl AgentEnforcer {
             mode: s.mode,
             profile: s.profile,
             profile_path: s.profile_path,
+            overlay: s.overlay,
             file_actions,
             anchors: s.anchors,
             guardrails: s.guardrails,
@@ -356,61 +362,83 @@ impl AgentEnforcer {
                     debug!(rule = %f.rule, what = %f.what, "kernel allowed what the matcher flags");
                 }
             }
-            verdict::VIOLATION => {
-                // Landlock judged the real hierarchy: what the names the
-                // call gave do not explain, its real paths may (a
-                // symlinked directory). Neither: the failure was not
-                // Landlock's (a binary without its execute bit).
-                let landlock = matches!(Rule::from_kernel(k.rule), Rule::Landlock(_));
-                if landlock && findings.iter().all(Finding::is_rate) {
-                    findings = explain::by_real_paths(ev)
-                        .map(|real| self.matcher.check(&attempted(&real)))
-                        .unwrap_or_default();
-                    if findings.iter().all(Finding::is_rate) {
-                        return;
-                    }
-                }
-                let f = explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors);
-                if k.action != ka::ALERT {
-                    self.stats.kernel_actions += 1;
-                }
-                let mut approval = None;
-                if k.rule == agentwatch_common::policy::rule::GUARD_PRIVILEGE {
-                    undo_privilege(ev);
-                }
-                let mut action = kernel_action(&k);
-                match k.action {
-                    ka::PAUSE => approval = Some(self.pause_for(ev, &f)),
-                    ka::KILL => {
-                        tree::kill(&self.maps.pids(self.agent_id));
-                        let _ = self.maps.set_paused(self.agent_id, false);
-                    }
-                    ka::DENY_KILL => undo_denied(ev),
-                    // Landlock refused the call; a class whose action is
-                    // kill loses its tree as well.
-                    ka::DENY_LANDLOCK
-                        if wanted(&self.compiled.policy, self.mode, &f) == ActionKind::Kill =>
-                    {
-                        tree::kill(&self.maps.pids(self.agent_id));
-                        action = "kill";
-                    }
-                    _ => {}
-                }
-                self.alert(ev, &f, action, DecidedBy::Kernel, approval.clone());
-                // A budget's record stands in for what the kernel would
-                // otherwise have left to userspace (a binary to hash, a
-                // path it could not judge): what userspace finds in the
-                // same event is reported too, under the same action.
-                if f.is_rate() {
-                    for other in findings.iter().filter(|x| !x.is_rate()) {
-                        let by = DecidedBy::Userspace;
-                        self.alert(ev, other, kernel_action(&k), by, approval.clone());
-                    }
-                }
-            }
+            verdict::VIOLATION => self.kernel_violation(ev, k, findings),
             _ => {
                 let held = k.action == ka::HOLD;
                 self.judge_in_userspace(ev, &findings, held);
+            }
+        }
+    }
+
+    /// Acts on a violation the kernel decided (and mostly acted on): the
+    /// rest of the action (the tree swept, an approval request opened,
+    /// what a kill after the call left undone), the alert, and a held
+    /// caller released when the action leaves it running.
+    fn kernel_violation(&mut self, ev: &Event, k: KernelDecision, mut findings: Vec<Finding>) {
+        // Landlock judged the real hierarchy: what the names the
+        // call gave do not explain, its real paths may (a
+        // symlinked directory). Neither: the failure was not
+        // Landlock's (a binary without its execute bit).
+        let landlock = matches!(Rule::from_kernel(k.rule), Rule::Landlock(_));
+        if landlock && findings.iter().all(Finding::is_rate) {
+            findings = explain::by_real_paths(ev)
+                .map(|real| self.matcher.check(&attempted(&real)))
+                .unwrap_or_default();
+            if findings.iter().all(Finding::is_rate) {
+                if k.held {
+                    self.release(ev.pid);
+                }
+                return;
+            }
+        }
+        let f = explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors);
+        if k.action != ka::ALERT {
+            self.stats.kernel_actions += 1;
+        }
+        let mut approval = None;
+        if k.rule == agentwatch_common::policy::rule::GUARD_PRIVILEGE {
+            undo_privilege(ev);
+        }
+        let mut action = kernel_action(&k);
+        // Whether the caller goes on after the action (a call held
+        // at its entry must then be released).
+        let goes_on = match k.action {
+            ka::PAUSE => {
+                approval = Some(self.pause_for(ev, &f));
+                false
+            }
+            ka::KILL => {
+                tree::kill(&self.maps.pids(self.agent_id));
+                let _ = self.maps.set_paused(self.agent_id, false);
+                false
+            }
+            ka::DENY_KILL => {
+                undo_denied(ev);
+                false
+            }
+            // Landlock refused the call; a class whose action is
+            // kill loses its tree as well.
+            ka::DENY_LANDLOCK
+                if wanted(&self.compiled.policy, self.mode, &f) == ActionKind::Kill =>
+            {
+                tree::kill(&self.maps.pids(self.agent_id));
+                action = "kill";
+                false
+            }
+            _ => true,
+        };
+        if k.held && goes_on {
+            self.release(ev.pid);
+        }
+        self.alert(ev, &f, action, DecidedBy::Kernel, approval.clone());
+        // A budget's record stands in for what the kernel would
+        // otherwise have left to userspace (a binary to hash, a
+        // path it could not judge): what userspace finds in the
+        // same event is reported too, under the same action.
+        if f.is_rate() {
+            for other in findings.iter().filter(|x| !x.is_rate()) {
+                let by = DecidedBy::Userspace;
+                self.alert(ev, other, kernel_action(&k), by, approval.clone());
             }
         }
     }

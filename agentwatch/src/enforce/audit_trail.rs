@@ -1,13 +1,19 @@
 //! What an enforcing agent writes to the audit log: every decision with its
 //! inputs (the event, agent, ancestry, profile version, rule, mode,
 //! action), and every answer to an approval request with who gave it.
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use serde_json::{json, Value};
 use tracing::error;
 
 use super::decision::{Decision, DecisionSink, RecordKind};
-use crate::audit::AuditLog;
+use crate::audit::{
+    checkpoint::{Covered, Signer},
+    AuditLog,
+};
 
 /// Records held while the log cannot be written (a full disk), oldest
 /// first; past this many the oldest are dropped and counted.
@@ -24,6 +30,34 @@ pub struct AuditWriter {
     /// Since when the log has not been writable, and how many records
     /// were held meanwhile: recorded as a gap once it is writable again.
     outage: Option<(String, u64)>,
+    anchor: Option<Anchor>,
+}
+
+/// Where the feeds take a checkpoint (`Feeds::checkpoint`).
+pub type CheckpointSink = Box<dyn Fn(&Value) + Send>;
+
+/// Signed checkpoints into the log (`crate::audit::checkpoint`): one when
+/// `every` has passed and records came since the last, and a final one
+/// when the writer closes the log.
+pub struct Anchor {
+    signer: Signer,
+    every: Duration,
+    last: Instant,
+    /// Seq of the last checkpoint line written.
+    line: Option<u64>,
+    sink: Option<CheckpointSink>,
+}
+
+impl Anchor {
+    pub fn new(signer: Signer, every: Duration) -> Self {
+        Self {
+            signer,
+            every,
+            last: Instant::now(),
+            line: None,
+            sink: None,
+        }
+    }
 }
 
 pub type SharedAudit = Arc<Mutex<AuditWriter>>;
@@ -126,6 +160,55 @@ impl AuditWriter {
             dropped: 0,
             failing: false,
             outage: None,
+            anchor: None,
+        }
+    }
+
+    /// Signs checkpoints into the log from now on.
+    pub fn anchor(&mut self, a: Anchor) {
+        self.anchor = Some(a);
+    }
+
+    /// Sends each checkpoint to `sink` (the feeds) too.
+    pub fn send_checkpoints(&mut self, sink: CheckpointSink) {
+        if let Some(a) = &mut self.anchor {
+            a.sink = Some(sink);
+        }
+    }
+
+    /// Writes a signed checkpoint covering the last record: when one is
+    /// due, or the final one (`last`) as the writer closes the log. None
+    /// while records are held back: what they will be is not known yet.
+    fn checkpoint(&mut self, last: bool) {
+        let Some(a) = &mut self.anchor else {
+            return;
+        };
+        let Some(seq) = self.log.next_seq().checked_sub(1) else {
+            return;
+        };
+        if self.outage.is_some() || !self.backlog.is_empty() {
+            return;
+        }
+        let due = a.line.is_none_or(|l| seq > l) && a.last.elapsed() >= a.every;
+        if !(last || due) {
+            return;
+        }
+        let c = Covered {
+            seq,
+            hash: self.log.last_hash().to_string(),
+            time: crate::timestamp::now(),
+            last,
+        };
+        let r = a.signer.record(&c);
+        a.last = Instant::now();
+        match self.log.append(&r) {
+            Ok(line) => {
+                a.line = Some(line);
+                if let Some(sink) = &a.sink {
+                    sink(&r);
+                }
+            }
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -156,14 +239,17 @@ impl AuditWriter {
         if (self.outage.is_some() || !self.backlog.is_empty()) && self.flush_backlog() {
             self.failing = false;
         }
+        self.checkpoint(false);
         if let Err(e) = self.log.sync_if_due() {
             self.failed(&e);
         }
     }
 
-    /// Writes what is held back and syncs (before exiting).
-    pub fn sync_now(&mut self) {
+    /// Writes what is held back, seals the log with a final checkpoint
+    /// (when signing) and syncs: the writer is closing it.
+    pub fn close(&mut self) {
         self.flush_backlog();
+        self.checkpoint(true);
         if let Err(e) = self.log.sync() {
             self.failed(&e);
         }

@@ -39,6 +39,9 @@ pub struct Decision<'a> {
     /// The approval request a pause opened.
     pub approval: Option<&'a str>,
     pub event: &'a Event,
+    /// When it happened, on the wall clock: computed once, so that the
+    /// alert, the audit record and every feed say the same time.
+    pub time: std::time::SystemTime,
     /// An aggregate alert: identical alerts after this one, folded
     /// (`super::throttle`).
     pub repeat: Option<super::throttle::Repeat>,
@@ -126,7 +129,7 @@ impl Serialize for DecisionRecord<'_> {
         m.serialize_entry("rule", &f.rule)?;
         // When it happened (the event's own clock, on the wall clock);
         // `ts` is when the audit log wrote it.
-        m.serialize_entry("time", &crate::timestamp::of_monotonic(d.event.ts_ns))?;
+        m.serialize_entry("time", &crate::timestamp::micros(d.time))?;
         if let Some(t) = self.ts {
             m.serialize_entry("ts", t)?;
         }
@@ -255,6 +258,7 @@ pub(crate) mod tests {
             by: DecidedBy::Kernel,
             approval: Some("r1"),
             event: &ev,
+            time: std::time::SystemTime::now(),
             repeat: None,
             audit: None,
         };

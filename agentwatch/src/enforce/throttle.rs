@@ -126,7 +126,7 @@ impl Throttle {
         let key = (d.finding.rule.name().into_owned(), d.finding.what.clone());
         if let Some(b) = self.bursts.get_mut(&key) {
             if now.duration_since(b.opened) < window {
-                let t = crate::timestamp::wall_of_monotonic(d.event.ts_ns);
+                let t = d.time;
                 let r = b.repeat.get_or_insert(Repeat {
                     count: 0,
                     first: t,

@@ -179,7 +179,10 @@ impl Syslog {
 
     fn message(&self, record: &str) -> String {
         let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-        let (msgid, action, agent, rule) = if v.get("class_uid") == Some(&json!(2004)) {
+        let checkpoint = v["type"] == "checkpoint" || v["unmapped"].get("checkpoint").is_some();
+        let (msgid, action, agent, rule) = if checkpoint {
+            ("checkpoint", "", "", "")
+        } else if v.get("class_uid") == Some(&json!(2004)) {
             (
                 "finding",
                 v["unmapped"]["action"].as_str().unwrap_or(""),
@@ -202,7 +205,7 @@ impl Syslog {
             )
         };
         let severity: u8 = match (msgid, action) {
-            ("activity", _) => 6,
+            ("activity" | "checkpoint", _) => 6,
             (_, "alert") => 4,
             _ => 3,
         };

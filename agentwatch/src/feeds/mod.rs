@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::{
@@ -193,6 +194,18 @@ impl Feeds {
                         }
                     }
                 }
+            };
+            push(f, &record);
+        }
+    }
+
+    /// A signed audit checkpoint, to every feed: a SOC keeps them to
+    /// check the log against (`audit verify --key`).
+    pub fn checkpoint(&self, r: &Value) {
+        for f in &self.feeds {
+            let record = match f.cfg.format {
+                Format::Ocsf => ocsf::checkpoint(r).to_string(),
+                Format::Alerts => r.to_string(),
             };
             push(f, &record);
         }

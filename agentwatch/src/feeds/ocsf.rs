@@ -22,9 +22,7 @@ pub struct Source {
 
 impl Source {
     pub fn here() -> Self {
-        let hostname = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into());
+        let hostname = crate::origin::host().to_string();
         let now = |id| {
             nix::time::clock_gettime(id)
                 .map(|t| t.tv_sec() * 1000 + t.tv_nsec() / 1_000_000)
@@ -324,4 +322,34 @@ pub fn finding(src: &Source, d: &Decision) -> Value {
         v["end_time"] = json!(ms(r.last));
     }
     v
+}
+
+/// A signed audit checkpoint (`crate::audit::checkpoint`) as an OCSF base
+/// event (class 0): OCSF has no class for it; the checkpoint itself is in
+/// `unmapped`, as the audit log has it (with its `host`: the base event
+/// has no `device`), for a SOC to keep and compare.
+pub fn checkpoint(r: &Value) -> Value {
+    let time = r["time"]
+        .as_str()
+        .and_then(crate::timestamp::parse)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    json!({
+        "class_uid": 0,
+        "category_uid": 0,
+        "activity_id": 0,
+        "type_uid": 0,
+        "severity_id": 1,
+        "time": time,
+        "metadata": {
+            "version": VERSION,
+            "product": {"name": "agentwatch", "vendor_name": "agentwatch", "version": env!("CARGO_PKG_VERSION")},
+            "labels": ["audit:checkpoint"],
+        },
+        "message": format!(
+            "audit checkpoint: records up to {} signed by key {}",
+            r["covers"]["seq"], r["key"].as_str().unwrap_or("")
+        ),
+        "unmapped": {"checkpoint": r},
+    })
 }

@@ -19,6 +19,7 @@ pub mod matcher;
 pub mod merge;
 pub mod normalise;
 pub mod observe;
+pub mod overlay;
 pub mod packages;
 pub mod parse;
 pub mod readiness;

@@ -98,9 +98,7 @@ pub struct Shadow {
 
 impl Shadow {
     pub fn new(cfg: ShadowConfig, guardrails: Guardrails) -> Self {
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into());
+        let host = crate::origin::host().to_string();
         Self {
             cfg,
             guardrails,

@@ -11,7 +11,7 @@ use crate::{
         compile::{self, Mode},
         tree,
     },
-    profile::{Approval, DnsRule, Executable, FileRule},
+    profile::{overlay, Approval, DnsRule, Executable, FileRule, Profile},
     sensors::SensorError,
 };
 
@@ -77,13 +77,11 @@ impl AgentEnforcer {
             .ok_or_else(|| OperatorError::NoSuchRequest(id.into()))?
             .subject
             .clone();
-        let learned = match (&entry.learn, learn) {
-            (Some(e), true) => {
-                self.learn(e, id, &entry.what, by)?;
-                true
-            }
-            _ => false,
+        let learned_into = match (&entry.learn, learn) {
+            (Some(e), true) => Some(self.learn(e, id, &entry.what, by)?),
+            _ => None,
         };
+        let learned = learned_into.is_some();
         let req = self
             .approvals
             .take(id)
@@ -99,8 +97,14 @@ impl AgentEnforcer {
             );
         }
         let mut msg = format!("approved {id}: {}", req.subject.what);
-        if learned {
-            msg.push_str(&format!("; added to {}", self.profile_path.display()));
+        if let Some(into) = &learned_into {
+            msg.push_str(&format!("; added to {}", into.display()));
+            if *into != self.profile_path {
+                msg.push_str(&format!(
+                    " (the overlay of {}, which cannot be written: `agentwatch profile show` applies it)",
+                    self.profile_path.display()
+                ));
+            }
         } else if learn {
             msg.push_str(
                 "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
@@ -240,6 +244,7 @@ impl AgentEnforcer {
         self.profile = r.profile;
         self.file_actions = r.file_actions;
         self.profile_path = r.profile_path;
+        self.overlay = r.overlay;
         self.mode = r.mode;
         self.anchors = r.anchors;
         self.guardrails = r.guardrails;
@@ -277,49 +282,46 @@ impl AgentEnforcer {
         pids.len()
     }
 
+    /// Adds `entry` (approved as request `id`) to the profile, writes it,
+    /// and recompiles; returns the file written: the profile, or the
+    /// overlay when the profile is not ours to write.
     fn learn(
         &mut self,
         entry: &LearnEntry,
         id: &str,
         what: &str,
         by: &str,
-    ) -> Result<(), OperatorError> {
-        // On a copy: the profile in use changes only once it is written.
-        let mut p = self.profile.clone();
-        match entry.clone() {
-            LearnEntry::File { path, access } => p.files.push(FileRule {
-                path,
-                access,
-                runs: 1,
-            }),
-            LearnEntry::Exec { path } => p.executables.push(Executable {
-                path,
-                sha256: Vec::new(),
-                source: None,
-                runs: 1,
-            }),
-            LearnEntry::Net(r) => p.network.push(r),
-            LearnEntry::Dns { name } => p.dns.push(DnsRule { name, runs: 1 }),
-        }
-        p.approvals.push(Approval {
+    ) -> Result<std::path::PathBuf, OperatorError> {
+        let approval = Approval {
             id: id.into(),
             what: what.into(),
             by: by.into(),
             at: crate::timestamp::now(),
-        });
-        p.sort();
+        };
+        // On a copy: the profile in use changes only once it is written.
+        let mut p = self.profile.clone();
+        add_learned(&mut p, entry, &approval);
         let mut on_file = p.clone();
         on_file.actions = self.file_actions.clone();
         let yaml = crate::profile::yaml::to_yaml(&on_file);
-        crate::atomic::write(&self.profile_path, yaml.as_bytes()).map_err(|source| {
-            OperatorError::ProfileWrite {
-                id: id.into(),
-                source,
+        let written = match (
+            crate::atomic::write(&self.profile_path, yaml.as_bytes()),
+            &self.overlay,
+        ) {
+            (Ok(()), _) => Ok((self.profile_path.clone(), yaml)),
+            // Not ours to write (a ConfigMap): the overlay takes it.
+            (Err(e), Some(o)) if overlay::stands_in_for(&e.source) => {
+                write_overlay(o, &self.agent, entry, &approval).map(|y| (o.clone(), yaml + &y))
             }
+            (Err(e), _) => Err(e),
+        };
+        let (written, version) = written.map_err(|source| OperatorError::ProfileWrite {
+            id: id.into(),
+            source,
         })?;
         self.profile = p;
         if let Some(a) = &mut self.audit {
-            a.profile_changed(yaml.as_bytes());
+            a.profile_changed(version.as_bytes());
         }
         self.compiled = compile::compile(
             self.agent_id,
@@ -329,6 +331,54 @@ impl AgentEnforcer {
             self.mode,
         );
         self.matcher = self.new_matcher();
-        Ok(self.install()?)
+        self.install()?;
+        Ok(written)
     }
+}
+
+/// Adds a learned entry and its approval to `p`.
+fn add_learned(p: &mut Profile, entry: &LearnEntry, approval: &Approval) {
+    match entry.clone() {
+        LearnEntry::File { path, access } => p.files.push(FileRule {
+            path,
+            access,
+            runs: 1,
+        }),
+        LearnEntry::Exec { path } => p.executables.push(Executable {
+            path,
+            sha256: Vec::new(),
+            source: None,
+            runs: 1,
+        }),
+        LearnEntry::Net(r) => p.network.push(r),
+        LearnEntry::Dns { name } => p.dns.push(DnsRule { name, runs: 1 }),
+    }
+    p.approvals.push(approval.clone());
+    p.sort();
+}
+
+/// Adds a learned entry to agent `agent`'s overlay at `path` (made when
+/// absent); returns what was written.
+fn write_overlay(
+    path: &std::path::Path,
+    agent: &str,
+    entry: &LearnEntry,
+    approval: &Approval,
+) -> Result<String, crate::atomic::WriteError> {
+    let fail = |source| crate::atomic::WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut o = match overlay::load(path) {
+        Ok(o) => o.unwrap_or_else(|| Profile::empty(agent)),
+        // A broken overlay is not overwritten: what it holds was approved.
+        Err(r) => return Err(fail(std::io::Error::other(r.to_string()))),
+    };
+    add_learned(&mut o, entry, approval);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let yaml = crate::profile::yaml::to_yaml(&o);
+    crate::atomic::write(path, yaml.as_bytes())?;
+    Ok(yaml)
 }

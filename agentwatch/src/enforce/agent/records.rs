@@ -34,6 +34,7 @@ impl AgentEnforcer {
             by,
             approval: approval.as_deref(),
             event: ev,
+            time: crate::timestamp::wall_of_monotonic(ev.ts_ns),
             repeat: None,
             audit: None,
         };
@@ -77,6 +78,7 @@ impl AgentEnforcer {
                 by: a.sample.by,
                 approval: None,
                 event: &a.sample.event,
+                time: a.repeat.first,
                 repeat: Some(a.repeat),
                 audit: None,
             };

@@ -31,6 +31,7 @@ fn admit(t: &mut Throttle, what: &str, approval: Option<&str>, now: Instant) -> 
         by: DecidedBy::Userspace,
         approval,
         event: &ev,
+        time: std::time::SystemTime::now(),
         repeat: None,
         audit: None,
     };

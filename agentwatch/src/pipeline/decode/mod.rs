@@ -200,13 +200,22 @@ impl Decoder {
         if matches!(ev.detail, Detail::Exec { .. }) && ret == 0 {
             return Vec::new();
         }
-        // The LSM tier decides execs after their entry was sent.
+        // The exit's verdict stands when the entry had none (the LSM tier
+        // decides execs after their entry was sent) and when the entry
+        // left the call to userspace but its exit found a violation (a
+        // path unreadable at both ends, a Landlock refusal).
         let h = rec.header();
-        if ev.kernel.is_none() && h.verdict != 0 {
+        let violation = agentwatch_common::policy::verdict::VIOLATION;
+        let entry_violates = ev.kernel.is_some_and(|k| k.verdict == violation);
+        if h.verdict != 0 && (ev.kernel.is_none() || h.verdict == violation && !entry_violates) {
+            let held = ev
+                .kernel
+                .is_some_and(|k| k.action == agentwatch_common::policy::action::HOLD);
             ev.kernel = Some(KernelDecision {
                 verdict: h.verdict,
                 rule: h.rule,
                 action: h.action,
+                held,
             });
         }
         // `create` means the open made a file: not when it failed, nor when
@@ -273,7 +282,11 @@ fn base_event(h: &EventHeader, agents: &dyn AgentNames, detail: Detail) -> Event
             verdict: h.verdict,
             rule: h.rule,
             action: h.action,
+            held: false,
         }),
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests;

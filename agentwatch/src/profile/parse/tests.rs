@@ -248,3 +248,69 @@ fn guardrails_cannot_be_set_to_alert() {
         "{findings:?}"
     );
 }
+
+/// Every section a profile can have, written out, passes the shape
+/// check: a field the writer knows and `schema`'s table does not would
+/// be reported as unknown there.
+#[test]
+fn every_section_written_passes_the_shape_check() {
+    use crate::profile::{
+        ActionKind, Approval, Granularity, Override, Readiness, Territory, UserGuardrail,
+    };
+    let mut p = sample();
+    p.granularity = Granularity::Strict;
+    p.overrides.push(Override {
+        path: "$WORKSPACE/vendor".into(),
+        granularity: Granularity::Open,
+    });
+    p.territories.push(Territory {
+        path: "$WORKSPACE".into(),
+        access: AccessSet::of(&[Access::Read, Access::Write]),
+        runs: 3,
+    });
+    p.io_uring = true;
+    p.network[0].model = true;
+    p.actions.per_class.insert(Class::File, ActionKind::Deny);
+    p.guardrails.push(UserGuardrail {
+        path: "/srv/keys/**".into(),
+        category: "secrets".into(),
+    });
+    p.approvals.push(Approval {
+        id: "coder-1".into(),
+        what: "read /etc/os-release".into(),
+        by: "root".into(),
+        at: "2026-01-01T00:00:00Z".into(),
+    });
+    p.readiness = Some(Readiness {
+        verdict: "ready".into(),
+        sessions: 3,
+        flagged: 0,
+        reason: "every class stable".into(),
+        checked: "2026-11-21T10:05:00Z".into(),
+    });
+    p.stability.warmup_secs = 5;
+    p.stability.quiet_secs = 30;
+    let text = to_yaml(&p);
+    for section in [
+        "granularity:",
+        "overrides:",
+        "territories:",
+        "ioUring:",
+        "model:",
+        "actions:",
+        "guardrails:",
+        "approvals:",
+        "readiness:",
+        "stability:",
+        "provenance:",
+        "review:",
+        "rates:",
+    ] {
+        assert!(text.contains(section), "{section} not written:\n{text}");
+    }
+    let problems = super::schema::check(&text);
+    assert!(problems.is_empty(), "{problems:#?}\n{text}");
+    let (back, f) = parse(&text);
+    assert!(f.iter().all(|f| f.severity != Severity::Error), "{f:?}");
+    assert_eq!(back.expect("parsed"), p);
+}
