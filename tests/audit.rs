@@ -218,12 +218,12 @@ fn a_signed_log_is_sealed_and_a_cut_tail_or_a_rewrite_is_caught() {
     assert!(out.contains("tail was cut"), "{out}");
     // Another key does not vouch for it.
     let other = keep.path().join("other");
-    assert!(agentwatch()
+    let made = agentwatch()
         .args(["audit", "keygen"])
         .arg(&other)
-        .status()
-        .unwrap()
-        .success());
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
     std::fs::write(&log, text).unwrap();
     let (code, out) = verify_key(&other.with_extension("pub"));
     assert_eq!(code, 1, "{out}");

@@ -96,6 +96,23 @@ fn usage_and_bad_input_exit_2() {
     aw(&dir, &["profile", "merge", &missing]).expect(2, "merge of a missing file");
     aw(&dir, &["approve", "not-an-id"]).expect(2, "approve of a malformed id");
     aw(&dir, &["run", "--profile", &missing, "--", "true"]).expect(2, "run without its profile");
+    let o = aw(&dir, &["run", "--profile", &profile]).expect(2, "run with nothing to run");
+    assert!(o.stderr.contains("--select"), "{}", o.stderr);
+    aw(
+        &dir,
+        &[
+            "run",
+            "--profile",
+            &profile,
+            "--select",
+            "cgroup=/nonexistent-aw",
+        ],
+    )
+    .expect(2, "run selecting a cgroup that does not exist");
+    aw(&dir, &["audit", "verify", "--key", &missing, &profile])
+        .expect(2, "audit verify with a missing key");
+    aw(&dir, &["profile", "show", &profile, "--overlay", &missing])
+        .expect(2, "profile show with a missing overlay");
     aw(&dir, &["daemon", "--config", &missing]).expect(2, "daemon without its config");
     aw(&dir, &["--log", "verbose", "doctor"]).expect(2, "an unknown log level");
     aw(&dir, &["learn"]).expect(2, "learn without --agent (clap)");
@@ -125,6 +142,30 @@ fn verdicts_exit_1_and_agreement_exits_0() {
     aw(&dir, &["profile", "diff", &profile, &other]).expect(1, "diff of two profiles");
     aw(&dir, &["profile", "show", &profile]).expect(0, "profile show");
     aw(&dir, &["profile", "lint", &profile]).expect(0, "lint of a good profile");
+    // Reports under --json are one object, whatever the verdict.
+    let report = |o: Out| -> serde_json::Value {
+        serde_json::from_str(o.stdout.trim())
+            .unwrap_or_else(|e| panic!("one JSON object ({e}): {}", o.stdout))
+    };
+    let same = report(
+        aw(&dir, &["profile", "diff", "--json", &profile, &profile]).expect(0, "diff --json"),
+    );
+    assert_eq!(
+        (
+            same["same"].as_bool(),
+            same["changes"].as_array().map(Vec::len)
+        ),
+        (Some(true), Some(0))
+    );
+    let differ =
+        report(aw(&dir, &["profile", "diff", "--json", &profile, &other]).expect(1, "diff --json"));
+    assert_eq!(differ["same"], false);
+    let lint =
+        report(aw(&dir, &["profile", "lint", "--json", &profile, &other]).expect(0, "lint --json"));
+    assert_eq!(
+        (lint["ok"].as_bool(), lint["errors"].as_u64()),
+        (Some(true), Some(0))
+    );
 
     // A log with a record changed: broken.
     let log = dir.0.join("audit.jsonl");

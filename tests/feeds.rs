@@ -11,6 +11,7 @@ use serde_json::Value;
 use support::{
     agentwatch,
     daemon::{wait_for, Daemon},
+    pki::Pki,
     privileged, privileged_with_cgroup,
     receiver::{free_port, ocsf_python, HttpReceiver, Rsyslog},
     run::profile,
@@ -335,6 +336,101 @@ spool_dir = "spool-tcp"
     }
     msgids.sort();
     assert_eq!(msgids, vec!["alert", "finding"]);
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// Receivers over TLS, verified against the feed's `ca_file` (a private
+/// CA): an HTTPS webhook and syslog over TLS (RFC 5425, rsyslog's openssl
+/// driver) get their records; the same HTTPS receiver without `ca_file`
+/// (Mozilla's roots) is refused, its records kept in the spool and the
+/// failures counted. A `ca_file` on a plain http:// feed is a
+/// configuration error.
+#[test]
+fn tls_receivers_are_verified_against_the_ca_file() {
+    let Some((_k, cg)) = privileged_with_cgroup("feed-tls") else {
+        return;
+    };
+    let yaml = profile("fd-tls", 1, "");
+    let d = Daemon::prepare("feed-tls", "", &[("fd-tls.yaml", &yaml)]);
+    let Some(pki) = Pki::make(&d.dir.0) else {
+        return;
+    };
+    let Some(rs) = Rsyslog::start_with_tls(&d.dir.0, Some(&pki)) else {
+        return;
+    };
+    let tls_port = rs.tls.expect("a TLS port");
+    let port = free_port();
+    let rx = HttpReceiver::start_tls(port, pki.server_config());
+    let mport = free_port();
+    let feeds = format!(
+        r#"[metrics]
+listen = "127.0.0.1:{mport}"
+[[feed]]
+name = "hook-ca"
+kind = "webhook"
+url = "https://127.0.0.1:{port}/ca"
+format = "alerts"
+ca_file = "ca.pem"
+spool_dir = "spool-ca"
+[[feed]]
+name = "hook-noca"
+kind = "webhook"
+url = "https://localhost:{port}/noca"
+format = "alerts"
+spool_dir = "spool-noca"
+[[feed]]
+name = "sys-tls"
+kind = "syslog"
+transport = "tls"
+address = "127.0.0.1:{tls_port}"
+format = "alerts"
+ca_file = "ca.pem"
+spool_dir = "spool-tls"
+"#
+    );
+    // A ca_file where there is no TLS is refused with the reason.
+    d.write_config(&format!(
+        "[daemon]\nalerts = \"alerts.jsonl\"\n[[feed]]\nname = \"plain\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/\"\nca_file = \"ca.pem\"\n{}",
+        agent_toml("fd-tls", &cg.0)
+    ));
+    let check = d.cli(&["daemon", "--check", "--config", d.config.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{said}");
+    assert!(said.contains("ca_file verifies TLS receivers"), "{said}");
+
+    d.write_config(&format!(
+        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n{feeds}{}",
+        agent_toml("fd-tls", &cg.0)
+    ));
+    let mut d = d.start();
+    d.workload(&cg.0, "cat /etc/hostname > /dev/null");
+    assert_eq!(d.wait_workload(Duration::from_secs(30)), Some(0));
+    wait_for(
+        "the alert over HTTPS and syslog TLS",
+        Duration::from_secs(30),
+        || !rx.lines("/ca").is_empty() && !rs.received_tls().is_empty(),
+    );
+    assert_eq!(rx.lines("/ca")[0]["rule"], "file/unknown");
+    let line = &rs.received_tls()[0];
+    assert!(line.starts_with("1|"), "{line}");
+    assert!(line.contains("|alert|"), "{line}");
+    // Without the CA the receiver's certificate is unknown: refused,
+    // counted, kept.
+    let failures = |m: &str| sample(m, r#"agentwatch_feed_failures_total{feed="hook-noca"}"#);
+    wait_for(
+        "the unverified receiver's failures counted",
+        Duration::from_secs(20),
+        || failures(&scrape(mport)).is_some_and(|n| n > 0),
+    );
+    assert!(
+        rx.lines("/noca").is_empty(),
+        "a receiver nobody can verify got records"
+    );
+    assert!(
+        d.stderr().contains("hook-noca"),
+        "the refusal was not said: {}",
+        d.stderr()
+    );
     assert_eq!(d.stop(), Some(0));
 }
 

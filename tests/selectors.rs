@@ -158,3 +158,86 @@ fn without_root_trace_says_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
 }
+
+/// `run --select` with no command: the profile is enforced on processes
+/// agentwatch did not start, from their exec into the cgroup, until it is
+/// told to stop; a process outside the cgroup is not judged.
+#[test]
+fn run_enforces_a_profile_on_a_selected_cgroup_without_a_command() {
+    let Some(_k) = privileged() else { return };
+    let Some(cg) = Cgroup::new("run-sel") else {
+        eprintln!("SKIP: cannot create a cgroup v2 directory here");
+        return;
+    };
+    let dir = TempDir::new("run-select");
+    let prof = dir.0.join("p.yaml");
+    std::fs::write(&prof, run::profile("run-sel", 1, "")).unwrap();
+    let alerts = dir.0.join("alerts.jsonl");
+    let err = std::fs::File::create(dir.0.join("stderr")).unwrap();
+    let mut run = agentwatch()
+        .arg("run")
+        .arg("--profile")
+        .arg(&prof)
+        .args(["--json", "--alert-window", "off", "--workspace"])
+        .arg(&dir.0)
+        .arg("-o")
+        .arg(&alerts)
+        .arg("--select")
+        .arg(format!("cgroup={}", cg.0.display()))
+        .stderr(err)
+        .spawn()
+        .expect("run");
+    let said = || std::fs::read_to_string(dir.0.join("stderr")).unwrap_or_default();
+    let t = std::time::Instant::now();
+    while !said().contains("enforcing run-sel") {
+        assert!(t.elapsed().as_secs() < 20, "run did not start: {}", said());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let inside = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs && exec /bin/cat /etc/hostname",
+                cg.0.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(inside.status.success(), "monitor mode stops nothing");
+    let outside = Command::new("/bin/cat")
+        .arg("/etc/hostname")
+        .output()
+        .unwrap();
+    assert!(outside.status.success());
+    let hostname_alerts = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|a| {
+                a["type"] == "alert"
+                    && a["what"]
+                        .as_str()
+                        .is_some_and(|w| w.contains("/etc/hostname"))
+            })
+            .collect()
+    };
+    let t = std::time::Instant::now();
+    while hostname_alerts().is_empty() {
+        assert!(t.elapsed().as_secs() < 20, "no alert: {}", said());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status();
+    let status = run.wait().expect("wait run");
+    assert_eq!(status.code(), Some(0), "{}", said());
+    let found = hostname_alerts();
+    assert_eq!(found.len(), 1, "only the cat in the cgroup: {found:?}");
+    assert_eq!(found[0]["rule"], "file/unknown");
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("\"type\":\"summary\"")),
+        "{text}"
+    );
+}

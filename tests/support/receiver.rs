@@ -53,9 +53,18 @@ impl HttpReceiver {
         Self::start_with(port, Arc::new(|_| ("200 OK", "ok".to_string())))
     }
 
+    /// `start`, over TLS with this server configuration (HTTPS).
+    pub fn start_tls(port: u16, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::serve(port, Arc::new(|_| ("200 OK", "ok".to_string())), Some(tls))
+    }
+
     /// Listens on `port`, keeps every request and answers with `respond`
     /// (a stand-in API server).
     pub fn start_with(port: u16, respond: Respond) -> Self {
+        Self::serve(port, respond, None)
+    }
+
+    fn serve(port: u16, respond: Respond, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         listener.set_nonblocking(true).unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -65,7 +74,20 @@ impl HttpReceiver {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        if let Some(r) = read_request(conn, &respond) {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let got =
+                            match &tls {
+                                None => read_request(conn, &respond),
+                                // A client that refuses the certificate ends
+                                // the handshake: no request.
+                                Some(cfg) => rustls::ServerConnection::new(cfg.clone())
+                                    .ok()
+                                    .and_then(|c| {
+                                        read_request(rustls::StreamOwned::new(c, conn), &respond)
+                                    }),
+                            };
+                        if let Some(r) = got {
                             g.lock().unwrap().push(r);
                         }
                     }
@@ -110,10 +132,7 @@ impl Drop for HttpReceiver {
     }
 }
 
-fn read_request(conn: TcpStream, respond: &Respond) -> Option<Request> {
-    conn.set_nonblocking(false).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut out = conn.try_clone().ok()?;
+fn read_request(conn: impl Read + Write, respond: &Respond) -> Option<Request> {
     let mut r = BufReader::new(conn);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
@@ -143,43 +162,71 @@ fn read_request(conn: TcpStream, respond: &Respond) -> Option<Request> {
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let (status, text) = respond(&req);
+    let out = r.get_mut();
     let _ = write!(
         out,
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
+    let _ = out.flush();
     Some(req)
 }
 
-/// rsyslogd listening on loopback UDP and TCP ports, writing what it
+/// rsyslogd listening on loopback UDP and TCP ports (and, given a
+/// certificate, TLS: RFC 5425 through its openssl driver), writing what it
 /// parsed of each message (RFC 5424 fields, `|`-separated) to a file.
 pub struct Rsyslog {
     child: Child,
     pub udp: u16,
     pub tcp: u16,
+    /// The TLS port, when started with a certificate.
+    pub tls: Option<u16>,
     pub out: PathBuf,
 }
 
 impl Rsyslog {
     /// None (after printing why) when rsyslogd is not installed.
     pub fn start(dir: &Path) -> Option<Self> {
+        Self::start_with_tls(dir, None)
+    }
+
+    /// `start`, with a TLS input presenting `pki`'s certificate.
+    pub fn start_with_tls(dir: &Path, pki: Option<&super::pki::Pki>) -> Option<Self> {
         if Command::new("rsyslogd").arg("-v").output().is_err() {
             eprintln!("SKIP: rsyslogd is not installed (scripts/setup.sh installs rsyslog)");
             return None;
         }
         let (udp, tcp) = (free_port(), free_port());
+        let tls = pki.map(|_| free_port());
         let out = dir.join("received.log");
         let conf = dir.join("rsyslog.conf");
+        let (tls_global, tls_input) = match (pki, tls) {
+            (Some(k), Some(port)) => (
+                format!(
+                    r#" DefaultNetstreamDriverCAFile="{}" DefaultNetstreamDriverCertFile="{}" DefaultNetstreamDriverKeyFile="{}""#,
+                    k.ca.display(),
+                    k.cert.display(),
+                    k.key.display()
+                ),
+                format!(
+                    r#"input(type="imtcp" address="127.0.0.1" port="{port}" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon" ruleset="tls")
+ruleset(name="tls") {{ action(type="omfile" file="{}" template="fields") }}"#,
+                    dir.join("received-tls.log").display()
+                ),
+            ),
+            _ => (String::new(), String::new()),
+        };
         std::fs::write(
             &conf,
             format!(
-                r#"global(workDirectory="{d}")
+                r#"global(workDirectory="{d}"{tls_global})
 module(load="imudp")
 module(load="imtcp")
 input(type="imudp" address="127.0.0.1" port="{udp}")
 input(type="imtcp" address="127.0.0.1" port="{tcp}")
 template(name="fields" type="string" string="%protocol-version%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
 *.* action(type="omfile" file="{o}" template="fields")
+{tls_input}
 "#,
                 d = dir.display(),
                 o = out.display()
@@ -207,17 +254,27 @@ template(name="fields" type="string" string="%protocol-version%|%hostname%|%app-
             child,
             udp,
             tcp,
+            tls,
             out,
         })
     }
 
     pub fn received(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        lines_of(&self.out)
     }
+
+    /// What arrived on the TLS input.
+    pub fn received_tls(&self) -> Vec<String> {
+        lines_of(&self.out.with_file_name("received-tls.log"))
+    }
+}
+
+fn lines_of(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 impl Drop for Rsyslog {

@@ -302,35 +302,33 @@ fn file_groups(files: &[crate::profile::FileRule]) -> Vec<FileGroup> {
 }
 
 /// `profile lint`: every finding with file:line:column; exit 2 on errors.
+/// With `--json`, one report: `{"ok", "errors", "warnings", "findings":
+/// [{"file", "line", "column", "severity", "message", "fix"}]}`.
 pub fn lint(paths: &[PathBuf], json: bool) -> anyhow::Result<i32> {
-    let mut errors = 0;
+    let (mut errors, mut warnings) = (0, 0);
+    let mut all = Vec::new();
     let mut out = std::io::stdout().lock();
     for path in paths {
         let findings = match std::fs::read_to_string(path) {
             Ok(text) => parse::parse(&text).1,
-            Err(e) => {
-                writeln!(out, "{}: error: cannot read: {e}", path.display())?;
-                errors += 1;
-                continue;
-            }
+            Err(e) => vec![parse::Finding {
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!("cannot read: {e}"),
+                fix: "give the path of a profile file".into(),
+            }],
         };
-        errors += findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
         for f in &findings {
+            let error = f.severity == Severity::Error;
+            if error {
+                errors += 1;
+            } else {
+                warnings += 1;
+            }
             if json {
-                let sev = if f.severity == Severity::Error {
-                    "error"
-                } else {
-                    "warning"
-                };
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"file": path.display().to_string(), "line": f.line, "column": f.column,
-                           "severity": sev, "message": f.message, "fix": f.fix})
-                )?;
+                all.push(json!({"file": path.display().to_string(), "line": f.line, "column": f.column,
+                    "severity": if error { "error" } else { "warning" }, "message": f.message, "fix": f.fix}));
             } else {
                 writeln!(out, "{}", f.render(path))?;
             }
@@ -338,6 +336,13 @@ pub fn lint(paths: &[PathBuf], json: bool) -> anyhow::Result<i32> {
         if findings.is_empty() && !json {
             writeln!(out, "{}: ok", path.display())?;
         }
+    }
+    if json {
+        writeln!(
+            out,
+            "{}",
+            json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "findings": all})
+        )?;
     }
     Ok(if errors > 0 { 2 } else { 0 })
 }
@@ -347,14 +352,20 @@ pub fn diff_cmd(old: &Path, new: &Path, json: bool) -> anyhow::Result<i32> {
     let (a, b) = (load(old)?, load(new)?);
     let changes = diff(&a, &b);
     let mut out = std::io::stdout().lock();
-    for c in &changes {
-        if json {
-            writeln!(out, "{}", serde_json::to_string(c)?)?;
-        } else {
-            writeln!(out, "{c}")?;
-        }
+    if json {
+        // One report, identical profiles included.
+        writeln!(
+            out,
+            "{}",
+            json!({"same": changes.is_empty(), "old": old.display().to_string(),
+                   "new": new.display().to_string(), "changes": changes})
+        )?;
+        return Ok(i32::from(!changes.is_empty()));
     }
-    if changes.is_empty() && !json {
+    for c in &changes {
+        writeln!(out, "{c}")?;
+    }
+    if changes.is_empty() {
         writeln!(
             out,
             "no differences: {} and {} allow the same",

@@ -30,7 +30,8 @@ use crate::{
     profile::Class,
     profile::{anchors::Anchors, parse},
     sandbox::{files, Held, Layers, Sandbox},
-    sensors::{DfaCapacity, Sensors},
+    selectors::Selector,
+    sensors::{cgroup2_mount, DfaCapacity, Sensors},
     spawn,
 };
 
@@ -97,8 +98,17 @@ pub struct RunOptions {
     /// the escapes, Landlock's signal scoping): only the eBPF judge holds.
     #[arg(long)]
     pub no_sandbox: bool,
-    /// The command to run, after `--`.
-    #[arg(last = true, value_name = "CMD", required = true)]
+    /// Also enforce on processes that exec while matching KIND=VALUE:
+    /// cgroup=PATH (cgroup v2), uid=USER, exe=PATH. Repeatable. Processes
+    /// already running that match are enforced on from now on. Without a
+    /// command, runs until stopped (Ctrl-C, SIGTERM) or `--duration`.
+    #[arg(long, value_name = "KIND=VALUE")]
+    pub select: Vec<Selector>,
+    /// Without a command: stop after this long (30s, 5m, 1h).
+    #[arg(long, value_parser = crate::units::parse_duration, requires = "select")]
+    pub duration: Option<Duration>,
+    /// The command to run, after `--` (optional with --select).
+    #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 
@@ -113,10 +123,20 @@ fn alert_window(s: &str) -> Result<AlertWindow, String> {
 /// Signals that would end us by default: caught with their sender, so
 /// one sent by the agent itself (tampering) can be ignored.
 const END_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+/// Without a command, Ctrl-C ends `run` too.
+const END_SELECTED: [libc::c_int; 5] = [
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGINT,
+];
 /// `run` takes its profile once: no signal reloads it.
 const NO_RELOAD: [libc::c_int; 0] = [];
 
 pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
+    let cgroup2 = cgroup2_mount();
+    let resolved = selectors_of(&opts, cgroup2.as_deref())?;
     let profile = parse::load(&opts.profile).map_err(|r| crate::exit::usage(r.to_string()))?;
     let agent = opts.agent.clone().unwrap_or_else(|| profile.agent.clone());
     let ring = session::ring_bytes(opts.ring_buffer_mb)?;
@@ -184,34 +204,126 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         counters: Default::default(),
     };
     let mut s = Session::with_sensors(sensors, &agent, Box::new(sink))?;
-    session::ignore_interrupts();
-    let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
-    let spawned = match &sandbox {
-        Some(sb) => s.spawn_in(&opts.cmd, sb.clone()),
-        None => s.spawn(&opts.cmd),
-    };
-    let status = match spawned {
-        Ok(mut child) => supervise(&mut child, &agents, &signals, &s.sensors)?,
-        Err(e) => {
-            eprintln!("agentwatch: {e}");
-            lifecycle::drain(s.pipeline, &agents);
-            return Ok(e.exit_status());
+    let running = select(&mut s.sensors, &resolved, cgroup2.as_deref())?;
+    let status = if opts.cmd.is_empty() {
+        watch_selected(&opts, &agent, running, &agents, &s.sensors);
+        Some(0)
+    } else {
+        session::ignore_interrupts();
+        let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
+        let spawned = match &sandbox {
+            Some(sb) => s.spawn_in(&opts.cmd, sb.clone()),
+            None => s.spawn(&opts.cmd),
+        };
+        match spawned {
+            Ok(mut child) => {
+                supervise(&mut child, &agents, &signals, &s.sensors)?.map(spawn::shell_status)
+            }
+            Err(e) => {
+                eprintln!("agentwatch: {e}");
+                lifecycle::drain(s.pipeline, &agents);
+                return Ok(e.exit_status());
+            }
         }
     };
     let counts = lifecycle::drain(s.pipeline, &agents);
+    let layers = sandbox.as_ref().map(|s| s.layers.clone());
+    end(&enforcer, counts.records, opts.json, layers, closing_audit)?;
+    Ok(status.unwrap_or(1))
+}
+
+/// The run is over: open requests denied (nobody said yes), the summary
+/// written, the audit log sealed.
+fn end(
+    enforcer: &Mutex<AgentEnforcer>,
+    records: u64,
+    json: bool,
+    layers: Option<Layers>,
+    audit: Option<SharedAudit>,
+) -> anyhow::Result<()> {
     let mut e = enforcer
         .lock()
         .map_err(|_| anyhow::anyhow!("the enforcer stopped after an internal error"))?;
     if !e.pending().is_empty() {
-        // The command ended with requests open: nobody said yes.
         let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
-    let layers = sandbox.as_ref().map(|s| s.layers.clone());
-    summary(&mut e, counts.records, opts.json, layers)?;
-    if let Some(Ok(mut w)) = closing_audit.as_ref().map(|a| a.lock()) {
+    summary(&mut e, records, json, layers)?;
+    if let Some(Ok(mut w)) = audit.as_ref().map(|a| a.lock()) {
         w.close();
     }
-    Ok(status.map(spawn::shell_status).unwrap_or(1))
+    Ok(())
+}
+
+/// The `--select` selectors, resolved before anything is loaded (bad
+/// input fails fast); refuses a run with neither them nor a command.
+fn selectors_of(
+    opts: &RunOptions,
+    cgroup2: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<crate::selectors::Resolved>> {
+    if opts.cmd.is_empty() && opts.select.is_empty() {
+        return Err(crate::exit::usage(
+            "nothing to run: give a command after --, or --select KIND=VALUE (cgroup=PATH, uid=USER, exe=PATH) to enforce on processes it did not start",
+        ));
+    }
+    opts.select
+        .iter()
+        .map(|s| s.resolve(cgroup2))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::exit::usage(e.to_string()))
+}
+
+/// Adds `resolved` selectors to the sensors and watches the processes
+/// already running that match; returns how many.
+fn select(
+    sensors: &mut Sensors,
+    resolved: &[crate::selectors::Resolved],
+    cgroup2: Option<&std::path::Path>,
+) -> anyhow::Result<usize> {
+    if resolved.is_empty() {
+        return Ok(0);
+    }
+    for sel in resolved {
+        sensors.add_selector(*sel, AGENT_ID)?;
+    }
+    let running = crate::selectors::running_matches(resolved, cgroup2);
+    for pid in &running {
+        sensors.watch(*pid, AGENT_ID)?;
+    }
+    Ok(running.len())
+}
+
+/// Without a command: says what is enforced on, then turns the lifecycle
+/// until a stop signal from outside the agent (Ctrl-C included), or
+/// `--duration`.
+fn watch_selected(
+    opts: &RunOptions,
+    agent: &str,
+    running: usize,
+    agents: &Agents,
+    sensors: &Sensors,
+) {
+    eprintln!(
+        "agentwatch: enforcing {agent} ({}) on {running} running process(es) and every new exec matching {}; {}",
+        opts.mode.name(),
+        opts.select
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        match opts.duration {
+            Some(d) => format!("stopping after {}s", d.as_secs_f64()),
+            None => "Ctrl-C to stop".into(),
+        }
+    );
+    let signals = Signals::catch(&END_SELECTED, &NO_RELOAD);
+    let t = std::time::Instant::now();
+    while opts.duration.is_none_or(|d| t.elapsed() < d) {
+        lifecycle::turn(agents);
+        if let Asked::Stop(_) = signals.asked(|pid| sensors.is_watched(pid)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The sandbox the command starts in, unless `--no-sandbox`; the agent's

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config::Problems;
-use crate::feeds::{FeedConfig, Format, Kind, Secret};
+use crate::feeds::{deliver::Transport, tls::Roots, FeedConfig, Format, Kind, Secret};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +23,8 @@ pub(super) struct FeedDoc {
     address: Option<Spanned<String>>,
     #[serde(default)]
     transport: TransportDoc,
+    /// The CA bundle (PEM) HTTPS and syslog TLS verify the receiver with.
+    ca_file: Option<Spanned<std::path::PathBuf>>,
     #[serde(default = "ocsf")]
     format: Format,
     #[serde(default)]
@@ -54,6 +56,7 @@ enum TransportDoc {
     #[default]
     Udp,
     Tcp,
+    Tls,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -102,8 +105,10 @@ pub(super) fn feeds(
         if all_events && f.format == Format::Alerts {
             p.at(Some(d.span()), format!("feed {name}: events = \"all\" needs format = \"ocsf\" (alerts are decisions only)"));
         }
-        if let Some(kind) = kind {
+        let roots = roots(p, f, &name, abs);
+        if let (Some(kind), Some(roots)) = (kind, roots) {
             out.push(FeedConfig {
+                roots,
                 spool_dir: f
                     .spool_dir
                     .as_deref()
@@ -118,6 +123,41 @@ pub(super) fn feeds(
         }
     }
     out
+}
+
+/// The feed's trust anchors: its `ca_file`, loaded now (a bundle that
+/// does not load stops the configuration, not a delivery at 3 a.m.), only
+/// where there is TLS to verify. None when the bundle is refused.
+fn roots(
+    p: &mut Problems,
+    f: &FeedDoc,
+    name: &str,
+    abs: &dyn Fn(&Path) -> std::path::PathBuf,
+) -> Option<Roots> {
+    let Some(ca) = &f.ca_file else {
+        return Some(Roots::default());
+    };
+    let tls = match f.kind.get_ref() {
+        KindDoc::Syslog => f.transport == TransportDoc::Tls,
+        _ => f
+            .url
+            .as_ref()
+            .is_some_and(|u| u.get_ref().starts_with("https://")),
+    };
+    if !tls {
+        p.at(
+            Some(ca.span()),
+            format!("feed {name}: ca_file verifies TLS receivers: use an https:// url, or transport = \"tls\" for syslog"),
+        );
+        return None;
+    }
+    match Roots::load(&abs(ca.get_ref())) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            p.at(Some(ca.span()), format!("feed {name}: {e}"));
+            None
+        }
+    }
 }
 
 fn kind_name(k: KindDoc) -> &'static str {
@@ -202,7 +242,11 @@ fn feed_kind(
         KindDoc::Syslog => match &f.address {
             Some(a) if a.get_ref().to_socket_addrs().is_ok() => Some(Kind::Syslog {
                 address: a.get_ref().clone(),
-                tcp: f.transport == TransportDoc::Tcp,
+                transport: match f.transport {
+                    TransportDoc::Udp => Transport::Udp,
+                    TransportDoc::Tcp => Transport::Tcp,
+                    TransportDoc::Tls => Transport::Tls,
+                },
             }),
             Some(a) => {
                 p.at(

@@ -1,7 +1,8 @@
 //! Receivers: how a batch of spooled records reaches a webhook (JSON
 //! lines), a Splunk HTTP Event Collector, or a syslog server (RFC 5424
-//! over UDP, or TCP with octet counting, RFC 6587). A batch is delivered
-//! whole or not at all; the spool keeps it until then.
+//! over UDP, TCP with octet counting (RFC 6587), or TLS (RFC 5425, the
+//! same framing)). HTTPS and TLS verify the server (`super::tls`). A
+//! batch is delivered whole or not at all; the spool keeps it until then.
 use std::{
     io::Write,
     net::{TcpStream, ToSocketAddrs, UdpSocket},
@@ -10,18 +11,11 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::Secret;
+use super::{tls::Roots, Secret};
 
 /// Delivers batches of records (JSON lines without newlines).
 pub trait Receiver: Send {
     fn send(&mut self, records: &[String]) -> Result<(), String>;
-}
-
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 /// POSTs the records as JSON lines (application/x-ndjson), with the
@@ -34,9 +28,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(url: &str, headers: Vec<(String, String)>, token: Option<Secret>) -> Self {
+    pub fn new(
+        url: &str,
+        headers: Vec<(String, String)>,
+        token: Option<Secret>,
+        roots: &Roots,
+    ) -> Self {
         Self {
-            agent: http_agent(),
+            agent: roots.http_agent(),
             url: url.to_string(),
             headers,
             token,
@@ -78,9 +77,9 @@ pub struct SplunkHec {
 }
 
 impl SplunkHec {
-    pub fn new(url: &str, token: Secret, host: &str) -> Self {
+    pub fn new(url: &str, token: Secret, host: &str, roots: &Roots) -> Self {
         Self {
-            agent: http_agent(),
+            agent: roots.http_agent(),
             url: url.to_string(),
             token,
             host: host.to_string(),
@@ -144,9 +143,12 @@ impl Receiver for SplunkHec {
 }
 
 /// Syslog transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP under TLS (RFC 5425).
+    Tls,
 }
 
 /// RFC 5424 messages: facility authpriv; the severity from the record
@@ -157,7 +159,8 @@ pub struct Syslog {
     address: String,
     transport: Transport,
     hostname: String,
-    tcp: Option<TcpStream>,
+    roots: Roots,
+    tcp: Option<Box<dyn Write + Send>>,
     udp: Option<UdpSocket>,
 }
 
@@ -167,11 +170,12 @@ const FACILITY: u8 = 10;
 const SD_ID: &str = "agentwatch@32473";
 
 impl Syslog {
-    pub fn new(address: &str, transport: Transport, hostname: &str) -> Self {
+    pub fn new(address: &str, transport: Transport, hostname: &str, roots: Roots) -> Self {
         Self {
             address: address.to_string(),
             transport,
             hostname: hostname.to_string(),
+            roots,
             tcp: None,
             udp: None,
         }
@@ -228,7 +232,8 @@ impl Syslog {
         )
     }
 
-    fn connect_tcp(&mut self) -> Result<&mut TcpStream, String> {
+    /// The stream of a TCP or TLS transport, connected when needed.
+    fn connect_tcp(&mut self) -> Result<&mut Box<dyn Write + Send>, String> {
         if self.tcp.is_none() {
             let addr = self
                 .address
@@ -240,7 +245,12 @@ impl Syslog {
                 .map_err(|e| format!("connect {}: {e}", self.address))?;
             s.set_write_timeout(Some(Duration::from_secs(10)))
                 .map_err(|e| e.to_string())?;
-            self.tcp = Some(s);
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            self.tcp = Some(match self.transport {
+                Transport::Tls => Box::new(self.roots.connect(&self.address, s)?),
+                _ => Box::new(s),
+            });
         }
         self.tcp.as_mut().ok_or_else(|| "no connection".to_string())
     }
@@ -264,12 +274,13 @@ impl Receiver for Syslog {
                 }
                 Ok(())
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let mut framed = Vec::new();
                 for m in &messages {
                     framed.extend_from_slice(format!("{} {m}", m.len()).as_bytes());
                 }
-                let r = self.connect_tcp()?.write_all(&framed);
+                let s = self.connect_tcp()?;
+                let r = s.write_all(&framed).and_then(|()| s.flush());
                 r.map_err(|e| {
                     // Reconnect next time.
                     self.tcp = None;
@@ -286,7 +297,7 @@ mod tests {
 
     #[test]
     fn syslog_lines_are_rfc5424_with_escaped_structured_data() {
-        let s = Syslog::new("127.0.0.1:514", Transport::Udp, "host1");
+        let s = Syslog::new("127.0.0.1:514", Transport::Udp, "host1", Roots::default());
         let alert = r#"{"type":"alert","agent":"co]der","rule":"file/unknown","action":"pause"}"#;
         let m = s.message(alert);
         // <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD SP MSG

@@ -7,6 +7,7 @@ pub mod deliver;
 pub mod metrics;
 pub mod ocsf;
 pub mod spool;
+pub mod tls;
 
 use std::{
     path::PathBuf,
@@ -47,7 +48,7 @@ pub enum Kind {
     },
     Syslog {
         address: String,
-        tcp: bool,
+        transport: deliver::Transport,
     },
 }
 
@@ -103,6 +104,9 @@ pub struct FeedConfig {
     pub all_events: bool,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// The CA bundle HTTPS and syslog TLS verify the receiver with
+    /// (default: Mozilla's roots).
+    pub roots: tls::Roots,
 }
 
 /// Counters of one feed, for `metrics`.
@@ -143,18 +147,23 @@ impl Feeds {
                     url,
                     headers,
                     token,
-                } => Box::new(deliver::Webhook::new(url, headers.clone(), token.clone())),
-                Kind::SplunkHec { url, token } => {
-                    Box::new(deliver::SplunkHec::new(url, token.clone(), &src.hostname))
-                }
-                Kind::Syslog { address, tcp } => Box::new(deliver::Syslog::new(
-                    address,
-                    if *tcp {
-                        deliver::Transport::Tcp
-                    } else {
-                        deliver::Transport::Udp
-                    },
+                } => Box::new(deliver::Webhook::new(
+                    url,
+                    headers.clone(),
+                    token.clone(),
+                    &cfg.roots,
+                )),
+                Kind::SplunkHec { url, token } => Box::new(deliver::SplunkHec::new(
+                    url,
+                    token.clone(),
                     &src.hostname,
+                    &cfg.roots,
+                )),
+                Kind::Syslog { address, transport } => Box::new(deliver::Syslog::new(
+                    address,
+                    *transport,
+                    &src.hostname,
+                    cfg.roots.clone(),
                 )),
             };
             let (sp, st, stp, name) =
