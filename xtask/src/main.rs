@@ -1,7 +1,8 @@
 //! Developer tasks: `cargo xtask vm-test` (the eBPF object on a Debian
 //! kernel under qemu), `cargo xtask bench` (cost against baselines) and
 //! `cargo xtask fuzz` (the fuzz targets, bounded in time), `cargo xtask
-//! detection` (the corpus benchmark), `cargo xtask man` (the man pages).
+//! detection` (the corpus benchmark), `cargo xtask man` (the man pages),
+//! `cargo xtask dist` (the tarball and the .deb).
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -11,6 +12,7 @@ mod bench_peers;
 mod bench_peers_load;
 mod bench_peers_report;
 mod detection;
+mod dist;
 mod fuzz;
 mod peers;
 mod vm;
@@ -39,6 +41,9 @@ enum Task {
     /// The detection corpus: learn, held-out sessions and attacks under
     /// enforce; writes docs/detection.md.
     Detection(detection::Options),
+    /// The release tarball and .deb (target/dist): install without a
+    /// toolchain.
+    Dist(dist::Options),
     /// Build the man pages from the command line's definition.
     Man {
         /// Where to write them.
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(o) => bench::run(o),
         Task::Fuzz(o) => fuzz::run(o),
         Task::Detection(o) => detection::run(o),
+        Task::Dist(o) => dist::run(o),
         Task::Man { out } => man(&out),
     }
 }
