@@ -84,6 +84,31 @@ fn decisions_and_approvals_are_chained_and_a_change_is_named() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok:"), "{out}");
 
+    // The log as a page people read (`report --html`), rendered by a
+    // real browser: the violation and its answer in plain words.
+    let page = keep.path().join("report.html");
+    let made = agentwatch()
+        .args(["report", "--html"])
+        .arg(&page)
+        .arg(&log)
+        .output()
+        .expect("report");
+    assert!(made.status.success(), "{made:?}");
+    if let Some(chrome) = support::browser::chromium() {
+        let url = format!("file://{}", page.display());
+        let dom = support::browser::dump_dom(&chrome, &url);
+        for said in [
+            "tried to read /etc/os-release: outside its profile; paused for a decision",
+            "approved by root at",
+            "the hash chain holds",
+            "Agent audit-chain",
+        ] {
+            assert!(dom.contains(said), "{said:?} not on the page:\n{dom}");
+        }
+        let png = support::browser::screenshot(&chrome, &url, "audit-report");
+        println!("screenshot of the report: {}", png.display());
+    }
+
     // Rewrite the decision's action: verify names the record after it.
     let text = std::fs::read_to_string(&log).expect("read");
     let at = text

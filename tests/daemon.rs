@@ -790,3 +790,157 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Drift over two periods: a first day within the profile (recorded by a
+/// real daemon, then moved back a day in its log), and a second where the
+/// agent reads files outside it. The drift notice goes out when the day's
+/// violations reach the threshold; the gauges and `agentwatch drift` say
+/// what changed, and which grants nothing used.
+#[test]
+fn drift_shows_behaviour_that_changed_between_two_periods() {
+    let Some((_k, cg)) = privileged_with_cgroup("daemon-drift") else {
+        return;
+    };
+    let yaml = profile("dmn-drift", 1, "dns:\n  - name: \"never.example.com\"\n");
+    let d = Daemon::prepare("daemon-drift", "", &[("dmn-drift.yaml", &yaml)]);
+    let mport = support::receiver::free_port();
+    let text = config(true, &[("dmn-drift", "monitor", &cg.0)], "").replace(
+        "profile = \"dmn-drift.yaml\"",
+        "profile = \"dmn-drift.yaml\"\ndrift_threshold = 3",
+    ) + &format!("\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n");
+    write_config(&d, &text);
+    let mut d = d.start();
+    // Day one: within the profile.
+    d.workload(&cg.0, "ls /usr > /dev/null; cat /etc/passwd > /dev/null");
+    assert_eq!(d.wait_workload(Duration::from_secs(20)), Some(0));
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    let log = d.dir.0.join("drift/dmn-drift.json");
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&log).expect("the drift log")).unwrap();
+    let days = v["days"].as_object_mut().expect("days");
+    assert_eq!(days.len(), 1, "{days:?}");
+    let (today, day_one) = days
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    assert!(
+        day_one["execs"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x == "/usr/bin/ls")),
+        "{day_one}"
+    );
+    assert!(
+        day_one["novel"].as_object().is_none_or(|n| n.is_empty()),
+        "{day_one}"
+    );
+    // Moved back a day: the first period.
+    let yesterday = {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", "yesterday", "+%Y-%m-%d"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    days.remove(&today);
+    days.insert(yesterday.clone(), day_one);
+    std::fs::write(&log, v.to_string()).unwrap();
+
+    // Day two: the agent reads what its profile does not have.
+    let mut d = d.start();
+    d.workload(
+        &cg.0,
+        "cat /etc/hostname /etc/hosts /etc/os-release > /dev/null; head -c1 /etc/shells > /dev/null",
+    );
+    assert_eq!(d.wait_workload(Duration::from_secs(20)), Some(0));
+    support::daemon::wait_for("the drift notice", Duration::from_secs(10), || {
+        d.alerts().iter().any(|a| a["type"] == "drift")
+    });
+    let notice = d
+        .alerts()
+        .into_iter()
+        .find(|a| a["type"] == "drift")
+        .unwrap();
+    assert_eq!(
+        (notice["agent"].as_str(), notice["threshold"].as_u64()),
+        (Some("dmn-drift"), Some(3))
+    );
+    assert!(
+        notice["by_class"]["file"].as_u64().is_some_and(|n| n >= 3),
+        "{notice}"
+    );
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).expect("metrics");
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let drift_line = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"agentwatch_profile_drift{agent="dmn-drift",class="file"}"#))
+        .unwrap_or_else(|| panic!("no drift gauge: {metrics}"));
+    assert!(
+        drift_line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 3),
+        "{drift_line}"
+    );
+    assert!(
+        metrics.contains(r#"agentwatch_unused_rules{agent="dmn-drift",class="dns"} 1"#),
+        "{metrics}"
+    );
+    // The log is saved every minute and when the daemon stops.
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    let report = d.json(&[
+        "drift",
+        "dmn-drift",
+        "--since",
+        "2d",
+        "--config",
+        d.config.to_str().unwrap(),
+    ]);
+    assert_eq!(report["days_seen"], 2, "{report}");
+    assert!(
+        report["novel"]["file"].as_u64().is_some_and(|n| n >= 3),
+        "{report}"
+    );
+    assert_eq!(
+        report["novel_last_day"]["file"], report["novel"]["file"],
+        "{report}"
+    );
+    let unused: Vec<String> = report["unused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {}",
+                u["class"].as_str().unwrap(),
+                u["rule"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        unused.contains(&"dns never.example.com".to_string()),
+        "{unused:?}"
+    );
+    assert!(
+        !unused.contains(&"executable /usr/bin/*".to_string()),
+        "{unused:?}"
+    );
+    // Today alone: one day, with the violations.
+    let one = d.cli(&[
+        "drift",
+        "dmn-drift",
+        "--since",
+        "1d",
+        "--config",
+        d.config.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&one.stdout);
+    assert!(said.contains("file: "), "{said}");
+}

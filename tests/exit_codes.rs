@@ -113,6 +113,9 @@ fn usage_and_bad_input_exit_2() {
         .expect(2, "audit verify with a missing key");
     aw(&dir, &["profile", "show", &profile, "--overlay", &missing])
         .expect(2, "profile show with a missing overlay");
+    aw(&dir, &["report", "--html", &dir.join("r.html"), &missing])
+        .expect(2, "report of a missing log");
+    aw(&dir, &["drift", "coder", "--config", &missing]).expect(2, "drift without a configuration");
     aw(&dir, &["daemon", "--config", &missing]).expect(2, "daemon without its config");
     aw(&dir, &["--log", "verbose", "doctor"]).expect(2, "an unknown log level");
     aw(&dir, &["learn"]).expect(2, "learn without --agent (clap)");

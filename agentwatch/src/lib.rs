@@ -20,6 +20,7 @@ mod origin;
 mod paths;
 pub mod pipeline;
 pub mod profile;
+mod report;
 mod sandbox;
 mod selectors;
 pub mod sensors;

@@ -5,7 +5,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use agentwatch::{
     commands::{
-        audit, check, control, daemon, demo, doctor, exec, learn, manual, profile, run, trace,
+        audit, check, control, daemon, demo, doctor, drift, exec, learn, manual, profile, report,
+        run, trace,
     },
     control::Request,
     enforce::compile::Mode,
@@ -158,6 +159,24 @@ enum Command {
     /// `cargo xtask man` calls this.
     #[command(hide = true)]
     ManPages { dir: std::path::PathBuf },
+    /// How a daemon agent's behaviour moved away from its profile over
+    /// the last days: violations by class, names learned in place,
+    /// executables and DNS grants nothing used.
+    Drift(drift::DriftOptions),
+    /// The audit log as a page people can read (an incident write-up):
+    /// per agent, what it tried and what happened, in plain words; the
+    /// chain's verdict at the top. Exit 1 when the chain is broken.
+    Report {
+        /// Write a self-contained HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: std::path::PathBuf,
+        /// The audit log and its rotated files.
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<std::path::PathBuf>,
+        /// Print JSON (an error too: one JSON object on stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Report which kernel features each sensor and enforcement tier can use here.
     Doctor {
         /// Print JSON (an error too: one JSON object on stderr).
@@ -301,6 +320,8 @@ impl Command {
             Command::Check(o) => o.json,
             Command::Run(o) => o.json,
             Command::Daemon(o) => o.json,
+            Command::Drift(o) => o.json,
+            Command::Report { json, .. } => *json,
             Command::Reload { json }
             | Command::Pending { json }
             | Command::Approve { json, .. }
@@ -340,6 +361,7 @@ impl Command {
                 | Command::Profile { .. }
                 | Command::Audit { .. }
                 | Command::Doctor { .. }
+                | Command::Drift(_)
                 | Command::Demo { .. }
         )
     }
@@ -414,6 +436,8 @@ fn main() -> ExitCode {
         Command::BenchFloor => agentwatch::sensors::hold_floor(),
         Command::BenchProfile => agentwatch::commands::bench_profile::run(),
         Command::Doctor { json } => doctor::run(json),
+        Command::Drift(o) => drift::run(o),
+        Command::Report { html, logs, json } => report::run(&html, &logs, json),
         Command::Completions { shell } => manual::completions(shell, Cli::command()),
         Command::ManPages { dir } => manual::man_pages(Cli::command(), &dir),
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// A duration: seconds, or a number with `ms`, `s`, `m` or `h`.
+/// A duration: seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => (&s[..i], &s[i..]),
@@ -20,7 +20,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("{s:?}: must be positive"));
@@ -52,7 +53,8 @@ mod tests {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("x").is_err());
     }
 

@@ -2,6 +2,7 @@
 //! binary, parse its JSON events, and clean up after ourselves.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
 pub mod pki;
 pub mod receiver;

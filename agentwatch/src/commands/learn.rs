@@ -474,18 +474,7 @@ fn selected_agent(opts: &LearnOptions) -> anyhow::Result<Option<Selected>> {
     let (selectors, anchors) = match &opts.config {
         Some(file) => {
             let cfg = config::load(file).map_err(|r| anyhow::anyhow!("{r}"))?;
-            let a = cfg.agent(&opts.agent).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} defines no agent {} (it defines: {})",
-                    file.display(),
-                    opts.agent,
-                    cfg.agents
-                        .iter()
-                        .map(|a| a.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
+            let a = cfg.agent_named(&opts.agent)?;
             (a.selectors.clone(), Some(a.anchors.clone()))
         }
         None if opts.select.is_empty() => return Ok(None),

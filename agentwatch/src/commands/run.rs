@@ -186,6 +186,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 feed_budget: None,
             },
             shadow: None,
+            drift: None,
             audit,
         },
         maps,

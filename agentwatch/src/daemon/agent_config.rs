@@ -107,11 +107,14 @@ fn agent(
         d.tmp.as_ref().map(|w| w.display().to_string()),
     );
     let shadow = learn.then(|| shadow_config(p, d, &name, &profile_path, spool_base, &anchors));
+    let drift = spool_base.join("drift").join(format!("{name}.json"));
     Some(AgentConfig {
         shadow,
         name,
         profile_path,
         overlay,
+        drift,
+        drift_threshold: d.drift_threshold,
         profile,
         file_actions,
         profile_sha256: crate::audit::line_hash(&bytes),

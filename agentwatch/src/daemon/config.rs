@@ -84,6 +84,8 @@ struct AuditDoc {
 struct AgentDoc {
     name: Spanned<String>,
     profile: Spanned<PathBuf>,
+    /// Violations in a day that raise a `drift` notice.
+    drift_threshold: Option<u64>,
     #[serde(default = "monitor")]
     mode: Mode,
     workspace: Option<PathBuf>,
@@ -198,6 +200,10 @@ pub struct AgentConfig {
     /// Where learned approvals go when the profile cannot be written
     /// (`profile::overlay`); applied to `profile` when it exists.
     pub overlay: PathBuf,
+    /// The agent's drift log (`enforce::drift`), in the state directory.
+    pub drift: PathBuf,
+    /// Violations in a day that raise a `drift` notice (none: never).
+    pub drift_threshold: Option<u64>,
     /// The profile with the config's action overrides applied.
     pub profile: Profile,
     /// The actions the profile file itself says (what `approve --learn`
@@ -219,6 +225,21 @@ pub struct AgentConfig {
 impl Config {
     pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// Agent `name`, or a usage error (exit 2) naming those there are.
+    pub fn agent_named(&self, name: &str) -> anyhow::Result<&AgentConfig> {
+        self.agent(name).ok_or_else(|| {
+            crate::exit::usage(format!(
+                "{} defines no agent {name} (it defines: {})",
+                self.file.display(),
+                self.agents
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
     }
 }
 

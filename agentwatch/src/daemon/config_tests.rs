@@ -121,7 +121,7 @@ fn semantic_errors_point_at_their_value() {
     let p = only_problem(d.parse(&agent("", "")));
     assert!(p.message.contains("names nothing"), "{}", p.message);
     let p = only_problem(d.parse(&format!(
-        "[daemon]\npause_timeout = \"5d\"\n{}",
+        "[daemon]\npause_timeout = \"5w\"\n{}",
         agent("user = \"root\"", "")
     )));
     assert_eq!(p.line, 2);

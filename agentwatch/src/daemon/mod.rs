@@ -164,7 +164,7 @@ impl Daemon {
         let feeds = Feeds::start(&cfg.feeds)?;
         if let Some(Ok(mut w)) = audit.as_ref().map(|a| a.lock()) {
             let to = feeds.clone();
-            w.send_checkpoints(Box::new(move |r| to.checkpoint(r)));
+            w.send_checkpoints(Box::new(move |r| to.notice(r)));
         }
         let mut d = Self {
             cfg,

@@ -114,8 +114,12 @@ impl Observed {
         let mut decisions = Vec::new();
         let mut answers = Vec::new();
         let mut pending = Vec::new();
+        let mut drift = Vec::new();
         for (name, e) in all {
             let Ok(e) = e.lock() else { continue };
+            if let Some(r) = e.drift_report(DRIFT_DAYS) {
+                drift.push((name.clone(), r));
+            }
             for (action, n) in &e.stats().by_action {
                 decisions.push((name.clone(), action.clone(), *n));
             }
@@ -160,6 +164,7 @@ impl Observed {
         for (agent, n) in &pending {
             t.sample("agentwatch_pending_approvals", &[("agent", agent)], *n);
         }
+        drift_metrics(t, &drift);
     }
 
     fn feed_metrics(&self, t: &mut Text) {
@@ -201,6 +206,42 @@ impl Observed {
         );
         for (name, _, backlog) in &stats {
             t.sample("agentwatch_feed_backlog_bytes", &[("feed", name)], *backlog);
+        }
+    }
+}
+
+/// The window of the drift gauges, in days.
+const DRIFT_DAYS: u64 = 7;
+
+/// `agentwatch_profile_drift` and `agentwatch_unused_rules`, per agent.
+fn drift_metrics(t: &mut Text, drift: &[(String, crate::enforce::drift::Report)]) {
+    t.metric(
+        "agentwatch_profile_drift",
+        "gauge",
+        "Violations outside the profile in the last 7 days, by agent and class (drift).",
+    );
+    for (agent, r) in drift {
+        for (class, n) in &r.novel {
+            t.sample(
+                "agentwatch_profile_drift",
+                &[("agent", agent), ("class", class)],
+                *n,
+            );
+        }
+    }
+    t.metric(
+        "agentwatch_unused_rules",
+        "gauge",
+        "Profile grants nothing used in the last 7 days, by agent and class (executable, dns): candidates to retire.",
+    );
+    for (agent, r) in drift {
+        for class in ["executable", "dns"] {
+            let n = r.unused.iter().filter(|u| u.class == class).count() as u64;
+            t.sample(
+                "agentwatch_unused_rules",
+                &[("agent", agent), ("class", class)],
+                n,
+            );
         }
     }
 }

@@ -167,6 +167,10 @@ impl Daemon {
                     approvals_file: super::state::approvals_file(&self.cfg.state_file, &a.name),
                     adopt,
                 }),
+                drift: Some(crate::enforce::drift::Keeper::open(
+                    a.drift.clone(),
+                    a.drift_threshold,
+                )),
             },
             maps,
         )?;
@@ -351,6 +355,7 @@ impl Daemon {
             compiled,
             timeout,
             shadow: a.shadow,
+            drift_threshold: a.drift_threshold,
         })
         .map_err(|e| e.to_string())?;
         Ok(applied)

@@ -103,6 +103,7 @@ pub struct AgentEnforcer {
     shadow: Option<crate::profile::shadow::Shadow>,
     /// The agent's DNS queries, and the endpoints its answers allowed.
     resolutions: super::resolutions::Resolutions<answers::AllowedKey>,
+    drift: Option<super::drift::Keeper>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -195,6 +196,8 @@ pub struct Setup {
     /// Learn the agent in shadow (the daemon's `learn = true`): the
     /// kernel only senses, every session is appended to the profile.
     pub shadow: Option<crate::profile::shadow::ShadowConfig>,
+    /// The drift log (the daemon's, in its state directory).
+    pub drift: Option<super::drift::Keeper>,
 }
 
 pub struct Kept {
@@ -215,6 +218,7 @@ pub struct Reconfig {
     pub compiled: Compiled,
     pub timeout: Duration,
     pub shadow: Option<crate::profile::shadow::ShadowConfig>,
+    pub drift_threshold: Option<u64>,
 }
 
 impl AgentEnforcer {
@@ -260,6 +264,7 @@ impl AgentEnforcer {
             novel: std::collections::HashSet::new(),
             shadow: None,
             resolutions: Default::default(),
+            drift: s.drift,
         };
         me.set_shadow(s.shadow);
         me.install()?;
@@ -310,6 +315,7 @@ impl AgentEnforcer {
         }
         // A forged answer allows nothing, here nor in the matcher (which
         // would otherwise map the name to its addresses).
+        self.note_drift(ev);
         let forged = match &ev.detail {
             Detail::Dns { .. } => {
                 self.note_query(ev);

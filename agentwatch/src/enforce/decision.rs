@@ -174,6 +174,24 @@ impl AlertWriter {
     }
 }
 
+impl AlertWriter {
+    /// A record that is not a decision (a `drift` notice): the record
+    /// itself under `--json`, else its `what` on a line.
+    pub fn notice(&mut self, r: &serde_json::Value) {
+        let line = if self.json {
+            r.to_string()
+        } else {
+            format!(
+                "{} {}: {}",
+                r["type"].as_str().unwrap_or("notice"),
+                r["agent"].as_str().unwrap_or(""),
+                r["what"].as_str().unwrap_or("")
+            )
+        };
+        self.line(&line);
+    }
+}
+
 impl DecisionSink for AlertWriter {
     fn decision(&mut self, d: &Decision) {
         let line = if self.json {

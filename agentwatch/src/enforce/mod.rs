@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit_trail;
 pub mod compile;
 pub mod decision;
+pub mod drift;
 pub mod own_files;
 pub mod resolutions;
 pub mod throttle;

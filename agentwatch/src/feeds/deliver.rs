@@ -183,9 +183,12 @@ impl Syslog {
 
     fn message(&self, record: &str) -> String {
         let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-        let checkpoint = v["type"] == "checkpoint" || v["unmapped"].get("checkpoint").is_some();
-        let (msgid, action, agent, rule) = if checkpoint {
-            ("checkpoint", "", "", "")
+        // A notice (checkpoint, drift): its type is the MSGID.
+        let notice = ["checkpoint", "drift"]
+            .into_iter()
+            .find(|k| v["type"] == *k || v["unmapped"].get(*k).is_some());
+        let (msgid, action, agent, rule) = if let Some(kind) = notice {
+            (kind, "", v["agent"].as_str().unwrap_or(""), "")
         } else if v.get("class_uid") == Some(&json!(2004)) {
             (
                 "finding",
@@ -210,6 +213,7 @@ impl Syslog {
         };
         let severity: u8 = match (msgid, action) {
             ("activity" | "checkpoint", _) => 6,
+            ("drift", _) => 4,
             (_, "alert") => 4,
             _ => 3,
         };

@@ -208,12 +208,13 @@ impl Feeds {
         }
     }
 
-    /// A signed audit checkpoint, to every feed: a SOC keeps them to
-    /// check the log against (`audit verify --key`).
-    pub fn checkpoint(&self, r: &Value) {
+    /// A record that is not a decision, to every feed: a signed audit
+    /// checkpoint (a SOC keeps them to check the log against, `audit
+    /// verify --key`), a `drift` notice.
+    pub fn notice(&self, r: &Value) {
         for f in &self.feeds {
             let record = match f.cfg.format {
-                Format::Ocsf => ocsf::checkpoint(r).to_string(),
+                Format::Ocsf => ocsf::notice(r).to_string(),
                 Format::Alerts => r.to_string(),
             };
             push(f, &record);

@@ -324,11 +324,13 @@ pub fn finding(src: &Source, d: &Decision) -> Value {
     v
 }
 
-/// A signed audit checkpoint (`crate::audit::checkpoint`) as an OCSF base
-/// event (class 0): OCSF has no class for it; the checkpoint itself is in
-/// `unmapped`, as the audit log has it (with its `host`: the base event
-/// has no `device`), for a SOC to keep and compare.
-pub fn checkpoint(r: &Value) -> Value {
+/// A record that is not a decision as an OCSF base event (class 0): a
+/// signed audit checkpoint (`crate::audit::checkpoint`), a `drift`
+/// notice. OCSF has no class for them; the record itself is in
+/// `unmapped`, under its type, as the audit log has it (with its `host`:
+/// the base event has no `device`).
+pub fn notice(r: &Value) -> Value {
+    let kind = r["type"].as_str().unwrap_or("notice");
     let time = r["time"]
         .as_str()
         .and_then(crate::timestamp::parse)
@@ -344,12 +346,15 @@ pub fn checkpoint(r: &Value) -> Value {
         "metadata": {
             "version": VERSION,
             "product": {"name": "agentwatch", "vendor_name": "agentwatch", "version": env!("CARGO_PKG_VERSION")},
-            "labels": ["audit:checkpoint"],
+            "labels": [format!("agentwatch:{kind}")],
         },
-        "message": format!(
-            "audit checkpoint: records up to {} signed by key {}",
-            r["covers"]["seq"], r["key"].as_str().unwrap_or("")
-        ),
-        "unmapped": {"checkpoint": r},
+        "message": match kind {
+            "checkpoint" => format!(
+                "audit checkpoint: records up to {} signed by key {}",
+                r["covers"]["seq"], r["key"].as_str().unwrap_or("")
+            ),
+            _ => r["what"].as_str().unwrap_or(kind).to_string(),
+        },
+        "unmapped": {kind: r},
     })
 }

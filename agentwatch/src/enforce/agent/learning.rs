@@ -53,6 +53,10 @@ impl AgentEnforcer {
     /// Ends learning (the daemon stops): the session under way is
     /// appended before it returns.
     pub fn finish_learning(&mut self) -> Vec<String> {
+        // The drift log too: the agent's end.
+        if let Some(k) = &mut self.drift {
+            k.save();
+        }
         let Some(s) = self.shadow.take() else {
             return Vec::new();
         };

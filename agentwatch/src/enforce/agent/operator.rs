@@ -168,6 +168,9 @@ impl AgentEnforcer {
         if let Some(a) = &mut self.audit {
             a.sync_if_due();
         }
+        if let Some(k) = &mut self.drift {
+            k.save_if_due();
+        }
         self.expire_answers();
         self.flush_alerts(std::time::Instant::now());
         // An append is audited as it completes; its line gives way to a
@@ -250,6 +253,9 @@ impl AgentEnforcer {
         self.guardrails = r.guardrails;
         self.compiled = r.compiled;
         self.timeout = r.timeout;
+        if let Some(k) = &mut self.drift {
+            k.threshold = r.drift_threshold;
+        }
         self.matcher = self.new_matcher();
         self.set_shadow(r.shadow);
         if let Some(a) = &mut self.audit {
@@ -266,6 +272,9 @@ impl AgentEnforcer {
     pub fn release_agent(&mut self, by: &str) -> usize {
         for m in self.finish_learning() {
             warn!(agent = %self.agent, "{m}");
+        }
+        if let Some(k) = &mut self.drift {
+            k.save();
         }
         let ids = self.approvals.take_all_ids();
         if !ids.is_empty() {

@@ -53,6 +53,7 @@ impl AgentEnforcer {
                 }
             }
         }
+        self.note_violation(f);
     }
 
     /// Sends the aggregate alerts whose window closed by `now`, and says
@@ -120,6 +121,9 @@ impl AgentEnforcer {
             })
             .max_by_key(|t| t.path.len())
             .map(|t| t.path.clone());
+        if let Some(k) = &mut self.drift {
+            k.learned(territory.as_deref().unwrap_or("(no territory)"));
+        }
         if let Some(a) = &mut self.audit {
             a.record(json!({
                 "type": "learned",
@@ -151,6 +155,52 @@ impl AgentEnforcer {
                 "comm": ev.comm,
                 "event": ev,
             }));
+        }
+    }
+}
+
+impl AgentEnforcer {
+    /// What drift counts of an event that crossed: the executable that
+    /// ran, the name asked.
+    pub(super) fn note_drift(&mut self, ev: &Event) {
+        let Some(k) = &mut self.drift else {
+            return;
+        };
+        match &ev.detail {
+            Detail::Exec { path, .. } => {
+                let norm =
+                    crate::profile::normalise::path(path, &self.anchors, &Default::default())
+                        .unwrap_or_else(|| path.clone());
+                k.exec(&norm);
+            }
+            Detail::Dns { name, .. } => k.name(name),
+            _ => {}
+        }
+    }
+
+    /// A violation for drift (a guardrail and a rate are their own
+    /// classes); a `drift` notice to the alerts, the feeds and the audit
+    /// log when today's reach the threshold.
+    fn note_violation(&mut self, f: &Finding) {
+        let Some(k) = &mut self.drift else {
+            return;
+        };
+        let class = if f.is_rate() {
+            "rate".to_string()
+        } else if f.hard() {
+            "guardrail".to_string()
+        } else {
+            f.class.name().to_string()
+        };
+        let Some(notice) = k.violation(&self.agent, &class) else {
+            return;
+        };
+        self.alerts.notice(&notice);
+        if let Some(feeds) = &self.feeds {
+            feeds.notice(&notice);
+        }
+        if let Some(a) = &mut self.audit {
+            a.record(notice);
         }
     }
 }

@@ -21,6 +21,13 @@ impl AgentEnforcer {
         &self.stats
     }
 
+    /// Drift over the last `days` days (the daemon's agents).
+    pub fn drift_report(&self, days: u64) -> Option<crate::enforce::drift::Report> {
+        let k = self.drift.as_ref()?;
+        let (since, until) = crate::enforce::drift::window(days);
+        Some(k.log().report(&self.profile, &since, &until))
+    }
+
     /// The open approval requests.
     pub fn pending(&self) -> &[crate::enforce::approvals::Request] {
         self.approvals.list()
