@@ -119,7 +119,8 @@ fn a_selected_agent_is_paused_approved_and_audited_through_the_daemon() {
     );
 }
 
-/// A read-only bind mount of a directory, undone on drop.
+/// A read-only bind mount of a directory over itself; on drop, undone
+/// and the directory removed.
 struct ReadOnly(std::path::PathBuf);
 
 impl ReadOnly {
@@ -133,6 +134,7 @@ impl ReadOnly {
                 .is_ok_and(|s| s.success())
         };
         if !ok(&["--bind"]) {
+            let _ = std::fs::remove_dir_all(dir);
             return None;
         }
         let guard = Self(dir.to_path_buf());
@@ -143,6 +145,7 @@ impl ReadOnly {
 impl Drop for ReadOnly {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -157,7 +160,9 @@ fn approve_learn_on_a_read_only_profile_goes_to_the_overlay() {
     };
     let yaml = profile("dmn-ovl", 1, "");
     let d = Daemon::prepare("daemon-overlay", "", &[]);
-    let ro = d.dir.0.join("ro");
+    // Outside the daemon's directory: the guard that removes that
+    // directory is dropped before the mount is undone.
+    let ro = std::env::temp_dir().join(format!("aw-test-ro-profile-{}", std::process::id()));
     std::fs::create_dir_all(&ro).unwrap();
     std::fs::write(ro.join("dmn-ovl.yaml"), &yaml).unwrap();
     let Some(_mount) = ReadOnly::mount(&ro) else {
@@ -170,7 +175,10 @@ fn approve_learn_on_a_read_only_profile_goes_to_the_overlay() {
     );
     let text = config(true, &[("dmn-ovl", "enforce", &cg.0)], "").replace(
         "profile = \"dmn-ovl.yaml\"",
-        "profile = \"ro/dmn-ovl.yaml\"",
+        &format!(
+            "profile = {:?}",
+            ro.join("dmn-ovl.yaml").display().to_string()
+        ),
     );
     write_config(&d, &text);
     let mut d = d.start();

@@ -5,7 +5,7 @@
 //! The BPF LSM tier is tested in the qemu VM (`cargo xtask vm-test`).
 mod support;
 
-use std::{net::TcpListener, path::PathBuf, time::Duration};
+use std::{net::TcpListener, time::Duration};
 
 use serde_json::Value;
 use support::{agentwatch, privileged, run::*, TempDir};
@@ -149,9 +149,14 @@ fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
     assert!(d.stdout.contains("after-approve"), "{}", d.stdout);
     assert!(yaml.contains("path: \"/etc/os-release\""), "{yaml}");
     assert!(yaml.contains("by: \"root\""), "{yaml}");
+    // The run's directory is gone by now: lint a copy, in a directory
+    // removed on drop.
+    let keep = TempDir::new("pause-learn-lint");
+    let copy = keep.path().join("profile.yaml");
+    std::fs::write(&copy, &yaml).expect("write");
     let lint = agentwatch()
         .args(["profile", "lint"])
-        .arg(run_dir_profile(&yaml))
+        .arg(&copy)
         .output()
         .expect("lint");
     assert!(
@@ -159,13 +164,6 @@ fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
         "{}",
         String::from_utf8_lossy(&lint.stdout)
     );
-}
-
-/// Writes `yaml` to a temp file for lint (the run's dir is gone by now).
-fn run_dir_profile(yaml: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("aw-lint-{}.yaml", std::process::id()));
-    std::fs::write(&p, yaml).expect("write");
-    p
 }
 
 #[test]
