@@ -103,11 +103,20 @@ fn kubernetes_manifests_validate_strictly_and_their_config_checks() {
     }
 
     // The ConfigMap's configuration and profile, as the pod sees them.
-    let cm: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
-            .expect("configmap YAML");
     let etc = std::env::temp_dir().join(format!("aw-cm-{}", std::process::id()));
-    std::fs::create_dir_all(&etc).unwrap();
+    let _gone = Gone(etc.clone());
+    configmap_checks(
+        &std::fs::read_to_string(dir.join("configmap.yaml")).unwrap(),
+        &etc,
+        "packaging/kubernetes",
+    );
+}
+
+/// Writes a ConfigMap's files into `etc`, as the pod sees them, and has
+/// `agentwatch daemon --check` check its configuration.
+fn configmap_checks(yaml: &str, etc: &Path, what: &str) {
+    let cm: serde_json::Value = serde_saphyr::from_str(yaml).expect("ConfigMap YAML");
+    std::fs::create_dir_all(etc).unwrap();
     for (name, text) in cm["data"].as_object().expect("data") {
         std::fs::write(etc.join(name), text.as_str().unwrap()).unwrap();
     }
@@ -116,10 +125,9 @@ fn kubernetes_manifests_validate_strictly_and_their_config_checks() {
         .arg(etc.join("agentwatch.toml"))
         .output()
         .expect("daemon --check");
-    let _ = std::fs::remove_dir_all(&etc);
     assert!(
         check.status.success(),
-        "{}",
+        "{what}: {}",
         String::from_utf8_lossy(&check.stderr)
     );
 }
@@ -389,22 +397,7 @@ fn the_helm_chart_lints_renders_valid_manifests_and_a_config_that_checks() {
             .split("\n---\n")
             .find(|d| d.contains("kind: ConfigMap"))
             .expect("a ConfigMap");
-        let cm: serde_json::Value = serde_saphyr::from_str(cm).expect("ConfigMap YAML");
-        let etc = dir.join(format!("etc-{tag}"));
-        std::fs::create_dir_all(&etc).unwrap();
-        for (name, text) in cm["data"].as_object().expect("data") {
-            std::fs::write(etc.join(name), text.as_str().unwrap()).unwrap();
-        }
-        let check = Command::new(env!("CARGO_BIN_EXE_agentwatch"))
-            .args(["daemon", "--check", "--config"])
-            .arg(etc.join("agentwatch.toml"))
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{tag}: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
+        configmap_checks(cm, &dir.join(format!("etc-{tag}")), tag);
     }
 }
 

@@ -205,7 +205,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         counters: Default::default(),
     };
     let mut s = Session::with_sensors(sensors, &agent, Box::new(sink))?;
-    let running = select(&mut s.sensors, &resolved, cgroup2.as_deref())?;
+    let running = if resolved.is_empty() {
+        0
+    } else {
+        s.select(&resolved)?
+    };
     let status = if opts.cmd.is_empty() {
         watch_selected(&opts, &agent, running, &agents, &s.sensors);
         Some(0)
@@ -273,26 +277,6 @@ fn selectors_of(
         .map_err(|e| crate::exit::usage(e.to_string()))
 }
 
-/// Adds `resolved` selectors to the sensors and watches the processes
-/// already running that match; returns how many.
-fn select(
-    sensors: &mut Sensors,
-    resolved: &[crate::selectors::Resolved],
-    cgroup2: Option<&std::path::Path>,
-) -> anyhow::Result<usize> {
-    if resolved.is_empty() {
-        return Ok(0);
-    }
-    for sel in resolved {
-        sensors.add_selector(*sel, AGENT_ID)?;
-    }
-    let running = crate::selectors::running_matches(resolved, cgroup2);
-    for pid in &running {
-        sensors.watch(*pid, AGENT_ID)?;
-    }
-    Ok(running.len())
-}
-
 /// Without a command: says what is enforced on, then turns the lifecycle
 /// until a stop signal from outside the agent (Ctrl-C included), or
 /// `--duration`.
@@ -303,19 +287,8 @@ fn watch_selected(
     agents: &Agents,
     sensors: &Sensors,
 ) {
-    eprintln!(
-        "agentwatch: enforcing {agent} ({}) on {running} running process(es) and every new exec matching {}; {}",
-        opts.mode.name(),
-        opts.select
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        match opts.duration {
-            Some(d) => format!("stopping after {}s", d.as_secs_f64()),
-            None => "Ctrl-C to stop".into(),
-        }
-    );
+    let verb = format!("enforcing {agent} ({}) on", opts.mode.name());
+    session::say_selected(&verb, running, &opts.select, opts.duration);
     let signals = Signals::catch(&END_SELECTED, &NO_RELOAD);
     let t = std::time::Instant::now();
     while opts.duration.is_none_or(|d| t.elapsed() < d) {

@@ -155,3 +155,26 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::Exi
     let _ = child.kill();
     child.wait().ok()
 }
+
+/// What a command without CMD says it watches: `verb` (watching,
+/// enforcing ...) on `running` processes and new execs matching `shown`,
+/// until `duration` or Ctrl-C.
+pub fn say_selected(
+    verb: &str,
+    running: usize,
+    shown: &[impl ToString],
+    duration: Option<Duration>,
+) {
+    eprintln!(
+        "agentwatch: {verb} {running} running process(es) and every new exec matching {}; {}",
+        shown
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        match duration {
+            Some(d) => format!("stopping after {}s", d.as_secs_f64()),
+            None => "Ctrl-C to stop".into(),
+        }
+    );
+}

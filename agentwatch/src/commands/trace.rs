@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use super::session::{agent_name, ignore_interrupts, ring_bytes, wait_for_stop, Session, AGENT_ID};
 use crate::{
     pipeline::Pipeline,
-    selectors::{self, Selector},
+    selectors::Selector,
     sensors::cgroup2_mount,
     sinks::{HumanLines, JsonLines, Sink},
     spawn,
@@ -71,38 +71,19 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     } else {
         Box::new(HumanLines(out))
     };
+    let mut s = Session::start(&agent, bytes, sink)?;
+    let running = if resolved.is_empty() {
+        0
+    } else {
+        s.select(&resolved)?
+    };
     let Session {
         mut sensors,
         pipeline,
-    } = Session::start(&agent, bytes, sink)?;
-
-    for sel in &resolved {
-        sensors.add_selector(*sel, AGENT_ID)?;
-    }
-    // The kernel sees new execs; processes already running are added here.
-    let running = if resolved.is_empty() {
-        Vec::new()
-    } else {
-        selectors::running_matches(&resolved, cgroup2.as_deref())
-    };
-    for pid in &running {
-        sensors.watch(*pid, AGENT_ID)?;
-    }
+    } = s;
 
     if opts.cmd.is_empty() {
-        eprintln!(
-            "agentwatch: watching {} running process(es) and every new exec matching {}; {}",
-            running.len(),
-            opts.select
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            match opts.duration {
-                Some(d) => format!("stopping after {}s", d.as_secs_f64()),
-                None => "Ctrl-C to stop".into(),
-            }
-        );
+        super::session::say_selected("watching", running, &opts.select, opts.duration);
         wait_for_stop(opts.duration);
         finish(pipeline);
         return Ok(0);

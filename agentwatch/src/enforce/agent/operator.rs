@@ -319,8 +319,13 @@ impl AgentEnforcer {
         ) {
             (Ok(()), _) => Ok((self.profile_path.clone(), yaml)),
             // Not ours to write (a ConfigMap): the overlay takes it.
+            // The version is the file as it is plus the overlay, as the
+            // daemon's configuration hashes them at a reload.
             (Err(e), Some(o)) if overlay::stands_in_for(&e.source) => {
-                write_overlay(o, &self.agent, entry, &approval).map(|y| (o.clone(), yaml + &y))
+                write_overlay(o, &self.agent, entry, &approval).map(|y| {
+                    let file = std::fs::read_to_string(&self.profile_path).unwrap_or_default();
+                    (o.clone(), file + &y)
+                })
             }
             (Err(e), _) => Err(e),
         };
