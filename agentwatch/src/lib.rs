@@ -28,6 +28,7 @@ mod signals;
 mod sinks;
 mod spawn;
 mod timestamp;
+pub mod ui;
 mod units;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use agentwatch::{
     commands::{
         audit, check, control, daemon, demo, doctor, drift, exec, learn, manual, profile, report,
-        run, trace,
+        run, trace, ui,
     },
     control::Request,
     enforce::compile::Mode,
@@ -163,6 +163,10 @@ enum Command {
     /// the last days: violations by class, names learned in place,
     /// executables and DNS grants nothing used.
     Drift(drift::DriftOptions),
+    /// The address of the running daemon's live page (timeline, requests
+    /// waiting with approve and deny buttons), its token included; the
+    /// daemon serves it when its configuration has `[ui] listen`.
+    Ui(ui::UiOptions),
     /// The audit log as a page people can read (an incident write-up):
     /// per agent, what it tried and what happened, in plain words; the
     /// chain's verdict at the top. Exit 1 when the chain is broken.
@@ -321,6 +325,7 @@ impl Command {
             Command::Run(o) => o.json,
             Command::Daemon(o) => o.json,
             Command::Drift(o) => o.json,
+            Command::Ui(o) => o.json,
             Command::Report { json, .. } => *json,
             Command::Reload { json }
             | Command::Pending { json }
@@ -362,6 +367,7 @@ impl Command {
                 | Command::Audit { .. }
                 | Command::Doctor { .. }
                 | Command::Drift(_)
+                | Command::Ui(_)
                 | Command::Demo { .. }
         )
     }
@@ -437,6 +443,7 @@ fn main() -> ExitCode {
         Command::BenchProfile => agentwatch::commands::bench_profile::run(),
         Command::Doctor { json } => doctor::run(json),
         Command::Drift(o) => drift::run(o),
+        Command::Ui(o) => ui::run(o),
         Command::Report { html, logs, json } => report::run(&html, &logs, json),
         Command::Completions { shell } => manual::completions(shell, Cli::command()),
         Command::ManPages { dir } => manual::man_pages(Cli::command(), &dir),

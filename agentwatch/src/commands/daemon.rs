@@ -6,14 +6,33 @@ use serde_json::json;
 
 use crate::daemon::{config, Daemon};
 
+/// Where the daemon's configuration is unless told.
+pub const DEFAULT_CONFIG: &str = "/etc/agentwatch/agentwatch.toml";
+
+/// `--config FILE` of the commands that read the daemon's configuration
+/// (`drift`, `ui`).
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The daemon configuration.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+impl ConfigArg {
+    /// The configuration, or a usage error that lists its problems.
+    pub fn load(&self) -> anyhow::Result<config::Config> {
+        config::load(&self.config).map_err(|r| {
+            crate::exit::usage(format!(
+                "{r}\n(give the daemon's configuration with --config)"
+            ))
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DaemonOptions {
     /// The configuration (TOML; agentwatch.example.toml documents it).
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/agentwatch/agentwatch.toml"
-    )]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Validate the configuration and its profiles, then exit: 0 valid,
     /// 2 not (each problem as FILE:LINE:COL).

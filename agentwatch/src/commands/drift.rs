@@ -1,7 +1,7 @@
 //! `agentwatch drift NAME [--since 7d] [--json] [--config FILE]`: how a
 //! daemon agent's behaviour moved away from its profile over the last days,
 //! read from its drift log in the state directory (`enforce::drift`).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::enforce::drift::{window, DriftLog};
 
@@ -13,24 +13,15 @@ pub struct DriftOptions {
     /// 30d; 24h is 1d).
     #[arg(long, default_value = "7d", value_parser = crate::units::parse_duration)]
     pub since: std::time::Duration,
-    /// The daemon configuration [default: /etc/agentwatch/agentwatch.toml].
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/agentwatch/agentwatch.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: super::daemon::ConfigArg,
     /// One JSON report.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(o: DriftOptions) -> anyhow::Result<i32> {
-    let cfg = crate::daemon::config::load(&o.config).map_err(|r| {
-        crate::exit::usage(format!(
-            "{r}\n(give the daemon's configuration with --config)"
-        ))
-    })?;
+    let cfg = o.config.load()?;
     let a = cfg.agent_named(&o.agent)?;
     let log = DriftLog::load(&a.drift).map_err(|e| crate::exit::usage(e.to_string()))?;
     let days = o.since.as_secs().div_ceil(86_400).max(1);

@@ -17,3 +17,4 @@ pub mod report;
 pub mod run;
 pub mod session;
 pub mod trace;
+pub mod ui;

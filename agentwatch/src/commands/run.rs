@@ -107,6 +107,12 @@ pub struct RunOptions {
     /// Without a command: stop after this long (30s, 5m, 1h).
     #[arg(long, value_parser = crate::units::parse_duration, requires = "select")]
     pub duration: Option<Duration>,
+    /// Serve the live page (timeline, requests waiting with approve and
+    /// deny buttons) on this loopback address or unix socket
+    /// (127.0.0.1:0 picks a port, unix:/PATH); its address, token
+    /// included, is printed on stderr.
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<crate::ui::Listen>,
     /// The command to run, after `--` (optional with --select).
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -192,11 +198,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         maps,
     )?;
     let enforcer = Arc::new(Mutex::new(enforcer));
-    let agents: Agents = Default::default();
-    if let Ok(mut m) = agents.write() {
-        m.insert(agent.clone(), enforcer.clone());
-    }
+    let agents = agents_of(&agent, &enforcer);
     let _server = control::serve(&agent, enforcer.clone())?;
+    let _ui = serve_ui(&opts, &enforcer)?;
     let closing_audit = shared_audit.clone();
     let sink = AgentsSink {
         agents: agents.clone(),
@@ -235,6 +239,32 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let layers = sandbox.as_ref().map(|s| s.layers.clone());
     end(&enforcer, counts.records, opts.json, layers, closing_audit)?;
     Ok(status.unwrap_or(1))
+}
+
+/// The run's one agent, as the lifecycle's sink looks agents up.
+fn agents_of(agent: &str, enforcer: &Arc<Mutex<AgentEnforcer>>) -> Agents {
+    let agents: Agents = Default::default();
+    if let Ok(mut m) = agents.write() {
+        m.insert(agent.to_string(), enforcer.clone());
+    }
+    agents
+}
+
+/// The live page, when `--ui` asks for it.
+fn serve_ui(
+    opts: &RunOptions,
+    enforcer: &Arc<Mutex<AgentEnforcer>>,
+) -> anyhow::Result<Option<crate::ui::UiServer>> {
+    let Some(listen) = &opts.ui else {
+        return Ok(None);
+    };
+    let src = crate::ui::Source {
+        handler: control::one_agent(enforcer.clone()),
+        audit: opts.audit.clone(),
+    };
+    let ui = crate::ui::serve(listen, src, None)?;
+    eprintln!("agentwatch: the live page is at {}", ui.url);
+    Ok(Some(ui))
 }
 
 /// The run is over: open requests denied (nobody said yes), the summary

@@ -159,6 +159,11 @@ impl Handler for OneAgent {
     }
 }
 
+/// `agentwatch run`'s one agent as a handler (for its live page).
+pub fn one_agent(enforcer: Arc<Mutex<AgentEnforcer>>) -> Arc<dyn Handler> {
+    Arc::new(OneAgent(enforcer))
+}
+
 /// Serves `agent`'s control socket (root only) on a thread.
 pub fn serve(agent: &str, enforcer: Arc<Mutex<AgentEnforcer>>) -> Result<Server, ControlError> {
     serve_at(

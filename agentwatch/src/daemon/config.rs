@@ -40,6 +40,15 @@ struct Doc {
     metrics: Option<super::feed_config::MetricsDoc>,
     kubernetes: Option<super::k8s_config::KubernetesDoc>,
     alerts: Option<AlertsDoc>,
+    ui: Option<UiDoc>,
+}
+
+/// `[ui]`: the live page (`crate::ui`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiDoc {
+    listen: Spanned<String>,
+    url_file: Option<PathBuf>,
 }
 
 /// `[alerts]`: how repeated alerts are folded and the feeds budgeted.
@@ -176,6 +185,16 @@ pub struct Config {
     pub kubernetes: Option<crate::k8s::ApiConfig>,
     /// `[alerts]`: repeated alerts folded, the feeds' budget.
     pub alert_policy: AlertPolicy,
+    /// `[ui]`: where the live page is served, if anywhere.
+    pub ui: Option<UiConfig>,
+}
+
+/// Where the live UI listens and where its address (with the token) is
+/// written for `agentwatch ui`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiConfig {
+    pub listen: crate::ui::Listen,
+    pub url_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -396,12 +415,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         .unwrap_or_else(|| PathBuf::from("/run/agentwatch/state.json"));
     let feeds = super::feed_config::feeds(&mut p, &doc.feeds, &spool_base, &abs);
     let metrics = super::feed_config::metrics(&mut p, doc.metrics.as_ref());
+    let ui = doc
+        .ui
+        .as_ref()
+        .and_then(|u| ui_config(&mut p, u, &state_file, &abs));
     if !p.list.is_empty() {
         return Err(ConfigReport { problems: p.list });
     }
     Ok(Config {
         feeds,
         metrics,
+        ui,
         kubernetes,
         alert_policy,
         file: file.to_path_buf(),
@@ -440,6 +464,28 @@ fn alert_policy(p: &mut Problems, d: Option<&AlertsDoc>) -> AlertPolicy {
         policy.feed_budget = AlertPolicy::budget(n);
     }
     policy
+}
+
+/// `[ui]`: a loopback address or unix socket; the address file defaults
+/// to `ui.url` beside the state file (both under /run: gone at reboot).
+fn ui_config(
+    p: &mut Problems,
+    u: &UiDoc,
+    state_file: &Path,
+    abs: &dyn Fn(&Path) -> PathBuf,
+) -> Option<UiConfig> {
+    let listen = match u.listen.get_ref().parse() {
+        Ok(l) => l,
+        Err(e) => {
+            p.at(Some(u.listen.span()), format!("{e}"));
+            return None;
+        }
+    };
+    let url_file = match &u.url_file {
+        Some(f) => abs(f),
+        None => state_file.with_file_name("ui.url"),
+    };
+    Some(UiConfig { listen, url_file })
 }
 
 fn control_group(p: &mut Problems, d: &DaemonDoc) -> Option<(String, u32)> {

@@ -235,3 +235,26 @@ fn learning_is_refused_under_enforce_and_a_bad_session_length_is_named() {
     ));
     assert!(p.message.contains("is not usable"), "{}", p.message);
 }
+
+#[test]
+fn ui_listens_on_loopback_or_a_unix_socket_with_its_address_beside_the_state() {
+    let d = Dir::new("ui");
+    let agent =
+        "[[agent]]\nname = \"coder\"\nprofile = \"coder.yaml\"\n[agent.select]\nuser = \"root\"\n";
+    let c = d
+        .parse(&format!("[ui]\nlisten = \"127.0.0.1:7878\"\n{agent}"))
+        .unwrap();
+    let ui = c.ui.expect("a ui");
+    assert_eq!(ui.listen, "127.0.0.1:7878".parse().unwrap());
+    assert_eq!(ui.url_file, PathBuf::from("/run/agentwatch/ui.url"));
+    let c = d
+        .parse(&format!(
+            "[ui]\nlisten = \"unix:/run/aw/ui.sock\"\nurl_file = \"u.url\"\n{agent}"
+        ))
+        .unwrap();
+    assert_eq!(c.ui.unwrap().url_file, d.0.join("u.url"));
+    let p = only_problem(d.parse(&format!("[ui]\nlisten = \"0.0.0.0:7878\"\n{agent}")));
+    assert_eq!(p.line, 2, "{}", p.message);
+    assert!(p.message.contains("serves only this host"), "{}", p.message);
+    assert!(d.parse(agent).unwrap().ui.is_none());
+}

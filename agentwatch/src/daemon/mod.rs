@@ -82,6 +82,7 @@ pub struct Daemon {
     reloads: Receiver<ReloadAsk>,
     signals: Signals,
     _server: Option<Server>,
+    _ui: Option<crate::ui::UiServer>,
     /// Selector problems already reported (said once, not every rescan).
     reported: BTreeSet<String>,
     /// The state file's contents as last written.
@@ -184,6 +185,7 @@ impl Daemon {
             reloads,
             signals,
             _server: None,
+            _ui: None,
             reported: BTreeSet::new(),
             last_state: String::new(),
             adopted: false,
@@ -227,12 +229,19 @@ impl Daemon {
             }),
             enricher,
         )?);
-        let handler = control::DaemonControl::new(self.agents.clone(), reloads);
+        let handler = Arc::new(control::DaemonControl::new(self.agents.clone(), reloads));
         self._server = Some(crate::control::serve_at(
             &crate::control::daemon_socket(),
             Access::Group(self.cfg.control_group.as_ref().map(|(_, gid)| *gid)),
-            Arc::new(handler),
+            handler.clone(),
         )?);
+        if let Some(ui) = &self.cfg.ui {
+            let src = crate::ui::Source {
+                handler,
+                audit: self.cfg.audit.as_ref().map(|a| a.path.clone()),
+            };
+            self._ui = Some(crate::ui::serve(&ui.listen, src, Some(&ui.url_file))?);
+        }
         if let Some(listen) = self.cfg.metrics.clone() {
             let observed = observe::Observed {
                 agents: self.agents.clone(),

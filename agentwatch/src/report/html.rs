@@ -30,7 +30,8 @@ pub fn escape(s: &str) -> String {
     o
 }
 
-fn tone_class(t: Tone) -> &'static str {
+/// The CSS class (and the UI's `tone`) of a timeline entry.
+pub fn tone_class(t: Tone) -> &'static str {
     match t {
         Tone::Blocked => "blocked",
         Tone::Paused => "paused",

@@ -79,7 +79,17 @@ pub fn build(files: &[PathBuf]) -> std::io::Result<Report> {
             }
         }
     }
+    let (log, agents) = views(records);
+    r.log = log;
+    r.agents = agents;
+    Ok(r)
+}
+
+/// agentwatch's own entries and each agent's view, from audit records
+/// (`{"seq", "record"}` lines) in any order.
+pub fn views(mut records: Vec<Value>) -> (Vec<Entry>, Vec<AgentView>) {
     records.sort_by_key(|v| v["seq"].as_u64().unwrap_or(u64::MAX));
+    let mut own = Vec::new();
     let mut agents: BTreeMap<String, AgentView> = BTreeMap::new();
     let mut learned: BTreeMap<(String, String), (u64, String, Value)> = BTreeMap::new();
     for v in records {
@@ -113,7 +123,7 @@ pub fn build(files: &[PathBuf]) -> std::io::Result<Report> {
             }
             other => {
                 if let Some(text) = log_words(other, rec) {
-                    r.log.push(entry(time, text, None, Tone::Info, rec));
+                    own.push(entry(time, text, None, Tone::Info, rec));
                 }
             }
         }
@@ -127,8 +137,7 @@ pub fn build(files: &[PathBuf]) -> std::io::Result<Report> {
     for a in agents.values_mut() {
         a.entries.sort_by(|x, y| x.time.cmp(&y.time));
     }
-    r.agents = agents.into_values().collect();
-    Ok(r)
+    (own, agents.into_values().collect())
 }
 
 /// A decision on the agent's timeline, counted.
