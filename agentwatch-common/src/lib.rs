@@ -59,6 +59,30 @@ pub enum RecordKind {
     /// port 53, which is DNS's): `addr` the destination. Judged as a
     /// connect there; the cgroup sendmsg hooks refuse what it refuses.
     Datagram = 9,
+    /// Plain text a watched process of an agent with intent capture wrote
+    /// to or read from a TLS connection (OpenSSL's SSL_write/SSL_read):
+    /// `args[0]` the `SSL *`, `args[1]` the direction (`tls::WRITE`,
+    /// `tls::READ`), `args[2]` the call's length, `args[3]` the offset of
+    /// the bytes carried; the bytes fill the slots in order (each slot
+    /// `SLOT_BYTES`, `tls::CHUNK` bytes but the last).
+    Tls = 10,
+}
+
+/// Constants of [`RecordKind::Tls`] records.
+pub mod tls {
+    pub const WRITE: u64 = 0;
+    pub const READ: u64 = 1;
+    /// Bytes per slot of a TLS record.
+    pub const CHUNK: usize = super::SLOT_LEN - 1;
+    /// `INTENT` values: nothing sent, plain text sent, plain text sent and
+    /// a tainted process's writes held until userspace read them.
+    pub const LEVEL_OFF: u32 = 0;
+    pub const LEVEL_METADATA: u32 = 1;
+    pub const LEVEL_CONTENT: u32 = 2;
+    /// Bytes one TLS record carries at most; a longer write sends its
+    /// first and its last `MAX_BYTES` (a request's model is at its start,
+    /// its newest message at its end).
+    pub const MAX_BYTES: usize = CHUNK * super::SLOTS;
 }
 
 impl RecordKind {
@@ -73,6 +97,7 @@ impl RecordKind {
             7 => Self::Tamper,
             8 => Self::Opened,
             9 => Self::Datagram,
+            10 => Self::Tls,
             _ => return None,
         })
     }

@@ -39,6 +39,9 @@ pub mod map {
     pub const EPOCHS: &str = "EPOCHS";
     pub const WALK: &str = "WALK";
     pub const JUMPS: &str = "JUMPS";
+    pub const INTENT: &str = "INTENT";
+    pub const TLS_READS: &str = "TLS_READS";
+    pub const TLS_IGNORED: &str = "TLS_IGNORED";
 }
 
 /// Program names.
@@ -50,6 +53,10 @@ pub mod program {
     pub const NAMES_ENTER: &str = "names_enter";
     pub const SYS_EXIT: &str = "sys_exit";
     pub const DNS_SEND: &str = "dns_send";
+    pub const SSL_WRITE: &str = "ssl_write";
+    pub const SSL_READ: &str = "ssl_read";
+    pub const SSL_READ_EX: &str = "ssl_read_ex";
+    pub const SSL_READ_RET: &str = "ssl_read_ret";
     pub const DNS_RECV_ENTER: &str = "dns_recv_enter";
     pub const DNS_RECV_EXIT: &str = "dns_recv_exit";
     pub const TAMPER_ENTER: &str = "tamper_enter";
@@ -117,6 +124,9 @@ pub const MAPS: &[&str] = &[
     map::EPOCHS,
     map::WALK,
     map::JUMPS,
+    map::INTENT,
+    map::TLS_READS,
+    map::TLS_IGNORED,
 ];
 
 /// Every program of the object.
@@ -128,6 +138,10 @@ pub const PROGRAMS: &[&str] = &[
     program::NAMES_ENTER,
     program::SYS_EXIT,
     program::DNS_SEND,
+    program::SSL_WRITE,
+    program::SSL_READ,
+    program::SSL_READ_EX,
+    program::SSL_READ_RET,
     program::DNS_RECV_ENTER,
     program::DNS_RECV_EXIT,
     program::TAMPER_ENTER,

@@ -13,13 +13,15 @@ mod maps;
 mod probes;
 mod shim;
 
-use probes::{dns, dns_egress, lsm, process, syscall, tamper};
+use probes::{dns, dns_egress, lsm, process, syscall, tamper, tls};
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, cgroup_skb, cgroup_sock_addr, fentry, lsm, tracepoint},
+    macros::{
+        btf_tracepoint, cgroup_skb, cgroup_sock_addr, fentry, lsm, tracepoint, uprobe, uretprobe,
+    },
     programs::{
-        BtfTracePointContext, FEntryContext, LsmContext, SkBuffContext, SockAddrContext,
-        TracePointContext,
+        BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, RetProbeContext,
+        SkBuffContext, SockAddrContext, TracePointContext,
     },
 };
 
@@ -255,6 +257,35 @@ pub fn deny_path_chown(_ctx: LsmContext) -> i32 {
 #[lsm(hook = "bprm_check_security")]
 pub fn deny_bprm_check(ctx: LsmContext) -> i32 {
     lsm::try_bprm_check(&ctx).unwrap_or(0)
+}
+
+/// uprobe on OpenSSL's SSL_write and SSL_write_ex: an agent's plain text
+/// on its way out (intent capture). Fails open: the call goes on.
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    let _ = tls::try_ssl_write(&ctx);
+    0
+}
+
+/// uprobe on SSL_read: the buffer, for the return. Fails open.
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    let _ = tls::try_ssl_read(&ctx, false);
+    0
+}
+
+/// uprobe on SSL_read_ex: the buffer and the count's address. Fails open.
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    let _ = tls::try_ssl_read(&ctx, true);
+    0
+}
+
+/// uretprobe on SSL_read and SSL_read_ex: the plain text read. Fails open.
+#[uretprobe]
+pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
+    let _ = tls::try_ssl_read_ret(&ctx);
+    0
 }
 
 /// Empty program attached to the same tracepoints by `cargo xtask bench`:

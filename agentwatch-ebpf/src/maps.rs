@@ -253,3 +253,20 @@ pub fn count_loss(index: u32) {
 pub fn config(index: u32) -> u64 {
     CONFIG.get(index).copied().unwrap_or(0)
 }
+
+// --- Intent capture (`crate::probes::tls`). ---
+
+/// Per-agent intent capture: 0 off, else the level userspace keeps
+/// (`agentwatch_common::tls` does not care which: the kernel only sends).
+#[map]
+pub static INTENT: Array<u32> = Array::with_max_entries(MAX_AGENTS, 0);
+
+/// SSL_read calls in flight, by thread: the `SSL *`, the buffer, and
+/// where SSL_read_ex writes the count (0 for SSL_read).
+#[map]
+pub static TLS_READS: LruHashMap<u64, [u64; 3]> = LruHashMap::with_max_entries(8192, 0);
+
+/// Connections userspace found are not to a model endpoint: (tgid, SSL *).
+/// Their plain text is not sent again.
+#[map]
+pub static TLS_IGNORED: LruHashMap<[u64; 2], u8> = LruHashMap::with_max_entries(16384, 0);

@@ -361,6 +361,21 @@ pub enum Detail {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
     },
+    /// Plain text on a TLS connection of an agent with intent capture
+    /// (`crate::intent`): the enforcer's intent log parses it; it is never
+    /// written out (`data` is not serialised).
+    Tls {
+        /// The `SSL *`: the connection, within its process.
+        ssl: u64,
+        /// Written by the agent (a request), else read (a response).
+        write: bool,
+        /// The call's length.
+        len: u64,
+        /// Where `data` starts in the call's bytes.
+        offset: u64,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
     /// Records lost at a pipeline stage since the last loss event.
     Loss {
         stage: Name,
@@ -391,6 +406,7 @@ impl Detail {
             Detail::DnsAnswer { .. } => "dns_answer",
             Detail::Tamper { .. } => "tamper",
             Detail::Loss { .. } => "loss",
+            Detail::Tls { .. } => "tls",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod enforce;
 mod event;
 pub mod exit;
 mod feeds;
+pub mod intent;
 mod k8s;
 mod lifecycle;
 mod net;

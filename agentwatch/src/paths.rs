@@ -140,6 +140,13 @@ pub fn parent_dirs(pattern: &str) -> Vec<String> {
         if p.is_empty() {
             break;
         }
+        // A parent with a `**` component is not a directory on the way
+        // but every file beneath its prefix: `/**/package.json` would
+        // grant reading all of `/`. The literal directories above it are
+        // the way.
+        if p.split('/').any(|c| c == "**") {
+            continue;
+        }
         out.push(p.to_string());
     }
     out
@@ -155,6 +162,9 @@ mod usr_tests {
         assert_eq!(parent_dirs("/w/src/**"), ["/w"]);
         assert_eq!(parent_dirs("/x"), Vec::<String>::new());
         assert_eq!(parent_dirs("/h/{.a,.b}/c"), ["/h/{.a,.b}", "/h"]);
+        // Never a parent that is a whole tree.
+        assert_eq!(parent_dirs("/**/package.json"), Vec::<String>::new());
+        assert_eq!(parent_dirs("/w/**/src/*.py"), ["/w"]);
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl HttpReceiver {
         Self::serve(port, Arc::new(|_| ("200 OK", "ok".to_string())), Some(tls))
     }
 
+    /// `start_with`, over TLS (a stand-in HTTPS API).
+    pub fn start_tls_with(port: u16, tls: Arc<rustls::ServerConfig>, respond: Respond) -> Self {
+        Self::serve(port, respond, Some(tls))
+    }
+
     /// Listens on `port`, keeps every request and answers with `respond`
     /// (a stand-in API server).
     pub fn start_with(port: u16, respond: Respond) -> Self {

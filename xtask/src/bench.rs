@@ -68,6 +68,14 @@ pub struct Options {
     /// configuration runs first in one round).
     #[arg(long, default_value_t = 6)]
     peer_rounds: usize,
+    /// Only the cost of intent capture's TLS uprobes (an HTTPS loop
+    /// unwatched, beside an enforced agent, and as the agent at each
+    /// `--context`); rewrites its section of docs/benchmarks.md.
+    #[arg(long)]
+    intent_only: bool,
+    /// Requests per HTTPS loop of the intent benchmark.
+    #[arg(long, default_value_t = 2000)]
+    intent_requests: u64,
     /// Only the detection latency of agentwatch, auditd and bpftrace (the
     /// last part of the comparison); prints it, rewrites nothing.
     #[arg(long)]
@@ -445,14 +453,14 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         print!("{section}");
         return Ok(());
     }
+    if o.intent_only {
+        let b = bench_of(&ws, o.ops);
+        let section = crate::bench_intent::section(&b, o.peer_rounds, o.intent_requests)?;
+        return write_section(&ws, crate::bench_intent::HEADING, &section);
+    }
     if o.daemon_only {
         let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;
-        print!("{section}");
-        let path = ws.join("docs/benchmarks.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, splice(&old, crate::bench_daemon::HEADING, &section))?;
-        eprintln!("daemon section written to {}", path.display());
-        return Ok(());
+        return write_section(&ws, crate::bench_daemon::HEADING, &section);
     }
     if o.enforce_only {
         std::fs::write(OPEN_TARGET, b"x")?;
@@ -565,6 +573,16 @@ fn enforce_section(bench: &Bench, rounds: usize, samples: u64) -> anyhow::Result
 
 /// `old` with its enforcement section replaced by `section` (or inserted
 /// before the profile section).
+/// Prints `section` and splices it into docs/benchmarks.md under `heading`.
+fn write_section(ws: &Path, heading: &str, section: &str) -> anyhow::Result<()> {
+    print!("{section}");
+    let path = ws.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, splice(&old, heading, section))?;
+    eprintln!("section written to {}", path.display());
+    Ok(())
+}
+
 fn splice_enforce(old: &str, section: &str) -> String {
     splice(old, crate::bench_enforce::HEADING, section)
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_daemon;
 mod bench_enforce;
+mod bench_intent;
 mod bench_peers;
 mod bench_peers_load;
 mod bench_peers_report;

@@ -185,6 +185,14 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         "the 6.1 guest's sandbox: seccomp, no Landlock scoping: {sandbox}"
     );
     println!("vm-test: lsm: sandbox {sandbox}");
+    // The intent capture's uprobe programs load on 6.1 (the guest has no
+    // libssl to attach them to).
+    let intent = &summary["intent"];
+    ensure!(
+        intent["error"].is_null(),
+        "the TLS uprobe programs must load on 6.1: {intent}"
+    );
+    println!("vm-test: lsm: intent {intent}");
     println!(
         "vm-test: lsm: {} kernel denies, {} events decided in the kernel",
         deny.len(),

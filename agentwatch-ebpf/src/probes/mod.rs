@@ -14,6 +14,7 @@ pub mod net;
 pub mod process;
 pub mod syscall;
 pub mod tamper;
+pub mod tls;
 pub mod written;
 
 use agentwatch_common::WatchEntry;

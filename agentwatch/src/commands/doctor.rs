@@ -47,6 +47,8 @@ struct Report {
     /// Each evasion class and the tier that holds it here, before or
     /// after the effect.
     classes: Vec<super::doctor_classes::ClassTier>,
+    /// The libssl files intent capture probes here.
+    intent_libraries: Vec<std::path::PathBuf>,
     /// True when `trace` can run here.
     ready: bool,
 }
@@ -225,6 +227,7 @@ fn build() -> Report {
             note: layers.describe(),
             layers,
         },
+        intent_libraries: crate::sensors::tls::libraries(),
         ready,
     }
 }
@@ -371,6 +374,16 @@ fn print_human(r: &Report) {
     }
     println!("\nlaunch sandbox (agents agentwatch starts):");
     println!("  {} {}", mark(r.sandbox.layers.seccomp), r.sandbox.note);
+    println!("\nintent capture (OpenSSL's SSL_write/SSL_read, agents' model traffic):");
+    if r.intent_libraries.is_empty() {
+        println!(
+            "  {} no system libssl found: alerts carry no context",
+            mark(false)
+        );
+    }
+    for l in &r.intent_libraries {
+        println!("  {} {}", mark(true), l.display());
+    }
     println!("\nevasion classes (launched by run or exec / selected by the daemon):");
     for c in &r.classes {
         println!(

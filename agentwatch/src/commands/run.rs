@@ -107,6 +107,13 @@ pub struct RunOptions {
     /// Without a command: stop after this long (30s, 5m, 1h).
     #[arg(long, value_parser = crate::units::parse_duration, requires = "select")]
     pub duration: Option<Duration>,
+    /// How much of the agent's model traffic (HTTPS through OpenSSL to the
+    /// profile's `model: true` endpoints) its alerts and requests carry as
+    /// context: off (nothing captured), metadata (endpoint, model, sizes,
+    /// tool names), content (also the instruction and tool inputs,
+    /// redacted).
+    #[arg(long, value_enum, default_value = "metadata")]
+    pub context: crate::intent::Level,
     /// Serve the live page (timeline, requests waiting with approve and
     /// deny buttons) on this loopback address or unix socket
     /// (127.0.0.1:0 picks a port, unix:/PATH); its address, token
@@ -156,14 +163,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let guardrails =
         own_files::guardrails(&own, opts.audit.as_deref(), &[control::run_dir().as_path()]);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
-    for s in &compiled.skipped {
-        eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
-    }
-    if let Some(e) = &compiled.dfa_error {
-        eprintln!("agentwatch: warning: {e}; every file and exec event crosses to userspace and is judged there");
-    }
-    let (sensors, mut maps) =
-        Sensors::load_enforcing(ring, DfaCapacity::for_dfa(compiled.dfa.as_ref()), None)?;
+    warn_compiled(&compiled);
+    let (sensors, mut maps) = Sensors::load_enforcing(
+        ring,
+        DfaCapacity::for_dfa(compiled.dfa.as_ref()),
+        None,
+        opts.context != crate::intent::Level::Off,
+    )?;
     let sandbox = launch_sandbox(&opts, &mut maps, &profile, &anchors, &compiled)?;
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
@@ -193,6 +199,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             },
             shadow: None,
             drift: None,
+            context: opts.context,
             audit,
         },
         maps,
@@ -215,7 +222,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         s.select(&resolved)?
     };
     let status = if opts.cmd.is_empty() {
-        watch_selected(&opts, &agent, running, &agents, &s.sensors);
+        watch_selected(&opts, &agent, running, &agents, &mut s.sensors);
         Some(0)
     } else {
         session::ignore_interrupts();
@@ -226,7 +233,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         };
         match spawned {
             Ok(mut child) => {
-                supervise(&mut child, &agents, &signals, &s.sensors)?.map(spawn::shell_status)
+                supervise(&mut child, &agents, &signals, &mut s.sensors)?.map(spawn::shell_status)
             }
             Err(e) => {
                 eprintln!("agentwatch: {e}");
@@ -235,10 +242,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             }
         }
     };
+    let out = (opts.json, s.sensors.tls.summary());
     let counts = lifecycle::drain(s.pipeline, &agents);
     let layers = sandbox.as_ref().map(|s| s.layers.clone());
-    end(&enforcer, counts.records, opts.json, layers, closing_audit)?;
+    end(&enforcer, counts.records, out, layers, closing_audit)?;
     Ok(status.unwrap_or(1))
+}
+
+/// What the compiler could not do, said before the run starts.
+fn warn_compiled(compiled: &compile::Compiled) {
+    for s in &compiled.skipped {
+        eprintln!("agentwatch: warning: {s} names an anchor not set here; it matches nothing (set --workspace, --home or --tmp)");
+    }
+    if let Some(e) = &compiled.dfa_error {
+        eprintln!("agentwatch: warning: {e}; every file and exec event crosses to userspace and is judged there");
+    }
 }
 
 /// The run's one agent, as the lifecycle's sink looks agents up.
@@ -272,7 +290,7 @@ fn serve_ui(
 fn end(
     enforcer: &Mutex<AgentEnforcer>,
     records: u64,
-    json: bool,
+    (json, intent): (bool, serde_json::Value),
     layers: Option<Layers>,
     audit: Option<SharedAudit>,
 ) -> anyhow::Result<()> {
@@ -282,7 +300,7 @@ fn end(
     if !e.pending().is_empty() {
         let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
-    summary(&mut e, records, json, layers)?;
+    summary(&mut e, records, (json, intent), layers)?;
     if let Some(Ok(mut w)) = audit.as_ref().map(|a| a.lock()) {
         w.close();
     }
@@ -315,13 +333,14 @@ fn watch_selected(
     agent: &str,
     running: usize,
     agents: &Agents,
-    sensors: &Sensors,
+    sensors: &mut Sensors,
 ) {
     let verb = format!("enforcing {agent} ({}) on", opts.mode.name());
     session::say_selected(&verb, running, &opts.select, opts.duration);
     let signals = Signals::catch(&END_SELECTED, &NO_RELOAD);
     let t = std::time::Instant::now();
     while opts.duration.is_none_or(|d| t.elapsed() < d) {
+        sensors.follow_tls();
         lifecycle::turn(agents);
         if let Asked::Stop(_) = signals.asked(|pid| sensors.is_watched(pid)) {
             return;
@@ -417,12 +436,13 @@ fn supervise(
     child: &mut std::process::Child,
     agents: &Agents,
     signals: &Signals,
-    sensors: &Sensors,
+    sensors: &mut Sensors,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     loop {
         if let Some(st) = child.try_wait().context("waiting for the command")? {
             return Ok(Some(st));
         }
+        sensors.follow_tls();
         lifecycle::turn(agents);
         if let Asked::Stop(_) = signals.asked(|pid| sensors.is_watched(pid)) {
             return Ok(session::terminate(child, Duration::from_secs(5)));
@@ -431,10 +451,17 @@ fn supervise(
     }
 }
 
+/// The intent capture's summary with the agent's level in it.
+fn with_level(mut intent: serde_json::Value, level: crate::intent::Level) -> serde_json::Value {
+    intent["level"] = json!(level.name());
+    intent
+}
+
+/// `intent`: the intent capture's libraries and error, for JSON.
 fn summary(
     e: &mut AgentEnforcer,
     records: u64,
-    json: bool,
+    (json, intent): (bool, serde_json::Value),
     sandbox: Option<Layers>,
 ) -> anyhow::Result<()> {
     let d = e.decided();
@@ -462,6 +489,7 @@ fn summary(
             "kernel_violations": d.acted.iter().sum::<u64>(),
             "file_deny": file_deny,
             "sandbox": sandbox,
+            "intent": with_level(intent, e.intent_level()),
             "stats": stats,
         })
         .to_string()

@@ -71,7 +71,13 @@ pub(super) fn load_or_adopt(
         Some(Err(e)) => stale(format!("the state file is unreadable: {e}")),
         None => stale(format!("no state file {}", cfg.state_file.display())),
     }
-    let (sensors, template) = Sensors::load_enforcing(ring_bytes, capacity, Some(&cfg.pin_dir))?;
+    // Intent capture's uprobes only when an agent captures.
+    let tls = cfg
+        .agents
+        .iter()
+        .any(|a| a.context != crate::intent::Level::Off);
+    let (sensors, template) =
+        Sensors::load_enforcing(ring_bytes, capacity, Some(&cfg.pin_dir), tls)?;
     Ok(Kernel {
         sensors,
         template,

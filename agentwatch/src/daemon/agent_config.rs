@@ -115,6 +115,7 @@ fn agent(
         overlay,
         drift,
         drift_threshold: d.drift_threshold,
+        context: d.context,
         profile,
         file_actions,
         profile_sha256: crate::audit::line_hash(&bytes),

@@ -95,6 +95,9 @@ struct AgentDoc {
     profile: Spanned<PathBuf>,
     /// Violations in a day that raise a `drift` notice.
     drift_threshold: Option<u64>,
+    /// How much of its model traffic the agent's context keeps.
+    #[serde(default)]
+    context: crate::intent::Level,
     #[serde(default = "monitor")]
     mode: Mode,
     workspace: Option<PathBuf>,
@@ -223,6 +226,8 @@ pub struct AgentConfig {
     pub drift: PathBuf,
     /// Violations in a day that raise a `drift` notice (none: never).
     pub drift_threshold: Option<u64>,
+    /// Intent capture (`off`, `metadata`, `content`).
+    pub context: crate::intent::Level,
     /// The profile with the config's action overrides applied.
     pub profile: Profile,
     /// The actions the profile file itself says (what `approve --learn`

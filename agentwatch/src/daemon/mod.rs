@@ -273,7 +273,10 @@ impl Daemon {
                 self.adopted = false;
                 lifecycle::each_agent(&self.agents, |e| e.ask_if_paused_unexplained());
             }
-            match self.reloads.recv_timeout(Duration::from_millis(100)) {
+            // A short turn: intent capture follows new agent processes
+            // within it.
+            self.sensors.follow_tls();
+            match self.reloads.recv_timeout(Duration::from_millis(20)) {
                 Ok(ask) => {
                     let r = self.reload(&ask.by);
                     let _ = ask.reply.send(r);

@@ -171,6 +171,7 @@ impl Daemon {
                     a.drift.clone(),
                     a.drift_threshold,
                 )),
+                context: a.context,
             },
             maps,
         )?;
@@ -356,6 +357,7 @@ impl Daemon {
             timeout,
             shadow: a.shadow,
             drift_threshold: a.drift_threshold,
+            context: a.context,
         })
         .map_err(|e| e.to_string())?;
         Ok(applied)

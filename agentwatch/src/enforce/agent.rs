@@ -12,6 +12,7 @@ use undo::{undo_denied, undo_privilege};
 
 mod answers;
 mod explain;
+mod intent;
 mod learning;
 mod operator;
 mod records;
@@ -104,6 +105,8 @@ pub struct AgentEnforcer {
     /// The agent's DNS queries, and the endpoints its answers allowed.
     resolutions: super::resolutions::Resolutions<answers::AllowedKey>,
     drift: Option<super::drift::Keeper>,
+    /// The agent's model traffic, for the context of alerts and requests.
+    intent: crate::intent::IntentLog,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -198,6 +201,8 @@ pub struct Setup {
     pub shadow: Option<crate::profile::shadow::ShadowConfig>,
     /// The drift log (the daemon's, in its state directory).
     pub drift: Option<super::drift::Keeper>,
+    /// How much of its model traffic the agent's context keeps.
+    pub context: crate::intent::Level,
 }
 
 pub struct Kept {
@@ -219,6 +224,7 @@ pub struct Reconfig {
     pub timeout: Duration,
     pub shadow: Option<crate::profile::shadow::ShadowConfig>,
     pub drift_threshold: Option<u64>,
+    pub context: crate::intent::Level,
 }
 
 impl AgentEnforcer {
@@ -265,7 +271,9 @@ impl AgentEnforcer {
             shadow: None,
             resolutions: Default::default(),
             drift: s.drift,
+            intent: Default::default(),
         };
+        me.set_intent(s.context);
         me.set_shadow(s.shadow);
         me.install()?;
         Ok(me)
@@ -310,6 +318,9 @@ impl AgentEnforcer {
 
     /// Judges one event that crossed from the kernel.
     pub fn handle(&mut self, ev: &Event) {
+        if self.take_tls(ev) {
+            return;
+        }
         if let Some(s) = &mut self.shadow {
             s.observe(ev);
         }
@@ -535,6 +546,7 @@ impl AgentEnforcer {
                 what: f.what.clone(),
                 reason: f.reason.clone(),
                 evidence: serde_json::to_value(ev).unwrap_or_default(),
+                context: self.intent.context(),
                 learn,
             },
             self.timeout,

@@ -9,6 +9,20 @@ use crate::{
     profile::{AccessSet, NetRule},
 };
 
+impl Subject {
+    /// What the person answering was shown of the context: it, and the
+    /// sha256 of its JSON text. None without a context.
+    pub fn shown(&self) -> Option<serde_json::Value> {
+        use sha2::Digest as _;
+        let c = self.context.as_ref()?;
+        let hash: String = sha2::Sha256::digest(c.to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Some(serde_json::json!({"sha256": hash, "context": c}))
+    }
+}
+
 /// What `approve --learn` adds to the profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LearnEntry {
@@ -34,6 +48,10 @@ pub struct Subject {
     pub reason: String,
     /// The event that raised it, as `trace --json` writes events.
     pub evidence: serde_json::Value,
+    /// Why the agent was doing it, as far as its model traffic tells
+    /// (`crate::intent`): what the person deciding is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
     /// What `approve --learn` adds (never for guardrails).
     #[serde(skip)]
     pub learn: Option<LearnEntry>,
@@ -235,6 +253,7 @@ mod tests {
             what: "write /x".into(),
             reason: "no rule".into(),
             evidence: serde_json::Value::Null,
+            context: None,
             learn: None,
         }
     }

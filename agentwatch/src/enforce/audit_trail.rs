@@ -116,7 +116,21 @@ impl AuditTrail {
     /// An answer to approval requests: `outcome` is approved, denied,
     /// timed_out, exited (no process left) or released (agent removed); `by` is who answered (a user name, or `timeout`).
     pub fn answer(&mut self, agent: &str, ids: &[String], outcome: &str, by: &str, learned: bool) {
-        let r = json!({
+        self.answer_shown(agent, ids, outcome, by, learned, None);
+    }
+
+    /// `answer`, with what the person who answered was shown: the
+    /// request's intent context and its sha256 (`shown`).
+    pub fn answer_shown(
+        &mut self,
+        agent: &str,
+        ids: &[String],
+        outcome: &str,
+        by: &str,
+        learned: bool,
+        shown: Option<Value>,
+    ) {
+        let mut r = json!({
             "type": "approval",
             "agent": agent,
             "ids": ids,
@@ -125,6 +139,9 @@ impl AuditTrail {
             "learned": learned,
             "profile_sha256": self.profile_sha256,
         });
+        if let Some(s) = shown {
+            r["shown"] = s;
+        }
         self.write(r);
     }
 

@@ -441,4 +441,26 @@ mod tests {
         let p = dfa.lookup("/home/u/.ssh/id_rsa");
         assert_ne!((p >> accept::GUARD_SECRETS_SHIFT) & 0xff, 0);
     }
+
+    #[test]
+    fn a_name_at_any_depth_grants_that_name_and_not_the_tree() {
+        use crate::profile::{Access, AccessSet, FileRule};
+        let mut p = Profile::empty("a");
+        p.files.push(FileRule {
+            path: "/**/package.json".into(),
+            access: AccessSet::of(&[Access::Read]),
+            runs: 1,
+        });
+        let c = compile(
+            1,
+            &p,
+            &Anchors::new(None, None, None),
+            &Guardrails::builtin(),
+            Mode::Enforce,
+        );
+        let dfa = c.dfa.expect("it fits");
+        let read = AccessSet::of(&[Access::Read]).bits() as u64;
+        assert_ne!(dfa.lookup("/srv/app/package.json") & read, 0);
+        assert_eq!(dfa.lookup("/etc/hostname") & read, 0);
+    }
 }

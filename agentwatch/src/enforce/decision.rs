@@ -48,6 +48,8 @@ pub struct Decision<'a> {
     /// Where the audit log put this decision (alerts and feed records
     /// carry it; the audit record itself does not).
     pub audit: Option<super::audit_trail::AuditLink>,
+    /// Why the agent was doing it, from its model traffic (`crate::intent`).
+    pub context: Option<&'a serde_json::Value>,
 }
 
 impl Decision<'_> {
@@ -105,6 +107,9 @@ impl Serialize for DecisionRecord<'_> {
         }
         m.serialize_entry("class", &f.class)?;
         m.serialize_entry("comm", &d.event.comm)?;
+        if let Some(c) = d.context {
+            m.serialize_entry("context", c)?;
+        }
         if let Some(r) = &d.repeat {
             m.serialize_entry("count", &r.count)?;
         }
@@ -279,6 +284,7 @@ pub(crate) mod tests {
             time: std::time::SystemTime::now(),
             repeat: None,
             audit: None,
+            context: None,
         };
         let alert = serde_json::to_value(d.record(RecordKind::Alert, None, None)).unwrap();
         let keys: Vec<_> = alert.as_object().unwrap().keys().cloned().collect();

@@ -67,6 +67,8 @@ pub struct Sensors {
     watched: HashMap<MapData, u32, WatchEntry>,
     /// Hooks this kernel lacks (e.g. fchmodat2 before 6.6), skipped.
     pub missing_hooks: Vec<String>,
+    /// Intent capture's uprobes on libssl (enforcing sensors only).
+    pub tls: super::tls::TlsProbes,
 }
 
 /// An attachment the sensors hold.
@@ -91,7 +93,7 @@ impl Sensors {
     /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
     /// power of two multiple of the page size.
     pub fn load(hooks: HookSet, ring_buffer_bytes: u32) -> Result<Self, SensorError> {
-        Ok(Self::load_with(hooks, ring_buffer_bytes, None, None)?.0)
+        Ok(Self::load_with(hooks, ring_buffer_bytes, None, None, false)?.0)
     }
 
     /// Loads the sensors plus the enforcement hooks (tamper tracepoints,
@@ -100,13 +102,21 @@ impl Sensors {
     ///
     /// With `pin`, every map and attachment is pinned under that bpffs
     /// directory, so enforcement outlives this process and a later one can
-    /// adopt it (`pins::adopt`).
+    /// adopt it (`pins::adopt`). With `tls`, intent capture's uprobes go
+    /// on libssl (for every process: only when an agent captures).
     pub fn load_enforcing(
         ring_buffer_bytes: u32,
         capacity: DfaCapacity,
         pin: Option<&std::path::Path>,
+        tls: bool,
     ) -> Result<(Self, PolicyMaps), SensorError> {
-        let (s, maps) = Self::load_with(HookSet::Sensors, ring_buffer_bytes, Some(capacity), pin)?;
+        let (s, maps) = Self::load_with(
+            HookSet::Sensors,
+            ring_buffer_bytes,
+            Some(capacity),
+            pin,
+            tls,
+        )?;
         let maps = maps.ok_or(SensorError::MissingMap(kmap::AGENT_POLICY))?;
         Ok((s, maps))
     }
@@ -116,6 +126,7 @@ impl Sensors {
         ring_buffer_bytes: u32,
         enforce: Option<DfaCapacity>,
         pin: Option<&std::path::Path>,
+        with_tls: bool,
     ) -> Result<(Self, Option<PolicyMaps>), SensorError> {
         let tracefs = check_prerequisites()?;
         // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
@@ -150,9 +161,17 @@ impl Sensors {
             super::attach::attach_sensors(&mut ebpf, &btf, &tracefs, hooks, enforce.is_some())?;
         links.extend(attached.links);
         let missing = attached.missing;
+        let mut tls = super::tls::TlsProbes::default();
         if enforce.is_some() {
             links.extend(attach_connect_hooks(&mut ebpf)?);
             super::attach::fill_jumps(&mut ebpf)?;
+        }
+        // Enforcement goes on without intent capture.
+        if enforce.is_some() && with_tls {
+            tls = super::tls::load(&mut ebpf).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "intent capture unavailable: the TLS uprobes did not load");
+                super::tls::TlsProbes::failed(&e)
+            });
         }
         let maps = match enforce {
             Some(cap) => {
@@ -184,6 +203,7 @@ impl Sensors {
                 links,
                 watched,
                 missing_hooks: missing,
+                tls,
             },
             maps,
         ))
@@ -201,6 +221,7 @@ impl Sensors {
             links,
             watched,
             missing_hooks: Vec::new(),
+            tls: Default::default(),
         }
     }
 
@@ -280,6 +301,18 @@ impl Sensors {
     /// True when `pid` is watched (by any agent).
     pub fn is_watched(&self, pid: u32) -> bool {
         self.watched.get(&pid, 0).is_ok()
+    }
+
+    /// Intent capture follows the watched processes: its uprobes attached
+    /// to new ones, detached from those gone. Called from the thread that
+    /// owns the sensors, often (a process is read from its first SSL call
+    /// after this ran).
+    pub fn follow_tls(&mut self) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        let pids: std::collections::HashSet<u32> = self.watched.keys().flatten().collect();
+        self.tls.follow(ebpf, &pids);
     }
 
     fn remove<K: aya::Pod>(&mut self, name: &'static str, key: K) -> Result<(), SensorError> {

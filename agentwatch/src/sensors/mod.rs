@@ -9,6 +9,7 @@ pub mod pins;
 pub mod policy_maps;
 pub mod probe;
 mod ring;
+pub mod tls;
 
 pub use host::{cgroup2_mount, ensure_tracefs, HostError};
 pub use loader::{HookSet, SensorError, Sensors};

@@ -65,6 +65,8 @@ pub struct PolicyMaps {
     epochs: Array<MapData, u64>,
     written: HashMap<MapData, InodeKey, u32>,
     dns_allow: HashMap<MapData, DnsKey, u8>,
+    intent: Array<MapData, u32>,
+    tls_ignored: HashMap<MapData, [u64; 2], u8>,
     capacity: DfaCapacity,
     /// Ok when the BPF LSM tier is attached; else why not.
     lsm: Result<(), String>,
@@ -73,7 +75,7 @@ pub struct PolicyMaps {
 }
 
 /// The maps `PolicyMaps` holds, with the `aya::maps::Map` kind each is.
-const MAPS: [(&str, MapKind); 13] = [
+const MAPS: [(&str, MapKind); 15] = [
     (kmap::AGENT_POLICY, MapKind::Array),
     (kmap::AGENT_STATE, MapKind::Array),
     (kmap::AGENT_PAUSED, MapKind::Array),
@@ -87,6 +89,8 @@ const MAPS: [(&str, MapKind); 13] = [
     (kmap::EPOCHS, MapKind::Array),
     (kmap::WRITTEN, MapKind::LruHashMap),
     (kmap::DNS_ALLOW, MapKind::HashMap),
+    (kmap::INTENT, MapKind::Array),
+    (kmap::TLS_IGNORED, MapKind::LruHashMap),
 ];
 
 #[derive(Clone, Copy)]
@@ -202,6 +206,8 @@ impl PolicyMaps {
             epochs: o.get(kmap::EPOCHS)?,
             written: o.get(kmap::WRITTEN)?,
             dns_allow: o.get(kmap::DNS_ALLOW)?,
+            intent: o.get(kmap::INTENT)?,
+            tls_ignored: o.get(kmap::TLS_IGNORED)?,
             capacity,
             lsm,
             ids,
@@ -257,6 +263,21 @@ impl PolicyMaps {
     }
 
     /// Room in the automaton maps, per agent and half.
+    /// Turns the kernel's intent capture for `agent` on (`level` != 0) or off.
+    pub fn set_intent(&mut self, agent: u32, level: u32) -> Result<(), SensorError> {
+        self.intent
+            .set(agent, level, 0)
+            .map_err(map_err(kmap::INTENT))
+    }
+
+    /// Stops sending the plain text of connection `ssl` of process `tgid`
+    /// (not to a model endpoint).
+    pub fn ignore_tls(&mut self, tgid: u32, ssl: u64) -> Result<(), SensorError> {
+        self.tls_ignored
+            .insert([tgid as u64, ssl], 1, 0)
+            .map_err(map_err(kmap::TLS_IGNORED))
+    }
+
     pub fn capacity(&self) -> DfaCapacity {
         self.capacity
     }

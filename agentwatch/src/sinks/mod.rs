@@ -164,6 +164,9 @@ pub fn what_happened(ev: &Event) -> String {
             result: r,
         } => format!("accept {}{}", endpoint(e), result(r)),
         Detail::Dns { name, qtype, .. } => format!("dns {name} {qtype}"),
+        Detail::Tls { write, len, .. } => {
+            format!("tls {} {len} bytes", ["read", "write"][*write as usize])
+        }
         Detail::Loss {
             stage,
             reason,

@@ -56,6 +56,7 @@ impl AgentEnforcer {
                 what: format!("{} process(es) paused", pids.len()),
                 reason: "the agent was paused while agentwatch was restarting and the request that paused it was not saved; see the audit log".into(),
                 evidence: serde_json::Value::Null,
+                context: None,
                 learn: None,
             },
             self.timeout,
@@ -88,12 +89,13 @@ impl AgentEnforcer {
             .ok_or_else(|| OperatorError::NoSuchRequest(id.into()))?;
         self.stats.approved += 1;
         if let Some(a) = &mut self.audit {
-            a.answer(
+            a.answer_shown(
                 &self.agent,
                 std::slice::from_ref(&req.id),
                 "approved",
                 by,
                 learned,
+                req.subject.shown(),
             );
         }
         let mut msg = format!("approved {id}: {}", req.subject.what);
@@ -132,6 +134,14 @@ impl AgentEnforcer {
                 return Err(OperatorError::NoSuchRequest(id.into()));
             }
         }
+        // What the person who denied was shown: the request they named.
+        let shown = id.and_then(|id| {
+            self.approvals
+                .list()
+                .iter()
+                .find(|r| r.id == id)
+                .and_then(|r| r.subject.shown())
+        });
         let ids = self.approvals.take_all_ids();
         let n = ids.len() as u64;
         let name = match outcome {
@@ -145,7 +155,7 @@ impl AgentEnforcer {
             }
         };
         if let Some(a) = &mut self.audit {
-            a.answer(&self.agent, &ids, name, by, false);
+            a.answer_shown(&self.agent, &ids, name, by, false, shown);
         }
         let pids = self.maps.pids(self.agent_id);
         tree::kill(&pids);
@@ -258,6 +268,7 @@ impl AgentEnforcer {
         }
         self.matcher = self.new_matcher();
         self.set_shadow(r.shadow);
+        self.set_intent(r.context);
         if let Some(a) = &mut self.audit {
             a.set_profile_hash(&r.profile_sha256);
         }

@@ -26,6 +26,7 @@ impl AgentEnforcer {
     ) {
         let now = std::time::Instant::now();
         self.flush_alerts(now);
+        let context = self.intent.context();
         let mut d = Decision {
             agent: &self.agent,
             mode: self.mode,
@@ -37,6 +38,7 @@ impl AgentEnforcer {
             time: crate::timestamp::wall_of_monotonic(ev.ts_ns),
             repeat: None,
             audit: None,
+            context: context.as_ref(),
         };
         // Every decision is counted and audited; the alert output and the
         // feeds get repeats folded (`throttle`), and where the audit log
@@ -82,6 +84,7 @@ impl AgentEnforcer {
                 time: a.repeat.first,
                 repeat: Some(a.repeat),
                 audit: None,
+                context: None,
             };
             self.alerts.decision(&d);
             // The summary of a burst always reaches the feeds.
@@ -141,6 +144,7 @@ impl AgentEnforcer {
     /// tainted; recorded in the audit log (`taint`).
     pub(super) fn record_taint(&mut self, ev: &Event) {
         self.stats.tainted += 1;
+        self.note_secret_read(ev);
         let what = match &ev.detail {
             Detail::Open { path, .. } => format!("read {}", self.anchors.anchor(path)),
             _ => crate::sinks::human_line(ev),

@@ -34,6 +34,7 @@ fn admit(t: &mut Throttle, what: &str, approval: Option<&str>, now: Instant) -> 
         time: std::time::SystemTime::now(),
         repeat: None,
         audit: None,
+        context: None,
     };
     t.admit(&d, now)
 }

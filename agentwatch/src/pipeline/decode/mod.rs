@@ -138,6 +138,13 @@ impl Decoder {
                 endpoint: rec.endpoint(),
                 syscall: syscall_name(h.syscall_nr).into(),
             },
+            RecordKind::Tls => Detail::Tls {
+                ssl: a[0],
+                write: a[1] == agentwatch_common::tls::WRITE,
+                len: a[2],
+                offset: a[3],
+                data: rec.slot_bytes(),
+            },
             RecordKind::Dns => match net::dns(rec) {
                 Some(d) => d,
                 None => return Ok(Vec::new()),

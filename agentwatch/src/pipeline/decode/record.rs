@@ -58,6 +58,18 @@ impl Record {
         Some((self.raw.data.get(start..end.max(start))?, s.flags))
     }
 
+    /// The filled slots' bytes, one after the other (a TLS record's text).
+    pub(super) fn slot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..agentwatch_common::SLOTS {
+            match self.slot(i) {
+                Some((b, _)) => out.extend_from_slice(b),
+                None => break,
+            }
+        }
+        out
+    }
+
     pub(super) fn text(&self, i: usize) -> Option<String> {
         let (b, flags) = self.slot(i)?;
         if flags & SLOT_REVERSED_COMPONENTS != 0 {

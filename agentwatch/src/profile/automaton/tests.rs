@@ -269,3 +269,14 @@ fn state_counts_by_pattern_group() {
     v.push((Glob::parse("/usr/bin/*").unwrap(), 1 << 8));
     eprintln!("  + /usr/bin/* {}", n(&v));
 }
+
+#[test]
+fn a_pattern_starting_with_any_depth_matches_only_its_suffix() {
+    let g = Glob::parse("/**/package.json").unwrap();
+    assert!(g.matches("/a/b/package.json"));
+    assert!(!g.matches("/etc/hostname"));
+    let d = Dfa::build(&[(g, 1)], 10_000).unwrap();
+    assert_eq!(d.lookup("/a/b/package.json"), 1);
+    assert_eq!(d.lookup("/package.json"), 1);
+    assert_eq!(d.lookup("/etc/hostname"), 0);
+}

@@ -333,3 +333,17 @@ fn setuid_bits_are_a_guardrail() {
         .all(|r| r != "guardrail/privilege"));
     assert!(rules(&mut m, &chmod(0o4755)).contains(&"guardrail/privilege".to_string()));
 }
+
+#[test]
+fn a_rule_for_a_name_at_any_depth_allows_that_name_only() {
+    let mut p = Profile::empty("a");
+    p.files.push(FileRule {
+        path: "/**/package.json".into(),
+        access: AccessSet::of(&[Access::Read]),
+        runs: 1,
+    });
+    let mut m = Matcher::new(&p, Anchors::default(), Guardrails::builtin());
+    assert!(m.check(&open("/srv/app/package.json", false)).is_empty());
+    let f = m.check(&open("/etc/hostname", false));
+    assert_eq!(f.len(), 1, "{f:?}");
+}

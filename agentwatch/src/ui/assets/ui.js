@@ -61,6 +61,16 @@ async function decide(id, approve) {
   refresh();
 }
 
+// The request's intent context in one sentence, when there is one.
+function why(c) {
+  if (!c) return "";
+  const tools = c.tools && c.tools.length ? c.tools.join(", ") : "no tool";
+  let s = `Why: its model ${c.model || "?"} at ${c.endpoint} last asked for ${tools}`;
+  if (c.tool_calls) s += " (" + c.tool_calls.map(t => `${t.name} ${t.input}`).join("; ") + ")";
+  if (c.instruction) s += `; it was told: "${c.instruction}"`;
+  return s;
+}
+
 function drawPending(pending) {
   const box = document.getElementById("pending");
   box.replaceChildren();
@@ -76,6 +86,7 @@ function drawPending(pending) {
       el("p", { class: "words" }, p.agent + " " + p.words),
       el("p", { class: "meta" }, `request ${p.id} · rule ${p.rule} · process ${p.comm} (pid ${p.pid}) · stopped until someone answers, at most ${left} s more`),
       el("p", { class: "meta" }, p.reason || ""),
+      el("p", { class: "context" }, why(p.context)),
       approve, deny));
   }
 }
