@@ -118,9 +118,12 @@ fn first_request(r: &Run, name: &str) -> (String, Value) {
     (id, req)
 }
 
+/// A session's pending request, alerts, audit records and HTML report.
+type Session = (Value, Vec<Value>, Vec<Value>, String);
+
 /// Runs the agent under `level`; the pending request, the run's alerts
 /// and its audit records after approving it.
-fn session(name: &str, level: &str) -> Option<(Value, Vec<Value>, Vec<Value>)> {
+fn session(name: &str, level: &str) -> Option<Session> {
     let certs = TempDir::new(&format!("{name}-pki"));
     let pki = Pki::make(&certs.0)?;
     let m = model(&pki);
@@ -139,11 +142,22 @@ fn session(name: &str, level: &str) -> Option<(Value, Vec<Value>, Vec<Value>)> {
     assert_eq!(done.status, 0, "{}", done.stderr);
     std::thread::sleep(Duration::from_millis(100));
     let recs = support::daemon::audit_records(std::path::Path::new(&audit));
-    Some((req, done.alerts, recs))
+    let html = logs.join("report.html");
+    let out = support::agentwatch()
+        .args(["report", "--html", &html, &audit])
+        .output()
+        .expect("agentwatch report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(&html).expect("the report");
+    Some((req, done.alerts, recs, report))
 }
 
 /// `session` when this host can run it (root, Debian's python3).
-fn session_here(name: &str, level: &str) -> Option<(Value, Vec<Value>, Vec<Value>)> {
+fn session_here(name: &str, level: &str) -> Option<Session> {
     let _k = privileged()?;
     if !std::path::Path::new("/usr/bin/python3").exists() {
         eprintln!("SKIP: no /usr/bin/python3 (Debian's, linked to the system libssl)");
@@ -154,7 +168,7 @@ fn session_here(name: &str, level: &str) -> Option<(Value, Vec<Value>, Vec<Value
 
 #[test]
 fn the_models_tool_call_and_instruction_are_the_context_of_the_pause_it_caused() {
-    let Some((req, alerts, recs)) = session_here("intent-content", "content") else {
+    let Some((req, alerts, recs, report)) = session_here("intent-content", "content") else {
         return;
     };
     assert!(
@@ -190,11 +204,16 @@ fn the_models_tool_call_and_instruction_are_the_context_of_the_pause_it_caused()
         .expect("the approval record");
     assert_eq!(approval["shown"]["context"], *c, "{approval}");
     assert_eq!(approval["shown"]["sha256"].as_str().map(str::len), Some(64));
+    // The timeline for people says why beside the pause.
+    assert!(
+        report.contains("Why: its model claude-test at 127.0.0.1:") && report.contains("read_file"),
+        "the report's timeline has no context"
+    );
 }
 
 #[test]
 fn metadata_context_names_the_tool_and_keeps_no_text() {
-    let Some((req, alerts, _)) = session_here("intent-meta", "metadata") else {
+    let Some((req, alerts, _, _)) = session_here("intent-meta", "metadata") else {
         return;
     };
     let c = &req["context"];

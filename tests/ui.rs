@@ -61,6 +61,24 @@ fn the_live_page_shows_a_pause_in_plain_words_and_its_approve_button_resumes_the
     let yaml = profile(AGENT, 1, "");
     let d = Daemon::prepare("ui-page", "", &[(&format!("{AGENT}.yaml"), &yaml)]);
     d.write_config(&config(&cg.0));
+    // Two earlier days of drift, for the trend the page draws.
+    let day = |ago: u32| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "+%F", "-d", &format!("{ago} days ago")])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::create_dir_all(d.dir.0.join("drift")).unwrap();
+    std::fs::write(
+        d.dir.0.join(format!("drift/{AGENT}.json")),
+        format!(
+            r#"{{"days":{{"{}":{{"novel":{{"file":2}}}},"{}":{{"novel":{{"network":6}}}}}}}}"#,
+            day(3),
+            day(1)
+        ),
+    )
+    .unwrap();
     let mut d = d.start();
 
     // The address, token included, as `agentwatch ui` prints it.
@@ -122,6 +140,16 @@ fn the_live_page_shows_a_pause_in_plain_words_and_its_approve_button_resumes_the
     assert!(
         state.as_str().unwrap_or("").contains("paused"),
         "the agents table says the agent is paused: {state}"
+    );
+    let drift = b.wait_for(
+        "document.querySelector('section.timeline .drift')?.textContent || ''",
+        |s| s.contains("violations a day"),
+    );
+    // Fourteen days, the window's ends named: 2 violations three days ago
+    // (a bar 3/7 of the busiest's), none two days ago, 6 yesterday.
+    assert!(
+        drift.contains(&day(13)) && drift.contains("▄·█") && drift.contains("in all)"),
+        "the drift trend: {drift}"
     );
     let shot = b.screenshot("ui-pending");
     assert!(shot.exists());

@@ -279,6 +279,7 @@ fn serve_ui(
     let src = crate::ui::Source {
         handler: control::one_agent(enforcer.clone()),
         audit: opts.audit.clone(),
+        drift: Vec::new(),
     };
     let ui = crate::ui::serve(listen, src, None)?;
     eprintln!("agentwatch: the live page is at {}", ui.url);

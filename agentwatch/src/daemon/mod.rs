@@ -239,6 +239,12 @@ impl Daemon {
             let src = crate::ui::Source {
                 handler,
                 audit: self.cfg.audit.as_ref().map(|a| a.path.clone()),
+                drift: self
+                    .cfg
+                    .agents
+                    .iter()
+                    .map(|a| (a.name.clone(), a.drift.clone()))
+                    .collect(),
             };
             self._ui = Some(crate::ui::serve(&ui.listen, src, Some(&ui.url_file))?);
         }

@@ -12,7 +12,7 @@ td.time{white-space:nowrap;color:#666;font-size:.9em}td.rule{color:#666;font-siz
 tr.blocked td.what{border-left:4px solid #c62828}tr.paused td.what{border-left:4px solid #ef6c00}
 tr.reported td.what{border-left:4px solid #f9a825}tr.approved td.what{border-left:4px solid #2e7d32}
 tr.info td.what{border-left:4px solid #90a4ae}details pre{white-space:pre-wrap;font-size:.8em;background:#f5f5f5;padding:.5em}
-.summary{color:#444}";
+.summary{color:#444}.why{color:#444;font-size:.9em;font-style:italic}";
 
 /// `s` with `<`, `>`, `&`, `"` and `'` escaped.
 pub fn escape(s: &str) -> String {
@@ -92,10 +92,14 @@ fn table(o: &mut String, entries: &[Entry]) {
         let raw = serde_json::to_string_pretty(&e.raw).unwrap_or_default();
         let _ = writeln!(
             o,
-            "<tr class=\"{}\"><td class=\"time\">{}</td><td class=\"what\">{}<details><summary>record</summary><pre>{}</pre></details></td><td class=\"rule\">{}</td></tr>",
+            "<tr class=\"{}\"><td class=\"time\">{}</td><td class=\"what\">{}{}<details><summary>record</summary><pre>{}</pre></details></td><td class=\"rule\">{}</td></tr>",
             tone_class(e.tone),
             escape(&shown_time(&e.time)),
             escape(&e.text),
+            e.why
+                .as_deref()
+                .map(|w| format!("<div class=\"why\">Why: {}</div>", escape(w)))
+                .unwrap_or_default(),
             escape(&raw),
             escape(e.rule.as_deref().unwrap_or(""))
         );

@@ -28,6 +28,8 @@ pub enum Tone {
 pub struct Entry {
     pub time: String,
     pub text: String,
+    /// Why the agent did it, from the decision's intent context.
+    pub why: Option<String>,
     pub rule: Option<String>,
     pub tone: Tone,
     pub raw: Value,
@@ -152,7 +154,9 @@ fn decision(a: &mut AgentView, rec: &Value, time: String) {
     }
     let rule = rec["rule"].as_str().unwrap_or("").to_string();
     let text = words::decision(&rule, rec["what"].as_str().unwrap_or(""), action);
-    a.entries.push(entry(time, text, Some(rule), tone, rec));
+    let mut e = entry(time, text, Some(rule), tone, rec);
+    e.why = words::why(&rec["context"]);
+    a.entries.push(e);
 }
 
 /// An answer to approval requests on the agent's timeline.
@@ -191,6 +195,7 @@ fn entry(time: String, text: String, rule: Option<String>, tone: Tone, raw: &Val
     Entry {
         time,
         text,
+        why: None,
         rule,
         tone,
         raw: raw.clone(),

@@ -70,6 +70,47 @@ pub fn decision(rule: &str, what: &str, action: &str) -> String {
     )
 }
 
+/// Why the agent did it, from an alert's or request's intent `context`:
+/// "its model M at E last asked for read_file ({...}); it was told: ...".
+/// None without one.
+pub fn why(context: &serde_json::Value) -> Option<String> {
+    let c = context.as_object()?;
+    let tools: Vec<&str> = c
+        .get("tools")
+        .and_then(|t| t.as_array())
+        .map(|t| t.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let mut s = format!(
+        "its model {} at {} last asked for {}",
+        c.get("model").and_then(|m| m.as_str()).unwrap_or("?"),
+        c.get("endpoint").and_then(|m| m.as_str()).unwrap_or("?"),
+        if tools.is_empty() {
+            "no tool".to_string()
+        } else {
+            tools.join(", ")
+        }
+    );
+    if let Some(calls) = c.get("tool_calls").and_then(|t| t.as_array()) {
+        let shown: Vec<String> = calls
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    t["name"].as_str().unwrap_or("?"),
+                    t["input"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if !shown.is_empty() {
+            s.push_str(&format!(" ({})", shown.join("; ")));
+        }
+    }
+    if let Some(i) = c.get("instruction").and_then(|i| i.as_str()) {
+        s.push_str(&format!("; it was told: \"{i}\""));
+    }
+    Some(s)
+}
+
 /// An approval answer in one sentence; `at` is an RFC 3339 time.
 pub fn answer(outcome: &str, by: &str, at: &str, learned: bool) -> String {
     let hhmm = at.get(11..16).unwrap_or(at);
@@ -118,6 +159,23 @@ mod tests {
             kind_of("rate/delete"),
             "more delete actions a minute than its budget"
         );
+    }
+
+    #[test]
+    fn the_context_says_why_in_one_sentence() {
+        let c = serde_json::json!({"model": "claude-x", "endpoint": "api.example.com",
+            "tools": ["read_file"], "tool_calls": [{"name": "read_file", "input": "{\"path\":\"/x\"}"}],
+            "instruction": "fix the build"});
+        assert_eq!(
+            why(&c).unwrap(),
+            "its model claude-x at api.example.com last asked for read_file (read_file {\"path\":\"/x\"}); it was told: \"fix the build\""
+        );
+        let meta = serde_json::json!({"model": "m", "endpoint": "e", "tools": []});
+        assert_eq!(
+            why(&meta).unwrap(),
+            "its model m at e last asked for no tool"
+        );
+        assert!(why(&serde_json::Value::Null).is_none());
     }
 
     #[test]

@@ -22,8 +22,12 @@ const TIMELINE_TAIL_BYTES: u64 = 1024 * 1024;
 /// Entries shown per agent, the latest.
 const ENTRIES_PER_AGENT: usize = 200;
 
+/// Days of drift a trend shows.
+const DRIFT_DAYS: u64 = 14;
+
 /// The page's data, all of it in one answer (the page polls it).
-pub fn state(handler: &dyn Handler, audit: Option<&Path>) -> Response {
+pub fn state(src: &super::Source) -> Response {
+    let (handler, audit) = (src.handler.as_ref(), src.audit.as_deref());
     let status = reply(handler, None, Request::Status);
     let pending = reply(handler, None, Request::Pending);
     let mut pending = pending["pending"].as_array().cloned().unwrap_or_default();
@@ -47,6 +51,7 @@ pub fn state(handler: &dyn Handler, audit: Option<&Path>) -> Response {
             "agents": agents,
             "pending": pending,
             "timeline": timeline(audit),
+            "drift": drift(&src.drift),
         }),
     )
 }
@@ -104,7 +109,7 @@ fn timeline(audit: Option<&Path>) -> Value {
             let entries: Vec<Value> = a.entries[skip..]
                 .iter()
                 .map(|e| {
-                    json!({"time": e.time, "text": e.text, "rule": e.rule, "tone": report::html::tone_class(e.tone)})
+                    json!({"time": e.time, "text": e.text, "why": e.why, "rule": e.rule, "tone": report::html::tone_class(e.tone)})
                 })
                 .collect();
             json!({
@@ -115,6 +120,36 @@ fn timeline(audit: Option<&Path>) -> Value {
         })
         .collect();
     json!({"source": path.display().to_string(), "agents": agents})
+}
+
+/// Each agent's violations and names learned a day over the last
+/// `DRIFT_DAYS` days, oldest first (days with nothing recorded are 0).
+fn drift(logs: &[(String, std::path::PathBuf)]) -> Value {
+    let now = std::time::SystemTime::now();
+    let days: Vec<String> = (0..DRIFT_DAYS)
+        .rev()
+        .map(|k| {
+            let t = now.checked_sub(std::time::Duration::from_secs(86_400 * k));
+            crate::enforce::drift::day_of(t.unwrap_or(now))
+        })
+        .collect();
+    let mut out = serde_json::Map::new();
+    for (agent, path) in logs {
+        let Ok(log) = crate::enforce::drift::DriftLog::load(path) else {
+            continue;
+        };
+        let trend: Vec<Value> = days
+            .iter()
+            .map(|day| {
+                let d = log.days.get(day);
+                json!({"day": day,
+                    "violations": d.map_or(0, |d| d.novel.values().sum::<u64>()),
+                    "learned": d.map_or(0, |d| d.learned.values().sum::<u64>())})
+            })
+            .collect();
+        out.insert(agent.clone(), json!(trend));
+    }
+    Value::Object(out)
 }
 
 /// The audit records in the last `TIMELINE_TAIL_BYTES` of `path` (the
@@ -154,6 +189,28 @@ mod tests {
                 _ => Reply::Failed("not here".into()),
             }
         }
+    }
+
+    #[test]
+    fn drift_is_each_agents_days_in_the_window() {
+        let dir = std::env::temp_dir().join(format!("aw-ui-drift-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bot.json");
+        let (_, today) = crate::enforce::drift::window(1);
+        std::fs::write(
+            &path,
+            format!(r#"{{"days":{{"2001-01-01":{{"novel":{{"file":9}}}},"{today}":{{"novel":{{"file":2,"network":1}},"learned":{{"$WORKSPACE":4}}}}}}}}"#),
+        )
+        .unwrap();
+        let v = drift(&[("bot".into(), path)]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let days = v["bot"].as_array().unwrap();
+        assert_eq!(days.len(), DRIFT_DAYS as usize);
+        assert_eq!(days[0]["violations"], 0);
+        assert_eq!(
+            days[days.len() - 1],
+            json!({"day": today, "violations": 3, "learned": 4})
+        );
     }
 
     #[test]

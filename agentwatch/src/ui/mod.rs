@@ -81,6 +81,8 @@ impl std::str::FromStr for Listen {
 pub struct Source {
     pub handler: Arc<dyn Handler>,
     pub audit: Option<PathBuf>,
+    /// Each agent's drift log (the daemon's), for its trend.
+    pub drift: Vec<(String, PathBuf)>,
 }
 
 /// A serving UI. Dropping it removes its unix socket and its URL file
@@ -241,9 +243,7 @@ impl Ui {
                 "401 Unauthorized",
                 "the UI's token is missing or stale: open the address `agentwatch ui` prints",
             ),
-            ("GET", "/api/state") => {
-                api::state(self.src.handler.as_ref(), self.src.audit.as_deref())
-            }
+            ("GET", "/api/state") => api::state(&self.src),
             ("POST", "/api/approve") => api::answer(self.src.handler.as_ref(), req, true, by),
             ("POST", "/api/deny") => api::answer(self.src.handler.as_ref(), req, false, by),
             _ => Response::text("404 Not Found", "no such page"),
@@ -292,6 +292,7 @@ mod tests {
             src: Source {
                 handler: Arc::new(Nobody),
                 audit: None,
+                drift: Vec::new(),
             },
             token: "abc".into(),
         }

@@ -57,10 +57,17 @@ impl AgentEnforcer {
         let Detail::Open { path, .. } = &ev.detail else {
             return;
         };
+        // Never blocks: a FIFO or device named like a secret is not read.
+        use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
         let mut text = String::new();
-        if let Ok(f) = std::fs::File::open(path) {
-            use std::io::Read as _;
-            let _ = f.take(SECRET_FILE_BYTES).read_to_string(&mut text);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path);
+        if let Ok(f) = file {
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                let _ = f.take(SECRET_FILE_BYTES).read_to_string(&mut text);
+            }
         }
         self.intent.note_secret(&text);
     }

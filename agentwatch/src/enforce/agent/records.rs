@@ -26,6 +26,11 @@ impl AgentEnforcer {
     ) {
         let now = std::time::Instant::now();
         self.flush_alerts(now);
+        // A secret file the agent reached: its content is never shown in
+        // a context (nor sent to its model, under `content`).
+        if f.rule == crate::profile::rule::Rule::GuardSecrets {
+            self.note_secret_read(ev);
+        }
         let context = self.intent.context();
         let mut d = Decision {
             agent: &self.agent,

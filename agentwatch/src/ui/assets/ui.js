@@ -91,7 +91,14 @@ function drawPending(pending) {
   }
 }
 
-function drawTimelines(tl) {
+// A day's count as a bar of the trend, relative to the busiest day.
+const BARS = "▁▂▃▄▅▆▇█";
+function trend(days) {
+  const max = Math.max(1, ...days.map(d => d.violations));
+  return days.map(d => d.violations ? BARS[Math.min(7, Math.ceil(d.violations / max * 7))] : "·").join("");
+}
+
+function drawTimelines(tl, drift) {
   const box = document.getElementById("timelines");
   box.replaceChildren();
   if (tl.error) box.append(el("p", { class: "summary" }, "The audit log could not be read: " + tl.error));
@@ -100,11 +107,21 @@ function drawTimelines(tl) {
     const section = el("section", { class: "timeline", "data-agent": a.agent });
     section.append(el("h2", {}, "Agent " + a.agent),
       el("p", { class: "summary" }, `${a.violations} violation(s): ${a.blocked} blocked, ${a.paused} paused (${a.approved} approved); ${a.learned} new name(s) learned in place. The latest entries of ${tl.source}.`));
+    const days = (drift || {})[a.agent];
+    if (days && days.length) {
+      const counts = days.map(d => `${d.day}: ${d.violations} violation(s), ${d.learned} learned`).join("\n");
+      section.append(el("p", { class: "drift", title: counts },
+        `Drift, violations a day from ${days[0].day} to ${days[days.length - 1].day}: `,
+        el("span", { class: "trend" }, trend(days)),
+        ` (${days.reduce((n, d) => n + d.violations, 0)} in all)`));
+    }
     const table = el("table", {});
     for (const e of a.entries.slice().reverse()) {
+      const what = el("td", { class: "what" }, e.text);
+      if (e.why) what.append(el("div", { class: "why" }, "Why: " + e.why));
       table.append(el("tr", { class: e.tone },
         el("td", { class: "time" }, shownTime(e.time)),
-        el("td", { class: "what" }, e.text),
+        what,
         el("td", { class: "rule" }, e.rule || "")));
     }
     section.append(table);
@@ -122,7 +139,7 @@ async function refresh() {
     if (s.ok === false) { say(s.error, true); return; }
     drawAgents(s.agents || []);
     drawPending(s.pending || []);
-    drawTimelines(s.timeline || {});
+    drawTimelines(s.timeline || {}, s.drift);
     document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
   } catch (e) {
     document.getElementById("updated").textContent = "agentwatch is not answering (" + e + ")";
