@@ -93,7 +93,10 @@ impl Cdp {
         let (child_reads, child_writes) = (cmd_pipe[0], answer_pipe[1]);
         let profile = super::TempDir::new("chromium-profile");
         let mut c = headless(bin);
-        c.arg("--remote-debugging-pipe")
+        // Its own process group: its helpers (renderer, zygote, crash
+        // handler) go with it on drop, before its profile is removed.
+        c.process_group(0)
+            .arg("--remote-debugging-pipe")
             .arg(format!("--user-data-dir={}", profile.0.display()))
             .arg("about:blank")
             .stdin(std::process::Stdio::null())
@@ -244,7 +247,16 @@ impl Cdp {
 
 impl Drop for Cdp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signalling the process group this Cdp started.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
+        // Helpers may still be exiting; wait until none is left.
+        let t = std::time::Instant::now();
+        // SAFETY: a signal 0 only asks whether the group still exists.
+        while unsafe { libc::kill(-(self.child.id() as i32), 0) } == 0
+            && t.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
