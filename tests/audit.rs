@@ -39,7 +39,10 @@ fn verify(files: &[&Path]) -> (i32, String) {
 #[test]
 fn decisions_and_approvals_are_chained_and_a_change_is_named() {
     let Some(_g) = privileged() else { return };
-    let script = "cat /etc/os-release > /dev/null; echo after-approve";
+    // Work within the profile first (what the session's activity counts),
+    // then one read outside it.
+    let script = "for i in $(seq 1 30); do echo x > f$i; done; cat f* > /dev/null; rm f1 f2; \
+                  cat /etc/os-release > /dev/null; echo after-approve";
     // Outside the run's own directory, which goes when the run ends.
     let keep = TempDir::new("audit-chain-log");
     let log = keep.path().join("audit.jsonl");
@@ -80,6 +83,27 @@ fn decisions_and_approvals_are_chained_and_a_change_is_named() {
     assert_eq!(answer["by"], "root");
     assert_eq!(answer["ids"][0], decision["approval"]);
 
+    // The session: what it did within its profile, counted by the kernel
+    // (writes, reads, deletes it allowed) and from the execs that crossed.
+    let sessions: Vec<&Value> = r.iter().filter(|x| x["type"] == "activity").collect();
+    let last = sessions
+        .last()
+        .unwrap_or_else(|| panic!("no activity record: {r:?}"));
+    assert_eq!(last["agent"], "audit-chain");
+    assert_eq!(last["ended"], true, "{last}");
+    let within = &last["within_profile"];
+    assert!(within["file"].as_u64().unwrap_or(0) >= 31, "{last}");
+    assert!(within["delete"].as_u64().unwrap_or(0) >= 2, "{last}");
+    assert!(within["exec"].as_u64().unwrap_or(0) >= 3, "{last}");
+    for program in ["seq", "rm"] {
+        assert!(
+            last["programs"]
+                .as_object()
+                .is_some_and(|m| m.keys().any(|p| p.ends_with(&format!("/{program}")))),
+            "{program} not among the programs: {last}"
+        );
+    }
+
     let (code, out) = verify(&[&log]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok:"), "{out}");
@@ -102,6 +126,8 @@ fn decisions_and_approvals_are_chained_and_a_change_is_named() {
             "approved by root at",
             "the hash chain holds",
             "Agent audit-chain",
+            "1 session(s)",
+            "within its profile",
         ] {
             assert!(dom.contains(said), "{said:?} not on the page:\n{dom}");
         }

@@ -92,7 +92,10 @@ fn enforce_denies_connects_outside_the_profile_with_eperm() {
 fn enforce_deny_of_a_file_falls_back_to_sigkill_at_the_call_here() {
     let Some(_g) = privileged() else { return };
     let extra = "actions:\n  file: deny\n";
-    let script = "echo hi > notes.txt; cat notes.txt; cat /etc/os-release; echo \"rc=$?\"";
+    // Then the agent reads why, from the descriptor agentwatch gave it
+    // (bash: dash takes single-digit descriptors only).
+    let script = "echo hi > notes.txt; cat notes.txt; cat /etc/os-release; echo \"rc=$?\"; \
+                  bash -c 'timeout 10 head -n 1 <&$AGENTWATCH_REASONS_FD'";
     let run = Run::start(
         "deny-file",
         &profile("deny-file", 9, extra),
@@ -115,6 +118,19 @@ fn enforce_deny_of_a_file_falls_back_to_sigkill_at_the_call_here() {
     assert!(!d.stdout.contains("PRETTY_NAME"), "{}", d.stdout);
     let a = &d.alerts_by("file/unknown")[0];
     assert_eq!(a["action"], "deny (SIGKILL at the call)");
+    let told: serde_json::Value = d
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("the agent read no reason: {}", d.stdout));
+    assert_eq!(told["rule"], "file/unknown", "{told}");
+    assert_eq!(told["what"], "read /etc/os-release", "{told}");
+    assert_eq!(told["outcome"], "blocked", "{told}");
+    assert!(
+        told["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{told}"
+    );
 }
 
 #[test]

@@ -151,6 +151,18 @@ fn the_live_page_shows_a_pause_in_plain_words_and_its_approve_button_resumes_the
         drift.contains(&day(13)) && drift.contains("▄·█") && drift.contains("in all)"),
         "the drift trend: {drift}"
     );
+    // The session under way, live from the daemon: what the agent did
+    // within its profile so far (the programs it ran).
+    let session = b.wait_for(
+        "document.querySelector('section.timeline tr.session td.what')?.textContent || ''",
+        |s| s.contains("its profile allows"),
+    );
+    assert!(
+        session.starts_with("session from")
+            && session.contains("so far")
+            && session.contains("cat"),
+        "the session row: {session}"
+    );
     let shot = b.screenshot("ui-pending");
     assert!(shot.exists());
     assert!(
@@ -191,6 +203,16 @@ fn the_live_page_shows_a_pause_in_plain_words_and_its_approve_button_resumes_the
         .expect("an approval record");
     assert_eq!(approval["outcome"], "approved");
     assert_eq!(approval["by"], "ui");
+    // The session's end is in the log once the daemon stops.
+    let ended = recs
+        .iter()
+        .rfind(|r| r["type"] == "activity" && r["agent"] == AGENT)
+        .expect("an activity record");
+    assert_eq!(ended["ended"], true, "{ended}");
+    assert!(
+        ended["within_profile"]["exec"].as_u64().unwrap_or(0) >= 2,
+        "{ended}"
+    );
 }
 
 #[test]
@@ -289,7 +311,8 @@ fn run_serves_its_own_page_and_a_decision_there_resumes_the_agent() {
         "{req}"
     );
     let id = req["id"].as_str().expect("id");
-    let body = format!("{{\"id\":\"{id}\"}}");
+    // "Approve and learn": the grant goes into the profile as well.
+    let body = format!("{{\"id\":\"{id}\",\"learn\":true}}");
     let (st, answer) = http(
         &addr,
         &format!("POST /api/approve HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}"),
@@ -308,4 +331,7 @@ fn run_serves_its_own_page_and_a_decision_there_resumes_the_agent() {
         .find(|r| r["type"] == "approval")
         .expect("approval");
     assert_eq!(approval["by"], "ui");
+    assert_eq!(approval["learned"], true, "{approval}");
+    let learned = std::fs::read_to_string(dir.0.join("profile.yaml")).expect("the profile");
+    assert!(learned.contains("/etc/hostname"), "{learned}");
 }

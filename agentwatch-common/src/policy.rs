@@ -21,24 +21,28 @@ pub mod class {
     pub const COUNT: usize = 5;
 }
 
-/// The kernel's `DECIDED` per-CPU counters: per class, the events it
-/// allowed without sending a record, and the violations it acted on.
+/// The kernel's `DECIDED` per-CPU counters: per agent and class, the
+/// events it allowed without sending a record, and the violations it acted
+/// on. Per agent so that what an agent did within its profile can be told
+/// (`enforce::activity`), not only how much all agents did.
 pub mod decided {
-    use super::class;
+    use super::{class, MAX_AGENTS};
 
-    /// Entries of the `DECIDED` array.
+    /// Counters per agent.
     pub const SLOTS: u32 = 16;
+    /// Entries of the `DECIDED` array.
+    pub const ENTRIES: u32 = SLOTS * MAX_AGENTS;
     /// Where the acted-on counters start.
     const ACTED: usize = 8;
 
-    /// The counter of `cls` events allowed in the kernel.
-    pub const fn allowed(cls: usize) -> u32 {
-        cls as u32
+    /// The counter of `agent`'s `cls` events allowed in the kernel.
+    pub const fn allowed(agent: u32, cls: usize) -> u32 {
+        agent * SLOTS + cls as u32
     }
 
-    /// The counter of `cls` violations the kernel acted on.
-    pub const fn acted(cls: usize) -> u32 {
-        (ACTED + cls) as u32
+    /// The counter of `agent`'s `cls` violations the kernel acted on.
+    pub const fn acted(agent: u32, cls: usize) -> u32 {
+        agent * SLOTS + (ACTED + cls) as u32
     }
 
     const _: () = assert!(class::COUNT <= ACTED && ACTED + class::COUNT <= SLOTS as usize);

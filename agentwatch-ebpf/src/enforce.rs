@@ -140,7 +140,7 @@ pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8
         _ => action::ALERT,
     };
     if d.verdict == verdict::VIOLATION && d.class < class::COUNT {
-        count(decided::acted(d.class as usize));
+        count(decided::acted(agent, d.class as usize));
     }
     done
 }

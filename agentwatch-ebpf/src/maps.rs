@@ -100,11 +100,11 @@ pub static NET_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entrie
 #[map]
 pub static NET_ANY_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_entries(16384, 0);
 
-/// Counters per class, laid out by `policy::decided`: allowed in the
-/// kernel (no record sent), and violations the kernel acted on.
+/// Counters per agent and class, laid out by `policy::decided`: allowed in
+/// the kernel (no record sent), and violations the kernel acted on.
 #[map]
 pub static DECIDED: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(agentwatch_common::policy::decided::SLOTS, 0);
+    PerCpuArray::with_max_entries(agentwatch_common::policy::decided::ENTRIES, 0);
 
 /// Threads whose syscall entry was decided allowed and not sent: their
 /// exit is not sent either. tid -> syscall number, and for opens their

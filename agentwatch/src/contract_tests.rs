@@ -22,13 +22,17 @@ fn classes_map_one_to_one_onto_the_kernel_indexes() {
 
 #[test]
 fn decision_counters_have_a_slot_each() {
-    let mut slots: Vec<u32> = (0..class::COUNT)
-        .flat_map(|c| [decided::allowed(c), decided::acted(c)])
+    let last = agentwatch_common::policy::MAX_AGENTS - 1;
+    let mut slots: Vec<u32> = [0, 1, last]
+        .into_iter()
+        .flat_map(|a| {
+            (0..class::COUNT).flat_map(move |c| [decided::allowed(a, c), decided::acted(a, c)])
+        })
         .collect();
-    assert!(slots.iter().all(|s| *s < decided::SLOTS));
+    assert!(slots.iter().all(|s| *s < decided::ENTRIES));
     slots.sort_unstable();
     slots.dedup();
-    assert_eq!(slots.len(), 2 * class::COUNT);
+    assert_eq!(slots.len(), 3 * 2 * class::COUNT);
 }
 
 /// Every rule code the kernel reports, with the name userspace gives it.

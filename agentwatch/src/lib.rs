@@ -13,6 +13,8 @@ pub mod enforce;
 mod event;
 pub mod exit;
 mod feeds;
+mod hex;
+pub mod identity;
 pub mod intent;
 mod k8s;
 mod lifecycle;

@@ -188,6 +188,7 @@ pub fn drain(pipeline: Pipeline, agents: &Agents) -> Counts {
     let counts = pipeline.finish();
     each_agent(agents, |e| {
         e.drain_alerts();
+        e.finish_activity();
         for line in e.finish_learning() {
             eprintln!("agentwatch: {line}");
         }

@@ -47,11 +47,14 @@ fn pipe() -> Result<(std::fs::File, std::fs::File), SpawnError> {
 /// Spawns `argv` watched as `agent_id`, in `sandbox` if given (entered
 /// once the watch is confirmed, so the sandbox's refusals are seen).
 /// Signals the caller ignores are restored to their defaults in the child.
+/// `reasons`: a close-on-exec descriptor the child keeps, its number in
+/// `AGENTWATCH_REASONS_FD` (`enforce::steer`).
 pub fn spawn_watched(
     argv: &[OsString],
     sensors: &mut Sensors,
     agent_id: u32,
     sandbox: Option<std::sync::Arc<Sandbox>>,
+    reasons: Option<i32>,
 ) -> Result<Child, SpawnError> {
     let (prog, args) = argv.split_first().ok_or(SpawnError::Empty)?;
     let (mut pid_r, pid_w) = pipe()?;
@@ -63,12 +66,20 @@ pub fn spawn_watched(
     // the real binary rather than our launcher probing PATH entries.
     let mut cmd = Command::new(resolve_in_path(prog).unwrap_or_else(|| prog.into()));
     cmd.arg0(prog).args(args);
-    // SAFETY: only async-signal-safe calls (signal, getpid, write, read,
+    if let Some(fd) = reasons {
+        cmd.env(crate::enforce::steer::ENV, fd.to_string());
+    }
+    // SAFETY: only async-signal-safe calls (signal, fcntl, getpid, write, read,
     // and the sandbox's prctl, landlock and seccomp syscalls).
     unsafe {
         cmd.pre_exec(move || {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            if let Some(fd) = reasons {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             let pid = libc::getpid().to_ne_bytes();
             if libc::write(pid_wfd, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
                 return Err(std::io::Error::last_os_error());

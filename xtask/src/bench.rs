@@ -21,6 +21,9 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
+use crate::bench_kernel::{kernel_cost, render_kernel_cost};
+use crate::bench_profile::{profile_bench, PROFILE_HEADING};
+
 #[derive(clap::Args)]
 pub struct Options {
     /// Alternating rounds per configuration.
@@ -278,11 +281,11 @@ fn spread(v: &mut [f64]) -> (f64, f64) {
     (v[v.len() / 4], v[v.len() * 3 / 4])
 }
 
-struct Row {
+pub(crate) struct Row {
     workload: &'static str,
-    a: f64,
+    pub a: f64,
     b: f64,
-    c: f64,
+    pub c: f64,
     d: f64,
     b_over_a: (f64, f64, f64),
     c_over_a: (f64, f64, f64),
@@ -361,67 +364,6 @@ fn zero_loss(bench: &Bench, rate: u64) -> anyhow::Result<(f64, u64, u64)> {
     }
     let events_per_s = opens as f64 / (loop_ns * ops as f64 / 1e9);
     Ok((events_per_s, opens, lost))
-}
-
-/// Turns the kernel's per-program accounting on, and off again on drop.
-struct BpfStats;
-
-impl BpfStats {
-    fn enable() -> anyhow::Result<Self> {
-        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
-            .context("enabling kernel.bpf_stats_enabled")?;
-        Ok(Self)
-    }
-
-    /// Total run time (ns) and runs of the loaded programs whose name
-    /// starts with one of `prefixes` (the kernel keeps 15 characters).
-    fn read(&self, prefixes: &[&str]) -> anyhow::Result<(u64, u64)> {
-        let out = Command::new("bpftool")
-            .args(["-j", "prog", "show"])
-            .output()
-            .context("running bpftool")?;
-        let progs: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("bpftool JSON")?;
-        let mut total = (0, 0);
-        for p in progs.as_array().into_iter().flatten() {
-            let name = p["name"].as_str().unwrap_or_default();
-            if prefixes.iter().any(|x| name.starts_with(x)) {
-                total.0 += p["run_time_ns"].as_u64().unwrap_or(0);
-                total.1 += p["run_cnt"].as_u64().unwrap_or(0);
-            }
-        }
-        Ok(total)
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
-    }
-}
-
-/// Kernel-measured program cost on unwatched calls during one open loop:
-/// (ns per program run, program runs per operation).
-struct ProgCost {
-    ns_per_run: f64,
-    runs_per_op: f64,
-}
-
-fn kernel_cost(
-    bench: &Bench,
-    holder: &dyn Fn() -> anyhow::Result<Loaded>,
-    prefixes: &[&str],
-) -> anyhow::Result<ProgCost> {
-    let stats = BpfStats::enable()?;
-    let _loaded = holder()?;
-    let before = stats.read(prefixes)?;
-    bench.run_plain("open")?;
-    let after = stats.read(prefixes)?;
-    let (ns, runs) = (after.0 - before.0, after.1 - before.1);
-    Ok(ProgCost {
-        ns_per_run: ns as f64 / runs.max(1) as f64,
-        runs_per_op: runs as f64 / bench.ops as f64,
-    })
 }
 
 pub fn run(o: Options) -> anyhow::Result<()> {
@@ -602,23 +544,6 @@ fn splice(old: &str, heading: &str, section: &str) -> String {
     }
 }
 
-/// The (b) overhead derived from the floor's measured overhead plus the
-/// kernel-measured extra run time of the sensor programs per operation:
-/// far less noisy than a wall-clock difference of two small numbers.
-fn render_kernel_cost(open: &Row, sensors: &ProgCost, floor: &ProgCost) -> String {
-    let floor_overhead = open.c - open.a;
-    let extra = (sensors.ns_per_run - floor.ns_per_run) * sensors.runs_per_op;
-    let ratio = if floor_overhead > 0.0 {
-        format!("{:.2}", (floor_overhead + extra) / floor_overhead)
-    } else {
-        "n/a (floor within noise)".into()
-    };
-    format!(
-        "\n## Kernel-measured program cost (open loop, unwatched)\n\n`kernel.bpf_stats_enabled=1`, per-program `run_time_ns / run_cnt` from bpftool, over one open loop while (b) and then (c) are loaded. It includes the stats overhead itself (about 30 ns a run here).\n\n| programs | ns per run | runs per open+close |\n|---|---|---|\n| (b) sensors: sys_enter, sys_exit, dns_send (unwatched path) | {:.1} | {:.2} |\n| (c) floor: empty programs | {:.1} | {:.2} |\n\nDerived (b) hook overhead relative to the floor's: (floor overhead {:.0} ns + {:.0} ns of extra program time) / floor overhead = **{ratio}** (target at most 1.5).\n",
-        sensors.ns_per_run, sensors.runs_per_op, floor.ns_per_run, floor.runs_per_op, floor_overhead, extra
-    )
-}
-
 fn render(
     rows: &[Row],
     rounds: usize,
@@ -662,49 +587,4 @@ fn render(
     s.push_str("\nTargets (issue 2): b within 1.5x of the floor's overhead, d/a at most 2x for open/close, zero loss at 100k events/s.\n");
     s.push_str("\nCaveats: timing on this 2-core VM is noisy. In (d) agentwatch is pinned to CPU 0 and the loop to CPU 1, so (d) is the cost the watched process pays, not a shared CPU. The connect loop is connect+accept+close in one process (two watched syscalls per operation). The floor attaches empty programs to the syscall tracepoints only (the sched tp_btf hooks do not fire in these loops).\n");
     s
-}
-
-const PROFILE_HEADING: &str = "\n## Profiles: building and matching";
-
-/// Runs `agentwatch bench-profile` (in-process micro-benchmarks, each
-/// against a hash-set baseline in the same run) and renders its section.
-fn profile_bench(agentwatch: &Path) -> anyhow::Result<String> {
-    let out = Command::new(agentwatch).arg("bench-profile").output()?;
-    if !out.status.success() {
-        bail!(
-            "agentwatch bench-profile failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let num = |path: &[&str]| {
-        path.iter()
-            .fold(&v, |v, k| &v[*k])
-            .as_f64()
-            .unwrap_or(f64::NAN)
-    };
-    let mut s = format!(
-        "{PROFILE_HEADING}\n\nGenerated by `cargo xtask bench` (or `--profile-only`) from `agentwatch bench-profile`, in one process on synthetic events; medians of 7 passes. The baseline is the cheapest possible judgement of the same events: an exact lookup of their path (or address) in a hash set.\n\nMatching against a profile of 1,000 file rules (600 literal paths, 300 `*.log` patterns under `$WORKSPACE`, 100 `/**` subtrees) and 100 endpoints (70 DNS names on :443, 30 CIDRs on :5432), guardrails included:\n\n| events | ns/event | baseline ns/event | ratio |\n|---|---|---|---|\n"
-    );
-    for (key, label) in [
-        ("file_hit", "file opens the profile allows"),
-        ("file_miss", "file opens it flags"),
-        ("network_hit", "connects it allows"),
-        ("network_miss", "connects it flags"),
-    ] {
-        s.push_str(&format!(
-            "| {label} | {:.0} | {:.0} | {:.1} |\n",
-            num(&[key, "ns_per_event"]),
-            num(&[key, "baseline_ns"]),
-            num(&[key, "ratio"])
-        ));
-    }
-    s.push_str(&format!(
-        "\nBuilding: {:.0} events/s through `Learner::observe` and `finish` ({:.0} events: library reads, temp files with random names, PID-named files, connects, DNS), against {:.0} events/s for inserting the raw paths into a hash set (ratio {:.1}).\n\nCaveats: flagged events cost more than allowed ones because a finding is formatted for the reader. This is userspace cost per event that reaches userspace; with enforcement (issue 4) known-good events are decided in the kernel and never get here.\n",
-        num(&["build", "events_per_sec"]),
-        num(&["build", "events"]),
-        num(&["build", "baseline_events_per_sec"]),
-        num(&["build", "ratio"])
-    ));
-    Ok(s)
 }

@@ -166,7 +166,7 @@ pub fn try_egress(ctx: &SkBuffContext) -> Option<i32> {
     if s.allowed != 0 {
         return Some(1);
     }
-    count(decided::acted(class::DNS));
+    count(decided::acted(s.agent, class::DNS));
     Some(0)
 }
 

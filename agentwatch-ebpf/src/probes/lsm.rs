@@ -49,6 +49,6 @@ pub fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i32> {
         return Ok(0);
     }
     enforce::deny_now(&d);
-    count(decided::acted(class::EXEC));
+    count(decided::acted(w.agent_id, class::EXEC));
     Ok(EPERM)
 }

@@ -111,7 +111,7 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, call: &Call) -
         d
     };
     if d.allowed() {
-        count(decided::allowed(d.class as usize));
+        count(decided::allowed(agent, d.class as usize));
         ev.hdr.rule = d.rule;
         return false;
     }

@@ -17,18 +17,20 @@ use aya_ebpf::{
 use super::watched_current;
 use crate::{enforce, event, maps::*};
 
-/// The watched process's entry when its agent captures intent and the
-/// connection `ssl` is not one userspace set aside.
+/// The watched process's entry and its agent's capture level when the
+/// agent captures intent and the connection `ssl` is not one userspace set
+/// aside.
 #[inline(always)]
-fn capturing(ssl: u64) -> Option<(u32, WatchEntry)> {
+fn capturing(ssl: u64) -> Option<(WatchEntry, u32)> {
     let (tgid, w) = watched_current()?;
-    if INTENT.get(w.agent_id).copied().unwrap_or(0) == 0 {
+    let level = INTENT.get(w.agent_id).copied().unwrap_or(0);
+    if level == 0 {
         return None;
     }
     if unsafe { TLS_IGNORED.get(&[tgid as u64, ssl]) }.is_some() {
         return None;
     }
-    Some((tgid, w))
+    Some((w, level))
 }
 
 /// One record: up to `tls::MAX_BYTES` of `buf[offset..n]`. `hold`: the
@@ -101,10 +103,9 @@ pub fn try_ssl_write(ctx: &ProbeContext) -> Result<(), i64> {
     let ssl: u64 = ctx.arg(0).ok_or(1)?;
     let buf: u64 = ctx.arg(1).ok_or(1)?;
     let num: u64 = ctx.arg(2).ok_or(1)?;
-    let (_, w) = capturing(ssl).ok_or(0)?;
+    let (w, level) = capturing(ssl).ok_or(0)?;
     // `num` is an int for SSL_write, a size_t for SSL_write_ex.
     let n = num & 0xffff_ffff;
-    let level = INTENT.get(w.agent_id).copied().unwrap_or(0);
     let hold = hold_write(&w, level);
     send_all(&w, ssl, tls::WRITE, (buf, n), hold);
     if hold {

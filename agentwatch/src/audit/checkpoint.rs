@@ -135,7 +135,7 @@ impl Signer {
             "final": c.last,
             "host": crate::origin::host(),
             "key": self.id,
-            "signature": hex(sig.as_ref()),
+            "signature": crate::hex::encode(sig.as_ref()),
         })
     }
 }
@@ -175,7 +175,7 @@ impl Verifier {
 
     /// Whether `signature` (hex) is this key's over `c`.
     pub fn verify(&self, c: &Covered, signature: &str) -> bool {
-        let Some(sig) = unhex(signature) else {
+        let Some(sig) = crate::hex::decode(signature) else {
             return false;
         };
         UnparsedPublicKey::new(&ED25519, &self.key)
@@ -239,20 +239,6 @@ fn pem(label: &str, der: &[u8]) -> String {
 
 fn key_id(public: &[u8]) -> String {
     crate::audit::line_hash(public)[..16].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

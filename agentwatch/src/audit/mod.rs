@@ -16,21 +16,12 @@ mod writer;
 pub use verify::verify_files;
 pub use writer::{AuditError, AuditLog, Fsync};
 
-use sha2::{Digest, Sha256};
-
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// sha256 of `line` as lowercase hex.
 pub fn line_hash(line: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = Sha256::digest(line);
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
+    crate::hex::sha256(line)
 }
 
 /// The chain fields of one line, when it parses.

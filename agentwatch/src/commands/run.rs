@@ -120,6 +120,15 @@ pub struct RunOptions {
     /// included, is printed on stderr.
     #[arg(long, value_name = "ADDR")]
     pub ui: Option<crate::ui::Listen>,
+    /// An agent process running as a person's account (a UID in
+    /// --human-uids, a login account with a home under /home, a login
+    /// session), or reaching a person's credentials: off, alert, or refuse
+    /// (its processes are killed). Audited either way.
+    #[arg(long, value_enum, default_value = "alert")]
+    pub identity: crate::identity::Act,
+    /// UIDs of people's accounts.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "1000-60000", value_parser = crate::identity::parse_range)]
+    pub human_uids: std::ops::RangeInclusive<u32>,
     /// The command to run, after `--` (optional with --select).
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -175,7 +184,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }
     let alerts = alerts_output(&opts)?;
-    let enforcer = AgentEnforcer::start(
+    let mut enforcer = AgentEnforcer::start(
         Setup {
             agent: agent.clone(),
             agent_id: AGENT_ID,
@@ -204,6 +213,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         },
         maps,
     )?;
+    enforcer.set_identity(opts.identity_policy());
     let enforcer = Arc::new(Mutex::new(enforcer));
     let agents = agents_of(&agent, &enforcer);
     let _server = control::serve(&agent, enforcer.clone())?;
@@ -227,11 +237,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     } else {
         session::ignore_interrupts();
         let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
-        let spawned = match &sandbox {
-            Some(sb) => s.spawn_in(&opts.cmd, sb.clone()),
-            None => s.spawn(&opts.cmd),
-        };
-        match spawned {
+        match start_command(&opts.cmd, &mut s, sandbox.as_ref(), &enforcer) {
             Ok(mut child) => {
                 supervise(&mut child, &agents, &signals, &mut s.sensors)?.map(spawn::shell_status)
             }
@@ -242,7 +248,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
             }
         }
     };
-    let out = (opts.json, s.sensors.tls.summary());
+    let out = Output::new(opts.json, s.sensors.tls.summary());
     let counts = lifecycle::drain(s.pipeline, &agents);
     let layers = sandbox.as_ref().map(|s| s.layers.clone());
     end(&enforcer, counts.records, out, layers, closing_audit)?;
@@ -286,12 +292,71 @@ fn serve_ui(
     Ok(Some(ui))
 }
 
+/// Starts the command watched, in the sandbox if any, with the reasons
+/// pipe (`steer_for`).
+fn start_command(
+    cmd: &[OsString],
+    s: &mut Session,
+    sandbox: Option<&Arc<crate::sandbox::Sandbox>>,
+    enforcer: &Mutex<AgentEnforcer>,
+) -> Result<std::process::Child, spawn::SpawnError> {
+    let reasons = steer_for(enforcer);
+    s.reasons = reasons.as_ref().map(|r| r.raw());
+    let spawned = match sandbox {
+        Some(sb) => s.spawn_in(cmd, sb.clone()),
+        None => s.spawn(cmd),
+    };
+    // The agent holds its end now: ours goes, so that the pipe's reader
+    // is the agent alone.
+    drop(reasons);
+    spawned
+}
+
+impl RunOptions {
+    /// `--identity` for both findings, `--human-uids`.
+    fn identity_policy(&self) -> crate::identity::Policy {
+        crate::identity::Policy {
+            human: self.identity,
+            credentials: self.identity,
+            human_uids: self.human_uids.clone(),
+        }
+    }
+}
+
+/// The pipe through which the agent learns why it was refused: the
+/// enforcer writes, the agent's end is returned for the launch. None (and
+/// a warning) when no pipe can be made: the run goes on without it.
+fn steer_for(enforcer: &Mutex<AgentEnforcer>) -> Option<crate::enforce::steer::ReasonsEnd> {
+    let (steer, end) = match crate::enforce::steer::Steer::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("agentwatch: no reasons pipe for the agent ({e}); it runs without one");
+            return None;
+        }
+    };
+    enforcer.lock().ok()?.set_steer(steer);
+    Some(end)
+}
+
+/// How the summary is written, and the intent capture's part of it (its
+/// libraries and error).
+struct Output {
+    json: bool,
+    intent: serde_json::Value,
+}
+
+impl Output {
+    fn new(json: bool, intent: serde_json::Value) -> Self {
+        Self { json, intent }
+    }
+}
+
 /// The run is over: open requests denied (nobody said yes), the summary
 /// written, the audit log sealed.
 fn end(
     enforcer: &Mutex<AgentEnforcer>,
     records: u64,
-    (json, intent): (bool, serde_json::Value),
+    out: Output,
     layers: Option<Layers>,
     audit: Option<SharedAudit>,
 ) -> anyhow::Result<()> {
@@ -301,7 +366,7 @@ fn end(
     if !e.pending().is_empty() {
         let _ = e.deny(None, Outcome::Denied, "agentwatch (the command ended)");
     }
-    summary(&mut e, records, (json, intent), layers)?;
+    summary(&mut e, records, out, layers)?;
     if let Some(Ok(mut w)) = audit.as_ref().map(|a| a.lock()) {
         w.close();
     }
@@ -458,11 +523,10 @@ fn with_level(mut intent: serde_json::Value, level: crate::intent::Level) -> ser
     intent
 }
 
-/// `intent`: the intent capture's libraries and error, for JSON.
 fn summary(
     e: &mut AgentEnforcer,
     records: u64,
-    (json, intent): (bool, serde_json::Value),
+    out: Output,
     sandbox: Option<Layers>,
 ) -> anyhow::Result<()> {
     let d = e.decided();
@@ -475,7 +539,7 @@ fn summary(
     } else {
         "sigkill"
     };
-    let line = if json {
+    let line = if out.json {
         let by: serde_json::Map<String, serde_json::Value> = classes
             .iter()
             .map(|c| (c.name().to_string(), json!(d.allowed_of(*c))))
@@ -490,7 +554,7 @@ fn summary(
             "kernel_violations": d.acted.iter().sum::<u64>(),
             "file_deny": file_deny,
             "sandbox": sandbox,
-            "intent": with_level(intent, e.intent_level()),
+            "intent": with_level(out.intent, e.intent_level()),
             "stats": stats,
         })
         .to_string()

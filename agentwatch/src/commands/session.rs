@@ -24,6 +24,9 @@ pub const AGENT_ID: u32 = 0;
 pub struct Session {
     pub sensors: Sensors,
     pub pipeline: Pipeline,
+    /// A descriptor the agent inherits as `AGENTWATCH_REASONS_FD`
+    /// (`enforce::steer`); `run` sets it.
+    pub reasons: Option<i32>,
 }
 
 impl Session {
@@ -46,12 +49,16 @@ impl Session {
             sink,
             Enricher::new(cgroup2_mount()),
         )?;
-        Ok(Self { sensors, pipeline })
+        Ok(Self {
+            sensors,
+            pipeline,
+            reasons: None,
+        })
     }
 
     /// Starts `cmd` watched; on failure the pipeline is drained first.
     pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
-        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, None)
+        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, None, self.reasons)
     }
 
     /// Starts `cmd` watched, in `sandbox`.
@@ -60,7 +67,13 @@ impl Session {
         cmd: &[OsString],
         sandbox: std::sync::Arc<crate::sandbox::Sandbox>,
     ) -> Result<Child, SpawnError> {
-        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, Some(sandbox))
+        spawn::spawn_watched(
+            cmd,
+            &mut self.sensors,
+            AGENT_ID,
+            Some(sandbox),
+            self.reasons,
+        )
     }
 }
 

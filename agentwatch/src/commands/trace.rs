@@ -80,6 +80,7 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     let Session {
         mut sensors,
         pipeline,
+        ..
     } = s;
 
     if opts.cmd.is_empty() {
@@ -92,7 +93,7 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     // Ctrl-C goes to the whole foreground group: let the command handle it
     // and keep draining its events until it exits.
     ignore_interrupts();
-    let mut child = match spawn::spawn_watched(&opts.cmd, &mut sensors, AGENT_ID, None) {
+    let mut child = match spawn::spawn_watched(&opts.cmd, &mut sensors, AGENT_ID, None, None) {
         Ok(c) => c,
         Err(e) => {
             pipeline.finish();

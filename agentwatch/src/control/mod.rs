@@ -330,6 +330,7 @@ pub fn status(e: &AgentEnforcer) -> AgentStatus {
         processes: e.pids().len(),
         stats: e.stats().clone(),
         learning: e.learning_status(),
+        session: e.session_now(),
     }
 }
 

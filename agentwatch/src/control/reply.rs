@@ -17,6 +17,9 @@ pub struct AgentStatus {
     pub stats: Stats,
     /// Shadow learning's progress, when the agent learns.
     pub learning: Option<serde_json::Value>,
+    /// The session under way: what the agent did so far within its
+    /// profile (an `activity` record, `ended: false`).
+    pub session: Option<serde_json::Value>,
 }
 
 /// A control socket's answer.
@@ -67,6 +70,9 @@ impl Serialize for AgentStatus {
         m.serialize_entry("paused", &self.paused)?;
         m.serialize_entry("pending", &self.pending)?;
         m.serialize_entry("processes", &self.processes)?;
+        if let Some(a) = &self.session {
+            m.serialize_entry("session", a)?;
+        }
         m.serialize_entry("stats", &self.stats)?;
         m.end()
     }
@@ -143,6 +149,7 @@ mod tests {
             processes: 3,
             stats: Stats::default(),
             learning: None,
+            session: None,
         };
         let d = v(Reply::Daemon {
             pid: 7,

@@ -39,8 +39,9 @@ struct Doc {
     feeds: Vec<Spanned<super::feed_config::FeedDoc>>,
     metrics: Option<super::feed_config::MetricsDoc>,
     kubernetes: Option<super::k8s_config::KubernetesDoc>,
-    alerts: Option<AlertsDoc>,
+    alerts: Option<super::policy_config::AlertsDoc>,
     ui: Option<UiDoc>,
+    identity: Option<super::policy_config::IdentityDoc>,
 }
 
 /// `[ui]`: the live page (`crate::ui`).
@@ -49,14 +50,6 @@ struct Doc {
 struct UiDoc {
     listen: Spanned<String>,
     url_file: Option<PathBuf>,
-}
-
-/// `[alerts]`: how repeated alerts are folded and the feeds budgeted.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertsDoc {
-    window: Option<Spanned<String>>,
-    feed_budget: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -190,6 +183,9 @@ pub struct Config {
     pub alert_policy: AlertPolicy,
     /// `[ui]`: where the live page is served, if anywhere.
     pub ui: Option<UiConfig>,
+    /// `[identity]`: agents running as people, or reaching their
+    /// credentials.
+    pub identity: crate::identity::Policy,
 }
 
 /// Where the live UI listens and where its address (with the token) is
@@ -394,7 +390,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
     let pause_timeout = duration(&doc.daemon.pause_timeout, "5m", "pause_timeout");
     let rescan = duration(&doc.daemon.rescan, "2s", "rescan");
 
-    let alert_policy = alert_policy(&mut p, doc.alerts.as_ref());
+    let alert_policy = super::policy_config::alert_policy(&mut p, doc.alerts.as_ref());
     let control_group = control_group(&mut p, &doc.daemon);
     let ring_buffer_mb = ring_buffer_mb(&mut p, &doc.daemon);
     let audit = doc.audit.as_ref().map(|a| audit_config(&mut p, a, &abs));
@@ -424,10 +420,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
         .ui
         .as_ref()
         .and_then(|u| ui_config(&mut p, u, &state_file, &abs));
+    let identity = super::policy_config::identity_policy(&mut p, doc.identity.as_ref());
     if !p.list.is_empty() {
         return Err(ConfigReport { problems: p.list });
     }
     Ok(Config {
+        identity,
         feeds,
         metrics,
         ui,
@@ -452,25 +450,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigReport> {
     })
 }
 
-/// `control_group`: the group's name and gid, which must exist.
-/// `[alerts]`, defaults where it is silent.
-fn alert_policy(p: &mut Problems, d: Option<&AlertsDoc>) -> AlertPolicy {
-    let mut policy = AlertPolicy::default();
-    let Some(d) = d else {
-        return policy;
-    };
-    if let Some(w) = &d.window {
-        match AlertPolicy::parse_window(w.get_ref()) {
-            Ok(window) => policy.window = window,
-            Err(e) => p.at(Some(w.span()), format!("alerts window: {e}")),
-        }
-    }
-    if let Some(n) = d.feed_budget {
-        policy.feed_budget = AlertPolicy::budget(n);
-    }
-    policy
-}
-
 /// `[ui]`: a loopback address or unix socket; the address file defaults
 /// to `ui.url` beside the state file (both under /run: gone at reboot).
 fn ui_config(
@@ -493,6 +472,7 @@ fn ui_config(
     Some(UiConfig { listen, url_file })
 }
 
+/// `control_group`: the group's name and gid, which must exist.
 fn control_group(p: &mut Problems, d: &DaemonDoc) -> Option<(String, u32)> {
     let g = d.control_group.as_ref()?;
     match nix::unistd::Group::from_name(g.get_ref()) {

@@ -258,3 +258,25 @@ fn ui_listens_on_loopback_or_a_unix_socket_with_its_address_beside_the_state() {
     assert!(p.message.contains("serves only this host"), "{}", p.message);
     assert!(d.parse(agent).unwrap().ui.is_none());
 }
+
+#[test]
+fn identity_policy_reads_back_and_a_bad_word_is_named_at_its_line() {
+    let d = Dir::new("identity");
+    let agent =
+        "[[agent]]\nname = \"coder\"\nprofile = \"coder.yaml\"\n[agent.select]\nuser = \"root\"\n";
+    let c = d.parse(agent).unwrap();
+    assert_eq!(c.identity, crate::identity::Policy::default());
+    let c = d
+        .parse(&format!(
+            "[identity]\nhuman = \"refuse\"\ncredentials = \"off\"\nhuman_uids = \"2000-3000\"\n{agent}"
+        ))
+        .unwrap();
+    assert_eq!(c.identity.human, crate::identity::Act::Refuse);
+    assert_eq!(c.identity.credentials, crate::identity::Act::Off);
+    assert_eq!(c.identity.human_uids, 2000..=3000);
+    let p = only_problem(d.parse(&format!("[identity]\nhuman = \"block\"\n{agent}")));
+    assert_eq!(p.line, 2, "{}", p.message);
+    assert!(p.message.contains("off, alert or refuse"), "{}", p.message);
+    let p = only_problem(d.parse(&format!("[identity]\nhuman_uids = \"1000\"\n{agent}")));
+    assert!(p.message.contains("FIRST-LAST"), "{}", p.message);
+}

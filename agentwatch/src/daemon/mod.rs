@@ -12,6 +12,7 @@ mod k8s_config;
 pub mod notify;
 mod observe;
 mod pods;
+mod policy_config;
 mod reload;
 pub mod state;
 

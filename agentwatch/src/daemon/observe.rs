@@ -61,7 +61,7 @@ impl Observed {
             }
         }
         if let Ok(maps) = self.maps.lock() {
-            let d = maps.decided();
+            let d = maps.decided(None);
             t.metric(
                 "agentwatch_kernel_decisions_total",
                 "counter",

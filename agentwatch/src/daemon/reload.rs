@@ -175,6 +175,8 @@ impl Daemon {
             },
             maps,
         )?;
+        let mut e = e;
+        e.set_identity(self.cfg.identity.clone());
         if let Ok(mut n) = self.names.write() {
             n.insert(id, a.name.clone());
         }

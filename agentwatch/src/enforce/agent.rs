@@ -12,6 +12,7 @@ use undo::{undo_denied, undo_privilege};
 
 mod answers;
 mod explain;
+mod identity;
 mod intent;
 mod learning;
 mod operator;
@@ -107,6 +108,14 @@ pub struct AgentEnforcer {
     drift: Option<super::drift::Keeper>,
     /// The agent's model traffic, for the context of alerts and requests.
     intent: crate::intent::IntentLog,
+    /// What it did within its profile, a session at a time.
+    activity: super::activity::Activity,
+    activity_checked: std::time::Instant,
+    /// Where the agent reads why it was refused (`run`'s launch only).
+    steer: Option<super::steer::Steer>,
+    /// Who it may run as, and the UIDs already judged.
+    identity: crate::identity::Policy,
+    identities: std::collections::HashSet<u32>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -272,6 +281,11 @@ impl AgentEnforcer {
             resolutions: Default::default(),
             drift: s.drift,
             intent: Default::default(),
+            activity: Default::default(),
+            activity_checked: std::time::Instant::now(),
+            steer: None,
+            identity: Default::default(),
+            identities: Default::default(),
         };
         me.set_intent(s.context);
         me.set_shadow(s.shadow);
@@ -327,6 +341,7 @@ impl AgentEnforcer {
         // A forged answer allows nothing, here nor in the matcher (which
         // would otherwise map the name to its addresses).
         self.note_drift(ev);
+        self.note_identity(ev);
         let forged = match &ev.detail {
             Detail::Dns { .. } => {
                 self.note_query(ev);
@@ -357,6 +372,7 @@ impl AgentEnforcer {
             }
             _ => self.matcher.check(ev),
         };
+        self.note_activity(ev, &findings);
         // Learning: what the profile does not have yet is what is learned.
         if self.shadow.is_some() {
             findings.retain(Finding::hard);

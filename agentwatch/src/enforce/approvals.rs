@@ -13,12 +13,8 @@ impl Subject {
     /// What the person answering was shown of the context: it, and the
     /// sha256 of its JSON text. None without a context.
     pub fn shown(&self) -> Option<serde_json::Value> {
-        use sha2::Digest as _;
         let c = self.context.as_ref()?;
-        let hash: String = sha2::Sha256::digest(c.to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = crate::hex::sha256(c.to_string().as_bytes());
         Some(serde_json::json!({"sha256": hash, "context": c}))
     }
 }

@@ -18,6 +18,8 @@ pub struct Message {
     pub gap: bool,
     /// A long write's head came; its tail record is still to come.
     awaiting_tail: bool,
+    /// The head, parsed once its blank line has come, and where it ends.
+    parsed: Option<(usize, Head)>,
 }
 
 impl Message {
@@ -35,27 +37,31 @@ impl Message {
         if data.len() > room {
             self.gap = true;
         }
+        let before = self.bytes.len();
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        if self.parsed.is_none() {
+            // Only the new bytes (and the three before, where a blank line
+            // may have begun) can hold the head's end.
+            let from = before.saturating_sub(3);
+            if let Some(i) = self.bytes[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+                let end = from + i + 4;
+                let head = Head::parse(&String::from_utf8_lossy(&self.bytes[..end]));
+                self.parsed = Some((end, head));
+            }
+        }
     }
 
-    /// The head's end (after the blank line), when complete.
-    pub fn head_end(&self) -> Option<usize> {
-        self.bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| i + 4)
-    }
-
-    pub fn head(&self) -> Option<Head> {
-        let end = self.head_end()?;
-        Some(Head::parse(&String::from_utf8_lossy(&self.bytes[..end])))
+    /// The head, once complete.
+    pub fn head(&self) -> Option<&Head> {
+        self.parsed.as_ref().map(|(_, h)| h)
     }
 
     /// Whether the body is all there, as far as the head tells.
     pub fn complete(&self) -> bool {
-        let (Some(end), Some(head)) = (self.head_end(), self.head()) else {
+        let Some((end, head)) = &self.parsed else {
             return false;
         };
+        let end = *end;
         if self.awaiting_tail {
             return false;
         }
@@ -70,10 +76,10 @@ impl Message {
 
     /// The body, de-chunked when the head says chunked.
     pub fn body(&self) -> Vec<u8> {
-        let (Some(end), Some(head)) = (self.head_end(), self.head()) else {
+        let Some((end, head)) = &self.parsed else {
             return Vec::new();
         };
-        let raw = &self.bytes[end..];
+        let raw = &self.bytes[*end..];
         if head.chunked {
             dechunk(raw)
         } else {

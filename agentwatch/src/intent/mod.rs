@@ -213,7 +213,11 @@ impl IntentLog {
         let Some((_, s)) = self.streams.get(&key) else {
             return Fed::Nothing;
         };
-        let host = s.request.head().and_then(|h| h.host).unwrap_or_default();
+        let host = s
+            .request
+            .head()
+            .and_then(|h| h.host.clone())
+            .unwrap_or_default();
         if !self.endpoints.iter().any(|e| e.is(&host)) {
             self.streams.remove(&key);
             return Fed::NotModel {
@@ -283,7 +287,7 @@ impl IntentLog {
             .then(|| {
                 s.request
                     .head()
-                    .and_then(|h| h.host)
+                    .and_then(|h| h.host.clone())
                     .unwrap_or_else(|| "its model".into())
             })
     }

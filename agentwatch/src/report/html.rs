@@ -11,7 +11,7 @@ table{border-collapse:collapse;width:100%;table-layout:fixed}td.time{width:12em}
 td.time{white-space:nowrap;color:#666;font-size:.9em}td.rule{color:#666;font-size:.85em;white-space:nowrap}
 tr.blocked td.what{border-left:4px solid #c62828}tr.paused td.what{border-left:4px solid #ef6c00}
 tr.reported td.what{border-left:4px solid #f9a825}tr.approved td.what{border-left:4px solid #2e7d32}
-tr.info td.what{border-left:4px solid #90a4ae}details pre{white-space:pre-wrap;font-size:.8em;background:#f5f5f5;padding:.5em}
+tr.info td.what{border-left:4px solid #90a4ae}tr.session td.what{border-left:4px solid #1565c0;background:#f3f8fd}details pre{white-space:pre-wrap;font-size:.8em;background:#f5f5f5;padding:.5em}
 .summary{color:#444}.why{color:#444;font-size:.9em;font-style:italic}";
 
 /// `s` with `<`, `>`, `&`, `"` and `'` escaped.
@@ -38,6 +38,7 @@ pub fn tone_class(t: Tone) -> &'static str {
         Tone::Reported => "reported",
         Tone::Approved => "approved",
         Tone::Info => "info",
+        Tone::Session => "session",
     }
 }
 
@@ -74,9 +75,10 @@ pub fn render(r: &Report) -> String {
 fn agent(o: &mut String, a: &AgentView) {
     let _ = write!(
         o,
-        "<h2 class=\"agent\" id=\"agent-{}\">Agent {}</h2>\n<p class=\"summary\">{} violation(s): {} blocked, {} paused ({} approved); {} new name(s) learned in place.</p>\n",
+        "<h2 class=\"agent\" id=\"agent-{}\">Agent {}</h2>\n<p class=\"summary\">{} session(s); {} violation(s): {} blocked, {} paused ({} approved); {} new name(s) learned in place.</p>\n",
         escape(&a.name),
         escape(&a.name),
+        a.sessions,
         a.violations,
         a.blocked,
         a.paused,

@@ -21,6 +21,8 @@ pub enum Tone {
     Reported,
     Approved,
     Info,
+    /// A session: what the agent did within its profile.
+    Session,
 }
 
 /// One line of a timeline.
@@ -40,6 +42,8 @@ pub struct Entry {
 pub struct AgentView {
     pub name: String,
     pub entries: Vec<Entry>,
+    /// Sessions seen (`activity` records), each also on the timeline.
+    pub sessions: u64,
     pub violations: u64,
     pub blocked: u64,
     pub paused: u64,
@@ -94,6 +98,8 @@ pub fn views(mut records: Vec<Value>) -> (Vec<Entry>, Vec<AgentView>) {
     let mut own = Vec::new();
     let mut agents: BTreeMap<String, AgentView> = BTreeMap::new();
     let mut learned: BTreeMap<(String, String), (u64, String, Value)> = BTreeMap::new();
+    // A session's records are cumulative: the last one stands for it.
+    let mut sessions: BTreeMap<(String, String), Value> = BTreeMap::new();
     for v in records {
         let rec = &v["record"];
         let agent = rec["agent"].as_str().unwrap_or("").to_string();
@@ -112,6 +118,10 @@ pub fn views(mut records: Vec<Value>) -> (Vec<Entry>, Vec<AgentView>) {
                 e.0 += 1;
                 e.1 = time;
                 e.2 = rec.clone();
+            }
+            "activity" => {
+                let started = rec["session"].as_str().unwrap_or("").to_string();
+                sessions.insert((agent, started), rec.clone());
             }
             "drift" => {
                 let text = rec["what"].as_str().unwrap_or("drift").to_string();
@@ -136,6 +146,17 @@ pub fn views(mut records: Vec<Value>) -> (Vec<Entry>, Vec<AgentView>) {
         let text = format!("created {n} new name(s) in {territory}, allowed and learned");
         a.entries.push(entry(time, text, None, Tone::Info, &raw));
     }
+    for ((agent, started), rec) in sessions {
+        let a = view(&mut agents, &agent);
+        a.sessions += 1;
+        let text = format!(
+            "{}: {}",
+            session_span(&started, &rec),
+            words::activity(&rec).join("; ")
+        );
+        a.entries
+            .push(entry(started, text, None, Tone::Session, &rec));
+    }
     for a in agents.values_mut() {
         a.entries.sort_by(|x, y| x.time.cmp(&y.time));
     }
@@ -157,6 +178,21 @@ fn decision(a: &mut AgentView, rec: &Value, time: String) {
     let mut e = entry(time, text, Some(rule), tone, rec);
     e.why = words::why(&rec["context"]);
     a.entries.push(e);
+}
+
+/// "session from 14:02 to 14:37" (or "until 14:37 so far" while it lasts).
+fn session_span(started: &str, rec: &Value) -> String {
+    let hhmm = |t: &str| t.get(11..16).unwrap_or(t).to_string();
+    let until = rec["until"].as_str().unwrap_or("");
+    if rec["ended"].as_bool().unwrap_or(false) {
+        format!("session from {} to {}", hhmm(started), hhmm(until))
+    } else {
+        format!(
+            "session from {}, until {} so far",
+            hhmm(started),
+            hhmm(until)
+        )
+    }
 }
 
 /// An answer to approval requests on the agent's timeline.

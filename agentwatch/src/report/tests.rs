@@ -15,6 +15,8 @@ fn log_with(dir: &std::path::Path) -> PathBuf {
         json!({"type": "approval", "agent": "coder", "ids": ["coder-1"], "outcome": "approved", "by": "alice", "learned": true, "ts": "2026-11-27T10:03:00.000000Z"}),
         json!({"type": "learned", "agent": "coder", "territory": "$WORKSPACE", "what": "create $WORKSPACE/a", "ts": "2026-11-27T10:04:00.000000Z"}),
         json!({"type": "learned", "agent": "coder", "territory": "$WORKSPACE", "what": "create $WORKSPACE/b", "ts": "2026-11-27T10:05:00.000000Z"}),
+        json!({"type": "activity", "agent": "coder", "session": "2026-11-27T10:00:30.000000Z", "until": "2026-11-27T10:05:00.000000Z", "ended": false, "within_profile": {"exec": 1, "file": 5}, "programs": {"/usr/bin/git": 1}}),
+        json!({"type": "activity", "agent": "coder", "session": "2026-11-27T10:00:30.000000Z", "until": "2026-11-27T10:09:00.000000Z", "ended": true, "within_profile": {"exec": 2, "file": 212}, "programs": {"/usr/bin/git": 2}}),
         json!({"type": "decision", "agent": "ops", "rule": "network/unknown", "what": "connect 10.0.0.5:22", "action": "alert", "time": "2026-11-27T10:06:00.000000Z"}),
     ] {
         log.append(&r).unwrap();
@@ -42,8 +44,14 @@ fn a_log_reads_per_agent_in_plain_words() {
         (2, 1, 1, 1, 2)
     );
     let texts: Vec<&str> = coder.entries.iter().map(|e| e.text.as_str()).collect();
+    // The session, once (its last record), first: it began before the rest.
+    assert_eq!(coder.sessions, 1);
     assert_eq!(
         texts[0],
+        "session from 10:00 to 10:09: ran 2 programs its profile allows (git ×2); read or wrote 212 files within its profile"
+    );
+    assert_eq!(
+        texts[1],
         "tried to read /root/.ssh/id_rsa: a secret (keys, tokens, credentials); blocked"
     );
     assert!(texts.contains(

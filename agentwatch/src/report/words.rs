@@ -111,6 +111,86 @@ pub fn why(context: &serde_json::Value) -> Option<String> {
     Some(s)
 }
 
+/// A session's `activity` record as what the agent did within its
+/// profile, one phrase per kind of thing: "ran 3 programs its profile
+/// allows (git ×2, python3)", "read or wrote 212 files within its
+/// profile", "looked up api.example.com".
+pub fn activity(rec: &serde_json::Value) -> Vec<String> {
+    let n = |class: &str| rec["within_profile"][class].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    if n("exec") > 0 {
+        let mut progs: Vec<(&str, u64)> = rec["programs"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(p, c)| (p.rsplit('/').next().unwrap_or(p), c.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        progs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let shown: Vec<String> = progs
+            .iter()
+            .take(5)
+            .map(|(p, c)| {
+                if *c > 1 {
+                    format!("{p} ×{c}")
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect();
+        let more = if progs.len() > 5 { ", …" } else { "" };
+        out.push(format!(
+            "ran {} its profile allows ({}{more})",
+            plural(n("exec"), "program"),
+            shown.join(", ")
+        ));
+    }
+    if n("file") > 0 {
+        out.push(format!(
+            "read or wrote {} within its profile",
+            plural(n("file"), "file")
+        ));
+    }
+    if n("delete") > 0 {
+        out.push(format!(
+            "deleted or renamed {} within its profile",
+            plural(n("delete"), "file")
+        ));
+    }
+    if n("network") > 0 {
+        out.push(format!(
+            "made {} its profile allows",
+            plural(n("network"), "connection")
+        ));
+    }
+    let names: Vec<&str> = rec["names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    if !names.is_empty() {
+        let more = rec["more_names"].as_u64().unwrap_or(0);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        out.push(format!("looked up {}{more}", names.join(", ")));
+    }
+    if out.is_empty() {
+        out.push("did nothing agentwatch watches".into());
+    }
+    out
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// An approval answer in one sentence; `at` is an RFC 3339 time.
 pub fn answer(outcome: &str, by: &str, at: &str, learned: bool) -> String {
     let hhmm = at.get(11..16).unwrap_or(at);
@@ -176,6 +256,26 @@ mod tests {
             "its model m at e last asked for no tool"
         );
         assert!(why(&serde_json::Value::Null).is_none());
+    }
+
+    #[test]
+    fn activity_reads_as_what_it_did() {
+        let rec = serde_json::json!({"within_profile": {"exec": 3, "file": 212, "delete": 0, "network": 1, "dns": 2},
+            "programs": {"/usr/bin/git": 2, "/usr/bin/python3": 1},
+            "names": ["api.example.com", "github.com"], "more_names": 0});
+        assert_eq!(
+            activity(&rec),
+            [
+                "ran 3 programs its profile allows (git ×2, python3)",
+                "read or wrote 212 files within its profile",
+                "made 1 connection its profile allows",
+                "looked up api.example.com, github.com",
+            ]
+        );
+        assert_eq!(
+            activity(&serde_json::json!({})),
+            ["did nothing agentwatch watches"]
+        );
     }
 
     #[test]

@@ -492,13 +492,21 @@ impl PolicyMaps {
         }
     }
 
-    /// Kernel decision counters, summed over CPUs.
-    pub fn decided(&self) -> Decided {
+    /// Kernel decision counters of `agent` (all agents when None), summed
+    /// over CPUs.
+    pub fn decided(&self, agent: Option<u32>) -> Decided {
         let read = |i: u32| -> u64 { self.decided.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let agents = match agent {
+            Some(a) => a..a + 1,
+            None => 0..agentwatch_common::policy::MAX_AGENTS,
+        };
         let mut d = Decided::default();
-        for c in Class::ALL {
-            d.allowed[c.kernel_index()] = read(decided::allowed(c.kernel_index()));
-            d.acted[c.kernel_index()] = read(decided::acted(c.kernel_index()));
+        for a in agents {
+            for c in Class::ALL {
+                let i = c.kernel_index();
+                d.allowed[i] += read(decided::allowed(a, i));
+                d.acted[i] += read(decided::acted(a, i));
+            }
         }
         d
     }

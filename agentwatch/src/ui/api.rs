@@ -38,6 +38,9 @@ pub fn state(src: &super::Source) -> Response {
             "pause",
         );
         p["words"] = json!(text);
+        if let Some(w) = words::why(&p["context"]) {
+            p["why"] = json!(w);
+        }
     }
     // One agent (`run`) answers with its status; the daemon with all.
     let agents = match status.get("agents") {
@@ -50,7 +53,7 @@ pub fn state(src: &super::Source) -> Response {
         &json!({
             "agents": agents,
             "pending": pending,
-            "timeline": timeline(audit),
+            "timeline": timeline(audit, &agents),
             "drift": drift(&src.drift),
         }),
     )
@@ -67,7 +70,8 @@ pub fn answer(handler: &dyn Handler, req: &HttpRequest, approve: bool, by: &str)
     };
     let agent = agent_of(&id).map(str::to_string);
     let r = if approve {
-        Request::Approve { id, learn: false }
+        let learn = body["learn"].as_bool().unwrap_or(false);
+        Request::Approve { id, learn }
     } else {
         Request::Deny { id }
     };
@@ -91,16 +95,22 @@ fn reply_by(handler: &dyn Handler, agent: Option<String>, req: Request, by: &str
 
 /// Each agent's latest entries from the end of the audit log, in plain
 /// words, with the counts the page heads them with.
-fn timeline(audit: Option<&Path>) -> Value {
+fn timeline(audit: Option<&Path>, status: &Value) -> Value {
     let Some(path) = audit else {
         return json!({"source": null, "agents": []});
     };
-    let records = match tail_records(path) {
+    let mut records = match tail_records(path) {
         Ok(r) => r,
         Err(e) => {
             return json!({"source": path.display().to_string(), "error": e.to_string(), "agents": []})
         }
     };
+    // Each session under way, as it stands now, after the log's records.
+    for a in status.as_array().into_iter().flatten() {
+        if a["session"].is_object() {
+            records.push(json!({"seq": u64::MAX, "record": a["session"]}));
+        }
+    }
     let (_, agents) = report::views(records);
     let agents: Vec<Value> = agents
         .iter()
@@ -113,7 +123,7 @@ fn timeline(audit: Option<&Path>) -> Value {
                 })
                 .collect();
             json!({
-                "agent": a.name, "violations": a.violations, "blocked": a.blocked,
+                "agent": a.name, "sessions": a.sessions, "violations": a.violations, "blocked": a.blocked,
                 "paused": a.paused, "approved": a.approved, "learned": a.learned,
                 "entries": entries,
             })
@@ -250,17 +260,27 @@ mod tests {
         text.push_str(r#"{"seq":20000,"record":{"type":"decision","agent":"bot","rule":"guardrail/secrets","what":"read /root/.ssh/id_rsa","action":"pause","time":"2026-11-27T14:00:00.000000Z"}}"#);
         text.push('\n');
         std::fs::write(&log, text).unwrap();
-        let t = timeline(Some(&log));
+        // The session under way comes from the agent's status, not the log.
+        let status = json!([{"agent": "bot", "session": {"type": "activity", "agent": "bot",
+            "session": "2026-11-27T13:59:00.000000Z", "until": "2026-11-27T14:01:00.000000Z",
+            "ended": false, "within_profile": {"file": 7}}}]);
+        let t = timeline(Some(&log), &status);
         let _ = std::fs::remove_dir_all(&dir);
         let a = &t["agents"][0];
         assert_eq!(a["agent"], "bot");
         assert_eq!(a["paused"], 1);
+        assert_eq!(a["sessions"], 1);
         assert_eq!(
             a["entries"][0]["text"],
+            "session from 13:59, until 14:01 so far: read or wrote 7 files within its profile"
+        );
+        assert_eq!(a["entries"][0]["tone"], "session");
+        assert_eq!(
+            a["entries"][1]["text"],
             "tried to read /root/.ssh/id_rsa: a secret (keys, tokens, credentials); paused for a decision"
         );
-        assert_eq!(a["entries"][0]["tone"], "paused");
-        let missing = timeline(Some(Path::new("/nonexistent/audit.jsonl")));
+        assert_eq!(a["entries"][1]["tone"], "paused");
+        let missing = timeline(Some(Path::new("/nonexistent/audit.jsonl")), &json!([]));
         assert!(missing["error"].is_string(), "{missing}");
     }
 }

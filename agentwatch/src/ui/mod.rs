@@ -108,7 +108,7 @@ fn token() -> Result<String, UiError> {
     ring::rand::SystemRandom::new()
         .fill(&mut b)
         .map_err(|_| UiError::Random)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::hex::encode(&b))
 }
 
 /// Serves the UI at `listen` on a thread; writes its URL (with the

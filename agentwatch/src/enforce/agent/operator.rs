@@ -98,6 +98,7 @@ impl AgentEnforcer {
                 req.subject.shown(),
             );
         }
+        self.tell_answer(std::slice::from_ref(&req.id), "approved", by);
         let mut msg = format!("approved {id}: {}", req.subject.what);
         if let Some(into) = &learned_into {
             msg.push_str(&format!("; added to {}", into.display()));
@@ -157,6 +158,8 @@ impl AgentEnforcer {
         if let Some(a) = &mut self.audit {
             a.answer_shown(&self.agent, &ids, name, by, false, shown);
         }
+        // Read by the agent's launcher after the tree died.
+        self.tell_answer(&ids, name, by);
         let pids = self.maps.pids(self.agent_id);
         tree::kill(&pids);
         // A stopped process dies only once it runs again.
@@ -183,6 +186,7 @@ impl AgentEnforcer {
         }
         self.expire_answers();
         self.flush_alerts(std::time::Instant::now());
+        self.tick_activity();
         // An append is audited as it completes; its line gives way to a
         // timeout's, which matters more to whoever reads the output.
         let learned = self.tick_learning();
@@ -284,6 +288,7 @@ impl AgentEnforcer {
         for m in self.finish_learning() {
             warn!(agent = %self.agent, "{m}");
         }
+        self.finish_activity();
         if let Some(k) = &mut self.drift {
             k.save();
         }

@@ -10,8 +10,9 @@ use crate::{
         throttle::Aggregate,
     },
     event::{Detail, Event},
-    profile::matcher::Finding,
+    profile::{matcher::Finding, observe::Obs},
 };
+use tracing::debug;
 
 impl AgentEnforcer {
     /// Hands the decision to every sink: the counters, the alert output,
@@ -61,6 +62,26 @@ impl AgentEnforcer {
             }
         }
         self.note_violation(f);
+        // What the agent is told: anything but an alert (it went on).
+        if let Some(s) = &mut self.steer {
+            if !action.starts_with("alert") {
+                let rule = f.rule.to_string();
+                s.refused(&rule, &f.what, &f.reason, action, approval.as_deref());
+            }
+        }
+    }
+
+    /// The agent's launcher gave it the read end of `steer`'s pipe: every
+    /// refusal, pause and answer is written there.
+    pub fn set_steer(&mut self, steer: crate::enforce::steer::Steer) {
+        self.steer = Some(steer);
+    }
+
+    /// Answers to requests, for the agent to read (when it can).
+    pub(super) fn tell_answer(&mut self, ids: &[String], outcome: &str, by: &str) {
+        if let Some(s) = &mut self.steer {
+            s.answered(ids, outcome, by);
+        }
     }
 
     /// Sends the aggregate alerts whose window closed by `now`, and says
@@ -210,6 +231,73 @@ impl AgentEnforcer {
         }
         if let Some(a) = &mut self.audit {
             a.record(notice);
+        }
+    }
+}
+
+impl AgentEnforcer {
+    /// What an event that crossed and was allowed adds to the session's
+    /// activity (`enforce::activity`).
+    pub(super) fn note_activity(&mut self, ev: &Event, findings: &[Finding]) {
+        if findings.iter().any(|f| !f.is_rate()) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for obs in crate::profile::observe::observe(ev) {
+            match obs {
+                Obs::Exec { path } => {
+                    let norm =
+                        crate::profile::normalise::path(&path, &self.anchors, &Default::default())
+                            .unwrap_or(path);
+                    self.activity.exec(&norm, now);
+                }
+                Obs::Dns { name } => self.activity.name(&name, now),
+                // The question's answer: counted with the question.
+                Obs::DnsAnswer { .. } => {}
+                other => self.activity.allowed(other.class(), now),
+            }
+        }
+    }
+
+    /// Once a second: the session's activity from the kernel's counters
+    /// and the agent's processes; a record when one is due.
+    pub(super) fn tick_activity(&mut self) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.activity_checked) < std::time::Duration::from_secs(1) {
+            return;
+        }
+        self.activity_checked = now;
+        let kernel = self.maps.decided(Some(self.agent_id)).allowed;
+        // Walking the watch map costs a call per entry: only when quiet.
+        let processes = if self.activity.busy(&kernel) {
+            1
+        } else {
+            self.maps.pids(self.agent_id).len()
+        };
+        if let Some(r) = self.activity.tick(&self.agent, processes, kernel, now) {
+            self.write_activity(r);
+        }
+    }
+
+    /// The session under way ends (agentwatch stops, or stops watching
+    /// the agent): its last `activity` record is written.
+    pub fn finish_activity(&mut self) {
+        let kernel = self.maps.decided(Some(self.agent_id)).allowed;
+        if let Some(r) = self.activity.finish(&self.agent, kernel) {
+            self.write_activity(r);
+        }
+    }
+
+    /// The session under way, as its `activity` record would read now.
+    pub fn session_now(&self) -> Option<serde_json::Value> {
+        let kernel = self.maps.decided(Some(self.agent_id)).allowed;
+        self.activity.current(&self.agent, kernel)
+    }
+
+    fn write_activity(&mut self, r: serde_json::Value) {
+        debug!(agent = %self.agent, record = %r, "activity");
+        if let Some(a) = &mut self.audit {
+            a.record(r);
         }
     }
 }

@@ -43,9 +43,9 @@ impl AgentEnforcer {
         self.maps.pids(self.agent_id)
     }
 
-    /// The kernel's decision counters.
+    /// The kernel's decision counters for this agent.
     pub fn decided(&self) -> crate::sensors::policy_maps::Decided {
-        self.maps.decided()
+        self.maps.decided(Some(self.agent_id))
     }
 
     /// Whether the LSM tier is attached (file deny refuses the call), or

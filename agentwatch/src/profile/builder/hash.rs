@@ -63,11 +63,7 @@ pub fn digest_hex<D: Digest>(f: &mut File) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::hex::encode(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -55,20 +55,10 @@ function drawAgents(agents) {
   }
 }
 
-async function decide(id, approve) {
-  const v = await api(approve ? "/api/approve" : "/api/deny", { id });
+async function decide(id, approve, learn) {
+  const v = await api(approve ? "/api/approve" : "/api/deny", learn ? { id, learn: true } : { id });
   say(v.ok ? v.message || "done" : "not done: " + v.error, !v.ok);
   refresh();
-}
-
-// The request's intent context in one sentence, when there is one.
-function why(c) {
-  if (!c) return "";
-  const tools = c.tools && c.tools.length ? c.tools.join(", ") : "no tool";
-  let s = `Why: its model ${c.model || "?"} at ${c.endpoint} last asked for ${tools}`;
-  if (c.tool_calls) s += " (" + c.tool_calls.map(t => `${t.name} ${t.input}`).join("; ") + ")";
-  if (c.instruction) s += `; it was told: "${c.instruction}"`;
-  return s;
 }
 
 function drawPending(pending) {
@@ -79,15 +69,18 @@ function drawPending(pending) {
   for (const p of pending) {
     const left = Math.max(0, Math.round(p.deadline - now));
     const approve = el("button", { class: "approve", type: "button" }, "Approve");
+    const learn = el("button", { class: "approve learn", type: "button",
+      title: "Approve, and add the grant to the agent's profile so it is not asked again" }, "Approve and learn");
     const deny = el("button", { class: "deny", type: "button" }, "Deny");
-    approve.addEventListener("click", () => decide(p.id, true));
+    approve.addEventListener("click", () => decide(p.id, true, false));
+    learn.addEventListener("click", () => decide(p.id, true, true));
     deny.addEventListener("click", () => decide(p.id, false));
     box.append(el("div", { class: "request", "data-id": p.id },
       el("p", { class: "words" }, p.agent + " " + p.words),
       el("p", { class: "meta" }, `request ${p.id} · rule ${p.rule} · process ${p.comm} (pid ${p.pid}) · stopped until someone answers, at most ${left} s more`),
       el("p", { class: "meta" }, p.reason || ""),
-      el("p", { class: "context" }, why(p.context)),
-      approve, deny));
+      el("p", { class: "context" }, p.why ? "Why: " + p.why : ""),
+      approve, learn, deny));
   }
 }
 
@@ -106,7 +99,7 @@ function drawTimelines(tl, drift) {
   for (const a of tl.agents || []) {
     const section = el("section", { class: "timeline", "data-agent": a.agent });
     section.append(el("h2", {}, "Agent " + a.agent),
-      el("p", { class: "summary" }, `${a.violations} violation(s): ${a.blocked} blocked, ${a.paused} paused (${a.approved} approved); ${a.learned} new name(s) learned in place. The latest entries of ${tl.source}.`));
+      el("p", { class: "summary" }, `${a.sessions} session(s); ${a.violations} violation(s): ${a.blocked} blocked, ${a.paused} paused (${a.approved} approved); ${a.learned} new name(s) learned in place. The latest entries of ${tl.source}.`));
     const days = (drift || {})[a.agent];
     if (days && days.length) {
       const counts = days.map(d => `${d.day}: ${d.violations} violation(s), ${d.learned} learned`).join("\n");
