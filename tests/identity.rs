@@ -144,3 +144,53 @@ fn refuse_kills_an_agent_that_runs_as_a_person() {
     assert_eq!(f["action"], "kill");
     assert_eq!(f["uid"], bob.uid);
 }
+
+#[test]
+fn doctor_reads_who_configured_agents_run_as_from_their_selectors() {
+    let Some(_g) = privileged() else { return };
+    let Some(carol) = HumanAccount::make("doctor") else {
+        return;
+    };
+    let dir = TempDir::new("identity-doctor");
+    std::fs::write(dir.0.join("a.yaml"), profile("a", 9, "")).unwrap();
+    let config = dir.0.join("agentwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[agent]]\nname = \"person\"\nprofile = \"a.yaml\"\n[agent.select]\nuser = \"{}\"\n\n\
+             [[agent]]\nname = \"service\"\nprofile = \"a.yaml\"\n[agent.select]\nuser = \"root\"\n",
+            carol.name
+        ),
+    )
+    .unwrap();
+    let out = support::agentwatch()
+        .args(["doctor", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("doctor");
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let ids = v["identities"].as_array().expect("identities");
+    let person = ids.iter().find(|i| i["agent"] == "person").expect("person");
+    assert_eq!(person["human"], true, "{person}");
+    assert_eq!(person["uid"], carol.uid);
+    assert_eq!(person["selector"], format!("user={}", carol.name));
+    let service = ids
+        .iter()
+        .find(|i| i["agent"] == "service")
+        .expect("service");
+    assert_eq!(service["human"], false, "{service}");
+    // A configuration with a problem is a usage error, said as such.
+    std::fs::write(&config, "[identity]\nhuman = \"block\"\n").unwrap();
+    let out = support::agentwatch()
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .expect("doctor");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("off, alert or refuse"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

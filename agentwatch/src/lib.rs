@@ -5,6 +5,7 @@
 //! `commands` (one module per CLI command).
 mod atomic;
 mod audit;
+mod budget;
 mod clock;
 pub mod commands;
 pub mod control;

@@ -188,6 +188,10 @@ pub fn drain(pipeline: Pipeline, agents: &Agents) -> Counts {
     let counts = pipeline.finish();
     each_agent(agents, |e| {
         e.drain_alerts();
+        // Budgets reached in the last second are reported too; then the
+        // agent's cgroup goes (the process exits without dropping it).
+        e.tick_bounds();
+        e.end_bounds();
         e.finish_activity();
         for line in e.finish_learning() {
             eprintln!("agentwatch: {line}");

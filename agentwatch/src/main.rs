@@ -186,6 +186,10 @@ enum Command {
         /// Print JSON (an error too: one JSON object on stderr).
         #[arg(long)]
         json: bool,
+        /// Also say who each agent of this daemon configuration runs as
+        /// (from its selectors), under its `[identity]`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
     },
 }
 
@@ -336,7 +340,7 @@ impl Command {
             | Command::Resume { json, .. }
             | Command::Status { json, .. }
             | Command::Demo { json, .. }
-            | Command::Doctor { json } => *json,
+            | Command::Doctor { json, .. } => *json,
             Command::Audit {
                 action: AuditAction::Verify { json, .. } | AuditAction::Keygen { json, .. },
             } => *json,
@@ -441,7 +445,7 @@ fn main() -> ExitCode {
         }
         Command::BenchFloor => agentwatch::sensors::hold_floor(),
         Command::BenchProfile => agentwatch::commands::bench_profile::run(),
-        Command::Doctor { json } => doctor::run(json),
+        Command::Doctor { json, config } => doctor::run(json, config.as_deref()),
         Command::Drift(o) => drift::run(o),
         Command::Ui(o) => ui::run(o),
         Command::Report { html, logs, json } => report::run(&html, &logs, json),

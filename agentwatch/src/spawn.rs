@@ -44,17 +44,29 @@ fn pipe() -> Result<(std::fs::File, std::fs::File), SpawnError> {
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
 
+/// What the child gets besides the watch and the sandbox (`run`'s).
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// A close-on-exec descriptor the child keeps, its number in
+    /// `AGENTWATCH_REASONS_FD` (`enforce::steer`).
+    pub reasons: Option<i32>,
+    /// `cgroup.procs` files the child moves itself into before exec
+    /// (`budget::Cgroup`), so that its budgets hold from its first
+    /// instruction.
+    pub cgroups: Vec<std::ffi::CString>,
+    /// `RLIMIT_NOFILE` (the `files` budget).
+    pub files: Option<u64>,
+}
+
 /// Spawns `argv` watched as `agent_id`, in `sandbox` if given (entered
 /// once the watch is confirmed, so the sandbox's refusals are seen).
 /// Signals the caller ignores are restored to their defaults in the child.
-/// `reasons`: a close-on-exec descriptor the child keeps, its number in
-/// `AGENTWATCH_REASONS_FD` (`enforce::steer`).
 pub fn spawn_watched(
     argv: &[OsString],
     sensors: &mut Sensors,
     agent_id: u32,
     sandbox: Option<std::sync::Arc<Sandbox>>,
-    reasons: Option<i32>,
+    launch: &Launch,
 ) -> Result<Child, SpawnError> {
     let (prog, args) = argv.split_first().ok_or(SpawnError::Empty)?;
     let (mut pid_r, pid_w) = pipe()?;
@@ -66,10 +78,16 @@ pub fn spawn_watched(
     // the real binary rather than our launcher probing PATH entries.
     let mut cmd = Command::new(resolve_in_path(prog).unwrap_or_else(|| prog.into()));
     cmd.arg0(prog).args(args);
+    let Launch {
+        reasons,
+        cgroups,
+        files,
+    } = launch.clone();
     if let Some(fd) = reasons {
         cmd.env(crate::enforce::steer::ENV, fd.to_string());
     }
-    // SAFETY: only async-signal-safe calls (signal, fcntl, getpid, write, read,
+    // SAFETY: only async-signal-safe calls (signal, fcntl, open, close,
+    // setrlimit, getpid, write, read,
     // and the sandbox's prctl, landlock and seccomp syscalls).
     unsafe {
         cmd.pre_exec(move || {
@@ -77,6 +95,23 @@ pub fn spawn_watched(
             libc::signal(libc::SIGQUIT, libc::SIG_DFL);
             if let Some(fd) = reasons {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for procs in &cgroups {
+                // "0": the writing process itself.
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            if let Some(n) = files {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }

@@ -49,6 +49,11 @@ struct Report {
     classes: Vec<super::doctor_classes::ClassTier>,
     /// The libssl files intent capture probes here.
     intent_libraries: Vec<std::path::PathBuf>,
+    /// Where each budget controller (`run --budget`) can be used.
+    budgets: Vec<(&'static str, String)>,
+    /// With `--config`: who each configured agent runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identities: Option<Vec<super::doctor_identity::AgentIdentity>>,
     /// True when `trace` can run here.
     ready: bool,
 }
@@ -228,6 +233,8 @@ fn build() -> Report {
             layers,
         },
         intent_libraries: crate::sensors::tls::libraries(),
+        identities: None,
+        budgets: crate::budget::delegation(),
         ready,
     }
 }
@@ -328,12 +335,21 @@ fn tiers(lsm: (bool, String), sockaddr: (bool, String), signal: (bool, String)) 
     tiers
 }
 
-pub fn run(json: bool) -> anyhow::Result<i32> {
-    let r = build();
+/// `config`: also judge who each configured agent runs as.
+pub fn run(json: bool, config: Option<&Path>) -> anyhow::Result<i32> {
+    let mut r = build();
+    if let Some(file) = config {
+        let cfg =
+            crate::daemon::config::load(file).map_err(|e| crate::exit::usage(format!("{e}")))?;
+        r.identities = Some(super::doctor_identity::check(&cfg));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print_human(&r);
+        if let Some(ids) = &r.identities {
+            super::doctor_identity::print(ids);
+        }
     }
     Ok(if r.ready { 0 } else { 1 })
 }
@@ -383,6 +399,10 @@ fn print_human(r: &Report) {
     }
     for l in &r.intent_libraries {
         println!("  {} {}", mark(true), l.display());
+    }
+    println!("\nresource budgets (run --budget: a cgroup of the agent's own):");
+    for (c, at) in &r.budgets {
+        println!("  {} {c:<8} {at}", mark(!at.starts_with("not available")));
     }
     println!("\nevasion classes (launched by run or exec / selected by the daemon):");
     for c in &r.classes {

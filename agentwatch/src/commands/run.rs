@@ -126,6 +126,16 @@ pub struct RunOptions {
     /// (its processes are killed). Audited either way.
     #[arg(long, value_enum, default_value = "alert")]
     pub identity: crate::identity::Act,
+    /// A resource budget of the command's agent, KIND=VALUE (repeatable):
+    /// memory=SIZE (512M), pids=N (processes at once), cpu=CPUS (0.5),
+    /// files=N (open files per process), runtime=DURATION (30m). Memory,
+    /// pids and cpu are the kernel's (a cgroup of the agent's own).
+    #[arg(long = "budget", value_name = "KIND=VALUE")]
+    pub budgets: Vec<String>,
+    /// What reaching a budget does: alert, pause (until `agentwatch
+    /// resume`), kill.
+    #[arg(long, value_enum, default_value = "pause")]
+    pub budget_action: crate::budget::Action,
     /// UIDs of people's accounts.
     #[arg(long, value_name = "FIRST-LAST", default_value = "1000-60000", value_parser = crate::identity::parse_range)]
     pub human_uids: std::ops::RangeInclusive<u32>,
@@ -237,7 +247,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
     } else {
         session::ignore_interrupts();
         let signals = Signals::catch(&END_SIGNALS, &NO_RELOAD);
-        match start_command(&opts.cmd, &mut s, sandbox.as_ref(), &enforcer) {
+        match super::run_launch::start_command(&agent, &opts, &mut s, sandbox.as_ref(), &enforcer)?
+        {
             Ok(mut child) => {
                 supervise(&mut child, &agents, &signals, &mut s.sensors)?.map(spawn::shell_status)
             }
@@ -290,52 +301,6 @@ fn serve_ui(
     let ui = crate::ui::serve(listen, src, None)?;
     eprintln!("agentwatch: the live page is at {}", ui.url);
     Ok(Some(ui))
-}
-
-/// Starts the command watched, in the sandbox if any, with the reasons
-/// pipe (`steer_for`).
-fn start_command(
-    cmd: &[OsString],
-    s: &mut Session,
-    sandbox: Option<&Arc<crate::sandbox::Sandbox>>,
-    enforcer: &Mutex<AgentEnforcer>,
-) -> Result<std::process::Child, spawn::SpawnError> {
-    let reasons = steer_for(enforcer);
-    s.reasons = reasons.as_ref().map(|r| r.raw());
-    let spawned = match sandbox {
-        Some(sb) => s.spawn_in(cmd, sb.clone()),
-        None => s.spawn(cmd),
-    };
-    // The agent holds its end now: ours goes, so that the pipe's reader
-    // is the agent alone.
-    drop(reasons);
-    spawned
-}
-
-impl RunOptions {
-    /// `--identity` for both findings, `--human-uids`.
-    fn identity_policy(&self) -> crate::identity::Policy {
-        crate::identity::Policy {
-            human: self.identity,
-            credentials: self.identity,
-            human_uids: self.human_uids.clone(),
-        }
-    }
-}
-
-/// The pipe through which the agent learns why it was refused: the
-/// enforcer writes, the agent's end is returned for the launch. None (and
-/// a warning) when no pipe can be made: the run goes on without it.
-fn steer_for(enforcer: &Mutex<AgentEnforcer>) -> Option<crate::enforce::steer::ReasonsEnd> {
-    let (steer, end) = match crate::enforce::steer::Steer::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("agentwatch: no reasons pipe for the agent ({e}); it runs without one");
-            return None;
-        }
-    };
-    enforcer.lock().ok()?.set_steer(steer);
-    Some(end)
 }
 
 /// How the summary is written, and the intent capture's part of it (its

@@ -24,9 +24,8 @@ pub const AGENT_ID: u32 = 0;
 pub struct Session {
     pub sensors: Sensors,
     pub pipeline: Pipeline,
-    /// A descriptor the agent inherits as `AGENTWATCH_REASONS_FD`
-    /// (`enforce::steer`); `run` sets it.
-    pub reasons: Option<i32>,
+    /// What the agent gets at launch besides the watch (`run` sets it).
+    pub launch: spawn::Launch,
 }
 
 impl Session {
@@ -52,13 +51,13 @@ impl Session {
         Ok(Self {
             sensors,
             pipeline,
-            reasons: None,
+            launch: Default::default(),
         })
     }
 
     /// Starts `cmd` watched; on failure the pipeline is drained first.
     pub fn spawn(&mut self, cmd: &[OsString]) -> Result<Child, SpawnError> {
-        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, None, self.reasons)
+        spawn::spawn_watched(cmd, &mut self.sensors, AGENT_ID, None, &self.launch)
     }
 
     /// Starts `cmd` watched, in `sandbox`.
@@ -72,7 +71,7 @@ impl Session {
             &mut self.sensors,
             AGENT_ID,
             Some(sandbox),
-            self.reasons,
+            &self.launch,
         )
     }
 }

@@ -93,14 +93,15 @@ pub fn run(opts: TraceOptions) -> anyhow::Result<i32> {
     // Ctrl-C goes to the whole foreground group: let the command handle it
     // and keep draining its events until it exits.
     ignore_interrupts();
-    let mut child = match spawn::spawn_watched(&opts.cmd, &mut sensors, AGENT_ID, None, None) {
-        Ok(c) => c,
-        Err(e) => {
-            pipeline.finish();
-            eprintln!("agentwatch: {e}");
-            return Ok(e.exit_status());
-        }
-    };
+    let mut child =
+        match spawn::spawn_watched(&opts.cmd, &mut sensors, AGENT_ID, None, &Default::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                pipeline.finish();
+                eprintln!("agentwatch: {e}");
+                return Ok(e.exit_status());
+            }
+        };
     let status = child.wait().context("waiting for the traced command")?;
     finish(pipeline);
     Ok(spawn::shell_status(status))

@@ -11,6 +11,8 @@ use explain::{explain, learn_entry};
 use undo::{undo_denied, undo_privilege};
 
 mod answers;
+mod budget;
+pub use budget::Bounds;
 mod explain;
 mod identity;
 mod intent;
@@ -116,6 +118,8 @@ pub struct AgentEnforcer {
     /// Who it may run as, and the UIDs already judged.
     identity: crate::identity::Policy,
     identities: std::collections::HashSet<u32>,
+    /// Its resource budgets (`run --budget`).
+    bounds: Option<budget::Bounds>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -286,6 +290,7 @@ impl AgentEnforcer {
             steer: None,
             identity: Default::default(),
             identities: Default::default(),
+            bounds: None,
         };
         me.set_intent(s.context);
         me.set_shadow(s.shadow);

@@ -27,7 +27,8 @@ pub enum MergeError {
 /// Merges `profiles` into one for `agent` (default: their common agent).
 /// The first profile's granularity, actions and readiness settings lead;
 /// overrides, guardrails and approvals are the union; io_uring is allowed
-/// when any allows it (a reviewer said so).
+/// when any allows it (a reviewer said so); each resource budget is the
+/// first profile's that sets it.
 pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     if agent.is_none() {
@@ -39,6 +40,11 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     out.granularity = first.granularity;
     out.actions = first.actions.clone();
     out.io_uring = profiles.iter().any(|p| p.io_uring);
+    for p in profiles {
+        for (k, v) in &p.resources {
+            out.resources.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     let sessions: u32 = profiles.iter().map(|p| p.provenance.sessions.max(1)).sum();
 
     let mut execs: BTreeMap<String, execs::Seen> = BTreeMap::new();
@@ -325,6 +331,18 @@ mod tests {
         assert!(m.files.is_empty(), "{:?}", m.files);
         assert_eq!(m.territories.len(), 1);
         assert_eq!(m.territories[0].path, "$WORKSPACE");
+    }
+
+    #[test]
+    fn resource_budgets_survive_a_merge_the_first_leading() {
+        let mut a = with_files("x", &[]);
+        a.resources.insert("pids".into(), "64".into());
+        let mut b = with_files("x", &[]);
+        b.resources.insert("pids".into(), "8".into());
+        b.resources.insert("memory".into(), "1G".into());
+        let m = merge(&[a, b], None).unwrap();
+        assert_eq!(m.resources.get("pids").map(String::as_str), Some("64"));
+        assert_eq!(m.resources.get("memory").map(String::as_str), Some("1G"));
     }
 
     #[test]

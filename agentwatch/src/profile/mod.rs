@@ -63,6 +63,8 @@ pub struct Profile {
     pub network: Vec<NetRule>,
     pub dns: Vec<DnsRule>,
     pub rates: Rates,
+    /// Resource budgets, kind -> value as written (`crate::budget`).
+    pub resources: BTreeMap<String, String>,
     /// What `run --mode enforce` does per class (and for guardrails and
     /// rates in every mode).
     pub actions: Actions,
@@ -556,6 +558,7 @@ impl Profile {
                 headroom: 2.0,
                 per_minute: BTreeMap::new(),
             },
+            resources: BTreeMap::new(),
             actions: Actions::default(),
             guardrails: Vec::new(),
             review: Vec::new(),

@@ -155,6 +155,18 @@ fn write_policy(o: &mut String, p: &Profile) -> std::fmt::Result {
     for (c, r) in &p.rates.per_minute {
         writeln!(o, "    {c}: {{peak: {}, budget: {}}}", r.peak, r.budget)?;
     }
+    if !p.resources.is_empty() {
+        writeln!(o, "resources:")?;
+        for (k, v) in &p.resources {
+            // Counts and CPUs as numbers, sizes and durations as text.
+            let shown = if v.parse::<f64>().is_ok() {
+                v.clone()
+            } else {
+                q(v)
+            };
+            writeln!(o, "  {k}: {shown}")?;
+        }
+    }
     if p.actions != super::Actions::default() {
         writeln!(o, "actions:")?;
         for (c, a) in &p.actions.per_class {

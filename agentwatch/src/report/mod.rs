@@ -119,6 +119,13 @@ pub fn views(mut records: Vec<Value>) -> (Vec<Entry>, Vec<AgentView>) {
                 e.1 = time;
                 e.2 = rec.clone();
             }
+            "budget" | "identity" => {
+                let (text, tone) = words::bounds(rec);
+                let rule = rec["rule"].as_str().map(str::to_string);
+                view(&mut agents, &agent)
+                    .entries
+                    .push(entry(time, text, rule, tone, rec));
+            }
             "activity" => {
                 let started = rec["session"].as_str().unwrap_or("").to_string();
                 sessions.insert((agent, started), rec.clone());

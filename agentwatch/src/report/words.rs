@@ -22,6 +22,9 @@ pub fn kind_of(rule: &str) -> String {
         ("rate", c) => format!("more {c} actions a minute than its budget"),
         ("path", "unjudged") => "a path too long to judge".into(),
         ("paused", _) => "a pause whose reason was lost in a restart".into(),
+        ("budget", k) => format!("its {k} budget"),
+        ("identity", "human") => "a person's account".into(),
+        ("identity", _) => "a person's credentials".into(),
         _ => format!("rule {rule}"),
     }
 }
@@ -191,6 +194,23 @@ fn plural(n: u64, what: &str) -> String {
     }
 }
 
+/// A `budget` or `identity` record in words, with its tone: what was
+/// reached or who the agent ran as, and what happened.
+pub fn bounds(rec: &serde_json::Value) -> (String, super::Tone) {
+    use super::Tone;
+    let what = rec["what"].as_str().unwrap_or("");
+    if rec["type"] == "identity" && rec.get("rule").is_none() {
+        let who = rec["user"].as_str().unwrap_or("an unknown account");
+        return (format!("ran as {who} (uid {})", rec["uid"]), Tone::Info);
+    }
+    let (said, tone) = match rec["action"].as_str().unwrap_or("") {
+        "pause" => ("paused until someone resumes it", Tone::Paused),
+        "kill" => ("stopped (the agent was killed)", Tone::Blocked),
+        _ => ("reported", Tone::Reported),
+    };
+    (format!("{what}; {said}"), tone)
+}
+
 /// An approval answer in one sentence; `at` is an RFC 3339 time.
 pub fn answer(outcome: &str, by: &str, at: &str, learned: bool) -> String {
     let hhmm = at.get(11..16).unwrap_or(at);
@@ -276,6 +296,21 @@ mod tests {
             activity(&serde_json::json!({})),
             ["did nothing agentwatch watches"]
         );
+    }
+
+    #[test]
+    fn budgets_and_identities_read_as_what_happened() {
+        let hit = serde_json::json!({"type": "budget", "rule": "budget/pids", "action": "pause",
+            "what": "reached its budget of 6 processes at once 2 time(s): forks past it failed"});
+        assert_eq!(
+            bounds(&hit),
+            (
+                "reached its budget of 6 processes at once 2 time(s): forks past it failed; paused until someone resumes it".to_string(),
+                super::super::Tone::Paused
+            )
+        );
+        let ran = serde_json::json!({"type": "identity", "uid": 0, "user": "root", "human": false});
+        assert_eq!(bounds(&ran).0, "ran as root (uid 0)");
     }
 
     #[test]

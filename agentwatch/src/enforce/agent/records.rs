@@ -267,6 +267,7 @@ impl AgentEnforcer {
             return;
         }
         self.activity_checked = now;
+        self.tick_bounds();
         let kernel = self.maps.decided(Some(self.agent_id)).allowed;
         // Walking the watch map costs a call per entry: only when quiet.
         let processes = if self.activity.busy(&kernel) {

@@ -55,6 +55,11 @@ impl AgentEnforcer {
     }
 
     /// The profile file the agent is enforced with.
+    /// The profile it enforces, as loaded (overlay applied).
+    pub fn profile(&self) -> &crate::profile::Profile {
+        &self.profile
+    }
+
     pub fn profile_path(&self) -> &std::path::Path {
         &self.profile_path
     }

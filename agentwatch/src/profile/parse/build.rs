@@ -16,6 +16,7 @@ pub(super) fn build(doc: Doc, lint: &mut Lint) -> Profile {
     network(&doc, lint, &mut p);
     dns(&doc, lint, &mut p);
     rates(&doc, lint, &mut p);
+    resources(&doc, lint, &mut p);
     review(&doc, lint, &mut p);
     actions(&doc, lint, &mut p);
     records(doc, &mut p);
@@ -315,6 +316,23 @@ fn dns(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
             name: d.name.value.to_ascii_lowercase(),
             runs: d.runs,
         });
+    }
+}
+
+/// Resource budgets, checked as `run --budget` checks them.
+fn resources(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
+    for (kind, v) in &doc.resources {
+        let text = v.value.text();
+        match crate::budget::Budgets::default().set(&format!("{kind}={text}")) {
+            Ok(()) => {
+                p.resources.insert(kind.clone(), text);
+            }
+            Err(e) => lint.error(
+                v,
+                e.to_string(),
+                "write it as the resources section of docs/profile-format.md shows",
+            ),
+        }
     }
 }
 

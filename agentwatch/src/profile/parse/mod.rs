@@ -115,6 +115,8 @@ struct Doc {
     #[serde(default)]
     rates: Option<RatesDoc>,
     #[serde(default)]
+    resources: BTreeMap<String, Spanned<Scalar>>,
+    #[serde(default)]
     actions: Option<Spanned<ActionOverrides>>,
     #[serde(default)]
     guardrails: Vec<Spanned<GuardrailDoc>>,
@@ -208,6 +210,25 @@ struct DnsDoc {
     name: Spanned<String>,
     #[serde(default = "one")]
     runs: u32,
+}
+
+/// A number or a text, kept as text (`resources: {pids: 64, memory: 1G}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(t) => t.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

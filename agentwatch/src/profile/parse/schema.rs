@@ -201,6 +201,19 @@ const PROFILE: &[Field] = &[
         ),
     ),
     Field(
+        "resources",
+        Want::Fields(
+            &[
+                Field("memory", Want::Text),
+                Field("pids", Want::Count),
+                Field("cpu", Want::Text),
+                Field("files", Want::Count),
+                Field("runtime", Want::Text),
+            ],
+            "resources",
+        ),
+    ),
+    Field(
         "actions",
         Want::KeyedBy(
             &[

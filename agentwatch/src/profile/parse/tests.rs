@@ -31,6 +31,9 @@ fn sample() -> Profile {
     p.rates
         .per_minute
         .insert(Class::Exec, RateBudget::new(7, 2.0));
+    p.resources.insert("memory".into(), "512M".into());
+    p.resources.insert("pids".into(), "64".into());
+    p.resources.insert("cpu".into(), "0.5".into());
     p.review.push(ReviewItem {
         path: "$HOME/.ssh/id_ed25519".into(),
         access: AccessSet::of(&[Access::Read]),
@@ -162,6 +165,9 @@ fn a_path_read_as_allowed_may_have_its_changes_in_review() {
         access: AccessSet::of(&[Access::Read]),
         runs: 1,
     });
+    p.resources.insert("memory".into(), "512M".into());
+    p.resources.insert("pids".into(), "64".into());
+    p.resources.insert("cpu".into(), "0.5".into());
     p.review.push(ReviewItem {
         path: "$HOME/.bashrc".into(),
         access: AccessSet::of(&[Access::Write]),
@@ -182,6 +188,21 @@ fn a_path_read_as_allowed_may_have_its_changes_in_review() {
             .any(|x| x.message.contains("awaits review (write)")),
         "{:?}",
         f.iter().map(|x| &x.message).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_bad_resource_budget_is_an_error_that_says_what_to_write() {
+    let text = to_yaml(&sample()).replace("memory: \"512M\"", "memory: \"lots\"");
+    let msgs: Vec<String> = findings(&text).into_iter().map(|f| f.message).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("a size (512M, 2G)")),
+        "{msgs:?}\n{text}"
+    );
+    let unknown = to_yaml(&sample()).replace("memory: \"512M\"", "disk: \"1G\"");
+    assert!(
+        !super::schema::check(&unknown).is_empty(),
+        "an unknown budget is named"
     );
 }
 
@@ -305,6 +326,7 @@ fn every_section_written_passes_the_shape_check() {
         "provenance:",
         "review:",
         "rates:",
+        "resources:",
     ] {
         assert!(text.contains(section), "{section} not written:\n{text}");
     }
