@@ -73,15 +73,9 @@ fn seen_of(s: &Selector) -> Option<Seen> {
 }
 
 fn account_named(u: &str) -> Seen {
-    let uid = u.parse::<u32>().ok().or_else(|| {
-        nix::unistd::User::from_name(u)
-            .ok()
-            .flatten()
-            .map(|x| x.uid.as_raw())
-    });
-    let account = match uid {
-        Some(uid) => Account::of_uid(uid),
-        None => Account {
+    let account = match Selector::Uid(u.to_string()).resolve(None) {
+        Ok(crate::selectors::Resolved::Uid(uid)) => Account::of_uid(uid),
+        _ => Account {
             uid: UNKNOWN,
             name: Some(u.to_string()),
             ..Account::default()

@@ -112,7 +112,8 @@ pub struct AgentEnforcer {
     intent: crate::intent::IntentLog,
     /// What it did within its profile, a session at a time.
     activity: super::activity::Activity,
-    activity_checked: std::time::Instant,
+    /// The last `each_second` turn.
+    second_checked: std::time::Instant,
     /// Where the agent reads why it was refused (`run`'s launch only).
     steer: Option<super::steer::Steer>,
     /// Who it may run as, and the UIDs already judged.
@@ -286,7 +287,7 @@ impl AgentEnforcer {
             drift: s.drift,
             intent: Default::default(),
             activity: Default::default(),
-            activity_checked: std::time::Instant::now(),
+            second_checked: std::time::Instant::now(),
             steer: None,
             identity: Default::default(),
             identities: Default::default(),

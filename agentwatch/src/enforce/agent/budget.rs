@@ -6,10 +6,7 @@ use serde_json::json;
 use tracing::warn;
 
 use super::AgentEnforcer;
-use crate::{
-    budget::{Action, Cgroup, Hit},
-    enforce::tree,
-};
+use crate::budget::{Action, Cgroup, Hit};
 
 /// An agent's budgets as the enforcer checks them.
 #[derive(Debug)]
@@ -84,13 +81,7 @@ impl AgentEnforcer {
             "time": crate::timestamp::now(),
             "host": crate::origin::host(),
         });
-        self.alerts.notice(&record);
-        if let Some(feeds) = &self.feeds {
-            feeds.notice(&record);
-        }
-        if let Some(a) = &mut self.audit {
-            a.record(record);
-        }
+        self.raise_notice(record);
         if let Some(s) = &mut self.steer {
             s.refused(
                 &rule,
@@ -106,11 +97,7 @@ impl AgentEnforcer {
                 let said = self.pause();
                 warn!(agent = %self.agent, "{said}; `agentwatch resume {}` lets it go on", self.agent);
             }
-            Action::Kill => {
-                let pids = self.maps.pids(self.agent_id);
-                tree::kill(&pids);
-                tree::resume(&pids);
-            }
+            Action::Kill => self.kill_tree(),
         }
     }
 }

@@ -6,7 +6,6 @@ use tracing::warn;
 
 use super::AgentEnforcer;
 use crate::{
-    enforce::tree,
     event::{Detail, Event},
     identity::{Act, Seen},
 };
@@ -35,17 +34,11 @@ impl AgentEnforcer {
             record["action"] = json!(action);
             record["host"] = json!(crate::origin::host());
             warn!(agent = %self.agent, %rule, uid = ev.uid, "{what}");
-            self.alerts.notice(&record);
-            if let Some(feeds) = &self.feeds {
-                feeds.notice(&record);
-            }
+            self.raise_notice(record);
             if act == Act::Refuse {
-                let pids = self.maps.pids(self.agent_id);
-                tree::kill(&pids);
-                tree::resume(&pids);
+                self.kill_tree();
             }
-        }
-        if let Some(a) = &mut self.audit {
+        } else if let Some(a) = &mut self.audit {
             a.record(record);
         }
     }

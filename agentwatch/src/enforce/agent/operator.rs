@@ -186,7 +186,7 @@ impl AgentEnforcer {
         }
         self.expire_answers();
         self.flush_alerts(std::time::Instant::now());
-        self.tick_activity();
+        self.each_second();
         // An append is audited as it completes; its line gives way to a
         // timeout's, which matters more to whoever reads the output.
         let learned = self.tick_learning();

@@ -193,17 +193,19 @@ impl AgentEnforcer {
     /// What drift counts of an event that crossed: the executable that
     /// ran, the name asked.
     pub(super) fn note_drift(&mut self, ev: &Event) {
+        if self.drift.is_none() {
+            return;
+        }
+        let exec = match &ev.detail {
+            Detail::Exec { path, .. } => Some(self.as_profile_path(path)),
+            _ => None,
+        };
         let Some(k) = &mut self.drift else {
             return;
         };
-        match &ev.detail {
-            Detail::Exec { path, .. } => {
-                let norm =
-                    crate::profile::normalise::path(path, &self.anchors, &Default::default())
-                        .unwrap_or_else(|| path.clone());
-                k.exec(&norm);
-            }
-            Detail::Dns { name, .. } => k.name(name),
+        match (&ev.detail, exec) {
+            (_, Some(norm)) => k.exec(&norm),
+            (Detail::Dns { name, .. }, _) => k.name(name),
             _ => {}
         }
     }
@@ -225,6 +227,12 @@ impl AgentEnforcer {
         let Some(notice) = k.violation(&self.agent, &class) else {
             return;
         };
+        self.raise_notice(notice);
+    }
+
+    /// A notice that is no decision of a call (drift, identity, budget):
+    /// to the alert output, every feed and the audit log.
+    pub(super) fn raise_notice(&mut self, notice: serde_json::Value) {
         self.alerts.notice(&notice);
         if let Some(feeds) = &self.feeds {
             feeds.notice(&notice);
@@ -232,6 +240,19 @@ impl AgentEnforcer {
         if let Some(a) = &mut self.audit {
             a.record(notice);
         }
+    }
+
+    /// Kills every process of the agent (a stopped one dies once resumed).
+    pub(super) fn kill_tree(&self) {
+        let pids = self.maps.pids(self.agent_id);
+        crate::enforce::tree::kill(&pids);
+        crate::enforce::tree::resume(&pids);
+    }
+
+    /// An executed path as the profile writes it (anchors put back).
+    fn as_profile_path(&self, path: &str) -> String {
+        crate::profile::normalise::path(path, &self.anchors, &Default::default())
+            .unwrap_or_else(|| path.to_string())
     }
 }
 
@@ -246,9 +267,7 @@ impl AgentEnforcer {
         for obs in crate::profile::observe::observe(ev) {
             match obs {
                 Obs::Exec { path } => {
-                    let norm =
-                        crate::profile::normalise::path(&path, &self.anchors, &Default::default())
-                            .unwrap_or(path);
+                    let norm = self.as_profile_path(&path);
                     self.activity.exec(&norm, now);
                 }
                 Obs::Dns { name } => self.activity.name(&name, now),
@@ -259,15 +278,21 @@ impl AgentEnforcer {
         }
     }
 
-    /// Once a second: the session's activity from the kernel's counters
-    /// and the agent's processes; a record when one is due.
-    pub(super) fn tick_activity(&mut self) {
+    /// From the lifecycle turn, at most once a second: budgets reached,
+    /// and the session's activity.
+    pub(super) fn each_second(&mut self) {
         let now = std::time::Instant::now();
-        if now.duration_since(self.activity_checked) < std::time::Duration::from_secs(1) {
+        if now.duration_since(self.second_checked) < std::time::Duration::from_secs(1) {
             return;
         }
-        self.activity_checked = now;
+        self.second_checked = now;
         self.tick_bounds();
+        self.tick_activity(now);
+    }
+
+    /// The session's activity from the kernel's counters and the agent's
+    /// processes; a record when one is due.
+    fn tick_activity(&mut self, now: std::time::Instant) {
         let kernel = self.maps.decided(Some(self.agent_id)).allowed;
         // Walking the watch map costs a call per entry: only when quiet.
         let processes = if self.activity.busy(&kernel) {
