@@ -8,7 +8,7 @@ mod support;
 use std::{net::TcpListener, time::Duration};
 
 use serde_json::Value;
-use support::{agentwatch, privileged, run::*, TempDir};
+use support::{privileged, run::*, TempDir};
 
 fn listener() -> (TcpListener, u16) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -170,16 +170,7 @@ fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
     let keep = TempDir::new("pause-learn-lint");
     let copy = keep.path().join("profile.yaml");
     std::fs::write(&copy, &yaml).expect("write");
-    let lint = agentwatch()
-        .args(["profile", "lint"])
-        .arg(&copy)
-        .output()
-        .expect("lint");
-    assert!(
-        lint.status.success(),
-        "{}",
-        String::from_utf8_lossy(&lint.stdout)
-    );
+    support::assert_lints(&copy);
 }
 
 #[test]

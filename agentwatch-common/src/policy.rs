@@ -89,6 +89,11 @@ pub mod accept {
     /// Devices and kernel files (`/dev`, `/proc`, `/sys`): a tainted
     /// process writing here is not copying a secret out.
     pub const NOT_A_COPY: u64 = 1 << 48;
+    /// A pinned file: a model's weights, or an instruction file the
+    /// profile pins by sha256. An allowed read crosses at the open's exit
+    /// with the file it reached, held in enforce mode until userspace has
+    /// checked its sha256 (`rule::PINNED`).
+    pub const PINNED: u64 = 1 << 50;
     /// Accesses each guardrail category guards at the path, 8 bits each.
     pub const GUARD_SECRETS_SHIFT: u32 = 16;
     pub const GUARD_PERSISTENCE_SHIFT: u32 = 24;
@@ -158,6 +163,17 @@ pub mod rule {
     /// Allowed, and recorded: a secret in the workspace was read; the
     /// process is tainted.
     pub const TAINT: u8 = 33;
+    /// Allowed by the profile's file rules, and left to userspace: a
+    /// pinned file (`accept::PINNED`) opened for reading. Its record
+    /// carries the new fd; in enforce mode the opener is held (SIGSTOP)
+    /// until its sha256 is checked.
+    pub const PINNED: u8 = 34;
+    /// (userspace) A model file no `models` entry approves, or one whose
+    /// sha256 changed: `model/unapproved`, `model/changed`.
+    pub const MODEL: u8 = 35;
+    /// (userspace) A pinned instruction file whose content changed:
+    /// `config/changed`.
+    pub const CONFIG: u8 = 36;
     /// Over the per-minute budget: `RATE + class`.
     pub const RATE: u8 = 16;
     /// Refused by the launch sandbox's Landlock file rules before the
@@ -398,6 +414,9 @@ pub mod exec_flags {
     pub const NO_LINK: u64 = 2;
     /// A script: the kernel ran an interpreter for the file named.
     pub const SCRIPT: u64 = 4;
+    /// The process joined the agent at this exec, by a selector (not by
+    /// forking from one of its processes): the agent (re)started.
+    pub const SELECTED: u64 = 8;
 }
 
 /// Bits of an allow-trie value (NET_PORT, NET_ANY_PORT).
@@ -564,32 +583,4 @@ const _: () = assert!(core::mem::size_of::<OpenedKey>() == 24);
 const _: () = assert!(core::mem::size_of::<OpenedStamp>() == 40);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v4(a: [u8; 4]) -> [u8; 16] {
-        let mut m = [0u8; 16];
-        m[10] = 0xff;
-        m[11] = 0xff;
-        m[12..].copy_from_slice(&a);
-        m
-    }
-
-    #[test]
-    fn only_port_zero_binds_on_loopback_are_ephemeral() {
-        let mut v6_loop = [0u8; 16];
-        v6_loop[15] = 1;
-        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v6_loop));
-        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v4([127, 0, 0, 1])));
-        assert!(ephemeral_loopback_bind(DIR_BIND, 0, &v4([127, 9, 9, 9])));
-        // A fixed port, another address, or a connect: judged as usual.
-        assert!(!ephemeral_loopback_bind(DIR_BIND, 8080, &v6_loop));
-        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &v4([0, 0, 0, 0])));
-        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &[0u8; 16]));
-        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &v4([10, 0, 0, 1])));
-        assert!(!ephemeral_loopback_bind(DIR_CONNECT, 0, &v6_loop));
-        let mut other = v6_loop;
-        other[0] = 0xfe;
-        assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &other));
-    }
-}
+mod tests;

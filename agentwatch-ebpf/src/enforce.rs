@@ -286,6 +286,11 @@ pub fn judge_path(agent: u32, payload: Option<u64>, acc: u64, cls: usize) -> Dec
     if acc & !(p & accept::ALLOWED_MASK) != 0 {
         return v(rule::FILE);
     }
+    // A model or a pinned instruction file read: userspace checks what
+    // the open reached.
+    if acc & access::READ != 0 && p & accept::PINNED != 0 {
+        return Decision::new(verdict::ALLOW, rule::PINNED, cls);
+    }
     // A new name in a territory: allowed, and recorded.
     if acc & access::CREATE != 0 && p & accept::TERRITORY != 0 && p & accept::LISTED == 0 {
         return Decision::new(verdict::ALLOW, rule::TERRITORY, cls);

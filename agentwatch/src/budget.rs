@@ -17,9 +17,12 @@ use std::{
 
 use thiserror::Error;
 
+mod meter;
+pub use meter::{larger, Meter};
+
 #[derive(Debug, Error)]
 pub enum BudgetError {
-    #[error("{0:?} is not a budget: write KIND=VALUE with KIND one of memory, pids, cpu, files, runtime")]
+    #[error("{0:?} is not a budget: write KIND=VALUE with KIND one of memory, pids, cpu, files, runtime, restarts")]
     Kind(String),
     #[error("budget {kind}: {value:?} is not {want}")]
     Value {
@@ -37,7 +40,8 @@ pub enum BudgetError {
 }
 
 /// What reaching a budget does (`run --budget-action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Reported; the agent goes on (the kernel's limit still holds).
     Alert,
@@ -71,6 +75,9 @@ pub struct Budgets {
     pub files: Option<u64>,
     /// Wall-clock time from start.
     pub runtime: Option<Duration>,
+    /// Restarts allowed within a window, as written (`5/10m`): more is a
+    /// loop that keeps relaunching.
+    pub restarts: Option<(u32, Duration, String)>,
 }
 
 impl Budgets {
@@ -103,6 +110,14 @@ impl Budgets {
                     crate::units::parse_duration(value)
                         .map_err(|_| bad("runtime", "a duration (30m, 2h)"))?,
                 )
+            }
+            "restarts" => {
+                let want = "RESTARTS/WINDOW (5/10m)";
+                let (n, w) = value.split_once('/').ok_or_else(|| bad("restarts", want))?;
+                let n = n.trim().parse().map_err(|_| bad("restarts", want))?;
+                let w =
+                    crate::units::parse_duration(w.trim()).map_err(|_| bad("restarts", want))?;
+                self.restarts = Some((n, w, value.to_string()));
             }
             _ => return Err(BudgetError::Kind(spec.into())),
         }
@@ -199,6 +214,10 @@ pub struct Cgroup {
     /// Counter files of reached budgets: (kind, file, key in it, seen).
     counters: Vec<Counter>,
     limits: Vec<(&'static str, String)>,
+    /// An adopted cgroup (a daemon agent's own) is not ours to remove:
+    /// the limit files and what they held before, put back on drop.
+    adopted: bool,
+    restore: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug)]
@@ -224,23 +243,69 @@ impl Cgroup {
     /// Makes `agentwatch/NAME` under each hierarchy the budgets need and
     /// writes the limits.
     pub fn create(name: &str, b: &Budgets) -> Result<Self, BudgetError> {
-        let mut cg = Cgroup {
+        let mut cg = Cgroup::empty();
+        cg.limit(b, &mut |cg, controller| cg.dir_for(controller, name))?;
+        Ok(cg)
+    }
+
+    pub(super) fn empty() -> Self {
+        Cgroup {
             dirs: Vec::new(),
             counters: Vec::new(),
             limits: Vec::new(),
-        };
+            adopted: false,
+            restore: Vec::new(),
+        }
+    }
+
+    /// The budgets held on a cgroup that exists and is not ours (a daemon
+    /// agent's service): `path` relative to each hierarchy's root (as
+    /// systemd lays the same tree out in each). Its limits are put back as
+    /// they were when the budgets end.
+    pub fn adopt(path: &str, b: &Budgets) -> Result<Self, BudgetError> {
+        let rel = path.trim_start_matches('/');
+        let mut cg = Cgroup::empty();
+        cg.adopted = true;
+        cg.limit(b, &mut |_, controller| {
+            let root = match hierarchy(controller).ok_or(BudgetError::NoController(controller))? {
+                Hierarchy::V2(root) => root,
+                Hierarchy::V1(mount) => mount,
+            };
+            let dir = root.join(rel);
+            if !dir.is_dir() {
+                return Err(BudgetError::Io {
+                    path: dir,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("the agent's cgroup has no {controller} directory (is the service running?)"),
+                    ),
+                });
+            }
+            Ok(dir)
+        })?;
+        Ok(cg)
+    }
+
+    /// Writes the limits of `b` into the directory `dir_of` gives for each
+    /// controller they need.
+    fn limit(
+        &mut self,
+        b: &Budgets,
+        dir_of: &mut dyn FnMut(&mut Cgroup, &'static str) -> Result<PathBuf, BudgetError>,
+    ) -> Result<(), BudgetError> {
+        let cg = self;
         if let Some(n) = b.pids {
-            let dir = cg.dir_for("pids", name)?;
+            let dir = dir_of(cg, "pids")?;
             cg.write(&dir, "pids.max", &n.to_string())?;
             cg.limits.push(("pids", n.to_string()));
             cg.counter("pids", dir.join("pids.events"), Some("max"));
         }
         if let Some(bytes) = b.memory {
-            let dir = cg.dir_for("memory", name)?;
+            let dir = dir_of(cg, "memory")?;
             if dir.join("memory.max").exists() {
                 cg.write(&dir, "memory.max", &bytes.to_string())?;
                 // No swap beyond the budget: the limit is the limit.
-                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                let _ = cg.write(&dir, "memory.swap.max", "0");
                 cg.counter("memory", dir.join("memory.events"), Some("max"));
             } else {
                 cg.write(&dir, "memory.limit_in_bytes", &bytes.to_string())?;
@@ -249,7 +314,7 @@ impl Cgroup {
             cg.limits.push(("memory", bytes.to_string()));
         }
         if let Some(cpus) = b.cpu {
-            let dir = cg.dir_for("cpu", name)?;
+            let dir = dir_of(cg, "cpu")?;
             let period = 100_000u64;
             let quota = ((cpus * period as f64) as u64).max(1000);
             if dir.join("cpu.max").exists() {
@@ -260,7 +325,7 @@ impl Cgroup {
             }
             cg.limits.push(("cpu", format!("{cpus}")));
         }
-        Ok(cg)
+        Ok(())
     }
 
     fn dir_for(&mut self, controller: &'static str, name: &str) -> Result<PathBuf, BudgetError> {
@@ -294,7 +359,13 @@ impl Cgroup {
         }
     }
 
-    fn write(&self, dir: &Path, file: &str, value: &str) -> Result<(), BudgetError> {
+    fn write(&mut self, dir: &Path, file: &str, value: &str) -> Result<(), BudgetError> {
+        if self.adopted {
+            // Not a directory of ours: what it held goes back at the end.
+            if let Ok(old) = std::fs::read_to_string(dir.join(file)) {
+                self.restore.push((dir.join(file), old.trim().to_string()));
+            }
+        }
         std::fs::write(dir.join(file), value).map_err(|source| BudgetError::Io {
             path: dir.join(file),
             source,
@@ -314,7 +385,11 @@ impl Cgroup {
     /// Moves `pid` into the cgroup (every hierarchy): its children follow.
     pub fn add(&self, pid: u32) -> Result<(), BudgetError> {
         for d in &self.dirs {
-            self.write(d, "cgroup.procs", &pid.to_string())?;
+            let procs = d.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).map_err(|source| BudgetError::Io {
+                path: procs,
+                source,
+            })?;
         }
         Ok(())
     }
@@ -365,13 +440,47 @@ fn read_counter(file: &Path, key: Option<&str>) -> u64 {
     }
 }
 
+/// Removes the cgroup `dir`, killing the processes still in it first;
+/// waits up to a second for them to go.
+fn remove_ending_stragglers(dir: &Path) -> std::io::Result<()> {
+    if std::fs::remove_dir(dir).is_ok() {
+        return Ok(());
+    }
+    let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let pids: Vec<i32> = pids.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    if !pids.is_empty() {
+        tracing::info!(dir = %dir.display(), processes = pids.len(), "the agent's processes left at the end of its run are ended with it");
+    }
+    for p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = std::fs::remove_dir(dir);
+        if last.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // A cgroup with processes cannot go: they are the agent's, killed
-        // with it by now; a straggler leaves the directory behind.
+        for (file, old) in self.restore.iter().rev() {
+            if let Err(e) = std::fs::write(file, old) {
+                tracing::warn!(file = %file.display(), error = %e, "cannot put the agent's cgroup limit back");
+            }
+        }
+        // A cgroup with processes cannot go. What is left in it is the
+        // agent's, outliving its run (a background job the command left
+        // behind): it ends with the run rather than go on unwatched.
         for d in &self.dirs {
-            if let Err(e) = std::fs::remove_dir(d) {
-                tracing::warn!(dir = %d.display(), error = %e, "the agent's cgroup stays: a process of it outlived the run");
+            if let Err(e) = remove_ending_stragglers(d) {
+                tracing::warn!(dir = %d.display(), error = %e, "the agent's cgroup stays: a process of it outlived the run and would not end");
             } else if let Some(parent) = d.parent() {
                 // `agentwatch/` too once no run uses it (busy otherwise).
                 let _ = std::fs::remove_dir(parent);
@@ -393,8 +502,17 @@ mod tests {
             "cpu=0.5",
             "files=1024",
             "runtime=30m",
+            "restarts=5/10m",
         ] {
             b.set(s).unwrap();
+        }
+        assert_eq!(
+            b.restarts,
+            Some((5, Duration::from_secs(600), "5/10m".to_string()))
+        );
+        for bad in ["restarts=5", "restarts=x/10m", "restarts=5/soon"] {
+            let e = b.set(bad).unwrap_err().to_string();
+            assert!(e.contains("RESTARTS/WINDOW"), "{e}");
         }
         assert_eq!(b.memory, Some(512 << 20));
         assert_eq!((b.pids, b.files, b.cpu), (Some(64), Some(1024), Some(0.5)));

@@ -236,6 +236,10 @@ pub enum Detail {
         /// with no name left (a memfd, a deleted file).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         written: bool,
+        /// The process joined the agent here, by a selector: the agent
+        /// started (or started again).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        selected: bool,
     },
     Fork {
         child_pid: u32,

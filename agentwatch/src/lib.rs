@@ -22,6 +22,7 @@ mod lifecycle;
 mod net;
 mod origin;
 mod paths;
+mod pins;
 pub mod pipeline;
 pub mod profile;
 mod report;

@@ -145,6 +145,24 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// The cgroup a cgroup or unit selector names, relative to the
+    /// hierarchy's root (`system.slice/x.service`): where a daemon agent's
+    /// resource budgets are held. None for other selectors, or a unit not
+    /// running now.
+    pub fn cgroup_path(&self, cgroup2: Option<&Path>) -> Option<String> {
+        let root = cgroup2?;
+        let full = match self {
+            Selector::Cgroup(p) if Path::new(p).starts_with(root) => PathBuf::from(p),
+            Selector::Cgroup(p) => root.join(p.trim_start_matches('/')),
+            Selector::SystemdUnit(unit) => unit_cgroup(root, unit)?,
+            _ => return None,
+        };
+        let rel = full.strip_prefix(root).ok()?;
+        Some(rel.display().to_string())
+    }
+}
+
 /// A unit name as systemctl reads it: without a type suffix, a service.
 pub fn unit_name(u: &str) -> String {
     const TYPES: [&str; 3] = [".service", ".scope", ".slice"];

@@ -51,6 +51,20 @@ pub fn agentwatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agentwatch"))
 }
 
+/// `agentwatch profile lint PATH` must pass; its report otherwise.
+pub fn assert_lints(path: &std::path::Path) {
+    let lint = agentwatch()
+        .args(["profile", "lint"])
+        .arg(path)
+        .output()
+        .expect("lint");
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+}
+
 /// Result of `agentwatch trace --json -- CMD`.
 pub struct Trace {
     pub status: i32,

@@ -79,6 +79,12 @@ pub struct Options {
     /// Requests per HTTPS loop of the intent benchmark.
     #[arg(long, default_value_t = 2000)]
     intent_requests: u64,
+    /// Only an approved model's check (first open hashed, against
+    /// `sha256sum`; repeated opens cached); rewrites its section.
+    #[arg(long)]
+    pins_only: bool,
+    #[arg(long, default_value_t = 1024, help = "MiB of the pins model")]
+    pins_mib: u64,
     /// Only the detection latency of agentwatch, auditd and bpftrace (the
     /// last part of the comparison); prints it, rewrites nothing.
     #[arg(long)]
@@ -86,6 +92,8 @@ pub struct Options {
 }
 
 /// Rounds of a full run; only a full run rewrites docs/benchmarks.md.
+pub use crate::stats::{median, ratio_stats};
+
 const DEFAULT_ROUNDS: usize = 15;
 
 pub(crate) const OPEN_TARGET: &str = "/tmp/agentwatch-bench-target";
@@ -271,16 +279,6 @@ pub(crate) fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn spread(v: &mut [f64]) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 4], v[v.len() * 3 / 4])
-}
-
 pub(crate) struct Row {
     workload: &'static str,
     pub a: f64,
@@ -290,13 +288,6 @@ pub(crate) struct Row {
     b_over_a: (f64, f64, f64),
     c_over_a: (f64, f64, f64),
     d_over_a: (f64, f64, f64),
-}
-
-pub fn ratio_stats(num: &[f64], den: &[f64]) -> (f64, f64, f64) {
-    let mut r: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
-    let m = median(&mut r);
-    let (lo, hi) = spread(&mut r);
-    (m, lo, hi)
 }
 
 fn measure(bench: &Bench, workload: &'static str, rounds: usize) -> anyhow::Result<Row> {
@@ -399,6 +390,10 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         let b = bench_of(&ws, o.ops);
         let section = crate::bench_intent::section(&b, o.peer_rounds, o.intent_requests)?;
         return write_section(&ws, crate::bench_intent::HEADING, &section);
+    }
+    if o.pins_only {
+        let s = crate::bench_pins::section(&bench_of(&ws, o.ops), o.rounds.min(5), o.pins_mib)?;
+        return write_section(&ws, crate::bench_pins::HEADING, &s);
     }
     if o.daemon_only {
         let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;

@@ -13,12 +13,15 @@ mod bench_kernel;
 mod bench_peers;
 mod bench_peers_load;
 mod bench_peers_report;
+mod bench_pins;
 mod bench_profile;
 mod detection;
 mod dist;
 mod fuzz;
 mod peers;
+mod stats;
 mod vm;
+mod vm_budget;
 mod vm_enforce;
 
 #[derive(Parser)]

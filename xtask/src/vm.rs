@@ -126,7 +126,11 @@ fn initramfs(binary: &Path, out: &Path) -> anyhow::Result<()> {
     let init = root.join("init");
     fs::write(
         &init,
-        format!("{INIT}{}poweroff -f\n", crate::vm_enforce::INIT_PART),
+        format!(
+            "{INIT}{}{}poweroff -f\n",
+            crate::vm_enforce::INIT_PART,
+            crate::vm_budget::INIT_PART
+        ),
     )?;
     fs::write(root.join("lsm-profile.yaml"), crate::vm_enforce::PROFILE)?;
     fs::write(root.join("lsm-workload.sh"), crate::vm_enforce::WORKLOAD)?;
@@ -327,5 +331,16 @@ fn check(log: &str) -> anyhow::Result<()> {
     let alerts = json_lines(between(log, "=== AW-ALERTS-BEGIN", "=== AW-ALERTS-END")?);
     crate::vm_enforce::check(run, &alerts)
         .with_context(|| format!("agentwatch run in the guest:\n{run}"))?;
+    let budget = between(log, "=== AW-BUDGET-BEGIN", "=== AW-BUDGET-END")?;
+    let budget_alerts = json_lines(between(
+        log,
+        "=== AW-BUDGET-END",
+        "=== AW-BUDGET-ALERTS-END",
+    )?);
+    let left = log
+        .lines()
+        .find_map(|l| l.split("=== AW-BUDGET-LEFT ").nth(1))
+        .unwrap_or("?");
+    crate::vm_budget::check(&doctor, budget, &budget_alerts, left)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use agentwatch_common::{
     calls::{Call, Judge, OpenFlags, Paths},
     open::{open_access, open_listing, O_CREAT},
     policy::{
-        accept, access, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
+        accept, access, action, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
         OpenedKey, OpenedStamp,
     },
     slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SLOTS, SLOT_TRUNCATED,
@@ -300,8 +300,9 @@ pub fn note_written(agent: u32, f: Ptr) {
 /// A clean verdict is cached (CLEAN_OPENS) by dentry and mount: the same
 /// file opened again costs a lookup instead of a walk and a judgement.
 ///
-/// `record` (TERRITORY, TAINT) asks for an allowed open to be sent, with
-/// the file it reached, so userspace can record it.
+/// `record` (TERRITORY, TAINT, PINNED) asks for an allowed open to be
+/// sent, with the file it reached, so userspace can record or check it;
+/// a pinned file's opener is held until userspace has (enforce mode).
 #[inline(always)]
 pub fn judge_opened(
     pol: &AgentPolicy,
@@ -346,6 +347,11 @@ pub fn judge_opened(
         if record != rule::NONE {
             ev.hdr.verdict = verdict::ALLOW;
             ev.hdr.rule = record;
+            // A pinned file is not read before userspace has checked it.
+            if record == rule::PINNED && pol.enforce != 0 {
+                enforce::signal(enforce::SIGSTOP);
+                ev.hdr.action = action::HOLD;
+            }
             event::submit(ev);
         }
         return Some(false);

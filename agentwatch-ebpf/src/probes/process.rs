@@ -84,8 +84,8 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let bprm: Ptr = ctx.arg(2);
     let binary = unsafe { aw_bprm_file(bprm) };
-    let w = match watched(tgid) {
-        Some(w) => w,
+    let (w, joined) = match watched(tgid) {
+        Some(w) => (w, 0),
         None => {
             if tgid as u64 == config(config::SELF_TGID) {
                 return Ok(());
@@ -94,7 +94,7 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             if WATCHED.insert(&tgid, &w, 0).is_err() {
                 count_loss(loss::WATCH_MAP_FULL);
             }
-            w
+            (w, exec_flags::SELECTED)
         }
     };
     let old_pid: i32 = ctx.arg(1);
@@ -103,7 +103,7 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     ev.args[0] = old_pid as u64;
     ev.args[1] = unsafe { aw_file_dev(binary) } as u64;
     ev.args[2] = unsafe { aw_file_ino(binary) };
-    ev.args[4] = super::written::flags(w.agent_id, binary);
+    ev.args[4] = super::written::flags(w.agent_id, binary) | joined;
     if unsafe { aw_bprm_is_script(bprm) } != 0 {
         ev.args[4] |= exec_flags::SCRIPT;
     }

@@ -26,9 +26,10 @@ use crate::{
 
 /// Bits of a SKIP_EXIT value's high word above the open flags (which use
 /// bits 0..23): the allowed open is to be recorded at its exit.
+const RECORD_PINNED: u64 = 1 << 29;
 const RECORD_TERRITORY: u64 = 1 << 30;
 const RECORD_TAINT: u64 = 1 << 31;
-const OPEN_FLAGS_MASK: u64 = (1 << 30) - 1;
+const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
 
 /// Entry of a watched call other than those making a name. Fails open:
 /// any read that fails leaves a field empty; the record is still sent.
@@ -63,11 +64,13 @@ fn enter_of(ctx: &TracePointContext, names: bool) -> Result<(), i64> {
         if !decide_enter(pol, w.agent_id, ev, &call) {
             // Decided allowed in the kernel: neither entry nor exit crosses.
             // An open to record (a new name in a territory, a workspace
-            // secret read) is sent from its exit, with the file it reached.
+            // secret read, a pinned file read) is sent from its exit, with
+            // the file it reached.
             let tid = bpf_get_current_pid_tgid() as u32;
             let record = match ev.hdr.rule {
                 rule::TERRITORY => RECORD_TERRITORY,
                 rule::TAINT => RECORD_TAINT,
+                rule::PINNED => RECORD_PINNED,
                 _ => 0,
             };
             let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
@@ -244,6 +247,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                 let record = match high & !OPEN_FLAGS_MASK {
                     RECORD_TERRITORY => rule::TERRITORY,
                     RECORD_TAINT => rule::TAINT,
+                    RECORD_PINNED => rule::PINNED,
                     _ => rule::NONE,
                 };
                 file::judge_opened(p, &w, sysno, opened, ret, high & OPEN_FLAGS_MASK, record)

@@ -374,6 +374,7 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         novelty: novelty.clone(),
     };
     let mut s = Session::start(&opts.agent, ring, Box::new(sink))?;
+    let mut meter = meter_for(&opts.agent, selected.is_none(), &mut s);
     session::catch_stop_signals();
     let mut child = match start_watching(&mut s, selected.as_ref(), &opts)? {
         Ok(child) => child,
@@ -385,17 +386,27 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
     };
     let mut view = Progress::new(opts.json, &opts.agent);
     let start = Instant::now();
-    let reason = watch(&opts, &learner, child.as_mut(), &mut view, start)?;
+    let reason = watch(
+        &opts,
+        &learner,
+        child.as_mut(),
+        &mut view,
+        start,
+        meter.as_mut(),
+    )?;
     let status = child
         .as_mut()
         .and_then(|c| session::terminate(c, Duration::from_secs(5)));
     let counts = s.pipeline.finish();
     finish_recording(&recorder)?;
     let now = monotonic_ns();
-    let (session, progress) = {
+    let (mut session, progress) = {
         let mut l = lock(&learner)?;
         (l.finish(&host, now), l.progress(now))
     };
+    if let Some(mut m) = meter.take() {
+        session.resources = m.learned(session.rates.headroom);
+    }
     view.show(start.elapsed(), &progress);
     let new_per_class = novelty
         .lock()
@@ -414,6 +425,17 @@ pub fn run(opts: LearnOptions) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// A command learn starts (`spawned`) runs in a cgroup of its own, where
+/// the kernel counts what it used: the learned resource budgets.
+fn meter_for(agent: &str, spawned: bool, s: &mut Session) -> Option<crate::budget::Meter> {
+    if !spawned {
+        return None;
+    }
+    let m = crate::budget::Meter::create(&format!("learn-{agent}-{}", std::process::id()))?;
+    s.launch.cgroups = m.procs_files();
+    Some(m)
 }
 
 /// `learn --replay`: the recorded sessions learned (and appended) as if

@@ -22,7 +22,21 @@ fn budgets_of(
     opts: &RunOptions,
 ) -> anyhow::Result<Budgets> {
     let mut b = Budgets::default();
-    let from_profile = resources.iter().map(|(k, v)| format!("{k}={v}"));
+    let given = |k: &str| opts.budgets.iter().any(|s| s.split('=').next() == Some(k));
+    // A profile learned on a host whose kernel has the controller may run
+    // where it has not: its budget is said to be off, not a failed start.
+    let held = |k: &str| {
+        let kernel = matches!(k, "memory" | "pids" | "cpu");
+        let here = !kernel || given(k) || crate::budget::hierarchy(k).is_some();
+        if !here {
+            eprintln!("agentwatch: note: the profile's {k} budget is not held here: no cgroup hierarchy has the {k} controller (`agentwatch doctor`)");
+        }
+        here
+    };
+    let from_profile = resources
+        .iter()
+        .filter(|(k, _)| held(k))
+        .map(|(k, v)| format!("{k}={v}"));
     for spec in from_profile.chain(opts.budgets.iter().cloned()) {
         b.set(&spec)
             .map_err(|e| crate::exit::usage(e.to_string()))?;
@@ -32,20 +46,18 @@ fn budgets_of(
 
 /// The command's budgets: a cgroup of its own for the kernel's (made
 /// now, so that the child moves itself into it before exec).
-fn bounds_for(agent: &str, b: &Budgets, action: crate::budget::Action) -> anyhow::Result<Bounds> {
+fn bounds_for(
+    agent: &str,
+    b: &Budgets,
+    action: crate::budget::Action,
+) -> anyhow::Result<Option<Bounds>> {
     let cgroup = if b.needs_cgroup() {
         let name = format!("{agent}-{}", std::process::id());
         Some(crate::budget::Cgroup::create(&name, b)?)
     } else {
         None
     };
-    Ok(Bounds {
-        cgroup,
-        runtime: b.runtime,
-        started: std::time::Instant::now(),
-        action,
-        runtime_reached: false,
-    })
+    Ok(Bounds::of(cgroup, b, action))
 }
 
 /// Starts the command watched, in the sandbox if any, within its budgets
@@ -65,13 +77,13 @@ pub(super) fn start_command(
     let budgets = budgets_of(&resources, opts)?;
     let bounds = bounds_for(agent, &budgets, opts.budget_action)?;
     s.launch.cgroups = bounds
-        .cgroup
         .as_ref()
+        .and_then(|b| b.cgroup.as_ref())
         .map(|c| c.procs_files())
         .unwrap_or_default();
     s.launch.files = budgets.files;
-    if let Ok(mut e) = enforcer.lock() {
-        e.set_bounds(bounds);
+    if let (Some(b), Ok(mut e)) = (bounds, enforcer.lock()) {
+        e.set_bounds(b);
     }
     let reasons = steer_for(enforcer);
     s.launch.reasons = reasons.as_ref().map(|r| r.raw());

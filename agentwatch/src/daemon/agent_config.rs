@@ -110,6 +110,7 @@ fn agent(
     let drift = spool_base.join("drift").join(format!("{name}.json"));
     Some(AgentConfig {
         shadow,
+        budget_action: d.budget_action,
         name,
         profile_path,
         overlay,

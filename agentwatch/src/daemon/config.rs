@@ -107,6 +107,9 @@ struct AgentDoc {
     learn_idle: Option<Spanned<String>>,
     /// Sessions in a row with nothing new before a class is stable.
     stable_sessions: Option<u32>,
+    /// What reaching a resource budget does (pause, kill, alert).
+    #[serde(default)]
+    budget_action: crate::budget::Action,
 }
 
 fn monitor() -> Mode {
@@ -240,6 +243,8 @@ pub struct AgentConfig {
     /// Shadow learning (`learn = true`): where sessions are recorded and
     /// the profile appended.
     pub shadow: Option<ShadowConfig>,
+    /// What reaching one of the profile's resource budgets does.
+    pub budget_action: crate::budget::Action,
 }
 
 impl Config {

@@ -5,6 +5,7 @@
 //! pings systemd's watchdog. The pipeline thread judges events; the
 //! control thread answers the CLI.
 mod adopt;
+mod budgets;
 pub mod config;
 mod control;
 mod feed_config;

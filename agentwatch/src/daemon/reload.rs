@@ -177,6 +177,9 @@ impl Daemon {
         )?;
         let mut e = e;
         e.set_identity(self.cfg.identity.clone());
+        if let Some(b) = super::budgets::bounds_of(a) {
+            e.set_bounds(b);
+        }
         if let Ok(mut n) = self.names.write() {
             n.insert(id, a.name.clone());
         }
@@ -346,6 +349,11 @@ impl Daemon {
         let mut e = e
             .lock()
             .map_err(|_| "its enforcer stopped after an internal error".to_string())?;
+        // The old limits go back before the new ones are taken.
+        e.end_bounds();
+        if let Some(b) = super::budgets::bounds_of(&a) {
+            e.set_bounds(b);
+        }
         e.reconfigure(Reconfig {
             profile: a.profile,
             file_actions: a.file_actions,

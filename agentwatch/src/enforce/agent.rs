@@ -7,7 +7,7 @@ use std::{io::Write, path::PathBuf, time::Duration};
 use agentwatch_common::policy::{action as ka, verdict, AgentPolicy};
 use tracing::{debug, warn};
 
-use explain::{explain, learn_entry};
+use explain::explain;
 use undo::{undo_denied, undo_privilege};
 
 mod answers;
@@ -18,12 +18,14 @@ mod identity;
 mod intent;
 mod learning;
 mod operator;
+mod pause;
+mod pinned;
 mod records;
 mod undo;
 mod view;
 
 use super::{
-    approvals::{Approvals, Subject},
+    approvals::Approvals,
     audit_trail::AuditTrail,
     compile::{Compiled, Mode},
     decision::{AlertWriter, DecidedBy, Decision, DecisionSink},
@@ -121,6 +123,8 @@ pub struct AgentEnforcer {
     identities: std::collections::HashSet<u32>,
     /// Its resource budgets (`run --budget`).
     bounds: Option<budget::Bounds>,
+    /// Its approved models and pinned instruction files.
+    pins: crate::pins::Pins,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -253,6 +257,7 @@ impl AgentEnforcer {
             maps.set_paused(s.agent_id, false)?;
         }
         let matcher = matcher_for(&s.profile, &s.anchors, &s.guardrails, &maps, s.agent_id);
+        let pins = crate::pins::Pins::new(&s.profile, &s.anchors);
         let file_actions = s
             .file_actions
             .clone()
@@ -292,6 +297,7 @@ impl AgentEnforcer {
             identity: Default::default(),
             identities: Default::default(),
             bounds: None,
+            pins,
         };
         me.set_intent(s.context);
         me.set_shadow(s.shadow);
@@ -348,6 +354,7 @@ impl AgentEnforcer {
         // would otherwise map the name to its addresses).
         self.note_drift(ev);
         self.note_identity(ev);
+        self.note_start(ev);
         let forged = match &ev.detail {
             Detail::Dns { .. } => {
                 self.note_query(ev);
@@ -395,6 +402,9 @@ impl AgentEnforcer {
             }
             verdict::ALLOW if k.rule == agentwatch_common::policy::rule::TAINT => {
                 self.record_taint(ev);
+            }
+            verdict::ALLOW if k.rule == agentwatch_common::policy::rule::PINNED => {
+                self.judge_pinned(ev, k.action == ka::HOLD);
             }
             verdict::ALLOW => {
                 if let Some(f) = findings.iter().find(|f| !f.is_rate()) {
@@ -518,61 +528,11 @@ impl AgentEnforcer {
         self.alert(ev, &f, act.name(), DecidedBy::Userspace, approval);
     }
 
-    /// Stops every process of the agent. A process may be forking as the
-    /// sweep passes: its child joins the watch map during the fork, so
-    /// the sweep repeats until a pass finds no process it has not stopped
-    /// (a stopped process forks no more). Returns how many it stopped.
-    fn stop_tree(&self) -> usize {
-        let mut stopped = std::collections::BTreeSet::new();
-        for _ in 0..8 {
-            let new: Vec<u32> = self
-                .maps
-                .pids(self.agent_id)
-                .into_iter()
-                .filter(|p| !stopped.contains(p))
-                .collect();
-            if new.is_empty() {
-                break;
-            }
-            tree::stop(&new);
-            stopped.extend(new);
-        }
-        stopped.len()
-    }
-
     fn release(&mut self, pid: u32) {
         if !self.maps.paused(self.agent_id) {
             tree::resume(&[pid]);
             self.stats.released += 1;
         }
-    }
-
-    /// Makes sure the whole tree is stopped and opens an approval request.
-    fn pause_for(&mut self, ev: &Event, f: &Finding) -> String {
-        let _ = self.maps.set_paused(self.agent_id, true);
-        self.stop_tree();
-        // Learning never allows a hard rule's subject.
-        let learn = if f.hard() {
-            None
-        } else {
-            learn_entry(ev, f.class, &self.anchors)
-        };
-        self.approvals.open(
-            Subject {
-                agent: self.agent.clone(),
-                pid: ev.pid,
-                comm: ev.comm.clone(),
-                exe: ev.context.exe.clone(),
-                ancestry: ev.context.ancestry.clone(),
-                rule: f.rule.name().into_owned(),
-                what: f.what.clone(),
-                reason: f.reason.clone(),
-                evidence: serde_json::to_value(ev).unwrap_or_default(),
-                context: self.intent.context(),
-                learn,
-            },
-            self.timeout,
-        )
     }
 
     /// Writes a line where alerts go (the run's summary).

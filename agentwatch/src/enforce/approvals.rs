@@ -22,10 +22,21 @@ impl Subject {
 /// What `approve --learn` adds to the profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LearnEntry {
-    File { path: String, access: AccessSet },
-    Exec { path: String },
+    File {
+        path: String,
+        access: AccessSet,
+    },
+    Exec {
+        path: String,
+    },
     Net(NetRule),
-    Dns { name: String },
+    Dns {
+        name: String,
+    },
+    /// A model file and its sha256, approved.
+    Model(crate::profile::pinned::ModelRule),
+    /// An instruction file pinned at its new content.
+    Instruction(crate::profile::pinned::Instruction),
 }
 
 /// Who did what, and why it was stopped: what a request is about.

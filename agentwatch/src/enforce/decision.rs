@@ -50,6 +50,10 @@ pub struct Decision<'a> {
     pub audit: Option<super::audit_trail::AuditLink>,
     /// Why the agent was doing it, from its model traffic (`crate::intent`).
     pub context: Option<&'a serde_json::Value>,
+    /// A pinned file's check (`model/...`, `config/changed`): its path,
+    /// sha256 and, for an instruction file, the sizes and hashes before
+    /// and after.
+    pub pinned: Option<&'a serde_json::Value>,
 }
 
 impl Decision<'_> {
@@ -127,6 +131,9 @@ impl Serialize for DecisionRecord<'_> {
             m.serialize_entry("node", node)?;
         }
         m.serialize_entry("pid", &d.event.pid)?;
+        if let Some(p) = d.pinned {
+            m.serialize_entry("pinned", p)?;
+        }
         if let Some(p) = self.profile_sha256 {
             m.serialize_entry("profile_sha256", p)?;
         }
@@ -285,6 +292,7 @@ pub(crate) mod tests {
             repeat: None,
             audit: None,
             context: None,
+            pinned: None,
         };
         let alert = serde_json::to_value(d.record(RecordKind::Alert, None, None)).unwrap();
         let keys: Vec<_> = alert.as_object().unwrap().keys().cloned().collect();

@@ -88,6 +88,9 @@ pub struct Learner {
     /// What a process of the agent wrote or created.
     written: WrittenPaths,
     started: std::time::SystemTime,
+    /// Models and instruction files it read, by anchored path, as they
+    /// were when first read (`crate::pins`).
+    pinned: BTreeMap<String, Option<crate::pins::Learned>>,
 }
 
 impl Learner {
@@ -112,6 +115,7 @@ impl Learner {
             temps: TempNames::default(),
             written: WrittenPaths::default(),
             started: std::time::SystemTime::now(),
+            pinned: BTreeMap::new(),
         }
     }
 
@@ -202,6 +206,9 @@ impl Learner {
                 if rest.is_empty() || super::observe::failed(ev) {
                     return novel;
                 }
+                if access.contains(Access::Read) {
+                    self.note_pinned(&path);
+                }
                 let e = self.files.entry(norm).or_default();
                 novel |= !rest.is_subset(*e);
                 *e = e.union(rest);
@@ -239,6 +246,14 @@ impl Learner {
             Obs::Dns { name } => self.dns.insert(name),
             Obs::DnsAnswer { .. } | Obs::Listing { .. } => false,
         }
+    }
+
+    /// A model or an instruction file read: pinned at its content now.
+    fn note_pinned(&mut self, path: &str) {
+        let anchored = self.anchors.anchor(path);
+        self.pinned
+            .entry(anchored)
+            .or_insert_with(|| crate::pins::learned(path));
     }
 
     fn normalise(&self, path: &str) -> Option<String> {
@@ -347,6 +362,7 @@ impl Learner {
                 })
                 .collect(),
         };
+        pinned_into(&mut p, &self.pinned);
         p.review = self
             .review
             .iter()
@@ -389,4 +405,26 @@ impl Learner {
         p.sort();
         p
     }
+}
+
+/// The models the session read become the profile's approved models
+/// (none read: none approved), the instruction files its pins.
+fn pinned_into(p: &mut Profile, seen: &BTreeMap<String, Option<crate::pins::Learned>>) {
+    use crate::profile::pinned::{Instruction, ModelRule};
+    let mut models = Vec::new();
+    for (path, l) in seen {
+        match l {
+            Some(l) if l.model => models.push(ModelRule {
+                path: path.clone(),
+                sha256: vec![l.sha256.clone()],
+            }),
+            Some(l) => p.instructions.push(Instruction {
+                path: path.clone(),
+                sha256: l.sha256.clone(),
+                size: l.size,
+            }),
+            None => {}
+        }
+    }
+    p.models = Some(models);
 }

@@ -87,6 +87,7 @@ fn accesses(
 pub fn diff(old: &Profile, new: &Profile) -> Vec<Change> {
     let mut out = Vec::new();
     executables(&mut out, old, new);
+    pinned(&mut out, old, new);
     // Territories first: a reviewer weighs a subtree before its files.
     paths(&mut out, old, new);
     endpoints(&mut out, old, new);
@@ -115,6 +116,59 @@ fn executables(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
                 format!("exec {path} sha256 {} -> {}", short(a), short(b)),
             ),
             _ => {}
+        }
+    }
+}
+
+/// Approved models and pinned instruction files: new, removed, or with
+/// other hashes (a model's whole section appearing is a change too: from
+/// then on unapproved models are refused).
+fn pinned(out: &mut Vec<Change>, old: &Profile, new: &Profile) {
+    use ChangeKind::*;
+    let models = |p: &Profile| -> BTreeMap<String, Vec<String>> {
+        p.models
+            .iter()
+            .flatten()
+            .map(|m| (m.path.clone(), m.sha256.clone()))
+            .collect()
+    };
+    match (&old.models, &new.models) {
+        (None, Some(_)) => push(
+            out,
+            New,
+            "models",
+            "models checked: only those listed load".into(),
+        ),
+        (Some(_), None) => push(
+            out,
+            Removed,
+            "models",
+            "models checked (any model loads)".into(),
+        ),
+        _ => {}
+    }
+    let pins = |p: &Profile| -> BTreeMap<String, Vec<String>> {
+        p.instructions
+            .iter()
+            .map(|i| (i.path.clone(), vec![i.sha256.clone()]))
+            .collect()
+    };
+    for (section, what, o, n) in [
+        ("models", "model", models(old), models(new)),
+        ("instructions", "instructions", pins(old), pins(new)),
+    ] {
+        for (path, a, b) in sides(&o, &n) {
+            match (a, b) {
+                (None, Some(_)) => push(out, New, section, format!("{what} {path}")),
+                (Some(_), None) => push(out, Removed, section, format!("{what} {path}")),
+                (Some(a), Some(b)) if a != b => push(
+                    out,
+                    Changed,
+                    section,
+                    format!("{what} {path} sha256 {} -> {}", short(a), short(b)),
+                ),
+                _ => {}
+            }
         }
     }
 }
@@ -321,5 +375,41 @@ mod tests {
             ]
         );
         assert!(diff(&old, &old).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod pinned_tests {
+    use super::*;
+    use crate::profile::pinned::{Instruction, ModelRule};
+
+    #[test]
+    fn models_and_pins_are_differences_a_reviewer_sees() {
+        let pin = |h: &str| Instruction {
+            path: "$WORKSPACE/AGENTS.md".into(),
+            sha256: h.repeat(64),
+            size: 10,
+        };
+        let mut old = Profile::empty("a");
+        old.instructions.push(pin("a"));
+        let mut new = old.clone();
+        new.instructions[0] = pin("b");
+        new.models = Some(vec![ModelRule {
+            path: "$HOME/m.gguf".into(),
+            sha256: vec!["c".repeat(64)],
+        }]);
+        let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "new: models checked: only those listed load".to_string(),
+                "new: model $HOME/m.gguf".to_string(),
+                format!(
+                    "changed: instructions $WORKSPACE/AGENTS.md sha256 {}… -> {}…",
+                    "a".repeat(12),
+                    "b".repeat(12)
+                ),
+            ]
+        );
     }
 }

@@ -28,7 +28,7 @@ pub enum MergeError {
 /// The first profile's granularity, actions and readiness settings lead;
 /// overrides, guardrails and approvals are the union; io_uring is allowed
 /// when any allows it (a reviewer said so); each resource budget is the
-/// first profile's that sets it.
+/// largest any profile sets.
 pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     if agent.is_none() {
@@ -40,11 +40,6 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     out.granularity = first.granularity;
     out.actions = first.actions.clone();
     out.io_uring = profiles.iter().any(|p| p.io_uring);
-    for p in profiles {
-        for (k, v) in &p.resources {
-            out.resources.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
     let sessions: u32 = profiles.iter().map(|p| p.provenance.sessions.max(1)).sum();
 
     let mut execs: BTreeMap<String, execs::Seen> = BTreeMap::new();
@@ -165,8 +160,22 @@ fn add_endpoint(net: &mut BTreeMap<(super::Direction, String), NetRule>, n: &Net
     m.runs += n.runs;
 }
 
-/// Budgets and windows take the larger; provenance the union.
+/// Budgets and windows take the larger; models unite, instruction pins
+/// stay the first's; provenance the union.
 fn union_numbers(out: &mut Profile, p: &Profile) {
+    // Each budget the larger any profile sets: what every session
+    // needed (a reviewer lowers one after the merge).
+    for (k, v) in &p.resources {
+        let kept = match out.resources.get(k) {
+            Some(old) => crate::budget::larger(k, old, v),
+            None => v.clone(),
+        };
+        out.resources.insert(k.clone(), kept);
+    }
+    super::pinned::union_models(&mut out.models, &p.models);
+    // A pin stays as first learned or approved: a changed file is
+    // approved by a reviewer, not merged in.
+    super::pinned::add_instructions(&mut out.instructions, &p.instructions, true);
     out.rates.headroom = out.rates.headroom.max(p.rates.headroom);
     for (c, b) in &p.rates.per_minute {
         let m = out

@@ -9,6 +9,7 @@ pub mod ambient;
 pub mod anchors;
 pub mod automaton;
 pub mod builder;
+mod canonical;
 pub mod convergence;
 pub mod diff;
 pub mod generalise;
@@ -22,6 +23,7 @@ pub mod observe;
 pub mod overlay;
 pub mod packages;
 pub mod parse;
+pub mod pinned;
 pub mod readiness;
 pub mod rule;
 pub mod session;
@@ -65,6 +67,10 @@ pub struct Profile {
     pub rates: Rates,
     /// Resource budgets, kind -> value as written (`crate::budget`).
     pub resources: BTreeMap<String, String>,
+    /// The model files it may load; None: models are not checked.
+    pub models: Option<Vec<pinned::ModelRule>>,
+    /// The files that steer it, pinned by sha256.
+    pub instructions: Vec<pinned::Instruction>,
     /// What `run --mode enforce` does per class (and for guardrails and
     /// rates in every mode).
     pub actions: Actions,
@@ -538,69 +544,5 @@ impl Serialize for AccessSet {
 impl<'de> Deserialize<'de> for AccessSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Vec::<Access>::deserialize(d).map(|v| AccessSet::of(&v))
-    }
-}
-
-impl Profile {
-    /// An empty profile for `agent`, as a starting point.
-    pub fn empty(agent: &str) -> Self {
-        Self {
-            agent: agent.to_string(),
-            granularity: Granularity::default(),
-            overrides: Vec::new(),
-            territories: Vec::new(),
-            io_uring: false,
-            executables: Vec::new(),
-            files: Vec::new(),
-            network: Vec::new(),
-            dns: Vec::new(),
-            rates: Rates {
-                headroom: 2.0,
-                per_minute: BTreeMap::new(),
-            },
-            resources: BTreeMap::new(),
-            actions: Actions::default(),
-            guardrails: Vec::new(),
-            review: Vec::new(),
-            approvals: Vec::new(),
-            stability: Stability {
-                warmup_secs: 0,
-                quiet_secs: 0,
-                classes: BTreeMap::new(),
-            },
-            provenance: Provenance {
-                hosts: Vec::new(),
-                sessions: 0,
-                started: String::new(),
-                ended: String::new(),
-                events: BTreeMap::new(),
-            },
-            readiness: None,
-        }
-    }
-
-    /// Puts every list in its canonical order, so equal profiles are
-    /// equal files.
-    pub fn sort(&mut self) {
-        self.overrides.sort_by(|a, b| a.path.cmp(&b.path));
-        self.territories.sort_by(|a, b| a.path.cmp(&b.path));
-        self.guardrails
-            .sort_by(|a, b| (&a.path, &a.category).cmp(&(&b.path, &b.category)));
-        self.executables.sort_by(|a, b| a.path.cmp(&b.path));
-        for e in &mut self.executables {
-            e.sha256.sort();
-            e.sha256.dedup();
-        }
-        self.files.sort_by(|a, b| a.path.cmp(&b.path));
-        for n in &mut self.network {
-            n.by.sort();
-            n.by.dedup();
-        }
-        self.network.sort_by_key(|a| a.key());
-        self.dns.sort_by(|a, b| a.name.cmp(&b.name));
-        self.review
-            .sort_by(|a, b| (&a.path, &a.guardrail).cmp(&(&b.path, &b.guardrail)));
-        self.provenance.hosts.sort();
-        self.provenance.hosts.dedup();
     }
 }

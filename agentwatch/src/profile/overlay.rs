@@ -40,6 +40,9 @@ pub fn apply(profile: &mut Profile, overlay: &Profile) {
     extend(&mut profile.network, &overlay.network);
     extend(&mut profile.dns, &overlay.dns);
     extend(&mut profile.approvals, &overlay.approvals);
+    super::pinned::union_models(&mut profile.models, &overlay.models);
+    // The overlay's pin is a newer approval of the file.
+    super::pinned::add_instructions(&mut profile.instructions, &overlay.instructions, false);
     profile.sort();
 }
 

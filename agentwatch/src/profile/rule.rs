@@ -48,6 +48,12 @@ pub enum Rule {
     /// Refused before the effect by the launch sandbox's Landlock rules
     /// (outside the tree the profile grants).
     Landlock(Class),
+    /// A model file no `models` entry approves.
+    ModelUnapproved,
+    /// An approved model path whose file has another sha256.
+    ModelChanged,
+    /// A pinned instruction file whose content changed.
+    ConfigChanged,
     /// A kernel decision no finding explains, by the kernel's code.
     Kernel(u8),
 }
@@ -109,6 +115,8 @@ impl Rule {
             Rule::Rate(c) => rate_rule(c.kernel_index()),
             Rule::PausedUnexplained => rule::NONE,
             Rule::PathUnjudged => rule::UNJUDGED,
+            Rule::ModelUnapproved | Rule::ModelChanged => rule::MODEL,
+            Rule::ConfigChanged => rule::CONFIG,
             Rule::Landlock(c) => landlock_rule(c.kernel_index()),
             Rule::Kernel(c) => c,
         }
@@ -144,6 +152,9 @@ impl Rule {
             Rule::Rate(c) => return Cow::Owned(format!("rate/{}", c.name())),
             Rule::PausedUnexplained => "paused/unexplained",
             Rule::PathUnjudged => "path/unjudged",
+            Rule::ModelUnapproved => "model/unapproved",
+            Rule::ModelChanged => "model/changed",
+            Rule::ConfigChanged => "config/changed",
             Rule::Landlock(c) => return Cow::Owned(format!("landlock/{}", c.name())),
             Rule::Kernel(c) => kernel_name(c),
         })
@@ -166,6 +177,8 @@ impl Rule {
             Rule::Rate(_) => "rate",
             Rule::PausedUnexplained => "paused",
             Rule::PathUnjudged => "path",
+            Rule::ModelUnapproved | Rule::ModelChanged => "model",
+            Rule::ConfigChanged => "config",
             Rule::Landlock(_) => "landlock",
             Rule::Kernel(c) => kernel_name(c),
         }
@@ -192,6 +205,9 @@ impl Rule {
             Rule::DnsForged,
             Rule::PausedUnexplained,
             Rule::PathUnjudged,
+            Rule::ModelUnapproved,
+            Rule::ModelChanged,
+            Rule::ConfigChanged,
         ];
         if let Some(r) = all.into_iter().find(|r| r.name() == name) {
             return Some(r);
@@ -222,6 +238,7 @@ fn kernel_name(code: u8) -> &'static str {
         rule::PATH => "path",
         rule::DNS_ANSWER => "dns_answer",
         rule::SOCKET => "socket",
+        rule::PINNED => "pinned",
         _ => "none",
     }
 }

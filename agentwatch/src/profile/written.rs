@@ -175,6 +175,7 @@ mod tests {
             cwd: Some("/w".into()),
             stdin: stdin.map(String::from),
             written: false,
+            selected: false,
         })
     }
 

@@ -139,6 +139,27 @@ fn write_endpoints(o: &mut String, p: &Profile) -> std::fmt::Result {
     Ok(())
 }
 
+/// Approved models (absent: not checked; `[]`: none may be loaded) and
+/// pinned instruction files.
+fn write_pinned(o: &mut String, p: &Profile) -> std::fmt::Result {
+    if let Some(models) = &p.models {
+        section(o, "models", models.is_empty())?;
+        for m in models {
+            writeln!(o, "  - path: {}", q(&m.path))?;
+            writeln!(o, "    sha256: {}", q_list(&m.sha256))?;
+        }
+    }
+    if !p.instructions.is_empty() {
+        section(o, "instructions", false)?;
+        for i in &p.instructions {
+            writeln!(o, "  - path: {}", q(&i.path))?;
+            writeln!(o, "    sha256: {}", q(&i.sha256))?;
+            writeln!(o, "    size: {}", i.size)?;
+        }
+    }
+    Ok(())
+}
+
 /// Rates, actions, added guardrails, review and approvals.
 fn write_policy(o: &mut String, p: &Profile) -> std::fmt::Result {
     writeln!(o, "rates:")?;
@@ -167,6 +188,7 @@ fn write_policy(o: &mut String, p: &Profile) -> std::fmt::Result {
             writeln!(o, "  {k}: {shown}")?;
         }
     }
+    write_pinned(o, p)?;
     if p.actions != super::Actions::default() {
         writeln!(o, "actions:")?;
         for (c, a) in &p.actions.per_class {

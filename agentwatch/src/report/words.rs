@@ -23,6 +23,9 @@ pub fn kind_of(rule: &str) -> String {
         ("path", "unjudged") => "a path too long to judge".into(),
         ("paused", _) => "a pause whose reason was lost in a restart".into(),
         ("budget", k) => format!("its {k} budget"),
+        ("model", "changed") => "a model whose content changed since it was approved".into(),
+        ("model", _) => "a model its profile does not approve".into(),
+        ("config", _) => "an instruction file whose content changed since it was pinned".into(),
         ("identity", "human") => "a person's account".into(),
         ("identity", _) => "a person's credentials".into(),
         _ => format!("rule {rule}"),
@@ -258,6 +261,14 @@ mod tests {
         assert_eq!(
             kind_of("rate/delete"),
             "more delete actions a minute than its budget"
+        );
+        assert_eq!(
+            decision("model/unapproved", "load /m/x.gguf (GGUF, sha256 0a1b)", "deny"),
+            "tried to load /m/x.gguf (GGUF, sha256 0a1b): a model its profile does not approve; blocked"
+        );
+        assert_eq!(
+            decision("config/changed", "read $WORKSPACE/AGENTS.md", "pause"),
+            "tried to read $WORKSPACE/AGENTS.md: an instruction file whose content changed since it was pinned; paused for a decision"
         );
     }
 

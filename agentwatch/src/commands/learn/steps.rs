@@ -97,9 +97,13 @@ pub(super) fn watch(
     mut child: Option<&mut std::process::Child>,
     view: &mut Progress,
     start: Instant,
+    mut meter: Option<&mut crate::budget::Meter>,
 ) -> anyhow::Result<&'static str> {
     loop {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(m) = meter.as_mut() {
+            m.sample();
+        }
         let progress = lock(learner)?.progress(monotonic_ns());
         view.show(start.elapsed(), &progress);
         if let Some(Ok(Some(_))) = child.as_mut().map(|c| c.try_wait()) {

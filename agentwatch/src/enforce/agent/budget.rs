@@ -19,6 +19,29 @@ pub struct Bounds {
     pub action: Action,
     /// The run-time budget already reached (it is reported once).
     pub runtime_reached: bool,
+    /// Restarts allowed in a window (`budget::Budgets::restarts`), and
+    /// when the agent started within the current one.
+    pub restarts: Option<(u32, Duration, String)>,
+    pub starts: std::collections::VecDeque<Instant>,
+}
+
+impl Bounds {
+    /// Budgets with nothing counted yet; None when `b` has none the
+    /// enforcer checks (`files` is the launch's rlimit).
+    pub fn of(cgroup: Option<Cgroup>, b: &crate::budget::Budgets, action: Action) -> Option<Self> {
+        if cgroup.is_none() && b.runtime.is_none() && b.restarts.is_none() {
+            return None;
+        }
+        Some(Self {
+            cgroup,
+            runtime: b.runtime,
+            started: Instant::now(),
+            action,
+            runtime_reached: false,
+            restarts: b.restarts.clone(),
+            starts: Default::default(),
+        })
+    }
 }
 
 impl AgentEnforcer {
@@ -55,6 +78,42 @@ impl AgentEnforcer {
         }
     }
 
+    /// An exec by which a process joined the agent through a selector: the
+    /// agent started. More starts within the window than the restart
+    /// budget allows is `budget/restarts` (a loop that keeps relaunching).
+    pub(super) fn note_start(&mut self, ev: &crate::event::Event) {
+        let crate::event::Detail::Exec { selected: true, .. } = ev.detail else {
+            return;
+        };
+        let Some(b) = &mut self.bounds else {
+            return;
+        };
+        let Some((cap, window, written)) = b.restarts.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        b.starts.push_back(now);
+        while b
+            .starts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            b.starts.pop_front();
+        }
+        // The first start is no restart.
+        let restarts = b.starts.len().saturating_sub(1) as u64;
+        if restarts > cap as u64 {
+            b.starts.clear();
+            let action = b.action;
+            let hit = Hit {
+                kind: "restarts",
+                limit: written,
+                times: restarts,
+            };
+            self.budget_reached(&hit, action);
+        }
+    }
+
     fn budget_reached(&mut self, h: &Hit, action: Action) {
         let rule = format!("budget/{}", h.kind);
         let what = match h.kind {
@@ -67,6 +126,10 @@ impl AgentEnforcer {
                 h.limit, h.times
             ),
             "runtime" => format!("ran past its run-time budget of {}", h.limit),
+            "restarts" => format!(
+                "started {} times again within its restart budget's window ({}): a loop that keeps relaunching",
+                h.times, h.limit
+            ),
             k => format!("reached its {k} budget ({})", h.limit),
         };
         warn!(agent = %self.agent, %rule, "{what}");

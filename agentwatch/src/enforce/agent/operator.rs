@@ -271,6 +271,7 @@ impl AgentEnforcer {
             k.threshold = r.drift_threshold;
         }
         self.matcher = self.new_matcher();
+        self.pins = crate::pins::Pins::new(&self.profile, &self.anchors);
         self.set_shadow(r.shadow);
         self.set_intent(r.context);
         if let Some(a) = &mut self.audit {
@@ -361,6 +362,7 @@ impl AgentEnforcer {
             self.mode,
         );
         self.matcher = self.new_matcher();
+        self.pins = crate::pins::Pins::new(&self.profile, &self.anchors);
         self.install()?;
         Ok(written)
     }
@@ -382,6 +384,12 @@ fn add_learned(p: &mut Profile, entry: &LearnEntry, approval: &Approval) {
         }),
         LearnEntry::Net(r) => p.network.push(r),
         LearnEntry::Dns { name } => p.dns.push(DnsRule { name, runs: 1 }),
+        LearnEntry::Model(m) => {
+            crate::profile::pinned::union_models(&mut p.models, &Some(vec![m]));
+        }
+        LearnEntry::Instruction(i) => {
+            crate::profile::pinned::add_instructions(&mut p.instructions, &[i], false);
+        }
     }
     p.approvals.push(approval.clone());
     p.sort();

@@ -25,6 +25,19 @@ impl AgentEnforcer {
         by: DecidedBy,
         approval: Option<String>,
     ) {
+        self.alert_with(ev, f, action, by, approval, None);
+    }
+
+    /// An alert with a pinned file's check (`pinned` in the record).
+    pub(super) fn alert_with(
+        &mut self,
+        ev: &Event,
+        f: &Finding,
+        action: &str,
+        by: DecidedBy,
+        approval: Option<String>,
+        pinned: Option<&serde_json::Value>,
+    ) {
         let now = std::time::Instant::now();
         self.flush_alerts(now);
         // A secret file the agent reached: its content is never shown in
@@ -45,6 +58,7 @@ impl AgentEnforcer {
             repeat: None,
             audit: None,
             context: context.as_ref(),
+            pinned,
         };
         // Every decision is counted and audited; the alert output and the
         // feeds get repeats folded (`throttle`), and where the audit log
@@ -111,6 +125,7 @@ impl AgentEnforcer {
                 repeat: Some(a.repeat),
                 audit: None,
                 context: None,
+                pinned: None,
             };
             self.alerts.decision(&d);
             // The summary of a burst always reaches the feeds.

@@ -35,6 +35,7 @@ fn admit(t: &mut Throttle, what: &str, approval: Option<&str>, now: Instant) -> 
         repeat: None,
         audit: None,
         context: None,
+        pinned: None,
     };
     t.admit(&d, now)
 }

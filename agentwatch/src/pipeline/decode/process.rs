@@ -51,6 +51,7 @@ pub(super) fn exec(rec: &Record) -> Detail {
         cwd: rec.text(slot::BASE1),
         stdin: stdin_name(a[5]),
         written: f & (exec_flags::WRITTEN | exec_flags::NO_LINK) != 0,
+        selected: f & exec_flags::SELECTED != 0,
     }
 }
 
@@ -66,6 +67,7 @@ pub(super) fn exec_attempt(rec: &Record) -> Detail {
         cwd: None,
         stdin: None,
         written: false,
+        selected: false,
     }
 }
 

@@ -35,7 +35,13 @@ impl HashCache {
         self.hash_file(file).ok()
     }
 
-    fn hash_file(&mut self, mut f: File) -> io::Result<String> {
+    /// How many digests were computed (not served from the cache).
+    pub fn computed(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The sha256 of an open file, computed once per file identity.
+    pub fn hash_file(&mut self, mut f: File) -> io::Result<String> {
         let id = file_id(&f)?;
         if let Some(h) = self.by_id.get(&id) {
             return Ok(h.clone());

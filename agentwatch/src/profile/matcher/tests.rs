@@ -191,6 +191,7 @@ fn dns_exec_and_rates() {
             cwd: None,
             stdin: None,
             written: false,
+            selected: false,
         })
     };
     assert!(rules(&mut m, &exec("/usr/bin/curl")).is_empty());
@@ -313,6 +314,7 @@ fn running_what_the_agent_wrote_is_flagged_whatever_the_profile_lists() {
         cwd: Some("/w".into()),
         stdin: None,
         written: false,
+        selected: false,
     });
     assert_eq!(rules(&mut m, &exec), ["exec/written"]);
 }

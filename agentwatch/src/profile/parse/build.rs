@@ -17,6 +17,7 @@ pub(super) fn build(doc: Doc, lint: &mut Lint) -> Profile {
     dns(&doc, lint, &mut p);
     rates(&doc, lint, &mut p);
     resources(&doc, lint, &mut p);
+    pinned(&doc, lint, &mut p);
     review(&doc, lint, &mut p);
     actions(&doc, lint, &mut p);
     records(doc, &mut p);
@@ -158,18 +159,7 @@ fn executables(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
         check_pattern(lint, &e.path);
         dup(lint, &mut seen, &e.path, "executable");
         for h in &e.sha256 {
-            if h.value.len() != 64
-                || !h
-                    .value
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            {
-                lint.error(
-                    h,
-                    format!("{:?} is not a sha256", h.value),
-                    "use 64 lower-case hex digits (sha256sum prints them)",
-                );
-            }
+            check_sha256(lint, h);
         }
         if let (Some(src), false) = (&e.source, e.sha256.is_empty()) {
             lint.error(
@@ -183,6 +173,59 @@ fn executables(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
             sha256: e.sha256.iter().map(|h| h.value.clone()).collect(),
             source: e.source.as_ref().map(|s| s.value),
             runs: e.runs,
+        });
+    }
+}
+
+/// A sha256 as sha256sum prints it.
+fn check_sha256(lint: &mut Lint, h: &Spanned<String>) {
+    let hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if h.value.len() != 64 || !h.value.bytes().all(hex) {
+        lint.error(
+            h,
+            format!("{:?} is not a sha256", h.value),
+            "use 64 lower-case hex digits (sha256sum prints them)",
+        );
+    }
+}
+
+/// Approved models and pinned instruction files.
+fn pinned(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
+    use crate::profile::pinned::{Instruction, ModelRule};
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(models) = &doc.models {
+        let mut out = Vec::new();
+        for m in models.iter().map(|m| &m.value) {
+            check_pattern(lint, &m.path);
+            dup(lint, &mut seen, &m.path, "model");
+            m.sha256.iter().for_each(|h| check_sha256(lint, h));
+            out.push(ModelRule {
+                path: m.path.value.clone(),
+                sha256: m.sha256.iter().map(|h| h.value.clone()).collect(),
+            });
+        }
+        p.models = Some(out);
+    }
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for i in doc.instructions.iter().map(|i| &i.value) {
+        if let Some(g) = check_pattern(lint, &i.path) {
+            if g.to_string().contains('*') {
+                lint.error(
+                    &i.path,
+                    format!(
+                        "{:?}: an instruction file is one file, not a pattern",
+                        i.path.value
+                    ),
+                    "list each file with its own sha256",
+                );
+            }
+        }
+        dup(lint, &mut seen, &i.path, "instruction file");
+        check_sha256(lint, &i.sha256);
+        p.instructions.push(Instruction {
+            path: i.path.value.clone(),
+            sha256: i.sha256.value.clone(),
+            size: i.size,
         });
     }
 }

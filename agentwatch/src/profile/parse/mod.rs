@@ -117,6 +117,10 @@ struct Doc {
     #[serde(default)]
     resources: BTreeMap<String, Spanned<Scalar>>,
     #[serde(default)]
+    models: Option<Vec<Spanned<ModelDoc>>>,
+    #[serde(default)]
+    instructions: Vec<Spanned<InstructionDoc>>,
+    #[serde(default)]
     actions: Option<Spanned<ActionOverrides>>,
     #[serde(default)]
     guardrails: Vec<Spanned<GuardrailDoc>>,
@@ -177,6 +181,23 @@ struct ExeDoc {
     source: Option<Spanned<ExecSource>>,
     #[serde(default = "one")]
     runs: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelDoc {
+    path: Spanned<String>,
+    #[serde(default)]
+    sha256: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstructionDoc {
+    path: Spanned<String>,
+    sha256: Spanned<String>,
+    #[serde(default)]
+    size: u64,
 }
 
 #[derive(Deserialize)]

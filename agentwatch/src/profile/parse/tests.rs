@@ -34,6 +34,15 @@ fn sample() -> Profile {
     p.resources.insert("memory".into(), "512M".into());
     p.resources.insert("pids".into(), "64".into());
     p.resources.insert("cpu".into(), "0.5".into());
+    p.models = Some(vec![crate::profile::pinned::ModelRule {
+        path: "$HOME/models/*.gguf".into(),
+        sha256: vec!["a".repeat(64)],
+    }]);
+    p.instructions.push(crate::profile::pinned::Instruction {
+        path: "$WORKSPACE/AGENTS.md".into(),
+        sha256: "b".repeat(64),
+        size: 120,
+    });
     p.review.push(ReviewItem {
         path: "$HOME/.ssh/id_ed25519".into(),
         access: AccessSet::of(&[Access::Read]),
@@ -327,6 +336,8 @@ fn every_section_written_passes_the_shape_check() {
         "review:",
         "rates:",
         "resources:",
+        "models:",
+        "instructions:",
     ] {
         assert!(text.contains(section), "{section} not written:\n{text}");
     }
@@ -335,4 +346,44 @@ fn every_section_written_passes_the_shape_check() {
     let (back, f) = parse(&text);
     assert!(f.iter().all(|f| f.severity != Severity::Error), "{f:?}");
     assert_eq!(back.expect("parsed"), p);
+}
+
+#[test]
+fn lint_checks_models_and_instruction_pins() {
+    let text = [
+        "apiVersion: agentwatch.dev/v2",
+        "kind: AgentProfile",
+        "agent: a",
+        "models:",
+        "  - path: relative/x.gguf",
+        "    sha256: [nothex]",
+        "instructions:",
+        "  - path: $WORKSPACE/*.md",
+        "    sha256: abc",
+    ]
+    .join("\n");
+    let (_, f) = parse(&text);
+    let errors: Vec<String> = f
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.message.clone())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("must start with /")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("\"nothex\" is not a sha256")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("not a pattern")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("\"abc\" is not a sha256")),
+        "{errors:?}"
+    );
 }

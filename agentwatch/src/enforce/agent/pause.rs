@@ -1,0 +1,74 @@
+//! Pausing an agent for a decision: its whole tree stopped (a sweep that
+//! catches what forks meanwhile) and an approval request opened, with
+//! what `approve --learn` would add.
+use super::{explain::learn_entry, AgentEnforcer};
+use crate::{
+    enforce::{
+        approvals::{LearnEntry, Subject},
+        tree,
+    },
+    event::Event,
+    profile::matcher::Finding,
+};
+
+impl AgentEnforcer {
+    /// Stops every process of the agent. A process may be forking as the
+    /// sweep passes: its child joins the watch map during the fork, so
+    /// the sweep repeats until a pass finds no process it has not stopped
+    /// (a stopped process forks no more). Returns how many it stopped.
+    pub(super) fn stop_tree(&self) -> usize {
+        let mut stopped = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let new: Vec<u32> = self
+                .maps
+                .pids(self.agent_id)
+                .into_iter()
+                .filter(|p| !stopped.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            tree::stop(&new);
+            stopped.extend(new);
+        }
+        stopped.len()
+    }
+
+    /// Makes sure the whole tree is stopped and opens an approval request.
+    pub(super) fn pause_for(&mut self, ev: &Event, f: &Finding) -> String {
+        // Learning never allows a hard rule's subject.
+        let learn = if f.hard() {
+            None
+        } else {
+            learn_entry(ev, f.class, &self.anchors)
+        };
+        self.pause_with(ev, f, learn)
+    }
+
+    /// As `pause_for`, with what `approve --learn` adds given.
+    pub(super) fn pause_with(
+        &mut self,
+        ev: &Event,
+        f: &Finding,
+        learn: Option<LearnEntry>,
+    ) -> String {
+        let _ = self.maps.set_paused(self.agent_id, true);
+        self.stop_tree();
+        self.approvals.open(
+            Subject {
+                agent: self.agent.clone(),
+                pid: ev.pid,
+                comm: ev.comm.clone(),
+                exe: ev.context.exe.clone(),
+                ancestry: ev.context.ancestry.clone(),
+                rule: f.rule.name().into_owned(),
+                what: f.what.clone(),
+                reason: f.reason.clone(),
+                evidence: serde_json::to_value(ev).unwrap_or_default(),
+                context: self.intent.context(),
+                learn,
+            },
+            self.timeout,
+        )
+    }
+}
