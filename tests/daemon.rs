@@ -722,19 +722,23 @@ fn a_learning_agent_is_learned_session_by_session_with_guardrails_still_watched(
 #[test]
 fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     let Some(_g) = privileged() else { return };
-    let strict = "actions:\n  exec: deny\n  file: deny\n  delete: deny\n  guardrails: deny\n";
+    // Two launches within a minute are one restart more than it may have.
+    let strict = "actions:\n  exec: deny\n  file: deny\n  delete: deny\n  guardrails: deny\nresources:\n  restarts: \"0/1m\"\n";
     let yaml = profile("dmn-exec", 1, strict);
     let d = Daemon::prepare("daemon-exec", "", &[("dmn-exec.yaml", &yaml)]);
     write_config(
         &d,
-        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n\n[[agent]]\nname = \"dmn-exec\"\nprofile = \"dmn-exec.yaml\"\nmode = \"enforce\"\nworkspace = \"WS\"\n[agent.select]\nlaunched = true\n",
+        "[daemon]\nalerts = \"alerts.jsonl\"\nrescan = \"200ms\"\n\n[[agent]]\nname = \"dmn-exec\"\nprofile = \"dmn-exec.yaml\"\nmode = \"enforce\"\nworkspace = \"WS\"\nbudget_action = \"alert\"\n[agent.select]\nlaunched = true\n",
     );
     let d = d.start();
     let home = support::TempDir::new("daemon-exec-home");
     std::fs::write(home.0.join("notes.txt"), "notes").unwrap();
     // What a systemd unit's ExecStart runs: no `agentwatch run` in sight.
+    // The agent reads why from the descriptor exec gave it (bash: dash
+    // takes single-digit descriptors only).
     let script = format!(
         "(cat {}/notes.txt) || echo read-refused\n\
+         bash -c 'timeout 10 head -n 1 <&$AGENTWATCH_REASONS_FD'\n\
          (unshare -m true) || echo unshare-refused\n\
          echo hi > a.txt && cat a.txt",
         home.0.display()
@@ -753,6 +757,17 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
             "{line}: {stdout}\n{stderr}"
         );
     }
+    let told: Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no reason on AGENTWATCH_REASONS_FD: {stdout}\n{stderr}"));
+    assert_eq!(told["rule"], "landlock/file", "{told}");
+    assert!(
+        told["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("notes.txt")),
+        "{told}"
+    );
     // The daemon judged it as the agent: Landlock's refusal and the
     // escape are its alerts.
     let t = std::time::Instant::now();
@@ -785,6 +800,10 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Each launch is a start: the second is over `restarts: 0/1m`.
+    support::daemon::wait_for("budget/restarts", Duration::from_secs(10), || {
+        d.alerts().iter().any(|a| a["rule"] == "budget/restarts")
+    });
     // An agent the daemon does not have: the command never starts.
     let out = d
         .cli_cmd(&["exec", "--agent", "nope", "--", "sh", "-c", "echo started"])

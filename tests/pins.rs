@@ -40,36 +40,82 @@ fn alerts_of(alerts: &[Value], rule: &str) -> Vec<Value> {
         .collect()
 }
 
+const VENDOR: &[u8] = b"GGUF\x03\0\0\0weights a vendor vouches for";
+
+/// An Ed25519 key pair made by openssl in `dir`, and `SHA256SUMS`
+/// listing VENDOR's hash there, signed with it.
+fn signed_manifest(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "vendor.key"]);
+    openssl(&["pkey", "-in", "vendor.key", "-pubout", "-out", "vendor.pub"]);
+    let sums = format!("{}  vendor.gguf\n", sha256_hex(VENDOR));
+    std::fs::write(dir.join("SHA256SUMS"), sums).expect("sums");
+    openssl(&[
+        "pkeyutl",
+        "-sign",
+        "-rawin",
+        "-inkey",
+        "vendor.key",
+        "-in",
+        "SHA256SUMS",
+        "-out",
+        "SHA256SUMS.sig",
+    ]);
+}
+
 #[test]
 fn an_approved_model_loads_an_unapproved_one_is_refused_and_a_modified_one_flagged() {
     let Some(_g) = privileged() else { return };
+    let keys = TempDir::new("pins-vendor");
+    signed_manifest(keys.path());
     let extra = format!(
-        "models:\n  - path: \"$WORKSPACE/ok.gguf\"\n    sha256: [\"{}\"]\nactions:\n  file: deny\n",
-        sha256_hex(GGUF)
+        "models:\n  - path: \"$WORKSPACE/ok.gguf\"\n    sha256: [\"{}\"]\nmodelManifests:\n  - manifest: \"{}\"\n    key: \"{}\"\nactions:\n  file: deny\n  guardrails: deny\n",
+        sha256_hex(GGUF),
+        keys.path().join("SHA256SUMS").display(),
+        keys.path().join("vendor.pub").display(),
     );
-    // Each read's exit status says whether the reader lived.
-    let script = "cat ok.gguf > /dev/null; echo ok-rc $?; \
-                  cat bad.safetensors > /dev/null; echo bad-rc $?; \
-                  cat ok.gguf > /dev/null; echo again-rc $?; \
-                  printf tampered >> ok.gguf; \
-                  cat ok.gguf > /dev/null; echo changed-rc $?";
+    // Each read's exit status says whether the reader lived. Last, the
+    // agent tries to swap the vendor's key: agentwatch's own file.
+    let script = format!(
+        "cat ok.gguf > /dev/null; echo ok-rc $?; \
+         cat vendor.gguf > /dev/null; echo vendor-rc $?; \
+         cat bad.safetensors > /dev/null; echo bad-rc $?; \
+         cat ok.gguf > /dev/null; echo again-rc $?; \
+         printf tampered >> ok.gguf; \
+         cat ok.gguf > /dev/null; echo changed-rc $?; \
+         (printf x >> {}); echo key-rc $?",
+        keys.path().join("vendor.pub").display()
+    );
     let run = Run::start_prepared(
         "pins-models",
         &profile("pins-models", 9, &extra),
         "enforce",
         &[],
-        script,
+        &script,
         |ws| {
             std::fs::write(ws.join("ok.gguf"), GGUF).expect("model");
+            std::fs::write(ws.join("vendor.gguf"), VENDOR).expect("model");
             std::fs::write(ws.join("bad.safetensors"), safetensors()).expect("model");
         },
     );
     let d = run.finish();
     assert!(d.stdout.contains("ok-rc 0"), "{}\n{}", d.stdout, d.stderr);
     assert!(d.stdout.contains("again-rc 0"), "{}", d.stdout);
+    // Approved by the vendor's signed manifest, by hash alone.
+    assert!(d.stdout.contains("vendor-rc 0"), "{}", d.stdout);
     // Killed while held at its open's return: it never read a byte.
     assert!(d.stdout.contains("bad-rc 137"), "{}", d.stdout);
     assert!(d.stdout.contains("changed-rc 137"), "{}", d.stdout);
+    assert!(d.stdout.contains("key-rc 137"), "{}", d.stdout);
+    let key = std::fs::read_to_string(keys.path().join("vendor.pub")).expect("key");
+    assert!(!key.ends_with('x'), "the agent changed the vendor's key");
     let bad = alerts_of(&d.alerts, "model/unapproved");
     assert_eq!(bad.len(), 1, "{:#?}", d.alerts);
     assert_eq!(bad[0]["pinned"]["format"], "safetensors", "{}", bad[0]);
@@ -97,7 +143,7 @@ fn an_approved_model_loads_an_unapproved_one_is_refused_and_a_modified_one_flagg
         .collect();
     assert_eq!(
         rules,
-        ["model/unapproved", "model/changed"],
+        ["model/unapproved", "model/changed", "guardrail/agentwatch"],
         "{:#?}",
         d.alerts
     );

@@ -125,6 +125,12 @@ impl Signer {
         &self.id
     }
 
+    /// The raw signature of `message` (tests sign model manifests).
+    #[cfg(test)]
+    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
     /// The checkpoint record for `c`, as it goes into the log and feeds.
     pub fn record(&self, c: &Covered) -> Value {
         let sig = self.pair.sign(&c.message());
@@ -171,6 +177,14 @@ impl Verifier {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether `sig` (the 64 bytes) is this key's over `message` (a
+    /// signed model manifest, `crate::pins::manifest`).
+    pub fn verify_bytes(&self, message: &[u8], sig: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(message, sig)
+            .is_ok()
     }
 
     /// Whether `signature` (hex) is this key's over `c`.

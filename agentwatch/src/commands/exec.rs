@@ -5,7 +5,13 @@
 //! sandbox, has the daemon watch its own pid, enters the sandbox and
 //! execs CMD: the same pid, watched and sandboxed from CMD's first
 //! instruction. Nothing of agentwatch stays in the process.
-use std::{ffi::OsString, os::unix::process::CommandExt, path::PathBuf, process::Command};
+use std::{
+    ffi::OsString,
+    os::fd::{AsRawFd as _, OwnedFd},
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::Command,
+};
 
 use crate::{
     commands::anchor_args::AnchorArgs,
@@ -68,9 +74,19 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     };
     let pid = std::process::id();
     let landlock = sandbox.as_ref().map(Sandbox::landlock_flags);
-    if let Err(e) = ask(Request::Launch { pid, landlock }) {
+    // The reasons pipe: the daemon opens the write end through /proc
+    // while this process holds it; the command inherits the read end.
+    let (reasons, ours) = reasons_pipe()?;
+    let reasons_fd = Some(ours.as_raw_fd());
+    let launch = Request::Launch {
+        pid,
+        landlock,
+        reasons_fd,
+    };
+    if let Err(e) = ask(launch) {
         return not_launched(&opts.agent, e);
     }
+    drop(ours);
     if let Some(u) = &user {
         become_user(u)?;
     }
@@ -85,7 +101,8 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no command given"))?;
     let mut cmd = Command::new(prog);
-    cmd.args(args);
+    cmd.args(args)
+        .env(crate::enforce::steer::ENV, reasons.as_raw_fd().to_string());
     if let Some(u) = &user {
         cmd.env("HOME", &u.dir)
             .env("USER", &u.name)
@@ -98,6 +115,15 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     } else {
         126
     })
+}
+
+/// A pipe: the read end kept open across exec (the command's
+/// `AGENTWATCH_REASONS_FD`), the write end close-on-exec.
+fn reasons_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(r.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
+    Ok((r, w))
 }
 
 /// The sandbox for the agent's profile (`info`: the daemon's answer), as

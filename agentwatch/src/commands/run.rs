@@ -177,8 +177,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         Some((trail, shared)) => (Some(trail), Some(shared)),
         None => (None, None),
     };
+    let keys = crate::pins::manifest::keys(&profile, &anchors);
     let mut own: Vec<&std::path::Path> = vec![opts.profile.as_path()];
     own.extend(opts.audit_key.as_deref());
+    own.extend(keys.iter().map(|k| k.as_path()));
     let guardrails =
         own_files::guardrails(&own, opts.audit.as_deref(), &[control::run_dir().as_path()]);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);

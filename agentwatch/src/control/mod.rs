@@ -77,6 +77,10 @@ pub enum Request {
         pid: u32,
         #[serde(default)]
         landlock: Option<u32>,
+        /// The write end of the agent's reasons pipe, a descriptor of
+        /// `pid` (`enforce::steer`).
+        #[serde(default)]
+        reasons_fd: Option<i32>,
     },
 }
 

@@ -135,7 +135,11 @@ fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
                     != 0,
             }
         }
-        Request::Launch { pid, landlock } => e.launched(pid, landlock).into(),
+        Request::Launch {
+            pid,
+            landlock,
+            reasons_fd,
+        } => e.launched(pid, landlock, reasons_fd).into(),
         _ => Reply::Failed("not a launch request".into()),
     }
 }

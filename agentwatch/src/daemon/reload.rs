@@ -61,6 +61,12 @@ fn guardrails(cfg: &Config) -> Guardrails {
     let mut files: Vec<&Path> = vec![cfg.file.as_path(), sock.as_path()];
     files.extend(cfg.agents.iter().map(|a| a.profile_path.as_path()));
     files.extend(cfg.audit.as_ref().and_then(|a| a.key.as_deref()));
+    let keys: Vec<std::path::PathBuf> = cfg
+        .agents
+        .iter()
+        .flat_map(|a| crate::pins::manifest::keys(&a.profile, &a.anchors))
+        .collect();
+    files.extend(keys.iter().map(|k| k.as_path()));
     own_files::guardrails(&files, cfg.audit.as_ref().map(|a| a.path.as_path()), &[])
 }
 
@@ -463,6 +469,7 @@ fn differs(old: &AgentConfig, new: &AgentConfig) -> bool {
         || old.selectors != new.selectors
         || old.profile.actions != new.profile.actions
         || old.shadow.is_some() != new.shadow.is_some()
+        || old.budget_action != new.budget_action
 }
 
 /// Settings a reload cannot change in a running daemon, named.

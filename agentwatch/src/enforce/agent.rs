@@ -116,8 +116,9 @@ pub struct AgentEnforcer {
     activity: super::activity::Activity,
     /// The last `each_second` turn.
     second_checked: std::time::Instant,
-    /// Where the agent reads why it was refused (`run`'s launch only).
-    steer: Option<super::steer::Steer>,
+    /// Where the agent reads why it was refused (`run`'s launch, each
+    /// `agentwatch exec`).
+    steers: Vec<super::steer::Steer>,
     /// Who it may run as, and the UIDs already judged.
     identity: crate::identity::Policy,
     identities: std::collections::HashSet<u32>,
@@ -293,7 +294,7 @@ impl AgentEnforcer {
             intent: Default::default(),
             activity: Default::default(),
             second_checked: std::time::Instant::now(),
-            steer: None,
+            steers: Vec::new(),
             identity: Default::default(),
             identities: Default::default(),
             bounds: None,

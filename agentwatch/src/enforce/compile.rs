@@ -217,13 +217,13 @@ fn pinned_patterns(
             _ => skipped.push(i.path.clone()),
         }
     }
-    if let Some(models) = &profile.models {
+    if profile.checks_models() {
         for ext in crate::pins::kind::MODEL_EXTENSIONS {
             if let Ok(g) = Glob::guardrail(&format!("**/*.{ext}")) {
                 subtrees.push((g, accept::PINNED));
             }
         }
-        for m in models {
+        for m in profile.models.iter().flatten() {
             match anchors.expand(&m.path).map(|e| Glob::guardrail(&e)) {
                 Some(Ok(g)) => subtrees.push((g, accept::PINNED)),
                 _ => skipped.push(m.path.clone()),

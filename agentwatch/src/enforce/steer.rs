@@ -2,7 +2,9 @@
 //! action was refused or paused, and how a request was answered, instead
 //! of retrying blindly. `run` gives the agent the read end of a pipe (its
 //! number in `AGENTWATCH_REASONS_FD`) and writes one JSON line to it per
-//! refusal, pause and answer. Lines are at most `PIPE_BUF` bytes, so each
+//! refusal, pause and answer; `agentwatch exec` makes the pipe itself and
+//! the daemon opens its write end through `/proc/PID/fd/N` (`open_launched`).
+//! Lines are at most `PIPE_BUF` bytes, so each
 //! arrives whole; the write never blocks: a pipe nobody reads fills up
 //! (64 KiB, a few hundred reasons) and the rest are counted as dropped.
 use std::{
@@ -24,6 +26,8 @@ const FIELD_MAX: usize = 512;
 pub struct Steer {
     out: std::fs::File,
     dropped: u64,
+    /// Nobody holds the read end any more (the agent is gone).
+    closed: bool,
 }
 
 /// The read end, the agent's: close-on-exec until the launcher clears it
@@ -46,7 +50,38 @@ impl Steer {
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
         let out = std::fs::File::from(w);
-        Ok((Steer { out, dropped: 0 }, ReasonsEnd(r)))
+        let steer = Steer {
+            out,
+            dropped: 0,
+            closed: false,
+        };
+        Ok((steer, ReasonsEnd(r)))
+    }
+
+    /// The write end of the pipe process `pid` (`agentwatch exec`, about
+    /// to exec the agent) holds as descriptor `fd`, opened anew through
+    /// /proc. Anything but a pipe is refused: the daemon writes nowhere
+    /// else.
+    pub fn open_launched(pid: u32, fd: i32) -> std::io::Result<Steer> {
+        use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+        let path = format!("/proc/{pid}/fd/{fd}");
+        if !std::fs::metadata(&path)?.file_type().is_fifo() {
+            return Err(std::io::Error::other(format!("{path} is not a pipe")));
+        }
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)?;
+        Ok(Steer {
+            out,
+            dropped: 0,
+            closed: false,
+        })
+    }
+
+    /// Whether the agent's end is closed: nothing written here is read.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 
     /// Reasons that did not fit in the pipe (or could not be written).
@@ -102,6 +137,7 @@ impl Steer {
         }
         match self.out.write(line.as_bytes()) {
             Ok(n) if n == line.len() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,
             _ => self.dropped += 1,
         }
     }

@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub mod kind;
+pub mod manifest;
 
 /// A pinned file read against the profile: the finding, the alert's
 /// `pinned` record, and what `approve --learn` writes to allow it.
@@ -35,8 +36,12 @@ pub struct PinFinding {
 
 /// The profile's pins, expanded where this host's anchors say.
 pub struct Pins {
-    /// None: models are not checked (the profile has no `models`).
+    /// None: models are not checked (the profile has no `models` and no
+    /// `modelManifests`).
     models: Option<Vec<(Glob, ModelRule)>>,
+    /// Hashes the signed manifests approve, and why one approves nothing.
+    manifest_hashes: std::collections::BTreeSet<String>,
+    manifest_errors: Vec<String>,
     instructions: Vec<(String, Instruction)>,
     hashes: HashCache,
     anchors: Anchors,
@@ -45,11 +50,25 @@ pub struct Pins {
 impl Pins {
     pub fn new(profile: &Profile, anchors: &Anchors) -> Self {
         let glob = |p: &str| anchors.expand(p).and_then(|e| Glob::guardrail(&e).ok());
-        let models = profile.models.as_ref().map(|ms| {
-            ms.iter()
+        let models = profile.checks_models().then(|| {
+            profile
+                .models
+                .iter()
+                .flatten()
                 .filter_map(|m| glob(&m.path).map(|g| (g, m.clone())))
                 .collect()
         });
+        let mut manifest_hashes = std::collections::BTreeSet::new();
+        let mut manifest_errors = Vec::new();
+        for m in &profile.model_manifests {
+            match manifest::approved(m, |p| anchors.expand(p)) {
+                Ok(h) => manifest_hashes.extend(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a model manifest approves nothing");
+                    manifest_errors.push(e.to_string());
+                }
+            }
+        }
         // The kernel names the file an open reached by its real path: a
         // workspace behind a symlink is compared as it really is.
         let instructions = profile
@@ -59,6 +78,8 @@ impl Pins {
             .collect();
         Self {
             models,
+            manifest_hashes,
+            manifest_errors,
             instructions,
             hashes: HashCache::default(),
             anchors: anchors.clone(),
@@ -111,13 +132,23 @@ impl Pins {
                 learn,
             });
         }
-        // The same bytes elsewhere (a copy, a cache) are the approved model.
+        // The same bytes elsewhere (a copy, a cache) are the approved
+        // model; a signed manifest approves by hash alone.
         let elsewhere = models.iter().any(|(_, m)| m.sha256.contains(&sha));
-        (!elsewhere).then(|| PinFinding {
+        if elsewhere || self.manifest_hashes.contains(&sha) {
+            return None;
+        }
+        let mut reason =
+            "no entry of the profile's models, and no signed manifest, approves this file"
+                .to_string();
+        for e in &self.manifest_errors {
+            reason.push_str(&format!("; a manifest approves nothing: {e}"));
+        }
+        Some(PinFinding {
             finding: finding(
                 Rule::ModelUnapproved,
                 format!("load {anchored} ({format}, sha256 {})", &sha[..12]),
-                "no entry of the profile's models approves this file".into(),
+                reason,
             ),
             detail,
             learn,

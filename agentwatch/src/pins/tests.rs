@@ -134,3 +134,37 @@ fn learning_pins_models_and_instruction_files_it_recognises() {
     assert_eq!(learned(&n), None);
     assert_eq!(learned(&r), None);
 }
+
+#[test]
+fn a_signed_manifest_approves_by_hash_and_a_broken_one_says_why() {
+    use crate::audit::checkpoint::{keygen, Signer};
+    use crate::profile::pinned::ModelManifest;
+    let d = dir("manifest");
+    let (key, public, _) = keygen(&d.0.join("vendor")).unwrap();
+    let vouched = b"GGUF\x03\0\0\0vouched weights";
+    let m = write(&d, "m.gguf", vouched);
+    let other = write(&d, "o.gguf", b"GGUF\x03\0\0\0other weights");
+    let sums = format!("{}  m.gguf\n", sha(vouched));
+    let manifest = write(&d, "SHA256SUMS", sums.as_bytes());
+    let sig = Signer::load(&key).unwrap().sign_bytes(sums.as_bytes());
+    std::fs::write(format!("{manifest}.sig"), sig).unwrap();
+    let mut p = Profile::empty("t");
+    p.model_manifests.push(ModelManifest {
+        manifest: manifest.clone(),
+        key: public.display().to_string(),
+    });
+    let mut pins = Pins::new(&p, &Anchors::default());
+    assert!(pins.check(&m, open(&m)).is_none());
+    let f = pins.check(&other, open(&other)).expect("unapproved");
+    assert_eq!(f.finding.rule, Rule::ModelUnapproved);
+    // The manifest changed after it was signed: it approves nothing, and
+    // the refusal says so.
+    std::fs::write(&manifest, format!("{sums}{}  o.gguf\n", sha(b"x"))).unwrap();
+    let mut pins = Pins::new(&p, &Anchors::default());
+    let f = pins.check(&m, open(&m)).expect("unapproved now");
+    assert!(
+        f.finding.reason.contains("a manifest approves nothing"),
+        "{}",
+        f.finding.reason
+    );
+}

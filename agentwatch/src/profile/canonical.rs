@@ -23,6 +23,7 @@ impl Profile {
             },
             resources: BTreeMap::new(),
             models: None,
+            model_manifests: Vec::new(),
             instructions: Vec::new(),
             actions: Actions::default(),
             guardrails: Vec::new(),
@@ -61,6 +62,8 @@ impl Profile {
             pinned::sort_models(m);
         }
         self.instructions.sort_by(|a, b| a.path.cmp(&b.path));
+        self.model_manifests.sort();
+        self.model_manifests.dedup();
         for n in &mut self.network {
             n.by.sort();
             n.by.dedup();
@@ -71,5 +74,13 @@ impl Profile {
             .sort_by(|a, b| (&a.path, &a.guardrail).cmp(&(&b.path, &b.guardrail)));
         self.provenance.hosts.sort();
         self.provenance.hosts.dedup();
+    }
+}
+
+impl Profile {
+    /// Whether opening a model file is checked: a `models` section (even
+    /// empty) or a signed manifest.
+    pub fn checks_models(&self) -> bool {
+        self.models.is_some() || !self.model_manifests.is_empty()
     }
 }

@@ -173,6 +173,8 @@ fn union_numbers(out: &mut Profile, p: &Profile) {
         out.resources.insert(k.clone(), kept);
     }
     super::pinned::union_models(&mut out.models, &p.models);
+    out.model_manifests
+        .extend(p.model_manifests.iter().cloned());
     // A pin stays as first learned or approved: a changed file is
     // approved by a reviewer, not merged in.
     super::pinned::add_instructions(&mut out.instructions, &p.instructions, true);

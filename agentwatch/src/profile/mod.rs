@@ -69,6 +69,8 @@ pub struct Profile {
     pub resources: BTreeMap<String, String>,
     /// The model files it may load; None: models are not checked.
     pub models: Option<Vec<pinned::ModelRule>>,
+    /// Signed lists of approved model hashes (models are then checked).
+    pub model_manifests: Vec<pinned::ModelManifest>,
     /// The files that steer it, pinned by sha256.
     pub instructions: Vec<pinned::Instruction>,
     /// What `run --mode enforce` does per class (and for guardrails and

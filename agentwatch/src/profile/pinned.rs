@@ -12,6 +12,16 @@ pub struct ModelRule {
     pub sha256: Vec<String>,
 }
 
+/// A signed list of approved model hashes: `manifest` in `sha256sum`'s
+/// format, its Ed25519 signature beside it (`MANIFEST.sig`: the 64 raw
+/// bytes, or them in hex), checked with the public key `key` (PEM). Any
+/// model file whose sha256 it lists is approved, wherever it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ModelManifest {
+    pub manifest: String,
+    pub key: String,
+}
+
 /// A file that steers the agent, pinned at the content it had when it
 /// was learned or last approved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,6 +149,13 @@ fn write_pinned(o: &mut String, p: &Profile) -> std::fmt::Result {
             writeln!(o, "    sha256: {}", q_list(&m.sha256))?;
         }
     }
+    if !p.model_manifests.is_empty() {
+        section(o, "modelManifests", false)?;
+        for m in &p.model_manifests {
+            writeln!(o, "  - manifest: {}", q(&m.manifest))?;
+            writeln!(o, "    key: {}", q(&m.key))?;
+        }
+    }
     if !p.instructions.is_empty() {
         section(o, "instructions", false)?;
         for i in &p.instructions {

@@ -79,12 +79,17 @@ impl AgentEnforcer {
     }
 
     /// An exec by which a process joined the agent through a selector: the
-    /// agent started. More starts within the window than the restart
-    /// budget allows is `budget/restarts` (a loop that keeps relaunching).
+    /// agent started.
     pub(super) fn note_start(&mut self, ev: &crate::event::Event) {
-        let crate::event::Detail::Exec { selected: true, .. } = ev.detail else {
-            return;
-        };
+        if let crate::event::Detail::Exec { selected: true, .. } = ev.detail {
+            self.started();
+        }
+    }
+
+    /// The agent started (a selector took a process, or `agentwatch exec`
+    /// launched one). More starts within the window than the restart
+    /// budget allows is `budget/restarts` (a loop that keeps relaunching).
+    pub(super) fn started(&mut self) {
         let Some(b) = &mut self.bounds else {
             return;
         };
@@ -145,15 +150,13 @@ impl AgentEnforcer {
             "host": crate::origin::host(),
         });
         self.raise_notice(record);
-        if let Some(s) = &mut self.steer {
-            s.refused(
-                &rule,
-                &what,
-                "a resource budget of the agent",
-                action.name(),
-                None,
-            );
-        }
+        self.tell_refused(
+            &rule,
+            &what,
+            "a resource budget of the agent",
+            action.name(),
+            None,
+        );
         match action {
             Action::Alert => {}
             Action::Pause => {

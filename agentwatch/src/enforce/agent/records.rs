@@ -77,25 +77,40 @@ impl AgentEnforcer {
         }
         self.note_violation(f);
         // What the agent is told: anything but an alert (it went on).
-        if let Some(s) = &mut self.steer {
-            if !action.starts_with("alert") {
-                let rule = f.rule.to_string();
-                s.refused(&rule, &f.what, &f.reason, action, approval.as_deref());
-            }
+        if !action.starts_with("alert") {
+            let rule = f.rule.to_string();
+            self.tell_refused(&rule, &f.what, &f.reason, action, approval.as_deref());
         }
     }
 
     /// The agent's launcher gave it the read end of `steer`'s pipe: every
-    /// refusal, pause and answer is written there.
+    /// refusal, pause and answer is written there. A daemon agent has one
+    /// per `agentwatch exec`; each hears the agent's reasons.
     pub fn set_steer(&mut self, steer: crate::enforce::steer::Steer) {
-        self.steer = Some(steer);
+        self.steers.push(steer);
+    }
+
+    /// A refusal, a pause or a kill, for the agent to read (when it can).
+    pub(super) fn tell_refused(
+        &mut self,
+        rule: &str,
+        what: &str,
+        reason: &str,
+        action: &str,
+        request: Option<&str>,
+    ) {
+        for s in &mut self.steers {
+            s.refused(rule, what, reason, action, request);
+        }
+        self.steers.retain(|s| !s.closed());
     }
 
     /// Answers to requests, for the agent to read (when it can).
     pub(super) fn tell_answer(&mut self, ids: &[String], outcome: &str, by: &str) {
-        if let Some(s) = &mut self.steer {
+        for s in &mut self.steers {
             s.answered(ids, outcome, by);
         }
+        self.steers.retain(|s| !s.closed());
     }
 
     /// Sends the aggregate alerts whose window closed by `now`, and says

@@ -78,11 +78,21 @@ impl AgentEnforcer {
         &mut self,
         pid: u32,
         landlock: Option<u32>,
+        reasons_fd: Option<i32>,
     ) -> Result<String, crate::sensors::SensorError> {
         use agentwatch_common::policy::watch;
         let held = watch::LANDLOCK_FILE | watch::LANDLOCK_DELETE | watch::LANDLOCK_EXEC;
         let flags = landlock.map_or(0, |l| watch::SANDBOXED | (l & held));
         self.maps.watch(pid, self.agent_id, flags)?;
+        self.started();
+        if let Some(fd) = reasons_fd {
+            match crate::enforce::steer::Steer::open_launched(pid, fd) {
+                Ok(s) => self.set_steer(s),
+                Err(e) => {
+                    tracing::warn!(agent = %self.agent, pid, error = %e, "the launched agent gets no reasons")
+                }
+            }
+        }
         tracing::info!(agent = %self.agent, pid, sandboxed = landlock.is_some(), "launched");
         Ok(format!("pid {pid} runs as agent {}", self.agent))
     }

@@ -206,6 +206,34 @@ fn pinned(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
         }
         p.models = Some(out);
     }
+    for m in doc.model_manifests.iter().map(|m| &m.value) {
+        for f in [&m.manifest, &m.key] {
+            if check_pattern(lint, f).is_some() && f.value.contains('*') {
+                lint.error(
+                    f,
+                    format!("{:?}: a file, not a pattern", f.value),
+                    "name the manifest and its public key",
+                );
+            }
+        }
+        let manifest = crate::profile::pinned::ModelManifest {
+            manifest: m.manifest.value.clone(),
+            key: m.key.value.clone(),
+        };
+        // Where it names files on this host, say now if it would not
+        // verify (anchored ones are checked when the agent starts).
+        let here = |p: &str| p.starts_with('/').then(|| p.to_string());
+        if here(&manifest.manifest).is_some() && here(&manifest.key).is_some() {
+            if let Err(e) = crate::pins::manifest::approved(&manifest, here) {
+                lint.warning(
+                    &m.manifest,
+                    format!("this manifest approves nothing here: {e}"),
+                    "sign the manifest with the key's private half, as docs/profile-format.md shows",
+                );
+            }
+        }
+        p.model_manifests.push(manifest);
+    }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for i in doc.instructions.iter().map(|i| &i.value) {
         if let Some(g) = check_pattern(lint, &i.path) {

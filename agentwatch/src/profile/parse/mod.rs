@@ -121,6 +121,8 @@ struct Doc {
     #[serde(default)]
     instructions: Vec<Spanned<InstructionDoc>>,
     #[serde(default)]
+    model_manifests: Vec<Spanned<ManifestDoc>>,
+    #[serde(default)]
     actions: Option<Spanned<ActionOverrides>>,
     #[serde(default)]
     guardrails: Vec<Spanned<GuardrailDoc>>,
@@ -189,6 +191,13 @@ struct ModelDoc {
     path: Spanned<String>,
     #[serde(default)]
     sha256: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestDoc {
+    manifest: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -222,6 +222,13 @@ const PROFILE: &[Field] = &[
         ),
     ),
     Field(
+        "modelManifests",
+        Want::ListOfFields(
+            &[Field("manifest", Want::Text), Field("key", Want::Text)],
+            "a signed model manifest",
+        ),
+    ),
+    Field(
         "instructions",
         Want::ListOfFields(
             &[

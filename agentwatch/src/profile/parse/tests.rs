@@ -43,6 +43,11 @@ fn sample() -> Profile {
         sha256: "b".repeat(64),
         size: 120,
     });
+    p.model_manifests
+        .push(crate::profile::pinned::ModelManifest {
+            manifest: "$HOME/models/SHA256SUMS".into(),
+            key: "/etc/agentwatch/models.pub".into(),
+        });
     p.review.push(ReviewItem {
         path: "$HOME/.ssh/id_ed25519".into(),
         access: AccessSet::of(&[Access::Read]),
@@ -338,6 +343,7 @@ fn every_section_written_passes_the_shape_check() {
         "resources:",
         "models:",
         "instructions:",
+        "modelManifests:",
     ] {
         assert!(text.contains(section), "{section} not written:\n{text}");
     }
@@ -360,6 +366,9 @@ fn lint_checks_models_and_instruction_pins() {
         "instructions:",
         "  - path: $WORKSPACE/*.md",
         "    sha256: abc",
+        "modelManifests:",
+        "  - manifest: /nonexistent/SHA256SUMS",
+        "    key: /nonexistent/models.pub",
     ]
     .join("\n");
     let (_, f) = parse(&text);
@@ -385,5 +394,10 @@ fn lint_checks_models_and_instruction_pins() {
     assert!(
         errors.iter().any(|e| e.contains("\"abc\" is not a sha256")),
         "{errors:?}"
+    );
+    assert!(
+        f.iter().any(|f| f.severity == Severity::Warning
+            && f.message.contains("this manifest approves nothing here")),
+        "{f:?}"
     );
 }
