@@ -149,6 +149,25 @@ fn an_approved_model_loads_an_unapproved_one_is_refused_and_a_modified_one_flagg
     );
 }
 
+/// The open approval request of `agent`, waited for (10 s at most).
+fn request_of(agent: &str) -> Value {
+    let t = std::time::Instant::now();
+    loop {
+        let pending: Value = serde_json::from_str(&control(&["pending", "--json"])).expect("json");
+        let found = pending
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["agent"] == agent))
+            .cloned();
+        match found {
+            Some(r) => return r,
+            None if t.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => panic!("no request of {agent} in {pending}"),
+        }
+    }
+}
+
 #[test]
 fn a_changed_agents_md_pauses_on_read_and_is_accepted_after_approval() {
     let Some(_g) = privileged() else { return };
@@ -171,12 +190,9 @@ fn a_changed_agents_md_pauses_on_read_and_is_accepted_after_approval() {
         |ws| std::fs::write(ws.join("AGENTS.md"), v1).expect("AGENTS.md"),
     );
     run.wait_stopped("cat");
-    let pending: Value = serde_json::from_str(&control(&["pending", "--json"])).expect("json");
-    let req = pending
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["agent"] == "pins-agents"))
-        .unwrap_or_else(|| panic!("no request in {pending}"))
-        .clone();
+    // The reader is held from its open's return; the request opens once
+    // the file is hashed (on agentwatch's hashing thread).
+    let req = request_of("pins-agents");
     assert_eq!(req["rule"], "config/changed", "{req}");
     assert_eq!(req["what"], "read $WORKSPACE/AGENTS.md", "{req}");
     let id = req["id"].as_str().expect("id").to_string();

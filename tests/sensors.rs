@@ -590,3 +590,52 @@ fn overload_is_counted_never_silent() {
     );
     assert!(delivered <= N);
 }
+
+/// The benchmark's floors (`bench-floor`, `bench-floor --raw`) load and
+/// attach their empty programs, hold them while stdin is open, and
+/// detach them when it closes.
+#[test]
+fn benchmark_floors_hold_their_programs_until_stdin_closes() {
+    use std::io::{BufRead, BufReader};
+    let Some(_k) = privileged() else { return };
+    let loaded = |name: &str| {
+        let out = std::process::Command::new("/usr/sbin/bpftool")
+            .args(["prog", "show"])
+            .output()
+            .expect("bpftool");
+        // A prefix: older bpftool cuts names to 15 bytes.
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" name {name}"))
+    };
+    for (args, programs) in [
+        (vec![], vec!["floor_tracepoi"]),
+        (vec!["--raw"], vec!["floor_raw_enter", "floor_raw_exit"]),
+    ] {
+        let mut floor = agentwatch()
+            .arg("bench-floor")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bench-floor");
+        let mut line = String::new();
+        BufReader::new(floor.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready", "bench-floor {args:?}");
+        for p in &programs {
+            assert!(loaded(p), "{p} is loaded while bench-floor {args:?} runs");
+        }
+        drop(floor.stdin.take());
+        let st = floor.wait().expect("bench-floor exits");
+        assert!(st.success(), "bench-floor {args:?}: {st}");
+        // Freed after an RCU grace period: tracing programs take a while.
+        for p in &programs {
+            let t = std::time::Instant::now();
+            while loaded(p) && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(!loaded(p), "{p} is gone after bench-floor {args:?}");
+        }
+    }
+}

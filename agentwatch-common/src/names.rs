@@ -82,6 +82,8 @@ pub mod program {
     pub const DENY_PATH_CHOWN: &str = "deny_path_chown";
     pub const DENY_BPRM_CHECK: &str = "deny_bprm_check";
     pub const FLOOR_TRACEPOINT: &str = "floor_tracepoint";
+    pub const FLOOR_RAW_ENTER: &str = "floor_raw_enter";
+    pub const FLOOR_RAW_EXIT: &str = "floor_raw_exit";
     pub const FLOOR_BTF: &str = "floor_btf";
     pub const PROBE_LSM: &str = "probe_lsm";
     pub const PROBE_FENTRY: &str = "probe_fentry";
@@ -167,6 +169,8 @@ pub const PROGRAMS: &[&str] = &[
     program::DENY_PATH_CHOWN,
     program::DENY_BPRM_CHECK,
     program::FLOOR_TRACEPOINT,
+    program::FLOOR_RAW_ENTER,
+    program::FLOOR_RAW_EXIT,
     program::FLOOR_BTF,
     program::PROBE_LSM,
     program::PROBE_FENTRY,

@@ -88,17 +88,28 @@ pub fn wanted(pol: &AgentPolicy, d: &Decision) -> u8 {
     agentwatch_common::policy::wanted(pol, d.rule, d.class)
 }
 
+/// In enforce mode, stops the caller until userspace has judged what the
+/// kernel left to it (`act` for undecided rules; a pinned file's read);
+/// userspace releases it. Else the caller goes on.
+#[inline(always)]
+pub fn hold(pol: &AgentPolicy) -> u8 {
+    if pol.enforce == 0 {
+        return action::ALERT;
+    }
+    signal(SIGSTOP);
+    action::HOLD
+}
+
 /// Takes the action for `d` from the violating task; returns what was done.
 /// `lsm_refuses`: an LSM hook of this call will still run and can refuse
 /// it, so a deny is left to it (DENY_NOW) rather than a SIGKILL.
 #[inline(always)]
 pub fn act(pol: &AgentPolicy, agent: u32, d: &Decision, lsm_refuses: bool) -> u8 {
     if d.verdict == verdict::UNDECIDED {
-        // In enforce mode a path or binary the kernel could not judge does
-        // not run on before userspace has judged it.
-        if pol.enforce != 0 && matches!(d.rule, rule::PATH | rule::EXEC_HASH | rule::INTERP) {
-            signal(SIGSTOP);
-            return action::HOLD;
+        // A path or binary the kernel could not judge does not run on
+        // before userspace has judged it.
+        if matches!(d.rule, rule::PATH | rule::EXEC_HASH | rule::INTERP) {
+            return hold(pol);
         }
         return action::ALERT;
     }

@@ -295,6 +295,21 @@ pub fn floor_tracepoint(_ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Empty programs on the raw syscall tracepoints (`tp_btf/sys_enter`,
+/// `tp_btf/sys_exit`), which fire for every call of every process: the
+/// benchmark's second floor, what any eBPF sensor on syscalls costs
+/// whichever kind of tracepoint it uses.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn floor_raw_enter(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// See `floor_raw_enter`.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn floor_raw_exit(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// Empty tp_btf program for the floor of the sched hooks.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn floor_btf(_ctx: BtfTracePointContext) -> i32 {

@@ -81,6 +81,20 @@ pub struct Budgets {
 }
 
 impl Budgets {
+    /// The budgets of a profile's `resources` section whose kinds `keep`
+    /// accepts (a selected agent has no run time; a kernel without the
+    /// controller holds none).
+    pub fn from_resources(
+        resources: &std::collections::BTreeMap<String, String>,
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Result<Self, BudgetError> {
+        let mut b = Self::default();
+        for (kind, value) in resources.iter().filter(|(k, _)| keep(k)) {
+            b.set(&format!("{kind}={value}"))?;
+        }
+        Ok(b)
+    }
+
     /// Adds one `KIND=VALUE` (`run --budget`).
     pub fn set(&mut self, spec: &str) -> Result<(), BudgetError> {
         let (kind, value) = spec

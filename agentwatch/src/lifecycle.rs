@@ -187,6 +187,8 @@ pub fn turn(agents: &Agents) {
 pub fn drain(pipeline: Pipeline, agents: &Agents) -> Counts {
     let counts = pipeline.finish();
     each_agent(agents, |e| {
+        // A reader held for its pinned file's hash is never left held.
+        e.finish_hashing(true);
         e.drain_alerts();
         // Budgets reached in the last second are reported too; then the
         // agent's cgroup goes (the process exits without dropping it).

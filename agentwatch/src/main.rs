@@ -144,7 +144,11 @@ enum Command {
     /// Benchmark helper: attach empty programs to the sensors' syscall
     /// hooks (the cost floor) and hold them until stdin closes.
     #[command(hide = true)]
-    BenchFloor,
+    BenchFloor {
+        /// On the raw syscall tracepoints (every call) instead.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Benchmark helper: profile building and matching micro-benchmarks,
     /// as one JSON object.
     #[command(hide = true)]
@@ -352,7 +356,7 @@ impl Command {
                 ProfileAction::Merge { .. } => false,
             },
             Command::Exec(_)
-            | Command::BenchFloor
+            | Command::BenchFloor { .. }
             | Command::BenchProfile
             | Command::Completions { .. }
             | Command::ManPages { .. } => false,
@@ -443,7 +447,7 @@ fn main() -> ExitCode {
             };
             demo::run(mode, changed)
         }
-        Command::BenchFloor => agentwatch::sensors::hold_floor(),
+        Command::BenchFloor { raw } => agentwatch::sensors::hold_floor(raw),
         Command::BenchProfile => agentwatch::commands::bench_profile::run(),
         Command::Doctor { json, config } => doctor::run(json, config.as_deref()),
         Command::Drift(o) => drift::run(o),

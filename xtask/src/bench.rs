@@ -260,11 +260,12 @@ fn load_sensors(agentwatch: &Path) -> anyhow::Result<Loaded> {
 }
 
 /// (c): the empty floor programs on the same syscall hooks.
-pub(crate) fn load_floor(agentwatch: &Path) -> anyhow::Result<Loaded> {
+pub(crate) fn load_floor(agentwatch: &Path, raw: bool) -> anyhow::Result<Loaded> {
     let mut child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(agentwatch)
         .arg("bench-floor")
+        .args(raw.then_some("--raw"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -299,7 +300,7 @@ fn measure(bench: &Bench, workload: &'static str, rounds: usize) -> anyhow::Resu
             b.push(bench.run_plain(workload)?);
         }
         {
-            let _floor = load_floor(&bench.agentwatch)?;
+            let _floor = load_floor(&bench.agentwatch, false)?;
             c.push(bench.run_plain(workload)?);
         }
         d.push(bench.run_watched(workload)?);
@@ -439,7 +440,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     )?;
     let floor = kernel_cost(
         &bench,
-        &|| load_floor(&bench.agentwatch),
+        &|| load_floor(&bench.agentwatch, false),
         &["floor_tracepoi"],
     )?;
     let enforce = enforce_section(&bench, o.rounds, o.samples)?;

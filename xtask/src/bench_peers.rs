@@ -30,9 +30,10 @@ use crate::{
 pub const HEADING: &str = "\n## Against peers: auditd and bpftrace";
 
 /// The configurations, in table order.
-pub(crate) const CONFIGS: [Config; 6] = [
+pub(crate) const CONFIGS: [Config; 7] = [
     Config::None,
     Config::Floor,
+    Config::FloorRaw,
     Config::Monitor,
     Config::Enforce,
     Config::Auditd,
@@ -51,6 +52,7 @@ pub(crate) const MARK: &str = "/tmp/agentwatch-bench-mark";
 pub(crate) enum Config {
     None,
     Floor,
+    FloorRaw,
     Monitor,
     Enforce,
     Auditd,
@@ -67,6 +69,7 @@ impl Config {
         match self {
             Config::None => "no monitor",
             Config::Floor => "empty BPF floor",
+            Config::FloorRaw => "empty raw_syscalls floor",
             Config::Monitor => "agentwatch monitor",
             Config::Enforce => "agentwatch enforce",
             Config::Auditd => "auditd",
@@ -77,6 +80,7 @@ impl Config {
         match self {
             Config::None => "none",
             Config::Floor => "floor",
+            Config::FloorRaw => "floor_raw",
             Config::Monitor => "monitor",
             Config::Enforce => "enforce",
             Config::Auditd => "auditd",
@@ -385,8 +389,8 @@ impl Runner<'_> {
         let mut s = Sample::default();
         match cfg {
             Config::None => s.ns = self.timed(self.command(&argv), false)?.0,
-            Config::Floor => {
-                let _floor = load_floor(&self.bench.agentwatch)?;
+            Config::Floor | Config::FloorRaw => {
+                let _floor = load_floor(&self.bench.agentwatch, cfg == Config::FloorRaw)?;
                 s.ns = self.timed(self.command(&argv), false)?.0;
             }
             Config::Monitor | Config::Enforce => {

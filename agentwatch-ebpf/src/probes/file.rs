@@ -348,9 +348,8 @@ pub fn judge_opened(
             ev.hdr.verdict = verdict::ALLOW;
             ev.hdr.rule = record;
             // A pinned file is not read before userspace has checked it.
-            if record == rule::PINNED && pol.enforce != 0 {
-                enforce::signal(enforce::SIGSTOP);
-                ev.hdr.action = action::HOLD;
+            if record == rule::PINNED {
+                ev.hdr.action = enforce::hold(pol);
             }
             event::submit(ev);
         }

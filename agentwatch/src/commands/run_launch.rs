@@ -21,7 +21,6 @@ fn budgets_of(
     resources: &std::collections::BTreeMap<String, String>,
     opts: &RunOptions,
 ) -> anyhow::Result<Budgets> {
-    let mut b = Budgets::default();
     let given = |k: &str| opts.budgets.iter().any(|s| s.split('=').next() == Some(k));
     // A profile learned on a host whose kernel has the controller may run
     // where it has not: its budget is said to be off, not a failed start.
@@ -33,13 +32,10 @@ fn budgets_of(
         }
         here
     };
-    let from_profile = resources
-        .iter()
-        .filter(|(k, _)| held(k))
-        .map(|(k, v)| format!("{k}={v}"));
-    for spec in from_profile.chain(opts.budgets.iter().cloned()) {
-        b.set(&spec)
-            .map_err(|e| crate::exit::usage(e.to_string()))?;
+    let usage = |e: crate::budget::BudgetError| crate::exit::usage(e.to_string());
+    let mut b = Budgets::from_resources(resources, held).map_err(usage)?;
+    for spec in &opts.budgets {
+        b.set(spec).map_err(usage)?;
     }
     Ok(b)
 }

@@ -14,14 +14,16 @@ use crate::{
 /// The bounds of agent `a`, when its profile has kernel-held budgets and
 /// its selectors name a cgroup.
 pub(super) fn bounds_of(a: &AgentConfig) -> Option<Bounds> {
-    let mut b = Budgets::default();
-    for (kind, v) in &a.profile.resources {
-        // Checked when the profile was loaded; run time and open files
-        // are a launch's (`run`, `exec`), not a selected agent's.
-        if matches!(kind.as_str(), "memory" | "pids" | "cpu" | "restarts") {
-            let _ = b.set(&format!("{kind}={v}"));
+    // Run time and open files are a launch's (`run`, `exec`), not a
+    // selected agent's. Checked when the profile was loaded.
+    let selected = |k: &str| matches!(k, "memory" | "pids" | "cpu" | "restarts");
+    let b = match Budgets::from_resources(&a.profile.resources, selected) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(agent = %a.name, error = %e, "the profile's budgets are not held");
+            return None;
         }
-    }
+    };
     let cgroup = if b.needs_cgroup() {
         cgroup_of(a, &b)
     } else {

@@ -126,6 +126,9 @@ pub struct AgentEnforcer {
     bounds: Option<budget::Bounds>,
     /// Its approved models and pinned instruction files.
     pins: crate::pins::Pins,
+    /// Pinned files being hashed, with the read that asked and whether
+    /// its reader is held.
+    hasher: crate::pins::hasher::Hasher<(Event, bool)>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -299,6 +302,7 @@ impl AgentEnforcer {
             identities: Default::default(),
             bounds: None,
             pins,
+            hasher: Default::default(),
         };
         me.set_intent(s.context);
         me.set_shadow(s.shadow);
@@ -345,6 +349,7 @@ impl AgentEnforcer {
 
     /// Judges one event that crossed from the kernel.
     pub fn handle(&mut self, ev: &Event) {
+        self.finish_hashing(false);
         if self.take_tls(ev) {
             return;
         }
@@ -496,14 +501,27 @@ impl AgentEnforcer {
     /// Acts on what the kernel left to userspace. A held process is
     /// released when nothing is wrong.
     fn judge_in_userspace(&mut self, ev: &Event, findings: &[Finding], held: bool) {
-        let f = findings.iter().find(|f| !f.is_rate());
-        let Some(f) = f.cloned() else {
+        let Some(f) = findings.iter().find(|f| !f.is_rate()).cloned() else {
             if held {
                 self.release(ev.pid);
             }
             return;
         };
-        let act = wanted(&self.compiled.policy, self.mode, &f);
+        self.act_in_userspace(ev, &f, held, None, None);
+    }
+
+    /// Takes the action the class sets for a finding of userspace's, and
+    /// alerts. `learn`: what `approve --learn` adds (None: read from the
+    /// event); `detail`: the alert's `pinned` record.
+    fn act_in_userspace(
+        &mut self,
+        ev: &Event,
+        f: &Finding,
+        held: bool,
+        learn: Option<super::approvals::LearnEntry>,
+        detail: Option<&serde_json::Value>,
+    ) {
+        let act = wanted(&self.compiled.policy, self.mode, f);
         let mut approval = None;
         match act {
             ActionKind::Alert => {
@@ -514,19 +532,23 @@ impl AgentEnforcer {
             // A DNS query for a name outside the profile was dropped as it
             // left (the DNS egress hook): the resolver saw EPERM.
             ActionKind::Deny if f.class == Class::Dns => {}
+            // No hook refused it in time (or it is held at the open's
+            // return): end the process that did it.
             ActionKind::Deny => {
-                // No hook refused it in time: end the process that did it.
                 tree::kill(&[ev.pid]);
             }
-            ActionKind::Pause => approval = Some(self.pause_for(ev, &f)),
-            ActionKind::Kill => {
-                tree::kill(&self.maps.pids(self.agent_id));
+            ActionKind::Pause => {
+                approval = Some(match learn {
+                    Some(l) => self.pause_with(ev, f, Some(l)),
+                    None => self.pause_for(ev, f),
+                });
             }
+            ActionKind::Kill => self.kill_tree(),
         }
         if act != ActionKind::Alert {
             self.stats.userspace_actions += 1;
         }
-        self.alert(ev, &f, act.name(), DecidedBy::Userspace, approval);
+        self.alert_with(ev, f, act.name(), DecidedBy::Userspace, approval, detail);
     }
 
     fn release(&mut self, pid: u32) {

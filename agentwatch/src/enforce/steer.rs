@@ -49,13 +49,16 @@ impl Steer {
         let flags = nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
-        let out = std::fs::File::from(w);
-        let steer = Steer {
+        Ok((Self::writing_to(std::fs::File::from(w)), ReasonsEnd(r)))
+    }
+
+    /// Reasons written to `out` (a pipe's non-blocking write end).
+    fn writing_to(out: std::fs::File) -> Steer {
+        Steer {
             out,
             dropped: 0,
             closed: false,
-        };
-        Ok((steer, ReasonsEnd(r)))
+        }
     }
 
     /// The write end of the pipe process `pid` (`agentwatch exec`, about
@@ -72,11 +75,7 @@ impl Steer {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)?;
-        Ok(Steer {
-            out,
-            dropped: 0,
-            closed: false,
-        })
+        Ok(Self::writing_to(out))
     }
 
     /// Whether the agent's end is closed: nothing written here is read.

@@ -13,7 +13,7 @@ use crate::{
     enforce::approvals::LearnEntry,
     profile::{
         anchors::Anchors,
-        builder::hash::HashCache,
+        builder::hash::{digest_hex, file_id, FileId, HashCache},
         glob::Glob,
         matcher::Finding,
         pinned::{Instruction, ModelRule},
@@ -22,6 +22,7 @@ use crate::{
     },
 };
 
+pub mod hasher;
 pub mod kind;
 pub mod manifest;
 
@@ -87,28 +88,86 @@ impl Pins {
     }
 
     /// Judges a read of `path` (as the kernel's dentry walk named it)
-    /// that reached `file`. None: within the profile.
-    pub fn check(&mut self, path: &str, mut file: File) -> Option<PinFinding> {
-        if let Some((_, pin)) = self.instructions.iter().find(|(p, _)| p == path) {
-            let pin = pin.clone();
-            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let sha = self.hashes.hash_file(file).ok()?;
-            return (sha != pin.sha256).then(|| changed_instruction(path, &pin, sha, size));
+    /// that reached `file`, hashing it here when its digest is not known.
+    /// None: within the profile. The enforcer uses `plan` instead, so that
+    /// hashing a large model does not hold up every other event.
+    #[cfg(test)]
+    pub fn check(&mut self, path: &str, file: File) -> Option<PinFinding> {
+        match self.plan(path, file) {
+            Plan::Clean => None,
+            Plan::Found(p) => Some(p),
+            Plan::Hash(mut job) => {
+                let sha = job.hash().ok()?;
+                self.judge(&job, sha)
+            }
         }
+    }
+
+    /// What a read of `path` that reached `file` needs: nothing (no pin
+    /// covers it), a finding at once (its digest is known), or a hash.
+    pub fn plan(&mut self, path: &str, mut file: File) -> Plan {
+        let subject = if let Some((_, pin)) = self.instructions.iter().find(|(p, _)| p == path) {
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            Subject::Instruction {
+                pin: pin.clone(),
+                size,
+            }
+        } else {
+            let Some(models) = self.models.as_ref() else {
+                return Plan::Clean;
+            };
+            let listed = models.iter().any(|(g, _)| g.matches(path));
+            let head = kind::head_of(&mut file);
+            let format = kind::model_format(path, &head);
+            if !listed && format.is_none() {
+                return Plan::Clean;
+            }
+            if file.rewind().is_err() {
+                return Plan::Clean;
+            }
+            Subject::Model {
+                format: format.map_or("model", |f| f.name()),
+            }
+        };
+        let Ok(id) = file_id(&file) else {
+            return Plan::Clean;
+        };
+        let job = HashJob {
+            path: path.to_string(),
+            file,
+            id,
+            subject,
+        };
+        match self.hashes.known(&id) {
+            Some(sha) => self.judge(&job, sha).map_or(Plan::Clean, Plan::Found),
+            None => Plan::Hash(job),
+        }
+    }
+
+    /// Judges a planned read once its file's sha256 is known (and keeps
+    /// the digest for the next read of the same file).
+    pub fn judge(&mut self, job: &HashJob, sha: String) -> Option<PinFinding> {
+        self.hashes.remember(job.id, sha.clone());
+        let path = job.path.as_str();
+        let format = match &job.subject {
+            Subject::Instruction { pin, size } => {
+                // The pin as it is now: an approval may have re-pinned the
+                // file while it was hashed.
+                let pin = self
+                    .instructions
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map_or(pin, |(_, now)| now);
+                return (sha != pin.sha256).then(|| changed_instruction(path, pin, sha, *size));
+            }
+            Subject::Model { format } => *format,
+        };
         let models = self.models.as_ref()?;
         let listed: Vec<&ModelRule> = models
             .iter()
             .filter(|(g, _)| g.matches(path))
             .map(|(_, m)| m)
             .collect();
-        let head = kind::head_of(&mut file);
-        let format = kind::model_format(path, &head);
-        if listed.is_empty() && format.is_none() {
-            return None;
-        }
-        file.rewind().ok()?;
-        let sha = self.hashes.hash_file(file).ok()?;
-        let format = format.map_or("model", |f| f.name());
         let anchored = self.anchors.anchor(path);
         let learn = LearnEntry::Model(ModelRule {
             path: anchored.clone(),
@@ -154,6 +213,37 @@ impl Pins {
             learn,
         })
     }
+}
+
+/// What `Pins::plan` found a read needs.
+pub enum Plan {
+    /// No pin covers the file, or its known digest is within the profile.
+    Clean,
+    /// Its known digest is outside the profile.
+    Found(PinFinding),
+    /// Its content must be hashed (`HashJob::hash`), then `Pins::judge`d.
+    Hash(HashJob),
+}
+
+/// A pinned file to hash before its read can be judged.
+pub struct HashJob {
+    path: String,
+    file: File,
+    id: FileId,
+    subject: Subject,
+}
+
+impl HashJob {
+    /// The file's sha256 (reads it to the end: seconds for a large model).
+    pub fn hash(&mut self) -> std::io::Result<String> {
+        digest_hex::<sha2::Sha256>(&mut self.file)
+    }
+}
+
+/// What the hashed file is checked as.
+enum Subject {
+    Instruction { pin: Instruction, size: u64 },
+    Model { format: &'static str },
 }
 
 /// `path` with its symlinks resolved, when it exists; else as it is.
@@ -217,12 +307,53 @@ pub fn learned(path: &str) -> Option<Learned> {
         kind::model_format(path, &head)?;
         f.rewind().ok()?;
     }
-    let sha256 = crate::profile::builder::hash::digest_hex::<sha2::Sha256>(&mut f).ok()?;
+    let sha256 = digest_hex::<sha2::Sha256>(&mut f).ok()?;
     Some(Learned {
         model,
         sha256,
         size,
     })
+}
+
+/// `learned(path)` on a thread of its own, for a path that may be pinned
+/// (None: not a model's or an instruction file's name): a learning
+/// session's events are not held up while a large model is hashed.
+pub fn learn_later(path: &str) -> Option<LearnedLater> {
+    if !kind::has_model_extension(path) && !kind::is_instruction(path) {
+        return None;
+    }
+    let owned = path.to_string();
+    let state = match std::thread::Builder::new()
+        .name("aw-pin".into())
+        .spawn(move || learned(&owned))
+    {
+        Ok(t) => Later::Running(t),
+        Err(_) => Later::Done(learned(path)),
+    };
+    Some(LearnedLater(std::sync::Mutex::new(state)))
+}
+
+/// A pinned file being hashed for `learn`; `get` waits for it.
+pub struct LearnedLater(std::sync::Mutex<Later>);
+
+enum Later {
+    Running(std::thread::JoinHandle<Option<Learned>>),
+    Done(Option<Learned>),
+}
+
+impl LearnedLater {
+    /// What was learned of the file (waits for its hash the first time).
+    pub fn get(&self) -> Option<Learned> {
+        let Ok(mut state) = self.0.lock() else {
+            return None;
+        };
+        let done = match std::mem::replace(&mut *state, Later::Done(None)) {
+            Later::Running(t) => t.join().ok().flatten(),
+            Later::Done(l) => l,
+        };
+        *state = Later::Done(done.clone());
+        done
+    }
 }
 
 /// A pinned file as `learn` saw it.

@@ -133,6 +133,12 @@ fn learning_pins_models_and_instruction_files_it_recognises() {
     );
     assert_eq!(learned(&n), None);
     assert_eq!(learned(&r), None);
+    // The same, hashed on a thread of its own; a name that cannot be
+    // pinned starts none.
+    let later = learn_later(&i).expect("an instruction file's name");
+    assert_eq!(later.get().map(|l| l.size), Some(11));
+    assert_eq!(later.get().map(|l| l.sha256), Some(sha(b"be careful\n")));
+    assert!(learn_later(&r).is_none());
 }
 
 #[test]
@@ -167,4 +173,35 @@ fn a_signed_manifest_approves_by_hash_and_a_broken_one_says_why() {
         "{}",
         f.finding.reason
     );
+}
+
+/// The enforcer's path: an unknown file is handed to the hashing thread
+/// and judged when it is done; the same file read again is judged at
+/// once from the digest kept.
+#[test]
+fn a_file_is_hashed_on_the_thread_once_and_judged_from_its_digest_after() {
+    let d = dir("hasher");
+    let other = write(&d, "b.gguf", b"GGUF\x03\0\0\0other weights");
+    let mut p = Profile::empty("t");
+    p.models = Some(Vec::new());
+    let mut pins = Pins::new(&p, &Anchors::default());
+    let Plan::Hash(job) = pins.plan(&other, open(&other)) else {
+        panic!("an unknown file is to be hashed");
+    };
+    let mut hasher = hasher::Hasher::<u32>::default();
+    hasher.submit(7, job);
+    assert_eq!(hasher.pending(), 1);
+    let done = hasher.done(true);
+    assert_eq!(hasher.pending(), 0);
+    let (tag, job, digest) = done.into_iter().next().expect("one job done");
+    assert_eq!(tag, 7);
+    let digest = digest.unwrap();
+    assert_eq!(digest, sha(b"GGUF\x03\0\0\0other weights"));
+    let f = pins.judge(&job, digest).expect("unapproved");
+    assert_eq!(f.finding.rule, Rule::ModelUnapproved);
+    // Read again: judged from the digest kept, nothing to hash.
+    assert!(matches!(pins.plan(&other, open(&other)), Plan::Found(ref f)
+        if f.finding.rule == Rule::ModelUnapproved));
+    // Nothing handed over: nothing to wait for.
+    assert!(hasher.done(true).is_empty());
 }

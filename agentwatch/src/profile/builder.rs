@@ -89,8 +89,8 @@ pub struct Learner {
     written: WrittenPaths,
     started: std::time::SystemTime,
     /// Models and instruction files it read, by anchored path, as they
-    /// were when first read (`crate::pins`).
-    pinned: BTreeMap<String, Option<crate::pins::Learned>>,
+    /// were when first read (`crate::pins`), hashed on threads of their own.
+    pinned: BTreeMap<String, crate::pins::LearnedLater>,
 }
 
 impl Learner {
@@ -248,12 +248,16 @@ impl Learner {
         }
     }
 
-    /// A model or an instruction file read: pinned at its content now.
+    /// A model or an instruction file read: pinned at its content now
+    /// (hashed beside the session; the profile waits for it).
     fn note_pinned(&mut self, path: &str) {
         let anchored = self.anchors.anchor(path);
-        self.pinned
-            .entry(anchored)
-            .or_insert_with(|| crate::pins::learned(path));
+        if self.pinned.contains_key(&anchored) {
+            return;
+        }
+        if let Some(later) = crate::pins::learn_later(path) {
+            self.pinned.insert(anchored, later);
+        }
     }
 
     fn normalise(&self, path: &str) -> Option<String> {
@@ -409,18 +413,18 @@ impl Learner {
 
 /// The models the session read become the profile's approved models
 /// (none read: none approved), the instruction files its pins.
-fn pinned_into(p: &mut Profile, seen: &BTreeMap<String, Option<crate::pins::Learned>>) {
+fn pinned_into(p: &mut Profile, seen: &BTreeMap<String, crate::pins::LearnedLater>) {
     use crate::profile::pinned::{Instruction, ModelRule};
     let mut models = Vec::new();
     for (path, l) in seen {
-        match l {
+        match l.get() {
             Some(l) if l.model => models.push(ModelRule {
                 path: path.clone(),
-                sha256: vec![l.sha256.clone()],
+                sha256: vec![l.sha256],
             }),
             Some(l) => p.instructions.push(Instruction {
                 path: path.clone(),
-                sha256: l.sha256.clone(),
+                sha256: l.sha256,
                 size: l.size,
             }),
             None => {}

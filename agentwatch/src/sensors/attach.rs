@@ -189,6 +189,15 @@ pub(super) fn attach_sensors(
     enforcing: bool,
 ) -> Result<Attached, SensorError> {
     let mut out = Attached::default();
+    if hooks == HookSet::FloorRaw {
+        for (prog, tp) in [
+            (prog::FLOOR_RAW_ENTER, "sys_enter"),
+            (prog::FLOOR_RAW_EXIT, "sys_exit"),
+        ] {
+            out.links.push(btf_tp(ebpf, btf, prog, tp)?);
+        }
+        return Ok(out);
+    }
     for s in SENSORS {
         if s.when == When::Enforcing && !enforcing {
             continue;
@@ -199,6 +208,7 @@ pub(super) fn attach_sensors(
                 Some(f) => f,
                 None => continue,
             },
+            HookSet::FloorRaw => continue,
         };
         match s.hooks {
             Hooks::SysEnter(calls) => syscalls_tp(ebpf, tracefs, prog, "enter", calls, &mut out)?,

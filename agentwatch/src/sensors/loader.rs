@@ -50,7 +50,10 @@ pub enum SensorError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookSet {
     Sensors,
+    /// Empty programs on the sensors' syscall tracepoints.
     Floor,
+    /// Empty programs on the raw syscall tracepoints (every call).
+    FloorRaw,
 }
 
 /// Loaded and attached kernel sensors. Dropping it detaches everything,

@@ -22,8 +22,13 @@ pub static EBPF_OBJECT: &[u8] =
 
 /// Attaches the empty floor programs, prints `ready`, and holds them until
 /// stdin reaches EOF (used by `cargo xtask bench`).
-pub fn hold_floor() -> anyhow::Result<i32> {
-    let _sensors = Sensors::load(HookSet::Floor, 4096 * 16)?;
+pub fn hold_floor(raw: bool) -> anyhow::Result<i32> {
+    let hooks = if raw {
+        HookSet::FloorRaw
+    } else {
+        HookSet::Floor
+    };
+    let _sensors = Sensors::load(hooks, 4096 * 16)?;
     println!("ready");
     let mut sink = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)?;

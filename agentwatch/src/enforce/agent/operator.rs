@@ -185,6 +185,7 @@ impl AgentEnforcer {
             k.save_if_due();
         }
         self.expire_answers();
+        self.finish_hashing(false);
         self.flush_alerts(std::time::Instant::now());
         self.each_second();
         // An append is audited as it completes; its line gives way to a

@@ -40,6 +40,16 @@ impl HashCache {
         self.by_id.len()
     }
 
+    /// The sha256 already computed for a file identity.
+    pub fn known(&self, id: &FileId) -> Option<String> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// Keeps a digest computed elsewhere (a hashing thread).
+    pub fn remember(&mut self, id: FileId, sha256: String) {
+        self.by_id.insert(id, sha256);
+    }
+
     /// The sha256 of an open file, computed once per file identity.
     pub fn hash_file(&mut self, mut f: File) -> io::Result<String> {
         let id = file_id(&f)?;
