@@ -205,3 +205,30 @@ fn a_file_is_hashed_on_the_thread_once_and_judged_from_its_digest_after() {
     // Nothing handed over: nothing to wait for.
     assert!(hasher.done(true).is_empty());
 }
+
+/// Collecting what is done never waits for a hash under way: a job whose
+/// file has not been read to its end yet (a pipe whose writer is still
+/// open) is pending, and the caller goes on; once the writer closes it is
+/// done with the digest of what was written.
+#[test]
+fn collecting_finished_hashes_does_not_wait_for_one_under_way() {
+    use std::io::Write;
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let job = HashJob {
+        path: "/models/x.gguf".into(),
+        file: File::from(r),
+        id: (0, 0, 0, 0, 0),
+        subject: Subject::Model { format: "GGUF" },
+    };
+    let mut hasher = hasher::Hasher::<u32>::default();
+    hasher.submit(1, job);
+    assert!(hasher.done(false).is_empty(), "nothing is done yet");
+    assert_eq!(hasher.pending(), 1);
+    let mut w = File::from(w);
+    w.write_all(b"weights").unwrap();
+    drop(w);
+    let done = hasher.done(true);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].2.as_deref().unwrap(), sha(b"weights"));
+    assert_eq!(hasher.pending(), 0);
+}
