@@ -719,6 +719,50 @@ fn a_learning_agent_is_learned_session_by_session_with_guardrails_still_watched(
     assert!(review.contains("guardrail: secrets"), "{yaml}");
 }
 
+/// An `agentwatch exec` launch of `agent` that says `ready`, then, five
+/// seconds on, prints what its reasons descriptor heard meanwhile.
+fn listening_launch(
+    d: &Daemon,
+    agent: &str,
+) -> (
+    support::ChildGuard,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut child = d
+        .cli_cmd(&[
+            "exec",
+            "--agent",
+            agent,
+            "--",
+            "bash",
+            "-c",
+            "echo ready; sleep 5; timeout 2 cat <&$AGENTWATCH_REASONS_FD; echo done",
+        ])
+        .current_dir(d.ws())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("agentwatch exec");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let child = support::ChildGuard(child);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut out, &mut ready).expect("the launch");
+    assert_eq!(ready.trim(), "ready", "{}", d.stderr());
+    (child, out)
+}
+
+/// The reasons a `listening_launch` heard, once it is done.
+fn heard_by(
+    child: support::ChildGuard,
+    mut out: std::io::BufReader<std::process::ChildStdout>,
+) -> Vec<Value> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).expect("the launch");
+    drop(child);
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 #[test]
 fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     let Some(_g) = privileged() else { return };
@@ -743,6 +787,8 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
          echo hi > a.txt && cat a.txt",
         home.0.display()
     );
+    // Another launch, under way while the first is refused.
+    let (other, other_out) = listening_launch(&d, "dmn-exec");
     let out = d
         .cli_cmd(&["exec", "--agent", "dmn-exec", "--", "sh", "-c", &script])
         .current_dir(d.ws())
@@ -786,6 +832,20 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     };
     assert!(rules.iter().any(|r| r == "landlock/file"), "{rules:?}");
     assert!(rules.iter().any(|r| r == "guardrail/escape"), "{rules:?}");
+    // The other launch heard what concerns the whole agent (the first
+    // launch's start was one restart too many) and none of the first's
+    // refusals.
+    let heard = heard_by(other, other_out);
+    assert!(
+        heard.iter().any(|l| l["rule"] == "budget/restarts"),
+        "{heard:?}"
+    );
+    assert!(
+        heard
+            .iter()
+            .all(|l| l["rule"] != "landlock/file" && l["rule"] != "guardrail/escape"),
+        "another launch's refusals: {heard:?}"
+    );
     // As another user: the daemon takes the pid as root, then exec drops.
     let out = d
         .cli_cmd(&[

@@ -7,7 +7,7 @@ use agentwatch_common::{
     calls::{Call, Judge, OpenFlags, Paths},
     open::{open_access, open_listing, O_CREAT},
     policy::{
-        accept, access, action, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
+        accept, access, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
         OpenedKey, OpenedStamp,
     },
     slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SLOTS, SLOT_TRUNCATED,

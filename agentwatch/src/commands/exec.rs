@@ -6,10 +6,7 @@
 //! execs CMD: the same pid, watched and sandboxed from CMD's first
 //! instruction. Nothing of agentwatch stays in the process.
 use std::{
-    ffi::OsString,
-    os::fd::{AsRawFd as _, OwnedFd},
-    os::unix::process::CommandExt,
-    path::PathBuf,
+    ffi::OsString, os::fd::AsRawFd as _, os::unix::process::CommandExt, path::PathBuf,
     process::Command,
 };
 
@@ -76,7 +73,8 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     let landlock = sandbox.as_ref().map(Sandbox::landlock_flags);
     // The reasons pipe: the daemon opens the write end through /proc
     // while this process holds it; the command inherits the read end.
-    let (reasons, ours) = reasons_pipe()?;
+    let (ours, reasons) = crate::enforce::steer::reasons_pipe()?;
+    let reasons = reasons.inheritable()?;
     let reasons_fd = Some(ours.as_raw_fd());
     let launch = Request::Launch {
         pid,
@@ -115,15 +113,6 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     } else {
         126
     })
-}
-
-/// A pipe: the read end kept open across exec (the command's
-/// `AGENTWATCH_REASONS_FD`), the write end close-on-exec.
-fn reasons_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    fcntl(r.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
-    Ok((r, w))
 }
 
 /// The sandbox for the agent's profile (`info`: the daemon's answer), as

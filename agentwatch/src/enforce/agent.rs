@@ -118,7 +118,7 @@ pub struct AgentEnforcer {
     second_checked: std::time::Instant,
     /// Where the agent reads why it was refused (`run`'s launch, each
     /// `agentwatch exec`).
-    steers: Vec<super::steer::Steer>,
+    steers: super::steer::Steers,
     /// Who it may run as, and the UIDs already judged.
     identity: crate::identity::Policy,
     identities: std::collections::HashSet<u32>,
@@ -297,7 +297,7 @@ impl AgentEnforcer {
             intent: Default::default(),
             activity: Default::default(),
             second_checked: std::time::Instant::now(),
-            steers: Vec::new(),
+            steers: super::steer::Steers::default(),
             identity: Default::default(),
             identities: Default::default(),
             bounds: None,
@@ -319,6 +319,15 @@ impl AgentEnforcer {
             &self.maps,
             self.agent_id,
         )
+    }
+
+    /// The userspace judges for a changed profile, keeping what the run
+    /// has shown so far (taint, writes, names, rates, digests).
+    fn recompile_judges(&mut self) {
+        let fresh = self.new_matcher();
+        let old = std::mem::replace(&mut self.matcher, fresh);
+        self.matcher.carry_over(old);
+        self.pins.reconfigure(&self.profile, &self.anchors);
     }
 
     /// Writes `self.compiled` to the kernel: automaton (into the idle
@@ -361,6 +370,7 @@ impl AgentEnforcer {
         self.note_drift(ev);
         self.note_identity(ev);
         self.note_start(ev);
+        self.steers.follow(ev);
         let forged = match &ev.detail {
             Detail::Dns { .. } => {
                 self.note_query(ev);

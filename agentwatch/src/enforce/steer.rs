@@ -7,10 +7,15 @@
 //! Lines are at most `PIPE_BUF` bytes, so each
 //! arrives whole; the write never blocks: a pipe nobody reads fills up
 //! (64 KiB, a few hundred reasons) and the rest are counted as dropped.
+//! A daemon agent has one pipe per launch (`Steers`); each hears only
+//! what its own process tree did, and the answers to its own requests.
 use std::{
+    collections::{HashMap, HashSet},
     io::Write as _,
-    os::fd::{AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd},
 };
+
+use crate::event::{Detail, Event};
 
 use serde_json::{json, Value};
 
@@ -28,6 +33,22 @@ pub struct Steer {
     dropped: u64,
     /// Nobody holds the read end any more (the agent is gone).
     closed: bool,
+    /// The pid `agentwatch exec` launched: this pipe hears that process
+    /// tree only. None (`run`): every process of the agent.
+    launch: Option<u32>,
+    /// Requests this pipe was told of, whose answers it is owed.
+    requests: HashSet<String>,
+}
+
+/// What a refusal, pause or kill says to the agent: by which rule, what,
+/// why, what happens now (the action) and the request it opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    pub rule: &'a str,
+    pub what: &'a str,
+    pub reason: &'a str,
+    pub action: &'a str,
+    pub request: Option<&'a str>,
 }
 
 /// The read end, the agent's: close-on-exec until the launcher clears it
@@ -39,25 +60,43 @@ impl ReasonsEnd {
     pub fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+
+    /// Keeps the read end open across exec (the launcher's command
+    /// inherits it as `AGENTWATCH_REASONS_FD`).
+    pub fn inheritable(self) -> std::io::Result<OwnedFd> {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        fcntl(self.0.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
+        Ok(self.0)
+    }
+}
+
+/// A reasons pipe: the write end (close-on-exec) and the read end
+/// (close-on-exec until `ReasonsEnd::inheritable`).
+pub fn reasons_pipe() -> std::io::Result<(OwnedFd, ReasonsEnd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((w, ReasonsEnd(r)))
 }
 
 impl Steer {
     /// A new pipe: agentwatch's non-blocking write end, the agent's read end.
     pub fn pipe() -> std::io::Result<(Steer, ReasonsEnd)> {
         use nix::fcntl::OFlag;
-        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (w, r) = reasons_pipe()?;
         let flags = nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
-        Ok((Self::writing_to(std::fs::File::from(w)), ReasonsEnd(r)))
+        Ok((Self::writing_to(std::fs::File::from(w), None), r))
     }
 
-    /// Reasons written to `out` (a pipe's non-blocking write end).
-    fn writing_to(out: std::fs::File) -> Steer {
+    /// Reasons written to `out` (a pipe's non-blocking write end) for
+    /// `launch`'s process tree (None: the whole agent).
+    fn writing_to(out: std::fs::File, launch: Option<u32>) -> Steer {
         Steer {
             out,
             dropped: 0,
             closed: false,
+            launch,
+            requests: HashSet::new(),
         }
     }
 
@@ -75,11 +114,21 @@ impl Steer {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)?;
-        Ok(Self::writing_to(out))
+        Ok(Self::writing_to(out, Some(pid)))
     }
 
     /// Whether the agent's end is closed: nothing written here is read.
-    pub fn closed(&self) -> bool {
+    /// A pipe's write end polls as an error once no reader is left.
+    pub fn closed(&mut self) -> bool {
+        if !self.closed {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds = [PollFd::new(self.out.as_fd(), PollFlags::empty())];
+            let gone = poll(&mut fds, PollTimeout::ZERO).is_ok()
+                && fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLERR));
+            self.closed = gone;
+        }
         self.closed
     }
 
@@ -90,32 +139,29 @@ impl Steer {
 
     /// An action refused or paused: what, by which rule, why, and what
     /// happens now.
-    pub fn refused(
-        &mut self,
-        rule: &str,
-        what: &str,
-        reason: &str,
-        action: &str,
-        request: Option<&str>,
-    ) {
+    pub fn refused(&mut self, r: &Refusal) {
         let mut v = json!({
             "time": crate::timestamp::now(),
-            "rule": rule,
-            "what": cut(what),
-            "reason": cut(reason),
-            "action": action,
-            "outcome": crate::report::words::outcome_of(action),
+            "rule": r.rule,
+            "what": cut(r.what),
+            "reason": cut(r.reason),
+            "action": r.action,
+            "outcome": crate::report::words::outcome_of(r.action),
         });
-        if let Some(id) = request {
+        if let Some(id) = r.request {
             v["request"] = json!(id);
+            self.requests.insert(id.to_string());
         }
         self.tell(&v);
     }
 
     /// Requests answered: `outcome` as the audit log says it (approved,
-    /// denied, timed_out, ...), by whom.
+    /// denied, timed_out, ...), by whom. Only those this pipe was told of.
     pub fn answered(&mut self, ids: &[String], outcome: &str, by: &str) {
         for id in ids {
+            if !self.requests.remove(id) {
+                continue;
+            }
             self.tell(&json!({
                 "time": crate::timestamp::now(),
                 "request": id,
@@ -142,6 +188,94 @@ impl Steer {
     }
 }
 
+/// Every reasons pipe of one agent, and which launch each of its
+/// processes belongs to.
+#[derive(Debug, Default)]
+pub struct Steers {
+    pipes: Vec<Steer>,
+    /// pid -> the launch it descends from, followed through forks.
+    launch_of: HashMap<u32, u32>,
+}
+
+impl Steers {
+    pub fn add(&mut self, steer: Steer) {
+        if let Some(pid) = steer.launch {
+            self.launch_of.insert(pid, pid);
+        }
+        self.pipes.push(steer);
+    }
+
+    /// Follows forks and exits of launched trees. Only pids already in a
+    /// launch are kept, so the map is as large as the launched trees.
+    pub fn follow(&mut self, ev: &Event) {
+        match ev.detail {
+            Detail::Fork { child_pid } => {
+                if let Some(l) = self.launch_of.get(&ev.pid).copied() {
+                    self.launch_of.insert(child_pid, l);
+                }
+            }
+            Detail::Exit { .. } => {
+                self.launch_of.remove(&ev.pid);
+            }
+            _ => {}
+        }
+    }
+
+    /// The launch `ev`'s process belongs to: followed through forks, else
+    /// found in its ancestry.
+    fn launch(&self, ev: &Event) -> Option<u32> {
+        self.launch_of.get(&ev.pid).copied().or_else(|| {
+            ev.context
+                .ancestry
+                .iter()
+                .map(|a| a.pid)
+                .find(|p| self.pipes.iter().any(|s| s.launch == Some(*p)))
+        })
+    }
+
+    /// Tells a refusal to the pipes that should hear it: the launch whose
+    /// tree did it, and any pipe for the whole agent. `ev` None: the
+    /// whole agent did it (a budget), and every pipe hears it.
+    pub fn refused(&mut self, ev: Option<&Event>, r: &Refusal) {
+        let launch = ev.map(|e| self.launch(e));
+        for s in &mut self.pipes {
+            let hears = match launch {
+                None => true,
+                Some(l) => s.launch.is_none() || s.launch == l,
+            };
+            if hears {
+                s.refused(r);
+            }
+        }
+        self.prune();
+    }
+
+    /// Tells each pipe the answers to the requests it was told of.
+    pub fn answered(&mut self, ids: &[String], outcome: &str, by: &str) {
+        for s in &mut self.pipes {
+            s.answered(ids, outcome, by);
+        }
+        self.prune();
+    }
+
+    /// Drops the pipes nobody reads any more (their launch is over), so a
+    /// daemon that launches for months holds no descriptor per launch.
+    pub fn prune(&mut self) {
+        self.pipes.retain_mut(|s| !s.closed());
+        let pipes = &self.pipes;
+        self.launch_of
+            .retain(|_, l| pipes.iter().any(|s| s.launch == Some(*l)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.pipes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipes.is_empty()
+    }
+}
+
 fn cut(s: &str) -> String {
     if s.len() <= FIELD_MAX {
         return s.to_string();
@@ -161,19 +295,25 @@ mod tests {
     #[test]
     fn reasons_arrive_as_lines_and_a_full_pipe_drops_rather_than_blocks() {
         let (mut steer, end) = Steer::pipe().unwrap();
-        steer.refused(
-            "guardrail/secrets",
-            "read /root/.ssh/id_rsa",
-            "a secret",
-            "deny (SIGKILL at the call)",
-            None,
-        );
+        steer.refused(&Refusal {
+            rule: "guardrail/secrets",
+            what: "read /root/.ssh/id_rsa",
+            reason: "a secret",
+            action: "deny (SIGKILL at the call)",
+            request: Some("bot-1"),
+        });
         steer.answered(&["bot-1".into()], "approved", "alice");
         let long = "x".repeat(10_000);
         let mut r = std::fs::File::from(end.0);
         // Fill the pipe: every write either lands whole or is counted.
         for _ in 0..2000 {
-            steer.refused("file/unknown", &long, &long, "pause", Some("bot-2"));
+            steer.refused(&Refusal {
+                rule: "file/unknown",
+                what: &long,
+                reason: &long,
+                action: "pause",
+                request: Some("bot-2"),
+            });
         }
         assert!(steer.dropped() > 0, "a full pipe drops");
         drop(steer);
@@ -189,5 +329,82 @@ mod tests {
         assert_eq!(lines[1]["request"], "bot-1");
         assert!(lines[2]["what"].as_str().unwrap().ends_with('…'));
         assert_eq!(lines[2]["outcome"], "paused for a decision");
+    }
+
+    /// A launched pipe for `pid`, and its read end (non-blocking).
+    fn launched(pid: u32) -> (Steer, std::fs::File) {
+        let (mut s, end) = Steer::pipe().unwrap();
+        s.launch = Some(pid);
+        let r = std::fs::File::from(end.0);
+        nix::fcntl::fcntl(
+            r.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        (s, r)
+    }
+
+    fn lines(r: &mut std::fs::File) -> Vec<Value> {
+        let mut text = String::new();
+        let _ = r.read_to_string(&mut text);
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn by(pid: u32, detail: Detail, ancestry: &[u32]) -> Event {
+        let mut e = crate::enforce::decision::tests::event();
+        e.pid = pid;
+        e.tid = pid;
+        e.detail = detail;
+        e.context.ancestry = ancestry
+            .iter()
+            .map(|p| crate::event::Ancestor { pid: *p, exe: None })
+            .collect();
+        e
+    }
+
+    #[test]
+    fn each_launch_hears_its_own_tree_and_the_answers_to_its_own_requests() {
+        let (a, mut ra) = launched(100);
+        let (b, mut rb) = launched(200);
+        let mut steers = Steers::default();
+        steers.add(a);
+        steers.add(b);
+        let exit = Detail::Exit {
+            code: Some(0),
+            signal: None,
+        };
+        // 100 forks 101; 101 is refused and asks: only launch A hears it.
+        steers.follow(&by(100, Detail::Fork { child_pid: 101 }, &[]));
+        let paused = |request| Refusal {
+            rule: "file/unknown",
+            what: "write /srv/x",
+            reason: "no file rule covers the path",
+            action: "pause",
+            request,
+        };
+        steers.refused(Some(&by(101, exit.clone(), &[])), &paused(Some("r-1")));
+        // A grandchild of B whose fork was not seen: found by ancestry.
+        steers.refused(Some(&by(777, exit.clone(), &[250, 200])), &paused(None));
+        steers.answered(&["r-1".into()], "approved", "alice");
+        // The whole agent's budget: both hear it.
+        steers.refused(None, &paused(None));
+        let (la, lb) = (lines(&mut ra), lines(&mut rb));
+        assert_eq!(la.len(), 3, "{la:?}");
+        assert_eq!(la[0]["request"], "r-1");
+        assert_eq!(la[1]["answer"], "approved");
+        assert_eq!(lb.len(), 2, "{lb:?}");
+        assert!(lb.iter().all(|l| l.get("answer").is_none()), "{lb:?}");
+        // A process of neither launch: nobody hears it.
+        steers.refused(Some(&by(999, exit.clone(), &[1])), &paused(None));
+        assert!(lines(&mut ra).is_empty() && lines(&mut rb).is_empty());
+        // Launch B is over (its reader closed): its pipe is let go.
+        drop(rb);
+        steers.prune();
+        assert_eq!(steers.len(), 1);
+        assert!(!steers.launch_of.values().any(|l| *l == 200));
+        steers.follow(&by(101, exit, &[]));
+        assert!(!steers.launch_of.contains_key(&101));
     }
 }

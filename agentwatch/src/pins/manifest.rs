@@ -100,30 +100,20 @@ mod tests {
     use super::*;
     use crate::audit::checkpoint::{keygen, Signer};
 
-    struct Dir(std::path::PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn a_signed_manifest_approves_its_hashes_and_a_changed_one_nothing() {
-        let d = Dir(std::env::temp_dir().join(format!("aw-manifest-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&d.0);
-        std::fs::create_dir_all(&d.0).unwrap();
-        let (key, public, _) = keygen(&d.0.join("models")).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (key, public, _) = keygen(&d.path().join("models")).unwrap();
         let signer = Signer::load(&key).unwrap();
         let a = "a".repeat(64);
         let sums = format!(
             "{a}  tiny.gguf\n# a comment\n\n{}  other.gguf\n",
             "B".repeat(64)
         );
-        let manifest = d.0.join("SHA256SUMS");
+        let manifest = d.path().join("SHA256SUMS");
         std::fs::write(&manifest, &sums).unwrap();
         let sig = signer.sign_bytes(sums.as_bytes());
-        std::fs::write(d.0.join("SHA256SUMS.sig"), crate::hex::encode(&sig)).unwrap();
+        std::fs::write(d.path().join("SHA256SUMS.sig"), crate::hex::encode(&sig)).unwrap();
         let m = ModelManifest {
             manifest: manifest.display().to_string(),
             key: public.display().to_string(),
@@ -132,7 +122,7 @@ mod tests {
         let got = approved(&m, same).expect("verifies");
         assert_eq!(got, [a.clone(), "b".repeat(64)].into_iter().collect());
         // Raw bytes verify too.
-        std::fs::write(d.0.join("SHA256SUMS.sig"), &sig).unwrap();
+        std::fs::write(d.path().join("SHA256SUMS.sig"), &sig).unwrap();
         assert!(approved(&m, same).is_ok());
         // One hash changed after signing: nothing is approved.
         std::fs::write(&manifest, sums.replace(&a, &"c".repeat(64))).unwrap();
@@ -142,7 +132,7 @@ mod tests {
         let bad = "not a hash  x.gguf\n";
         std::fs::write(&manifest, bad).unwrap();
         std::fs::write(
-            d.0.join("SHA256SUMS.sig"),
+            d.path().join("SHA256SUMS.sig"),
             signer.sign_bytes(bad.as_bytes()),
         )
         .unwrap();

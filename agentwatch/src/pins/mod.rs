@@ -87,6 +87,15 @@ impl Pins {
         }
     }
 
+    /// The pins of a changed profile (an approval or a reload), keeping
+    /// the digests already computed: an approved model is not read again
+    /// because some other rule changed.
+    pub fn reconfigure(&mut self, profile: &Profile, anchors: &Anchors) {
+        let hashes = std::mem::take(&mut self.hashes);
+        *self = Self::new(profile, anchors);
+        self.hashes = hashes;
+    }
+
     /// Judges a read of `path` (as the kernel's dentry walk named it)
     /// that reached `file`, hashing it here when its digest is not known.
     /// None: within the profile. The enforcer uses `plan` instead, so that

@@ -1,23 +1,13 @@
 use super::*;
 use crate::profile::pinned::{Instruction, ModelRule};
 
-struct Dir(std::path::PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory, removed on drop; `_name` says what it is for.
+fn dir(_name: &str) -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
-fn dir(name: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("aw-pins-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Dir(d)
-}
-
-fn write(d: &Dir, name: &str, body: &[u8]) -> String {
-    let p = d.0.join(name);
+fn write(d: &tempfile::TempDir, name: &str, body: &[u8]) -> String {
+    let p = d.path().join(name);
     std::fs::write(&p, body).unwrap();
     p.to_str().unwrap().to_string()
 }
@@ -97,9 +87,9 @@ fn a_changed_instruction_file_says_its_sizes_and_hashes() {
     );
 }
 
-#[test]
-fn repeated_checks_of_one_file_hash_it_once() {
-    let d = dir("cache");
+/// A model file and a profile approving it by path and sha256.
+fn one_approved_model() -> (tempfile::TempDir, String, Profile) {
+    let d = dir("model");
     let body = b"GGUF\x03\0\0\0weights";
     let m = write(&d, "m.gguf", body);
     let mut p = Profile::empty("t");
@@ -107,10 +97,41 @@ fn repeated_checks_of_one_file_hash_it_once() {
         path: m.clone(),
         sha256: vec![sha(body)],
     }]);
+    (d, m, p)
+}
+
+#[test]
+fn repeated_checks_of_one_file_hash_it_once() {
+    let (_d, m, p) = one_approved_model();
     let mut pins = Pins::new(&p, &Anchors::default());
     for _ in 0..5 {
         assert!(pins.check(&m, open(&m)).is_none());
     }
+    assert_eq!(pins.hashes.computed(), 1);
+}
+
+#[test]
+fn a_reconfigured_profile_keeps_the_digests_already_computed() {
+    let (_d, m, mut p) = one_approved_model();
+    let mut pins = Pins::new(&p, &Anchors::default());
+    assert!(pins.check(&m, open(&m)).is_none());
+    // An approval elsewhere in the profile: the model is not read again.
+    p.instructions.push(Instruction {
+        path: "/nowhere/AGENTS.md".into(),
+        sha256: sha(b""),
+        size: 0,
+    });
+    pins.reconfigure(&p, &Anchors::default());
+    assert!(matches!(pins.plan(&m, open(&m)), Plan::Clean));
+    assert_eq!(pins.hashes.computed(), 1);
+    // The new profile is what judges: the same digest, no longer approved.
+    p.models = Some(vec![ModelRule {
+        path: m.clone(),
+        sha256: vec![sha(b"other")],
+    }]);
+    pins.reconfigure(&p, &Anchors::default());
+    let f = pins.check(&m, open(&m)).expect("changed");
+    assert_eq!(f.finding.rule, Rule::ModelChanged);
     assert_eq!(pins.hashes.computed(), 1);
 }
 
@@ -146,7 +167,7 @@ fn a_signed_manifest_approves_by_hash_and_a_broken_one_says_why() {
     use crate::audit::checkpoint::{keygen, Signer};
     use crate::profile::pinned::ModelManifest;
     let d = dir("manifest");
-    let (key, public, _) = keygen(&d.0.join("vendor")).unwrap();
+    let (key, public, _) = keygen(&d.path().join("vendor")).unwrap();
     let vouched = b"GGUF\x03\0\0\0vouched weights";
     let m = write(&d, "m.gguf", vouched);
     let other = write(&d, "o.gguf", b"GGUF\x03\0\0\0other weights");

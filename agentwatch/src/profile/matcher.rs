@@ -199,6 +199,22 @@ impl Matcher {
         self
     }
 
+    /// Takes over what `old` has learnt of the run: the agent's processes
+    /// and the names it resolved, the files it wrote, which processes
+    /// read a secret, the rate windows and the binaries' digests. A
+    /// profile recompiled after an approval or a reload judges with the
+    /// new rules but forgets nothing the run has shown: a reader tainted
+    /// before the approval is still tainted after it.
+    pub fn carry_over(&mut self, old: Matcher) {
+        self.rates = old.rates;
+        self.over_budget = old.over_budget;
+        self.seen = old.seen;
+        self.hashes = old.hashes;
+        self.written = old.written;
+        self.tainted = old.tainted;
+        self.secret_read = old.secret_read;
+    }
+
     /// Everything in `ev` the profile would flag.
     pub fn check(&mut self, ev: &Event) -> Vec<Finding> {
         let mut out = Vec::new();

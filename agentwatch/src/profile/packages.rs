@@ -104,18 +104,11 @@ impl Packages {
 mod tests {
     use super::*;
 
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn owned_and_unmodified_by_md5() {
-        let d = Dir(std::env::temp_dir().join(format!("aw-pkg-{}", std::process::id())));
-        let info = d.0.join("info");
-        let root = d.0.join("root");
+        let d = tempfile::tempdir().unwrap();
+        let info = d.path().join("info");
+        let root = d.path().join("root");
         std::fs::create_dir_all(&info).unwrap();
         std::fs::create_dir_all(&root).unwrap();
         let bin = root.join("tool");

@@ -150,12 +150,16 @@ impl AgentEnforcer {
             "host": crate::origin::host(),
         });
         self.raise_notice(record);
-        self.tell_refused(
-            &rule,
-            &what,
-            "a resource budget of the agent",
-            action.name(),
+        // A budget is the whole agent's: every launch hears it.
+        self.steers.refused(
             None,
+            &crate::enforce::steer::Refusal {
+                rule: &rule,
+                what: &what,
+                reason: "a resource budget of the agent",
+                action: action.name(),
+                request: None,
+            },
         );
         match action {
             Action::Alert => {}

@@ -98,7 +98,8 @@ impl AgentEnforcer {
                 req.subject.shown(),
             );
         }
-        self.tell_answer(std::slice::from_ref(&req.id), "approved", by);
+        self.steers
+            .answered(std::slice::from_ref(&req.id), "approved", by);
         let mut msg = format!("approved {id}: {}", req.subject.what);
         if let Some(into) = &learned_into {
             msg.push_str(&format!("; added to {}", into.display()));
@@ -159,7 +160,7 @@ impl AgentEnforcer {
             a.answer_shown(&self.agent, &ids, name, by, false, shown);
         }
         // Read by the agent's launcher after the tree died.
-        self.tell_answer(&ids, name, by);
+        self.steers.answered(&ids, name, by);
         let pids = self.maps.pids(self.agent_id);
         tree::kill(&pids);
         // A stopped process dies only once it runs again.
@@ -186,6 +187,7 @@ impl AgentEnforcer {
         }
         self.expire_answers();
         self.finish_hashing(false);
+        self.steers.prune();
         self.flush_alerts(std::time::Instant::now());
         self.each_second();
         // An append is audited as it completes; its line gives way to a
@@ -271,8 +273,7 @@ impl AgentEnforcer {
         if let Some(k) = &mut self.drift {
             k.threshold = r.drift_threshold;
         }
-        self.matcher = self.new_matcher();
-        self.pins = crate::pins::Pins::new(&self.profile, &self.anchors);
+        self.recompile_judges();
         self.set_shadow(r.shadow);
         self.set_intent(r.context);
         if let Some(a) = &mut self.audit {
@@ -362,8 +363,7 @@ impl AgentEnforcer {
             &self.guardrails,
             self.mode,
         );
-        self.matcher = self.new_matcher();
-        self.pins = crate::pins::Pins::new(&self.profile, &self.anchors);
+        self.recompile_judges();
         self.install()?;
         Ok(written)
     }

@@ -7,6 +7,7 @@ use super::AgentEnforcer;
 use crate::{
     enforce::{
         decision::{DecidedBy, Decision, DecisionSink},
+        steer::Refusal,
         throttle::Aggregate,
     },
     event::{Detail, Event},
@@ -79,38 +80,22 @@ impl AgentEnforcer {
         // What the agent is told: anything but an alert (it went on).
         if !action.starts_with("alert") {
             let rule = f.rule.to_string();
-            self.tell_refused(&rule, &f.what, &f.reason, action, approval.as_deref());
+            let r = Refusal {
+                rule: &rule,
+                what: &f.what,
+                reason: &f.reason,
+                action,
+                request: approval.as_deref(),
+            };
+            self.steers.refused(Some(ev), &r);
         }
     }
 
     /// The agent's launcher gave it the read end of `steer`'s pipe: every
-    /// refusal, pause and answer is written there. A daemon agent has one
-    /// per `agentwatch exec`; each hears the agent's reasons.
+    /// refusal, pause and answer of its process tree is written there. A
+    /// daemon agent has one per `agentwatch exec`.
     pub fn set_steer(&mut self, steer: crate::enforce::steer::Steer) {
-        self.steers.push(steer);
-    }
-
-    /// A refusal, a pause or a kill, for the agent to read (when it can).
-    pub(super) fn tell_refused(
-        &mut self,
-        rule: &str,
-        what: &str,
-        reason: &str,
-        action: &str,
-        request: Option<&str>,
-    ) {
-        for s in &mut self.steers {
-            s.refused(rule, what, reason, action, request);
-        }
-        self.steers.retain(|s| !s.closed());
-    }
-
-    /// Answers to requests, for the agent to read (when it can).
-    pub(super) fn tell_answer(&mut self, ids: &[String], outcome: &str, by: &str) {
-        for s in &mut self.steers {
-            s.answered(ids, outcome, by);
-        }
-        self.steers.retain(|s| !s.closed());
+        self.steers.add(steer);
     }
 
     /// Sends the aggregate alerts whose window closed by `now`, and says

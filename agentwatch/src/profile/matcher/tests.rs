@@ -301,11 +301,9 @@ fn a_workspace_secret_taints_its_reader_and_the_model_api_is_refused_to_it() {
     );
 }
 
-#[test]
-fn running_what_the_agent_wrote_is_flagged_whatever_the_profile_lists() {
-    let mut m = territory_matcher();
-    assert!(rules(&mut m, &open("/w/tool", true)).is_empty());
-    let exec = ev(Detail::Exec {
+/// The agent runs `/w/tool`.
+fn run_tool() -> Event {
+    ev(Detail::Exec {
         path: "/w/tool".into(),
         argv: vec!["./tool".into()],
         argv_truncated: false,
@@ -315,7 +313,37 @@ fn running_what_the_agent_wrote_is_flagged_whatever_the_profile_lists() {
         stdin: None,
         written: false,
         selected: false,
-    });
+    })
+}
+
+#[test]
+fn a_recompiled_matcher_remembers_the_taint_the_writes_and_the_names_of_the_run() {
+    let mut m = territory_matcher();
+    assert!(rules(&mut m, &with_pid(open("/w/.env", false), 10)).is_empty());
+    assert!(rules(&mut m, &open("/w/tool", true)).is_empty());
+    // An approval recompiles the profile mid-run.
+    let mut fresh = territory_matcher();
+    fresh.carry_over(m);
+    assert_eq!(
+        rules(&mut fresh, &with_pid(connect("10.0.0.9", 443), 10)),
+        ["guardrail/exfiltrate"],
+        "the reader of the secret stays tainted"
+    );
+    let exec = run_tool();
+    assert_eq!(rules(&mut fresh, &exec), ["exec/written"]);
+    // Without the carry-over, both would have been forgotten.
+    let mut forgetful = territory_matcher();
+    assert!(rules(&mut forgetful, &with_pid(connect("10.0.0.9", 443), 10)).is_empty());
+    assert!(!rules(&mut forgetful, &exec)
+        .iter()
+        .any(|r| r == "exec/written"));
+}
+
+#[test]
+fn running_what_the_agent_wrote_is_flagged_whatever_the_profile_lists() {
+    let mut m = territory_matcher();
+    assert!(rules(&mut m, &open("/w/tool", true)).is_empty());
+    let exec = run_tool();
     assert_eq!(rules(&mut m, &exec), ["exec/written"]);
 }
 
