@@ -247,7 +247,6 @@ impl Steers {
                 s.refused(r);
             }
         }
-        self.prune();
     }
 
     /// Tells each pipe the answers to the requests it was told of.
@@ -255,24 +254,20 @@ impl Steers {
         for s in &mut self.pipes {
             s.answered(ids, outcome, by);
         }
-        self.prune();
     }
 
     /// Drops the pipes nobody reads any more (their launch is over), so a
     /// daemon that launches for months holds no descriptor per launch.
+    /// A poll per pipe: called once a second, not per event.
     pub fn prune(&mut self) {
+        let before = self.pipes.len();
         self.pipes.retain_mut(|s| !s.closed());
+        if self.pipes.len() == before {
+            return;
+        }
         let pipes = &self.pipes;
         self.launch_of
             .retain(|_, l| pipes.iter().any(|s| s.launch == Some(*l)));
-    }
-
-    pub fn len(&self) -> usize {
-        self.pipes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pipes.is_empty()
     }
 }
 
@@ -402,7 +397,7 @@ mod tests {
         // Launch B is over (its reader closed): its pipe is let go.
         drop(rb);
         steers.prune();
-        assert_eq!(steers.len(), 1);
+        assert_eq!(steers.pipes.len(), 1);
         assert!(!steers.launch_of.values().any(|l| *l == 200));
         steers.follow(&by(101, exit, &[]));
         assert!(!steers.launch_of.contains_key(&101));

@@ -80,18 +80,27 @@ pub struct Matcher {
     dns: HashSet<String>,
     dns_suffixes: Vec<String>,
     budgets: HashMap<Class, u64>,
+    oracle: Option<WrittenOracle>,
+    /// Patterns whose anchor is unknown here, so they match nothing.
+    pub skipped: Vec<String>,
+    /// What the run has shown so far; handed whole to a recompiled
+    /// matcher (`carry_over`), so nothing added here is forgotten there.
+    run: RunState,
+}
+
+/// What a matcher learns while it judges a run, as opposed to the rules
+/// it was compiled from.
+#[derive(Default)]
+struct RunState {
     rates: RateWindow,
     over_budget: HashSet<Class>,
     seen: Seen,
     hashes: HashCache,
     written: WrittenPaths,
-    oracle: Option<WrittenOracle>,
     /// Processes that read a secret (and their children forked since).
     tainted: HashSet<u32>,
     /// Some process of the agent read a secret.
     secret_read: bool,
-    /// Patterns whose anchor is unknown here, so they match nothing.
-    pub skipped: Vec<String>,
 }
 
 impl Matcher {
@@ -180,15 +189,9 @@ impl Matcher {
                 .iter()
                 .map(|(c, b)| (*c, b.budget))
                 .collect(),
-            rates: RateWindow::default(),
-            over_budget: HashSet::new(),
-            seen: Seen::default(),
-            hashes: HashCache::default(),
-            written: WrittenPaths::default(),
             oracle: None,
-            tainted: HashSet::new(),
-            secret_read: false,
             skipped,
+            run: RunState::default(),
         }
     }
 
@@ -206,37 +209,31 @@ impl Matcher {
     /// new rules but forgets nothing the run has shown: a reader tainted
     /// before the approval is still tainted after it.
     pub fn carry_over(&mut self, old: Matcher) {
-        self.rates = old.rates;
-        self.over_budget = old.over_budget;
-        self.seen = old.seen;
-        self.hashes = old.hashes;
-        self.written = old.written;
-        self.tainted = old.tainted;
-        self.secret_read = old.secret_read;
+        self.run = old.run;
     }
 
     /// Everything in `ev` the profile would flag.
     pub fn check(&mut self, ev: &Event) -> Vec<Finding> {
         let mut out = Vec::new();
         if let Detail::Fork { child_pid } = ev.detail {
-            if self.tainted.contains(&ev.pid) {
-                self.tainted.insert(child_pid);
+            if self.run.tainted.contains(&ev.pid) {
+                self.run.tainted.insert(child_pid);
             }
         }
         if let Some(f) = self.exec_of_written(ev) {
-            let _ = self.seen.observe(ev);
+            let _ = self.run.seen.observe(ev);
             if let Some(r) = self.rate(Class::Exec, ev.ts_ns) {
                 out.push(r);
             }
             out.push(f);
-            self.written.track(ev);
+            self.run.written.track(ev);
             return out;
         }
-        self.written.track(ev);
+        self.run.written.track(ev);
         if let Some(f) = self.privilege(ev) {
             out.push(f);
         }
-        for obs in self.seen.observe(ev) {
+        for obs in self.run.seen.observe(ev) {
             let class = obs.class();
             if obs.rated() {
                 if let Some(f) = self.rate(class, ev.ts_ns) {
@@ -251,14 +248,14 @@ impl Matcher {
     }
 
     fn rate(&mut self, class: Class, ts: u64) -> Option<Finding> {
-        let n = self.rates.add(class, ts);
+        let n = self.run.rates.add(class, ts);
         let budget = *self.budgets.get(&class)?;
         if n <= budget {
-            self.over_budget.remove(&class);
+            self.run.over_budget.remove(&class);
             return None;
         }
         // Once per excursion over the budget, not once per event.
-        self.over_budget.insert(class).then(|| Finding {
+        self.run.over_budget.insert(class).then(|| Finding {
             rule: Rule::Rate(class),
             class,
             what: format!("{n} {class} events in 60 s"),
@@ -269,7 +266,7 @@ impl Matcher {
     /// An exec of what the agent wrote, unless the profile lists the
     /// executable with this very binary's sha256.
     fn exec_of_written(&mut self, ev: &Event) -> Option<Finding> {
-        let (written, oracle) = (&self.written, &self.oracle);
+        let (written, oracle) = (&self.run.written, &self.oracle);
         let is_written = |p: &str| written.contains(p) || oracle.as_ref().is_some_and(|o| o(p));
         let (path, why) = written::exec_of_written(ev, &self.anchors, &is_written)?;
         if let Detail::Exec { path: exe, .. } = &ev.detail {
@@ -322,6 +319,7 @@ impl Matcher {
             .collect();
         !listed.is_empty()
             && self
+                .run
                 .hashes
                 .sha256(path, pid)
                 .is_some_and(|h| listed.contains(&h))
@@ -366,8 +364,8 @@ impl Matcher {
     ) -> Option<Finding> {
         let (g, guarded) = self.guardrails.hit_by(path, access, Some(pid))?;
         if g.category == "secrets" {
-            self.secret_read = true;
-            self.tainted.insert(pid);
+            self.run.secret_read = true;
+            self.run.tainted.insert(pid);
             // A secret inside the agent's own workspace (a project's .env)
             // may be read: the reader is tainted, and what is stopped is
             // the secret leaving (exfiltration rules).
@@ -410,7 +408,7 @@ impl Matcher {
         pid: u32,
         failed: bool,
     ) -> Option<Finding> {
-        let was_tainted = self.tainted.contains(&pid);
+        let was_tainted = self.run.tainted.contains(&pid);
         if let Some(f) = self.guardrail(path, access, class, pid) {
             return Some(f);
         }
@@ -505,7 +503,7 @@ impl Matcher {
                 reason: "not a binary the package database owns, unmodified".into(),
             });
         }
-        let hash = self.hashes.sha256(path, pid)?;
+        let hash = self.run.hashes.sha256(path, pid)?;
         if hits.iter().any(|r| self.exec_hashes[*r].contains(&hash)) {
             return None;
         }

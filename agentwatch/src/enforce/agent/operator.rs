@@ -187,7 +187,6 @@ impl AgentEnforcer {
         }
         self.expire_answers();
         self.finish_hashing(false);
-        self.steers.prune();
         self.flush_alerts(std::time::Instant::now());
         self.each_second();
         // An append is audited as it completes; its line gives way to a

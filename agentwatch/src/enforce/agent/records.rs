@@ -301,6 +301,7 @@ impl AgentEnforcer {
             return;
         }
         self.second_checked = now;
+        self.steers.prune();
         self.tick_bounds();
         self.tick_activity(now);
     }

@@ -19,7 +19,7 @@ impl Matcher {
                 ev.context
                     .exe
                     .as_deref()
-                    .and_then(|e| normalise::path(e, &self.anchors, self.seen.pids()))
+                    .and_then(|e| normalise::path(e, &self.anchors, self.run.seen.pids()))
                     .unwrap_or_else(|| ev.comm.clone())
             })
             .clone()
@@ -28,7 +28,7 @@ impl Matcher {
             return None;
         }
         let host = match peer {
-            Peer::Ip { addr, port } => self.seen.host(addr, *port).map(str::to_string),
+            Peer::Ip { addr, port } => self.run.seen.host(addr, *port).map(str::to_string),
             Peer::Unix { .. } => None,
         };
         let hit = self.net.iter().find(|r| {
@@ -37,7 +37,7 @@ impl Matcher {
                 && (r.by.is_empty() || r.by.contains(&exe()))
         });
         if let Some(r) = hit {
-            if r.model && self.tainted.contains(&ev.pid) {
+            if r.model && self.run.tainted.contains(&ev.pid) {
                 return Some(Finding {
                     rule: Rule::GuardExfiltrate,
                     class: Class::Network,
@@ -63,7 +63,7 @@ impl Matcher {
             .net
             .iter()
             .any(|r| r.direction == direction && self.target_matches(r, peer, host.as_deref()));
-        if self.secret_read && !endpoint_known && direction == Direction::Connect {
+        if self.run.secret_read && !endpoint_known && direction == Direction::Connect {
             return Some(Finding {
                 rule: Rule::GuardExfiltrate,
                 class: Class::Network,
