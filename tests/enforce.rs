@@ -136,7 +136,12 @@ fn enforce_deny_of_a_file_falls_back_to_sigkill_at_the_call_here() {
 #[test]
 fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
     let Some(_g) = privileged() else { return };
-    let script = "echo hi > notes.txt; cat /etc/os-release > /dev/null; echo after-approve";
+    // Pinned to one CPU, so the reopens after the approval meet the
+    // kernel's per-CPU name cache that the first open filled: the
+    // approval's new policy must not be answered by the old verdict.
+    let script = "taskset -pc 0 $$ > /dev/null; echo hi > notes.txt; \
+                  cat /etc/os-release > /dev/null; \
+                  : < /etc/os-release; : < /etc/os-release; echo after-approve";
     let run = Run::start(
         "pause-ok",
         &profile("pause-ok", 9, ""),
@@ -163,6 +168,7 @@ fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
     let d = run.finish();
     assert_eq!(d.status, 0, "{}", d.stderr);
     assert!(d.stdout.contains("after-approve"), "{}", d.stdout);
+    assert_eq!(d.alerts_by("file/unknown").len(), 1, "{}", d.brief());
     assert!(yaml.contains("path: \"/etc/os-release\""), "{yaml}");
     assert!(yaml.contains("by: \"root\""), "{yaml}");
     // The run's directory is gone by now: lint a copy, in a directory
@@ -171,6 +177,70 @@ fn pause_stops_the_tree_and_approve_learn_resumes_it_and_extends_the_profile() {
     let copy = keep.path().join("profile.yaml");
     std::fs::write(&copy, &yaml).expect("write");
     support::assert_lints(&copy);
+}
+
+/// The kernel caches the automaton's verdict on recent absolute names
+/// (`enforce::names`). A name one byte away from a cached one, of the
+/// same length, at its first or last bytes, and names longer than the
+/// cache holds, are each judged on their own.
+#[test]
+fn the_kernels_name_cache_never_lends_a_verdict_to_another_name() {
+    let Some(_g) = privileged() else { return };
+    let dir = TempDir::new("name-cache-files");
+    let long = dir.0.join("d".repeat(120));
+    std::fs::create_dir_all(&long).expect("dir");
+    // Allowed: names that begin with `ok` or end in `.ok`. Each pair is
+    // one allowed and one unlisted name of the same length.
+    let mut pairs = Vec::new();
+    for i in 0..8 {
+        for base in [&dir.0, &long] {
+            pairs.push((base.join(format!("ok.{i}")), base.join(format!("nk.{i}"))));
+            pairs.push((base.join(format!("a{i}.ok")), base.join(format!("a{i}.no"))));
+            pairs.push((
+                base.join(format!("okpadding{i}.x")),
+                base.join(format!("nkpadding{i}.x")),
+            ));
+        }
+    }
+    let mut script = String::from("taskset -pc 0 $$ > /dev/null; ");
+    for (ok, no) in &pairs {
+        std::fs::write(ok, "s").expect("write");
+        std::fs::write(no, "s").expect("write");
+        let (ok, no) = (ok.display(), no.display());
+        script += &format!(": < {ok}; : < {no}; : < {ok}; : < {no}; ");
+    }
+    script += "echo done";
+    let rules = format!(
+        "files:\n  - path: \"{d}/**/ok*\"\n    access: [read]\n  - path: \"{d}/**/*.ok\"\n    access: [read]\n",
+        d = dir.0.display()
+    );
+    let yaml = profile("names", 9, "").replacen("files:\n", &rules, 1);
+    let run = Run::start(
+        "names",
+        &yaml,
+        "monitor",
+        &["--alert-window", "off"],
+        &script,
+    );
+    let d = run.finish();
+    assert_eq!(d.status, 0, "{}", d.stderr);
+    assert!(d.stdout.contains("done"), "{}", d.stdout);
+    // Alerts name the files under `$TMP`: compare from the directory on.
+    let top = dir.0.parent().expect("parent");
+    let times = |p: &std::path::Path| {
+        let rel = p.strip_prefix(top).expect("under the temp dir");
+        let tail = format!("/{}", rel.display());
+        d.alerts_by("file/unknown")
+            .iter()
+            .filter(|a| a["what"].as_str().is_some_and(|w| w.ends_with(&tail)))
+            .count()
+    };
+    for (ok, no) in &pairs {
+        // Both opens of each unlisted name, the second after the first
+        // had filled the cache, and neither of the allowed one.
+        assert_eq!(times(no), 2, "{}: {}", no.display(), d.brief());
+        assert_eq!(times(ok), 0, "{}: {}", ok.display(), d.brief());
+    }
 }
 
 #[test]

@@ -57,6 +57,18 @@ pub enum OpenFlags {
     Creat = 4,
 }
 
+/// The entry programs the watched calls are split between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// `sys_enter`: every call not below.
+    Judged,
+    /// `names_enter`: the calls making a name (`Call::makes_name`).
+    Names,
+    /// `opens_enter`: the opens, judged through the kernel's cache of
+    /// recent names' verdicts.
+    Opens,
+}
+
 /// How the kernel judges a call's entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -115,9 +127,21 @@ impl Call {
         }
     }
 
+    /// Which entry program judges the call: each explores only its own
+    /// rows, so each stays within older verifiers' budget (6.1's).
+    #[inline(always)]
+    pub const fn entry(&self) -> Entry {
+        if self.makes_name() {
+            Entry::Names
+        } else if self.is_open() {
+            Entry::Opens
+        } else {
+            Entry::Judged
+        }
+    }
+
     /// Whether the call makes a new name (a hard link, a directory, a
-    /// symlink, a node): its entry is `names_enter`'s, a program of its
-    /// own, so each entry program stays within older verifiers' budget.
+    /// symlink, a node): its entry is `names_enter`'s.
     #[inline(always)]
     pub const fn makes_name(&self) -> bool {
         matches!(

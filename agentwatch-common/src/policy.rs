@@ -463,6 +463,9 @@ pub mod dns_hash {
     }
 }
 
+/// Which bytes of a word the kernel's name cache compares.
+pub mod name_words;
+
 /// Per-agent state the kernel keeps (AGENT_STATE map).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -214,5 +214,14 @@ SHIM __u8 aw_data_byte(const __u8 *data, __u32 idx)
 	return data[idx];
 }
 
+/* The aligned 8 bytes of an event's string data at idx (rounded down to
+ * a multiple of 8), little-endian: byte idx in the low bits. */
+SHIM __u64 aw_data_word(const __u8 *data, __u32 idx)
+{
+	barrier_var(idx);
+	idx &= 8184;
+	return *(const __u64 *)(data + idx);
+}
+
 /* *p += 1 as one BPF atomic add (Rust's core has no atomic RMW for BPF). */
 SHIM void aw_atomic_inc(__u64 *p) { __sync_fetch_and_add(p, 1); }

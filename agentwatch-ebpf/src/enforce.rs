@@ -21,9 +21,12 @@ use aya_ebpf::{
 
 use crate::maps::*;
 
+mod names;
 mod resolve;
 
-pub use resolve::{resolve, Walk};
+pub use names::{NameVerdict, WAYS as NAME_WAYS};
+
+pub use resolve::{resolve, resolve_cached, Walk};
 
 pub const SIGKILL: u32 = 9;
 pub const SIGSTOP: u32 = 19;

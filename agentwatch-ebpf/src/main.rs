@@ -55,6 +55,15 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// syscalls/sys_enter_{open,openat,openat2,creat,...} (`Entry::Opens`):
+/// the opens, apart so that their name cache fits 6.1's verifier. Fails
+/// open.
+#[tracepoint]
+pub fn opens_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_opens_enter(&ctx);
+    0
+}
+
 /// syscalls/sys_enter_{link,linkat,mkdir,mkdirat,symlink,symlinkat,mknod,
 /// mknodat}: the calls making a name, apart so that each entry program
 /// stays within older verifiers' budget. Fails open.

@@ -233,6 +233,12 @@ pub fn bump_epoch(slot: u32) {
 #[map]
 pub static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
+/// Recent absolute names and their automaton payloads, per CPU
+/// (`enforce::names`).
+#[map]
+pub static NAME_VERDICTS: PerCpuArray<crate::enforce::NameVerdict> =
+    PerCpuArray::with_max_entries(crate::enforce::NAME_WAYS, 0);
+
 #[inline(always)]
 pub fn count(map_index: u32) {
     if let Some(p) = DECIDED.get_ptr_mut(map_index) {

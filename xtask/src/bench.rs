@@ -85,6 +85,11 @@ pub struct Options {
     pins_only: bool,
     #[arg(long, default_value_t = 1024, help = "MiB of the pins model")]
     pins_mib: u64,
+    /// Only where a watched, allowed open's time goes under enforce, by
+    /// path length (the kernel's per-program accounting); rewrites its
+    /// section of docs/benchmarks.md.
+    #[arg(long)]
+    open_cost_only: bool,
     /// Only the detection latency of agentwatch, auditd and bpftrace (the
     /// last part of the comparison); prints it, rewrites nothing.
     #[arg(long)]
@@ -148,6 +153,18 @@ pub fn parse_ns(out: &str) -> anyhow::Result<f64> {
         .context("bad ns_per_op")
 }
 
+/// Runs a loop command unwatched; its ns/op.
+pub fn run_loop(argv: &[String]) -> anyhow::Result<f64> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()?;
+    if !out.status.success() {
+        bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_ns(&String::from_utf8_lossy(&out.stdout))
+}
+
 #[derive(Clone)]
 pub struct Bench {
     pub xtask: PathBuf,
@@ -181,15 +198,7 @@ impl Bench {
     }
 
     pub fn run_plain(&self, workload: &str) -> anyhow::Result<f64> {
-        let argv = self.loop_cmd(workload);
-        let out = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_remove("LD_LIBRARY_PATH")
-            .output()?;
-        if !out.status.success() {
-            bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        parse_ns(&String::from_utf8_lossy(&out.stdout))
+        run_loop(&self.loop_cmd(workload))
     }
 
     pub fn run_watched(&self, workload: &str) -> anyhow::Result<f64> {
@@ -362,6 +371,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     if let Some(workload) = &o.inner {
         if crate::bench_enforce::inner(workload, o.ops)?
             || crate::bench_peers_load::inner(workload, o.ops)?
+            || crate::bench_open_cost::inner(workload, o.ops)?
         {
             return Ok(());
         }
@@ -390,15 +400,20 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     if o.intent_only {
         let b = bench_of(&ws, o.ops);
         let section = crate::bench_intent::section(&b, o.peer_rounds, o.intent_requests)?;
-        return write_section(&ws, crate::bench_intent::HEADING, &section);
+        return crate::bench_docs::write_section(&ws, crate::bench_intent::HEADING, &section);
+    }
+    if o.open_cost_only {
+        let s = crate::bench_open_cost::section(&bench_of(&ws, o.ops), o.rounds.min(5));
+        let _ = std::fs::remove_file(OPEN_TARGET);
+        return crate::bench_docs::write_section(&ws, crate::bench_open_cost::HEADING, &s?);
     }
     if o.pins_only {
         let s = crate::bench_pins::section(&bench_of(&ws, o.ops), o.rounds.min(5), o.pins_mib)?;
-        return write_section(&ws, crate::bench_pins::HEADING, &s);
+        return crate::bench_docs::write_section(&ws, crate::bench_pins::HEADING, &s);
     }
     if o.daemon_only {
         let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;
-        return write_section(&ws, crate::bench_daemon::HEADING, &section);
+        return crate::bench_docs::write_section(&ws, crate::bench_daemon::HEADING, &section);
     }
     if o.enforce_only {
         std::fs::write(OPEN_TARGET, b"x")?;
@@ -412,7 +427,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         }
         let path = ws.join("docs/benchmarks.md");
         let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, splice_enforce(&old, &section))?;
+        std::fs::write(&path, crate::bench_docs::splice_enforce(&old, &section))?;
         eprintln!("enforcement section written to {}", path.display());
         return Ok(());
     }
@@ -436,19 +451,27 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     let sensors = kernel_cost(
         &bench,
         &|| load_sensors(&bench.agentwatch),
-        &["sys_enter", "sys_exit", "dns_send"],
+        &[
+            "sys_enter",
+            "opens_enter",
+            "names_enter",
+            "sys_exit",
+            "dns_send",
+        ],
     )?;
     let floor = kernel_cost(
         &bench,
         &|| load_floor(&bench.agentwatch, false),
         &["floor_tracepoi"],
     )?;
+    let open_cost = crate::bench_open_cost::section(&bench, o.rounds.min(5))?;
     let enforce = enforce_section(&bench, o.rounds, o.samples)?;
     let _ = std::fs::remove_file(OPEN_TARGET);
     let daemon = crate::bench_daemon::section(&bench, o.daemon_ops)?;
     let peers = peers(&ws, &bench, o.peer_rounds, o.samples)?;
     let mut report = render(&rows, o.rounds, o.ops, o.rate, eps, opens, lost);
     report.push_str(&render_kernel_cost(&rows[0], &sensors, &floor));
+    report.push_str(&open_cost);
     report.push_str(&enforce);
     report.push_str(&daemon);
     report.push_str(&peers);
@@ -480,7 +503,10 @@ fn peers(ws: &Path, bench: &Bench, rounds: usize, samples: u64) -> anyhow::Resul
     crate::bench_peers_report::plot(&r.plot_data, &docs.join("benchmarks-peers.png"))?;
     let path = docs.join("benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, splice(&old, crate::bench_peers::HEADING, &r.section))?;
+    std::fs::write(
+        &path,
+        crate::bench_docs::splice(&old, crate::bench_peers::HEADING, &r.section),
+    )?;
     eprintln!(
         "peers section, benchmarks-peers.json and benchmarks-peers.png written to {}",
         docs.display()
@@ -507,37 +533,6 @@ fn enforce_section(bench: &Bench, rounds: usize, samples: u64) -> anyhow::Result
     eprintln!("latency: userspace fallback, {samples} samples");
     let user = be::latency(bench, samples, true)?;
     Ok(be::render(&rows, rounds, &kernel, &user))
-}
-
-/// `old` with its enforcement section replaced by `section` (or inserted
-/// before the profile section).
-/// Prints `section` and splices it into docs/benchmarks.md under `heading`.
-fn write_section(ws: &Path, heading: &str, section: &str) -> anyhow::Result<()> {
-    print!("{section}");
-    let path = ws.join("docs/benchmarks.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, splice(&old, heading, section))?;
-    eprintln!("section written to {}", path.display());
-    Ok(())
-}
-
-fn splice_enforce(old: &str, section: &str) -> String {
-    splice(old, crate::bench_enforce::HEADING, section)
-}
-
-/// `old` with the section under `heading` replaced by `section` (or
-/// inserted before the profile section).
-fn splice(old: &str, heading: &str, section: &str) -> String {
-    if let Some(start) = old.find(heading) {
-        let rest = &old[start + heading.len()..];
-        let end = rest.find("\n## ").map(|i| start + heading.len() + i);
-        let tail = end.map(|e| &old[e..]).unwrap_or("");
-        return format!("{}{section}{tail}", &old[..start]);
-    }
-    match old.find(PROFILE_HEADING) {
-        Some(p) => format!("{}{section}{}", &old[..p], &old[p..]),
-        None => format!("{old}{section}"),
-    }
 }
 
 fn render(

@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use crate::bench::{Bench, Loaded, Row};
 
 /// Turns the kernel's per-program accounting on, and off again on drop.
-struct BpfStats;
+pub(crate) struct BpfStats;
 
 impl BpfStats {
-    fn enable() -> anyhow::Result<Self> {
+    pub(crate) fn enable() -> anyhow::Result<Self> {
         std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
             .context("enabling kernel.bpf_stats_enabled")?;
         Ok(Self)
@@ -18,7 +18,7 @@ impl BpfStats {
 
     /// Total run time (ns) and runs of the loaded programs whose name
     /// starts with one of `prefixes` (the kernel keeps 15 characters).
-    fn read(&self, prefixes: &[&str]) -> anyhow::Result<(u64, u64)> {
+    pub(crate) fn read(&self, prefixes: &[&str]) -> anyhow::Result<(u64, u64)> {
         let out = Command::new("bpftool")
             .args(["-j", "prog", "show"])
             .output()
@@ -79,7 +79,7 @@ pub fn render_kernel_cost(open: &Row, sensors: &ProgCost, floor: &ProgCost) -> S
         "n/a (floor within noise)".into()
     };
     format!(
-        "\n## Kernel-measured program cost (open loop, unwatched)\n\n`kernel.bpf_stats_enabled=1`, per-program `run_time_ns / run_cnt` from bpftool, over one open loop while (b) and then (c) are loaded. It includes the stats overhead itself (about 30 ns a run here).\n\n| programs | ns per run | runs per open+close |\n|---|---|---|\n| (b) sensors: sys_enter, sys_exit, dns_send (unwatched path) | {:.1} | {:.2} |\n| (c) floor: empty programs | {:.1} | {:.2} |\n\nDerived (b) hook overhead relative to the floor's: (floor overhead {:.0} ns + {:.0} ns of extra program time) / floor overhead = **{ratio}** (target at most 1.5).\n",
+        "\n## Kernel-measured program cost (open loop, unwatched)\n\n`kernel.bpf_stats_enabled=1`, per-program `run_time_ns / run_cnt` from bpftool, over one open loop while (b) and then (c) are loaded. It includes the stats overhead itself (about 30 ns a run here).\n\n| programs | ns per run | runs per open+close |\n|---|---|---|\n| (b) sensors: sys_enter, opens_enter, names_enter, sys_exit, dns_send (unwatched path) | {:.1} | {:.2} |\n| (c) floor: empty programs | {:.1} | {:.2} |\n\nDerived (b) hook overhead relative to the floor's: (floor overhead {:.0} ns + {:.0} ns of extra program time) / floor overhead = **{ratio}** (target at most 1.5).\n",
         sensors.ns_per_run, sensors.runs_per_op, floor.ns_per_run, floor.runs_per_op, floor_overhead, extra
     )
 }

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_daemon;
+mod bench_docs;
 mod bench_enforce;
 mod bench_intent;
 mod bench_kernel;
+mod bench_open_cost;
 mod bench_peers;
 mod bench_peers_load;
 mod bench_peers_report;

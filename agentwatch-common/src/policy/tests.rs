@@ -25,3 +25,18 @@ fn only_port_zero_binds_on_loopback_are_ephemeral() {
     other[0] = 0xfe;
     assert!(!ephemeral_loopback_bind(DIR_BIND, 0, &other));
 }
+
+#[test]
+fn a_name_word_mask_covers_exactly_the_names_bytes() {
+    for len in 0..=200u32 {
+        for k in 0..name_words::WORDS as u32 {
+            let mut want = 0u64;
+            for b in 0..8 {
+                if k * 8 + b < len {
+                    want |= 0xff << (8 * b);
+                }
+            }
+            assert_eq!(name_words::mask(k, len), want, "word {k} of {len} bytes");
+        }
+    }
+}

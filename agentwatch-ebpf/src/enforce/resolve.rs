@@ -192,6 +192,32 @@ pub fn resolve(
     base_slot: usize,
     needs_path: bool,
 ) -> Option<u64> {
+    resolve_with(pol, ev, path_slot, base_slot, needs_path, false)
+}
+
+/// `resolve`, through the cache of recent names' payloads
+/// (`enforce::names`). For the open's entry only: each call site of the
+/// cache costs the verifier more states, and 6.1's verifier has no room
+/// for more than one in `sys_enter`.
+#[inline(always)]
+pub fn resolve_cached(
+    pol: &AgentPolicy,
+    ev: &RawEvent,
+    path_slot: usize,
+    base_slot: usize,
+) -> Option<u64> {
+    resolve_with(pol, ev, path_slot, base_slot, true, true)
+}
+
+#[inline(always)]
+fn resolve_with(
+    pol: &AgentPolicy,
+    ev: &RawEvent,
+    path_slot: usize,
+    base_slot: usize,
+    needs_path: bool,
+    cached: bool,
+) -> Option<u64> {
     let p = ev.slots[path_slot & (SLOTS - 1)];
     let b = ev.slots[base_slot & (SLOTS - 1)];
     if p.flags & SLOT_TRUNCATED != 0 {
@@ -208,14 +234,31 @@ pub fn resolve(
     let w = WALK.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, ours until the program returns.
     let wr = unsafe { &mut *w };
-    wr.trans_base = pol.trans_base;
-    wr.accept_base = pol.accept_base;
-    wr.class_base = pol.class_base;
-    wr.classes = pol.classes;
-    wr.state = pol.start;
-    wr.stack[0] = pol.start;
-    wr.state2 = pol.start2;
-    wr.stack2[0] = pol.start2;
+    // The epoch first, then the policy (volatile, so no load moves above
+    // the epoch's): a cached payload is never newer-stamped than its walk.
+    let epoch = if cached {
+        super::names::policy_epoch()?
+    } else {
+        0
+    };
+    let v = |f: &u32| unsafe { core::ptr::read_volatile(f) };
+    wr.trans_base = v(&pol.trans_base);
+    wr.accept_base = v(&pol.accept_base);
+    wr.class_base = v(&pol.class_base);
+    wr.classes = v(&pol.classes);
+    wr.state = v(&pol.start);
+    wr.stack[0] = wr.state;
+    wr.state2 = v(&pol.start2);
+    wr.stack2[0] = wr.state2;
+    let tables = (wr.class_base, wr.trans_base);
+    let cache = if cached && absolute {
+        super::names::lookup((tables.0, tables.1, epoch), ev, path_slot, p.len as u32)
+    } else {
+        Err(None)
+    };
+    if let Ok(payload) = cache {
+        return Some(payload);
+    }
     wr.depth = 1;
     wr.path_slot = path_slot as u32;
     wr.base_slot = base_slot as u32;
@@ -248,15 +291,15 @@ pub fn resolve(
     if wr.depth == 1 {
         step(wr, b'/');
     }
-    let first = DFA_ACCEPT.get(wr.accept_base + wr.state).copied()?;
-    if wr.state2 == 0 {
-        return Some(first);
+    let mut payload = DFA_ACCEPT.get(wr.accept_base + wr.state).copied()?;
+    if wr.state2 != 0 {
+        payload |= DFA_ACCEPT
+            .get(wr.accept_base + wr.state2)
+            .copied()
+            .unwrap_or(0);
     }
-    Some(
-        first
-            | DFA_ACCEPT
-                .get(wr.accept_base + wr.state2)
-                .copied()
-                .unwrap_or(0),
-    )
+    if let Err(Some(miss)) = &cache {
+        super::names::remember(miss, tables, ev, path_slot, p.len as u32, payload);
+    }
+    Some(payload)
 }

@@ -123,7 +123,7 @@ pub fn judge_entry(pol: &AgentPolicy, agent: u32, ev: &RawEvent, call: &Call) ->
             let flags = call.open_flags_of(&ev.args);
             let acc = open_access(flags);
             let payload = if paths {
-                enforce::resolve(pol, ev, p1, b1, true)
+                enforce::resolve_cached(pol, ev, p1, b1)
             } else {
                 None
             };

@@ -4,7 +4,7 @@
 //! `agentwatch_common::calls::CALLS`; they look the call's row up and hand
 //! it to its family (`file`, `net`), then decide, act and send here.
 use agentwatch_common::{
-    calls::{self, Call, Family, Judge},
+    calls::{self, Call, Entry, Family, Judge},
     policy::{
         action, class, decided, epoch, flags, landlock_rule, rule, verdict, watch, AgentPolicy,
         Deferred,
@@ -31,26 +31,32 @@ const RECORD_TERRITORY: u64 = 1 << 30;
 const RECORD_TAINT: u64 = 1 << 31;
 const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
 
-/// Entry of a watched call other than those making a name. Fails open:
-/// any read that fails leaves a field empty; the record is still sent.
+/// Entry of a watched call other than an open or one making a name.
+/// Fails open: any read that fails leaves a field empty; the record is
+/// still sent.
 pub fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    enter_of(ctx, false)
+    enter_of(ctx, Entry::Judged)
 }
 
 /// Entry of a call making a name (`Call::makes_name`). Fails open.
 pub fn try_names_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    enter_of(ctx, true)
+    enter_of(ctx, Entry::Names)
 }
 
-/// The entry of the calls whose `makes_name` is `names`: each program
+/// Entry of an open. Fails open.
+pub fn try_opens_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    enter_of(ctx, Entry::Opens)
+}
+
+/// The entry of the calls whose `Call::entry` is `program`: each program
 /// explores only its own rows.
 #[inline(always)]
-fn enter_of(ctx: &TracePointContext, names: bool) -> Result<(), i64> {
+fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
     let Some((tgid, w)) = watched_current() else {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
-    let Some(call) = calls::find(sysno).filter(|c| c.makes_name() == names) else {
+    let Some(call) = calls::find(sysno).filter(|c| c.entry() == program) else {
         return Ok(());
     };
     let a = read_args(ctx);

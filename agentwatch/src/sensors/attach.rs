@@ -5,7 +5,11 @@
 use agentwatch_common::names::program as prog;
 use std::path::Path;
 
-use agentwatch_common::{calls::CALLS, escape::ESCAPES, syscalls};
+use agentwatch_common::{
+    calls::{Entry, CALLS},
+    escape::ESCAPES,
+    syscalls,
+};
 use aya::{
     programs::{links::FdLink, BtfTracePoint, TracePoint},
     Btf, Ebpf,
@@ -19,10 +23,12 @@ use super::loader::{program, Held, HookSet, SensorError};
 enum Calls {
     /// Every watched call (`calls::CALLS`).
     Watched,
-    /// The watched calls that do not make a name (`Call::makes_name`).
+    /// The watched calls of `sys_enter` (`Call::entry`).
     Judged,
     /// The watched calls that make a name.
     Names,
+    /// The opens.
+    Opens,
     /// These tracepoint names.
     Named(&'static [&'static str]),
     /// The escapes (`escape::ESCAPES`), and these names.
@@ -76,6 +82,12 @@ const SENSORS: &[Sensor] = &[
         program: prog::NAMES_ENTER,
         floor: FLOOR_TP,
         hooks: Hooks::SysEnter(Calls::Names),
+        when: When::Always,
+    },
+    Sensor {
+        program: prog::OPENS_ENTER,
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::Opens),
         when: When::Always,
     },
     Sensor {
@@ -147,20 +159,22 @@ const SENSORS: &[Sensor] = &[
     },
 ];
 
+/// The watched calls whose entry program is `program`.
+fn entry_of(program: Entry) -> Vec<&'static str> {
+    CALLS
+        .iter()
+        .filter(|c| c.entry() == program)
+        .map(|c| c.name)
+        .collect()
+}
+
 impl Calls {
     fn names(self) -> Vec<&'static str> {
         match self {
             Calls::Watched => CALLS.iter().map(|c| c.name).collect(),
-            Calls::Judged => CALLS
-                .iter()
-                .filter(|c| !c.makes_name())
-                .map(|c| c.name)
-                .collect(),
-            Calls::Names => CALLS
-                .iter()
-                .filter(|c| c.makes_name())
-                .map(|c| c.name)
-                .collect(),
+            Calls::Judged => entry_of(Entry::Judged),
+            Calls::Names => entry_of(Entry::Names),
+            Calls::Opens => entry_of(Entry::Opens),
             Calls::Named(n) => n.to_vec(),
             Calls::Escapes(n) => ESCAPES
                 .iter()
@@ -328,9 +342,11 @@ mod tests {
         }
         let names = Calls::Watched.names();
         assert!(names.contains(&"openat") && names.contains(&"connect"));
-        // The two entry programs split the watched calls between them.
+        // The three entry programs split the watched calls between them.
         let (judged, made) = (Calls::Judged.names(), Calls::Names.names());
-        assert_eq!(judged.len() + made.len(), names.len());
+        let opens = Calls::Opens.names();
+        assert_eq!(judged.len() + made.len() + opens.len(), names.len());
         assert!(made.contains(&"symlinkat") && !judged.contains(&"symlinkat"));
+        assert!(opens.contains(&"openat2") && !judged.contains(&"openat"));
     }
 }

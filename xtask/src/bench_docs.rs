@@ -1,0 +1,35 @@
+//! docs/benchmarks.md by sections: a benchmark run alone rewrites its
+//! own section and leaves the others as they were.
+use std::path::Path;
+
+use crate::bench_profile::PROFILE_HEADING;
+
+/// Prints `section` and splices it into docs/benchmarks.md under `heading`.
+pub fn write_section(ws: &Path, heading: &str, section: &str) -> anyhow::Result<()> {
+    print!("{section}");
+    let path = ws.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, splice(&old, heading, section))?;
+    eprintln!("section written to {}", path.display());
+    Ok(())
+}
+
+/// `old` with its enforcement section replaced by `section`.
+pub fn splice_enforce(old: &str, section: &str) -> String {
+    splice(old, crate::bench_enforce::HEADING, section)
+}
+
+/// `old` with the section under `heading` replaced by `section` (or
+/// inserted before the profile section).
+pub fn splice(old: &str, heading: &str, section: &str) -> String {
+    if let Some(start) = old.find(heading) {
+        let rest = &old[start + heading.len()..];
+        let end = rest.find("\n## ").map(|i| start + heading.len() + i);
+        let tail = end.map(|e| &old[e..]).unwrap_or("");
+        return format!("{}{section}{tail}", &old[..start]);
+    }
+    match old.find(PROFILE_HEADING) {
+        Some(p) => format!("{}{section}{}", &old[..p], &old[p..]),
+        None => format!("{old}{section}"),
+    }
+}
