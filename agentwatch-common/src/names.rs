@@ -38,6 +38,7 @@ pub mod map {
     pub const CLEAN_OPENS: &str = "CLEAN_OPENS";
     pub const EPOCHS: &str = "EPOCHS";
     pub const WALK: &str = "WALK";
+    pub const NAME_VERDICTS: &str = "NAME_VERDICTS";
     pub const JUMPS: &str = "JUMPS";
     pub const INTENT: &str = "INTENT";
     pub const TLS_READS: &str = "TLS_READS";
@@ -126,6 +127,7 @@ pub const MAPS: &[&str] = &[
     map::CLEAN_OPENS,
     map::EPOCHS,
     map::WALK,
+    map::NAME_VERDICTS,
     map::JUMPS,
     map::INTENT,
     map::TLS_READS,
