@@ -117,6 +117,7 @@ fn inner(workload: &str, ops: u64, pace: Option<u64>) -> anyhow::Result<()> {
     for i in 0..ops {
         match workload {
             "open" => drop(std::fs::File::open(OPEN_TARGET)?),
+            "open-long" => drop(std::fs::File::open(crate::bench_open_cost::LONG_TARGET)?),
             "exec" => {
                 let st = std::process::Command::new("/bin/true").status()?;
                 if !st.success() {
@@ -153,18 +154,6 @@ pub fn parse_ns(out: &str) -> anyhow::Result<f64> {
         .context("bad ns_per_op")
 }
 
-/// Runs a loop command unwatched; its ns/op.
-pub fn run_loop(argv: &[String]) -> anyhow::Result<f64> {
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()?;
-    if !out.status.success() {
-        bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    parse_ns(&String::from_utf8_lossy(&out.stdout))
-}
-
 #[derive(Clone)]
 pub struct Bench {
     pub xtask: PathBuf,
@@ -198,7 +187,15 @@ impl Bench {
     }
 
     pub fn run_plain(&self, workload: &str) -> anyhow::Result<f64> {
-        run_loop(&self.loop_cmd(workload))
+        let argv = self.loop_cmd(workload);
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()?;
+        if !out.status.success() {
+            bail!("loop failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        parse_ns(&String::from_utf8_lossy(&out.stdout))
     }
 
     pub fn run_watched(&self, workload: &str) -> anyhow::Result<f64> {
@@ -371,7 +368,6 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     if let Some(workload) = &o.inner {
         if crate::bench_enforce::inner(workload, o.ops)?
             || crate::bench_peers_load::inner(workload, o.ops)?
-            || crate::bench_open_cost::inner(workload, o.ops)?
         {
             return Ok(());
         }

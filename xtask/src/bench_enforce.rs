@@ -142,6 +142,24 @@ impl Drop for Scratch {
 
 /// `agentwatch run` arguments before `--`, pinned to CPU 0 as in (d).
 fn run_cmd(bench: &Bench, scratch: &Scratch, mode: &str, userspace: bool) -> Command {
+    agentwatch_run(
+        bench,
+        &scratch.profile(),
+        &scratch.alerts(),
+        mode,
+        userspace,
+    )
+}
+
+/// `agentwatch run` of `profile` in `mode`, alerts to `alerts`, pinned to
+/// CPU 0, up to and with `--`.
+pub(crate) fn agentwatch_run(
+    bench: &Bench,
+    profile: &Path,
+    alerts: &Path,
+    mode: &str,
+    userspace: bool,
+) -> Command {
     let mut c = Command::new("taskset");
     // cargo's library path would send the loader probing its directories,
     // which the profile rightly does not allow.
@@ -149,9 +167,9 @@ fn run_cmd(bench: &Bench, scratch: &Scratch, mode: &str, userspace: bool) -> Com
         .args(["-c", "0"])
         .arg(&bench.agentwatch)
         .args(["run", "--json", "--mode", mode, "--profile"])
-        .arg(scratch.profile())
+        .arg(profile)
         .arg("-o")
-        .arg(scratch.alerts());
+        .arg(alerts);
     if userspace {
         c.arg("--decide-in-userspace");
     }

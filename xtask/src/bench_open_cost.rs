@@ -1,14 +1,11 @@
 //! `cargo xtask bench --open-cost-only`: where a watched, allowed open's
 //! time goes under `run --mode enforce`, by path length. The kernel's own
 //! accounting (`kernel.bpf_stats_enabled`) gives `opens_enter` (the
-//! opens' entry program) and `sys_exit` run time per run, sampled while the loop runs (the programs
-//! go when agentwatch exits); the loop's ns/op against the same loop
-//! unwatched, alternating in one invocation, gives the ratio.
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+//! opens' entry program) and `sys_exit` run time per run, sampled while
+//! the loop runs (the programs go when agentwatch exits); the loop's
+//! ns/op against the same loop unwatched, alternating in one invocation,
+//! gives the ratio.
+use std::{path::Path, process::Stdio, time::Duration};
 
 use anyhow::{bail, Context as _};
 
@@ -17,35 +14,12 @@ use crate::bench_kernel::BpfStats;
 
 pub const HEADING: &str = "\n## Kernel-measured program cost (open loop, watched, enforce)";
 
-/// A directory whose files make a long path (the `open-long` loop's).
+/// The file the `open-long` loop opens (`bench::inner`): 98 bytes.
+pub const LONG_TARGET: &str = "/tmp/agentwatch-bench-long/a-directory-name-of-some-length/another-directory-name-of-length/target";
+/// The directory it is made under, removed afterwards.
 const LONG_DIR: &str = "/tmp/agentwatch-bench-long";
 /// Opens per loop: long enough to sample the programs mid-run.
 const OPS: u64 = 4_000_000;
-
-/// The long path, about 100 bytes.
-fn long_target() -> String {
-    format!(
-        "{LONG_DIR}/{}/{}/target",
-        "a-directory-name-of-some-length", "another-directory-name-of-length"
-    )
-}
-
-/// The inner workload of this benchmark; false when `workload` is not it.
-pub fn inner(workload: &str, ops: u64) -> anyhow::Result<bool> {
-    if workload != "open-long" {
-        return Ok(false);
-    }
-    let path = long_target();
-    let start = std::time::Instant::now();
-    for _ in 0..ops {
-        drop(std::fs::File::open(&path)?);
-    }
-    println!(
-        "ns_per_op {}",
-        start.elapsed().as_nanos() as f64 / ops.max(1) as f64
-    );
-    Ok(true)
-}
 
 /// One path's row: its length, the programs' ns per run, the ratio.
 struct Row {
@@ -53,21 +27,6 @@ struct Row {
     enter_ns: f64,
     exit_ns: f64,
     ratio: f64,
-}
-
-fn loop_argv(bench: &Bench, workload: &str) -> Vec<String> {
-    let mut argv = bench.loop_cmd("open");
-    if let Some(w) = argv.iter().position(|a| a == "open") {
-        argv[w] = workload.into();
-    }
-    if let Some(o) = argv.iter().position(|a| a == "--ops") {
-        argv[o + 1] = OPS.to_string();
-    }
-    argv
-}
-
-fn plain(bench: &Bench, workload: &str) -> anyhow::Result<f64> {
-    crate::bench::run_loop(&loop_argv(bench, workload))
 }
 
 /// The loop under enforce: its ns/op, and the entry and exit programs'
@@ -79,16 +38,8 @@ fn enforced(
     workload: &str,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let alerts = profile.with_file_name("alerts.jsonl");
-    let child = Command::new("taskset")
-        .env_remove("LD_LIBRARY_PATH")
-        .args(["-c", "0"])
-        .arg(&bench.agentwatch)
-        .args(["run", "--json", "--mode", "enforce", "--profile"])
-        .arg(profile)
-        .arg("-o")
-        .arg(&alerts)
-        .arg("--")
-        .args(loop_argv(bench, workload))
+    let child = crate::bench_enforce::agentwatch_run(bench, profile, &alerts, "enforce", false)
+        .args(bench.loop_cmd(workload))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,11 +64,15 @@ fn enforced(
 
 /// The section; writes `OPEN_TARGET`, which the caller removes.
 pub fn section(bench: &Bench, rounds: usize) -> anyhow::Result<String> {
+    // Its own loop length, long enough to sample mid-run.
+    let bench = &Bench {
+        ops: OPS,
+        ..bench.clone()
+    };
     let scratch = tempfile::tempdir()?;
-    let long = long_target();
-    let parent = Path::new(&long).parent().context("long path")?;
+    let parent = Path::new(LONG_TARGET).parent().context("long path")?;
     std::fs::create_dir_all(parent)?;
-    std::fs::write(&long, b"x")?;
+    std::fs::write(LONG_TARGET, b"x")?;
     std::fs::write(OPEN_TARGET, b"x")?;
     let profile = scratch.path().join("profile.yaml");
     let yaml = crate::bench_enforce::profile(&bench.xtask).replacen(
@@ -128,10 +83,10 @@ pub fn section(bench: &Bench, rounds: usize) -> anyhow::Result<String> {
     std::fs::write(&profile, yaml)?;
     let stats = BpfStats::enable()?;
     let mut rows = Vec::new();
-    for (workload, path) in [("open", OPEN_TARGET.to_string()), ("open-long", long)] {
+    for (workload, path) in [("open", OPEN_TARGET), ("open-long", LONG_TARGET)] {
         let (mut enter, mut exit, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds.max(1) {
-            let base = plain(bench, workload)?;
+            let base = bench.run_plain(workload)?;
             let (ns, e, x) = enforced(bench, &stats, &profile, workload)?;
             ratios.push(ns / base);
             enter.push(e);
