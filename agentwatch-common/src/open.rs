@@ -24,6 +24,15 @@ pub fn writes(flags: u64) -> bool {
     mode == O_WRONLY || mode == O_RDWR
 }
 
+/// Whether the file an open returns is open for writing (the kernel's
+/// `FMODE_WRITE`): a writing mode, and not `O_PATH`, which drops the mode.
+/// The kernel's exit reads it from the flags it kept at entry instead of
+/// from the file.
+#[inline(always)]
+pub fn opened_for_write(flags: u64) -> bool {
+    writes(flags) && flags & O_PATH == 0
+}
+
 /// The access bits (`policy::access`) an open asks for: read unless
 /// write-only; write for a writing mode or a truncation; create for
 /// `O_CREAT` or `O_TMPFILE`.
@@ -69,6 +78,17 @@ mod tests {
         assert!(!open_listing(O_DIRECTORY | O_RDWR));
         assert!(!open_listing(O_TMPFILE | O_RDWR));
         assert!(!open_listing(O_DIRECTORY | O_CREAT));
+    }
+
+    #[test]
+    fn opened_for_write_is_a_writing_mode_without_o_path() {
+        assert!(opened_for_write(O_WRONLY));
+        assert!(opened_for_write(O_RDWR | O_CREAT));
+        assert!(opened_for_write(CREAT_FLAGS));
+        assert!(!opened_for_write(0));
+        assert!(!opened_for_write(O_TRUNC)); // truncates, but opened read-only
+        assert!(!opened_for_write(O_ACCMODE)); // mode 3: neither read nor write
+        assert!(!opened_for_write(O_PATH | O_RDWR));
     }
 
     #[test]

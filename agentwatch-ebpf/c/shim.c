@@ -40,25 +40,27 @@ SHIM struct path *aw_task_pwd(struct task_struct *t)
 	return (struct path *)((char *)fs + bpf_core_field_offset(struct fs_struct, pwd));
 }
 
-SHIM struct file *aw_task_fd(struct task_struct *t, __u32 fd)
+/* The current task's open file `fd`. The task pointer is the kernel's
+ * typed one (bpf_get_current_task_btf), so files, fdt and its head are
+ * plain loads the verifier guards (a faulting one reads 0), not three
+ * probe reads; the fd array's slot, at a variable index, still takes one.
+ * Not zero-initialised: clang turns `= {}` into a call to a byte-wise
+ * memset subprogram. */
+SHIM struct file *aw_current_fd(__u32 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	/* max_fds and fd side by side (every kernel so far): one read. */
-	struct { __u64 max_fds; struct file **fd; } head = {};
-	struct file *f = 0;
-	if (!fdt)
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct files_struct *files = t->files;
+	struct fdtable *fdt;
+	struct file **fds;
+	struct file *f;
+	if (!files)
 		return 0;
-	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
-	    bpf_core_field_offset(struct fdtable, fd) == 8) {
-		bpf_probe_read_kernel(&head, sizeof(head), fdt);
-		head.max_fds &= 0xffffffff;
-	} else {
-		head.max_fds = BPF_CORE_READ(fdt, max_fds);
-		head.fd = BPF_CORE_READ(fdt, fd);
-	}
-	if (fd >= head.max_fds)
+	fdt = files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
 		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &head.fd[fd]);
+	fds = fdt->fd;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return 0;
 	return f;
 }
 
@@ -77,8 +79,9 @@ SHIM void aw_file_stamp(struct file *f, __u64 *out)
 {
 	struct path *p = aw_file_path(f);
 	__u32 dp = bpf_core_field_offset(struct dentry, d_parent);
-	struct { __u64 parent, hash_len, name, inode; } d = {};
-	struct { __u64 mnt, dentry; } pa = {};
+	/* Filled by the reads below, never zero-initialised (see aw_task_fd). */
+	struct { __u64 parent, hash_len, name, inode; } d;
+	struct { __u64 mnt, dentry; } pa;
 	struct dentry *dentry;
 	if (bpf_core_field_offset(struct path, mnt) == 0 &&
 	    bpf_core_field_offset(struct path, dentry) == 8) {

@@ -33,21 +33,22 @@ const S_IFREG: u64 = 0o100000;
 #[inline(always)]
 pub fn read_entry(ev: &mut RawEvent, call: &Call, a: &[u64; 6]) {
     let cwd = nr::AT_FDCWD as i64 as u64;
-    let mut retry = [0u64; 2];
-    let r = &mut retry;
+    // Unreadable PATH1 and PATH2 pointers, kept apart (not an array zeroed
+    // up front, which LLVM makes a memset call on the hot path).
+    let (mut u1, mut u2) = (0u64, 0u64);
     let (p1, b1, p2, b2) = (slot::PATH1, slot::BASE1, slot::PATH2, slot::BASE2);
     match call.paths {
-        Paths::Cwd0 => path_arg(ev, p1, b1, cwd, a[0], r),
-        Paths::At01 => path_arg(ev, p1, b1, a[0], a[1], r),
-        Paths::Cwd1 => path_arg(ev, p1, b1, cwd, a[1], r),
-        Paths::At12 => path_arg(ev, p1, b1, a[1], a[2], r),
+        Paths::Cwd0 => u1 = path_arg(ev, p1, b1, cwd, a[0]),
+        Paths::At01 => u1 = path_arg(ev, p1, b1, a[0], a[1]),
+        Paths::Cwd1 => u1 = path_arg(ev, p1, b1, cwd, a[1]),
+        Paths::At12 => u1 = path_arg(ev, p1, b1, a[1], a[2]),
         Paths::Cwd0Cwd1 => {
-            path_arg(ev, p1, b1, cwd, a[0], r);
-            path_arg(ev, p2, b2, cwd, a[1], r);
+            u1 = path_arg(ev, p1, b1, cwd, a[0]);
+            u2 = path_arg(ev, p2, b2, cwd, a[1]);
         }
         Paths::At01At23 => {
-            path_arg(ev, p1, b1, a[0], a[1], r);
-            path_arg(ev, p2, b2, a[2], a[3], r);
+            u1 = path_arg(ev, p1, b1, a[0], a[1]);
+            u2 = path_arg(ev, p2, b2, a[2], a[3]);
         }
         Paths::Fd0 => fd_path(ev, b1, a[0]),
         Paths::None => {}
@@ -57,9 +58,9 @@ pub fn read_entry(ev: &mut RawEvent, call: &Call, a: &[u64; 6]) {
         ev.args[5] =
             unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
     }
-    if retry != [0, 0] {
+    if u1 | u2 != 0 {
         let tid = bpf_get_current_pid_tgid() as u32;
-        let _ = RETRY_PATHS.insert(&tid, &retry, 0);
+        let _ = RETRY_PATHS.insert(&tid, &[u1, u2], 0);
     }
 }
 
@@ -174,47 +175,44 @@ pub fn judge_entry(pol: &AgentPolicy, agent: u32, ev: &RawEvent, call: &Call) ->
 
 /// Copies the path argument into `slot` and, when it is relative, the
 /// directory it is relative to (dirfd, or the cwd for AT_FDCWD) into `base`.
-/// A path whose read failed is remembered in `retry` for the exit.
+/// Returns the path's pointer when its read failed (retried at the exit:
+/// `RETRY_PATHS`), else 0.
 #[inline(always)]
-pub fn path_arg(
-    ev: &mut RawEvent,
-    slot: usize,
-    base: usize,
-    dirfd: u64,
-    user_path: u64,
-    retry: &mut [u64; 2],
-) {
+pub fn path_arg(ev: &mut RawEvent, slot: usize, base: usize, dirfd: u64, user_path: u64) -> u64 {
     // The first byte comes from the copy just made. Unreadable now
     // (retried at exit): walk the base anyway, in case it turns out relative.
-    let absolute = if event::user_str(ev, slot, user_path) {
-        user_path != 0 && event::slot_first_byte(ev, slot) == b'/'
+    let (absolute, unread) = if event::user_str(ev, slot, user_path) {
+        (
+            user_path != 0 && event::slot_first_byte(ev, slot) == b'/',
+            0,
+        )
     } else {
-        retry[slot & 1] = user_path;
-        false
+        (false, user_path)
     };
     if absolute {
-        return;
+        return unread;
     }
     // Relative (or empty, for AT_EMPTY_PATH): resolve against dirfd or cwd.
     let dirfd = dirfd as i32;
     let dir = if dirfd == nr::AT_FDCWD {
         unsafe { aw_task_pwd(task()) }
     } else if dirfd >= 0 {
-        let f = unsafe { aw_task_fd(task(), dirfd as u32) };
+        let f = unsafe { aw_current_fd(dirfd as u32) };
         if f.is_null() {
-            return;
+            return unread;
         }
         unsafe { aw_file_path(f) }
     } else {
-        return;
+        return unread;
     };
     event::walk_path(ev, base, dir);
+    unread
 }
 
 /// Path of an open file descriptor (fchmod, fchown).
 #[inline(always)]
 pub fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
-    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    let f = unsafe { aw_current_fd(fd as u32) };
     if !f.is_null() {
         event::walk_path(ev, slot, unsafe { aw_file_path(f) });
     }
@@ -277,8 +275,13 @@ pub fn landlock_refused(wflags: u32, cls: usize, ret: i64) -> bool {
 /// Remembers the file `f` a new fd opened when it was opened for writing:
 /// an exec of it later is running what the agent wrote (`exec/written`).
 #[inline(always)]
-pub fn note_written(agent: u32, f: Ptr) {
-    if f.is_null() || unsafe { aw_file_writable(f) } == 0 {
+/// `writable`: whether `f` is open for writing, when the caller knows it
+/// from the open's flags (a read of the file saved); else read from `f`.
+pub fn note_written(agent: u32, f: Ptr, writable: Option<bool>) {
+    if f.is_null() {
+        return;
+    }
+    if !writable.unwrap_or_else(|| unsafe { aw_file_writable(f) } != 0) {
         return;
     }
     let key = InodeKey {

@@ -8,7 +8,6 @@ use agentwatch_common::{
     RawEvent, SOCKADDR_LEN,
 };
 
-use super::task;
 use crate::{
     enforce::{self, Decision},
     maps::DNS_SOCKETS,
@@ -91,7 +90,7 @@ pub(crate) fn peer_sockaddr(ev: &mut RawEvent, fd: u64) {
 /// `ev.addr` as a `struct sockaddr_*`, read from the kernel socket.
 #[inline(always)]
 fn kernel_sockaddr(ev: &mut RawEvent, fd: u64, peer: bool) {
-    let f = unsafe { aw_task_fd(task(), fd as u32) };
+    let f = unsafe { aw_current_fd(fd as u32) };
     if f.is_null() {
         return;
     }

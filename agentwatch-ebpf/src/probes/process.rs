@@ -107,7 +107,7 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if unsafe { aw_bprm_is_script(bprm) } != 0 {
         ev.args[4] |= exec_flags::SCRIPT;
     }
-    ev.args[5] = super::written::stdin_type(task);
+    ev.args[5] = super::written::stdin_type();
     exec_filename(ev, bprm, task);
     event::walk_path(ev, slot::BASE2, unsafe { aw_file_path(binary) });
     let start = unsafe { aw_task_arg_start(task) };

@@ -5,6 +5,7 @@
 //! it to its family (`file`, `net`), then decide, act and send here.
 use agentwatch_common::{
     calls::{self, Call, Entry, Family, Judge},
+    open,
     policy::{
         action, class, decided, epoch, flags, landlock_rule, rule, verdict, watch, AgentPolicy,
         Deferred,
@@ -15,7 +16,7 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 use super::{
     file::{self, Judged},
-    net, read_args, syscall_nr, syscall_ret, task, watched_current,
+    net, read_args, syscall_nr, syscall_ret, watched_current,
 };
 use crate::{
     enforce::{self, Decision},
@@ -233,16 +234,24 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // The file an open reached, read once for every use below.
     let opened = if ret >= 0 && call.is_open() {
-        unsafe { aw_task_fd(task(), ret as u32) }
+        unsafe { aw_current_fd(ret as u32) }
     } else {
         core::ptr::null_mut()
     };
-    file::note_written(w.agent_id, opened);
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
+    // Taken whatever it is: a stale one must not skip a later exit.
+    let pending = pol
+        .and_then(|_| skip_exit_take(tid))
+        .filter(|v| *v as u32 == sysno);
+    // An allowed open kept its flags: whether it writes is known without
+    // reading the file.
+    let writable = pending
+        .filter(|_| call.is_open())
+        .map(|v| open::opened_for_write((v >> 32) & OPEN_FLAGS_MASK));
+    file::note_written(w.agent_id, opened, writable);
     if let Some(p) = pol {
-        let pending = skip_exit_take(tid);
-        if let Some(v) = pending.filter(|v| *v as u32 == sysno) {
+        if let Some(v) = pending {
             // Landlock refused what the names allowed: reported from a
             // program of its own (this one is at the verifier's limit).
             if landlock_held(w.flags, &call) && file::landlock_refused(w.flags, call.class, ret) {

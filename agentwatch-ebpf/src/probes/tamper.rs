@@ -101,14 +101,13 @@ pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
         if sysno == nr::FSETXATTR {
             fd_path(ev, slot::BASE1, a[0]);
         } else {
-            let mut retry = [0u64; 2];
-            path_arg(
+            // Read once: an alert's path, not a judgement to retry.
+            let _ = path_arg(
                 ev,
                 slot::PATH1,
                 slot::BASE1,
                 nr::AT_FDCWD as i64 as u64,
                 a[0],
-                &mut retry,
             );
         }
         rule::GUARD_PRIVILEGE

@@ -31,10 +31,11 @@ pub fn flags(agent: u32, file: Ptr) -> u64 {
     f
 }
 
-/// The file type (S_IFMT bits) of the task's standard input; 0 if closed.
+/// The file type (S_IFMT bits) of the current task's standard input; 0
+/// if closed.
 #[inline(always)]
-pub fn stdin_type(task: Ptr) -> u64 {
-    let f = unsafe { aw_task_fd(task, 0) };
+pub fn stdin_type() -> u64 {
+    let f = unsafe { aw_current_fd(0) };
     if f.is_null() {
         return 0;
     }
