@@ -79,7 +79,7 @@ SHIM void aw_file_stamp(struct file *f, __u64 *out)
 {
 	struct path *p = aw_file_path(f);
 	__u32 dp = bpf_core_field_offset(struct dentry, d_parent);
-	/* Filled by the reads below, never zero-initialised (see aw_task_fd). */
+	/* Filled by the reads below, never zero-initialised (see aw_current_fd). */
 	struct { __u64 parent, hash_len, name, inode; } d;
 	struct { __u64 mnt, dentry; } pa;
 	struct dentry *dentry;

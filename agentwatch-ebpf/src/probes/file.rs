@@ -274,9 +274,9 @@ pub fn landlock_refused(wflags: u32, cls: usize, ret: i64) -> bool {
 
 /// Remembers the file `f` a new fd opened when it was opened for writing:
 /// an exec of it later is running what the agent wrote (`exec/written`).
-#[inline(always)]
 /// `writable`: whether `f` is open for writing, when the caller knows it
 /// from the open's flags (a read of the file saved); else read from `f`.
+#[inline(always)]
 pub fn note_written(agent: u32, f: Ptr, writable: Option<bool>) {
     if f.is_null() {
         return;
@@ -394,10 +394,10 @@ pub fn try_mount_changed() -> Result<(), i64> {
 }
 
 /// Re-reads into the exit record the paths its entry could not read.
-#[inline(always)]
 /// Returns whether a path stayed unreadable at the exit too (a page the
 /// caller's memory keeps unmapping): nothing the kernel or userspace could
 /// judge.
+#[inline(always)]
 pub fn retry_paths(ev: &mut RawEvent) -> bool {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
