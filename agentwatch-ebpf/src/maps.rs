@@ -9,7 +9,9 @@ use agentwatch_common::{
     InodeKey, RawEvent, WatchEntry,
 };
 use aya_ebpf::{
-    macros::map,
+    bindings::{bpf_map_type, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
@@ -107,32 +109,82 @@ pub static DECIDED: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(agentwatch_common::policy::decided::ENTRIES, 0);
 
 /// Threads whose syscall entry was decided allowed and not sent: their
-/// exit is not sent either. tid -> syscall number, and for opens their
-/// flags in the high 32 bits (the exit judges the file they reached);
-/// 0 when nothing is pending. Written in place, never deleted: an update
-/// and a delete of an LRU element per call cost more than the judgement.
-/// A dead thread's entry ages out.
-#[map]
-pub static SKIP_EXIT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+/// exit is not sent either. The syscall number, and for opens their flags
+/// in the high 32 bits (the exit judges the file they reached); 0 when
+/// nothing is pending. Task-local storage, not a hash map by thread id:
+/// the current task's slot is a pointer away, where a hash lookup at both
+/// ends of every allowed call cost more than its judgement, and a dead
+/// thread's slot goes with it. Only a BTF-described map can be task
+/// storage, hence the hand-written definition.
+#[btf_map]
+pub static SKIP_EXIT: TaskStorage = TaskStorage::new();
 
-/// Notes that thread `tid`'s current call has its exit skipped (`v` != 0).
-#[inline(always)]
-pub fn skip_exit_set(tid: u32, v: u64) {
-    match SKIP_EXIT.get_ptr_mut(&tid) {
-        // SAFETY: only this thread writes its own entry.
-        Some(p) => unsafe { *p = v },
-        None => {
-            let _ = SKIP_EXIT.insert(&tid, &v, 0);
+/// A BTF map definition of a task-local `u64`, laid out as the loader
+/// reads one (aya-ebpf has none for task storage): each field's pointee
+/// type carries a value (`[i32; N]` is N).
+#[repr(C)]
+pub struct TaskStorage {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const u64,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: placeholders the loader reads from BTF; never dereferenced.
+unsafe impl Sync for TaskStorage {}
+
+impl TaskStorage {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
         }
+    }
+
+    /// The current task's slot; made (zeroed) when `create`, else null
+    /// when it has none.
+    #[inline(always)]
+    fn current(&self, create: bool) -> *mut u64 {
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE as u64
+        } else {
+            0
+        };
+        unsafe {
+            bpf_task_storage_get(
+                core::ptr::from_ref(self).cast_mut().cast(),
+                bpf_get_current_task_btf().cast(),
+                core::ptr::null_mut(),
+                flags,
+            )
+        }
+        .cast()
     }
 }
 
-/// Takes thread `tid`'s pending skip, whatever it is (a stale one must
-/// not skip a later exit).
+/// Notes that the current thread's call has its exit skipped (`v` != 0).
 #[inline(always)]
-pub fn skip_exit_take(tid: u32) -> Option<u64> {
-    let p = SKIP_EXIT.get_ptr_mut(&tid)?;
-    // SAFETY: only this thread writes its own entry.
+pub fn skip_exit_set(v: u64) {
+    let p = SKIP_EXIT.current(true);
+    if !p.is_null() {
+        // SAFETY: the current task's own slot; only this thread writes it.
+        unsafe { *p = v };
+    }
+}
+
+/// Takes the current thread's pending skip, whatever it is (a stale one
+/// must not skip a later exit).
+#[inline(always)]
+pub fn skip_exit_take() -> Option<u64> {
+    let p = SKIP_EXIT.current(false);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the current task's own slot; only this thread writes it.
     let v = unsafe { *p };
     if v == 0 {
         return None;
@@ -141,14 +193,12 @@ pub fn skip_exit_take(tid: u32) -> Option<u64> {
     Some(v)
 }
 
-/// Takes thread `tid`'s pending skip only when it is `v`.
+/// Takes the current thread's pending skip only when it is `v`.
 #[inline(always)]
-pub fn skip_exit_take_if(tid: u32, v: u64) -> bool {
-    let Some(p) = SKIP_EXIT.get_ptr_mut(&tid) else {
-        return false;
-    };
-    // SAFETY: only this thread writes its own entry.
-    if v == 0 || unsafe { *p } != v {
+pub fn skip_exit_take_if(v: u64) -> bool {
+    let p = SKIP_EXIT.current(false);
+    // SAFETY: the current task's own slot; only this thread writes it.
+    if p.is_null() || v == 0 || unsafe { *p } != v {
         return false;
     }
     unsafe { *p = 0 };

@@ -73,7 +73,6 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
             // An open to record (a new name in a territory, a workspace
             // secret read, a pinned file read) is sent from its exit, with
             // the file it reached.
-            let tid = bpf_get_current_pid_tgid() as u32;
             let record = match ev.hdr.rule {
                 rule::TERRITORY => RECORD_TERRITORY,
                 rule::TAINT => RECORD_TAINT,
@@ -82,7 +81,7 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
             };
             let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
             let v = sysno as u64 | (flags | record) << 32;
-            skip_exit_set(tid, v);
+            skip_exit_set(v);
             return Ok(());
         }
     }
@@ -242,7 +241,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pol = enforce::policy(w.agent_id);
     // Taken whatever it is: a stale one must not skip a later exit.
     let pending = pol
-        .and_then(|_| skip_exit_take(tid))
+        .and_then(|_| skip_exit_take())
         .filter(|v| *v as u32 == sysno);
     // An allowed open kept its flags: whether it writes is known without
     // reading the file.

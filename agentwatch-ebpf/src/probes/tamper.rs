@@ -152,8 +152,7 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
 /// (refused by the sandbox or not) is not reported again.
 #[inline(always)]
 fn reported_at_entry(sysno: u32) {
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    crate::maps::skip_exit_set(tid, sysno as u64);
+    crate::maps::skip_exit_set(sysno as u64);
 }
 
 /// Exit of an escape or a signal by an agent started in agentwatch's
@@ -167,8 +166,7 @@ fn reported_at_entry(sysno: u32) {
 pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     const EPERM: i64 = 1;
     let sysno = syscall_nr(ctx);
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if crate::maps::skip_exit_take_if(tid, sysno as u64) {
+    if crate::maps::skip_exit_take_if(sysno as u64) {
         return Ok(());
     }
     if super::syscall_ret(ctx) != -EPERM {

@@ -140,6 +140,9 @@ impl Sensors {
         );
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(kmap::EVENTS, ring_buffer_bytes);
+        // SKIP_EXIT is task storage, which aya creates but has no typed
+        // wrapper for; userspace never reads it.
+        loader.allow_unsupported_maps();
         if let Some(cap) = enforce {
             // Two halves (see PolicyMaps::write_dfa) per agent.
             let halves = 2 * cap.agents;

@@ -21,6 +21,7 @@ pub struct ProbeResult {
 pub fn probe_programs() -> Result<Vec<ProbeResult>, String> {
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(kmap::EVENTS, 4096 * 16)
+        .allow_unsupported_maps()
         .load(EBPF_OBJECT)
         .map_err(|e| format!("{e:#}"))?;
     let btf = Btf::from_sys_fs().map_err(|e| format!("{e:#}"));
