@@ -27,7 +27,7 @@ pub mod map {
     pub const NET_PORT: &str = "NET_PORT";
     pub const NET_ANY_PORT: &str = "NET_ANY_PORT";
     pub const DECIDED: &str = "DECIDED";
-    pub const SKIP_EXIT: &str = "SKIP_EXIT";
+    pub const PENDING_EXIT: &str = "PENDING_EXIT";
     pub const WAKE_EXIT: &str = "WAKE_EXIT";
     pub const READER_ASLEEP: &str = "READER_ASLEEP";
     pub const DNS_ALLOW: &str = "DNS_ALLOW";
@@ -116,7 +116,7 @@ pub const MAPS: &[&str] = &[
     map::NET_PORT,
     map::NET_ANY_PORT,
     map::DECIDED,
-    map::SKIP_EXIT,
+    map::PENDING_EXIT,
     map::WAKE_EXIT,
     map::READER_ASLEEP,
     map::DNS_ALLOW,

@@ -226,5 +226,18 @@ SHIM __u64 aw_data_word(const __u8 *data, __u32 idx)
 	return *(const __u64 *)(data + idx);
 }
 
+/* The 8-byte words of a name of `len` bytes, at most `max`. The clamp
+ * comes after the barrier, so the compiler keeps it and the verifier
+ * sees the bound on the very register a loop counts to (6.1's does not
+ * carry `len`'s bound through the division). */
+SHIM __u32 aw_name_words(__u32 len, __u32 max)
+{
+	__u32 n = (len + 7) >> 3;
+	barrier_var(n);
+	if (n > max)
+		n = max;
+	return n;
+}
+
 /* *p += 1 as one BPF atomic add (Rust's core has no atomic RMW for BPF). */
 SHIM void aw_atomic_inc(__u64 *p) { __sync_fetch_and_add(p, 1); }

@@ -108,25 +108,38 @@ pub static NET_ANY_PORT: LpmTrie<[u8; NET_KEY_DATA], u32> = LpmTrie::with_max_en
 pub static DECIDED: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(agentwatch_common::policy::decided::ENTRIES, 0);
 
-/// Threads whose syscall entry was decided allowed and not sent: their
-/// exit is not sent either. The syscall number, and for opens their flags
-/// in the high 32 bits (the exit judges the file they reached); 0 when
-/// nothing is pending. Task-local storage, not a hash map by thread id:
+/// What a watched thread's syscall entry leaves its exit: the call
+/// (`Pending::call`) and the process's watch entry, so the exit of a
+/// watched call needs no WATCHED lookup and a thread with nothing pending
+/// is known unwatched. Task-local storage, not a hash map by thread id:
 /// the current task's slot is a pointer away, where a hash lookup at both
-/// ends of every allowed call cost more than its judgement, and a dead
+/// ends of every call cost more than judging an allowed open, and a dead
 /// thread's slot goes with it. Only a BTF-described map can be task
 /// storage, hence the hand-written definition.
 #[btf_map]
-pub static SKIP_EXIT: TaskStorage = TaskStorage::new();
+pub static PENDING_EXIT: TaskStorage = TaskStorage::new();
 
-/// A BTF map definition of a task-local `u64`, laid out as the loader
+/// A value of PENDING_EXIT.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    /// The syscall number in the low bits, with flags its entry chose
+    /// (`probes::syscall`); 0: nothing pending.
+    pub call: u64,
+    /// The process's watch entry when the call entered.
+    pub watch: WatchEntry,
+}
+
+const _: () = assert!(core::mem::size_of::<Pending>() == 16);
+
+/// A BTF map definition of a task-local `Pending`, laid out as the loader
 /// reads one (aya-ebpf has none for task storage): each field's pointee
 /// type carries a value (`[i32; N]` is N).
 #[repr(C)]
 pub struct TaskStorage {
     r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
     key: *const i32,
-    value: *const u64,
+    value: *const Pending,
     max_entries: *const [i32; 0],
     map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
 }
@@ -148,7 +161,7 @@ impl TaskStorage {
     /// The current task's slot; made (zeroed) when `create`, else null
     /// when it has none.
     #[inline(always)]
-    fn current(&self, create: bool) -> *mut u64 {
+    fn current(&self, create: bool) -> *mut Pending {
         let flags = if create {
             BPF_LOCAL_STORAGE_GET_F_CREATE as u64
         } else {
@@ -166,42 +179,46 @@ impl TaskStorage {
     }
 }
 
-/// Notes that the current thread's call has its exit skipped (`v` != 0).
+/// Leaves `call` (non-zero) and the process's watch entry `w` to the
+/// current thread's exit.
 #[inline(always)]
-pub fn skip_exit_set(v: u64) {
-    let p = SKIP_EXIT.current(true);
+pub fn pending_set(call: u64, w: &WatchEntry) {
+    let p = PENDING_EXIT.current(true);
     if !p.is_null() {
         // SAFETY: the current task's own slot; only this thread writes it.
-        unsafe { *p = v };
+        unsafe {
+            (*p).call = call;
+            (*p).watch = *w;
+        }
     }
 }
 
-/// Takes the current thread's pending skip, whatever it is (a stale one
-/// must not skip a later exit).
+/// Takes what the current thread's entry left, whatever it is (a stale
+/// one must not pass for a later call's).
 #[inline(always)]
-pub fn skip_exit_take() -> Option<u64> {
-    let p = SKIP_EXIT.current(false);
+pub fn pending_take() -> Option<Pending> {
+    let p = PENDING_EXIT.current(false);
     if p.is_null() {
         return None;
     }
     // SAFETY: the current task's own slot; only this thread writes it.
     let v = unsafe { *p };
-    if v == 0 {
+    if v.call == 0 {
         return None;
     }
-    unsafe { *p = 0 };
+    unsafe { (*p).call = 0 };
     Some(v)
 }
 
-/// Takes the current thread's pending skip only when it is `v`.
+/// Takes what the current thread's entry left only when its call is `call`.
 #[inline(always)]
-pub fn skip_exit_take_if(v: u64) -> bool {
-    let p = SKIP_EXIT.current(false);
+pub fn pending_take_if(call: u64) -> bool {
+    let p = PENDING_EXIT.current(false);
     // SAFETY: the current task's own slot; only this thread writes it.
-    if p.is_null() || v == 0 || unsafe { *p } != v {
+    if p.is_null() || call == 0 || unsafe { (*p).call } != call {
         return false;
     }
-    unsafe { *p = 0 };
+    unsafe { (*p).call = 0 };
     true
 }
 

@@ -53,5 +53,6 @@ unsafe extern "C" {
     pub fn aw_read_user_max2047(dst: *mut u8, len: u64, src: Ptr) -> i64;
     pub fn aw_data_byte(data: *const u8, idx: u32) -> u8;
     pub fn aw_data_word(data: *const u8, idx: u32) -> u64;
+    pub fn aw_name_words(len: u32, max: u32) -> u32;
     pub fn aw_atomic_inc(p: *mut u64);
 }

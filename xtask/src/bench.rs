@@ -12,7 +12,7 @@
 //! Then a paced run under `trace` measures events/s sustained with zero
 //! loss. Everything stays on loopback; every loop is bounded.
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -239,12 +239,21 @@ impl Drop for Loaded {
 /// (b): agentwatch tracing an idle `sleep`; ready once that child exists
 /// (trace spawns it only after its programs are attached).
 fn load_sensors(agentwatch: &Path) -> anyhow::Result<Loaded> {
+    hold_idle_agent(agentwatch, &["trace", "-o", "/dev/null"])
+}
+
+/// agentwatch running `command` (its arguments before `--`) on an idle
+/// `sleep`, so that everything else runs unwatched beside it; ready once
+/// that child exists (agentwatch spawns it only after its programs are
+/// attached).
+pub(crate) fn hold_idle_agent(agentwatch: &Path, command: &[&str]) -> anyhow::Result<Loaded> {
     // On CPU 0, as in (d): its pipeline's polling must not land on the
     // loop's CPU and be counted as hook cost.
     let holder = Command::new("taskset")
         .args(["-c", "0"])
         .arg(agentwatch)
-        .args(["trace", "-o", "/dev/null", "--", "sleep", "3600"])
+        .args(command)
+        .args(["--", "sleep", "3600"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()?;
@@ -259,7 +268,7 @@ fn load_sensors(agentwatch: &Path) -> anyhow::Result<Loaded> {
             });
         }
         if Instant::now() > deadline {
-            bail!("agentwatch trace did not start within 60 s");
+            bail!("agentwatch {} did not start within 60 s", command.join(" "));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -481,8 +490,13 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = ws.join("docs/benchmarks.md");
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(report.as_bytes())?;
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = crate::bench_docs::keep_sections(
+        &old,
+        &report,
+        &[crate::bench_intent::HEADING, crate::bench_pins::HEADING],
+    );
+    std::fs::write(&path, kept)?;
     eprintln!("written to {}", path.display());
     Ok(())
 }

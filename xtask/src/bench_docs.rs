@@ -33,3 +33,47 @@ pub fn splice(old: &str, heading: &str, section: &str) -> String {
         None => format!("{old}{section}"),
     }
 }
+
+/// The section of `doc` under `heading`, up to the next section.
+fn section_of<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
+    let start = doc.find(heading)?;
+    let rest = &doc[start + heading.len()..];
+    let end = rest
+        .find("\n## ")
+        .map(|i| start + heading.len() + i)
+        .unwrap_or(doc.len());
+    Some(&doc[start..end])
+}
+
+/// `new` with the sections under `headings` that it lacks taken from
+/// `old`: a full run does not rerun every benchmark (intent, pins), and
+/// must not drop what their own runs wrote.
+pub fn keep_sections(old: &str, new: &str, headings: &[&str]) -> String {
+    let mut out = new.to_string();
+    for h in headings {
+        if out.contains(h) {
+            continue;
+        }
+        if let Some(s) = section_of(old, h) {
+            out = splice(&out, h, s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_report_keeps_the_sections_it_did_not_rerun() {
+        let old = "# B\n\n## Intent\nold intent\n\n## Pins\nold pins\n";
+        let new = "# B\n\n## Pins\nnew pins\n";
+        let out = keep_sections(old, new, &["\n## Intent", "\n## Pins"]);
+        assert!(out.contains("old intent"), "{out}");
+        assert!(
+            out.contains("new pins") && !out.contains("old pins"),
+            "{out}"
+        );
+    }
+}

@@ -30,10 +30,11 @@ use crate::{
 pub const HEADING: &str = "\n## Against peers: auditd and bpftrace";
 
 /// The configurations, in table order.
-pub(crate) const CONFIGS: [Config; 7] = [
+pub(crate) const CONFIGS: [Config; 8] = [
     Config::None,
     Config::Floor,
     Config::FloorRaw,
+    Config::Unwatched,
     Config::Monitor,
     Config::Enforce,
     Config::Auditd,
@@ -53,6 +54,8 @@ pub(crate) enum Config {
     None,
     Floor,
     FloorRaw,
+    /// Unwatched, beside an agent under `run --mode enforce`.
+    Unwatched,
     Monitor,
     Enforce,
     Auditd,
@@ -70,6 +73,7 @@ impl Config {
             Config::None => "no monitor",
             Config::Floor => "empty BPF floor",
             Config::FloorRaw => "empty raw_syscalls floor",
+            Config::Unwatched => "agentwatch, unwatched",
             Config::Monitor => "agentwatch monitor",
             Config::Enforce => "agentwatch enforce",
             Config::Auditd => "auditd",
@@ -81,6 +85,7 @@ impl Config {
             Config::None => "none",
             Config::Floor => "floor",
             Config::FloorRaw => "floor_raw",
+            Config::Unwatched => "unwatched",
             Config::Monitor => "monitor",
             Config::Enforce => "enforce",
             Config::Auditd => "auditd",
@@ -161,7 +166,7 @@ fn prepare_crate(s: &Scratch) -> anyhow::Result<()> {
 fn loops_profile(bench: &Bench) -> String {
     crate::bench_enforce::profile(&bench.xtask).replace(
         "executables:\n",
-        "executables:\n  - path: \"/usr/bin/true\"\n  - path: \"/bin/true\"\n",
+        "executables:\n  - path: \"/usr/bin/true\"\n  - path: \"/bin/true\"\n  - path: \"/usr/bin/sleep\"\n  - path: \"/bin/sleep\"\n",
     )
 }
 
@@ -391,6 +396,24 @@ impl Runner<'_> {
             Config::None => s.ns = self.timed(self.command(&argv), false)?.0,
             Config::Floor | Config::FloorRaw => {
                 let _floor = load_floor(&self.bench.agentwatch, cfg == Config::FloorRaw)?;
+                s.ns = self.timed(self.command(&argv), false)?.0;
+            }
+            Config::Unwatched => {
+                // The idle agent's own profile lists `sleep`; what the
+                // loop costs does not depend on it.
+                let alerts = self.scratch.path("idle-alerts.jsonl");
+                let _agent = crate::bench::hold_idle_agent(
+                    &self.bench.agentwatch,
+                    &[
+                        "run",
+                        "--mode",
+                        "enforce",
+                        "--profile",
+                        &self.loops_profile.to_string_lossy(),
+                        "-o",
+                        &alerts.to_string_lossy(),
+                    ],
+                )?;
                 s.ns = self.timed(self.command(&argv), false)?.0;
             }
             Config::Monitor | Config::Enforce => {

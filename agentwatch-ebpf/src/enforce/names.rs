@@ -96,7 +96,13 @@ pub fn lookup(
         | (rd(unsafe { &raw const (*e).trans_base }) ^ trans_base as u64)
         | (rd64(unsafe { &raw const (*e).epoch }) ^ epoch);
     let payload = rd64(unsafe { &raw const (*e).payload });
+    // Only the name's own words: past them both sides are masked to zero
+    // (the lengths were compared above).
+    let words = unsafe { crate::shim::aw_name_words(len, NAME_WORDS as u32) };
     for k in 0..NAME_WORDS as u32 {
+        if k >= words {
+            break;
+        }
         let cached = rd64(unsafe { &raw const (*e).words[k as usize] });
         diff |= (word(ev, slot, k) & mask(k, len)) ^ cached;
     }

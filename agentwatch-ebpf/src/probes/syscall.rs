@@ -25,11 +25,17 @@ use crate::{
     shim::*,
 };
 
-/// Bits of a SKIP_EXIT value's high word above the open flags (which use
-/// bits 0..23): the allowed open is to be recorded at its exit.
+/// A PENDING_EXIT call: the syscall number in the low word, with
+/// `ALLOWED` when its entry was decided allowed and not sent (nor is its
+/// exit); for an allowed open, its flags in the high word (the exit judges
+/// the file it reached), with bits above them for one to be recorded at
+/// its exit.
+const SYSNO_MASK: u64 = 0xffff;
+const ALLOWED: u64 = 1 << 31;
 const RECORD_PINNED: u64 = 1 << 29;
 const RECORD_TERRITORY: u64 = 1 << 30;
 const RECORD_TAINT: u64 = 1 << 31;
+/// Open flags use bits 0..23 of the high word.
 const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
 
 /// Entry of a watched call other than an open or one making a name.
@@ -80,11 +86,11 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
                 _ => 0,
             };
             let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
-            let v = sysno as u64 | (flags | record) << 32;
-            skip_exit_set(v);
+            pending_set(sysno as u64 | ALLOWED | (flags | record) << 32, &w);
             return Ok(());
         }
     }
+    pending_set(sysno as u64, &w);
     event::stamp(ev);
     event::submit(ev);
     Ok(())
@@ -228,9 +234,13 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ret == 0 && call.judge == Judge::Both {
         bump_epoch(epoch::PATHS);
     }
-    let Some((_, w)) = watched_current() else {
+    // Only a watched call's entry leaves it: a thread with nothing pending
+    // was not watched when it entered. Taken whatever it is: a stale one
+    // must not pass for this call's.
+    let Some(entered) = pending_take().filter(|p| p.call & SYSNO_MASK == sysno as u64) else {
         return Ok(());
     };
+    let w = entered.watch;
     // The file an open reached, read once for every use below.
     let opened = if ret >= 0 && call.is_open() {
         unsafe { aw_current_fd(ret as u32) }
@@ -239,10 +249,10 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
-    // Taken whatever it is: a stale one must not skip a later exit.
-    let pending = pol
-        .and_then(|_| skip_exit_take())
-        .filter(|v| *v as u32 == sysno);
+    // Allowed at entry, under a policy: nothing was sent.
+    let pending = Some(entered.call)
+        .filter(|v| pol.is_some() && v & ALLOWED != 0)
+        .map(|v| v & !ALLOWED);
     // An allowed open kept its flags: whether it writes is known without
     // reading the file.
     let writable = pending

@@ -93,7 +93,7 @@ pub fn try_tamper(ctx: &TracePointContext) -> Result<(), i64> {
     if !hit {
         return Ok(());
     }
-    reported_at_entry(sysno);
+    reported_at_entry(sysno, &w);
     let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
     ev.args = a;
     let r = if xattr {
@@ -140,7 +140,7 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
             _ => return Ok(()),
         }
     };
-    reported_at_entry(sysno);
+    reported_at_entry(sysno, &w);
     let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
     ev.args = a;
     violation(ev, pol, w.agent_id, r);
@@ -151,8 +151,8 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
 /// Marks the calling thread's call as reported at its entry, so its exit
 /// (refused by the sandbox or not) is not reported again.
 #[inline(always)]
-fn reported_at_entry(sysno: u32) {
-    crate::maps::skip_exit_set(sysno as u64);
+fn reported_at_entry(sysno: u32, w: &WatchEntry) {
+    crate::maps::pending_set(sysno as u64, w);
 }
 
 /// Exit of an escape or a signal by an agent started in agentwatch's
@@ -166,7 +166,7 @@ fn reported_at_entry(sysno: u32) {
 pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     const EPERM: i64 = 1;
     let sysno = syscall_nr(ctx);
-    if crate::maps::skip_exit_take_if(sysno as u64) {
+    if crate::maps::pending_take_if(sysno as u64) {
         return Ok(());
     }
     if super::syscall_ret(ctx) != -EPERM {

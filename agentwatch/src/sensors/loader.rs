@@ -140,7 +140,7 @@ impl Sensors {
         );
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(kmap::EVENTS, ring_buffer_bytes);
-        // SKIP_EXIT is task storage, which aya creates but has no typed
+        // PENDING_EXIT is task storage, which aya creates but has no typed
         // wrapper for; userspace never reads it.
         loader.allow_unsupported_maps();
         if let Some(cap) = enforce {
