@@ -128,9 +128,22 @@ pub struct Pending {
     pub call: u64,
     /// The process's watch entry when the call entered.
     pub watch: WatchEntry,
+    /// The last file this thread opened that CLEAN_OPENS holds clean: a
+    /// thread opening the same file again compares it here instead of
+    /// hashing the key. Zero (no dentry) until the first.
+    pub last_open: LastOpen,
 }
 
-const _: () = assert!(core::mem::size_of::<Pending>() == 16);
+/// A CLEAN_OPENS entry, copied into the thread's PENDING_EXIT slot. Valid
+/// under the same stamp (epochs, dentry identity) as the shared one.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LastOpen {
+    pub key: OpenedKey,
+    pub stamp: OpenedStamp,
+}
+
+const _: () = assert!(core::mem::size_of::<Pending>() == 80);
 
 /// A BTF map definition of a task-local `Pending`, laid out as the loader
 /// reads one (aya-ebpf has none for task storage): each field's pointee
@@ -193,21 +206,64 @@ pub fn pending_set(call: u64, w: &WatchEntry) {
     }
 }
 
+/// What `pending_take` took: the call and watch entry its entry left, and
+/// the thread's slot (for its `LastOpen`).
+pub struct Taken {
+    pub call: u64,
+    pub watch: WatchEntry,
+    slot: *mut Pending,
+}
+
+impl Taken {
+    /// Whether the thread's last clean open was `key` under `stamp`.
+    #[inline(always)]
+    pub fn last_open_is(&self, key: &OpenedKey, stamp: &OpenedStamp) -> bool {
+        // SAFETY: the current task's own slot (non-null: `pending_take`).
+        let last = unsafe { &(*self.slot).last_open };
+        last.key == *key && last.stamp == *stamp
+    }
+
+    /// Remembers `key` as the thread's last clean open.
+    #[inline(always)]
+    pub fn set_last_open(&self, key: &OpenedKey, stamp: &OpenedStamp) {
+        // SAFETY: as above; only this thread writes its slot.
+        unsafe {
+            (*self.slot).last_open = LastOpen {
+                key: *key,
+                stamp: *stamp,
+            }
+        };
+    }
+}
+
 /// Takes what the current thread's entry left, whatever it is (a stale
 /// one must not pass for a later call's).
 #[inline(always)]
-pub fn pending_take() -> Option<Pending> {
+pub fn pending_take() -> Option<Taken> {
     let p = PENDING_EXIT.current(false);
     if p.is_null() {
         return None;
     }
     // SAFETY: the current task's own slot; only this thread writes it.
-    let v = unsafe { *p };
-    if v.call == 0 {
+    let (call, watch) = unsafe { ((*p).call, (*p).watch) };
+    if call == 0 {
         return None;
     }
     unsafe { (*p).call = 0 };
-    Some(v)
+    Some(Taken {
+        call,
+        watch,
+        slot: p,
+    })
+}
+
+/// The watch entry of the call `sys_exit` just took: for the programs it
+/// tail-calls, which run in the same exit, so the slot cannot have moved on.
+#[inline(always)]
+pub fn pending_watch() -> Option<WatchEntry> {
+    let p = PENDING_EXIT.current(false);
+    // SAFETY: the current task's own slot; only this thread writes it.
+    (!p.is_null()).then(|| unsafe { (*p).watch })
 }
 
 /// Takes what the current thread's entry left only when its call is `call`.

@@ -22,11 +22,8 @@ pub fn splice_enforce(old: &str, section: &str) -> String {
 /// `old` with the section under `heading` replaced by `section` (or
 /// inserted before the profile section).
 pub fn splice(old: &str, heading: &str, section: &str) -> String {
-    if let Some(start) = old.find(heading) {
-        let rest = &old[start + heading.len()..];
-        let end = rest.find("\n## ").map(|i| start + heading.len() + i);
-        let tail = end.map(|e| &old[e..]).unwrap_or("");
-        return format!("{}{section}{tail}", &old[..start]);
+    if let Some((start, end)) = section_span(old, heading) {
+        return format!("{}{section}{}", &old[..start], &old[end..]);
     }
     match old.find(PROFILE_HEADING) {
         Some(p) => format!("{}{section}{}", &old[..p], &old[p..]),
@@ -34,15 +31,18 @@ pub fn splice(old: &str, heading: &str, section: &str) -> String {
     }
 }
 
+/// Byte range of the section of `doc` under `heading`, up to the next
+/// section.
+fn section_span(doc: &str, heading: &str) -> Option<(usize, usize)> {
+    let start = doc.find(heading)?;
+    let body = start + heading.len();
+    let end = doc[body..].find("\n## ").map_or(doc.len(), |i| body + i);
+    Some((start, end))
+}
+
 /// The section of `doc` under `heading`, up to the next section.
 fn section_of<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
-    let start = doc.find(heading)?;
-    let rest = &doc[start + heading.len()..];
-    let end = rest
-        .find("\n## ")
-        .map(|i| start + heading.len() + i)
-        .unwrap_or(doc.len());
-    Some(&doc[start..end])
+    section_span(doc, heading).map(|(start, end)| &doc[start..end])
 }
 
 /// `new` with the sections under `headings` that it lacks taken from
@@ -75,5 +75,15 @@ mod tests {
             out.contains("new pins") && !out.contains("old pins"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn splice_replaces_only_its_own_section() {
+        let old = "# B\n\n## A\nold a\n\n## C\nc\n";
+        let out = splice(old, "\n## A", "\n## A\nnew a\n");
+        assert_eq!(out, "# B\n\n## A\nnew a\n\n## C\nc\n");
+        // The last section runs to the end of the document.
+        let out = splice(old, "\n## C", "\n## C\nnew c\n");
+        assert_eq!(out, "# B\n\n## A\nold a\n\n## C\nnew c\n");
     }
 }

@@ -10,7 +10,7 @@ use agentwatch_common::{
         accept, access, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
         OpenedKey, OpenedStamp,
     },
-    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, WatchEntry, SLOTS, SLOT_TRUNCATED,
+    slot, syscalls as nr, InodeKey, RawEvent, RecordKind, SLOTS, SLOT_TRUNCATED,
 };
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
@@ -226,7 +226,7 @@ pub fn fd_path(ev: &mut RawEvent, slot: usize, fd: u64) {
 #[inline(always)]
 pub fn judge_deferred(
     pol: &AgentPolicy,
-    w: &WatchEntry,
+    taken: &Taken,
     call: &Call,
     ret: i64,
     df: &Deferred,
@@ -247,14 +247,19 @@ pub fn judge_deferred(
             0
         };
         let f = opened;
-        if judge_opened(pol, w, call.nr, f, ret, flags, rule::NONE)? {
+        if judge_opened(pol, taken, call.nr, f, ret, flags, rule::NONE)? {
             return Some(allowed);
         }
         let mut acc = df.access as u64;
         if !f.is_null() && unsafe { aw_file_type(f) } as u64 != S_IFREG {
             acc &= !access::CREATE;
         }
-        enforce::judge_path(w.agent_id, Some(df.payload), acc, df.class as usize)
+        enforce::judge_path(
+            taken.watch.agent_id,
+            Some(df.payload),
+            acc,
+            df.class as usize,
+        )
     } else {
         Decision::new(verdict::VIOLATION, df.rule, df.class as usize)
     };
@@ -309,7 +314,7 @@ pub fn note_written(agent: u32, f: Ptr, writable: Option<bool>) {
 #[inline(always)]
 pub fn judge_opened(
     pol: &AgentPolicy,
-    w: &WatchEntry,
+    taken: &Taken,
     sysno: u32,
     f: Ptr,
     fd: i64,
@@ -319,11 +324,18 @@ pub fn judge_opened(
     if f.is_null() {
         return Some(false);
     }
+    let w = &taken.watch;
     let path = unsafe { aw_file_path(f) };
     let acc = open_access(open_flags);
     let (key, stamp) = opened_stamp(f, w.agent_id, acc);
-    if record == rule::NONE && unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
-        return Some(false);
+    if record == rule::NONE {
+        if taken.last_open_is(&key, &stamp) {
+            return Some(false);
+        }
+        if unsafe { CLEAN_OPENS.get(&key) } == Some(&stamp) {
+            taken.set_last_open(&key, &stamp);
+            return Some(false);
+        }
     }
     let ev = event::start(RecordKind::Opened, w, sysno)?;
     event::walk_path(ev, slot::BASE1, path);
@@ -346,6 +358,7 @@ pub fn judge_opened(
     if d.verdict != verdict::VIOLATION || !agentwatch_common::policy::hard_rule(d.rule) {
         if !proc_guard {
             let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
+            taken.set_last_open(&key, &stamp);
         }
         if record != rule::NONE {
             ev.hdr.verdict = verdict::ALLOW;

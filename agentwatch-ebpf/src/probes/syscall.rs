@@ -171,9 +171,10 @@ fn landlock_held(wflags: u32, call: &Call) -> bool {
 /// still in the task's saved user registers, and sent with the exit,
 /// which carries the refusal. Userspace judges it by its real paths.
 /// Reached by tail call from `try_sys_exit`, which checked the agent and
-/// the refusal; nothing is saved at entry for it.
+/// the refusal; the process's watch entry is the one the call's entry left
+/// in PENDING_EXIT (no WATCHED lookup).
 pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
+    let Some(w) = pending_watch() else {
         return Ok(());
     };
     let sysno = syscall_nr(ctx);
@@ -274,8 +275,16 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                     RECORD_PINNED => rule::PINNED,
                     _ => rule::NONE,
                 };
-                file::judge_opened(p, &w, sysno, opened, ret, high & OPEN_FLAGS_MASK, record)
-                    .ok_or(1)?;
+                file::judge_opened(
+                    p,
+                    &entered,
+                    sysno,
+                    opened,
+                    ret,
+                    high & OPEN_FLAGS_MASK,
+                    record,
+                )
+                .ok_or(1)?;
             }
             return Ok(());
         }
@@ -285,7 +294,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = DEFERRED.remove(&tid);
     }
     let late = match (pol, deferred) {
-        (Some(p), Some(df)) => file::judge_deferred(p, &w, &call, ret, &df, opened),
+        (Some(p), Some(df)) => file::judge_deferred(p, &entered, &call, ret, &df, opened),
         _ => None,
     };
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
@@ -360,7 +369,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
 /// killed as the kernel kills it for any violation (the rest dies at its
 /// next watched call). Fails open: nothing else is done.
 pub fn try_landlock_kill(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some((_, w)) = watched_current() else {
+    let Some(w) = pending_watch() else {
         return Ok(());
     };
     let call = calls::find(syscall_nr(ctx)).ok_or(1)?;
