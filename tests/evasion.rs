@@ -172,18 +172,23 @@ fn secret_beside() -> (support::TempDir, String) {
     (secret, key)
 }
 
+/// `script` run to its end in enforce mode with guardrails denied.
+fn guardrails_denied(name: &str, extra: &[&str], script: &str) -> Done {
+    Run::start(
+        name,
+        &profile(name, 1, "actions:\n  guardrails: deny\n"),
+        "enforce",
+        extra,
+        script,
+    )
+    .finish()
+}
+
 /// Runs `script` in enforce mode with guardrails denied; asserts each
 /// `marker` the script echoes when a read was stopped, and returns the
 /// secrets alerts.
 fn guarded_run(name: &str, script: &str, markers: &[&str]) -> Vec<serde_json::Value> {
-    let d = Run::start(
-        name,
-        &profile(name, 1, "actions:\n  guardrails: deny\n"),
-        "enforce",
-        &[],
-        script,
-    )
-    .finish();
+    let d = guardrails_denied(name, &[], script);
     for m in markers {
         assert!(
             d.stdout.contains(m),
@@ -565,14 +570,7 @@ fn a_path_string_unmapped_under_the_call_never_lets_a_secret_through() {
         "/usr/bin/python3 -c '{}'; echo after $?",
         RACER.replace("KEY", &key)
     );
-    let d = Run::start(
-        "ev-race",
-        &profile("ev-race", 1, "actions:\n  guardrails: deny\n"),
-        "enforce",
-        &["--no-sandbox"],
-        &script,
-    )
-    .finish();
+    let d = guardrails_denied("ev-race", &["--no-sandbox"], &script);
     assert!(d.stdout.contains("after"), "{}", d.brief());
     assert!(
         !d.stdout.contains("read b"),
@@ -684,4 +682,61 @@ if pid == 0:
 time.sleep(0.3)
 fd = os.open("KEY", os.O_RDONLY)
 print("parent read", os.read(fd, 64), flush=True)
+"#;
+
+#[test]
+fn a_path_the_kernel_could_read_only_after_the_call_is_not_taken_at_its_word() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    // The path is in a page whose mapping was just dropped: the kernel
+    // reads it (faulting it in), the entry's no-fault copy cannot, and
+    // the exit's copy reads what the memory says after the call. An open
+    // by a workspace name that is a symlink to the key is judged by the
+    // file it reached; the caller dies before the open returns to it.
+    let script = format!(
+        "ln -s {key} link\n/usr/bin/python3 -c '{}' open $PWD/link; echo after $?",
+        LATE_PATH
+    );
+    let d = guardrails_denied("ev-late-open", &[], &script);
+    assert!(!d.stdout.contains("read b"), "{}\n{}", d.stdout, d.brief());
+    assert!(d.stdout.contains("after 137"), "{}", d.stdout);
+    let a = d.alerts_by("guardrail/secrets");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert_eq!(
+        a[0]["event"]["kernel"]["paths_at_exit"], true,
+        "the entry read the path after all (not the case under test): {}",
+        a[0]
+    );
+    // Any other call whose names came only from its exit has nothing real
+    // to be judged by: path/unjudged, and the caller is denied.
+    let script = format!(
+        "echo x > p\n/usr/bin/python3 -c '{}' rename $PWD/p $PWD/q; echo after $?",
+        LATE_PATH
+    );
+    let d = guardrails_denied("ev-late-rename", &["--no-sandbox"], &script);
+    assert!(!d.stdout.contains("renamed"), "{}", d.stdout);
+    assert!(d.stdout.contains("after 137"), "{}", d.stdout);
+    let a = d.alerts_by("path/unjudged");
+    assert_eq!(a.len(), 1, "{}", d.brief());
+    assert_eq!(a[0]["event"]["kernel"]["paths_at_exit"], true, "{}", a[0]);
+}
+
+/// The agent's side of the late-path test: `open PATH` or `rename FROM
+/// TO`, the (last) path given in a shared page whose mapping is dropped
+/// just before the call.
+const LATE_PATH: &str = r#"import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+fd = os.open("pathpage", os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, 4096)
+os.pwrite(fd, sys.argv[-1].encode() + b"\0", 0)
+m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+libc.madvise(addr, 4096, 4)
+if sys.argv[1] == "open":
+    got = libc.open(ctypes.c_void_p(addr), os.O_RDONLY)
+    print("read", os.read(got, 64) if got >= 0 else got, flush=True)
+else:
+    r = libc.rename(sys.argv[2].encode(), ctypes.c_void_p(addr))
+    print("renamed", r, flush=True)
 "#;

@@ -115,15 +115,19 @@ fn exe_selector_watches_new_and_already_running_instances_of_a_binary() {
     let dir = TempDir::new("sel-exe");
     let agent_bin = dir.join("agent-sleep");
     std::fs::copy("/bin/sleep", &agent_bin).unwrap();
-    // Running before agentwatch starts: found through /proc.
-    let mut early = Command::new(&agent_bin).arg("1.5").spawn().unwrap();
+    // Running before agentwatch starts: found through /proc. It lives
+    // until it is killed below (agentwatch's start takes seconds on a
+    // loaded machine), and dies with the test if that fails first.
+    let mut early = ChildGuard(Command::new(&agent_bin).arg("60").spawn().unwrap());
     let w = Watching::start(&[format!("exe={agent_bin}")], dir.0.join("ev.jsonl"), 3);
     let late = Command::new(&agent_bin).arg("0.1").output().unwrap();
     assert!(late.status.success());
     let other = Command::new("/bin/sleep").arg("0.1").spawn().unwrap();
     let other_pid = other.id() as u64;
     let _ = other.wait_with_output();
-    let _ = early.wait();
+    let _ = early.0.kill();
+    let _ = early.0.wait();
+    let early_pid = early.0.id() as u64;
     let events = w.finish();
 
     let new_execs = pids_of(&events, "exec", &agent_bin);
@@ -132,7 +136,6 @@ fn exe_selector_watches_new_and_already_running_instances_of_a_binary() {
         1,
         "the instance started after the selector: {new_execs:?}"
     );
-    let early_pid = early.id() as u64;
     assert!(
         events
             .iter()

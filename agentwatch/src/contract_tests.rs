@@ -64,6 +64,7 @@ fn name(code: u8) -> String {
         rule: code,
         action: 0,
         held: false,
+        paths_at_exit: false,
     }
     .rule_name()
 }

@@ -41,6 +41,10 @@ pub struct KernelDecision {
     /// and its exit brought the verdict: unless the verdict ends or
     /// pauses the caller, userspace must release it.
     pub held: bool,
+    /// The entry could not read the call's paths (a page not mapped at
+    /// the time); the event's paths are what the exit read, after the
+    /// call: possibly not what the kernel used (`enforce::agent::reached`).
+    pub paths_at_exit: bool,
 }
 
 impl KernelDecision {
@@ -85,6 +89,9 @@ impl Serialize for KernelDecision {
         if self.held {
             m.serialize_entry("held", &true)?;
         }
+        if self.paths_at_exit {
+            m.serialize_entry("paths_at_exit", &true)?;
+        }
         m.end()
     }
 }
@@ -98,6 +105,7 @@ impl<'de> Deserialize<'de> for KernelDecision {
             rule: 0,
             action: 0,
             held: false,
+            paths_at_exit: false,
         })
     }
 }

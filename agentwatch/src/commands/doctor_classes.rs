@@ -59,7 +59,7 @@ pub fn table(h: &Host) -> Vec<ClassTier> {
     let same = |s: &str| (s.to_string(), s.to_string());
     let rows: Vec<(&'static str, (String, String))> = vec![
         (
-            "a file outside the profile, by any route (symlinked directory, hard link, long or unreadable path)",
+            "a file outside the profile, by any route (symlinked directory, hard link, long or unreadable path, a path readable only after the call)",
             (file_launched, file_selected.into()),
         ),
         (

@@ -42,8 +42,8 @@ pub enum Rule {
     Rate(Class),
     /// A paused agent with no request that explains it (a restart).
     PausedUnexplained,
-    /// A path the kernel could not judge (cut short, or unreadable at
-    /// entry and exit): refused in enforce mode.
+    /// A path the kernel could not judge (cut short, unreadable at entry
+    /// and exit, or read only after the call): refused in enforce mode.
     PathUnjudged,
     /// Refused before the effect by the launch sandbox's Landlock rules
     /// (outside the tree the profile grants).

@@ -182,6 +182,8 @@ impl Decoder {
         let late2 = rec
             .text(slot::PATH2)
             .map(|p| paths::resolve(base2.as_deref(), &p));
+        // The exit carries paths only when the entry could not read them.
+        let paths_at_exit = late1.is_some() || late2.is_some();
         match &mut ev.detail {
             Detail::Accept { endpoint, .. } if ret >= 0 => *endpoint = rec.endpoint(),
             Detail::Rename { from, to, .. } | Detail::Link { from, to, .. } => {
@@ -223,7 +225,11 @@ impl Decoder {
                 rule: h.rule,
                 action: h.action,
                 held,
+                paths_at_exit: false,
             });
+        }
+        if let Some(k) = ev.kernel.as_mut() {
+            k.paths_at_exit |= paths_at_exit;
         }
         // `create` means the open made a file: not when it failed, nor when
         // it opened a device or a pipe (the exit says what it opened). A
@@ -290,6 +296,7 @@ fn base_event(h: &EventHeader, agents: &dyn AgentNames, detail: Detail) -> Event
             rule: h.rule,
             action: h.action,
             held: false,
+            paths_at_exit: false,
         }),
         detail,
     }
