@@ -707,6 +707,37 @@ fn a_path_the_kernel_could_read_only_after_the_call_is_not_taken_at_its_word() {
         "the entry read the path after all (not the case under test): {}",
         a[0]
     );
+    assert_eq!(a[0]["decided_by"], "kernel", "{}", a[0]);
+    // Nothing judged such names before the call, so the real file is
+    // judged by the whole profile, not only the guardrails: a workspace
+    // symlink to a file the profile does not list is file/unknown.
+    let outside = support::TempDir::new("ev-notes");
+    let notes = outside.0.join("notes");
+    std::fs::write(&notes, "notes").unwrap();
+    let script = format!(
+        "ln -s {} link\n/usr/bin/python3 -c '{}' open $PWD/link; echo after $?",
+        notes.display(),
+        LATE_PATH
+    );
+    let d = Run::start(
+        "ev-late-outside",
+        &profile("ev-late-outside", 1, "actions:\n  file: alert\n"),
+        "enforce",
+        &["--no-sandbox"],
+        &script,
+    )
+    .finish();
+    // Named as alerts name it (`$TMP/...`).
+    let tail = notes.strip_prefix(std::env::temp_dir()).unwrap();
+    let tail = tail.display().to_string();
+    let a: Vec<_> = d
+        .alerts_by("file/unknown")
+        .into_iter()
+        .filter(|a| a["what"].as_str().is_some_and(|w| w.ends_with(&tail)))
+        .collect();
+    assert_eq!(a.len(), 1, "{}\n{}", d.stdout, d.brief());
+    assert_eq!(a[0]["decided_by"], "kernel", "{}", a[0]);
+    assert_eq!(a[0]["event"]["kernel"]["paths_at_exit"], true, "{}", a[0]);
     // Any other call whose names came only from its exit has nothing real
     // to be judged by: path/unjudged, and the caller is denied.
     let script = format!(

@@ -50,9 +50,11 @@ pub enum RecordKind {
     /// A signal, ptrace or bpf() call against agentwatch (entry only;
     /// `args` are the call's arguments).
     Tamper = 7,
-    /// An open the entry allowed whose file turned out, by its real path,
-    /// to be a guardrail (reached through a symlink or `/proc/*/cwd`):
-    /// `args[0]` the fd, `args[1]` the open flags; BASE1 the real path.
+    /// An open judged at its exit by the file it reached, by its real path
+    /// (allowed at its entry, or left to userspace), which turned out to be
+    /// a guardrail (reached through a symlink or `/proc/*/cwd`) or is to be
+    /// recorded: `args[0]` the fd, `args[1]` the open flags, `args[2]`
+    /// `open::OPENED_LATE` or 0; BASE1 the real path.
     Opened = 8,
     /// A datagram a watched process sent to an address it named
     /// (`sendto`, `sendmsg`, `sendmmsg` on an unconnected socket; not to

@@ -65,6 +65,7 @@ pub mod program {
     pub const TAMPER_EXIT: &str = "tamper_exit";
     pub const LANDLOCK_EXIT: &str = "landlock_exit";
     pub const LANDLOCK_KILL: &str = "landlock_kill";
+    pub const OPENED_EXIT: &str = "opened_exit";
     pub const ESCAPE_ENTER: &str = "escape_enter";
     pub const MOUNT_CHANGED: &str = "mount_changed";
     pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
@@ -154,6 +155,7 @@ pub const PROGRAMS: &[&str] = &[
     program::TAMPER_EXIT,
     program::LANDLOCK_EXIT,
     program::LANDLOCK_KILL,
+    program::OPENED_EXIT,
     program::ESCAPE_ENTER,
     program::MOUNT_CHANGED,
     program::ENFORCE_CONNECT4,

@@ -16,6 +16,11 @@ pub const O_TMPFILE: u64 = O_TMPFILE_ONLY | O_DIRECTORY;
 /// What `creat(2)` means: `O_CREAT | O_WRONLY | O_TRUNC`.
 pub const CREAT_FLAGS: u64 = O_CREAT | O_WRONLY | O_TRUNC;
 
+/// In `args[2]` of an `Opened` record: the open's entry could not read the
+/// names it gave, so the file it reached was judged by the whole profile
+/// (userspace reports `paths_at_exit`).
+pub const OPENED_LATE: u64 = 1;
+
 /// Whether the open may write (write-only or read-write mode), apart from
 /// truncation.
 #[inline(always)]

@@ -152,6 +152,15 @@ pub fn landlock_kill(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Tail-called (never attached) at the exit of an open the entry left to
+/// userspace: judges the file it reached and sends the exit. Fails open:
+/// a lost record loses the judgement.
+#[tracepoint]
+pub fn opened_exit(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_opened_exit(&ctx);
+    0
+}
+
 /// syscalls/sys_exit_{mount,umount,move_mount,pivot_root}, every process:
 /// the mount tree changed, so cached clean opens are judged again. Fails
 /// closed in effect: a bump only ever forces a fresh judgement.

@@ -223,6 +223,14 @@ impl Taken {
         last.key == *key && last.stamp == *stamp
     }
 
+    /// Leaves the call in the thread's slot again, for a program the exit
+    /// tail-calls to take (`pending_take`).
+    #[inline(always)]
+    pub fn leave(&self) {
+        // SAFETY: as above.
+        unsafe { (*self.slot).call = self.call };
+    }
+
     /// Remembers `key` as the thread's last clean open.
     #[inline(always)]
     pub fn set_last_open(&self, key: &OpenedKey, stamp: &OpenedStamp) {
@@ -280,11 +288,12 @@ pub fn pending_take_if(call: u64) -> bool {
 
 /// Programs `sys_exit` tail-calls (their own verifier budget): slot
 /// `JUMP_LANDLOCK` is `landlock_exit`, `JUMP_LANDLOCK_KILL`
-/// `landlock_kill`. Filled by the loader.
+/// `landlock_kill`, `JUMP_OPENED` `opened_exit`. Filled by the loader.
 #[map]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(3, 0);
 pub const JUMP_LANDLOCK: u32 = 0;
 pub const JUMP_LANDLOCK_KILL: u32 = 1;
+pub const JUMP_OPENED: u32 = 2;
 
 /// Threads whose syscall entry was sent urgently (a violation, a held
 /// call): userspace pairs the entry with its exit before it alerts, so the

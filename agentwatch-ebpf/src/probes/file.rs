@@ -5,7 +5,7 @@
 //! left to the exit (a call that failed changed nothing).
 use agentwatch_common::{
     calls::{Call, Judge, OpenFlags, Paths},
-    open::{open_access, open_listing, O_CREAT},
+    open::{open_access, open_listing, OPENED_LATE, O_CREAT},
     policy::{
         accept, access, class, epoch, flags, rule, verdict, watch, AgentPolicy, Deferred,
         OpenedKey, OpenedStamp,
@@ -247,7 +247,7 @@ pub fn judge_deferred(
             0
         };
         let f = opened;
-        if judge_opened(pol, taken, call.nr, f, ret, flags, rule::NONE)? {
+        if judge_opened(pol, taken, call.nr, f, ret, flags, rule::NONE, false)? {
             return Some(allowed);
         }
         let mut acc = df.access as u64;
@@ -311,6 +311,12 @@ pub fn note_written(agent: u32, f: Ptr, writable: Option<bool>) {
 /// `record` (TERRITORY, TAINT, PINNED) asks for an allowed open to be
 /// sent, with the file it reached, so userspace can record or check it;
 /// a pinned file's opener is held until userspace has (enforce mode).
+///
+/// `late`: the entry could not read the names the open gave, so nothing
+/// judged them before the call (what the exit reads is what the caller's
+/// memory says after it): the real path is judged by the whole profile,
+/// and the record says so (`OPENED_LATE`).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn judge_opened(
     pol: &AgentPolicy,
@@ -320,6 +326,7 @@ pub fn judge_opened(
     fd: i64,
     open_flags: u64,
     record: u8,
+    late: bool,
 ) -> Option<bool> {
     if f.is_null() {
         return Some(false);
@@ -328,7 +335,8 @@ pub fn judge_opened(
     let path = unsafe { aw_file_path(f) };
     let acc = open_access(open_flags);
     let (key, stamp) = opened_stamp(f, w.agent_id, acc);
-    if record == rule::NONE {
+    // A clean verdict cached is one by guardrails only.
+    if record == rule::NONE && !late {
         if taken.last_open_is(&key, &stamp) {
             return Some(false);
         }
@@ -355,7 +363,12 @@ pub fn judge_opened(
     }
     ev.args[0] = fd as u64;
     ev.args[1] = open_flags;
-    if d.verdict != verdict::VIOLATION || !agentwatch_common::policy::hard_rule(d.rule) {
+    ev.args[2] = u64::from(late) * OPENED_LATE;
+    // By the whole profile, a listing is judged as at an entry: only
+    // guardrails count (it shows names, never contents).
+    let soft = !agentwatch_common::policy::hard_rule(d.rule);
+    let counts = late && !(d.rule == rule::FILE && open_listing(open_flags));
+    if d.verdict != verdict::VIOLATION || soft && !counts {
         if !proc_guard {
             let _ = CLEAN_OPENS.insert(&key, &stamp, 0);
             taken.set_last_open(&key, &stamp);
@@ -406,25 +419,43 @@ pub fn try_mount_changed() -> Result<(), i64> {
     Ok(())
 }
 
+/// What the exit found of the paths its entry could not read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// The entry read every path.
+    Nothing,
+    /// Read now, after the call: what the caller's memory says, which need
+    /// not be what the kernel used.
+    AfterCall,
+    /// Unreadable at the exit too (a page the caller keeps unmapping):
+    /// nothing the kernel or userspace could judge.
+    Unreadable,
+}
+
 /// Re-reads into the exit record the paths its entry could not read.
-/// Returns whether a path stayed unreadable at the exit too (a page the
-/// caller's memory keeps unmapping): nothing the kernel or userspace could
-/// judge.
 #[inline(always)]
-pub fn retry_paths(ev: &mut RawEvent) -> bool {
+pub fn retry_paths(ev: &mut RawEvent) -> Retried {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
-        return false;
+        return Retried::Nothing;
     };
     let _ = RETRY_PATHS.remove(&tid);
-    let mut unreadable = false;
+    let mut found = Retried::AfterCall;
     for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
         if ptr != 0 && !event::user_str(ev, slot, ptr) {
             count_loss(agentwatch_common::loss::READ_FAILED);
-            unreadable = true;
+            found = Retried::Unreadable;
         }
     }
-    unreadable
+    found
+}
+
+/// Whether the entry of the current thread's call could not read a path
+/// (the exit retries it: `retry_paths`).
+#[inline(always)]
+pub fn paths_left_to_exit() -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    unsafe { RETRY_PATHS.get(&tid) }.is_some()
 }
 
 /// Whether a path of the record was cut short by the kernel's copy (a

@@ -15,7 +15,7 @@ use agentwatch_common::{
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 use super::{
-    file::{self, Judged},
+    file::{self, Judged, Retried},
     net, read_args, syscall_nr, syscall_ret, watched_current,
 };
 use crate::{
@@ -27,11 +27,13 @@ use crate::{
 
 /// A PENDING_EXIT call: the syscall number in the low word, with
 /// `ALLOWED` when its entry was decided allowed and not sent (nor is its
-/// exit); for an allowed open, its flags in the high word (the exit judges
-/// the file it reached), with bits above them for one to be recorded at
-/// its exit.
+/// exit), `LEFT` when its entry was sent undecided (left to userspace,
+/// which judges it after it ran); for an open either way, its flags in the
+/// high word (the exit judges the file it reached), with bits above them
+/// for an allowed one to be recorded at its exit.
 const SYSNO_MASK: u64 = 0xffff;
 const ALLOWED: u64 = 1 << 31;
+const LEFT: u64 = 1 << 30;
 const RECORD_PINNED: u64 = 1 << 29;
 const RECORD_TERRITORY: u64 = 1 << 30;
 const RECORD_TAINT: u64 = 1 << 31;
@@ -90,7 +92,12 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
             return Ok(());
         }
     }
-    pending_set(sysno as u64, &w);
+    let mut pending = sysno as u64;
+    if ev.hdr.verdict == verdict::UNDECIDED {
+        let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
+        pending |= LEFT | flags << 32;
+    }
+    pending_set(pending, &w);
     event::stamp(ev);
     event::submit(ev);
     Ok(())
@@ -197,6 +204,41 @@ pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// An open left to userspace (`LEFT`) that succeeded: the file it reached
+/// is judged by its real path, as an allowed open's is at its exit, before
+/// the exit is sent: a held caller's names are only a claim (a symlink in
+/// an allowed directory may lead to a key), and the verdict lands before
+/// userspace can release it. By guardrails only, unless the entry could
+/// not read the names: then nothing judged them before the call, and the
+/// real path is judged by the whole profile (`judge_opened`'s `late`).
+/// Reached by tail call from `try_sys_exit`, which left the call in
+/// PENDING_EXIT. Fails open: a lost record loses the judgement (and the
+/// exit, which userspace then reports without its result).
+pub fn try_opened_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let entered = pending_take().ok_or(1)?;
+    let w = entered.watch;
+    let sysno = syscall_nr(ctx);
+    let ret = syscall_ret(ctx);
+    let pol = enforce::policy(w.agent_id).ok_or(1)?;
+    let opened = unsafe { aw_current_fd(ret as u32) };
+    let late = file::paths_left_to_exit();
+    let flags = (entered.call >> 32) & OPEN_FLAGS_MASK;
+    let _ = file::judge_opened(pol, &entered, sysno, opened, ret, flags, rule::NONE, late);
+    let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
+    ev.args[0] = ret as u64;
+    if !opened.is_null() {
+        ev.args[1] = unsafe { aw_file_type(opened) } as u64;
+    }
+    if file::retry_paths(ev) == Retried::Unreadable {
+        let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, class::FILE);
+        ev.hdr.verdict = d.verdict;
+        ev.hdr.rule = d.rule;
+        ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
+    }
+    event::submit(ev);
+    Ok(())
+}
+
 /// The current syscall's six arguments, from the user registers saved at
 /// entry (x86-64 `struct pt_regs`: di, si, dx, r10, r8, r9), which the
 /// file calls leave as they were.
@@ -283,6 +325,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                     ret,
                     high & OPEN_FLAGS_MASK,
                     record,
+                    false,
                 )
                 .ok_or(1)?;
             }
@@ -292,6 +335,17 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let deferred = unsafe { DEFERRED.get(&tid) }.copied();
     if deferred.is_some() {
         let _ = DEFERRED.remove(&tid);
+    }
+    // An open left to userspace that succeeded: the file it reached is
+    // judged as an allowed open's is, before its exit is sent (so before
+    // userspace can release its held caller), in a program of its own
+    // (this one is at the verifier's limit). Without that program, the
+    // exit is sent as any other.
+    let judge_reached = ret >= 0 && call.is_open() && entered.call & LEFT != 0;
+    if judge_reached && pol.is_some_and(|p| p.flags & flags::PATHS != 0) {
+        entered.leave();
+        unsafe { JUMPS.tail_call(ctx, JUMP_OPENED) };
+        let _ = pending_take();
     }
     let late = match (pol, deferred) {
         (Some(p), Some(df)) => file::judge_deferred(p, &entered, &call, ret, &df, opened),
@@ -344,8 +398,16 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // caller keeps unmapping the page): nothing can judge the call;
         // enforce mode kills the caller before it returns to user code. A
         // call that failed (a bad pointer: EFAULT) changed nothing.
+        // A file call left to userspace whose paths came only from its
+        // exit has nothing that stands for what it used: unjudged as well
+        // (an exec is judged by what ran, at sched_process_exec).
         Family::File | Family::Exec => {
-            if file::retry_paths(ev) && ret >= 0 && ev.hdr.verdict != verdict::VIOLATION {
+            let unjudged = match file::retry_paths(ev) {
+                Retried::Nothing => false,
+                Retried::AfterCall => call.family == Family::File && entered.call & LEFT != 0,
+                Retried::Unreadable => true,
+            };
+            if unjudged && ret >= 0 && ev.hdr.verdict != verdict::VIOLATION {
                 if let Some(p) = pol {
                     let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, call.class);
                     ev.hdr.verdict = d.verdict;

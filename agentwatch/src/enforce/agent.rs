@@ -20,7 +20,6 @@ mod learning;
 mod operator;
 mod pause;
 mod pinned;
-mod reached;
 mod records;
 mod undo;
 mod view;
@@ -402,11 +401,6 @@ impl AgentEnforcer {
             }
             _ => self.matcher.check(ev),
         };
-        // A call left to userspace ran before it is judged: what it
-        // reached may not be what it named.
-        findings.extend(reached::findings(ev, &self.anchors, |e| {
-            self.matcher.recheck(e)
-        }));
         self.note_activity(ev, &findings);
         // Learning: what the profile does not have yet is what is learned.
         if self.shadow.is_some() {

@@ -247,16 +247,6 @@ impl Matcher {
         out
     }
 
-    /// `ev` judged again under other names (the real path a held open
-    /// reached): the rules only, counting nothing toward the rate budgets
-    /// and tracking nothing `check` already did for the event.
-    pub fn recheck(&mut self, ev: &Event) -> Vec<Finding> {
-        crate::profile::observe::observe(ev)
-            .into_iter()
-            .filter_map(|obs| self.judge(obs, ev))
-            .collect()
-    }
-
     fn rate(&mut self, class: Class, ts: u64) -> Option<Finding> {
         let n = self.run.rates.add(class, ts);
         let budget = *self.budgets.get(&class)?;

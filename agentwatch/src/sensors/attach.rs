@@ -276,11 +276,12 @@ fn syscalls_tp(
 }
 
 /// Loads the programs `sys_exit` tail-calls and puts them in `JUMPS`
-/// (enforcing only: they report what the launch sandbox refused).
+/// (enforcing only: they report what the launch sandbox refused and judge
+/// the file an open left to userspace reached).
 pub(super) fn fill_jumps(ebpf: &mut Ebpf) -> Result<(), SensorError> {
     use agentwatch_common::names::map as kmap;
     // Slot by slot, as `maps::JUMP_*` number them.
-    for (slot, name) in [prog::LANDLOCK_EXIT, prog::LANDLOCK_KILL]
+    for (slot, name) in [prog::LANDLOCK_EXIT, prog::LANDLOCK_KILL, prog::OPENED_EXIT]
         .into_iter()
         .enumerate()
     {

@@ -96,7 +96,7 @@ fn escape_reason(ev: &Event, otherwise: &'static str) -> &'static str {
 
 /// What an event did, as findings say it (`delete $WORKSPACE/x`,
 /// `connect 10.0.0.1:443`), for a kernel decision no finding explains.
-pub(super) fn describe(ev: &Event, anchors: &Anchors) -> String {
+fn describe(ev: &Event, anchors: &Anchors) -> String {
     match observe::observe(ev).into_iter().next() {
         Some(Obs::File { path, access, .. }) => format!("{access} {}", anchors.anchor(&path)),
         Some(Obs::Exec { path }) => format!("exec {}", anchors.anchor(&path)),

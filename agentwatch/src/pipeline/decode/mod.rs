@@ -150,7 +150,14 @@ impl Decoder {
                 None => return Ok(Vec::new()),
             },
         };
-        Ok(vec![base_event(h, agents, detail)])
+        let mut ev = base_event(h, agents, detail);
+        // An open whose names only its exit could read: the kernel says so.
+        if kind == RecordKind::Opened && a[2] & agentwatch_common::open::OPENED_LATE != 0 {
+            if let Some(k) = ev.kernel.as_mut() {
+                k.paths_at_exit = true;
+            }
+        }
+        Ok(vec![ev])
     }
 
     /// An entry's detail, by its call's family; None for a call that is

@@ -109,3 +109,17 @@ fn an_allowed_exit_does_not_replace_an_undecided_entry() {
     );
     assert_eq!((k.verdict, k.action), (verdict::UNDECIDED, action::HOLD));
 }
+
+#[test]
+fn an_opened_record_judged_by_the_whole_profile_says_its_names_came_late() {
+    let names: Vec<String> = vec!["a".into()];
+    let opened = |extra: u64| {
+        let mut rec = record(RecordKind::Opened, verdict::VIOLATION, rule::FILE, 0);
+        rec.raw.args[2] = extra;
+        let out = Decoder::default().decode(&rec, &names).expect("opened");
+        assert_eq!(out.len(), 1);
+        out[0].kernel.expect("a kernel decision")
+    };
+    assert!(opened(agentwatch_common::open::OPENED_LATE).paths_at_exit);
+    assert!(!opened(0).paths_at_exit);
+}
