@@ -274,17 +274,23 @@ pub fn wanted(pol: &AgentPolicy, r: u8, cls: usize) -> u8 {
     if r == rule::UNJUDGED {
         return action::DENY;
     }
-    // Constant indexes: an older verifier (6.1) loses the bound of a
-    // checked index the compiler spilled to the stack and reloaded.
-    match cls {
-        class::EXEC => pol.actions[class::EXEC],
-        class::FILE => pol.actions[class::FILE],
-        class::DELETE => pol.actions[class::DELETE],
-        class::NETWORK => pol.actions[class::NETWORK],
-        class::DNS => pol.actions[class::DNS],
-        _ => action::ALERT,
+    if cls >= class::COUNT {
+        return action::ALERT;
     }
+    // No load at a variable index: an older verifier (6.1) loses the
+    // bound of a checked index the compiler spilled to the stack and
+    // reloaded, and the compiler turns even a match on constant indexes
+    // into such a load. The actions packed in a word, shifted, are only
+    // arithmetic.
+    let mut packed = 0u64;
+    for (i, a) in pol.actions.iter().enumerate() {
+        packed |= u64::from(*a) << (8 * i);
+    }
+    (packed >> (8 * cls)) as u8
 }
+
+// The actions fit in one word (`wanted`).
+const _: () = assert!(class::COUNT <= 8);
 
 /// Values of the AGENT_PAUSED map.
 pub mod paused {

@@ -75,9 +75,18 @@ pub struct Budgets {
     pub files: Option<u64>,
     /// Wall-clock time from start.
     pub runtime: Option<Duration>,
-    /// Restarts allowed within a window, as written (`5/10m`): more is a
-    /// loop that keeps relaunching.
-    pub restarts: Option<(u32, Duration, String)>,
+    /// Restarts allowed within a window: more is a loop that keeps
+    /// relaunching.
+    pub restarts: Option<Restarts>,
+}
+
+/// A restart budget: at most `limit` starts again within `window`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restarts {
+    pub limit: u32,
+    pub window: Duration,
+    /// As written (`5/10m`), for messages.
+    pub written: String,
 }
 
 impl Budgets {
@@ -131,7 +140,11 @@ impl Budgets {
                 let n = n.trim().parse().map_err(|_| bad("restarts", want))?;
                 let w =
                     crate::units::parse_duration(w.trim()).map_err(|_| bad("restarts", want))?;
-                self.restarts = Some((n, w, value.to_string()));
+                self.restarts = Some(Restarts {
+                    limit: n,
+                    window: w,
+                    written: value.to_string(),
+                });
             }
             _ => return Err(BudgetError::Kind(spec.into())),
         }
@@ -522,7 +535,11 @@ mod tests {
         }
         assert_eq!(
             b.restarts,
-            Some((5, Duration::from_secs(600), "5/10m".to_string()))
+            Some(Restarts {
+                limit: 5,
+                window: Duration::from_secs(600),
+                written: "5/10m".to_string()
+            })
         );
         for bad in ["restarts=5", "restarts=x/10m", "restarts=5/soon"] {
             let e = b.set(bad).unwrap_err().to_string();

@@ -161,6 +161,20 @@ fn the_action_is_chosen_by_one_function_for_both_sides() {
         wanted(&pol, rate, Class::Delete.kernel_index()),
         action::PAUSE
     );
+    // Each class gets its own action, whatever its neighbours'; an index
+    // past the classes an alert.
+    let each = [action::KILL, action::PAUSE, action::DENY, action::ALERT];
+    for c in Class::ALL {
+        for (n, a) in each.iter().enumerate() {
+            for (i, slot) in pol.actions.iter_mut().enumerate() {
+                *slot = each[(n + i + 1) % each.len()];
+            }
+            pol.actions[c.kernel_index()] = *a;
+            assert_eq!(wanted(&pol, rule::FILE, c.kernel_index()), *a, "{c:?}");
+        }
+    }
+    assert_eq!(wanted(&pol, rule::FILE, 5), action::ALERT);
+    assert_eq!(wanted(&pol, rule::FILE, usize::MAX), action::ALERT);
 }
 
 /// Every map and program name userspace looks up is in the built object,

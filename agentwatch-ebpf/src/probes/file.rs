@@ -432,14 +432,23 @@ pub enum Retried {
     Unreadable,
 }
 
-/// Re-reads into the exit record the paths its entry could not read.
+/// The paths the current thread's entry could not read (`read_entry`
+/// left their pointers), taken: its exit reads them (`reread_paths`).
 #[inline(always)]
-pub fn retry_paths(ev: &mut RawEvent) -> Retried {
+pub fn take_retry() -> Option<[u64; 2]> {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(retry) = (unsafe { RETRY_PATHS.get(&tid) }).copied() else {
+    let retry = unsafe { RETRY_PATHS.get(&tid) }.copied()?;
+    let _ = RETRY_PATHS.remove(&tid);
+    Some(retry)
+}
+
+/// Reads into the exit record the paths its entry could not read
+/// (`take_retry`).
+#[inline(always)]
+pub fn reread_paths(ev: &mut RawEvent, retry: Option<[u64; 2]>) -> Retried {
+    let Some(retry) = retry else {
         return Retried::Nothing;
     };
-    let _ = RETRY_PATHS.remove(&tid);
     let mut found = Retried::AfterCall;
     for (slot, ptr) in [(slot::PATH1, retry[0]), (slot::PATH2, retry[1])] {
         if ptr != 0 && !event::user_str(ev, slot, ptr) {
@@ -448,14 +457,6 @@ pub fn retry_paths(ev: &mut RawEvent) -> Retried {
         }
     }
     found
-}
-
-/// Whether the entry of the current thread's call could not read a path
-/// (the exit retries it: `retry_paths`).
-#[inline(always)]
-pub fn paths_left_to_exit() -> bool {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    unsafe { RETRY_PATHS.get(&tid) }.is_some()
 }
 
 /// Whether a path of the record was cut short by the kernel's copy (a

@@ -10,7 +10,7 @@ use agentwatch_common::{
         action, class, decided, epoch, flags, landlock_rule, rule, verdict, watch, AgentPolicy,
         Deferred,
     },
-    RawEvent, RecordKind,
+    RawEvent, RecordKind, WatchEntry,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
@@ -25,20 +25,21 @@ use crate::{
     shim::*,
 };
 
-/// A PENDING_EXIT call: the syscall number in the low word, with
-/// `ALLOWED` when its entry was decided allowed and not sent (nor is its
-/// exit), `LEFT` when its entry was sent undecided (left to userspace,
-/// which judges it after it ran); for an open either way, its flags in the
-/// high word (the exit judges the file it reached), with bits above them
-/// for an allowed one to be recorded at its exit.
+/// A PENDING_EXIT call. Low word: the syscall number, with `ALLOWED`
+/// when its entry was decided allowed and not sent (nor is its exit),
+/// `LEFT` when its entry was sent undecided (left to userspace, which
+/// judges it after it ran). High word: an open's flags either way (the
+/// exit judges the file it reached), with a `RECORD_*` bit above them for
+/// an allowed open to be recorded at its exit.
 const SYSNO_MASK: u64 = 0xffff;
 const ALLOWED: u64 = 1 << 31;
 const LEFT: u64 = 1 << 30;
-const RECORD_PINNED: u64 = 1 << 29;
-const RECORD_TERRITORY: u64 = 1 << 30;
-const RECORD_TAINT: u64 = 1 << 31;
-/// Open flags use bits 0..23 of the high word.
+/// Open flags use bits 0..23 of the high word (taken shifted down).
 const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
+const RECORD_PINNED: u64 = 1 << (32 + 29);
+const RECORD_TERRITORY: u64 = 1 << (32 + 30);
+const RECORD_TAINT: u64 = 1 << (32 + 31);
+const RECORD_MASK: u64 = RECORD_PINNED | RECORD_TERRITORY | RECORD_TAINT;
 
 /// Entry of a watched call other than an open or one making a name.
 /// Fails open: any read that fails leaves a field empty; the record is
@@ -88,7 +89,7 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
                 _ => 0,
             };
             let flags = call.open_flags_of(&ev.args) & OPEN_FLAGS_MASK;
-            pending_set(sysno as u64 | ALLOWED | (flags | record) << 32, &w);
+            pending_set(sysno as u64 | ALLOWED | flags << 32 | record, &w);
             return Ok(());
         }
     }
@@ -221,19 +222,13 @@ pub fn try_opened_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let ret = syscall_ret(ctx);
     let pol = enforce::policy(w.agent_id).ok_or(1)?;
     let opened = unsafe { aw_current_fd(ret as u32) };
-    let late = file::paths_left_to_exit();
+    let retry = file::take_retry();
     let flags = (entered.call >> 32) & OPEN_FLAGS_MASK;
+    let late = retry.is_some();
     let _ = file::judge_opened(pol, &entered, sysno, opened, ret, flags, rule::NONE, late);
-    let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
-    ev.args[0] = ret as u64;
-    if !opened.is_null() {
-        ev.args[1] = unsafe { aw_file_type(opened) } as u64;
-    }
-    if file::retry_paths(ev) == Retried::Unreadable {
-        let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, class::FILE);
-        ev.hdr.verdict = d.verdict;
-        ev.hdr.rule = d.rule;
-        ev.hdr.action = enforce::act(pol, w.agent_id, &d, false);
+    let ev = exit_record(&w, sysno, ret, opened).ok_or(1)?;
+    if file::reread_paths(ev, retry) == Retried::Unreadable {
+        unjudged(ev, pol, w.agent_id, class::FILE);
     }
     event::submit(ev);
     Ok(())
@@ -310,8 +305,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                 unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK) };
             }
             if ret >= 0 && p.flags & flags::PATHS != 0 && call.is_open() {
-                let high = v >> 32;
-                let record = match high & !OPEN_FLAGS_MASK {
+                let record = match v & RECORD_MASK {
                     RECORD_TERRITORY => rule::TERRITORY,
                     RECORD_TAINT => rule::TAINT,
                     RECORD_PINNED => rule::PINNED,
@@ -323,7 +317,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
                     sysno,
                     opened,
                     ret,
-                    high & OPEN_FLAGS_MASK,
+                    (v >> 32) & OPEN_FLAGS_MASK,
                     record,
                     false,
                 )
@@ -351,13 +345,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (Some(p), Some(df)) => file::judge_deferred(p, &entered, &call, ret, &df, opened),
         _ => None,
     };
-    let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
-    ev.args[0] = ret as u64;
-    // The kind of file opened: an O_CREAT open of a device creates
-    // nothing (userspace reads the create access from this).
-    if !opened.is_null() {
-        ev.args[1] = unsafe { aw_file_type(opened) } as u64;
-    }
+    let ev = exit_record(&w, sysno, ret, opened).ok_or(1)?;
     if let (Some(p), Some(d)) = (pol, late) {
         ev.hdr.verdict = d.verdict;
         ev.hdr.rule = d.rule;
@@ -402,17 +390,14 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // exit has nothing that stands for what it used: unjudged as well
         // (an exec is judged by what ran, at sched_process_exec).
         Family::File | Family::Exec => {
-            let unjudged = match file::retry_paths(ev) {
+            let nothing_judged = match file::reread_paths(ev, file::take_retry()) {
                 Retried::Nothing => false,
                 Retried::AfterCall => call.family == Family::File && entered.call & LEFT != 0,
                 Retried::Unreadable => true,
             };
-            if unjudged && ret >= 0 && ev.hdr.verdict != verdict::VIOLATION {
+            if nothing_judged && ret >= 0 && ev.hdr.verdict != verdict::VIOLATION {
                 if let Some(p) = pol {
-                    let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, call.class);
-                    ev.hdr.verdict = d.verdict;
-                    ev.hdr.rule = d.rule;
-                    ev.hdr.action = enforce::act(p, w.agent_id, &d, false);
+                    unjudged(ev, p, w.agent_id, call.class);
                 }
             }
         }
@@ -424,6 +409,29 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         unsafe { JUMPS.tail_call(ctx, JUMP_LANDLOCK_KILL) };
     }
     Ok(())
+}
+
+/// Starts a call's exit record: its result and, for an open, the kind of
+/// file it reached (an O_CREAT open of a device creates nothing:
+/// userspace reads the create access from this).
+#[inline(always)]
+fn exit_record(w: &WatchEntry, sysno: u32, ret: i64, opened: Ptr) -> Option<&'static mut RawEvent> {
+    let ev = event::start(RecordKind::SysExit, w, sysno)?;
+    ev.args[0] = ret as u64;
+    if !opened.is_null() {
+        ev.args[1] = unsafe { aw_file_type(opened) } as u64;
+    }
+    Some(ev)
+}
+
+/// A call that ran on names nothing judged (unreadable, or read only
+/// after it ran): `rule::UNJUDGED`, acted on before it returns.
+#[inline(always)]
+fn unjudged(ev: &mut RawEvent, pol: &AgentPolicy, agent: u32, cls: usize) {
+    let d = Decision::new(verdict::VIOLATION, rule::UNJUDGED, cls);
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    ev.hdr.action = enforce::act(pol, agent, &d, false);
 }
 
 /// Tail-called after a Landlock refusal (`try_sys_exit`,

@@ -21,7 +21,7 @@ pub struct Bounds {
     pub runtime_reached: bool,
     /// Restarts allowed in a window (`budget::Budgets::restarts`), and
     /// when the agent started within the current one.
-    pub restarts: Option<(u32, Duration, String)>,
+    pub restarts: Option<crate::budget::Restarts>,
     pub starts: std::collections::VecDeque<Instant>,
 }
 
@@ -93,7 +93,7 @@ impl AgentEnforcer {
         let Some(b) = &mut self.bounds else {
             return;
         };
-        let Some((cap, window, written)) = b.restarts.clone() else {
+        let Some(r) = b.restarts.clone() else {
             return;
         };
         let now = Instant::now();
@@ -101,18 +101,18 @@ impl AgentEnforcer {
         while b
             .starts
             .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
+            .is_some_and(|t| now.duration_since(*t) > r.window)
         {
             b.starts.pop_front();
         }
         // The first start is no restart.
         let restarts = b.starts.len().saturating_sub(1) as u64;
-        if restarts > cap as u64 {
+        if restarts > u64::from(r.limit) {
             b.starts.clear();
             let action = b.action;
             let hit = Hit {
                 kind: "restarts",
-                limit: written,
+                limit: r.written,
                 times: restarts,
             };
             self.budget_reached(&hit, action);

@@ -90,15 +90,17 @@ pub(super) fn enter(rec: &Record, call: &Call) -> Option<Detail> {
 }
 
 /// An open judged at its exit by the file it reached: one record, its
-/// real path in BASE1, the fd as its result.
-pub(super) fn opened(rec: &Record) -> Detail {
+/// real path in BASE1, the fd as its result; and whether its names were
+/// read only at its exit (`OPENED_LATE`: the kernel judged them then).
+pub(super) fn opened(rec: &Record) -> (Detail, bool) {
     let a = rec.args();
     let flags = a[1];
-    Detail::Open {
+    let detail = Detail::Open {
         path: rec.path(slot::PATH1, slot::BASE1),
         access: access_from_flags(flags),
         flags,
         syscall: syscall_name(rec.header().syscall_nr).into(),
         result: Some(a[0] as i64),
-    }
+    };
+    (detail, a[2] & agentwatch_common::open::OPENED_LATE != 0)
 }

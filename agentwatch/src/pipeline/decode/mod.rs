@@ -132,7 +132,14 @@ impl Decoder {
                 return Ok(out);
             }
             // An open judged at its exit by the file it reached.
-            RecordKind::Opened => file::opened(rec),
+            RecordKind::Opened => {
+                let (detail, late) = file::opened(rec);
+                let mut ev = base_event(h, agents, detail);
+                if let Some(k) = ev.kernel.as_mut() {
+                    k.paths_at_exit = late;
+                }
+                return Ok(vec![ev]);
+            }
             RecordKind::Tamper => process::tamper(rec),
             RecordKind::Datagram => Detail::Datagram {
                 endpoint: rec.endpoint(),
@@ -150,14 +157,7 @@ impl Decoder {
                 None => return Ok(Vec::new()),
             },
         };
-        let mut ev = base_event(h, agents, detail);
-        // An open whose names only its exit could read: the kernel says so.
-        if kind == RecordKind::Opened && a[2] & agentwatch_common::open::OPENED_LATE != 0 {
-            if let Some(k) = ev.kernel.as_mut() {
-                k.paths_at_exit = true;
-            }
-        }
-        Ok(vec![ev])
+        Ok(vec![base_event(h, agents, detail)])
     }
 
     /// An entry's detail, by its call's family; None for a call that is
