@@ -639,3 +639,101 @@ fn benchmark_floors_hold_their_programs_until_stdin_closes() {
         }
     }
 }
+
+/// `pid`'s bit in the WATCH_GATE map `id` (`agentwatch_common::watch_gate`:
+/// word pid/64, bit pid%64), read with bpftool.
+fn gate_bit(id: u64, pid: u32) -> bool {
+    let word = (pid >> 6).to_le_bytes().map(|b| b.to_string());
+    let out = std::process::Command::new("/usr/sbin/bpftool")
+        .args(["-j", "map", "lookup", "id", &id.to_string(), "key"])
+        .args(&word)
+        .output()
+        .expect("bpftool");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bpftool map lookup: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let bytes: Vec<u8> = v["value"]
+        .as_array()
+        .expect("value bytes")
+        .iter()
+        .map(|b| {
+            u8::from_str_radix(b.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
+        })
+        .collect();
+    let bits = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    bits >> (pid & 63) & 1 == 1
+}
+
+/// The kernel programs test a process's WATCH_GATE bit before they look
+/// it up: a watched process has its bit (set by userspace for the process
+/// agentwatch starts, by the kernel for a child it forks), an unwatched
+/// one has not, and the kernel clears a bit when its process exits.
+#[test]
+fn watch_gate_bits_follow_watched_processes() {
+    let Some(_k) = privileged() else { return };
+    let dir = TempDir::new("gate-bits");
+    let pidfile = dir.join("child.pid");
+    let script =
+        format!("sleep 1 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait; sleep 3");
+    let t = ChildGuard(
+        agentwatch()
+            .args(["trace", "-o", "/dev/null", "--", "/bin/sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agentwatch trace"),
+    );
+    use support::daemon::wait_for;
+    wait_for("the child's pid", Duration::from_secs(30), || {
+        std::path::Path::new(&pidfile).exists()
+    });
+    let child: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", t.0.id());
+    let shell: u32 = std::fs::read_to_string(children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("the traced shell")
+        .parse()
+        .unwrap();
+    let out = std::process::Command::new("/usr/sbin/bpftool")
+        .args(["-j", "map", "show"])
+        .output()
+        .expect("bpftool");
+    let maps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    // The newest: an earlier test's maps may not be freed yet.
+    let id = maps
+        .as_array()
+        .expect("maps")
+        .iter()
+        .filter(|m| m["name"] == "WATCH_GATE")
+        .filter_map(|m| m["id"].as_u64())
+        .max()
+        .expect("a WATCH_GATE map is loaded");
+    assert!(
+        gate_bit(id, shell),
+        "the process agentwatch started ({shell})"
+    );
+    assert!(
+        gate_bit(id, child),
+        "its child, added by the kernel at fork ({child})"
+    );
+    assert!(
+        !gate_bit(id, std::process::id()),
+        "an unwatched process (this test)"
+    );
+    wait_for("the child to exit", Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{child}")).exists()
+    });
+    wait_for("the child's bit to clear", Duration::from_secs(2), || {
+        !gate_bit(id, child)
+    });
+    assert!(gate_bit(id, shell), "the shell still runs, watched");
+}

@@ -220,6 +220,50 @@ pub struct WatchEntry {
     pub flags: u32,
 }
 
+/// The WATCH_GATE bitmap: one bit per tgid, set for every process in
+/// WATCHED. Every program checks it before WATCHED: an array lookup the
+/// verifier inlines, where a hash lookup is a helper call, and that call
+/// was most of what an unwatched process's syscall paid. A bit is set
+/// before its process's entry goes into WATCHED and cleared (by the kernel)
+/// only when the process exits: a set bit without an entry costs one
+/// lookup; a clear bit with an entry would hide a watched process.
+pub mod watch_gate {
+    /// Words of the bitmap: a bit for every pid the kernel can hand out
+    /// (PID_MAX_LIMIT, 2^22 on 64-bit). 512 KiB.
+    pub const WORDS: u32 = (1 << 22) / 64;
+
+    /// The word holding `tgid`'s bit (masked: always inside the array).
+    #[inline(always)]
+    pub const fn word(tgid: u32) -> u32 {
+        (tgid >> 6) & (WORDS - 1)
+    }
+
+    /// `tgid`'s bit in its word.
+    #[inline(always)]
+    pub const fn bit(tgid: u32) -> u64 {
+        1 << (tgid & 63)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_pid_has_its_own_bit() {
+            let max = 1u32 << 22;
+            for t in [0, 1, 63, 64, 65, 4095, 32768, max - 1] {
+                assert!(word(t) < WORDS);
+                for u in [t.wrapping_sub(1), t + 1, t ^ 64] {
+                    if u < max && u != t {
+                        assert!(word(u) != word(t) || bit(u) != bit(t), "{t} {u}");
+                    }
+                }
+            }
+            assert_eq!((word(max - 1), bit(max - 1)), (WORDS - 1, 1 << 63));
+        }
+    }
+}
+
 /// Key of the EXE_SELECTORS map: the binary's device (kernel encoding,
 /// MAJOR << 20 | MINOR) and inode.
 #[repr(C)]

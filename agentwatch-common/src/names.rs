@@ -9,6 +9,7 @@ pub mod map {
     pub const EVENTS: &str = "EVENTS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const WATCHED: &str = "WATCHED";
+    pub const WATCH_GATE: &str = "WATCH_GATE";
     pub const CGROUP_SELECTORS: &str = "CGROUP_SELECTORS";
     pub const UID_SELECTORS: &str = "UID_SELECTORS";
     pub const EXE_SELECTORS: &str = "EXE_SELECTORS";
@@ -99,6 +100,7 @@ pub const MAPS: &[&str] = &[
     map::EVENTS,
     map::SCRATCH,
     map::WATCHED,
+    map::WATCH_GATE,
     map::CGROUP_SELECTORS,
     map::UID_SELECTORS,
     map::EXE_SELECTORS,

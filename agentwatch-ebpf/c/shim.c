@@ -241,3 +241,7 @@ SHIM __u32 aw_name_words(__u32 len, __u32 max)
 
 /* *p += 1 as one BPF atomic add (Rust's core has no atomic RMW for BPF). */
 SHIM void aw_atomic_inc(__u64 *p) { __sync_fetch_and_add(p, 1); }
+
+/* *p |= v and *p &= v, each one BPF atomic (other CPUs set other bits). */
+SHIM void aw_atomic_or(__u64 *p, __u64 v) { __sync_fetch_and_or(p, v); }
+SHIM void aw_atomic_and(__u64 *p, __u64 v) { __sync_fetch_and_and(p, v); }

@@ -405,7 +405,7 @@ fn hook_call(
     v6: bool,
 ) -> Option<(WatchEntry, &'static AgentPolicy, u16, [u8; 16])> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let w = unsafe { WATCHED.get(&tgid) }.copied()?;
+    let w = watched(tgid)?;
     let pol = policy(w.agent_id)?;
     // SAFETY: the context the kernel passed to this program.
     let sa = unsafe { &*ctx.sock_addr };

@@ -6,11 +6,14 @@ use agentwatch_common::{
         epoch, AgentPolicy, AgentState, Deferred, DnsKey, OpenedKey, OpenedStamp, PendingDeny,
         CLASS_TABLE, MAX_AGENTS, NET_KEY_DATA,
     },
-    InodeKey, RawEvent, WatchEntry,
+    watch_gate, InodeKey, RawEvent, WatchEntry,
 };
 use aya_ebpf::{
-    bindings::{bpf_map_type, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
-    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    bindings::{bpf_map_type, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    },
     macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
@@ -26,9 +29,59 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Watched processes: tgid -> agent. The one lookup an unwatched process pays.
+/// Watched processes: tgid -> agent. Looked up only when WATCH_GATE has
+/// the process's bit (`watched`).
 #[map]
 pub static WATCHED: HashMap<u32, WatchEntry> = HashMap::with_max_entries(65536, 0);
+
+/// `agentwatch_common::watch_gate`: a bit per tgid, set before its
+/// process goes into WATCHED. Mappable, so userspace sets bits with atomic
+/// operations on the same words the kernel sets others in.
+#[map]
+pub static WATCH_GATE: Array<u64> = Array::with_max_entries(watch_gate::WORDS, BPF_F_MMAPABLE);
+
+/// Whether `tgid` may be watched: its WATCH_GATE bit. Clear: it is not
+/// (no WATCHED lookup needed).
+#[inline(always)]
+pub fn gate_open(tgid: u32) -> bool {
+    WATCH_GATE
+        .get(watch_gate::word(tgid))
+        .is_some_and(|w| w & watch_gate::bit(tgid) != 0)
+}
+
+/// Sets `tgid`'s WATCH_GATE bit (before its WATCHED entry goes in).
+#[inline(always)]
+pub fn gate_set(tgid: u32) {
+    if let Some(p) = WATCH_GATE.get_ptr_mut(watch_gate::word(tgid)) {
+        // SAFETY: a valid, aligned map value; the or is atomic.
+        unsafe { crate::shim::aw_atomic_or(p, watch_gate::bit(tgid)) };
+    }
+}
+
+/// Clears `tgid`'s WATCH_GATE bit: its process has exited.
+#[inline(always)]
+pub fn gate_clear(tgid: u32) {
+    if let Some(p) = WATCH_GATE.get_ptr_mut(watch_gate::word(tgid)) {
+        // SAFETY: a valid, aligned map value; the and is atomic.
+        unsafe { crate::shim::aw_atomic_and(p, !watch_gate::bit(tgid)) };
+    }
+}
+
+/// The watch entry of process `tgid`, if it is watched.
+#[inline(always)]
+pub fn watched(tgid: u32) -> Option<WatchEntry> {
+    if !gate_open(tgid) {
+        return None;
+    }
+    // SAFETY: a map value, copied out.
+    unsafe { WATCHED.get(&tgid) }.copied()
+}
+
+/// Whether the current process's gate is open (`gate_open`).
+#[inline(always)]
+fn current_gate_open() -> bool {
+    gate_open((bpf_get_current_pid_tgid() >> 32) as u32)
+}
 
 /// Selectors consulted at exec for processes not yet watched.
 #[map]
@@ -248,6 +301,10 @@ impl Taken {
 /// one must not pass for a later call's).
 #[inline(always)]
 pub fn pending_take() -> Option<Taken> {
+    // A process whose gate is closed left nothing: no slot lookup.
+    if !current_gate_open() {
+        return None;
+    }
     let p = PENDING_EXIT.current(false);
     if p.is_null() {
         return None;
@@ -277,6 +334,9 @@ pub fn pending_watch() -> Option<WatchEntry> {
 /// Takes what the current thread's entry left only when its call is `call`.
 #[inline(always)]
 pub fn pending_take_if(call: u64) -> bool {
+    if !current_gate_open() {
+        return false;
+    }
     let p = PENDING_EXIT.current(false);
     // SAFETY: the current task's own slot; only this thread writes it.
     if p.is_null() || call == 0 || unsafe { (*p).call } != call {

@@ -55,4 +55,6 @@ unsafe extern "C" {
     pub fn aw_data_word(data: *const u8, idx: u32) -> u64;
     pub fn aw_name_words(len: u32, max: u32) -> u32;
     pub fn aw_atomic_inc(p: *mut u64);
+    pub fn aw_atomic_or(p: *mut u64, v: u64);
+    pub fn aw_atomic_and(p: *mut u64, v: u64);
 }

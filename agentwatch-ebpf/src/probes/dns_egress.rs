@@ -65,7 +65,7 @@ pub fn tag(ctx: &SockAddrContext, agent: u32, port_be: u32) {
 #[inline(always)]
 pub fn try_sendmsg(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let w = unsafe { WATCHED.get(&tgid) }.copied()?;
+    let w = watched(tgid)?;
     enforce::policy(w.agent_id)?;
     // SAFETY: the context the kernel passed to this program.
     let port = unsafe { (*ctx.sock_addr).user_port };
@@ -76,20 +76,57 @@ pub fn try_sendmsg(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
     enforce::try_connect(ctx, v6)
 }
 
+/// Where a packet's transport header starts, its IP protocol and its
+/// destination port. Read in place (`__sk_buff` data to data_end) when the
+/// headers are in the packet's linear part, as a locally made packet's
+/// are: no helper call, and this runs for every packet leaving the host.
+/// Else through bpf_skb_load_bytes.
+#[inline(always)]
+fn transport(ctx: &SkBuffContext, v4: bool) -> Option<(usize, u8, u16)> {
+    // SAFETY: the context the kernel passed to this program.
+    let (data, end) = unsafe {
+        (
+            (*ctx.skb.skb).data as usize,
+            (*ctx.skb.skb).data_end as usize,
+        )
+    };
+    if data + 40 <= end {
+        // SAFETY: inside data..end, checked above (the verifier checks it too).
+        let (l4, ipproto) = unsafe {
+            if v4 {
+                let b0 = *(data as *const u8);
+                ((b0 & 0x0f) as usize * 4, *((data + 9) as *const u8))
+            } else {
+                (40, *((data + 6) as *const u8))
+            }
+        };
+        let ports = data + l4;
+        if ports + 4 <= end {
+            // SAFETY: inside data..end, checked above.
+            let dport = unsafe { core::ptr::read_unaligned((ports + 2) as *const u16) };
+            return Some((l4, ipproto, u16::from_be(dport)));
+        }
+    }
+    let (l4, ipproto) = if v4 {
+        let b0: u8 = ctx.load(0).ok()?;
+        ((b0 & 0x0f) as usize * 4, ctx.load::<u8>(9).ok()?)
+    } else {
+        (40, ctx.load::<u8>(6).ok()?)
+    };
+    Some((l4, ipproto, u16::from_be(ctx.load::<u16>(l4 + 2).ok()?)))
+}
+
 /// The egress hook: 1 lets the packet go, 0 drops it.
 #[inline(always)]
 pub fn try_egress(ctx: &SkBuffContext) -> Option<i32> {
     // SAFETY: the context the kernel passed to this program.
     let proto = u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16) as u32;
-    let (l4, ipproto) = match proto {
-        ETH_P_IP => {
-            let b0: u8 = ctx.load(0).ok()?;
-            ((b0 & 0x0f) as usize * 4, ctx.load::<u8>(9).ok()?)
-        }
-        ETH_P_IPV6 => (40, ctx.load::<u8>(6).ok()?),
+    let v4 = match proto {
+        ETH_P_IP => true,
+        ETH_P_IPV6 => false,
         _ => return Some(1),
     };
-    let dport = u16::from_be(ctx.load::<u16>(l4 + 2).ok()?);
+    let (l4, ipproto, dport) = transport(ctx, v4)?;
     if dport != 53 {
         return Some(1);
     }

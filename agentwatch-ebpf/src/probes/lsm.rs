@@ -32,7 +32,7 @@ pub fn try_refuse() -> Result<i32, i32> {
 #[inline(always)]
 pub fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i32> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let w = unsafe { WATCHED.get(&tgid) }.copied().ok_or(0)?;
+    let w = crate::maps::watched(tgid).ok_or(0)?;
     let pol = enforce::policy(w.agent_id).ok_or(0)?;
     if pol.flags & flags::LSM == 0 || pol.flags & flags::PATHS == 0 {
         return Ok(0);

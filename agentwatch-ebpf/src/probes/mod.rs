@@ -24,13 +24,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-use crate::{maps::WATCHED, shim::Ptr};
+use crate::shim::Ptr;
 
 /// The current process's tgid and watch entry, if it is watched.
 #[inline(always)]
 pub(crate) fn watched_current() -> Option<(u32, WatchEntry)> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    unsafe { WATCHED.get(&tgid) }.map(|w| (tgid, *w))
+    crate::maps::watched(tgid).map(|w| (tgid, w))
 }
 
 #[inline(always)]

@@ -22,10 +22,6 @@ fn current_task() -> Ptr {
     unsafe { bpf_get_current_task() as Ptr }
 }
 
-fn watched(tgid: u32) -> Option<WatchEntry> {
-    unsafe { WATCHED.get(&tgid).copied() }
-}
-
 /// sched_process_fork(parent, child): a child process of a watched one is
 /// watched from its first instruction. Threads share the tgid: nothing to do.
 pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
@@ -48,6 +44,7 @@ pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
             unsafe { (*p).flags |= watch::SHARES_FILES };
         }
     }
+    gate_set(child_tgid);
     if WATCHED.insert(&child_tgid, &w, 0).is_err() {
         count_loss(loss::WATCH_MAP_FULL);
     }
@@ -91,6 +88,7 @@ pub fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
                 return Ok(());
             }
             let w = selected(binary).ok_or(0)?;
+            gate_set(tgid);
             if WATCHED.insert(&tgid, &w, 0).is_err() {
                 count_loss(loss::WATCH_MAP_FULL);
             }
@@ -160,20 +158,29 @@ fn decide_exec(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent) {
 /// sched_process_exit(p): fires per thread; report when the last one goes.
 pub fn try_exit(_ctx: &BtfTracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(w) = watched(tgid) else {
+    if !gate_open(tgid) {
+        return Ok(());
+    }
+    let task = current_task();
+    let last = unsafe { aw_task_live_threads(task) } == 0;
+    let Some(w) = (unsafe { WATCHED.get(&tgid) }).copied() else {
+        // A bit left by a process no longer watched goes with it.
+        if last {
+            gate_clear(tgid);
+        }
         return Ok(());
     };
     if enforce::policy(w.agent_id).is_some_and(|p| p.flags & flags::LSM != 0) {
         // A refused call whose exit never came (the thread was killed).
         let _ = DENY_NOW.remove(&(bpf_get_current_pid_tgid() as u32));
     }
-    let task = current_task();
-    if unsafe { aw_task_live_threads(task) } != 0 {
+    if !last {
         return Ok(());
     }
     let ev = event::start(RecordKind::Exit, &w, 0).ok_or(1)?;
     ev.args[0] = unsafe { aw_task_exit_code(task) } as u32 as u64;
     event::submit(ev);
     let _ = WATCHED.remove(&tgid);
+    gate_clear(tgid);
     Ok(())
 }

@@ -34,12 +34,14 @@ use crate::{
 const SYSNO_MASK: u64 = 0xffff;
 const ALLOWED: u64 = 1 << 31;
 const LEFT: u64 = 1 << 30;
-/// Open flags use bits 0..23 of the high word (taken shifted down).
+/// The open flags' part of the high word (taken shifted down): every bit
+/// below the `RECORD_*` bits (open flags stop at bit 23).
 const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
 const RECORD_PINNED: u64 = 1 << (32 + 29);
 const RECORD_TERRITORY: u64 = 1 << (32 + 30);
 const RECORD_TAINT: u64 = 1 << (32 + 31);
 const RECORD_MASK: u64 = RECORD_PINNED | RECORD_TERRITORY | RECORD_TAINT;
+const _: () = assert!((OPEN_FLAGS_MASK << 32) & RECORD_MASK == 0);
 
 /// Entry of a watched call other than an open or one making a name.
 /// Fails open: any read that fails leaves a field empty; the record is
@@ -192,8 +194,8 @@ pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let enter = event::start(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
     enter.args = a;
     file::read_entry(enter, &call, &a);
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = RETRY_PATHS.remove(&tid);
+    // Read again just now: what the entry could not read is not retried.
+    let _ = file::take_retry();
     event::submit(enter);
     let ev = event::start(RecordKind::SysExit, &w, sysno).ok_or(1)?;
     ev.args[0] = ret as u64;

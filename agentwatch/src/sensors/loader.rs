@@ -10,9 +10,11 @@ use aya::{
     },
     Btf, Ebpf, EbpfLoader,
 };
+use std::sync::Arc;
 use thiserror::Error;
 
 use super::{
+    gate::WatchGate,
     host,
     policy_maps::{DfaCapacity, PolicyMaps},
     EBPF_OBJECT,
@@ -68,6 +70,8 @@ pub struct Sensors {
     /// The attachments: by fd (detached on drop) or pinned.
     links: Vec<Held>,
     watched: HashMap<MapData, u32, WatchEntry>,
+    /// WATCH_GATE, mapped: a process's bit is set before it is watched.
+    gate: Arc<WatchGate>,
     /// Hooks this kernel lacks (e.g. fchmodat2 before 6.6), skipped.
     pub missing_hooks: Vec<String>,
     /// Intent capture's uprobes on libssl (enforcing sensors only).
@@ -179,6 +183,10 @@ impl Sensors {
                 super::tls::TlsProbes::failed(&e)
             });
         }
+        let gate = Arc::new(match ebpf.map(kmap::WATCH_GATE) {
+            Some(aya::maps::Map::Array(m)) => WatchGate::map(m)?,
+            _ => return Err(SensorError::MissingMap(kmap::WATCH_GATE)),
+        });
         let maps = match enforce {
             Some(cap) => {
                 let lsm = super::lsm::attach(&mut ebpf, &btf).map(|l| links.extend(l));
@@ -187,7 +195,7 @@ impl Sensors {
                     _ => None,
                 }
                 .ok_or(SensorError::MissingMap(kmap::WATCHED))?;
-                Some(PolicyMaps::take(&mut ebpf, id, cap, lsm)?)
+                Some(PolicyMaps::take(&mut ebpf, id, gate.clone(), cap, lsm)?)
             }
             None => None,
         };
@@ -208,6 +216,7 @@ impl Sensors {
                 pinned_maps: Default::default(),
                 links,
                 watched,
+                gate,
                 missing_hooks: missing,
                 tls,
             },
@@ -220,12 +229,14 @@ impl Sensors {
         pinned_maps: std::collections::BTreeMap<String, aya::maps::Map>,
         links: Vec<Held>,
         watched: HashMap<MapData, u32, WatchEntry>,
+        gate: Arc<WatchGate>,
     ) -> Self {
         Self {
             ebpf: None,
             pinned_maps,
             links,
             watched,
+            gate,
             missing_hooks: Vec::new(),
             tls: Default::default(),
         }
@@ -261,7 +272,7 @@ impl Sensors {
 
     /// Watches process `pid` (and, from now on, every child it forks).
     pub fn watch(&mut self, pid: u32, agent_id: u32) -> Result<(), SensorError> {
-        watch_in(&mut self.watched, pid, agent_id, 0)
+        watch_in(&mut self.watched, &self.gate, pid, agent_id, 0)
     }
 
     /// `watch`, with `flags` (`policy::watch`): the launch sandbox's bits
@@ -272,7 +283,7 @@ impl Sensors {
         agent_id: u32,
         flags: u32,
     ) -> Result<(), SensorError> {
-        watch_in(&mut self.watched, pid, agent_id, flags)
+        watch_in(&mut self.watched, &self.gate, pid, agent_id, flags)
     }
 
     /// Installs a selector: processes that exec while matching it join
@@ -452,14 +463,15 @@ fn point_tamper_guard_here(map: &mut aya::maps::Map) -> Result<(), SensorError> 
         .map_err(map_err(kmap::CONFIG))
 }
 
-/// Whether `pid` runs (exists and is not a zombie).
-/// Puts `pid` in the watch map as `agent_id`.
+/// Puts `pid` in the watch map as `agent_id`, its gate bit first.
 pub(super) fn watch_in(
     watched: &mut HashMap<MapData, u32, WatchEntry>,
+    gate: &WatchGate,
     pid: u32,
     agent_id: u32,
     flags: u32,
 ) -> Result<(), SensorError> {
+    gate.open(pid);
     watched
         .insert(pid, WatchEntry { agent_id, flags }, 0)
         .map_err(|e| SensorError::Map {
@@ -476,6 +488,7 @@ pub(super) fn watch_in(
     Ok(())
 }
 
+/// Whether `pid` runs (exists and is not a zombie).
 fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;

@@ -2,6 +2,7 @@
 //! attach its programs, and expose the maps (watch list, selectors, ring
 //! buffer, loss counters).
 mod attach;
+mod gate;
 pub mod host;
 mod loader;
 mod lsm;

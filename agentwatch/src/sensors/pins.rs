@@ -8,6 +8,7 @@ use agentwatch_common::names::map as kmap;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use aya::{
@@ -18,6 +19,7 @@ use aya::{
 use tracing::info;
 
 use super::{
+    gate::WatchGate,
     loader::{Held, SensorError},
     policy_maps::{DfaCapacity, PolicyMaps},
     Sensors,
@@ -146,13 +148,23 @@ pub fn adopt(
             .map_err(|e| pin_err(path.display().to_string())(e.to_string()))?;
         links.push(Held::Pinned(l));
     }
-    let policy = PolicyMaps::open_with(|name| open(&dir.join("maps").join(name)), capacity, lsm)?;
+    // Pins of an agentwatch older than the gate: their programs read none.
+    let gate = Arc::new(match maps.get(kmap::WATCH_GATE) {
+        Some(Map::Array(m)) => WatchGate::map(m)?,
+        _ => WatchGate::absent(),
+    });
+    let policy = PolicyMaps::open_with(
+        |name| open(&dir.join("maps").join(name)),
+        gate.clone(),
+        capacity,
+        lsm,
+    )?;
     let watched = HashMap::try_from(
         maps.remove(kmap::WATCHED)
             .ok_or(SensorError::MissingMap(kmap::WATCHED))?,
     )
     .map_err(|e| pin_err(kmap::WATCHED.into())(e.to_string()))?;
-    let mut s = Sensors::adopted(maps, links, watched);
+    let mut s = Sensors::adopted(maps, links, watched, gate);
     s.point_tamper_guard_here()?;
     Ok((s, policy))
 }

@@ -14,7 +14,12 @@ use aya::{
     Ebpf,
 };
 
-use super::loader::{map_err, SensorError};
+use std::sync::Arc;
+
+use super::{
+    gate::WatchGate,
+    loader::{map_err, SensorError},
+};
 use crate::profile::{automaton::Dfa, Class};
 
 /// Room in the automaton maps, split in two halves so a recompiled
@@ -62,6 +67,7 @@ pub struct PolicyMaps {
     net_any: LpmTrie<MapData, [u8; NET_KEY_DATA], u32>,
     decided: PerCpuArray<MapData, u64>,
     watched: HashMap<MapData, u32, WatchEntry>,
+    gate: Arc<WatchGate>,
     epochs: Array<MapData, u64>,
     written: HashMap<MapData, InodeKey, u32>,
     dns_allow: HashMap<MapData, DnsKey, u8>,
@@ -161,6 +167,7 @@ impl PolicyMaps {
     pub(super) fn take(
         ebpf: &mut Ebpf,
         watched_id: u32,
+        gate: Arc<WatchGate>,
         capacity: DfaCapacity,
         lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
@@ -173,21 +180,23 @@ impl PolicyMaps {
                 .and_then(data_of)
                 .ok_or(SensorError::MissingMap(name))
         })?;
-        Self::build(opened, capacity, lsm)
+        Self::build(opened, gate, capacity, lsm)
     }
 
     /// The maps opened by `open` (from bpffs pins, when a daemon adopts
     /// the sensors another one loaded).
     pub(super) fn open_with(
         open: impl FnMut(&'static str) -> Result<MapData, SensorError>,
+        gate: Arc<WatchGate>,
         capacity: DfaCapacity,
         lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
-        Self::build(Opened::open(open)?, capacity, lsm)
+        Self::build(Opened::open(open)?, gate, capacity, lsm)
     }
 
     fn build(
         mut o: Opened,
+        gate: Arc<WatchGate>,
         capacity: DfaCapacity,
         lsm: Result<(), String>,
     ) -> Result<Self, SensorError> {
@@ -203,6 +212,7 @@ impl PolicyMaps {
             net_any: o.get(kmap::NET_ANY_PORT)?,
             decided: o.get(kmap::DECIDED)?,
             watched: o.get(kmap::WATCHED)?,
+            gate,
             epochs: o.get(kmap::EPOCHS)?,
             written: o.get(kmap::WRITTEN)?,
             dns_allow: o.get(kmap::DNS_ALLOW)?,
@@ -226,7 +236,7 @@ impl PolicyMaps {
                 .ok_or(SensorError::MissingMap(name))?;
             MapData::from_id(id).map_err(map_err(name))
         })?;
-        Self::build(opened, self.capacity, self.lsm.clone())
+        Self::build(opened, self.gate.clone(), self.capacity, self.lsm.clone())
     }
 
     /// Answers whether a process of `agent` opened the file at a path for
@@ -526,7 +536,7 @@ impl PolicyMaps {
     /// Watches process `pid` as `agent` (and every child it forks), with
     /// `flags` (`policy::watch`: the launch sandbox's bits).
     pub fn watch(&mut self, pid: u32, agent: u32, flags: u32) -> Result<(), SensorError> {
-        super::loader::watch_in(&mut self.watched, pid, agent, flags)
+        super::loader::watch_in(&mut self.watched, &self.gate, pid, agent, flags)
     }
 
     /// Live processes of `agent`, from the kernel's watch map.
