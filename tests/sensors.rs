@@ -93,6 +93,11 @@ try:
 except FileNotFoundError:
     pass
 fd = os.open("/tmp/../tmp", os.O_RDONLY | os.O_DIRECTORY); os.close(fd)
+# The legacy calls glibc no longer makes (their own entry program).
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(2, b"legacy.txt", os.O_WRONLY | os.O_CREAT, 0o600); assert fd >= 0; os.close(fd)
+fd = libc.syscall(85, b"sub/creat.txt", 0o600); assert fd >= 0; os.close(fd)
 "#;
     let t = trace(dir.path(), &[PYTHON, "-c", script]);
     assert_eq!(t.status, 0, "{}", t.stderr);
@@ -125,6 +130,18 @@ fd = os.open("/tmp/../tmp", os.O_RDONLY | os.O_DIRECTORY); os.close(fd)
     assert_eq!(missing["syscall"], "openat");
 
     t.find("open", "path", "/tmp");
+
+    // open(2) and creat(2): legacy_opens_enter reads their arguments.
+    let legacy = t.find("open", "path", &dir.join("legacy.txt"));
+    assert_eq!(legacy["syscall"], "open");
+    assert_eq!(legacy["access"], serde_json::json!(["write", "create"]));
+    let creat = t.find("open", "path", &dir.join("sub/creat.txt"));
+    assert_eq!(creat["syscall"], "creat");
+    assert_eq!(
+        creat["access"],
+        serde_json::json!(["write", "create", "truncate"])
+    );
+    assert!(creat["result"].as_i64().unwrap() >= 0);
 }
 
 #[test]

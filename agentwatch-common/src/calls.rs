@@ -64,9 +64,15 @@ pub enum Entry {
     Judged,
     /// `names_enter`: the calls making a name (`Call::makes_name`).
     Names,
-    /// `opens_enter`: the opens, judged through the kernel's cache of
-    /// recent names' verdicts.
+    /// `opens_enter`: `openat` and `openat2`, judged through the kernel's
+    /// cache of recent names' verdicts. Their records hold four arguments,
+    /// which the program loads directly.
     Opens,
+    /// `legacy_opens_enter`: `open` and `creat` (glibc opens with
+    /// `openat`), judged as `Opens`. Their records hold fewer arguments, so
+    /// a program attached there may not load the fourth: it reads them
+    /// through a helper.
+    LegacyOpens,
 }
 
 /// How the kernel judges a call's entry.
@@ -134,7 +140,11 @@ impl Call {
         if self.makes_name() {
             Entry::Names
         } else if self.is_open() {
-            Entry::Opens
+            if matches!(self.nr, nr::OPENAT | nr::OPENAT2) {
+                Entry::Opens
+            } else {
+                Entry::LegacyOpens
+            }
         } else {
             Entry::Judged
         }
@@ -270,6 +280,25 @@ mod tests {
             assert_eq!(
                 two,
                 matches!(c.judge, Judge::Both | Judge::LinkSource),
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    /// `opens_enter` loads four arguments directly, which the kernel
+    /// allows only on tracepoints whose records hold four: `openat` and
+    /// `openat2` (dfd, filename, flags or how, mode or size). Every other
+    /// open goes to `legacy_opens_enter`.
+    #[test]
+    fn opens_enter_takes_only_four_argument_opens() {
+        let mut direct = CALLS.iter().filter(|c| c.entry() == Entry::Opens);
+        assert_eq!(direct.next().map(|c| c.name), Some("openat"));
+        assert_eq!(direct.next().map(|c| c.name), Some("openat2"));
+        assert_eq!(direct.next().map(|c| c.name), None);
+        for c in CALLS.iter().filter(|c| c.is_open()) {
+            assert!(
+                matches!(c.entry(), Entry::Opens | Entry::LegacyOpens),
                 "{}",
                 c.name
             );

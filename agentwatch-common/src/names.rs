@@ -54,6 +54,7 @@ pub mod program {
     pub const SYS_ENTER: &str = "sys_enter";
     pub const NAMES_ENTER: &str = "names_enter";
     pub const OPENS_ENTER: &str = "opens_enter";
+    pub const LEGACY_OPENS_ENTER: &str = "legacy_opens_enter";
     pub const SYS_EXIT: &str = "sys_exit";
     pub const DNS_SEND: &str = "dns_send";
     pub const SSL_WRITE: &str = "ssl_write";
@@ -145,6 +146,7 @@ pub const PROGRAMS: &[&str] = &[
     program::SYS_ENTER,
     program::NAMES_ENTER,
     program::OPENS_ENTER,
+    program::LEGACY_OPENS_ENTER,
     program::SYS_EXIT,
     program::DNS_SEND,
     program::SSL_WRITE,

@@ -55,12 +55,19 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// syscalls/sys_enter_{open,openat,openat2,creat,...} (`Entry::Opens`):
-/// the opens, apart so that their name cache fits 6.1's verifier. Fails
-/// open.
+/// syscalls/sys_enter_{openat,openat2} (`Entry::Opens`): the opens, apart
+/// so that their name cache fits 6.1's verifier. Fails open.
 #[tracepoint]
 pub fn opens_enter(ctx: TracePointContext) -> u32 {
     let _ = syscall::try_opens_enter(&ctx);
+    0
+}
+
+/// syscalls/sys_enter_{open,creat} (`Entry::LegacyOpens`): the same
+/// judgement, arguments read through a helper. Fails open.
+#[tracepoint]
+pub fn legacy_opens_enter(ctx: TracePointContext) -> u32 {
+    let _ = syscall::try_legacy_opens_enter(&ctx);
     0
 }
 

@@ -305,6 +305,13 @@ pub fn pending_take() -> Option<Taken> {
     if !current_gate_open() {
         return None;
     }
+    pending_take_passed()
+}
+
+/// `pending_take` for a program that runs only after its caller passed the
+/// gate (one `sys_exit` tail-calls): no second gate test.
+#[inline(always)]
+pub fn pending_take_passed() -> Option<Taken> {
     let p = PENDING_EXIT.current(false);
     if p.is_null() {
         return None;
@@ -331,10 +338,11 @@ pub fn pending_watch() -> Option<WatchEntry> {
     (!p.is_null()).then(|| unsafe { (*p).watch })
 }
 
-/// Takes what the current thread's entry left only when its call is `call`.
+/// Takes what the current thread's entry left only when its call is
+/// `call`; `tgid` is the current process's (its caller has it already).
 #[inline(always)]
-pub fn pending_take_if(call: u64) -> bool {
-    if !current_gate_open() {
+pub fn pending_take_if(tgid: u32, call: u64) -> bool {
+    if !gate_open(tgid) {
         return false;
     }
     let p = PENDING_EXIT.current(false);

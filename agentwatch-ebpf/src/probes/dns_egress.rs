@@ -77,12 +77,31 @@ pub fn try_sendmsg(ctx: &SockAddrContext, v6: bool) -> Option<i32> {
 }
 
 /// Where a packet's transport header starts, its IP protocol and its
-/// destination port. Read in place (`__sk_buff` data to data_end) when the
-/// headers are in the packet's linear part, as a locally made packet's
-/// are: no helper call, and this runs for every packet leaving the host.
-/// Else through bpf_skb_load_bytes.
+/// destination port.
 #[inline(always)]
 fn transport(ctx: &SkBuffContext, v4: bool) -> Option<(usize, u8, u16)> {
+    let (l4, ipproto) = if v4 {
+        let b0: u8 = packet_read(ctx, 0)?;
+        ((b0 & 0x0f) as usize * 4, packet_read::<u8>(ctx, 9)?)
+    } else {
+        (40, packet_read::<u8>(ctx, 6)?)
+    };
+    let dport: u16 = packet_read(ctx, l4 + 2)?;
+    Some((l4, ipproto, u16::from_be(dport)))
+}
+
+/// The value `off` bytes into the packet (at most `WINDOW` bytes long).
+/// Read in place (`__sk_buff` data to data_end) when the `WINDOW` bytes
+/// from `off` lie in the packet's linear part, as a locally made packet's
+/// headers do: no helper call, and this runs for every packet leaving the
+/// host. Else through bpf_skb_load_bytes.
+#[inline(always)]
+fn packet_read<T: Copy>(ctx: &SkBuffContext, off: usize) -> Option<T> {
+    // One bound for every field read: a one-byte bound is compiled as
+    // `at < end`, which gives the verifier no readable range. Every field
+    // read here has at least this many header bytes from its start.
+    const WINDOW: usize = 4;
+    const { assert!(core::mem::size_of::<T>() <= WINDOW) };
     // SAFETY: the context the kernel passed to this program.
     let (data, end) = unsafe {
         (
@@ -90,30 +109,12 @@ fn transport(ctx: &SkBuffContext, v4: bool) -> Option<(usize, u8, u16)> {
             (*ctx.skb.skb).data_end as usize,
         )
     };
-    if data + 40 <= end {
+    let at = data + off;
+    if at + WINDOW <= end {
         // SAFETY: inside data..end, checked above (the verifier checks it too).
-        let (l4, ipproto) = unsafe {
-            if v4 {
-                let b0 = *(data as *const u8);
-                ((b0 & 0x0f) as usize * 4, *((data + 9) as *const u8))
-            } else {
-                (40, *((data + 6) as *const u8))
-            }
-        };
-        let ports = data + l4;
-        if ports + 4 <= end {
-            // SAFETY: inside data..end, checked above.
-            let dport = unsafe { core::ptr::read_unaligned((ports + 2) as *const u16) };
-            return Some((l4, ipproto, u16::from_be(dport)));
-        }
+        return Some(unsafe { core::ptr::read_unaligned(at as *const T) });
     }
-    let (l4, ipproto) = if v4 {
-        let b0: u8 = ctx.load(0).ok()?;
-        ((b0 & 0x0f) as usize * 4, ctx.load::<u8>(9).ok()?)
-    } else {
-        (40, ctx.load::<u8>(6).ok()?)
-    };
-    Some((l4, ipproto, u16::from_be(ctx.load::<u16>(l4 + 2).ok()?)))
+    ctx.load(off).ok()
 }
 
 /// The egress hook: 1 lets the packet go, 0 drops it.
@@ -134,7 +135,7 @@ pub fn try_egress(ctx: &SkBuffContext) -> Option<i32> {
         17 => l4 + 8,
         // DNS over TCP: a two-byte length before the message.
         6 => {
-            let doff: u8 = ctx.load(l4 + 12).ok()?;
+            let doff: u8 = packet_read(ctx, l4 + 12)?;
             l4 + (doff >> 4) as usize * 4 + 2
         }
         _ => return Some(1),

@@ -46,6 +46,20 @@ pub(crate) fn read_args(ctx: &TracePointContext) -> [u64; 6] {
     unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6])
 }
 
+/// The first four argument slots of a `sys_enter_*` record, loaded
+/// directly into `args`' first four: only for a program attached where
+/// every record holds four arguments (the kernel refuses to attach a
+/// program whose loads reach past a record's end). Word by word: an array
+/// literal with zeros in it becomes a memset call.
+#[inline(always)]
+pub(crate) fn read_four_args(ctx: &TracePointContext, args: &mut [u64; 6]) {
+    let p = unsafe { (ctx.as_ptr() as *const u64).add(2) };
+    for (i, a) in args.iter_mut().take(4).enumerate() {
+        // SAFETY: inside the record (see above); the verifier checks it.
+        *a = unsafe { core::ptr::read(p.add(i)) };
+    }
+}
+
 /// Argument `i` of the syscall. The first is loaded directly; the others
 /// go through a helper: one program serves every call, and a direct load
 /// past the smallest record (unlink's, one argument) makes the kernel

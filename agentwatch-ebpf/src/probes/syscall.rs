@@ -16,7 +16,7 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 use super::{
     file::{self, Judged, Retried},
-    net, read_args, syscall_nr, syscall_ret, watched_current,
+    net, read_args, read_four_args, syscall_nr, syscall_ret, watched_current,
 };
 use crate::{
     enforce::{self, Decision},
@@ -55,9 +55,14 @@ pub fn try_names_enter(ctx: &TracePointContext) -> Result<(), i64> {
     enter_of(ctx, Entry::Names)
 }
 
-/// Entry of an open. Fails open.
+/// Entry of `openat` or `openat2`. Fails open.
 pub fn try_opens_enter(ctx: &TracePointContext) -> Result<(), i64> {
     enter_of(ctx, Entry::Opens)
+}
+
+/// Entry of `open` or `creat`. Fails open.
+pub fn try_legacy_opens_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    enter_of(ctx, Entry::LegacyOpens)
 }
 
 /// The entry of the calls whose `Call::entry` is `program`: each program
@@ -71,9 +76,15 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
     let Some(call) = calls::find(sysno).filter(|c| c.entry() == program) else {
         return Ok(());
     };
-    let a = read_args(ctx);
     let ev = event::begin(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
-    ev.args = a;
+    // openat's and openat2's records hold four arguments: loaded directly,
+    // no helper call on the hottest entry (`begin` zeroed the other two).
+    if program == Entry::Opens {
+        read_four_args(ctx, &mut ev.args);
+    } else {
+        ev.args = read_args(ctx);
+    }
+    let a = ev.args;
     match call.family {
         Family::Net => net::read_entry(ev, tgid, &call, &a),
         Family::File | Family::Exec => file::read_entry(ev, &call, &a),
@@ -218,7 +229,7 @@ pub fn try_landlock_exit(ctx: &TracePointContext) -> Result<(), i64> {
 /// PENDING_EXIT. Fails open: a lost record loses the judgement (and the
 /// exit, which userspace then reports without its result).
 pub fn try_opened_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let entered = pending_take().ok_or(1)?;
+    let entered = pending_take_passed().ok_or(1)?;
     let w = entered.watch;
     let sysno = syscall_nr(ctx);
     let ret = syscall_ret(ctx);
@@ -287,7 +298,6 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         core::ptr::null_mut()
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
     let pol = enforce::policy(w.agent_id);
     // Allowed at entry, under a policy: nothing was sent.
     let pending = Some(entered.call)
@@ -328,6 +338,8 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
             return Ok(());
         }
     }
+    // Past the allowed calls' return: their exit needs no thread id.
+    let tid = bpf_get_current_pid_tgid() as u32;
     let deferred = unsafe { DEFERRED.get(&tid) }.copied();
     if deferred.is_some() {
         let _ = DEFERRED.remove(&tid);
@@ -341,7 +353,7 @@ pub fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if judge_reached && pol.is_some_and(|p| p.flags & flags::PATHS != 0) {
         entered.leave();
         unsafe { JUMPS.tail_call(ctx, JUMP_OPENED) };
-        let _ = pending_take();
+        let _ = pending_take_passed();
     }
     let late = match (pol, deferred) {
         (Some(p), Some(df)) => file::judge_deferred(p, &entered, &call, ret, &df, opened),

@@ -3,7 +3,7 @@
 //! handles, io_uring, ptrace, another process's memory, bpf, the kernel)
 //! and setting file capabilities, by an agent with a policy.
 use agentwatch_common::{escape, slot, syscalls as nr, RecordKind};
-use aya_ebpf::programs::TracePointContext;
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 use crate::{
     enforce::{self, Decision},
@@ -166,13 +166,14 @@ fn reported_at_entry(sysno: u32, w: &WatchEntry) {
 pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     const EPERM: i64 = 1;
     let sysno = syscall_nr(ctx);
-    if crate::maps::pending_take_if(sysno as u64) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if crate::maps::pending_take_if(tgid, sysno as u64) {
         return Ok(());
     }
     if super::syscall_ret(ctx) != -EPERM {
         return Ok(());
     }
-    let Some((_, w)) = watched_current() else {
+    let Some(w) = crate::maps::watched(tgid) else {
         return Ok(());
     };
     if w.flags & agentwatch_common::policy::watch::SANDBOXED == 0 {

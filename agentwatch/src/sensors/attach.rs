@@ -27,8 +27,10 @@ enum Calls {
     Judged,
     /// The watched calls that make a name.
     Names,
-    /// The opens.
+    /// `openat` and `openat2`.
     Opens,
+    /// The other opens (`open`, `creat`).
+    LegacyOpens,
     /// These tracepoint names.
     Named(&'static [&'static str]),
     /// The escapes (`escape::ESCAPES`), and these names.
@@ -88,6 +90,12 @@ const SENSORS: &[Sensor] = &[
         program: prog::OPENS_ENTER,
         floor: FLOOR_TP,
         hooks: Hooks::SysEnter(Calls::Opens),
+        when: When::Always,
+    },
+    Sensor {
+        program: prog::LEGACY_OPENS_ENTER,
+        floor: FLOOR_TP,
+        hooks: Hooks::SysEnter(Calls::LegacyOpens),
         when: When::Always,
     },
     Sensor {
@@ -175,6 +183,7 @@ impl Calls {
             Calls::Judged => entry_of(Entry::Judged),
             Calls::Names => entry_of(Entry::Names),
             Calls::Opens => entry_of(Entry::Opens),
+            Calls::LegacyOpens => entry_of(Entry::LegacyOpens),
             Calls::Named(n) => n.to_vec(),
             Calls::Escapes(n) => ESCAPES
                 .iter()
@@ -343,11 +352,15 @@ mod tests {
         }
         let names = Calls::Watched.names();
         assert!(names.contains(&"openat") && names.contains(&"connect"));
-        // The three entry programs split the watched calls between them.
+        // The four entry programs split the watched calls between them.
         let (judged, made) = (Calls::Judged.names(), Calls::Names.names());
-        let opens = Calls::Opens.names();
-        assert_eq!(judged.len() + made.len() + opens.len(), names.len());
+        let (opens, legacy) = (Calls::Opens.names(), Calls::LegacyOpens.names());
+        assert_eq!(
+            judged.len() + made.len() + opens.len() + legacy.len(),
+            names.len()
+        );
         assert!(made.contains(&"symlinkat") && !judged.contains(&"symlinkat"));
         assert!(opens.contains(&"openat2") && !judged.contains(&"openat"));
+        assert!(legacy.contains(&"creat") && !opens.contains(&"creat"));
     }
 }

@@ -24,9 +24,9 @@ use super::loader::SensorError;
 /// agentwatch older than the gate, whose programs do not read it.
 pub struct WatchGate(Option<Mapped>);
 
+/// The whole map, `BYTES` long, mapped shared.
 struct Mapped {
     words: NonNull<AtomicU64>,
-    len: usize,
 }
 
 // SAFETY: the mapping is shared memory reached only through atomics.
@@ -60,10 +60,7 @@ impl WatchGate {
                 "cannot map it into memory: {e} (an object built without BPF_F_MMAPABLE?)"
             ))
         })?;
-        Ok(Self(Some(Mapped {
-            words: p.cast(),
-            len: BYTES,
-        })))
+        Ok(Self(Some(Mapped { words: p.cast() })))
     }
 
     /// Pins of an older agentwatch have no gate; their programs read none.
@@ -77,7 +74,7 @@ impl WatchGate {
             return;
         };
         let word = watch_gate::word(pid) as usize;
-        debug_assert!(word * 8 < m.len);
+        debug_assert!(word * 8 < BYTES);
         // SAFETY: `word` is inside the mapping (`watch_gate::word` masks it).
         let w = unsafe { &*m.words.as_ptr().add(word) };
         w.fetch_or(watch_gate::bit(pid), Ordering::SeqCst);
@@ -87,6 +84,6 @@ impl WatchGate {
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `WatchGate::map`, unmapped once.
-        let _ = unsafe { munmap(self.words.cast(), self.len) };
+        let _ = unsafe { munmap(self.words.cast(), BYTES) };
     }
 }
