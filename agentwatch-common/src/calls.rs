@@ -1,7 +1,7 @@
 //! The table of watched file, network and exec calls: for each, its
-//! number, tracepoint, probe family, where its paths, open flags and mode
-//! are among its arguments, how its entry is judged, its class and the
-//! access it takes. The kernel's entry and exit programs dispatch on it,
+//! number, tracepoint, how many arguments its tracepoint record holds,
+//! probe family, where its paths, open flags and mode are among its
+//! arguments, how its entry is judged, its class and the access it takes. The kernel's entry and exit programs dispatch on it,
 //! the loader attaches to every row, and userspace decodes by it; adding
 //! a call of a known shape is one row.
 use crate::{
@@ -59,20 +59,43 @@ pub enum OpenFlags {
 
 /// The entry programs the watched calls are split between.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Entry {
     /// `sys_enter`: every call not below.
     Judged,
     /// `names_enter`: the calls making a name (`Call::makes_name`).
     Names,
-    /// `opens_enter`: `openat` and `openat2`, judged through the kernel's
-    /// cache of recent names' verdicts. Their records hold four arguments,
-    /// which the program loads directly.
+    /// `opens_enter`: the opens whose records hold at least
+    /// `OPENS_DIRECT_ARGS` arguments (`openat`, `openat2`: every open glibc
+    /// makes), judged through the kernel's cache of recent names' verdicts.
     Opens,
-    /// `legacy_opens_enter`: `open` and `creat` (glibc opens with
-    /// `openat`), judged as `Opens`. Their records hold fewer arguments, so
-    /// a program attached there may not load the fourth: it reads them
-    /// through a helper.
+    /// `legacy_opens_enter`: the other opens (`open`, `creat`), judged as
+    /// `Opens`; their shorter records let it load fewer arguments directly.
     LegacyOpens,
+}
+
+/// How many arguments `opens_enter` loads from its record directly: all an
+/// open reads. Opens with shorter records go to `legacy_opens_enter`.
+pub const OPENS_DIRECT_ARGS: u8 = 4;
+
+impl Entry {
+    /// How many argument slots the program loads from its record directly;
+    /// the rest a row needs come through one helper read. The kernel
+    /// refuses to attach a program where any of its loads reaches past the
+    /// record's end, so this is the fewest arguments among the records of
+    /// the program's rows (derived from the table, never written by hand).
+    pub const fn direct_args(self) -> usize {
+        let mut fewest = 6;
+        let mut i = 0;
+        while i < CALLS.len() {
+            let c = CALLS[i];
+            if c.entry() as u8 == self as u8 && (c.args as usize) < fewest {
+                fewest = c.args as usize;
+            }
+            i += 1;
+        }
+        fewest
+    }
 }
 
 /// How the kernel judges a call's entry.
@@ -102,6 +125,9 @@ pub struct Call {
     pub nr: u32,
     /// Its tracepoints are `syscalls:sys_enter_<name>` and `sys_exit_<name>`.
     pub name: &'static str,
+    /// How many arguments its `sys_enter_*` record holds (checked against
+    /// tracefs by the loader).
+    pub args: u8,
     pub family: Family,
     pub paths: Paths,
     pub open_flags: OpenFlags,
@@ -140,7 +166,7 @@ impl Call {
         if self.makes_name() {
             Entry::Names
         } else if self.is_open() {
-            if matches!(self.nr, nr::OPENAT | nr::OPENAT2) {
+            if self.args >= OPENS_DIRECT_ARGS {
                 Entry::Opens
             } else {
                 Entry::LegacyOpens
@@ -179,13 +205,14 @@ impl Call {
 }
 
 macro_rules! calls {
-    ($( $nr:ident $name:literal $family:ident $paths:ident $flags:ident $mode:expr, $judge:ident $class:ident $access:expr; )*) => {
+    ($( $nr:ident $name:literal $args:literal $family:ident $paths:ident $flags:ident $mode:expr, $judge:ident $class:ident $access:expr; )*) => {
         /// One constant per row, named after its call.
         mod rows {
             use super::*;
             $(pub const $nr: Call = Call {
                 nr: nr::$nr,
                 name: $name,
+                args: $args,
                 family: Family::$family,
                 paths: Paths::$paths,
                 open_flags: OpenFlags::$flags,
@@ -215,39 +242,39 @@ const NO: u64 = 0;
 const RW: u64 = access::READ | access::WRITE;
 
 calls! {
-    OPEN      "open"      File Cwd0     Arg1  None,    Open       FILE    NO;
-    CREAT     "creat"     File Cwd0     Creat None,    Open       FILE    NO;
-    OPENAT    "openat"    File At01     Arg2  None,    Open       FILE    NO;
-    OPENAT2   "openat2"   File At01     How2  None,    Open       FILE    NO;
-    UNLINK    "unlink"    File Cwd0     None  None,    First      DELETE  access::DELETE;
-    UNLINKAT  "unlinkat"  File At01     None  None,    First      DELETE  access::DELETE;
-    RMDIR     "rmdir"     File Cwd0     None  None,    First      DELETE  access::DELETE;
-    RENAME    "rename"    File Cwd0Cwd1 None  None,    Both       FILE    access::RENAME;
-    RENAMEAT  "renameat"  File At01At23 None  None,    Both       FILE    access::RENAME;
-    RENAMEAT2 "renameat2" File At01At23 None  None,    Both       FILE    access::RENAME;
-    LINK      "link"      File Cwd0Cwd1 None  None,    LinkSource FILE    RW;
-    LINKAT    "linkat"    File At01At23 None  None,    LinkSource FILE    RW;
-    MKDIR     "mkdir"     File Cwd0     None  None,    First      FILE    access::CREATE;
-    MKDIRAT   "mkdirat"   File At01     None  None,    First      FILE    access::CREATE;
-    SYMLINK   "symlink"   File Cwd1     None  None,    First      FILE    access::CREATE;
-    SYMLINKAT "symlinkat" File At12     None  None,    First      FILE    access::CREATE;
-    MKNOD     "mknod"     File Cwd0     None  None,    First      FILE    access::CREATE;
-    MKNODAT   "mknodat"   File At01     None  None,    First      FILE    access::CREATE;
-    CHMOD     "chmod"     File Cwd0     None  Some(1), First      FILE    access::CHMOD;
-    FCHMOD    "fchmod"    File Fd0      None  Some(1), First      FILE    access::CHMOD;
-    FCHMODAT  "fchmodat"  File At01     None  Some(2), First      FILE    access::CHMOD;
-    FCHMODAT2 "fchmodat2" File At01     None  Some(2), First      FILE    access::CHMOD;
-    CHOWN     "chown"     File Cwd0     None  None,    First      FILE    access::CHMOD;
-    FCHOWN    "fchown"    File Fd0      None  None,    First      FILE    access::CHMOD;
-    LCHOWN    "lchown"    File Cwd0     None  None,    First      FILE    access::CHMOD;
-    FCHOWNAT  "fchownat"  File At01     None  None,    First      FILE    access::CHMOD;
-    CONNECT   "connect"   Net  None     None  None,    Connect    NETWORK NO;
-    BIND      "bind"      Net  None     None  None,    Bind       NETWORK NO;
-    LISTEN    "listen"    Net  None     None  None,    Later      NETWORK NO;
-    ACCEPT    "accept"    Net  None     None  None,    Later      NETWORK NO;
-    ACCEPT4   "accept4"   Net  None     None  None,    Later      NETWORK NO;
-    EXECVE    "execve"    Exec Cwd0     None  None,    Later      EXEC    access::EXEC;
-    EXECVEAT  "execveat"  Exec At01     None  None,    Later      EXEC    access::EXEC;
+    OPEN      "open"      3 File Cwd0     Arg1  None,    Open       FILE    NO;
+    CREAT     "creat"     2 File Cwd0     Creat None,    Open       FILE    NO;
+    OPENAT    "openat"    4 File At01     Arg2  None,    Open       FILE    NO;
+    OPENAT2   "openat2"   4 File At01     How2  None,    Open       FILE    NO;
+    UNLINK    "unlink"    1 File Cwd0     None  None,    First      DELETE  access::DELETE;
+    UNLINKAT  "unlinkat"  3 File At01     None  None,    First      DELETE  access::DELETE;
+    RMDIR     "rmdir"     1 File Cwd0     None  None,    First      DELETE  access::DELETE;
+    RENAME    "rename"    2 File Cwd0Cwd1 None  None,    Both       FILE    access::RENAME;
+    RENAMEAT  "renameat"  4 File At01At23 None  None,    Both       FILE    access::RENAME;
+    RENAMEAT2 "renameat2" 5 File At01At23 None  None,    Both       FILE    access::RENAME;
+    LINK      "link"      2 File Cwd0Cwd1 None  None,    LinkSource FILE    RW;
+    LINKAT    "linkat"    5 File At01At23 None  None,    LinkSource FILE    RW;
+    MKDIR     "mkdir"     2 File Cwd0     None  None,    First      FILE    access::CREATE;
+    MKDIRAT   "mkdirat"   3 File At01     None  None,    First      FILE    access::CREATE;
+    SYMLINK   "symlink"   2 File Cwd1     None  None,    First      FILE    access::CREATE;
+    SYMLINKAT "symlinkat" 3 File At12     None  None,    First      FILE    access::CREATE;
+    MKNOD     "mknod"     3 File Cwd0     None  None,    First      FILE    access::CREATE;
+    MKNODAT   "mknodat"   4 File At01     None  None,    First      FILE    access::CREATE;
+    CHMOD     "chmod"     2 File Cwd0     None  Some(1), First      FILE    access::CHMOD;
+    FCHMOD    "fchmod"    2 File Fd0      None  Some(1), First      FILE    access::CHMOD;
+    FCHMODAT  "fchmodat"  3 File At01     None  Some(2), First      FILE    access::CHMOD;
+    FCHMODAT2 "fchmodat2" 4 File At01     None  Some(2), First      FILE    access::CHMOD;
+    CHOWN     "chown"     3 File Cwd0     None  None,    First      FILE    access::CHMOD;
+    FCHOWN    "fchown"    3 File Fd0      None  None,    First      FILE    access::CHMOD;
+    LCHOWN    "lchown"    3 File Cwd0     None  None,    First      FILE    access::CHMOD;
+    FCHOWNAT  "fchownat"  5 File At01     None  None,    First      FILE    access::CHMOD;
+    CONNECT   "connect"   3 Net  None     None  None,    Connect    NETWORK NO;
+    BIND      "bind"      3 Net  None     None  None,    Bind       NETWORK NO;
+    LISTEN    "listen"    2 Net  None     None  None,    Later      NETWORK NO;
+    ACCEPT    "accept"    3 Net  None     None  None,    Later      NETWORK NO;
+    ACCEPT4   "accept4"   4 Net  None     None  None,    Later      NETWORK NO;
+    EXECVE    "execve"    3 Exec Cwd0     None  None,    Later      EXEC    access::EXEC;
+    EXECVEAT  "execveat"  5 Exec At01     None  None,    Later      EXEC    access::EXEC;
 }
 
 #[cfg(test)]
@@ -286,22 +313,29 @@ mod tests {
         }
     }
 
-    /// `opens_enter` loads four arguments directly, which the kernel
-    /// allows only on tracepoints whose records hold four: `openat` and
-    /// `openat2` (dfd, filename, flags or how, mode or size). Every other
-    /// open goes to `legacy_opens_enter`.
+    /// Each entry program loads directly as many arguments as the shortest
+    /// record among its rows holds; every open glibc makes (`openat`,
+    /// `openat2`) is on the program that loads all an open reads.
     #[test]
-    fn opens_enter_takes_only_four_argument_opens() {
-        let mut direct = CALLS.iter().filter(|c| c.entry() == Entry::Opens);
-        assert_eq!(direct.next().map(|c| c.name), Some("openat"));
-        assert_eq!(direct.next().map(|c| c.name), Some("openat2"));
-        assert_eq!(direct.next().map(|c| c.name), None);
-        for c in CALLS.iter().filter(|c| c.is_open()) {
-            assert!(
+    fn entry_programs_load_what_their_records_hold() {
+        for c in CALLS {
+            assert!(c.entry().direct_args() <= c.args as usize, "{}", c.name);
+            assert_eq!(
+                c.is_open(),
                 matches!(c.entry(), Entry::Opens | Entry::LegacyOpens),
                 "{}",
                 c.name
             );
         }
+        assert_eq!(Entry::Opens.direct_args(), OPENS_DIRECT_ARGS as usize);
+        assert!(Entry::LegacyOpens.direct_args() < OPENS_DIRECT_ARGS as usize);
+        for glibc in [nr::OPENAT, nr::OPENAT2] {
+            assert_eq!(find(glibc).map(|c| c.entry()), Some(Entry::Opens));
+        }
+        // What each program loads on this table: unlink's record holds one
+        // argument, link's two, creat's two.
+        assert_eq!(Entry::Judged.direct_args(), 1);
+        assert_eq!(Entry::Names.direct_args(), 2);
+        assert_eq!(Entry::LegacyOpens.direct_args(), 2);
     }
 }

@@ -46,17 +46,53 @@ pub(crate) fn read_args(ctx: &TracePointContext) -> [u64; 6] {
     unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6])
 }
 
-/// The first four argument slots of a `sys_enter_*` record, loaded
-/// directly into `args`' first four: only for a program attached where
-/// every record holds four arguments (the kernel refuses to attach a
-/// program whose loads reach past a record's end). Word by word: an array
-/// literal with zeros in it becomes a memset call.
+/// A watched call's argument slots, into `args` (zeroed by the caller):
+/// the first `direct` loaded from the record, the rest, when the call's
+/// record holds more (`held`), in one helper read. `direct` is a constant,
+/// the entry program's `Entry::direct_args`: the kernel refuses to attach
+/// a program whose loads reach past a record's end, so the program loads
+/// directly only what its shortest record holds. Unrolled by hand: a loop
+/// would index the context by a register, which the verifier refuses.
 #[inline(always)]
-pub(crate) fn read_four_args(ctx: &TracePointContext, args: &mut [u64; 6]) {
+pub(crate) fn read_entry_args(
+    ctx: &TracePointContext,
+    direct: usize,
+    held: usize,
+    args: &mut [u64; 6],
+) {
     let p = unsafe { (ctx.as_ptr() as *const u64).add(2) };
-    for (i, a) in args.iter_mut().take(4).enumerate() {
-        // SAFETY: inside the record (see above); the verifier checks it.
-        *a = unsafe { core::ptr::read(p.add(i)) };
+    // SAFETY: each load is inside every record the program is attached to
+    // (see above); the verifier checks it.
+    unsafe {
+        if direct > 0 {
+            args[0] = core::ptr::read(p);
+        }
+        if direct > 1 {
+            args[1] = core::ptr::read(p.add(1));
+        }
+        if direct > 2 {
+            args[2] = core::ptr::read(p.add(2));
+        }
+        if direct > 3 {
+            args[3] = core::ptr::read(p.add(3));
+        }
+        if direct > 4 {
+            args[4] = core::ptr::read(p.add(4));
+        }
+        if direct > 5 {
+            args[5] = core::ptr::read(p.add(5));
+        }
+    }
+    if held > direct {
+        // The slots past `direct`, up to the sixth (a record holding fewer
+        // leaves whatever follows it; its row never looks there).
+        let _ = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                args.as_mut_ptr().add(direct) as *mut core::ffi::c_void,
+                ((6 - direct) * 8) as u32,
+                p.add(direct) as *const core::ffi::c_void,
+            )
+        };
     }
 }
 

@@ -16,7 +16,7 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 use super::{
     file::{self, Judged, Retried},
-    net, read_args, read_four_args, syscall_nr, syscall_ret, watched_current,
+    net, read_entry_args, syscall_nr, syscall_ret, watched_current,
 };
 use crate::{
     enforce::{self, Decision},
@@ -65,6 +65,22 @@ pub fn try_legacy_opens_enter(ctx: &TracePointContext) -> Result<(), i64> {
     enter_of(ctx, Entry::LegacyOpens)
 }
 
+/// `Entry::direct_args` of each entry program, evaluated at compile time
+/// (a match on the constant `program` folds to one of them).
+#[inline(always)]
+const fn direct_args(program: Entry) -> usize {
+    const JUDGED: usize = Entry::Judged.direct_args();
+    const NAMES: usize = Entry::Names.direct_args();
+    const OPENS: usize = Entry::Opens.direct_args();
+    const LEGACY_OPENS: usize = Entry::LegacyOpens.direct_args();
+    match program {
+        Entry::Judged => JUDGED,
+        Entry::Names => NAMES,
+        Entry::Opens => OPENS,
+        Entry::LegacyOpens => LEGACY_OPENS,
+    }
+}
+
 /// The entry of the calls whose `Call::entry` is `program`: each program
 /// explores only its own rows.
 #[inline(always)]
@@ -77,13 +93,9 @@ fn enter_of(ctx: &TracePointContext, program: Entry) -> Result<(), i64> {
         return Ok(());
     };
     let ev = event::begin(RecordKind::SysEnter, &w, sysno).ok_or(1)?;
-    // openat's and openat2's records hold four arguments: loaded directly,
-    // no helper call on the hottest entry (`begin` zeroed the other two).
-    if program == Entry::Opens {
-        read_four_args(ctx, &mut ev.args);
-    } else {
-        ev.args = read_args(ctx);
-    }
+    // `begin` zeroed the slots. openat's and openat2's four arguments are
+    // all loaded directly: no helper call on the hottest entry.
+    read_entry_args(ctx, direct_args(program), call.args.into(), &mut ev.args);
     let a = ev.args;
     match call.family {
         Family::Net => net::read_entry(ev, tgid, &call, &a),

@@ -19,6 +19,12 @@ pub enum HostError {
         found: usize,
         expected: usize,
     },
+    #[error("syscall tracepoint {tracepoint} records {found} arguments, the call table says {expected}; this kernel's layout is not supported (the entry programs load arguments from the record as the table says)")]
+    Arity {
+        tracepoint: String,
+        found: usize,
+        expected: usize,
+    },
 }
 
 /// This mount namespace's mounts: (mount point, filesystem type).
@@ -110,8 +116,30 @@ fn field_offset(format: &str, field: &str) -> Option<usize> {
     })
 }
 
+/// How many syscall arguments a `sys_enter_*` format file declares: its
+/// fields at offset 16 and beyond.
+fn record_args(format: &str) -> usize {
+    format
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("field:"))
+        .filter_map(|l| {
+            l.split_once("offset:")?
+                .1
+                .split(';')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .filter(|&offset: &usize| offset >= 16)
+        .count()
+}
+
 /// Checks that syscall tracepoint records have the layout the programs
-/// read (`__syscall_nr` at 8, arguments from 16, `ret` at 16).
+/// read (`__syscall_nr` at 8, arguments from 16, `ret` at 16), and that
+/// each watched call's record holds the arguments its table row says (its
+/// entry program loads some of them directly; a call this kernel lacks is
+/// skipped here as at attach).
 pub fn check_syscall_layout(tracefs: &std::path::Path) -> Result<(), HostError> {
     let dir = tracefs.join("events/syscalls");
     let read = |name: &str| {
@@ -133,6 +161,20 @@ pub fn check_syscall_layout(tracefs: &std::path::Path) -> Result<(), HostError> 
                 field: field.into(),
                 found,
                 expected,
+            });
+        }
+    }
+    for call in agentwatch_common::calls::CALLS {
+        let tp = format!("sys_enter_{}", call.name);
+        let Ok(format) = fs::read_to_string(dir.join(&tp).join("format")) else {
+            continue;
+        };
+        let found = record_args(&format);
+        if found < usize::from(call.args) {
+            return Err(HostError::Arity {
+                tracepoint: tp,
+                found,
+                expected: call.args.into(),
             });
         }
     }
@@ -164,6 +206,37 @@ mod tests {
         assert_eq!(field_offset(f, "__syscall_nr"), Some(8));
         assert_eq!(field_offset(f, "filename"), Some(24));
         assert_eq!(field_offset(f, "missing"), None);
+    }
+
+    #[test]
+    fn counts_a_records_arguments() {
+        let f = "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;\n\nprint fmt: \"x\"\n";
+        assert_eq!(record_args(f), 2);
+        assert_eq!(record_args(""), 0);
+    }
+
+    /// The call table's argument counts against this kernel's records: the
+    /// entry programs load arguments directly by them.
+    #[test]
+    fn call_table_matches_this_kernels_records() {
+        let Some((tracefs, _)) = mounts().into_iter().find(|(_, t)| t == "tracefs") else {
+            eprintln!("skipped: tracefs is not mounted (run as root on a kernel with tracefs)");
+            return;
+        };
+        let dir = std::path::Path::new(&tracefs).join("events/syscalls");
+        let mut checked = 0;
+        for call in agentwatch_common::calls::CALLS {
+            let Ok(f) = fs::read_to_string(dir.join(format!("sys_enter_{}/format", call.name)))
+            else {
+                continue;
+            };
+            assert_eq!(record_args(&f), usize::from(call.args), "{}", call.name);
+            checked += 1;
+        }
+        if checked == 0 {
+            eprintln!("skipped: no syscall tracepoints readable under {tracefs}");
+        }
+        assert!(check_syscall_layout(std::path::Path::new(&tracefs)).is_ok() || checked == 0);
     }
 
     #[test]
