@@ -27,7 +27,7 @@ enum Calls {
     Judged,
     /// The watched calls that make a name.
     Names,
-    /// `openat` and `openat2`.
+    /// The opens whose records hold four arguments (`openat`, `openat2`).
     Opens,
     /// The other opens (`open`, `creat`).
     LegacyOpens,
