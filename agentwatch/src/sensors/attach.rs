@@ -23,14 +23,8 @@ use super::loader::{program, Held, HookSet, SensorError};
 enum Calls {
     /// Every watched call (`calls::CALLS`).
     Watched,
-    /// The watched calls of `sys_enter` (`Call::entry`).
-    Judged,
-    /// The watched calls that make a name.
-    Names,
-    /// The opens whose records hold four arguments (`openat`, `openat2`).
-    Opens,
-    /// The other opens (`open`, `creat`).
-    LegacyOpens,
+    /// The watched calls whose entry program is this one (`Call::entry`).
+    Entry(Entry),
     /// These tracepoint names.
     Named(&'static [&'static str]),
     /// The escapes (`escape::ESCAPES`), and these names.
@@ -77,25 +71,25 @@ const SENSORS: &[Sensor] = &[
     Sensor {
         program: prog::SYS_ENTER,
         floor: FLOOR_TP,
-        hooks: Hooks::SysEnter(Calls::Judged),
+        hooks: Hooks::SysEnter(Calls::Entry(Entry::Judged)),
         when: When::Always,
     },
     Sensor {
         program: prog::NAMES_ENTER,
         floor: FLOOR_TP,
-        hooks: Hooks::SysEnter(Calls::Names),
+        hooks: Hooks::SysEnter(Calls::Entry(Entry::Names)),
         when: When::Always,
     },
     Sensor {
         program: prog::OPENS_ENTER,
         floor: FLOOR_TP,
-        hooks: Hooks::SysEnter(Calls::Opens),
+        hooks: Hooks::SysEnter(Calls::Entry(Entry::Opens)),
         when: When::Always,
     },
     Sensor {
         program: prog::LEGACY_OPENS_ENTER,
         floor: FLOOR_TP,
-        hooks: Hooks::SysEnter(Calls::LegacyOpens),
+        hooks: Hooks::SysEnter(Calls::Entry(Entry::LegacyOpens)),
         when: When::Always,
     },
     Sensor {
@@ -167,23 +161,15 @@ const SENSORS: &[Sensor] = &[
     },
 ];
 
-/// The watched calls whose entry program is `program`.
-fn entry_of(program: Entry) -> Vec<&'static str> {
-    CALLS
-        .iter()
-        .filter(|c| c.entry() == program)
-        .map(|c| c.name)
-        .collect()
-}
-
 impl Calls {
     fn names(self) -> Vec<&'static str> {
         match self {
             Calls::Watched => CALLS.iter().map(|c| c.name).collect(),
-            Calls::Judged => entry_of(Entry::Judged),
-            Calls::Names => entry_of(Entry::Names),
-            Calls::Opens => entry_of(Entry::Opens),
-            Calls::LegacyOpens => entry_of(Entry::LegacyOpens),
+            Calls::Entry(program) => CALLS
+                .iter()
+                .filter(|c| c.entry() == program)
+                .map(|c| c.name)
+                .collect(),
             Calls::Named(n) => n.to_vec(),
             Calls::Escapes(n) => ESCAPES
                 .iter()
@@ -353,8 +339,9 @@ mod tests {
         let names = Calls::Watched.names();
         assert!(names.contains(&"openat") && names.contains(&"connect"));
         // The four entry programs split the watched calls between them.
-        let (judged, made) = (Calls::Judged.names(), Calls::Names.names());
-        let (opens, legacy) = (Calls::Opens.names(), Calls::LegacyOpens.names());
+        let of = |e| Calls::Entry(e).names();
+        let (judged, made) = (of(Entry::Judged), of(Entry::Names));
+        let (opens, legacy) = (of(Entry::Opens), of(Entry::LegacyOpens));
         assert_eq!(
             judged.len() + made.len() + opens.len() + legacy.len(),
             names.len()

@@ -97,41 +97,35 @@ pub fn ensure_tracefs() -> Result<PathBuf, HostError> {
     Ok(target)
 }
 
-/// Offset of `field` in a tracepoint's format file.
-fn field_offset(format: &str, field: &str) -> Option<usize> {
-    format.lines().find_map(|l| {
+/// A tracepoint format file's fields as (name, offset), from lines like
+/// `field:const char * filename;\toffset:24;\tsize:8;\tsigned:0;`.
+fn format_fields(format: &str) -> impl Iterator<Item = (&str, usize)> {
+    format.lines().filter_map(|l| {
         let decl = l.trim().strip_prefix("field:")?;
         let (decl, rest) = decl.split_once(';')?;
         let name = decl.split_whitespace().last()?.trim_start_matches('*');
-        if name != field {
-            return None;
-        }
-        rest.trim()
+        let offset = rest
+            .trim()
             .strip_prefix("offset:")?
             .split(';')
             .next()?
             .trim()
             .parse()
-            .ok()
+            .ok()?;
+        Some((name, offset))
     })
+}
+
+/// Offset of `field` in a tracepoint's format file.
+fn field_offset(format: &str, field: &str) -> Option<usize> {
+    format_fields(format).find_map(|(name, offset)| (name == field).then_some(offset))
 }
 
 /// How many syscall arguments a `sys_enter_*` format file declares: its
 /// fields at offset 16 and beyond.
 fn record_args(format: &str) -> usize {
-    format
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("field:"))
-        .filter_map(|l| {
-            l.split_once("offset:")?
-                .1
-                .split(';')
-                .next()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .filter(|&offset: &usize| offset >= 16)
+    format_fields(format)
+        .filter(|&(_, offset)| offset >= 16)
         .count()
 }
 
