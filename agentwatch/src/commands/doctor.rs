@@ -221,6 +221,7 @@ fn build() -> Report {
         layers: &layers,
         lsm: tiers.iter().any(|t| t.tier == 1 && t.available),
         cgroup: tiers.iter().any(|t| t.tier == 2 && t.available),
+        ia32: crate::sensors::host::runs_ia32_syscalls(),
     });
     Report {
         kernel,

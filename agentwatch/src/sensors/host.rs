@@ -175,6 +175,41 @@ pub fn check_syscall_layout(tracefs: &std::path::Path) -> Result<(), HostError> 
     Ok(())
 }
 
+/// Whether this kernel runs ia32 system calls (`int 0x80`) made by a
+/// 64-bit process (x86-64 with IA32 emulation on). The classic syscall
+/// tracepoints never fire for those calls, so they go past the sensors.
+/// Tried in a forked child: `int 0x80` `getpid` (ia32 number 20) answers
+/// the child's pid where the kernel runs them, and faults where it does not.
+#[cfg(target_arch = "x86_64")]
+pub fn runs_ia32_syscalls() -> bool {
+    use nix::{
+        sys::wait::{waitpid, WaitStatus},
+        unistd::{fork, ForkResult},
+    };
+    const IA32_GETPID: u32 = 20;
+    // SAFETY: the child only makes one system call and exits: nothing that
+    // allocates or takes a lock another thread could hold.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let pid: u32;
+            unsafe {
+                core::arch::asm!("int 0x80", inlateout("eax") IA32_GETPID => pid, options(nostack));
+                libc::_exit(i32::from(pid != std::process::id()));
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+        }
+        Err(_) => false,
+    }
+}
+
+/// No ia32 entry outside x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn runs_ia32_syscalls() -> bool {
+    false
+}
+
 /// The active LSMs, comma-separated, mounting securityfs if needed.
 pub fn active_lsms() -> Option<String> {
     let path = std::path::Path::new("/sys/kernel/security/lsm");
