@@ -771,3 +771,28 @@ else:
     r = libc.rename(sys.argv[2].encode(), ctypes.c_void_p(addr))
     print("renamed", r, flush=True)
 "#;
+
+/// An ia32 call (`int 0x80`) from a 64-bit process (an allowed interpreter
+/// running a few bytes of machine code): no syscall tracepoint sees it, so
+/// the path it opens is judged by nothing. Without the launch sandbox (as
+/// for a daemon-selected agent) the raw `sys_enter` guard sees it and the
+/// caller dies before the call returns; the file was opened, never read.
+#[test]
+fn an_ia32_call_that_no_syscall_tracepoint_sees_is_killed_before_it_returns() {
+    let Some(_g) = privileged() else { return };
+    if !support::ia32_calls_run() {
+        return;
+    }
+    let (_secret, key) = secret_beside();
+    let d = guardrails_denied(
+        "ev-ia32",
+        &["--no-sandbox"],
+        &format!(
+            "/usr/bin/python3 -c '{}' {key}; echo after $?",
+            support::IA32_OPEN
+        ),
+    );
+    assert!(d.stdout.contains("after 137"), "{}", d.brief());
+    assert!(!d.stdout.contains("ia32-read"), "{}", d.brief());
+    assert!(support::ia32_alerted(&d, "deny"), "{}", d.brief());
+}

@@ -8,7 +8,7 @@
 //! at its entry.
 mod support;
 
-use support::{privileged, run::*};
+use support::{ia32_alerted, privileged, run::*, IA32_OPEN};
 
 const PY: &str = "/usr/bin/python3";
 
@@ -312,23 +312,10 @@ fn a_profile_that_allows_io_uring_lets_it_through() {
     assert_eq!(d.summary()["sandbox"]["io_uring"], true, "{}", d.brief());
 }
 
-/// `open(path, O_RDONLY)` made through the ia32 entry (`int 0x80`) by this
-/// 64-bit python, from code in a page below 4 GiB (MAP_32BIT): the classic
-/// syscall tracepoints never see such a call. Prints the bytes read.
-const IA32_OPEN: &str = "import ctypes, mmap, os, sys
-page = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40, prot=7)
-base = ctypes.addressof(ctypes.c_char.from_buffer(page))
-code = b\"\\x53\\xb8\\x05\\x00\\x00\\x00\\xbb\" + (base + 64).to_bytes(4, \"little\") + b\"\\x31\\xc9\\x31\\xd2\\xcd\\x80\\x5b\\xc3\"
-page[0:len(code)] = code
-page[64:65 + len(sys.argv[1])] = sys.argv[1].encode() + b\"\\0\"
-fd = ctypes.CFUNCTYPE(ctypes.c_int)(base)()
-print(\"ia32-read\", os.read(fd, 64) if fd >= 0 else fd, flush=True)";
-
 #[test]
-fn an_ia32_call_of_a_launched_agent_is_killed_before_it_runs() {
+fn an_ia32_call_of_a_launched_agent_is_killed_before_it_runs_and_alerted() {
     let Some(_g) = privileged() else { return };
-    if !agentwatch::sensors::host::runs_ia32_syscalls() {
-        eprintln!("skipped: this kernel runs no ia32 system calls");
+    if !support::ia32_calls_run() {
         return;
     }
     let secret = support::TempDir::new("sbx-ia32");
@@ -355,4 +342,6 @@ fn an_ia32_call_of_a_launched_agent_is_killed_before_it_runs() {
     // 128 + SIGSYS: the seccomp filter admits x86-64 calls only.
     assert!(d.stdout.contains("after 159"), "{}", d.brief());
     assert!(!d.stdout.contains("ia32-secret-bytes"), "{}", d.brief());
+    // Found at the killed thread's exit: nothing else saw the call.
+    assert!(ia32_alerted(&d, "deny"), "{}", d.brief());
 }

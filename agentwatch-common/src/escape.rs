@@ -17,6 +17,16 @@ pub const CLONE_NEWUSER: u64 = 0x1000_0000;
 /// sandbox refused (its arguments are not known there).
 pub const REFUSED: u64 = 0x5ecc_0a1d;
 
+/// `args[5]` of a tamper record of an ia32 call (`int 0x80`) by an agent,
+/// which no syscall tracepoint sees: seen by the raw `sys_enter` hook
+/// (`IA32`), or found at the exit of a thread the sandbox's seccomp filter
+/// killed in it (`IA32_REFUSED`; the filter admits x86-64 calls only).
+/// `args[4]` is the call's ia32 number.
+pub const IA32: u64 = 0x1a32_0a1d;
+pub const IA32_REFUSED: u64 = 0x1a32_5ecc;
+/// How records and alerts name an ia32 call: `int 0x80 (ia32 call N)`.
+pub const IA32_NAME: &str = "int 0x80";
+
 /// Which arguments make a call an escape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {

@@ -69,6 +69,7 @@ pub mod program {
     pub const LANDLOCK_KILL: &str = "landlock_kill";
     pub const OPENED_EXIT: &str = "opened_exit";
     pub const ESCAPE_ENTER: &str = "escape_enter";
+    pub const IA32_ENTER: &str = "ia32_enter";
     pub const MOUNT_CHANGED: &str = "mount_changed";
     pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
     pub const ENFORCE_CONNECT6: &str = "enforce_connect6";
@@ -161,6 +162,7 @@ pub const PROGRAMS: &[&str] = &[
     program::LANDLOCK_KILL,
     program::OPENED_EXIT,
     program::ESCAPE_ENTER,
+    program::IA32_ENTER,
     program::MOUNT_CHANGED,
     program::ENFORCE_CONNECT4,
     program::ENFORCE_CONNECT6,

@@ -43,7 +43,10 @@ struct mm_struct { unsigned long arg_start; unsigned long arg_end; } PAI;
 typedef struct { int counter; } atomic_t;
 /* pids[] by PIDTYPE_PID, _TGID, _PGID, _SID. */
 struct signal_struct { atomic_t live; int group_exit_code; unsigned int flags; struct pid *pids[4]; } PAI;
+/* x86: status carries TS_COMPAT during an ia32 syscall. */
+struct thread_info { __u32 status; } PAI;
 struct task_struct {
+	struct thread_info thread_info;
 	int pid;
 	int tgid;
 	int exit_code;

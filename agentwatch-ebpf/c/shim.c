@@ -32,6 +32,17 @@ SHIM __s32 aw_task_live_threads(struct task_struct *t) { return BPF_CORE_READ(t,
 /* The task's file table (shared by threads, and by a clone(CLONE_FILES)). */
 SHIM void *aw_task_files(struct task_struct *t) { return BPF_CORE_READ(t, files); }
 
+/* Whether the current syscall is an ia32 one (x86's TS_COMPAT, 0x0002:
+ * `int 0x80`, also from a 64-bit process): its number and registers follow
+ * that ABI. The classic syscall tracepoints never fire for such calls; the
+ * raw ones do. The kernel clears the bit on the return to user mode, after
+ * signal delivery, so a thread killed in such a call still has it set. */
+SHIM __u32 aw_current_compat(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	return t->thread_info.status & 0x0002;
+}
+
 SHIM struct path *aw_task_pwd(struct task_struct *t)
 {
 	struct fs_struct *fs = BPF_CORE_READ(t, fs);

@@ -141,6 +141,16 @@ pub fn tamper_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// tp_btf/sys_enter, every call of every process: an ia32 call (`int
+/// 0x80`) by an agent with a policy, which no syscall tracepoint sees.
+/// Attached only for agents the sandbox does not hold (its seccomp filter
+/// admits x86-64 calls only). Fails open.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ia32_enter(ctx: BtfTracePointContext) -> i32 {
+    let _ = tamper::try_ia32_enter(&ctx);
+    0
+}
+
 /// Tail-called from `sys_exit` (never attached): a file call allowed at
 /// entry by the names it gave that the launch sandbox's Landlock rules
 /// refused by the real hierarchy. Fails open: a lost record loses the

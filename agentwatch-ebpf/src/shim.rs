@@ -14,6 +14,7 @@ unsafe extern "C" {
     pub fn aw_task_pgid(t: Ptr) -> i32;
     pub fn aw_task_files(t: Ptr) -> Ptr;
     pub fn aw_task_pwd(t: Ptr) -> Ptr;
+    pub fn aw_current_compat() -> u32;
     pub fn aw_current_fd(fd: u32) -> Ptr;
     pub fn aw_task_arg_start(t: Ptr) -> u64;
     pub fn aw_task_arg_end(t: Ptr) -> u64;

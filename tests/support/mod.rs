@@ -453,3 +453,36 @@ pub fn privileged_with_cgroup(tag: &str) -> Option<(MutexGuard<'static, ()>, Cgr
         }
     }
 }
+
+/// `open(path, O_RDONLY)` made through the ia32 entry (`int 0x80`) by this
+/// 64-bit python, from code in a page below 4 GiB (MAP_32BIT): the classic
+/// syscall tracepoints never see such a call. Prints the bytes read.
+pub const IA32_OPEN: &str = "import ctypes, mmap, os, sys
+page = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40, prot=7)
+base = ctypes.addressof(ctypes.c_char.from_buffer(page))
+code = b\"\\x53\\xb8\\x05\\x00\\x00\\x00\\xbb\" + (base + 64).to_bytes(4, \"little\") + b\"\\x31\\xc9\\x31\\xd2\\xcd\\x80\\x5b\\xc3\"
+page[0:len(code)] = code
+page[64:65 + len(sys.argv[1])] = sys.argv[1].encode() + b\"\\0\"
+fd = ctypes.CFUNCTYPE(ctypes.c_int)(base)()
+print(\"ia32-read\", os.read(fd, 64) if fd >= 0 else fd, flush=True)";
+
+/// Whether this kernel runs ia32 calls; says why a test skips when not.
+pub fn ia32_calls_run() -> bool {
+    let runs = agentwatch::sensors::host::runs_ia32_syscalls();
+    if !runs {
+        eprintln!("skipped: this kernel runs no ia32 system calls");
+    }
+    runs
+}
+
+/// An alert of the ia32 open above (`guardrail/escape`, the call named by
+/// its ia32 number) with `action`.
+pub fn ia32_alerted(d: &run::Done, action: &str) -> bool {
+    d.alerts.iter().any(|a| {
+        a["rule"] == "guardrail/escape"
+            && a["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("ia32 call 5"))
+            && a["action"].as_str().is_some_and(|x| x.starts_with(action))
+    })
+}

@@ -8,7 +8,7 @@ use anyhow::ensure;
 
 /// Shell lines for the guest's /init.
 pub const INIT_PART: &str = r#"echo "=== AW-BUDGET-BEGIN"
-/agentwatch run --json --mode monitor --profile /lsm-profile.yaml --workspace /work/ws -o /work/budget.jsonl --budget pids=6 --budget-action alert -- /bin/sh -c 'i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; wait' 2>&1
+/agentwatch run --json --mode monitor --no-sandbox --profile /lsm-profile.yaml --workspace /work/ws -o /work/budget.jsonl --budget pids=6 --budget-action alert -- /bin/sh -c 'i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; wait' 2>&1
 echo "=== AW-BUDGET-END status=$?"
 cat /work/budget.jsonl
 echo "=== AW-BUDGET-ALERTS-END"
@@ -16,13 +16,28 @@ echo "=== AW-BUDGET-LEFT $(ls -d /sys/fs/cgroup/agentwatch/*/ 2>/dev/null | wc -
 "#;
 
 /// What must hold: v2 for every controller, the budget reached and
-/// reported, the forks past it refused, nothing left behind.
+/// reported, the forks past it refused, nothing left behind. The run is
+/// unsandboxed, so it also loads and attaches the ia32 guard (on the raw
+/// `sys_enter`) on 6.1; `doctor` must say the guest runs ia32 calls, or
+/// the guard would not have been attached.
 pub fn check(
     doctor: &serde_json::Value,
     run: &str,
     alerts: &[serde_json::Value],
     left: &str,
 ) -> anyhow::Result<()> {
+    let ia32 = doctor["classes"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|r| r["class"].as_str().is_some_and(|n| n.contains("ia32")))
+        })
+        .map(|r| r["selected"].to_string())
+        .unwrap_or_default();
+    ensure!(
+        ia32.contains("ia32 guard"),
+        "the guest must run ia32 calls, so that the unsandboxed run attaches the ia32 guard: {ia32}"
+    );
     let budgets = doctor["budgets"].as_array().cloned().unwrap_or_default();
     for c in ["memory", "pids", "cpu"] {
         let at = budgets

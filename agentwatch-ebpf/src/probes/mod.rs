@@ -109,6 +109,30 @@ pub(crate) fn arg(ctx: &TracePointContext, i: usize) -> u64 {
     }
 }
 
+/// x86-64 `struct pt_regs` (uapi layout), in u64s.
+pub(crate) mod regs {
+    /// The syscall number.
+    pub const ORIG_AX: usize = 15;
+    /// The six arguments: di, si, dx, r10, r8, r9.
+    pub const ARGS: [usize; 6] = [14, 13, 12, 7, 9, 8];
+    pub const LEN: usize = 21;
+}
+
+/// The current task's user registers as its syscall entry saved them
+/// (`bpf_task_pt_regs`), in one read.
+#[inline(always)]
+pub(crate) fn saved_regs() -> Option<[u64; regs::LEN]> {
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_task_pt_regs(
+            aya_ebpf::helpers::generated::bpf_get_current_task_btf(),
+        )
+    } as *const [u64; regs::LEN];
+    if r.is_null() {
+        return None;
+    }
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(r) }.ok()
+}
+
 #[inline(always)]
 pub(crate) fn syscall_nr(ctx: &TracePointContext) -> u32 {
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(8) as *const i32) as u32 }

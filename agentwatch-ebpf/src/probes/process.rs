@@ -174,6 +174,7 @@ pub fn try_exit(_ctx: &BtfTracePointContext) -> Result<(), i64> {
         // A refused call whose exit never came (the thread was killed).
         let _ = DENY_NOW.remove(&(bpf_get_current_pid_tgid() as u32));
     }
+    let _ = super::tamper::ia32_refused(&w, task);
     if !last {
         return Ok(());
     }

@@ -260,27 +260,12 @@ pub fn try_opened_exit(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 /// The current syscall's six arguments, from the user registers saved at
-/// entry (x86-64 `struct pt_regs`: di, si, dx, r10, r8, r9), which the
-/// file calls leave as they were.
+/// entry, which the file calls leave as they were.
 #[inline(always)]
 fn syscall_args_now() -> Option<[u64; 6]> {
-    // Offsets in u64s of x86-64 `struct pt_regs` (uapi layout).
-    const DI: usize = 14;
-    const SI: usize = 13;
-    const DX: usize = 12;
-    const R10: usize = 7;
-    const R8: usize = 9;
-    const R9: usize = 8;
-    let regs = unsafe {
-        aya_ebpf::helpers::generated::bpf_task_pt_regs(
-            aya_ebpf::helpers::generated::bpf_get_current_task_btf(),
-        )
-    } as *const [u64; 21];
-    if regs.is_null() {
-        return None;
-    }
-    let r = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(regs) }.ok()?;
-    Some([r[DI], r[SI], r[DX], r[R10], r[R8], r[R9]])
+    let r = super::saved_regs()?;
+    let [a0, a1, a2, a3, a4, a5] = super::regs::ARGS;
+    Some([r[a0], r[a1], r[a2], r[a3], r[a4], r[a5]])
 }
 
 /// Return of a watched call: a small record with the result; accept adds

@@ -3,7 +3,10 @@
 //! handles, io_uring, ptrace, another process's memory, bpf, the kernel)
 //! and setting file capabilities, by an agent with a policy.
 use agentwatch_common::{escape, slot, syscalls as nr, RecordKind};
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    programs::{BtfTracePointContext, TracePointContext},
+};
 
 use crate::{
     enforce::{self, Decision},
@@ -194,6 +197,63 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     ev.hdr.action = agentwatch_common::policy::action::DENY;
     event::submit(ev);
     Ok(())
+}
+
+/// Raw `sys_enter` (every call of every process): an ia32 call (`int 0x80`)
+/// by an agent with a policy. No syscall tracepoint sees such a call, so
+/// none of its paths or addresses is judged: an escape, acted on as a
+/// guardrail. Fails open (the call proceeds; the action is a signal).
+pub fn try_ia32_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    // Every call of every process: the one load that tells an ia32 call
+    // comes before anything else.
+    if unsafe { aw_current_compat() } == 0 {
+        return Ok(());
+    }
+    let Some((_, w)) = watched_current() else {
+        return Ok(());
+    };
+    let Some(pol) = enforce::policy(w.agent_id) else {
+        return Ok(());
+    };
+    let ia32_nr: i64 = ctx.arg(1);
+    let ev = ia32_record(&w, ia32_nr as u64, escape::IA32).ok_or(1)?;
+    violation(ev, pol, w.agent_id, rule::ESCAPE);
+    event::submit(ev);
+    Ok(())
+}
+
+/// At a watched thread's exit: a thread the sandbox's seccomp filter
+/// killed (SIGSYS) in an ia32 call. The filter ran before any tracepoint,
+/// so nothing else saw the call; it never ran. Fails open.
+#[inline(always)]
+pub fn ia32_refused(w: &WatchEntry, task: Ptr) -> Option<()> {
+    const SIGSYS: i32 = 31;
+    // The cheap test first: this runs at every watched thread's exit.
+    if unsafe { aw_current_compat() } == 0 || unsafe { aw_task_exit_code(task) } & 0x7f != SIGSYS {
+        return None;
+    }
+    enforce::policy(w.agent_id)?;
+    let ia32_nr = super::saved_regs().map_or(u64::MAX, |r| r[super::regs::ORIG_AX]);
+    let ev = ia32_record(w, ia32_nr, escape::IA32_REFUSED)?;
+    ev.hdr.verdict = verdict::VIOLATION;
+    ev.hdr.rule = rule::ESCAPE;
+    ev.hdr.action = agentwatch_common::policy::action::DENY;
+    event::submit(ev);
+    Some(())
+}
+
+/// A tamper record of an ia32 call (`escape::IA32`, `IA32_REFUSED`).
+#[inline(always)]
+fn ia32_record(
+    w: &WatchEntry,
+    ia32_nr: u64,
+    how: u64,
+) -> Option<&'static mut agentwatch_common::RawEvent> {
+    let ev = event::start(RecordKind::Tamper, w, ia32_nr as u32)?;
+    ev.args = [0; 6];
+    ev.args[4] = ia32_nr;
+    ev.args[5] = how;
+    Some(ev)
 }
 
 /// `args[5]` of a tamper record from the exit: the sandbox refused the call.

@@ -185,11 +185,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         own_files::guardrails(&own, opts.audit.as_deref(), &[control::run_dir().as_path()]);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     warn_compiled(&compiled);
+    // The sandbox's seccomp filter admits x86-64 calls only: the ia32
+    // guard is for processes it does not hold.
+    let unsandboxed = opts.no_sandbox || !opts.select.is_empty();
+    let extras = crate::sensors::Extras {
+        tls: opts.context != crate::intent::Level::Off,
+        ia32: unsandboxed && crate::sensors::host::runs_ia32_syscalls(),
+    };
     let (sensors, mut maps) = Sensors::load_enforcing(
         ring,
         DfaCapacity::for_dfa(compiled.dfa.as_ref()),
         None,
-        opts.context != crate::intent::Level::Off,
+        extras,
     )?;
     let sandbox = launch_sandbox(&opts, &mut maps, &profile, &anchors, &compiled)?;
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {

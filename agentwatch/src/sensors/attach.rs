@@ -46,6 +46,9 @@ enum When {
     Always,
     /// Only with an agent's policy (the tamper guard and what it needs).
     Enforcing,
+    /// With an agent's policy, for agents the launch sandbox does not hold
+    /// (selected, or `--no-sandbox`), on a kernel that runs ia32 calls.
+    Ia32Guard,
 }
 
 /// One program and its hooks. The benchmark's floor puts `floor` (an
@@ -63,6 +66,10 @@ const FLOOR_TP: Option<&str> = Some(prog::FLOOR_TRACEPOINT);
 const TP_FORK: &str = "sched_process_fork";
 const TP_EXEC: &str = "sched_process_exec";
 const TP_EXIT: &str = "sched_process_exit";
+/// The raw syscall tracepoints: every call of every process, ia32 calls
+/// included.
+const TP_SYS_ENTER: &str = "sys_enter";
+const TP_SYS_EXIT: &str = "sys_exit";
 
 /// Every tracing sensor. The LSM tier and the cgroup hooks are attached
 /// by `lsm` and `loader::attach_connect_hooks`: they go on other kinds of
@@ -134,6 +141,12 @@ const SENSORS: &[Sensor] = &[
         hooks: Hooks::SysExit(Calls::Escapes(syscalls::SIGNALS)),
         when: When::Enforcing,
     },
+    Sensor {
+        program: prog::IA32_ENTER,
+        floor: None,
+        hooks: Hooks::Btf(TP_SYS_ENTER),
+        when: When::Ia32Guard,
+    },
     // Invalidates the kernel's cache of clean opens (CLEAN_OPENS).
     Sensor {
         program: prog::MOUNT_CHANGED,
@@ -189,26 +202,32 @@ pub(super) struct Attached {
 }
 
 /// Attaches every sensor of `hooks` that applies (`enforcing`: with an
-/// agent's policy).
+/// agent's policy; `ia32_guard`: `When::Ia32Guard`'s too).
 pub(super) fn attach_sensors(
     ebpf: &mut Ebpf,
     btf: &Btf,
     tracefs: &Path,
     hooks: HookSet,
     enforcing: bool,
+    ia32_guard: bool,
 ) -> Result<Attached, SensorError> {
     let mut out = Attached::default();
     if hooks == HookSet::FloorRaw {
         for (prog, tp) in [
-            (prog::FLOOR_RAW_ENTER, "sys_enter"),
-            (prog::FLOOR_RAW_EXIT, "sys_exit"),
+            (prog::FLOOR_RAW_ENTER, TP_SYS_ENTER),
+            (prog::FLOOR_RAW_EXIT, TP_SYS_EXIT),
         ] {
             out.links.push(btf_tp(ebpf, btf, prog, tp)?);
         }
         return Ok(out);
     }
     for s in SENSORS {
-        if s.when == When::Enforcing && !enforcing {
+        let wanted = match s.when {
+            When::Always => true,
+            When::Enforcing => enforcing,
+            When::Ia32Guard => enforcing && ia32_guard,
+        };
+        if !wanted {
             continue;
         }
         let prog = match hooks {

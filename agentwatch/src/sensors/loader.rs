@@ -96,11 +96,23 @@ fn check_prerequisites() -> Result<std::path::PathBuf, SensorError> {
     Ok(tracefs)
 }
 
+/// Enforcement hooks only some agents need (`Sensors::load_enforcing`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// Intent capture's uprobes on libssl (for every process: only when
+    /// an agent captures).
+    pub tls: bool,
+    /// The ia32 guard on the raw `sys_enter` (every call of every process
+    /// pays for it: only for agents the launch sandbox does not hold, on a
+    /// kernel that runs ia32 calls).
+    pub ia32: bool,
+}
+
 impl Sensors {
     /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
     /// power of two multiple of the page size.
     pub fn load(hooks: HookSet, ring_buffer_bytes: u32) -> Result<Self, SensorError> {
-        Ok(Self::load_with(hooks, ring_buffer_bytes, None, None, false)?.0)
+        Ok(Self::load_with(hooks, ring_buffer_bytes, None, None, Extras::default())?.0)
     }
 
     /// Loads the sensors plus the enforcement hooks (tamper tracepoints,
@@ -109,20 +121,19 @@ impl Sensors {
     ///
     /// With `pin`, every map and attachment is pinned under that bpffs
     /// directory, so enforcement outlives this process and a later one can
-    /// adopt it (`pins::adopt`). With `tls`, intent capture's uprobes go
-    /// on libssl (for every process: only when an agent captures).
+    /// adopt it (`pins::adopt`). `extras`: the hooks only some agents need.
     pub fn load_enforcing(
         ring_buffer_bytes: u32,
         capacity: DfaCapacity,
         pin: Option<&std::path::Path>,
-        tls: bool,
+        extras: Extras,
     ) -> Result<(Self, PolicyMaps), SensorError> {
         let (s, maps) = Self::load_with(
             HookSet::Sensors,
             ring_buffer_bytes,
             Some(capacity),
             pin,
-            tls,
+            extras,
         )?;
         let maps = maps.ok_or(SensorError::MissingMap(kmap::AGENT_POLICY))?;
         Ok((s, maps))
@@ -133,7 +144,7 @@ impl Sensors {
         ring_buffer_bytes: u32,
         enforce: Option<DfaCapacity>,
         pin: Option<&std::path::Path>,
-        with_tls: bool,
+        extras: Extras,
     ) -> Result<(Self, Option<PolicyMaps>), SensorError> {
         let tracefs = check_prerequisites()?;
         // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
@@ -167,8 +178,14 @@ impl Sensors {
                 .ok_or(SensorError::MissingMap(kmap::CONFIG))?,
         )?;
 
-        let attached =
-            super::attach::attach_sensors(&mut ebpf, &btf, &tracefs, hooks, enforce.is_some())?;
+        let attached = super::attach::attach_sensors(
+            &mut ebpf,
+            &btf,
+            &tracefs,
+            hooks,
+            enforce.is_some(),
+            extras.ia32,
+        )?;
         links.extend(attached.links);
         let missing = attached.missing;
         let mut tls = super::tls::TlsProbes::default();
@@ -177,7 +194,7 @@ impl Sensors {
             super::attach::fill_jumps(&mut ebpf)?;
         }
         // Enforcement goes on without intent capture.
-        if enforce.is_some() && with_tls {
+        if enforce.is_some() && extras.tls {
             tls = super::tls::load(&mut ebpf).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "intent capture unavailable: the TLS uprobes did not load");
                 super::tls::TlsProbes::failed(&e)

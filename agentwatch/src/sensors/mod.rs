@@ -13,7 +13,7 @@ mod ring;
 pub mod tls;
 
 pub use host::{cgroup2_mount, ensure_tracefs, HostError};
-pub use loader::{HookSet, SensorError, Sensors};
+pub use loader::{Extras, HookSet, SensorError, Sensors};
 pub use policy_maps::{DfaCapacity, PolicyMaps};
 pub use ring::{EventRing, LossCounters};
 

@@ -88,6 +88,9 @@ fn escape_reason(ev: &Event, otherwise: &'static str) -> &'static str {
     let crate::event::Detail::Tamper { syscall, .. } = &ev.detail else {
         return otherwise;
     };
+    if syscall.starts_with(agentwatch_common::escape::IA32_NAME) {
+        return "an ia32 system call: no syscall tracepoint sees it, so nothing judges what it names";
+    }
     agentwatch_common::escape::ESCAPES
         .iter()
         .find(|e| e.name == syscall.as_ref())

@@ -88,6 +88,15 @@ pub(super) fn exit(rec: &Record) -> Detail {
 pub(super) fn tamper(rec: &Record) -> Detail {
     let a = rec.args();
     let sysno = rec.header().syscall_nr;
+    if a[5] == escape::IA32 || a[5] == escape::IA32_REFUSED {
+        // An ia32 number names another call in the x86-64 table.
+        return Detail::Tamper {
+            syscall: format!("{} (ia32 call {})", escape::IA32_NAME, a[4] as i64).into(),
+            target: 0,
+            signal: None,
+            path: None,
+        };
+    }
     let refused = a[5] == escape::REFUSED;
     let name = nr::name(sysno).unwrap_or("unknown");
     let (target, signal) = match sysno {

@@ -123,3 +123,25 @@ fn an_opened_record_judged_by_the_whole_profile_says_its_names_came_late() {
     assert!(opened(agentwatch_common::open::OPENED_LATE).paths_at_exit);
     assert!(!opened(0).paths_at_exit);
 }
+
+/// An ia32 call's number is not looked up in the x86-64 table (5 is
+/// `fstat` there, `open` in ia32's).
+#[test]
+fn an_ia32_call_is_named_by_its_own_number() {
+    use agentwatch_common::escape;
+    let tamper = |how: u64| {
+        let mut rec = record(RecordKind::Tamper, verdict::VIOLATION, rule::ESCAPE, 0);
+        rec.raw.hdr.syscall_nr = 5;
+        rec.raw.args[4] = 5;
+        rec.raw.args[5] = how;
+        let names: Vec<String> = Vec::new();
+        let out = Decoder::default().decode(&rec, &names).expect("tamper");
+        match &out[0].detail {
+            crate::event::Detail::Tamper { syscall, .. } => syscall.to_string(),
+            other => panic!("not a tamper detail: {other:?}"),
+        }
+    };
+    assert_eq!(tamper(escape::IA32), "int 0x80 (ia32 call 5)");
+    assert_eq!(tamper(escape::IA32_REFUSED), "int 0x80 (ia32 call 5)");
+    assert!(!tamper(0).contains("ia32"));
+}
