@@ -3,8 +3,9 @@
 //! `/proc/self/cwd` or `..` and `.` games towards a guardrail; a file
 //! moved under a guardrail after the kernel cached it as clean; a double
 //! fork into a new session; an exec from a memfd; an IPv4-mapped IPv6
-//! address) and must still be attributed, flagged and, in enforce mode,
-//! acted on.
+//! address; an ia32 call; a file taken from another process with
+//! `pidfd_getfd`; a packet built by hand on a raw socket) and must still
+//! be attributed, flagged and, in enforce mode, acted on.
 mod support;
 
 use std::net::TcpListener;
@@ -795,4 +796,114 @@ fn an_ia32_call_that_no_syscall_tracepoint_sees_is_killed_before_it_returns() {
     assert!(d.stdout.contains("after 137"), "{}", d.brief());
     assert!(!d.stdout.contains("ia32-read"), "{}", d.brief());
     assert!(support::ia32_alerted(&d, "deny"), "{}", d.brief());
+}
+
+/// `pidfd_getfd` takes an open file from another process (the same right
+/// as ptrace): a secret an unwatched process holds open would be read
+/// with no open of the agent's to judge. A tamper violation at its entry,
+/// as ptrace is: without the launch sandbox (as for a daemon-selected
+/// agent) the caller dies before the call returns. (A launched agent's
+/// filter refuses it: tests/sandbox.rs.)
+#[test]
+fn a_file_taken_from_another_process_by_pidfd_getfd_is_never_read() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    // Unwatched: started by the test, holding the key open as fd 7.
+    let holder = support::ChildGuard(
+        std::process::Command::new("sh")
+            .args(["-c", &format!("exec 7<{key}; exec sleep 60")])
+            .spawn()
+            .expect("a process holding the key"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = holder.0.id();
+    let d = guardrails_denied(
+        "ev-getfd",
+        &["--no-sandbox"],
+        &format!(
+            "/usr/bin/python3 -c 'import ctypes, os\nl = ctypes.CDLL(None, use_errno=True)\n\
+             fd = l.syscall(438, os.pidfd_open({pid}), 7, 0)\n\
+             print(\"taken\", os.read(fd, 64) if fd >= 0 else ctypes.get_errno(), flush=True)'; echo after $?"
+        ),
+    );
+    assert!(!d.stdout.contains("taken"), "{}\n{}", d.stdout, d.brief());
+    denied_and_alerted(&d, "after 137", "guardrail/tamper", "pidfd_getfd");
+}
+
+/// A raw socket builds its own packets: the cgroup hooks that judge
+/// connects and datagrams never see them. A datagram to a port the
+/// profile lacks, written by hand (a UDP header on a raw IPv4 socket).
+const RAW_UDP: &str = "import socket, struct, sys\n\
+try:\n    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)\n\
+except OSError as e:\n    print(\"raw refused\", e.errno, flush=True); sys.exit(0)\n\
+port = int(sys.argv[1])\n\
+s.sendto(struct.pack(\"!HHHH\", 4444, port, 11, 0) + b\"raw\", (\"127.0.0.1\", 0))\n\
+print(\"raw sent\", flush=True)";
+
+/// `RAW_UDP` run in enforce mode with guardrails denied and `allow` in
+/// the profile; whether its datagram reached a receiver outside the agent.
+fn raw_datagram(extra: &[&str], name: &str, allow: &str) -> (Done, bool) {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    rx.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let port = rx.local_addr().unwrap().port();
+    let d = Run::start(
+        name,
+        &profile(name, 1, &format!("actions:\n  guardrails: deny\n{allow}")),
+        "enforce",
+        extra,
+        &format!("/usr/bin/python3 -c '{RAW_UDP}' {port}; echo after $?"),
+    )
+    .finish();
+    let mut buf = [0u8; 8];
+    (d, rx.recv(&mut buf).is_ok())
+}
+
+/// The run printed `marker` and alerted `rule` for `what`, denied (a
+/// launched agent's refusal, or a kill at the call).
+fn denied_and_alerted(d: &Done, marker: &str, rule: &str, what: &str) {
+    assert!(d.stdout.contains(marker), "{}\n{}", d.stdout, d.brief());
+    let denied = d
+        .alerts_by(rule)
+        .into_iter()
+        .any(|x| x["what"] == what && x["action"].as_str().unwrap_or("").starts_with("deny"));
+    assert!(denied, "no {rule} alert for {what}: {}", d.brief());
+}
+
+/// A launched agent: the sandbox's filter refuses the raw socket (EPERM)
+/// before it exists; alerted from the call's exit.
+#[test]
+fn a_raw_socket_of_a_launched_agent_is_refused_before_it_exists() {
+    let Some(_g) = privileged() else { return };
+    let (d, arrived) = raw_datagram(&[], "ev-raw", "");
+    assert!(!arrived, "the raw datagram arrived: {}", d.stdout);
+    denied_and_alerted(&d, "raw refused 1", "guardrail/escape", "socket");
+}
+
+/// Without the launch sandbox (as for a daemon-selected agent) the
+/// tamper guard sees the raw socket at its entry and the caller dies
+/// before it can send.
+#[test]
+fn a_raw_socket_of_an_unsandboxed_agent_is_killed_before_it_sends() {
+    let Some(_g) = privileged() else { return };
+    let (d, arrived) = raw_datagram(&["--no-sandbox"], "ev-raw-off", "");
+    assert!(!arrived, "the raw datagram arrived: {}", d.stdout);
+    denied_and_alerted(&d, "after 137", "guardrail/escape", "socket");
+}
+
+/// `rawSockets: true` (a root `ping` makes one): the same datagram leaves,
+/// no escape is alerted, and the run's summary says the sandbox lets raw
+/// sockets through.
+#[test]
+fn a_profile_that_allows_raw_sockets_lets_them_through() {
+    let Some(_g) = privileged() else { return };
+    let (d, arrived) = raw_datagram(&[], "ev-raw-ok", "rawSockets: true\n");
+    assert!(
+        arrived,
+        "the raw datagram did not arrive: {}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    assert!(d.alerts_by("guardrail/escape").is_empty(), "{}", d.brief());
+    assert_eq!(d.summary()["sandbox"]["raw_sockets"], true, "{}", d.brief());
 }

@@ -2,7 +2,7 @@
 //! what lies outside the profile's tree by any route; and the escapes: an agent
 //! `agentwatch run` starts tries to leave what agentwatch watches (a file
 //! handle instead of a path, a private mount or user namespace, io_uring,
-//! ptrace, another process's memory) or to end agentwatch (a thread of it,
+//! ptrace, another process's memory or open files) or to end agentwatch (a thread of it,
 //! its pidfd, its process group). Each is refused before it runs and
 //! alerted; without the sandbox, the eBPF tamper guard still judges each
 //! at its entry.
@@ -62,6 +62,11 @@ fn escapes_of_a_launched_agent_are_refused_before_they_run_and_alerted() {
             "ptrace",
         ),
         ("bpf", "l.syscall(321, 0, None, 0)".into(), "bpf"),
+        (
+            "getfd",
+            format!("l.syscall(438, os.pidfd_open({}), 0, 0)", outside.id()),
+            "pidfd_getfd",
+        ),
         (
             "vmwrite",
             format!("l.process_vm_writev({}, None, 0, None, 0, 0)", outside.id()),

@@ -24,6 +24,9 @@ pub const REFUSED: u64 = 0x5ecc_0a1d;
 /// `args[4]` is the call's ia32 number.
 pub const IA32: u64 = 0x1a32_0a1d;
 pub const IA32_REFUSED: u64 = 0x1a32_5ecc;
+/// The header's `syscall_nr` of an ia32 call's record: an ia32 number
+/// names another call in the x86-64 table, so it is only in `args[4]`.
+pub const IA32_SYSCALL_NR: u32 = u32::MAX;
 /// How records and alerts name an ia32 call: `int 0x80 (ia32 call N)`.
 pub const IA32_NAME: &str = "int 0x80";
 
@@ -36,7 +39,20 @@ pub enum When {
     NsFlags,
     /// io_uring: unless the agent's profile allows it (`ioUring: true`).
     Uring,
+    /// A raw or packet socket: the family (argument 0) is `AF_PACKET`, or
+    /// the type (argument 1, below its flags) is `SOCK_RAW` or
+    /// `SOCK_PACKET`.
+    RawSocket,
 }
+
+/// `socket`'s arguments that make a raw or packet socket. Both are ints:
+/// the kernel reads the low 32 bits of their registers, and so do these
+/// checks (a caller may set the high ones).
+pub const AF_PACKET: u32 = 17;
+pub const SOCK_RAW: u32 = 3;
+pub const SOCK_PACKET: u32 = 10;
+/// The type's bits below its flags (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
+pub const SOCK_TYPE_MASK: u32 = 0xf;
 
 /// One call of the list.
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +74,11 @@ const HANDLES: &str = "reaches a file by its handle, past every path check";
 const URING: &str = "io_uring requests do not pass the syscall hooks";
 const TRACE: &str = "traces another process";
 const MEMORY: &str = "reads or writes another process's memory";
+const FDS: &str = "takes an open file or socket from another process, past every path check";
 const EBPF: &str = "loads or reads eBPF programs and maps, agentwatch's own among them";
 const KERNEL: &str = "changes or instruments the kernel";
+const RAW: &str =
+    "a raw or packet socket builds its own packets, which no connect or datagram hook judges";
 
 /// The list and its lookup from one set of rows: `NR name when rule why`.
 macro_rules! escapes {
@@ -112,9 +131,11 @@ escapes! {
     IO_URING_SETUP     "io_uring_setup"     Uring   ESCAPE URING;
     IO_URING_ENTER     "io_uring_enter"     Uring   ESCAPE URING;
     IO_URING_REGISTER  "io_uring_register"  Uring   ESCAPE URING;
+    SOCKET             "socket"             RawSocket ESCAPE RAW;
     PTRACE             "ptrace"             Always  TAMPER TRACE;
     PROCESS_VM_WRITEV  "process_vm_writev"  Always  TAMPER MEMORY;
     PROCESS_VM_READV   "process_vm_readv"   Always  TAMPER MEMORY;
+    PIDFD_GETFD        "pidfd_getfd"        Always  TAMPER FDS;
     BPF                "bpf"                Always  TAMPER EBPF;
     PERF_EVENT_OPEN    "perf_event_open"    Always  ESCAPE KERNEL;
     KEXEC_LOAD         "kexec_load"         Always  ESCAPE KERNEL;
@@ -124,14 +145,39 @@ escapes! {
     DELETE_MODULE      "delete_module"      Always  ESCAPE KERNEL;
 }
 
-/// Whether a call of `e` with first argument `arg0` is an escape, for an
-/// agent whose profile allows io_uring or not.
+/// The escapes a profile may let through (`ioUring: true`,
+/// `rawSockets: true`): then they are not escapes for its agent, and the
+/// launch sandbox's filter does not refuse them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowed {
+    pub io_uring: bool,
+    pub raw_sockets: bool,
+}
+
+impl Allowed {
+    /// From a compiled policy's flags (`policy::flags`).
+    #[inline(always)]
+    pub const fn of_flags(flags: u8) -> Self {
+        Self {
+            io_uring: flags & crate::policy::flags::IO_URING != 0,
+            raw_sockets: flags & crate::policy::flags::RAW_SOCKETS != 0,
+        }
+    }
+}
+
+/// Whether a call of `e` with first arguments `arg0` and `arg1` is an
+/// escape, for an agent whose profile allows `allowed`.
 #[inline(always)]
-pub fn escapes(e: &Escape, arg0: u64, io_uring_allowed: bool) -> bool {
+pub fn escapes(e: &Escape, arg0: u64, arg1: u64, allowed: Allowed) -> bool {
     match e.when {
         When::Always => true,
         When::NsFlags => arg0 & NS_FLAGS != 0,
-        When::Uring => !io_uring_allowed,
+        When::Uring => !allowed.io_uring,
+        When::RawSocket => {
+            let kind = arg1 as u32 & SOCK_TYPE_MASK;
+            !allowed.raw_sockets
+                && (arg0 as u32 == AF_PACKET || kind == SOCK_RAW || kind == SOCK_PACKET)
+        }
     }
 }
 
@@ -149,16 +195,56 @@ mod tests {
         assert!(find(nr::CLONE3).is_none());
     }
 
+    const NONE: Allowed = Allowed {
+        io_uring: false,
+        raw_sockets: false,
+    };
+    const URING: Allowed = Allowed {
+        io_uring: true,
+        raw_sockets: false,
+    };
+
     #[test]
     fn namespaces_only_with_their_flags() {
         let clone = find(nr::CLONE).unwrap();
         // SIGCHLD alone: a fork.
-        assert!(!escapes(&clone, 17, false));
-        assert!(escapes(&clone, 17 | CLONE_NEWNS, false));
-        assert!(escapes(&find(nr::UNSHARE).unwrap(), CLONE_NEWUSER, false));
-        assert!(escapes(&find(nr::MOUNT).unwrap(), 0, true));
+        assert!(!escapes(&clone, 17, 0, NONE));
+        assert!(escapes(&clone, 17 | CLONE_NEWNS, 0, NONE));
+        assert!(escapes(&find(nr::UNSHARE).unwrap(), CLONE_NEWUSER, 0, NONE));
+        assert!(escapes(&find(nr::MOUNT).unwrap(), 0, 0, URING));
         // io_uring is an escape unless the profile allows it.
         let uring = find(nr::IO_URING_SETUP).unwrap();
-        assert!(escapes(&uring, 0, false) && !escapes(&uring, 0, true));
+        assert!(escapes(&uring, 0, 0, NONE) && !escapes(&uring, 0, 0, URING));
+    }
+
+    #[test]
+    fn raw_and_packet_sockets_only() {
+        let socket = find(nr::SOCKET).unwrap();
+        const AF_INET: u64 = 2;
+        const SOCK_STREAM: u64 = 1;
+        const SOCK_DGRAM: u64 = 2;
+        const SOCK_CLOEXEC: u64 = 0o2000000;
+        assert!(!escapes(&socket, AF_INET, SOCK_STREAM, NONE));
+        assert!(!escapes(&socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, NONE));
+        assert!(escapes(
+            &socket,
+            AF_INET,
+            SOCK_RAW as u64 | SOCK_CLOEXEC,
+            NONE
+        ));
+        assert!(escapes(&socket, AF_INET, SOCK_PACKET as u64, NONE));
+        assert!(escapes(&socket, AF_PACKET as u64, SOCK_DGRAM, NONE));
+        // The kernel reads ints: high bits set in the register change nothing.
+        assert!(escapes(
+            &socket,
+            1 << 32 | AF_PACKET as u64,
+            SOCK_DGRAM,
+            NONE
+        ));
+        assert!(escapes(&socket, AF_INET, 1 << 32 | SOCK_RAW as u64, NONE));
+        // Unless the profile allows them.
+        let raw = Allowed::of_flags(crate::policy::flags::RAW_SOCKETS);
+        assert!(!escapes(&socket, AF_PACKET as u64, SOCK_DGRAM, raw));
+        assert!(escapes(&find(nr::IO_URING_SETUP).unwrap(), 0, 0, raw));
     }
 }

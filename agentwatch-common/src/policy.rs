@@ -313,7 +313,10 @@ pub mod flags {
     /// whose action is deny is refused with EPERM by the LSM hook instead
     /// of a SIGKILL at syscall entry.
     pub const LSM: u8 = 4;
-    // 8, 16, 32, 64: once the sandbox bits, now per process (`watch`).
+    /// The profile allows raw and packet sockets (`rawSockets: true`):
+    /// making one is not an escape (the launch sandbox lets it through too).
+    pub const RAW_SOCKETS: u8 = 8;
+    // 16, 32, 64: once the sandbox bits, now per process (`watch`).
     /// The profile allows io_uring (`ioUring: true`): its calls are not
     /// escapes (the launch sandbox lets them through too).
     pub const IO_URING: u8 = 128;

@@ -27,6 +27,7 @@ pub const CHOWN: u32 = 92;
 pub const FCHOWN: u32 = 93;
 pub const LCHOWN: u32 = 94;
 pub const FCHOWNAT: u32 = 260;
+pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
 pub const ACCEPT: u32 = 43;
 pub const SENDTO: u32 = 44;
@@ -77,6 +78,7 @@ pub const INIT_MODULE: u32 = 175;
 pub const FINIT_MODULE: u32 = 313;
 pub const DELETE_MODULE: u32 = 176;
 pub const PIDFD_OPEN: u32 = 434;
+pub const PIDFD_GETFD: u32 = 438;
 pub const PIDFD_SEND_SIGNAL: u32 = 424;
 
 /// Every numbered call above with its name (the tracepoint's, under
@@ -158,6 +160,8 @@ pub const NAMES: &[(u32, &str)] = &[
     (FINIT_MODULE, "finit_module"),
     (DELETE_MODULE, "delete_module"),
     (PIDFD_OPEN, "pidfd_open"),
+    (PIDFD_GETFD, "pidfd_getfd"),
+    (SOCKET, "socket"),
     (PIDFD_SEND_SIGNAL, "pidfd_send_signal"),
 ];
 

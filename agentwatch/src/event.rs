@@ -372,6 +372,10 @@ pub enum Detail {
         /// The file, for setxattr (file capabilities).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
+        /// The ia32 number of an ia32 call (`int 0x80`), which names
+        /// another call in the x86-64 table; None for an x86-64 call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ia32_call: Option<i64>,
     },
     /// Plain text on a TLS connection of an agent with intent capture
     /// (`crate::intent`): the enforcer's intent log parses it; it is never

@@ -18,7 +18,7 @@ use crate::{
     shim::*,
 };
 use agentwatch_common::{
-    policy::{class, flags as policy_flags, rule, verdict, AgentPolicy},
+    policy::{class, rule, verdict, AgentPolicy},
     WatchEntry,
 };
 
@@ -139,7 +139,9 @@ pub fn try_escape(ctx: &TracePointContext) -> Result<(), i64> {
         rule::ESCAPE
     } else {
         match escape::find(sysno) {
-            Some(e) if escape::escapes(&e, a[0], pol.flags & policy_flags::IO_URING != 0) => e.rule,
+            Some(e) if escape::escapes(&e, a[0], a[1], escape::Allowed::of_flags(pol.flags)) => {
+                e.rule
+            }
             _ => return Ok(()),
         }
     };
@@ -185,8 +187,8 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let r = match sysno {
         nr::KILL | nr::TKILL | nr::TGKILL | nr::PIDFD_SEND_SIGNAL => rule::TAMPER,
         _ => match escape::find(sysno) {
-            Some(e) => e.rule,
-            None => return Ok(()),
+            Some(e) if refused_as_escape(&e, &w) => e.rule,
+            _ => return Ok(()),
         },
     };
     let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
@@ -222,6 +224,26 @@ pub fn try_ia32_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// Whether a call of `e` refused with EPERM was refused as an escape: a
+/// call that is one only with some arguments (a namespace, a raw socket,
+/// io_uring the profile does not allow) fails with EPERM for other reasons
+/// too (no CAP_NET_RAW, io_uring disabled by sysctl); its arguments are
+/// still in the registers its entry saved. Unreadable: taken as refused.
+#[inline(always)]
+fn refused_as_escape(e: &escape::Escape, w: &WatchEntry) -> bool {
+    if e.when == escape::When::Always {
+        return true;
+    }
+    let Some(r) = super::saved_regs() else {
+        return true;
+    };
+    let [a0, a1, ..] = super::regs::ARGS;
+    let allowed = enforce::policy(w.agent_id).map_or(escape::Allowed::default(), |p| {
+        escape::Allowed::of_flags(p.flags)
+    });
+    escape::escapes(e, r[a0], r[a1], allowed)
+}
+
 /// At a watched thread's exit: a thread the sandbox's seccomp filter
 /// killed (SIGSYS) in an ia32 call. The filter ran before any tracepoint,
 /// so nothing else saw the call; it never ran. Fails open.
@@ -249,7 +271,7 @@ fn ia32_record(
     ia32_nr: u64,
     how: u64,
 ) -> Option<&'static mut agentwatch_common::RawEvent> {
-    let ev = event::start(RecordKind::Tamper, w, ia32_nr as u32)?;
+    let ev = event::start(RecordKind::Tamper, w, escape::IA32_SYSCALL_NR)?;
     ev.args = [0; 6];
     ev.args[4] = ia32_nr;
     ev.args[5] = how;

@@ -84,10 +84,10 @@ pub fn table(h: &Host) -> Vec<ClassTier> {
             same(file_selected),
         ),
         (
-            "a mount namespace, file handles, io_uring, modules, kexec",
+            "a mount namespace, file handles, io_uring, raw and packet sockets, modules, kexec",
             (seccomp.into(), entry.into()),
         ),
-        ("ptrace, another process's memory, bpf()", (seccomp.into(), entry.into())),
+        ("ptrace, another process's memory or open files (pidfd_getfd), bpf()", (seccomp.into(), entry.into())),
         (
             "a signal to agentwatch",
             (
@@ -131,6 +131,7 @@ mod tests {
             scoped: abi.is_some_and(|a| a >= 6),
             seccomp: true,
             io_uring: false,
+            raw_sockets: false,
             files: None,
         }
     }

@@ -141,8 +141,11 @@ fn prepare(anchors: &AnchorArgs, info: &serde_json::Value) -> anyhow::Result<San
     } else {
         None
     };
-    let io_uring = info["io_uring"].as_bool().unwrap_or(false);
-    Ok(Sandbox::prepare(files, io_uring)?)
+    let allowed = crate::sandbox::Allowed {
+        io_uring: info["io_uring"].as_bool().unwrap_or(false),
+        raw_sockets: info["raw_sockets"].as_bool().unwrap_or(false),
+    };
+    Ok(Sandbox::prepare(files, allowed)?)
 }
 
 /// The user `--user` names (a name, else a uid).

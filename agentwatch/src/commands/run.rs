@@ -185,13 +185,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         own_files::guardrails(&own, opts.audit.as_deref(), &[control::run_dir().as_path()]);
     let compiled = compile::compile(AGENT_ID, &profile, &anchors, &guardrails, opts.mode);
     warn_compiled(&compiled);
-    // The sandbox's seccomp filter admits x86-64 calls only: the ia32
-    // guard is for processes it does not hold.
-    let unsandboxed = opts.no_sandbox || !opts.select.is_empty();
-    let extras = crate::sensors::Extras {
-        tls: opts.context != crate::intent::Level::Off,
-        ia32: unsandboxed && crate::sensors::host::runs_ia32_syscalls(),
-    };
+    let sandboxed = !opts.no_sandbox && opts.select.is_empty();
+    let extras =
+        crate::sensors::Extras::for_agent(opts.context != crate::intent::Level::Off, sandboxed);
     let (sensors, mut maps) = Sensors::load_enforcing(
         ring,
         DfaCapacity::for_dfa(compiled.dfa.as_ref()),
@@ -411,7 +407,11 @@ fn launch_sandbox(
         let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
         files::resolve(&files::grants(profile, anchors), held, abi)
     });
-    let s = Sandbox::prepare(files, profile.io_uring)?;
+    let allowed = crate::sandbox::Allowed {
+        io_uring: profile.io_uring,
+        raw_sockets: profile.raw_sockets,
+    };
+    let s = Sandbox::prepare(files, allowed)?;
     if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());
     }

@@ -45,6 +45,8 @@ pub enum Reply {
         held: Vec<&'static str>,
         /// The profile allows io_uring.
         io_uring: bool,
+        /// The profile allows raw and packet sockets.
+        raw_sockets: bool,
     },
 }
 
@@ -107,12 +109,14 @@ impl Serialize for Reply {
                 mode,
                 held,
                 io_uring,
+                raw_sockets,
             } => {
                 m.serialize_entry("held", held)?;
                 m.serialize_entry("io_uring", io_uring)?;
                 m.serialize_entry("mode", mode)?;
                 m.serialize_entry("ok", &true)?;
                 m.serialize_entry("profile", profile)?;
+                m.serialize_entry("raw_sockets", raw_sockets)?;
             }
             Reply::Status(_) => {}
         }

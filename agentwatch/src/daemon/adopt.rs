@@ -77,10 +77,7 @@ pub(super) fn load_or_adopt(
         .iter()
         .any(|a| a.context != crate::intent::Level::Off);
     // The daemon selects agents the launch sandbox does not hold.
-    let extras = crate::sensors::Extras {
-        tls,
-        ia32: crate::sensors::host::runs_ia32_syscalls(),
-    };
+    let extras = crate::sensors::Extras::for_agent(tls, false);
     let (sensors, template) =
         Sensors::load_enforcing(ring_bytes, capacity, Some(&cfg.pin_dir), extras)?;
     Ok(Kernel {

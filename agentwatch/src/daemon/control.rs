@@ -133,6 +133,9 @@ fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
                 held: held.names(),
                 io_uring: e.compiled().policy.flags & agentwatch_common::policy::flags::IO_URING
                     != 0,
+                raw_sockets: e.compiled().policy.flags
+                    & agentwatch_common::policy::flags::RAW_SOCKETS
+                    != 0,
             }
         }
         Request::Launch {

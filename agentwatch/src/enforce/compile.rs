@@ -343,6 +343,9 @@ fn policy(profile: &Profile, mode: Mode, dfa: Option<&Dfa>, host_rules: bool) ->
     if profile.io_uring {
         flags |= kp::flags::IO_URING;
     }
+    if profile.raw_sockets {
+        flags |= kp::flags::RAW_SOCKETS;
+    }
     AgentPolicy {
         active: 1,
         enforce: u8::from(mode == Mode::Enforce),

@@ -13,6 +13,7 @@ impl Profile {
             overrides: Vec::new(),
             territories: Vec::new(),
             io_uring: false,
+            raw_sockets: false,
             executables: Vec::new(),
             files: Vec::new(),
             network: Vec::new(),

@@ -26,9 +26,9 @@ pub enum MergeError {
 
 /// Merges `profiles` into one for `agent` (default: their common agent).
 /// The first profile's granularity, actions and readiness settings lead;
-/// overrides, guardrails and approvals are the union; io_uring is allowed
-/// when any allows it (a reviewer said so); each resource budget is the
-/// largest any profile sets.
+/// overrides, guardrails and approvals are the union; io_uring and raw
+/// sockets are allowed when any allows them (a reviewer said so); each
+/// resource budget is the largest any profile sets.
 pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     if agent.is_none() {
@@ -40,6 +40,7 @@ pub fn merge(profiles: &[Profile], agent: Option<&str>) -> Result<Profile, Merge
     out.granularity = first.granularity;
     out.actions = first.actions.clone();
     out.io_uring = profiles.iter().any(|p| p.io_uring);
+    out.raw_sockets = profiles.iter().any(|p| p.raw_sockets);
     let sessions: u32 = profiles.iter().map(|p| p.provenance.sessions.max(1)).sum();
 
     let mut execs: BTreeMap<String, execs::Seen> = BTreeMap::new();

@@ -60,6 +60,10 @@ pub struct Profile {
     /// pass the syscall hooks: only Landlock's file rules and the cgroup
     /// network hooks still hold them. Off by default.
     pub io_uring: bool,
+    /// The agent may make raw and packet sockets (`rawSockets: true`; a
+    /// root `ping` does). Their packets pass no connect or datagram hook:
+    /// nothing judges where they go. Off by default.
+    pub raw_sockets: bool,
     pub executables: Vec<Executable>,
     pub files: Vec<FileRule>,
     pub network: Vec<NetRule>,

@@ -16,7 +16,7 @@ pub enum Rule {
     GuardAgentwatch,
     /// Setuid/setgid bits or file capabilities set.
     GuardPrivilege,
-    /// A signal aimed at agentwatch, ptrace, another process's memory, bpf().
+    /// A signal aimed at agentwatch, ptrace, another process's memory or open files, bpf().
     GuardTamper,
     /// Leaving the sandbox: mounts, namespaces, file handles, io_uring,
     /// the kernel (`agentwatch_common::escape`).

@@ -63,6 +63,13 @@ fn write_head(o: &mut String, p: &Profile) -> std::fmt::Result {
         )?;
         writeln!(o, "ioUring: true")?;
     }
+    if p.raw_sockets {
+        writeln!(
+            o,
+            "# a raw or packet socket's packets pass no connect or datagram hook: nothing judges where they go."
+        )?;
+        writeln!(o, "rawSockets: true")?;
+    }
     if !p.overrides.is_empty() {
         writeln!(o, "overrides:")?;
         for ov in &p.overrides {

@@ -22,6 +22,8 @@ use std::os::fd::OwnedFd;
 
 use serde::Serialize;
 
+pub use agentwatch_common::escape::Allowed;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("cannot build the seccomp filter: {0}")]
@@ -43,6 +45,9 @@ pub struct Layers {
     /// io_uring let through (the profile's `ioUring: true`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub io_uring: bool,
+    /// Raw and packet sockets let through (the profile's `rawSockets: true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raw_sockets: bool,
     /// The profile's file rules, when Landlock holds a class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesLayer>,
@@ -72,10 +77,33 @@ impl FilesLayer {
 impl Layers {
     /// One line for people: what holds, and what is missing and why.
     pub fn describe(&self) -> String {
-        let seccomp = match (self.seccomp, self.io_uring) {
-            (true, false) => "seccomp refuses the escapes (mounts, namespaces, file handles, io_uring, ptrace, bpf)",
-            (true, true) => "seccomp refuses the escapes (mounts, namespaces, file handles, ptrace, bpf; io_uring is allowed by the profile)",
-            (false, _) => "no seccomp filter",
+        let seccomp = if self.seccomp {
+            let optional = [
+                (self.io_uring, "io_uring"),
+                (self.raw_sockets, "raw sockets"),
+            ];
+            let named = |allowed: bool| -> Vec<&str> {
+                optional
+                    .iter()
+                    .filter(|(a, _)| *a == allowed)
+                    .map(|(_, n)| *n)
+                    .collect()
+            };
+            let mut refused = vec!["mounts", "namespaces", "file handles"];
+            refused.extend(named(false));
+            refused.extend(["ptrace", "bpf"]);
+            let mut s = format!("seccomp refuses the escapes ({}", refused.join(", "));
+            let allowed = named(true);
+            if !allowed.is_empty() {
+                s.push_str(&format!(
+                    "; {} allowed by the profile",
+                    allowed.join(" and ")
+                ));
+            }
+            s.push(')');
+            s
+        } else {
+            "no seccomp filter".to_string()
         };
         let landlock = match (self.landlock_abi, self.scoped) {
             (Some(abi), true) => format!(
@@ -107,18 +135,19 @@ pub struct Sandbox {
 impl Sandbox {
     /// Builds every layer this kernel offers; `files`: the profile's
     /// Landlock file rules (`files::resolve`), used from ABI 2;
-    /// `io_uring`: the profile allows it.
-    pub fn prepare(files: Option<FileRules>, io_uring: bool) -> Result<Sandbox, SandboxError> {
+    /// `allowed`: the escapes the profile lets through.
+    pub fn prepare(files: Option<FileRules>, allowed: Allowed) -> Result<Sandbox, SandboxError> {
         let abi = landlock::abi();
         let files = files.filter(|_| abi.is_some_and(|a| a >= files::FILES_ABI));
         let ruleset = landlock::ruleset(abi, files.as_ref())?;
-        let filters = seccomp::filters(io_uring)?;
+        let filters = seccomp::filters(allowed)?;
         Ok(Sandbox {
             layers: Layers {
                 landlock_abi: abi,
                 scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
                 seccomp: true,
-                io_uring,
+                io_uring: allowed.io_uring,
+                raw_sockets: allowed.raw_sockets,
                 files: files.as_ref().map(|f| FilesLayer {
                     held: f.held.names(),
                     rules: f.rules.len(),
@@ -172,8 +201,9 @@ pub fn layers_here() -> Layers {
     Layers {
         landlock_abi: abi,
         scoped: abi.is_some_and(|a| a >= landlock::SCOPE_ABI),
-        seccomp: seccomp::filters(false).is_ok(),
+        seccomp: seccomp::filters(Allowed::default()).is_ok(),
         io_uring: false,
+        raw_sockets: false,
         files: None,
     }
 }
@@ -184,13 +214,27 @@ mod tests {
 
     #[test]
     fn the_filters_build_and_name_every_escape() {
-        let f = seccomp::filters(false).expect("filters");
+        let f = seccomp::filters(Allowed::default()).expect("filters");
         assert_eq!(f.len(), 2);
-        // Allowed by the profile, io_uring is not in the filter.
-        let open = seccomp::filters(true).expect("filters");
-        let uring = agentwatch_common::syscalls::IO_URING_SETUP;
-        assert!(f[0].iter().any(|i| i.k == uring));
-        assert!(!open[0].iter().any(|i| i.k == uring));
+        // Allowed by the profile, io_uring and raw sockets are not in the
+        // filter; each only as allowed.
+        let filter_of = |io_uring, raw_sockets| {
+            seccomp::filters(Allowed {
+                io_uring,
+                raw_sockets,
+            })
+            .expect("filters")
+        };
+        let names = |f: &Vec<seccompiler::BpfProgram>, nr: u32| f[0].iter().any(|i| i.k == nr);
+        let (uring, socket) = (
+            agentwatch_common::syscalls::IO_URING_SETUP,
+            agentwatch_common::syscalls::SOCKET,
+        );
+        assert!(names(&f, uring) && names(&f, socket));
+        let open = filter_of(true, false);
+        assert!(!names(&open, uring) && names(&open, socket));
+        let raw = filter_of(false, true);
+        assert!(names(&raw, uring) && !names(&raw, socket));
         // Each escape's number appears as a comparison in the first.
         for e in agentwatch_common::escape::ESCAPES {
             assert!(

@@ -1,12 +1,12 @@
 //! The seccomp filter of the launch sandbox: every call of
 //! `agentwatch_common::escape::ESCAPES` refused with EPERM before it runs
 //! (`unshare` and `clone` only when they ask for a new mount or user
-//! namespace), and `clone3` answered ENOSYS so the C library falls back to
+//! namespace, `socket` only for a raw or packet socket), and `clone3` answered ENOSYS so the C library falls back to
 //! `clone`, whose flags a filter can read.
 use std::collections::BTreeMap;
 
 use agentwatch_common::{
-    escape::{self, When, ESCAPES},
+    escape::{self, Allowed, When, ESCAPES},
     syscalls as nr,
 };
 use seccompiler::{
@@ -16,13 +16,14 @@ use seccompiler::{
 
 use super::SandboxError;
 
-/// The two programs, in the order they are installed; io_uring is let
-/// through when the profile allows it.
-pub fn filters(io_uring_allowed: bool) -> Result<Vec<BpfProgram>, SandboxError> {
+/// The two programs, in the order they are installed; io_uring and raw
+/// sockets are let through when the profile allows them.
+pub fn filters(allowed: Allowed) -> Result<Vec<BpfProgram>, SandboxError> {
     let mut escapes = BTreeMap::new();
     for e in ESCAPES {
         let rules = match e.when {
-            When::Uring if io_uring_allowed => continue,
+            When::Uring if allowed.io_uring => continue,
+            When::RawSocket if allowed.raw_sockets => continue,
             When::Always | When::Uring => Vec::new(),
             // Either flag: two rules, matched if either holds.
             When::NsFlags => [escape::CLONE_NEWNS, escape::CLONE_NEWUSER]
@@ -38,6 +39,7 @@ pub fn filters(io_uring_allowed: bool) -> Result<Vec<BpfProgram>, SandboxError> 
                 })
                 .collect::<Result<_, _>>()
                 .map_err(SandboxError::Seccomp)?,
+            When::RawSocket => raw_socket_rules()?,
         };
         escapes.insert(i64::from(e.nr), rules);
     }
@@ -47,6 +49,30 @@ pub fn filters(io_uring_allowed: bool) -> Result<Vec<BpfProgram>, SandboxError> 
         libc::ENOSYS,
     )?;
     Ok(vec![eperm, clone3])
+}
+
+/// `socket` making a raw or packet socket (`When::RawSocket`): any of
+/// the three rules. Dword compares: the kernel reads the low 32 bits.
+fn raw_socket_rules() -> Result<Vec<SeccompRule>, SandboxError> {
+    let arg = |i: u8, op: SeccompCmpOp, v: u32| {
+        SeccompCondition::new(i, SeccompCmpArgLen::Dword, op, u64::from(v))
+            .and_then(|c| SeccompRule::new(vec![c]))
+    };
+    let kind = |t: u32| {
+        arg(
+            1,
+            SeccompCmpOp::MaskedEq(u64::from(escape::SOCK_TYPE_MASK)),
+            t,
+        )
+    };
+    [
+        arg(0, SeccompCmpOp::Eq, escape::AF_PACKET),
+        kind(escape::SOCK_RAW),
+        kind(escape::SOCK_PACKET),
+    ]
+    .into_iter()
+    .collect::<Result<_, _>>()
+    .map_err(SandboxError::Seccomp)
 }
 
 fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, SandboxError> {

@@ -108,6 +108,18 @@ pub struct Extras {
     pub ia32: bool,
 }
 
+impl Extras {
+    /// The extras for an agent: `tls` when it captures intent; the ia32
+    /// guard unless the launch sandbox holds it (its seccomp filter admits
+    /// x86-64 calls only) and only where the kernel runs ia32 calls.
+    pub fn for_agent(tls: bool, sandboxed: bool) -> Self {
+        Self {
+            tls,
+            ia32: !sandboxed && host::runs_ia32_syscalls(),
+        }
+    }
+}
+
 impl Sensors {
     /// Loads the object and attaches `hooks`. `ring_buffer_bytes` must be a
     /// power of two multiple of the page size.

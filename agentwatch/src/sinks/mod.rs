@@ -88,6 +88,7 @@ pub fn what_happened(ev: &Event) -> String {
             target,
             signal,
             path,
+            ..
         } => match (signal, path) {
             (Some(s), _) => format!("{syscall} pid {target} signal {s}"),
             (None, Some(p)) => format!("{syscall} {p} security.capability"),

@@ -85,10 +85,13 @@ pub(super) fn by_real_paths(ev: &Event) -> Option<Event> {
 /// Why a tamper or escape violation is one: the escape list's reason for
 /// its call, else `otherwise` (a signal aimed at agentwatch).
 fn escape_reason(ev: &Event, otherwise: &'static str) -> &'static str {
-    let crate::event::Detail::Tamper { syscall, .. } = &ev.detail else {
+    let crate::event::Detail::Tamper {
+        syscall, ia32_call, ..
+    } = &ev.detail
+    else {
         return otherwise;
     };
-    if syscall.starts_with(agentwatch_common::escape::IA32_NAME) {
+    if ia32_call.is_some() {
         return "an ia32 system call: no syscall tracepoint sees it, so nothing judges what it names";
     }
     agentwatch_common::escape::ESCAPES

@@ -90,11 +90,13 @@ pub(super) fn tamper(rec: &Record) -> Detail {
     let sysno = rec.header().syscall_nr;
     if a[5] == escape::IA32 || a[5] == escape::IA32_REFUSED {
         // An ia32 number names another call in the x86-64 table.
+        let ia32 = a[4] as i64;
         return Detail::Tamper {
-            syscall: format!("{} (ia32 call {})", escape::IA32_NAME, a[4] as i64).into(),
+            syscall: format!("{} (ia32 call {ia32})", escape::IA32_NAME).into(),
             target: 0,
             signal: None,
             path: None,
+            ia32_call: Some(ia32),
         };
     }
     let refused = a[5] == escape::REFUSED;
@@ -116,5 +118,6 @@ pub(super) fn tamper(rec: &Record) -> Detail {
         target,
         signal,
         path,
+        ia32_call: None,
     }
 }

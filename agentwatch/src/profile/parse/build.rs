@@ -74,6 +74,7 @@ fn shape(doc: &Doc, lint: &mut Lint, p: &mut Profile) {
         p.granularity = g.value;
     }
     p.io_uring = doc.io_uring.unwrap_or(false);
+    p.raw_sockets = doc.raw_sockets.unwrap_or(false);
     for o in &doc.overrides {
         if let Some(g) = check_pattern(lint, &o.value.path) {
             if !g.is_literal() && o.value.path.value.contains("**") {

@@ -103,6 +103,8 @@ struct Doc {
     #[serde(default)]
     io_uring: Option<bool>,
     #[serde(default)]
+    raw_sockets: Option<bool>,
+    #[serde(default)]
     territories: Vec<Spanned<TerritoryDoc>>,
     #[serde(default)]
     executables: Vec<Spanned<ExeDoc>>,

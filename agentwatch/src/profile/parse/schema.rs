@@ -179,6 +179,7 @@ const PROFILE: &[Field] = &[
         ),
     ),
     Field("ioUring", Want::Bool),
+    Field("rawSockets", Want::Bool),
     Field("territories", Want::ListOfFields(PATH_RULE, "a territory")),
     Field("executables", Want::ListOfFields(EXE_RULE, "an executable")),
     Field("files", Want::ListOfFields(PATH_RULE, "a file rule")),
