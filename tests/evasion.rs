@@ -4,7 +4,8 @@
 //! moved under a guardrail after the kernel cached it as clean; a double
 //! fork into a new session; an exec from a memfd; an IPv4-mapped IPv6
 //! address; an ia32 call; a file taken from another process with
-//! `pidfd_getfd`; a packet built by hand on a raw socket) and must still
+//! `pidfd_getfd`; a packet built by hand on a raw socket; a `chroot` into
+//! a guardrail's directory) and must still
 //! be attributed, flagged and, in enforce mode, acted on.
 mod support;
 
@@ -859,14 +860,14 @@ fn raw_datagram(extra: &[&str], name: &str, allow: &str) -> (Done, bool) {
     (d, rx.recv(&mut buf).is_ok())
 }
 
-/// The run printed `marker` and alerted `rule` for `what`, denied (a
-/// launched agent's refusal, or a kill at the call).
+/// The run printed `marker` and alerted `rule` for what ends with `what`,
+/// denied (a launched agent's refusal, or a kill at the call).
 fn denied_and_alerted(d: &Done, marker: &str, rule: &str, what: &str) {
     assert!(d.stdout.contains(marker), "{}\n{}", d.stdout, d.brief());
-    let denied = d
-        .alerts_by(rule)
-        .into_iter()
-        .any(|x| x["what"] == what && x["action"].as_str().unwrap_or("").starts_with("deny"));
+    let denied = d.alerts_by(rule).into_iter().any(|x| {
+        x["what"].as_str().is_some_and(|w| w.ends_with(what))
+            && x["action"].as_str().unwrap_or("").starts_with("deny")
+    });
     assert!(denied, "no {rule} alert for {what}: {}", d.brief());
 }
 
@@ -906,4 +907,29 @@ fn a_profile_that_allows_raw_sockets_lets_them_through() {
     );
     assert!(d.alerts_by("guardrail/escape").is_empty(), "{}", d.brief());
     assert_eq!(d.summary()["sandbox"]["raw_sockets"], true, "{}", d.brief());
+}
+
+/// A root agent `chroot`s into a guardrail's directory and opens the key
+/// by the name it has there (`/id_ed25519`): the name means nothing, the
+/// file it reached (walked to the real root) is the key. Without the
+/// launch sandbox, as for a daemon-selected agent.
+#[test]
+fn a_chroot_into_a_guardrail_directory_is_judged_by_the_file_reached() {
+    let Some(_g) = privileged() else { return };
+    let (_secret, key) = secret_beside();
+    let dir = std::path::Path::new(&key)
+        .parent()
+        .expect("the key's directory")
+        .display()
+        .to_string();
+    let d = guardrails_denied(
+        "ev-chroot",
+        &["--no-sandbox"],
+        &format!(
+            "/usr/bin/python3 -c 'import os\nos.chroot(\"{dir}\")\n\
+             print(\"read\", open(\"/id_ed25519\").read(), flush=True)'; echo after $?"
+        ),
+    );
+    assert!(!d.stdout.contains("read"), "{}\n{}", d.stdout, d.brief());
+    denied_and_alerted(&d, "after 137", "guardrail/secrets", "/.ssh/id_ed25519");
 }
