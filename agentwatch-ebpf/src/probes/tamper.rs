@@ -194,11 +194,18 @@ pub fn try_tamper_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = event::start(RecordKind::Tamper, &w, sysno).ok_or(1)?;
     ev.args = [0; 6];
     ev.args[5] = REFUSED_AT_LAUNCH;
+    submit_refused(ev, r);
+    Ok(())
+}
+
+/// Sends a record of a call the launch sandbox already refused: a
+/// violation of `r`, denied, nothing left to act on.
+#[inline(always)]
+fn submit_refused(ev: &mut agentwatch_common::RawEvent, r: u8) {
     ev.hdr.verdict = verdict::VIOLATION;
     ev.hdr.rule = r;
     ev.hdr.action = agentwatch_common::policy::action::DENY;
     event::submit(ev);
-    Ok(())
 }
 
 /// Raw `sys_enter` (every call of every process): an ia32 call (`int 0x80`)
@@ -257,10 +264,7 @@ pub fn ia32_refused(w: &WatchEntry, task: Ptr) -> Option<()> {
     enforce::policy(w.agent_id)?;
     let ia32_nr = super::saved_regs().map_or(u64::MAX, |r| r[super::regs::ORIG_AX]);
     let ev = ia32_record(w, ia32_nr, escape::IA32_REFUSED)?;
-    ev.hdr.verdict = verdict::VIOLATION;
-    ev.hdr.rule = rule::ESCAPE;
-    ev.hdr.action = agentwatch_common::policy::action::DENY;
-    event::submit(ev);
+    submit_refused(ev, rule::ESCAPE);
     Some(())
 }
 

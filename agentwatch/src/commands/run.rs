@@ -407,10 +407,8 @@ fn launch_sandbox(
         let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
         files::resolve(&files::grants(profile, anchors), held, abi)
     });
-    let allowed = crate::sandbox::Allowed {
-        io_uring: profile.io_uring,
-        raw_sockets: profile.raw_sockets,
-    };
+    // From the compiled flags: what the kernel's escape check reads too.
+    let allowed = crate::sandbox::Allowed::of_flags(compiled.policy.flags);
     let s = Sandbox::prepare(files, allowed)?;
     if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());

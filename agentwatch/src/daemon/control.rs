@@ -127,15 +127,13 @@ fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
                 Err(_) if !e.decides_in_kernel() => crate::sandbox::Held::default(),
                 Err(_) => crate::sandbox::Held::of_policy(&e.compiled().policy),
             };
+            let allowed = crate::sandbox::Allowed::of_flags(e.compiled().policy.flags);
             Reply::Launch {
                 profile: e.profile_path().display().to_string(),
                 mode: e.mode().name(),
                 held: held.names(),
-                io_uring: e.compiled().policy.flags & agentwatch_common::policy::flags::IO_URING
-                    != 0,
-                raw_sockets: e.compiled().policy.flags
-                    & agentwatch_common::policy::flags::RAW_SOCKETS
-                    != 0,
+                io_uring: allowed.io_uring,
+                raw_sockets: allowed.raw_sockets,
             }
         }
         Request::Launch {
