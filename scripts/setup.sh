@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in llvm-22-dev libpolly-22-dev clang-22 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 util-linux python3 python3-venv systemd rsyslog rsyslog-openssl openssl chromium; do
+for pkg in build-essential llvm-22-dev libpolly-22-dev clang-22 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 util-linux python3 python3-venv systemd rsyslog rsyslog-openssl openssl chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

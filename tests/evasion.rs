@@ -348,12 +348,14 @@ fn a_path_longer_than_the_kernel_copy_is_refused_not_judged_by_its_prefix() {
 fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_undone() {
     let Some(_g) = privileged() else { return };
     // What a daemon-selected agent gets (no sandbox): symlink, mkdir and
-    // a hard link's new name are judged at entry as creations; the
-    // SIGKILL lands after the call, so what it made is removed.
+    // a hard link's new name are judged at entry as creations, a rename's
+    // new name as a rename; the SIGKILL lands after the call, so what it
+    // made is removed and what it moved is moved back.
     let script = "echo x > f\n\
                   (ln -s /x .git/hooks/pre-commit) || echo symlink-stopped\n\
                   (ln f .git/hooks/post-commit) || echo link-stopped\n\
-                  (mkdir .git/hooks/sub) || echo mkdir-stopped";
+                  (mkdir .git/hooks/sub) || echo mkdir-stopped\n\
+                  echo payload > pay; (mv pay .git/hooks/pre-push) || echo rename-stopped";
     let run = Run::start_prepared(
         "ev-plant",
         &profile("ev-plant", 1, "actions:\n  guardrails: deny\n"),
@@ -365,7 +367,7 @@ fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_
     let (d, dir) = run.finish_keeping_dir();
     let hooks = dir.0.join("ws/.git/hooks");
     assert!(hooks.is_dir(), "{}", d.brief());
-    for what in ["symlink", "link", "mkdir"] {
+    for what in ["symlink", "link", "mkdir", "rename"] {
         assert!(
             d.stdout.contains(&format!("{what}-stopped")),
             "{what}: {}",
@@ -373,8 +375,8 @@ fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_
         );
     }
     let a = d.alerts_by("guardrail/persistence");
-    assert_eq!(a.len(), 3, "{}", d.brief());
-    for name in ["pre-commit", "post-commit", "sub"] {
+    assert_eq!(a.len(), 4, "{}", d.brief());
+    for name in ["pre-commit", "post-commit", "sub", "pre-push"] {
         assert!(
             a.iter()
                 .any(|x| x["what"].as_str().unwrap_or("").ends_with(name)),
@@ -387,6 +389,15 @@ fn symlinks_directories_and_link_names_planted_under_a_guardrail_are_judged_and_
             d.brief()
         );
     }
+    // A rename is moved back: the payload is where it was.
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("ws/pay"))
+            .ok()
+            .as_deref(),
+        Some("payload\n"),
+        "{}",
+        d.brief()
+    );
 }
 
 #[test]
@@ -932,4 +943,64 @@ fn a_chroot_into_a_guardrail_directory_is_judged_by_the_file_reached() {
     );
     assert!(!d.stdout.contains("read"), "{}\n{}", d.stdout, d.brief());
     denied_and_alerted(&d, "after 137", "guardrail/secrets", "/.ssh/id_ed25519");
+}
+
+/// Names that do not lead where the kernel goes, on a kernel with the BPF
+/// LSM tier: a rename through a symlinked directory (`sd` -> `.git/hooks`),
+/// which the entry judges by the name it was given, and a rename whose
+/// destination a second thread rewrites between the entry's copy and the
+/// kernel's own (`tests/tools/race.c`). Landlock cannot refuse either
+/// (`.git/hooks` is inside the granted workspace); the LSM path hooks
+/// judge the dentries the kernel reached. `cargo xtask vm-test` runs the
+/// same on 6.1; without BPF LSM this is a known limit (README).
+#[test]
+fn names_that_do_not_lead_where_the_kernel_goes_are_judged_by_what_it_reached() {
+    let Some(_g) = privileged() else { return };
+    if !support::bpf_lsm_tier(
+        "the LSM path hooks are what judges the real destination (README, known limits); the 6.1 VM test runs this",
+    ) {
+        return;
+    }
+    let bin_dir = support::TempDir::new("ev-race-bin");
+    let bin = bin_dir.join("race");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/race.c");
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-pthread", "-o", &bin, src])
+        .status()
+        .expect("run cc");
+    assert!(cc.success(), "building {src}");
+    let yaml = profile("ev-race", 1, "actions:\n  guardrails: deny\n").replace(
+        "executables:\n",
+        &format!("executables:\n  - path: \"{bin}\"\n"),
+    );
+    let script = format!(
+        "ln -s .git/hooks sd; echo x > p2; (mv p2 sd/pre-commit) || echo symlinked-refused\n\
+         {bin} .git/hooks/pre-commit 4000"
+    );
+    let run = Run::start_prepared("ev-race", &yaml, "enforce", &[], &script, |ws| {
+        std::fs::create_dir_all(ws.join(".git/hooks")).expect("hooks")
+    });
+    let (d, dir) = run.finish_keeping_dir();
+    let hook = dir.0.join("ws/.git/hooks/pre-commit");
+    assert!(d.stdout.contains("symlinked-refused"), "{}", d.brief());
+    assert!(
+        d.stdout.contains("planted=0"),
+        "{}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    assert!(std::fs::symlink_metadata(&hook).is_err(), "{}", d.brief());
+    let real: Vec<_> = d
+        .alerts_by("guardrail/persistence")
+        .into_iter()
+        .filter(|a| a["event"]["kernel"]["real_paths"] == true)
+        .collect();
+    assert!(!real.is_empty(), "{}", d.brief());
+    assert_eq!(
+        real[0]["event"]["to"],
+        hook.display().to_string(),
+        "{}",
+        real[0]
+    );
+    assert_eq!(real[0]["action"], "deny", "{}", real[0]);
 }

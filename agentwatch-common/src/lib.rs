@@ -68,6 +68,14 @@ pub enum RecordKind {
     /// the bytes carried; the bytes fill the slots in order (each slot
     /// `SLOT_BYTES`, `tls::CHUNK` bytes but the last).
     Tls = 10,
+    /// A file call its syscall entry allowed by the names it gave, whose
+    /// target the BPF LSM tier judged again at the call's LSM hook, by the
+    /// kernel's own dentries, and found to be a guardrail: a symlinked
+    /// directory on the way, or names another thread rewrote between the
+    /// entry's copy and the kernel's. Laid out as the call's `SysEnter` with
+    /// the real paths walked into BASE1 (and BASE2 for the second name of
+    /// a rename or link), PATH slots empty; its `SysExit` follows.
+    Reached = 11,
 }
 
 /// Constants of [`RecordKind::Tls`] records.
@@ -100,6 +108,7 @@ impl RecordKind {
             8 => Self::Opened,
             9 => Self::Datagram,
             10 => Self::Tls,
+            11 => Self::Reached,
             _ => return None,
         })
     }

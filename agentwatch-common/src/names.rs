@@ -86,6 +86,8 @@ pub mod program {
     pub const DENY_PATH_LINK: &str = "deny_path_link";
     pub const DENY_PATH_CHMOD: &str = "deny_path_chmod";
     pub const DENY_PATH_CHOWN: &str = "deny_path_chown";
+    pub const DENY_PATH_MKDIR: &str = "deny_path_mkdir";
+    pub const DENY_PATH_SYMLINK: &str = "deny_path_symlink";
     pub const DENY_BPRM_CHECK: &str = "deny_bprm_check";
     pub const FLOOR_TRACEPOINT: &str = "floor_tracepoint";
     pub const FLOOR_RAW_ENTER: &str = "floor_raw_enter";
@@ -179,6 +181,8 @@ pub const PROGRAMS: &[&str] = &[
     program::DENY_PATH_LINK,
     program::DENY_PATH_CHMOD,
     program::DENY_PATH_CHOWN,
+    program::DENY_PATH_MKDIR,
+    program::DENY_PATH_SYMLINK,
     program::DENY_BPRM_CHECK,
     program::FLOOR_TRACEPOINT,
     program::FLOOR_RAW_ENTER,

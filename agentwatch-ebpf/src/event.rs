@@ -257,21 +257,30 @@ pub fn walk_path(ev: &mut RawEvent, slot: usize, path: Ptr) {
     if path.is_null() {
         return;
     }
+    let (dentry, vfsmnt) = unsafe { (aw_path_dentry(path), aw_path_mnt(path)) };
+    walk_dentry(ev, slot, dentry, vfsmnt);
+}
+
+/// `walk_path` from a dentry in the mount `vfsmnt` (a `struct vfsmount *`):
+/// the name an LSM hook is about to create, move or remove, which no
+/// `struct path` holds yet.
+#[inline(always)]
+pub fn walk_dentry(ev: &mut RawEvent, slot: usize, dentry: Ptr, vfsmnt: Ptr) {
+    if dentry.is_null() || vfsmnt.is_null() {
+        return;
+    }
     // Cut short until the walk reaches the root.
     ev.slots[slot & (SLOTS - 1)] = agentwatch_common::StrSlot {
         len: 0,
         flags: SLOT_USED | SLOT_REVERSED_COMPONENTS | SLOT_TRUNCATED,
     };
-    let mut w = unsafe {
-        let vfsmnt = aw_path_mnt(path);
-        Walk {
-            dentry: aw_path_dentry(path),
-            vfsmnt,
-            mnt: aw_real_mount(vfsmnt),
-            base: slot_ptr(ev, slot),
-            hdr: &mut ev.slots[slot & (SLOTS - 1)],
-            off: 0,
-        }
+    let mut w = Walk {
+        dentry,
+        vfsmnt,
+        mnt: unsafe { aw_real_mount(vfsmnt) },
+        base: slot_ptr(ev, slot),
+        hdr: &mut ev.slots[slot & (SLOTS - 1)],
+        off: 0,
     };
     unsafe {
         bpf_loop(

@@ -243,47 +243,74 @@ pub fn deny_file_open(_ctx: LsmContext) -> i32 {
     lsm::try_refuse().unwrap_or(0)
 }
 
-/// lsm/path_mknod: the creation step of open(O_CREAT). Fails open.
+/// lsm/path_mknod(dir, dentry, mode, dev): mknod, and the creation step
+/// of open(O_CREAT). Fails open, as every path hook below: a denied call
+/// is refused, an allowed one judged again by its real path against the
+/// guardrails (`lsm::try_recheck`); anything unreadable lets it go.
 #[lsm(hook = "path_mknod")]
-pub fn deny_path_mknod(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_mknod(ctx: LsmContext) -> i32 {
+    let t = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    lsm::try_recheck(t, lsm::Second::None).unwrap_or(0)
 }
 
-/// lsm/path_unlink. Fails open.
+/// lsm/path_mkdir(dir, dentry, mode).
+#[lsm(hook = "path_mkdir")]
+pub fn deny_path_mkdir(ctx: LsmContext) -> i32 {
+    let t = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    lsm::try_recheck(t, lsm::Second::None).unwrap_or(0)
+}
+
+/// lsm/path_symlink(dir, dentry, old_name): the new name is judged.
+#[lsm(hook = "path_symlink")]
+pub fn deny_path_symlink(ctx: LsmContext) -> i32 {
+    let t = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    lsm::try_recheck(t, lsm::Second::None).unwrap_or(0)
+}
+
+/// lsm/path_unlink(dir, dentry).
 #[lsm(hook = "path_unlink")]
-pub fn deny_path_unlink(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_unlink(ctx: LsmContext) -> i32 {
+    let t = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    lsm::try_recheck(t, lsm::Second::None).unwrap_or(0)
 }
 
-/// lsm/path_rmdir. Fails open.
+/// lsm/path_rmdir(dir, dentry).
 #[lsm(hook = "path_rmdir")]
-pub fn deny_path_rmdir(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_rmdir(ctx: LsmContext) -> i32 {
+    let t = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    lsm::try_recheck(t, lsm::Second::None).unwrap_or(0)
 }
 
-/// lsm/path_rename. Fails open.
+/// lsm/path_rename(old_dir, old_dentry, new_dir, new_dentry, flags): both
+/// names are judged (an exchange moves both).
 #[lsm(hook = "path_rename")]
-pub fn deny_path_rename(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_rename(ctx: LsmContext) -> i32 {
+    let from = lsm::Target::at(ctx.arg(0), ctx.arg(1));
+    let to = lsm::Target::at(ctx.arg(2), ctx.arg(3));
+    lsm::try_recheck(from, lsm::Second::Same(to)).unwrap_or(0)
 }
 
-/// lsm/path_link (link, linkat: a hard link to a guardrail file). Fails
-/// open.
+/// lsm/path_link(old_dentry, new_dir, new_dentry): link, linkat (a hard
+/// link to a guardrail file, or a new name under one). Both names are in
+/// `new_dir`'s mount (the kernel refuses a link across mounts first).
 #[lsm(hook = "path_link")]
-pub fn deny_path_link(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_link(ctx: LsmContext) -> i32 {
+    let new_dir = ctx.arg(1);
+    let from = lsm::Target::at(new_dir, ctx.arg(0));
+    let to = lsm::Target::at(new_dir, ctx.arg(2));
+    lsm::try_recheck(from, lsm::Second::Created(to)).unwrap_or(0)
 }
 
-/// lsm/path_chmod (chmod, fchmod, fchmodat). Fails open.
+/// lsm/path_chmod(path, mode): chmod, fchmod, fchmodat.
 #[lsm(hook = "path_chmod")]
-pub fn deny_path_chmod(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_chmod(ctx: LsmContext) -> i32 {
+    lsm::try_recheck(lsm::Target::of_path(ctx.arg(0)), lsm::Second::None).unwrap_or(0)
 }
 
-/// lsm/path_chown (chown, fchown, lchown, fchownat). Fails open.
+/// lsm/path_chown(path, uid, gid): chown, fchown, lchown, fchownat.
 #[lsm(hook = "path_chown")]
-pub fn deny_path_chown(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_path_chown(ctx: LsmContext) -> i32 {
+    lsm::try_recheck(lsm::Target::of_path(ctx.arg(0)), lsm::Second::None).unwrap_or(0)
 }
 
 /// lsm/bprm_check_security: judges an exec before the old image goes.

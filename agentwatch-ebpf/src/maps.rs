@@ -245,6 +245,23 @@ impl TaskStorage {
     }
 }
 
+/// The current thread's pending call, for an LSM hook between the call's
+/// entry and its exit: the slot (to change the call word), the call word
+/// and the watch entry. None for a thread with nothing pending.
+#[inline(always)]
+pub fn pending_now() -> Option<(*mut Pending, u64, WatchEntry)> {
+    if !current_gate_open() {
+        return None;
+    }
+    let p = PENDING_EXIT.current(false);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the current task's own slot; only this thread writes it.
+    let (call, watch) = unsafe { ((*p).call, (*p).watch) };
+    (call != 0).then_some((p, call, watch))
+}
+
 /// Leaves `call` (non-zero) and the process's watch entry `w` to the
 /// current thread's exit.
 #[inline(always)]

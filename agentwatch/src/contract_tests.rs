@@ -65,6 +65,7 @@ fn name(code: u8) -> String {
         action: 0,
         held: false,
         paths_at_exit: false,
+        real_paths: false,
     }
     .rule_name()
 }

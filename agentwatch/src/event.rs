@@ -45,6 +45,12 @@ pub struct KernelDecision {
     /// the time); the event's paths are what the exit read, after the
     /// call: possibly not what the kernel used (`enforce::agent::reached`).
     pub paths_at_exit: bool,
+    /// The BPF LSM tier found what the call reached, by the kernel's own
+    /// dentries, to be a guardrail the names its entry read did not lead
+    /// to (a symlinked directory on the way, or names another thread
+    /// rewrote under the call). The event's paths are the real ones (a
+    /// `RecordKind::Reached` record).
+    pub real_paths: bool,
 }
 
 impl KernelDecision {
@@ -92,6 +98,9 @@ impl Serialize for KernelDecision {
         if self.paths_at_exit {
             m.serialize_entry("paths_at_exit", &true)?;
         }
+        if self.real_paths {
+            m.serialize_entry("real_paths", &true)?;
+        }
         m.end()
     }
 }
@@ -106,6 +115,7 @@ impl<'de> Deserialize<'de> for KernelDecision {
             action: 0,
             held: false,
             paths_at_exit: false,
+            real_paths: false,
         })
     }
 }

@@ -486,3 +486,23 @@ pub fn ia32_alerted(d: &run::Done, action: &str) -> bool {
             && a["action"].as_str().is_some_and(|x| x.starts_with(action))
     })
 }
+
+/// Whether the BPF LSM tier loads here (`doctor`'s tier 1); says why a
+/// test skips when not.
+pub fn bpf_lsm_tier(what: &str) -> bool {
+    let out = agentwatch()
+        .args(["doctor", "--json"])
+        .output()
+        .expect("run agentwatch doctor");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let available = r["enforcement"][0]["available"] == true;
+    if !available {
+        eprintln!(
+            "skipped: no BPF LSM tier on this kernel ({}); {what}",
+            r["enforcement"][0]["why"]
+                .as_str()
+                .unwrap_or("doctor said nothing")
+        );
+    }
+    available
+}

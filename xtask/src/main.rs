@@ -25,6 +25,7 @@ mod stats;
 mod vm;
 mod vm_budget;
 mod vm_enforce;
+mod vm_race;
 
 #[derive(Parser)]
 #[command(name = "xtask")]

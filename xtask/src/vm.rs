@@ -127,11 +127,13 @@ fn initramfs(binary: &Path, out: &Path) -> anyhow::Result<()> {
     fs::write(
         &init,
         format!(
-            "{INIT}{}{}poweroff -f\n",
+            "{INIT}{}{}{}poweroff -f\n",
             crate::vm_enforce::INIT_PART,
-            crate::vm_budget::INIT_PART
+            crate::vm_budget::INIT_PART,
+            crate::vm_race::init_part(),
         ),
     )?;
+    crate::vm_race::build_helper(&root)?;
     fs::write(root.join("lsm-profile.yaml"), crate::vm_enforce::PROFILE)?;
     fs::write(root.join("lsm-workload.sh"), crate::vm_enforce::WORKLOAD)?;
     sh(Command::new("chmod").arg("+x").arg(&init))?;
@@ -160,8 +162,10 @@ fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> anyhow::Result<String> {
         .args([
             "-m",
             "1024",
+            // Two CPUs: the race test needs a second thread running
+            // while the first is in its call.
             "-smp",
-            "1",
+            "2",
             "-display",
             "none",
             "-monitor",
@@ -342,5 +346,23 @@ fn check(log: &str) -> anyhow::Result<()> {
         .find_map(|l| l.split("=== AW-BUDGET-LEFT ").nth(1))
         .unwrap_or("?");
     crate::vm_budget::check(&doctor, budget, &budget_alerts, left)?;
+    let race = between(log, "=== AW-RACE-BEGIN", "=== AW-RACE-END")?;
+    let status = log
+        .lines()
+        .find(|l| l.contains("=== AW-RACE-END"))
+        .unwrap_or_default();
+    let changed = log
+        .lines()
+        .find_map(|l| l.split("=== AW-RACE-CHANGED ").nth(1))
+        .unwrap_or("?");
+    let race_alerts = json_lines(between(log, "=== AW-RACE-END", "=== AW-RACE-ALERTS-END")?);
+    crate::vm_race::check(
+        race,
+        status,
+        log.contains("=== AW-RACE-PLANTED"),
+        changed,
+        &race_alerts,
+    )
+    .with_context(|| format!("the race in the guest:\n{race}"))?;
     Ok(())
 }

@@ -59,6 +59,10 @@ ln -s /data/.ssh/id /work/ws/soft
 step symlink-secret cat /work/ws/soft
 # An escape: the launch sandbox's seccomp filter refuses it.
 step escape-ns unshare -m true
+# A persistence path planted by symlink or mkdir: each has an LSM hook.
+step symlink-hook ln -s /x /data/repo/.git/hooks/pre-commit
+step mkdir-hook mkdir /data/repo/.git/hooks/sub
+[ -L /data/repo/.git/hooks/pre-commit ] || [ -e /data/repo/.git/hooks/sub ] && echo "STEP planted-anyway: yes"
 echo "STEP survived: yes"
 "#;
 
@@ -69,6 +73,7 @@ echo keep > /data/keep.txt
 echo other > /data/other.txt
 printf '#!/bin/sh\necho ran\n' > /data/tool && chmod +x /data/tool
 mkdir -p /data/.ssh && echo secret-key > /data/.ssh/id
+mkdir -p /data/repo/.git/hooks
 cp /lsm-workload.sh /work/ws/workload.sh
 echo "=== AW-RUN-BEGIN"
 /agentwatch run --json --mode enforce --profile /lsm-profile.yaml --workspace /work/ws -o /work/alerts.jsonl -- /bin/sh /work/ws/workload.sh
@@ -102,6 +107,8 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         "link-secret",
         "rel-out",
         "escape-ns",
+        "symlink-hook",
+        "mkdir-hook",
     ] {
         let s = step(denied);
         ensure!(
@@ -111,8 +118,11 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         println!("vm-test: lsm: {denied}: {s}");
     }
     ensure!(
-        !run.contains("created-anyway") && !run.contains("\nran") && !run.contains("linked-anyway"),
-        "a denied create, exec or link took effect"
+        !run.contains("created-anyway")
+            && !run.contains("\nran")
+            && !run.contains("linked-anyway")
+            && !run.contains("planted-anyway"),
+        "a denied create, exec, link, symlink or mkdir took effect"
     );
     // Through a symlink the open is judged at its exit, by the file it
     // reached: too late for EPERM, so the reader is killed before it reads.
@@ -165,6 +175,11 @@ pub fn check(run: &str, alerts: &[serde_json::Value]) -> anyhow::Result<()> {
         ("file/unknown", "rename /data/c.txt"),
         ("file/unknown", "write,create /data/new.txt"),
         ("guardrail/escape", "unshare"),
+        (
+            "guardrail/persistence",
+            "create /data/repo/.git/hooks/pre-commit",
+        ),
+        ("guardrail/persistence", "create /data/repo/.git/hooks/sub"),
         ("guardrail/secrets", "read /data/.ssh/id"),
         ("guardrail/secrets", "read,write /data/.ssh/id"),
     ];

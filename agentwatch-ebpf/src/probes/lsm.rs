@@ -5,13 +5,25 @@
 //!
 //! Deciding at syscall entry and refusing here keeps one decision per call:
 //! the alert userspace raises and the errno the process sees always agree.
+//! One exception: a call the entry allowed by the names it copied is
+//! judged again here, by the kernel's own dentries, against the
+//! guardrails (`try_recheck`). The names are only a claim: a symlinked
+//! directory on the way leads elsewhere, and the entry reads the caller's
+//! memory before the kernel does, so another thread can rewrite them.
 use agentwatch_common::{
-    policy::{access, action, class, decided, flags, verdict},
+    calls,
+    policy::{access, action, class, decided, flags, hard_rule, verdict},
     slot, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
 
-use crate::{enforce, event, maps::*, shim::Ptr};
+use super::syscall::{ALLOWED, SYSNO_MASK};
+use crate::{
+    enforce::{self, Decision},
+    event,
+    maps::*,
+    shim::*,
+};
 
 /// What an LSM program returns to refuse: -EPERM.
 pub const EPERM: i32 = -1;
@@ -24,6 +36,118 @@ pub fn try_refuse() -> Result<i32, i32> {
         return Ok(EPERM);
     }
     Ok(0)
+}
+
+/// What a path hook is about to change: a dentry (a negative one for a
+/// name being made) in a mount (`struct vfsmount *`).
+#[derive(Clone, Copy)]
+pub struct Target {
+    pub dentry: Ptr,
+    pub mnt: Ptr,
+}
+
+impl Target {
+    /// The dentry `dentry` in the mount of `dir` (a `struct path *`).
+    #[inline(always)]
+    pub fn at(dir: Ptr, dentry: Ptr) -> Self {
+        Self {
+            dentry,
+            mnt: if dir.is_null() {
+                core::ptr::null_mut()
+            } else {
+                unsafe { aw_path_mnt(dir) }
+            },
+        }
+    }
+
+    /// What a `struct path *` names.
+    #[inline(always)]
+    pub fn of_path(path: Ptr) -> Self {
+        if path.is_null() {
+            return Self::at(path, path);
+        }
+        Self::at(path, unsafe { aw_path_dentry(path) })
+    }
+}
+
+/// The second name a rename or link changes, and the access it is judged
+/// for (a link's new name is a creation; a rename's is a rename).
+pub enum Second {
+    None,
+    Same(Target),
+    Created(Target),
+}
+
+/// A path hook: refuses a call its entry decided to deny (`try_refuse`);
+/// else, for a call its entry allowed by the names it copied, judges what
+/// the kernel reached (`first`, then `second`) by its real path against
+/// the guardrails. A guardrail there is one the names did not lead the
+/// entry to: the call is refused here, before the effect, unless the policy
+/// only alerts; the guardrail's action is taken (a kill or a pause lands
+/// on the return); a `Reached` record names the real paths and the call's
+/// exit follows it. The profile's own rules are not judged again (they
+/// name files as the agent names them, not as the kernel finds them).
+/// Fails open: anything unreadable lets the call go, as its entry decided.
+#[inline(always)]
+pub fn try_recheck(first: Target, second: Second) -> Result<i32, i32> {
+    let refused = try_refuse()?;
+    if refused != 0 {
+        return Ok(refused);
+    }
+    let (slot_ptr, word, w) = pending_now().ok_or(0)?;
+    if word & ALLOWED == 0 {
+        return Ok(0);
+    }
+    let sysno = (word & SYSNO_MASK) as u32;
+    let call = calls::find(sysno).ok_or(0)?;
+    let pol = enforce::policy(w.agent_id).ok_or(0)?;
+    if pol.flags & flags::LSM == 0 || pol.flags & flags::PATHS == 0 {
+        return Ok(0);
+    }
+    // An open reaches a path hook only to create its file.
+    let acc = if call.is_open() {
+        access::CREATE
+    } else {
+        call.access
+    };
+    let cls = call.class as usize;
+    let ev = event::start(RecordKind::Reached, &w, sysno).ok_or(0)?;
+    // Both names walked, so the record names both.
+    event::walk_dentry(ev, slot::BASE1, first.dentry, first.mnt);
+    let second = match second {
+        Second::None => None,
+        Second::Same(t) => Some((t, acc)),
+        Second::Created(t) => Some((t, access::CREATE)),
+    };
+    if let Some((t, _)) = second {
+        event::walk_dentry(ev, slot::BASE2, t.dentry, t.mnt);
+    }
+    let judge = |ev: &agentwatch_common::RawEvent, path: usize, base: usize, acc: u64| {
+        let payload = enforce::resolve(pol, ev, path, base, false);
+        enforce::judge_path(w.agent_id, payload, acc, cls)
+    };
+    let mut d = judge(ev, slot::PATH1, slot::BASE1, acc);
+    if let (false, Some((_, acc2))) = (breached(&d), second) {
+        d = judge(ev, slot::PATH2, slot::BASE2, acc2);
+    }
+    if !breached(&d) {
+        return Ok(0);
+    }
+    ev.hdr.verdict = d.verdict;
+    ev.hdr.rule = d.rule;
+    let done = enforce::act(pol, w.agent_id, &d, true);
+    ev.hdr.action = done;
+    event::submit(ev);
+    // The entry was sent now: its exit is to be sent too.
+    // SAFETY: the current task's own slot (non-null: `pending_now`).
+    unsafe { (*slot_ptr).call = word & !ALLOWED };
+    Ok(if done == action::ALERT { 0 } else { EPERM })
+}
+
+/// A guardrail (or a rule that holds like one) the reached path breaks.
+#[inline(always)]
+fn breached(d: &Decision) -> bool {
+    d.verdict == verdict::VIOLATION && hard_rule(d.rule)
 }
 
 /// bprm_check_security(bprm): an exec the agent's profile denies fails

@@ -31,8 +31,8 @@ use crate::{
 /// judges it after it ran). High word: an open's flags either way (the
 /// exit judges the file it reached), with a `RECORD_*` bit above them for
 /// an allowed open to be recorded at its exit.
-const SYSNO_MASK: u64 = 0xffff;
-const ALLOWED: u64 = 1 << 31;
+pub(crate) const SYSNO_MASK: u64 = 0xffff;
+pub(crate) const ALLOWED: u64 = 1 << 31;
 const LEFT: u64 = 1 << 30;
 /// The open flags' part of the high word (taken shifted down): every bit
 /// below the `RECORD_*` bits (open flags stop at bit 23).

@@ -28,7 +28,7 @@ pub struct Host<'a> {
 
 pub fn table(h: &Host) -> Vec<ClassTier> {
     let landlock_files = h.layers.landlock_abi.is_some_and(|a| a >= FILES_ABI);
-    let killed = "eBPF: SIGKILL at the call, after the effect (a link, symlink, directory or node it made is removed)";
+    let killed = "eBPF: SIGKILL at the call, after the effect (a link, symlink, directory or node it made is removed, a rename moved back)";
     let file_selected = if h.lsm {
         "BPF LSM: EPERM before the effect"
     } else {
@@ -84,6 +84,20 @@ pub fn table(h: &Host) -> Vec<ClassTier> {
             same(file_selected),
         ),
         (
+            "a name that leads the kernel elsewhere than the entry judged (a symlinked directory inside the profile's tree, a path another thread rewrites under the call)",
+            if h.lsm {
+                same("BPF LSM path hooks: what the kernel reached is judged by its own dentries against the guardrails, EPERM before the effect; the profile's other rules by the entry's copy")
+            } else {
+                let open = "an open's file is judged at its exit by its real path against the guardrails; other calls by the names given (known limit without BPF LSM)";
+                let launched = if landlock_files {
+                    format!("Landlock refuses what lies outside the profile's tree by the real hierarchy; inside it, {open}")
+                } else {
+                    open.to_string()
+                };
+                (launched, open.to_string())
+            },
+        ),
+        (
             "a mount namespace, file handles, io_uring, raw and packet sockets, modules, kexec",
             (seccomp.into(), entry.into()),
         ),
@@ -136,6 +150,13 @@ mod tests {
         }
     }
 
+    /// The row whose class mentions `what`.
+    fn row<'a>(t: &'a [ClassTier], what: &str) -> &'a ClassTier {
+        t.iter()
+            .find(|r| r.class.contains(what))
+            .unwrap_or_else(|| panic!("no row for {what}"))
+    }
+
     #[test]
     fn each_class_names_the_tier_this_host_has() {
         let l = layers(Some(7));
@@ -150,7 +171,11 @@ mod tests {
         assert!(ia32.class.contains("ia32"));
         assert!(ia32.launched.starts_with("seccomp") && ia32.selected.contains("ia32 guard"));
         assert!(here[0].selected.contains("SIGKILL"));
-        assert!(here[4].launched.starts_with("Landlock scoping"));
+        assert!(row(&here, "signal")
+            .launched
+            .starts_with("Landlock scoping"));
+        let race = row(&here, "leads the kernel");
+        assert!(race.launched.starts_with("Landlock") && race.selected.contains("known limit"));
         // 6.1: Landlock ABI 2 (files, no scoping) and the BPF LSM tier.
         let l = layers(Some(2));
         let vm = table(&Host {
@@ -160,7 +185,8 @@ mod tests {
             ia32: false,
         });
         assert!(vm[0].launched.starts_with("BPF LSM"));
-        assert!(vm[4].launched.starts_with("eBPF tamper guard"));
+        assert!(row(&vm, "signal").launched.starts_with("eBPF tamper guard"));
+        assert!(row(&vm, "leads the kernel").selected.starts_with("BPF LSM"));
         // No Landlock at all.
         let l = layers(None);
         let bare = table(&Host {
@@ -170,7 +196,8 @@ mod tests {
             ia32: false,
         });
         assert!(bare[0].launched.starts_with("no Landlock"));
-        assert!(bare[5].launched.contains("alerted only"));
+        assert!(row(&bare, "a connect").launched.contains("alerted only"));
+        assert!(!row(&bare, "leads the kernel").launched.contains("Landlock"));
         assert!(bare.last().expect("rows").selected.contains("runs no ia32"));
     }
 }

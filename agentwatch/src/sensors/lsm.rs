@@ -10,9 +10,11 @@ use super::loader::Held;
 use tracing::{debug, info};
 
 /// Program name and the LSM hook it goes on.
-pub const PROGRAMS: [(&str, &str); 9] = [
+pub const PROGRAMS: [(&str, &str); 11] = [
     (prog::DENY_FILE_OPEN, "file_open"),
     (prog::DENY_PATH_MKNOD, "path_mknod"),
+    (prog::DENY_PATH_MKDIR, "path_mkdir"),
+    (prog::DENY_PATH_SYMLINK, "path_symlink"),
     (prog::DENY_PATH_UNLINK, "path_unlink"),
     (prog::DENY_PATH_RMDIR, "path_rmdir"),
     (prog::DENY_PATH_RENAME, "path_rename"),

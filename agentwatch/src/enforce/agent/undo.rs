@@ -5,12 +5,55 @@ use tracing::{debug, warn};
 use crate::event::{Detail, Event};
 
 /// What a denied call the kernel could not refuse (no LSM tier: the
-/// SIGKILL lands after the call) made: taken back.
+/// SIGKILL lands after the call) made or moved: taken back.
 pub(super) fn undo_denied(ev: &Event) {
     match &ev.detail {
         Detail::Link { .. } => undo_link(ev),
         Detail::Make { .. } => undo_made(ev),
+        Detail::Rename { .. } => undo_rename(ev),
         _ => {}
+    }
+}
+
+/// A denied rename the kernel could not refuse (a payload moved onto
+/// `.git/hooks/pre-commit`, a key moved out of `~/.ssh`) is moved back,
+/// when it succeeded and nothing has taken its old name since (never
+/// replacing: RENAME_NOREPLACE). A file it replaced at its new name is
+/// gone; that is said, since it cannot be given back.
+fn undo_rename(ev: &Event) {
+    use nix::fcntl::{renameat2, RenameFlags};
+    let Detail::Rename {
+        from,
+        to,
+        result: Some(0),
+        ..
+    } = &ev.detail
+    else {
+        return;
+    };
+    // A rename sets the moved file's ctime: one older than the call is not
+    // what it moved (the name the event holds was not the one the kernel
+    // used), and stays where it is.
+    let Ok(m) = std::fs::symlink_metadata(to) else {
+        return;
+    };
+    if !changed_lately(&m) {
+        warn!(path = %to, "not moving back a file the denied rename did not just move");
+        return;
+    }
+    match renameat2(
+        None,
+        to.as_str(),
+        None,
+        from.as_str(),
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => warn!(
+            from = %to,
+            to = %from,
+            "moved the denied rename back (a file it replaced, if any, is not restored)"
+        ),
+        Err(e) => warn!(from = %to, to = %from, error = %e, "cannot move the denied rename back"),
     }
 }
 
@@ -40,6 +83,15 @@ fn undo_made(ev: &Event) {
         Ok(()) => warn!(path = %path, call = %syscall, "removed what the denied call made"),
         Err(e) => warn!(path = %path, error = %e, "cannot remove what the denied call made"),
     }
+}
+
+/// Whether `m`'s inode changed within the last minute (by its ctime).
+fn changed_lately(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    now - m.ctime() < 60
 }
 
 /// A denied hard link the kernel could not refuse (no LSM tier: the

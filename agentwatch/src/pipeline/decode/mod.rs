@@ -89,24 +89,33 @@ impl Decoder {
         let a = rec.raw.args;
         let detail = match kind {
             RecordKind::SysExit => return Ok(self.complete(rec)),
-            RecordKind::SysEnter => match self.enter_detail(rec, h.syscall_nr) {
-                Some(d) => {
-                    let p = Pending {
-                        ev: base_event(h, agents, d),
-                        base1: rec.text(slot::BASE1),
-                        base2: rec.text(slot::BASE2),
-                    };
-                    // A second entry on the same thread means the first
-                    // never returned (e.g. interrupted): emit it as is.
-                    return Ok(self
-                        .pending
-                        .insert(h.tid, p)
-                        .into_iter()
-                        .map(|p| p.ev)
-                        .collect());
+            // A `Reached` record is the call's entry with its real paths.
+            RecordKind::SysEnter | RecordKind::Reached => {
+                match self.enter_detail(rec, h.syscall_nr) {
+                    Some(d) => {
+                        let mut ev = base_event(h, agents, d);
+                        if kind == RecordKind::Reached {
+                            if let Some(k) = ev.kernel.as_mut() {
+                                k.real_paths = true;
+                            }
+                        }
+                        let p = Pending {
+                            ev,
+                            base1: rec.text(slot::BASE1),
+                            base2: rec.text(slot::BASE2),
+                        };
+                        // A second entry on the same thread means the first
+                        // never returned (e.g. interrupted): emit it as is.
+                        return Ok(self
+                            .pending
+                            .insert(h.tid, p)
+                            .into_iter()
+                            .map(|p| p.ev)
+                            .collect());
+                    }
+                    None => return Ok(Vec::new()),
                 }
-                None => return Ok(Vec::new()),
-            },
+            }
             RecordKind::Exec => {
                 // A successful execve's entry is dropped at its exit (see
                 // `complete`), except when a thread exec'd and took over
@@ -233,6 +242,7 @@ impl Decoder {
                 action: h.action,
                 held,
                 paths_at_exit: false,
+                real_paths: false,
             });
         }
         if let Some(k) = ev.kernel.as_mut() {
@@ -304,6 +314,7 @@ fn base_event(h: &EventHeader, agents: &dyn AgentNames, detail: Detail) -> Event
             action: h.action,
             held: false,
             paths_at_exit: false,
+            real_paths: false,
         }),
         detail,
     }

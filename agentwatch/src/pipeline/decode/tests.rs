@@ -150,3 +150,36 @@ fn an_ia32_call_is_named_by_its_own_number() {
     let (name, ia32_call) = tamper(0);
     assert!(!name.contains("ia32") && ia32_call.is_none(), "{name}");
 }
+
+#[test]
+fn a_reached_record_is_the_call_s_entry_and_says_its_real_paths() {
+    let k = pair(
+        record(
+            RecordKind::Reached,
+            verdict::VIOLATION,
+            rule::GUARD_PERSISTENCE,
+            action::DENY,
+        ),
+        record(
+            RecordKind::SysExit,
+            verdict::VIOLATION,
+            rule::GUARD_PERSISTENCE,
+            action::DENY,
+        ),
+    );
+    assert_eq!(
+        (k.verdict, k.rule, k.action),
+        (verdict::VIOLATION, rule::GUARD_PERSISTENCE, action::DENY)
+    );
+    assert!(k.real_paths && !k.paths_at_exit);
+    let plain = pair(
+        record(
+            RecordKind::SysEnter,
+            verdict::VIOLATION,
+            rule::GUARD_PERSISTENCE,
+            action::DENY,
+        ),
+        record(RecordKind::SysExit, verdict::NONE, 0, 0),
+    );
+    assert!(!plain.real_paths);
+}
