@@ -7,8 +7,8 @@
 //! - `tests/tools/race.c`: a rename whose destination a second thread keeps
 //!   rewriting (mostly benign, briefly `.git/hooks/pre-commit`), so the
 //!   entry may copy one name and the kernel the other. Without the LSM
-//!   hooks' second look it planted the hook within a few hundred tries
-//!   here; nothing may be planted.
+//!   hooks' second look it planted the hook at try 116 in one run here;
+//!   nothing may be planted.
 use std::{fs, path::Path, process::Command};
 
 use anyhow::{ensure, Context as _};
