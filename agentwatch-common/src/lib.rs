@@ -74,7 +74,8 @@ pub enum RecordKind {
     /// directory on the way, or names another thread rewrote between the
     /// entry's copy and the kernel's. Laid out as the call's `SysEnter` with
     /// the real paths walked into BASE1 (and BASE2 for the second name of
-    /// a rename or link), PATH slots empty; its `SysExit` follows.
+    /// a rename or link), PATH slots empty, `args` the call's arguments (read
+    /// again from its saved registers); its `SysExit` follows.
     Reached = 11,
 }
 

@@ -1,9 +1,10 @@
 //! The guest half of `cargo xtask vm-test` for names the entry judged
 //! that do not lead where the kernel goes, under `agentwatch run --mode
 //! enforce` with guardrails denied, on a kernel booted with BPF LSM:
-//! - a rename through a symlinked directory (`sd` -> `.git/hooks`), which
-//!   the entry judges by the name it was given: the LSM hook judges the
-//!   dentries the kernel reached and refuses it (`kernel.real_paths`);
+//! - a rename and an O_CREAT open through a symlinked directory (`sd` ->
+//!   `.git/hooks`), which the entry judges by the names given: the LSM
+//!   hooks judge the dentries the kernel reached and refuse them
+//!   (`kernel.real_paths`; the open's alert keeps its flags);
 //! - `tests/tools/race.c`: a rename whose destination a second thread keeps
 //!   rewriting (mostly benign, briefly `.git/hooks/pre-commit`), so the
 //!   entry may copy one name and the kernel the other. Without the LSM
@@ -29,12 +30,12 @@ pub fn init_part() -> String {
     format!(
         r#"mkdir -p /work/race/.git/hooks
 echo "=== AW-RACE-BEGIN"
-cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
+cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; out=$( (echo x > sd/post-commit) 2>&1); echo "SYMLINKED-CREATE rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
 echo "=== AW-RACE-END status=$?"
 cd /
 [ -e /work/race/.git/hooks/pre-commit ] && echo "=== AW-RACE-PLANTED"
 echo "=== AW-RACE-CHANGED $(grep -c '"real_paths":true' /work/race.jsonl)"
-grep '"real_paths":true' /work/race.jsonl | head -n 1
+grep '"real_paths":true' /work/race.jsonl | head -n 2
 grep '"type":"alert"' /work/race.jsonl | head -n 1
 grep '"type":"summary"' /work/race.jsonl
 echo "=== AW-RACE-ALERTS-END"
@@ -111,11 +112,35 @@ pub fn check(
             && a["event"]["to"] == "/work/race/.git/hooks/pre-commit",
         "the alert names the guardrail the kernel reached: {a}"
     );
+    // An O_CREAT open through sd/: refused at path_mknod, reported with
+    // the open's own flags (the record carries the call's arguments).
+    let created = run
+        .lines()
+        .find_map(|l| l.split("SYMLINKED-CREATE ").nth(1))
+        .context("the symlinked-directory create printed nothing")?;
+    println!("vm-test: race: create through a symlinked directory: {created}");
+    ensure!(
+        !created.starts_with("rc=0") && created.contains("not permitted"),
+        "the create through sd/ into .git/hooks must fail with EPERM: {created}"
+    );
+    let c = alerts
+        .iter()
+        .find(|a| {
+            a["event"]["kernel"]["real_paths"] == true
+                && a["event"]["path"] == "/work/race/.git/hooks/post-commit"
+        })
+        .with_context(|| format!("no real-paths alert for the create among {alerts:?}"))?;
+    ensure!(
+        c["event"]["access"]
+            .as_array()
+            .is_some_and(|a| a.contains(&serde_json::json!("create"))),
+        "the create's alert carries the open's flags: {c}"
+    );
     // How many of the race's renames met a rewritten name is up to the
     // scheduler (none, in some emulated runs); planted must stay 0.
     let real: u32 = changed.trim().parse().context("real-paths count")?;
     println!(
-        "vm-test: race: {} renames refused at the LSM hook by the real path (the symlinked one included)",
+        "vm-test: race: {} calls refused at the LSM hook by the real path (the two through sd/ included)",
         real
     );
     let summary = alerts

@@ -11,13 +11,13 @@
 //! directory on the way leads elsewhere, and the entry reads the caller's
 //! memory before the kernel does, so another thread can rewrite them.
 use agentwatch_common::{
-    calls,
+    calls::{self, OpenFlags},
     policy::{access, action, class, decided, flags, hard_rule, verdict},
     slot, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
 
-use super::syscall::{ALLOWED, SYSNO_MASK};
+use super::syscall::{syscall_args_now, ALLOWED, SYSNO_MASK};
 use crate::{
     enforce::{self, Decision},
     event,
@@ -112,6 +112,17 @@ pub fn try_recheck(first: Target, second: Second) -> Result<i32, i32> {
     };
     let cls = call.class as usize;
     let ev = event::start(RecordKind::Reached, &w, sysno).ok_or(0)?;
+    // The call's arguments (an open's flags, a mode, unlinkat's flags), as
+    // its entry record would carry them; the paths come from the walks.
+    if let Some(a) = syscall_args_now() {
+        ev.args = a;
+        if call.open_flags == OpenFlags::How2 {
+            // openat2's flags, from its struct open_how, where the entry
+            // puts them (`file::read_entry`).
+            ev.args[5] =
+                unsafe { aya_ebpf::helpers::bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
+        }
+    }
     // Both names walked, so the record names both.
     event::walk_dentry(ev, slot::BASE1, first.dentry, first.mnt);
     let second = match second {

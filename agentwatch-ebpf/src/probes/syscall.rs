@@ -262,7 +262,7 @@ pub fn try_opened_exit(ctx: &TracePointContext) -> Result<(), i64> {
 /// The current syscall's six arguments, from the user registers saved at
 /// entry, which the file calls leave as they were.
 #[inline(always)]
-fn syscall_args_now() -> Option<[u64; 6]> {
+pub(crate) fn syscall_args_now() -> Option<[u64; 6]> {
     let r = super::saved_regs()?;
     let [a0, a1, a2, a3, a4, a5] = super::regs::ARGS;
     Some([r[a0], r[a1], r[a2], r[a3], r[a4], r[a5]])
