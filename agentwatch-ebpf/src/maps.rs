@@ -253,6 +253,13 @@ pub fn pending_now() -> Option<(*mut Pending, u64, WatchEntry)> {
     if !current_gate_open() {
         return None;
     }
+    pending_peek()
+}
+
+/// The current thread's slot and what its entry left there, left in place;
+/// None when nothing is pending.
+#[inline(always)]
+fn pending_peek() -> Option<(*mut Pending, u64, WatchEntry)> {
     let p = PENDING_EXIT.current(false);
     if p.is_null() {
         return None;
@@ -329,15 +336,8 @@ pub fn pending_take() -> Option<Taken> {
 /// gate (one `sys_exit` tail-calls): no second gate test.
 #[inline(always)]
 pub fn pending_take_passed() -> Option<Taken> {
-    let p = PENDING_EXIT.current(false);
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: the current task's own slot; only this thread writes it.
-    let (call, watch) = unsafe { ((*p).call, (*p).watch) };
-    if call == 0 {
-        return None;
-    }
+    let (p, call, watch) = pending_peek()?;
+    // SAFETY: the current task's own slot (non-null: `pending_peek`).
     unsafe { (*p).call = 0 };
     Some(Taken {
         call,

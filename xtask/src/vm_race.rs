@@ -92,15 +92,7 @@ pub fn check(
         "a rename planted .git/hooks/pre-commit: {line}"
     );
     ensure!(field("refused")? > 0, "no rename was refused: {line}");
-    let symlinked = run
-        .lines()
-        .find_map(|l| l.split("SYMLINKED ").nth(1))
-        .context("the symlinked-directory rename printed nothing")?;
-    println!("vm-test: race: rename through a symlinked directory: {symlinked}");
-    ensure!(
-        !symlinked.starts_with("rc=0") && symlinked.contains("not permitted"),
-        "the rename through sd/ into .git/hooks must fail with EPERM: {symlinked}"
-    );
+    refused_step(run, "SYMLINKED", "rename")?;
     // Judged by what the kernel reached: the real paths, flagged so.
     let a = alerts
         .iter()
@@ -114,15 +106,7 @@ pub fn check(
     );
     // An O_CREAT open through sd/: refused at path_mknod, reported with
     // the open's own flags (the record carries the call's arguments).
-    let created = run
-        .lines()
-        .find_map(|l| l.split("SYMLINKED-CREATE ").nth(1))
-        .context("the symlinked-directory create printed nothing")?;
-    println!("vm-test: race: create through a symlinked directory: {created}");
-    ensure!(
-        !created.starts_with("rc=0") && created.contains("not permitted"),
-        "the create through sd/ into .git/hooks must fail with EPERM: {created}"
-    );
+    refused_step(run, "SYMLINKED-CREATE", "create")?;
     let c = alerts
         .iter()
         .find(|a| {
@@ -150,6 +134,21 @@ pub fn check(
     ensure!(
         summary["file_deny"] == "bpf_lsm",
         "the race run must use the LSM tier: {summary}"
+    );
+    Ok(())
+}
+
+/// The workload's `MARKER rc=N output` line for a `what` through `sd/`
+/// into `.git/hooks`, which must have failed with EPERM.
+fn refused_step(run: &str, marker: &str, what: &str) -> anyhow::Result<()> {
+    let line = run
+        .lines()
+        .find_map(|l| l.split(&format!("{marker} ")).nth(1))
+        .with_context(|| format!("the {what} through a symlinked directory printed nothing"))?;
+    println!("vm-test: race: {what} through a symlinked directory: {line}");
+    ensure!(
+        !line.starts_with("rc=0") && line.contains("not permitted"),
+        "the {what} through sd/ into .git/hooks must fail with EPERM: {line}"
     );
     Ok(())
 }

@@ -28,14 +28,21 @@ use crate::{
 /// What an LSM program returns to refuse: -EPERM.
 pub const EPERM: i32 = -1;
 
-/// Refuses the current call if its entry was decided "deny".
+/// Refuses the current call if its entry was decided "deny". Only a call
+/// whose entry was sent can be: a thread with nothing pending (every
+/// unwatched process) is let through on its gate bit, without the
+/// DENY_NOW lookup.
 #[inline(always)]
 pub fn try_refuse() -> Result<i32, i32> {
+    pending_now().ok_or(0)?;
+    Ok(if denied_now() { EPERM } else { 0 })
+}
+
+/// Whether the current thread's call was decided "deny" at its entry.
+#[inline(always)]
+fn denied_now() -> bool {
     let tid = bpf_get_current_pid_tgid() as u32;
-    if unsafe { DENY_NOW.get(&tid) }.is_some() {
-        return Ok(EPERM);
-    }
-    Ok(0)
+    unsafe { DENY_NOW.get(&tid) }.is_some()
 }
 
 /// What a path hook is about to change: a dentry (a negative one for a
@@ -63,10 +70,12 @@ impl Target {
     /// What a `struct path *` names.
     #[inline(always)]
     pub fn of_path(path: Ptr) -> Self {
-        if path.is_null() {
-            return Self::at(path, path);
-        }
-        Self::at(path, unsafe { aw_path_dentry(path) })
+        let dentry = if path.is_null() {
+            path
+        } else {
+            unsafe { aw_path_dentry(path) }
+        };
+        Self::at(path, dentry)
     }
 }
 
@@ -90,11 +99,10 @@ pub enum Second {
 /// Fails open: anything unreadable lets the call go, as its entry decided.
 #[inline(always)]
 pub fn try_recheck(first: Target, second: Second) -> Result<i32, i32> {
-    let refused = try_refuse()?;
-    if refused != 0 {
-        return Ok(refused);
-    }
     let (slot_ptr, word, w) = pending_now().ok_or(0)?;
+    if denied_now() {
+        return Ok(EPERM);
+    }
     if word & ALLOWED == 0 {
         return Ok(0);
     }
