@@ -10,6 +10,6 @@ cargo build --all-targets
 # The tarball and .deb of this build: tests/packaging.rs runs what they carry.
 cargo xtask dist --debug
 cargo test --lib --bins
-cargo test -p agentwatch --test exit_codes --test sensors --test selectors --test learn --test territory --test enforce --test audit --test daemon --test feeds --test k8s --test faults --test evasion --test sandbox --test packaging --test ui --test intent --test identity --test budgets --test pins --no-fail-fast -- --test-threads=1
+cargo test -p agentwatch --test exit_codes --test sensors --test selectors --test learn --test territory --test enforce --test audit --test daemon --test feeds --test k8s --test faults --test evasion --test sandbox --test shield --test packaging --test ui --test intent --test identity --test budgets --test pins --no-fail-fast -- --test-threads=1
 cargo xtask fuzz --seconds 20
 cargo xtask vm-test

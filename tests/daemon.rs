@@ -787,9 +787,12 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
         "(cat {}/notes.txt) || echo read-refused\n\
          bash -c 'timeout 10 head -n 1 <&$AGENTWATCH_REASONS_FD'\n\
          (unshare -m true) || echo unshare-refused\n\
+         ln -s .git/hooks sd; (echo x > sd/pre-commit) || echo hook-refused\n\
          echo hi > a.txt && cat a.txt",
         home.0.display()
     );
+    // A guardrail inside the workspace: a read-only mount for the agent.
+    std::fs::create_dir_all(d.ws().join(".git/hooks")).unwrap();
     // Another launch, under way while the first is refused.
     let (other, other_out) = listening_launch(&d, "dmn-exec");
     let out = d
@@ -800,7 +803,7 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}\n{}", d.stderr());
-    for line in ["read-refused", "unshare-refused", "hi"] {
+    for line in ["read-refused", "unshare-refused", "hook-refused", "hi"] {
         assert!(
             stdout.lines().any(|l| l == line),
             "{line}: {stdout}\n{stderr}"
@@ -826,8 +829,9 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
             .iter()
             .filter_map(|a| a["rule"].as_str().map(String::from))
             .collect();
-        let done = rules.iter().any(|r| r == "landlock/file")
-            && rules.iter().any(|r| r == "guardrail/escape");
+        let done = ["landlock/file", "guardrail/escape", "guardrail/persistence"]
+            .iter()
+            .all(|want| rules.iter().any(|r| r == want));
         if done || t.elapsed() > Duration::from_secs(10) {
             break rules;
         }
@@ -835,6 +839,14 @@ fn exec_starts_a_process_of_a_daemon_agent_watched_and_sandboxed() {
     };
     assert!(rules.iter().any(|r| r == "landlock/file"), "{rules:?}");
     assert!(rules.iter().any(|r| r == "guardrail/escape"), "{rules:?}");
+    // Without the BPF LSM tier, the hook made through sd/ was refused by
+    // the read-only mount; with it, by the LSM path hook. Either way it
+    // is alerted and absent.
+    assert!(
+        rules.iter().any(|r| r == "guardrail/persistence"),
+        "{rules:?}"
+    );
+    assert!(!d.ws().join(".git/hooks/pre-commit").exists());
     // The other launch heard what concerns the whole agent (the first
     // launch's start was one restart too many) and none of the first's
     // refusals.

@@ -961,14 +961,7 @@ fn names_that_do_not_lead_where_the_kernel_goes_are_judged_by_what_it_reached() 
     ) {
         return;
     }
-    let bin_dir = support::TempDir::new("ev-race-bin");
-    let bin = bin_dir.join("race");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/race.c");
-    let cc = std::process::Command::new("cc")
-        .args(["-O2", "-pthread", "-o", &bin, src])
-        .status()
-        .expect("run cc");
-    assert!(cc.success(), "building {src}");
+    let bin = support::race_tool();
     let yaml = profile("ev-race", 1, "actions:\n  guardrails: deny\n").replace(
         "executables:\n",
         &format!("executables:\n  - path: \"{bin}\"\n"),

@@ -402,6 +402,12 @@ pub mod watch {
     pub const LANDLOCK_FILE: u32 = 16;
     pub const LANDLOCK_DELETE: u32 = 32;
     pub const LANDLOCK_EXEC: u32 = 64;
+    /// The process runs in the launch sandbox's mount namespace where the
+    /// guardrails inside its tree are read-only bind mounts
+    /// (`sandbox::shield`): a file call that failed with EROFS, EXDEV or
+    /// EBUSY may be the shield's refusal, reported from its exit and
+    /// judged by its real paths in userspace.
+    pub const SHIELDED: u32 = 128;
 
     /// The Landlock flag of a class; 0 for a class Landlock cannot hold.
     #[inline(always)]

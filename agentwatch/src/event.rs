@@ -436,6 +436,11 @@ impl Detail {
         }
     }
 
+    /// The syscall's result, for the kinds that have one, when known.
+    pub fn result(&self) -> Option<i64> {
+        self.clone().result_mut().and_then(|r| *r)
+    }
+
     /// The syscall result slot, for the kinds that have one.
     pub fn result_mut(&mut self) -> Option<&mut Option<i64>> {
         match self {

@@ -88,7 +88,8 @@ pub fn spawn_watched(
     }
     // SAFETY: only async-signal-safe calls (signal, fcntl, open, close,
     // setrlimit, getpid, write, read,
-    // and the sandbox's prctl, landlock and seccomp syscalls).
+    // and the sandbox's unshare, mount, prctl, landlock and seccomp
+    // syscalls).
     unsafe {
         cmd.pre_exec(move || {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
@@ -114,6 +115,10 @@ pub fn spawn_watched(
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            // Its own mounts before it is watched: they are not the agent's.
+            if let Some(s) = &sandbox {
+                s.enter_mounts()?;
             }
             let pid = libc::getpid().to_ne_bytes();
             if libc::write(pid_wfd, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {

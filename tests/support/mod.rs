@@ -487,6 +487,22 @@ pub fn ia32_alerted(d: &run::Done, action: &str) -> bool {
     })
 }
 
+/// `tests/tools/race.c` built beside the agentwatch binary (not in a
+/// temp place: running a binary from one is `exec/written`); its path.
+pub fn race_tool() -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_agentwatch"))
+        .with_file_name("race-tool")
+        .display()
+        .to_string();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/race.c");
+    let cc = Command::new("cc")
+        .args(["-O2", "-pthread", "-o", &bin, src])
+        .status()
+        .expect("run cc");
+    assert!(cc.success(), "building {src}");
+    bin
+}
+
 /// Whether the BPF LSM tier loads here (`doctor`'s tier 1); says why a
 /// test skips when not.
 pub fn bpf_lsm_tier(what: &str) -> bool {

@@ -267,15 +267,26 @@ pub fn judge_deferred(
 }
 
 /// Whether a call of class `cls` that returned `ret` failed the way the
-/// launch sandbox's Landlock rules refuse, for a process (its `WatchEntry`
-/// flags `wflags`) they hold.
+/// launch sandbox refuses, for a process (its `WatchEntry` flags
+/// `wflags`) it holds: Landlock's rules (EACCES, EXDEV), or the read-only
+/// guardrail mounts (`watch::SHIELDED`: EROFS, EXDEV across one, EBUSY
+/// for a bound file replaced or removed). Userspace drops what the real
+/// paths do not explain (a read-only filesystem elsewhere).
 #[inline(always)]
 pub fn landlock_refused(wflags: u32, cls: usize, ret: i64) -> bool {
-    const EACCES: i64 = 13;
+    const EBUSY: i64 = 16;
     const EXDEV: i64 = 18;
+    const EROFS: i64 = 30;
     let held = wflags & watch::landlock_of(cls) != 0;
-    held && (ret == -EACCES || ret == -EXDEV)
+    let changes = cls == class::FILE || cls == class::DELETE;
+    let shielded = changes && wflags & watch::SHIELDED != 0;
+    (held && (ret == -EACCES || ret == -EXDEV))
+        || (shielded && (ret == -EROFS || ret == -EXDEV || ret == -EBUSY))
 }
+
+/// Landlock's own refusal: the only one the kernel acts on beyond the
+/// report (a kill); the rest is judged by real paths first.
+pub const EACCES: i64 = 13;
 
 /// Remembers the file `f` a new fd opened when it was opened for writing:
 /// an exec of it later is running what the agent wrote (`exec/written`).

@@ -195,7 +195,8 @@ fn decide_enter(pol: &AgentPolicy, agent: u32, ev: &mut RawEvent, call: &Call) -
 /// was allowed by name.
 #[inline(always)]
 fn landlock_held(wflags: u32, call: &Call) -> bool {
-    call.family == Family::File && wflags & watch::landlock_of(call.class) != 0
+    let held = watch::landlock_of(call.class) | watch::SHIELDED;
+    call.family == Family::File && wflags & held != 0
 }
 
 /// A file call allowed at entry by the names it gave, which Landlock
@@ -448,8 +449,14 @@ fn unjudged(ev: &mut RawEvent, pol: &AgentPolicy, agent: u32, cls: usize) {
 /// Tail-called after a Landlock refusal (`try_sys_exit`,
 /// `try_landlock_exit`): when the class's action is kill, the tree is
 /// killed as the kernel kills it for any violation (the rest dies at its
-/// next watched call). Fails open: nothing else is done.
+/// next watched call). Only for EACCES: an EXDEV or the shield's errors
+/// may be a plain cross-filesystem rename or a read-only filesystem, so
+/// userspace judges those by their real paths and kills then. Fails open:
+/// nothing else is done.
 pub fn try_landlock_kill(ctx: &TracePointContext) -> Result<(), i64> {
+    if syscall_ret(ctx) != -file::EACCES {
+        return Ok(());
+    }
     let Some(w) = pending_watch() else {
         return Ok(());
     };

@@ -26,6 +26,9 @@ pub struct Host<'a> {
     pub ia32: bool,
 }
 
+/// What the guardrail shield (`sandbox::shield`) holds, without BPF LSM.
+const SHIELD: &str = "the guardrails that exist inside the profile's tree at launch are read-only mounts in the agent's own mount namespace (when the guardrails' action refuses): the kernel refuses a change there before the effect, whatever name reaches it (EROFS, EXDEV, EBUSY)";
+
 pub fn table(h: &Host) -> Vec<ClassTier> {
     let landlock_files = h.layers.landlock_abi.is_some_and(|a| a >= FILES_ABI);
     let killed = "eBPF: SIGKILL at the call, after the effect (a link, symlink, directory or node it made is removed, a rename moved back)";
@@ -81,7 +84,11 @@ pub fn table(h: &Host) -> Vec<ClassTier> {
         ),
         (
             "a guardrail inside the profile's tree (a workspace .env, .git/hooks)",
-            same(file_selected),
+            if h.lsm {
+                same(file_selected)
+            } else {
+                (format!("{SHIELD}; else as selected"), file_selected.into())
+            },
         ),
         (
             "a name that leads the kernel elsewhere than the entry judged (a symlinked directory inside the profile's tree, a path another thread rewrites under the call)",
@@ -90,9 +97,9 @@ pub fn table(h: &Host) -> Vec<ClassTier> {
             } else {
                 let open = "an open's file is judged at its exit by its real path against the guardrails; other calls by the names given (known limit without BPF LSM)";
                 let launched = if landlock_files {
-                    format!("Landlock refuses what lies outside the profile's tree by the real hierarchy; inside it, {open}")
+                    format!("{SHIELD}; Landlock refuses what lies outside the tree by the real hierarchy; else {open}")
                 } else {
-                    open.to_string()
+                    format!("{SHIELD}; else {open}")
                 };
                 (launched, open.to_string())
             },
@@ -147,6 +154,7 @@ mod tests {
             io_uring: false,
             raw_sockets: false,
             files: None,
+            shield: None,
         }
     }
 
@@ -175,7 +183,11 @@ mod tests {
             .launched
             .starts_with("Landlock scoping"));
         let race = row(&here, "leads the kernel");
-        assert!(race.launched.starts_with("Landlock") && race.selected.contains("known limit"));
+        assert!(race.launched.contains("read-only mounts") && race.launched.contains("Landlock"));
+        assert!(race.selected.contains("known limit"));
+        assert!(row(&here, "inside the profile's tree")
+            .launched
+            .contains("read-only mounts"));
         // 6.1: Landlock ABI 2 (files, no scoping) and the BPF LSM tier.
         let l = layers(Some(2));
         let vm = table(&Host {

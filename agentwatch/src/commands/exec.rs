@@ -13,8 +13,8 @@ use std::{
 use crate::{
     commands::anchor_args::AnchorArgs,
     control::{self, ControlError, Envelope, Request},
-    profile::parse,
-    sandbox::{files, Held, Sandbox},
+    profile::{guardrails::Guardrails, parse},
+    sandbox::{files, shield, Held, Sandbox},
 };
 
 #[derive(Debug, clap::Args)]
@@ -69,8 +69,17 @@ pub fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     } else {
         Some(prepare(&anchors, &info)?)
     };
+    if let Some(s) = &sandbox {
+        // SAFETY: single-threaded here, and exec follows. Before the
+        // daemon watches this pid: these mounts are not the agent's.
+        unsafe { s.enter_mounts() }.map_err(|e| {
+            anyhow::anyhow!("cannot make the guardrails inside the agent's tree read-only: {e}")
+        })?;
+    }
     let pid = std::process::id();
-    let landlock = sandbox.as_ref().map(Sandbox::landlock_flags);
+    let landlock = sandbox
+        .as_ref()
+        .map(|s| s.landlock_flags() | s.shield_flags());
     // The reasons pipe: the daemon opens the write end through /proc
     // while this process holds it; the command inherits the read end.
     let (ours, reasons) = crate::enforce::steer::reasons_pipe()?;
@@ -123,29 +132,37 @@ fn prepare(anchors: &AnchorArgs, info: &serde_json::Value) -> anyhow::Result<San
         .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default();
     let held = Held::from_names(&held_names);
-    let files = if held.any() {
-        let path = PathBuf::from(info["profile"].as_str().unwrap_or_default());
-        let profile = parse::load(&path).map_err(|report| {
-            anyhow::anyhow!(
-                "cannot read the agent's profile {}: {report}",
-                path.display()
-            )
-        })?;
-        let anchors = anchors.anchors();
+    let shielded = info["shield"].as_bool().unwrap_or(false);
+    if !held.any() && !shielded {
+        return Ok(Sandbox::prepare(None, allowed_of(info), None)?);
+    }
+    let path = PathBuf::from(info["profile"].as_str().unwrap_or_default());
+    let profile = parse::load(&path).map_err(|report| {
+        anyhow::anyhow!(
+            "cannot read the agent's profile {}: {report}",
+            path.display()
+        )
+    })?;
+    let anchors = anchors.anchors();
+    let grants = files::grants(&profile, &anchors);
+    let files = held.any().then(|| {
         let abi = landlock::ABI::from(crate::sandbox::landlock_abi().unwrap_or(0));
-        Some(files::resolve(
-            &files::grants(&profile, &anchors),
-            held,
-            abi,
-        ))
-    } else {
-        None
-    };
-    let allowed = crate::sandbox::Allowed {
+        files::resolve(&grants, held, abi)
+    });
+    // The daemon's guardrails beyond the built-in ones are its own files,
+    // outside any agent's tree.
+    let shield = shielded
+        .then(|| shield::for_profile(&profile, &anchors, &Guardrails::builtin()))
+        .flatten();
+    Ok(Sandbox::prepare(files, allowed_of(info), shield)?)
+}
+
+/// The escapes the daemon's answer says the profile allows.
+fn allowed_of(info: &serde_json::Value) -> crate::sandbox::Allowed {
+    crate::sandbox::Allowed {
         io_uring: info["io_uring"].as_bool().unwrap_or(false),
         raw_sockets: info["raw_sockets"].as_bool().unwrap_or(false),
-    };
-    Ok(Sandbox::prepare(files, allowed)?)
+    }
 }
 
 /// The user `--user` names (a name, else a uid).

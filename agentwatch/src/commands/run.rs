@@ -29,7 +29,7 @@ use crate::{
     lifecycle::{self, Agents, AgentsSink, Asked, Signals},
     profile::Class,
     profile::{anchors::Anchors, parse},
-    sandbox::{files, Held, Layers, Sandbox},
+    sandbox::{files, shield, Held, Layers, Sandbox},
     selectors::Selector,
     sensors::{cgroup2_mount, DfaCapacity, Sensors},
     spawn,
@@ -194,7 +194,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<i32> {
         None,
         extras,
     )?;
-    let sandbox = launch_sandbox(&opts, &mut maps, &profile, &anchors, &compiled)?;
+    let sandbox = launch_sandbox(&opts, &mut maps, &profile, &anchors, &guardrails, &compiled)?;
     if let (Mode::Enforce, true, Err(why)) = (opts.mode, denies_files(&compiled), maps.lsm_tier()) {
         eprintln!("agentwatch: note: no BPF LSM here ({why}); a denied file call or exec is stopped by SIGKILL at syscall entry instead of failing with EPERM (`agentwatch doctor` shows the tiers)");
     }
@@ -395,6 +395,7 @@ fn launch_sandbox(
     maps: &mut crate::sensors::PolicyMaps,
     profile: &crate::profile::Profile,
     anchors: &Anchors,
+    guardrails: &crate::profile::guardrails::Guardrails,
     compiled: &compile::Compiled,
 ) -> anyhow::Result<Option<Arc<Sandbox>>> {
     if opts.no_sandbox {
@@ -409,7 +410,17 @@ fn launch_sandbox(
     });
     // From the compiled flags: what the kernel's escape check reads too.
     let allowed = crate::sandbox::Allowed::of_flags(compiled.policy.flags);
-    let s = Sandbox::prepare(files, allowed)?;
+    // The BPF LSM tier, where attached, judges real paths against the
+    // guardrails itself.
+    use agentwatch_common::policy::action;
+    let refuses = matches!(
+        compiled.policy.guardrail_action,
+        action::DENY | action::KILL
+    );
+    let shield = (refuses && !opts.decide_in_userspace && maps.lsm_tier().is_err())
+        .then(|| shield::for_profile(profile, anchors, guardrails))
+        .flatten();
+    let s = Sandbox::prepare(files, allowed, shield)?;
     if !s.layers.scoped || (held.any() && s.layers.files.is_none()) {
         eprintln!("agentwatch: note: {}", s.layers.describe());
     }

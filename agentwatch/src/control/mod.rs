@@ -71,7 +71,8 @@ pub enum Request {
     LaunchInfo,
     /// Watch `pid` as the agent from now on: an `agentwatch exec` about to
     /// exec the agent's command, in the sandbox (`landlock`: the
-    /// `watch::LANDLOCK_*` its file rules hold) or not (None). Root only
+    /// `watch::LANDLOCK_*` its file rules hold, and `watch::SHIELDED` when
+    /// its guardrails are read-only mounts) or not (None). Root only
     /// (daemon only).
     Launch {
         pid: u32,

@@ -47,6 +47,9 @@ pub enum Reply {
         io_uring: bool,
         /// The profile allows raw and packet sockets.
         raw_sockets: bool,
+        /// The guardrails inside the agent's tree are to be bound
+        /// read-only (`sandbox::shield`).
+        shield: bool,
     },
 }
 
@@ -110,6 +113,7 @@ impl Serialize for Reply {
                 held,
                 io_uring,
                 raw_sockets,
+                shield,
             } => {
                 m.serialize_entry("held", held)?;
                 m.serialize_entry("io_uring", io_uring)?;
@@ -117,6 +121,7 @@ impl Serialize for Reply {
                 m.serialize_entry("ok", &true)?;
                 m.serialize_entry("profile", profile)?;
                 m.serialize_entry("raw_sockets", raw_sockets)?;
+                m.serialize_entry("shield", shield)?;
             }
             Reply::Status(_) => {}
         }

@@ -440,23 +440,42 @@ impl AgentEnforcer {
     /// what a kill after the call left undone), the alert, and a held
     /// caller released when the action leaves it running.
     fn kernel_violation(&mut self, ev: &Event, k: KernelDecision, mut findings: Vec<Finding>) {
-        // Landlock judged the real hierarchy: what the names the
-        // call gave do not explain, its real paths may (a
-        // symlinked directory). Neither: the failure was not
-        // Landlock's (a binary without its execute bit).
+        // The launch sandbox judged the real hierarchy: what the names
+        // the call gave do not explain, its real paths may (a symlinked
+        // directory), or the mounts the names lead to (names rewritten
+        // under the call). None: the failure was not the sandbox's (a
+        // binary without its execute bit, a read-only filesystem).
         let landlock = matches!(Rule::from_kernel(k.rule), Rule::Landlock(_));
-        if landlock && findings.iter().all(Finding::is_rate) {
-            findings = explain::by_real_paths(ev)
-                .map(|real| self.matcher.check(&attempted(&real)))
-                .unwrap_or_default();
+        let mut by_sandbox = None;
+        if landlock {
             if findings.iter().all(Finding::is_rate) {
+                findings = explain::by_real_paths(ev)
+                    .map(|real| self.matcher.check(&attempted(&real)))
+                    .unwrap_or_default();
+            }
+            let files_held = crate::sandbox::Held::of_policy(&self.compiled.policy).file;
+            by_sandbox = explain::by_shield(ev, &findings).or_else(|| {
+                findings
+                    .iter()
+                    .all(Finding::is_rate)
+                    .then(|| explain::rewritten(ev, files_held, &self.anchors))
+                    .flatten()
+            });
+            if by_sandbox.is_none() && findings.iter().all(Finding::is_rate) {
                 if k.held {
                     self.release(ev.pid);
                 }
                 return;
             }
         }
-        let f = explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors);
+        let mut action = kernel_action(&k);
+        let f = match by_sandbox {
+            Some(f) => {
+                action = "deny (launch sandbox, before the effect)";
+                f
+            }
+            None => explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors),
+        };
         if k.action != ka::ALERT {
             self.stats.kernel_actions += 1;
         }
@@ -464,7 +483,6 @@ impl AgentEnforcer {
         if k.rule == agentwatch_common::policy::rule::GUARD_PRIVILEGE {
             undo_privilege(ev);
         }
-        let mut action = kernel_action(&k);
         // Whether the caller goes on after the action (a call held
         // at its entry must then be released).
         let goes_on = match k.action {

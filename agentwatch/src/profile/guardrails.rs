@@ -197,7 +197,8 @@ impl Clone for Guardrails {
     }
 }
 
-fn mutating() -> AccessSet {
+/// The accesses that change a file or its name (all but read and exec).
+pub fn mutating() -> AccessSet {
     AccessSet::of(&[
         Access::Write,
         Access::Create,

@@ -156,6 +156,19 @@ pub fn grants(profile: &Profile, anchors: &Anchors) -> Vec<Grant> {
     out
 }
 
+/// The existing directories among `grants` where the agent may change
+/// names or contents: where the guardrail shield looks (a granted file's
+/// directory is granted too when the file may be made or moved).
+pub fn writable_roots(grants: &[Grant]) -> Vec<PathBuf> {
+    let changes = crate::profile::guardrails::mutating();
+    grants
+        .iter()
+        .filter(|g| !g.access.intersection(changes).is_empty())
+        .map(|g| PathBuf::from(&g.path))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
 /// The literal path before a pattern's first wildcard segment, and
 /// whether that is the whole pattern.
 fn literal_prefix(pattern: &str) -> (String, bool) {

@@ -10,13 +10,19 @@
 //!   agentwatch; and, from ABI 2, when the profile refuses file calls in
 //!   enforce mode, grants only the profile's tree (`files.rs`).
 //!
-//! Both are prepared in the parent (they allocate) and entered in the
+//! - where the guardrails' action refuses and no BPF LSM tier judges
+//!   real paths, the guardrails inside the profile's tree are read-only
+//!   bind mounts in the agent's own mount namespace (`shield.rs`).
+//!
+//! All are prepared in the parent (they allocate) and entered in the
 //! child between fork and exec with syscalls only.
 pub mod files;
 mod landlock;
 mod seccomp;
+pub mod shield;
 
 pub use files::{FileRules, Held};
+pub use shield::{Shield, ShieldLayer};
 
 use std::os::fd::OwnedFd;
 
@@ -51,6 +57,9 @@ pub struct Layers {
     /// The profile's file rules, when Landlock holds a class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesLayer>,
+    /// The guardrails inside the tree bound read-only, when shielded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shield: Option<ShieldLayer>,
 }
 
 /// What the Landlock file rules hold, for the run's summary.
@@ -114,10 +123,22 @@ impl Layers {
             ),
             (None, _) => "no Landlock on this kernel (not built or not in lsm=): a signal to agentwatch is caught by the eBPF tamper guard instead".into(),
         };
-        match &self.files {
-            Some(f) => format!("sandbox: {seccomp}; {landlock}; {}", f.describe()),
-            None => format!("sandbox: {seccomp}; {landlock}"),
+        let mut s = format!("sandbox: {seccomp}; {landlock}");
+        if let Some(f) = &self.files {
+            s.push_str(&format!("; {}", f.describe()));
         }
+        if let Some(sh) = &self.shield {
+            s.push_str(&format!(
+                "; {} guardrails inside its tree are read-only mounts in its own mount namespace",
+                sh.paths.len()
+            ));
+            if let Some(why) = &sh.incomplete {
+                s.push_str(&format!(
+                    " (the search {why}: guardrails deeper are judged by eBPF)"
+                ));
+            }
+        }
+        s
     }
 }
 
@@ -129,14 +150,22 @@ pub struct Sandbox {
     ruleset: Option<OwnedFd>,
     /// The classes its file rules hold.
     held: Held,
+    /// The read-only guardrail mounts, when there are any.
+    shield: Option<Shield>,
     pub layers: Layers,
 }
 
 impl Sandbox {
     /// Builds every layer this kernel offers; `files`: the profile's
     /// Landlock file rules (`files::resolve`), used from ABI 2;
-    /// `allowed`: the escapes the profile lets through.
-    pub fn prepare(files: Option<FileRules>, allowed: Allowed) -> Result<Sandbox, SandboxError> {
+    /// `allowed`: the escapes the profile lets through; `shield`: the
+    /// guardrails to bind read-only (`shield::plan`).
+    pub fn prepare(
+        files: Option<FileRules>,
+        allowed: Allowed,
+        shield: Option<Shield>,
+    ) -> Result<Sandbox, SandboxError> {
+        let shield = shield.filter(|s| !s.is_empty());
         let abi = landlock::abi();
         let files = files.filter(|_| abi.is_some_and(|a| a >= files::FILES_ABI));
         let ruleset = landlock::ruleset(abi, files.as_ref())?;
@@ -153,8 +182,10 @@ impl Sandbox {
                     rules: f.rules.len(),
                     widened: f.widened.clone(),
                 }),
+                shield: shield.as_ref().map(|s| s.layer.clone()),
             },
             held: files.as_ref().map(|f| f.held).unwrap_or_default(),
+            shield,
             filters,
             ruleset,
         })
@@ -167,7 +198,28 @@ impl Sandbox {
 
     /// The watch flags of a process started in this sandbox.
     pub fn watch_flags(&self) -> u32 {
-        agentwatch_common::policy::watch::SANDBOXED | self.landlock_flags()
+        agentwatch_common::policy::watch::SANDBOXED | self.landlock_flags() | self.shield_flags()
+    }
+
+    /// `watch::SHIELDED` when guardrails are bound read-only.
+    pub fn shield_flags(&self) -> u32 {
+        match self.shield {
+            Some(_) => agentwatch_common::policy::watch::SHIELDED,
+            None => 0,
+        }
+    }
+
+    /// Enters the shield's mount namespace: before the process is watched
+    /// (its mounts are not the agent's), before `enter` (Landlock and the
+    /// seccomp filter forbid mounts).
+    ///
+    /// # Safety
+    /// As `enter`.
+    pub unsafe fn enter_mounts(&self) -> std::io::Result<()> {
+        match &self.shield {
+            Some(s) => s.enter(),
+            None => Ok(()),
+        }
     }
 
     /// Enters the sandbox: in the child, between fork and exec, with
@@ -205,6 +257,7 @@ pub fn layers_here() -> Layers {
         io_uring: false,
         raw_sockets: false,
         files: None,
+        shield: None,
     }
 }
 

@@ -59,9 +59,137 @@ pub(super) fn explain(
     }
 }
 
+/// A sandbox refusal that is not Landlock's EACCES (EROFS or EBUSY from a
+/// read-only guardrail mount, EXDEV across one or out of Landlock's tree)
+/// on a path a guardrail holds: that guardrail's finding, said to be
+/// refused before the effect.
+pub(super) fn by_shield(ev: &Event, findings: &[Finding]) -> Option<Finding> {
+    let errno = ev.detail.result().filter(|r| *r < 0).map(|r| -r)?;
+    let why = match errno as i32 {
+        libc::EROFS | libc::EBUSY => "refused before the effect: the guardrail is a read-only mount in the agent's own mount namespace",
+        libc::EXDEV => "refused before the effect by the launch sandbox: a link or rename across a read-only guardrail mount, or out of the tree Landlock grants",
+        _ => return None,
+    };
+    let g = findings.iter().find(|f| f.rule.hard())?;
+    Some(Finding {
+        reason: why.into(),
+        ..g.clone()
+    })
+}
+
+/// A refusal only the read-only guardrail mounts make (EROFS, EBUSY;
+/// EXDEV when Landlock holds no file rules, `files_held`, so cannot have
+/// made it) whose names, read again at the exit and resolved in the
+/// agent's own mount namespace (`/proc/PID/root`), lead to nothing
+/// read-only, no mount point, no mount boundary: another thread rewrote
+/// them under the call, racing the judge. A tamper violation, refused
+/// before the effect. None when the names explain it, or cannot be looked
+/// at (the process is gone).
+pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Option<Finding> {
+    use crate::event::Detail;
+    let errno = ev.detail.result().filter(|r| *r < 0).map(|r| -r)? as i32;
+    let at = |p: &str| {
+        p.starts_with('/')
+            .then(|| format!("/proc/{}/root{p}", ev.pid))
+    };
+    let parent = |p: &str| {
+        std::path::Path::new(p)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+    };
+    let (target, from) = match &ev.detail {
+        Detail::Rename { from, to, .. } | Detail::Link { from, to, .. } => (to, Some(from)),
+        Detail::Open { path, .. }
+        | Detail::Make { path, .. }
+        | Detail::Unlink { path, .. }
+        | Detail::Chmod { path, .. }
+        | Detail::Chown { path, .. } => (path, None),
+        _ => return None,
+    };
+    let explained = match errno {
+        libc::EROFS => {
+            let dir = parent(target)?;
+            let ro = |p: &str| at(p).and_then(|p| mounts::read_only(&p));
+            ro(target) == Some(true) || ro(&dir)?
+        }
+        libc::EBUSY => [Some(target), from].into_iter().flatten().any(|p| {
+            let (Some(p), Some(d)) = (at(p), parent(p).and_then(|d| at(&d))) else {
+                return true;
+            };
+            match (mounts::id(&p), mounts::id(&d)) {
+                (Some(a), Some(b)) => a != b,
+                _ => true,
+            }
+        }),
+        libc::EXDEV if !files_held => {
+            let (to_dir, from_dir) = (parent(target)?, parent(from?)?);
+            mounts::id(&at(&to_dir)?)? != mounts::id(&at(&from_dir)?)?
+        }
+        _ => return None,
+    };
+    if explained {
+        return None;
+    }
+    let class = match ev.detail {
+        Detail::Unlink { .. } => Class::Delete,
+        _ => Class::File,
+    };
+    Some(Finding {
+        rule: Rule::GuardTamper,
+        class,
+        what: describe(ev, anchors),
+        reason: "refused before the effect by a read-only guardrail mount, though the names the call gave lead to none: another thread rewrote them under the call, racing the judge".into(),
+    })
+}
+
+/// Mounts as the agent sees them, through `/proc/PID/root`.
+mod mounts {
+    use std::{ffi::CString, os::unix::ffi::OsStrExt};
+
+    fn c(path: &str) -> Option<CString> {
+        CString::new(std::ffi::OsStr::new(path).as_bytes()).ok()
+    }
+
+    /// The mount's id (statx STATX_MNT_ID), following symlinks.
+    pub fn id(path: &str) -> Option<u64> {
+        let p = c(path)?;
+        let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+        // SAFETY: a valid C string and a buffer statx fills.
+        let r = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                0,
+                libc::STATX_MNT_ID,
+                st.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        // SAFETY: statx succeeded.
+        let st = unsafe { st.assume_init() };
+        (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+    }
+
+    /// Whether the mount holding `path` is read-only.
+    pub fn read_only(path: &str) -> Option<bool> {
+        let p = c(path)?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: a valid C string and a buffer statvfs fills.
+        if unsafe { libc::statvfs(p.as_ptr(), st.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: statvfs succeeded.
+        let st = unsafe { st.assume_init() };
+        Some(st.f_flag & libc::ST_RDONLY != 0)
+    }
+}
+
 /// The event with each path's directory resolved through its symlinks
-/// now (the agent shares agentwatch's mount namespace: the sandbox
-/// refuses new ones); None when that changes nothing.
+/// now, in agentwatch's mount namespace: the agent's is the same tree
+/// (the sandbox refuses new mounts; the shield's are binds of paths onto
+/// themselves); None when that changes nothing.
 pub(super) fn by_real_paths(ev: &Event) -> Option<Event> {
     let mut real = ev.clone();
     let mut changed = false;
@@ -164,4 +292,64 @@ pub(super) fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option
             Obs::Dns { name } => Some(LearnEntry::Dns { name }),
             Obs::DnsAnswer { .. } | Obs::Listing { .. } => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Detail;
+
+    /// A rename by this test process that failed with `errno`.
+    fn rename(from: &str, to: &str, errno: i32) -> Event {
+        let mut ev = crate::enforce::decision::tests::event();
+        ev.pid = std::process::id();
+        ev.detail = Detail::Rename {
+            from: from.into(),
+            to: to.into(),
+            syscall: "rename".into(),
+            result: Some(-(errno as i64)),
+        };
+        ev
+    }
+
+    fn guard_finding() -> Finding {
+        Finding {
+            rule: Rule::GuardPersistence,
+            class: Class::File,
+            what: "rename $WORKSPACE/.git/hooks/pre-commit".into(),
+            reason: "a persistence place".into(),
+        }
+    }
+
+    #[test]
+    fn a_guardrail_the_real_path_names_is_the_rule_of_a_mount_refusal() {
+        let ev = rename("/w/p", "/w/.git/hooks/pre-commit", libc::EXDEV);
+        let f = by_shield(&ev, &[guard_finding()]).expect("explained");
+        assert_eq!(f.rule, Rule::GuardPersistence);
+        assert!(f.reason.contains("before the effect"), "{}", f.reason);
+        // Landlock's own EACCES keeps its rule; no guardrail, no finding.
+        assert!(by_shield(&rename("/w/p", "/w/q", libc::EACCES), &[guard_finding()]).is_none());
+        assert!(by_shield(&ev, &[]).is_none());
+    }
+
+    #[test]
+    fn a_mount_refusal_the_names_do_not_explain_is_a_race_against_the_judge() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (p, q) = (d.path().join("p"), d.path().join("q"));
+        let (p, q) = (p.to_string_lossy(), q.to_string_lossy());
+        let anchors = Anchors::new(None, None, None);
+        // Both names in one directory of one mount: EXDEV cannot be theirs.
+        let f = rewritten(&rename(&p, &q, libc::EXDEV), false, &anchors).expect("a race");
+        assert_eq!(f.rule, Rule::GuardTamper);
+        // Landlock holds files: its EXDEV looks the same, so no verdict.
+        assert!(rewritten(&rename(&p, &q, libc::EXDEV), true, &anchors).is_none());
+        // EROFS on a writable directory: not the names' either.
+        assert!(rewritten(&rename(&p, &q, libc::EROFS), true, &anchors).is_some());
+        // Across two mounts (the root and /proc): explained.
+        assert!(rewritten(&rename(&p, "/proc/x", libc::EXDEV), false, &anchors).is_none());
+        // A process that is gone cannot be looked at.
+        let mut gone = rename(&p, &q, libc::EROFS);
+        gone.pid = u32::MAX;
+        assert!(rewritten(&gone, false, &anchors).is_none());
+    }
 }

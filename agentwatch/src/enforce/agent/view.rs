@@ -81,7 +81,8 @@ impl AgentEnforcer {
         reasons_fd: Option<i32>,
     ) -> Result<String, crate::sensors::SensorError> {
         use agentwatch_common::policy::watch;
-        let held = watch::LANDLOCK_FILE | watch::LANDLOCK_DELETE | watch::LANDLOCK_EXEC;
+        let held =
+            watch::LANDLOCK_FILE | watch::LANDLOCK_DELETE | watch::LANDLOCK_EXEC | watch::SHIELDED;
         let flags = landlock.map_or(0, |l| watch::SANDBOXED | (l & held));
         self.maps.watch(pid, self.agent_id, flags)?;
         self.started();

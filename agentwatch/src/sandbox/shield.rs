@@ -1,0 +1,386 @@
+//! Read-only guardrails inside the profile's tree, for the agents
+//! agentwatch starts on a kernel without the BPF LSM tier.
+//!
+//! Landlock grants a workspace as a whole and cannot carve `.git/hooks`
+//! out of it, and the syscall entry judges a rename or symlink by the
+//! names it was given: through a symlinked directory (`sd` ->
+//! `.git/hooks`), or with a name another thread rewrites under the call,
+//! a hook could be planted unnoticed. So the agent starts in a mount
+//! namespace of its own where every guardrail that exists inside its
+//! writable tree is a read-only bind mount of itself. The kernel then
+//! refuses any change there before the effect, by the real hierarchy:
+//! EROFS for a write, create, symlink, mkdir, unlink or chmod, EXDEV for a
+//! rename or link across the mount, EBUSY for replacing or removing a
+//! bound file. The seccomp filter and Landlock forbid the agent to
+//! unmount or remount. The eBPF exit reports those failures
+//! (`watch::SHIELDED`) and userspace names the guardrail by the real path.
+//!
+//! Only what exists at launch is bound; the walk that finds it is bounded
+//! (`Limits`), and the run's summary says when it stopped short. It is
+//! used only where the guardrails' action refuses (deny, kill): a pause
+//! asks a person, and an approval could not lift the mount.
+use std::{
+    collections::VecDeque,
+    ffi::CString,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use super::files;
+use crate::profile::{
+    anchors::Anchors,
+    guardrails::{mutating, Guardrails},
+    Profile,
+};
+
+/// How far the walk looks, so a huge tree cannot stall a launch.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Directory entries read in all.
+    pub entries: usize,
+    /// Levels below a root.
+    pub depth: usize,
+    /// Mounts made (each costs the kernel a mount in the agent's namespace).
+    pub mounts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            entries: 200_000,
+            depth: 16,
+            mounts: 512,
+        }
+    }
+}
+
+/// What the shield holds, for the run's summary (`sandbox.shield`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ShieldLayer {
+    /// The guardrails bound read-only.
+    pub paths: Vec<String>,
+    /// Why the walk stopped before the whole tree, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
+}
+
+/// The read-only mounts to make in the agent's namespace.
+#[derive(Debug, Clone)]
+pub struct Shield {
+    paths: Vec<CString>,
+    pub layer: ShieldLayer,
+}
+
+/// A name no guardrail pattern is about: a directory whose made-up child
+/// is guarded has guarded contents (`**/.git/hooks/**`).
+const PROBE: &str = "agentwatch-shield-probe";
+
+/// The guardrails that exist beneath `roots` (directories the agent may
+/// change), breadth first so the shallow ones come before any limit.
+/// Symlinks are never followed (their target is judged where it lies).
+pub fn plan(roots: &[PathBuf], guardrails: &Guardrails, limits: Limits) -> Shield {
+    let guarded = |p: &Path| guardrails.hit(&p.to_string_lossy(), mutating()).is_some();
+    let guarded_dir = |p: &Path| guarded(p) || guarded(&p.join(PROBE));
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut incomplete = None;
+    let mut entries = 0usize;
+    let mut too_deep = false;
+    let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::new();
+    for root in outermost(roots) {
+        if guarded_dir(&root) {
+            found.push(root);
+        } else {
+            queue.push_back((root, 0));
+        }
+    }
+    'walk: while let Some((dir, depth)) = queue.pop_front() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            entries += 1;
+            if entries > limits.entries {
+                incomplete = Some(format!("stopped after {} entries", limits.entries));
+                break 'walk;
+            }
+            let Ok(kind) = e.file_type() else { continue };
+            let path = e.path();
+            let hit = if kind.is_dir() {
+                guarded_dir(&path)
+            } else {
+                kind.is_file() && guarded(&path)
+            };
+            if hit {
+                if found.len() == limits.mounts {
+                    incomplete = Some(format!("stopped at {} mounts", limits.mounts));
+                    break 'walk;
+                }
+                found.push(path);
+            } else if kind.is_dir() {
+                if depth < limits.depth {
+                    queue.push_back((path, depth + 1));
+                } else {
+                    too_deep = true;
+                }
+            }
+        }
+    }
+    if incomplete.is_none() && too_deep {
+        incomplete = Some(format!("stopped at depth {}", limits.depth));
+    }
+    Shield {
+        paths: found
+            .iter()
+            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+            .collect(),
+        layer: ShieldLayer {
+            paths: found
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            incomplete,
+        },
+    }
+}
+
+/// The roots that are not beneath another, existing directories only;
+/// never the kernel's own trees or `/` itself.
+fn outermost(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = roots
+        .iter()
+        .filter(|r| r.is_absolute() && r.as_path() != Path::new("/"))
+        .filter(|r| !["/proc", "/sys", "/dev"].iter().any(|k| r.starts_with(k)))
+        .filter(|r| std::fs::symlink_metadata(r).is_ok_and(|m| m.is_dir()))
+        .cloned()
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        if !out.iter().any(|o| d.starts_with(o)) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The shield of an agent's profile: the guardrails in force (with the
+/// profile's own) inside its writable tree. None, with a note on stderr,
+/// when this process may not mount (no CAP_SYS_ADMIN).
+pub fn for_profile(
+    profile: &Profile,
+    anchors: &Anchors,
+    guardrails: &Guardrails,
+) -> Option<Shield> {
+    if !can_mount() {
+        eprintln!("agentwatch: note: no CAP_SYS_ADMIN: the guardrails inside the agent's tree are not made read-only (eBPF judges them by the names a call gives)");
+        return None;
+    }
+    let guardrails = guardrails
+        .clone()
+        .with_profile(&profile.guardrails, Some(anchors));
+    let roots = files::writable_roots(&files::grants(profile, anchors));
+    let plan = plan(&roots, &guardrails, Limits::default());
+    if let Some(why) = &plan.layer.incomplete {
+        eprintln!("agentwatch: note: the search for guardrails inside the agent's tree {why}; those deeper are judged by eBPF only");
+    }
+    Some(plan)
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 1;
+
+impl Shield {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Enters a mount namespace of the process's own, receiving the
+    /// host's later mounts but sending none back, with each path a
+    /// read-only bind mount of itself. A path gone since the walk is
+    /// skipped. Needs CAP_SYS_ADMIN; syscalls only (no allocation).
+    ///
+    /// # Safety
+    /// Call only in a forked child before exec, or in a single-threaded
+    /// process about to exec.
+    pub unsafe fn enter(&self) -> std::io::Result<()> {
+        if self.paths.is_empty() {
+            return Ok(());
+        }
+        let fail = || Err(std::io::Error::last_os_error());
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return fail();
+        }
+        let root = c"/";
+        let none = std::ptr::null();
+        if libc::mount(
+            none,
+            root.as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_SLAVE,
+            none.cast(),
+        ) != 0
+        {
+            return fail();
+        }
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        for p in &self.paths {
+            if libc::mount(p.as_ptr(), p.as_ptr(), none, libc::MS_BIND, none.cast()) != 0 {
+                if *libc::__errno_location() == libc::ENOENT {
+                    continue;
+                }
+                return fail();
+            }
+            let r = libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                0,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            );
+            if r != 0 {
+                return fail();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// capability(7)'s number.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process may make the shield's mounts (CAP_SYS_ADMIN).
+pub fn can_mount() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        let w = d.path();
+        for dir in [
+            ".git/hooks",
+            "src/deep/.ssh",
+            "venv/lib/site-packages",
+            "big",
+        ] {
+            std::fs::create_dir_all(w.join(dir)).expect("mkdir");
+        }
+        for f in [
+            ".git/config",
+            ".git/HEAD",
+            ".env",
+            "src/main.rs",
+            "venv/lib/site-packages/evil.pth",
+        ] {
+            std::fs::write(w.join(f), "x").expect("write");
+        }
+        std::os::unix::fs::symlink(w.join(".git/hooks"), w.join("sd")).expect("symlink");
+        d
+    }
+
+    fn rel(s: &Shield, root: &Path) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .layer
+            .paths
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&*root.to_string_lossy())
+                    .unwrap_or(p)
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_guardrails_inside_the_tree_are_found_and_nothing_else() {
+        let d = tree();
+        let s = plan(
+            &[d.path().to_path_buf()],
+            &Guardrails::builtin(),
+            Limits::default(),
+        );
+        // Directories whose contents are guarded are bound whole; guarded
+        // files one by one; a symlink (sd) never.
+        assert_eq!(
+            rel(&s, d.path()),
+            [
+                "/.env",
+                "/.git/config",
+                "/.git/hooks",
+                "/src/deep/.ssh",
+                "/venv/lib/site-packages/evil.pth"
+            ]
+        );
+        assert_eq!(s.layer.incomplete, None);
+    }
+
+    #[test]
+    fn a_bounded_walk_says_where_it_stopped() {
+        let d = tree();
+        let roots = [d.path().to_path_buf()];
+        let g = Guardrails::builtin();
+        let shallow = plan(
+            &roots,
+            &g,
+            Limits {
+                depth: 0,
+                ..Limits::default()
+            },
+        );
+        // Breadth first: the top-level guardrail is found before the limit.
+        assert_eq!(rel(&shallow, d.path()), ["/.env"]);
+        assert!(shallow.layer.incomplete.is_some());
+        let few = plan(
+            &roots,
+            &g,
+            Limits {
+                mounts: 1,
+                ..Limits::default()
+            },
+        );
+        assert_eq!(few.layer.paths.len(), 1);
+        assert!(few.layer.incomplete.is_some());
+    }
+
+    #[test]
+    fn roots_inside_others_and_the_kernels_trees_are_not_walked_twice() {
+        let d = tree();
+        let w = d.path().to_path_buf();
+        let roots = [
+            w.join("src"),
+            w.clone(),
+            PathBuf::from("/proc"),
+            PathBuf::from("/"),
+            w.join("missing"),
+        ];
+        assert_eq!(outermost(&roots), [w]);
+    }
+}

@@ -1,0 +1,208 @@
+//! Privileged tests of the guardrail shield (issue 15): for an agent
+//! `agentwatch run` starts on a kernel without the BPF LSM tier, the
+//! guardrails inside its workspace (`.git/hooks`, `.git/config`, `.env`)
+//! are read-only mounts in its own mount namespace. A rename, create,
+//! symlink or mkdir that reaches one through a symlinked directory, or
+//! with a name another thread rewrites under the call, is refused by the
+//! kernel before the effect and alerted under the guardrail; the agent's
+//! own work and the host's view of the files are untouched.
+mod support;
+
+use support::{privileged, run::*};
+
+const DENY: &str = "actions:\n  guardrails: deny\n";
+
+/// Whether the shield is the tier that holds here (no BPF LSM: with it,
+/// the LSM path hooks judge real paths instead; tests/evasion.rs).
+fn shield_tier() -> bool {
+    let out = support::agentwatch()
+        .args(["doctor", "--json"])
+        .output()
+        .expect("run agentwatch doctor");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if r["enforcement"][0]["available"] == true {
+        eprintln!("skipped: this kernel has the BPF LSM tier, which judges real paths itself (the shield is not used); tests/evasion.rs covers it there");
+        return false;
+    }
+    true
+}
+
+fn with_hooks(ws: &std::path::Path) {
+    std::fs::create_dir_all(ws.join(".git/hooks")).expect("hooks");
+    std::fs::write(ws.join(".git/config"), "[core]\n").expect("config");
+    std::fs::write(ws.join(".env"), "TOKEN=1\n").expect(".env");
+}
+
+#[test]
+fn guardrails_inside_the_tree_are_read_only_whatever_name_reaches_them() {
+    let Some(_g) = privileged() else { return };
+    if !shield_tier() {
+        return;
+    }
+    // Every route a name-based judge misses: a symlinked directory for a
+    // rename, a create, a symlink, a mkdir and a hard link; the bound
+    // files replaced through one. Then the agent's own work goes on.
+    let script = "ln -s .git/hooks sd && ln -s .git gd && ln -s . top\n\
+                  echo payload > p\n\
+                  (mv p sd/pre-commit) || echo rename-refused\n\
+                  (echo x > sd/post-commit) || echo create-refused\n\
+                  (ln -s /x sd/pre-push) || echo symlink-refused\n\
+                  (mkdir sd/sub) || echo mkdir-refused\n\
+                  (ln p sd/post-merge) || echo link-refused\n\
+                  echo y > c; (mv c gd/config) || echo config-refused\n\
+                  (rm top/.env) || echo env-refused\n\
+                  cat top/.env\n\
+                  echo hi > a && mv a b && mkdir d && cat b";
+    let run = Run::start_prepared(
+        "sh-routes",
+        &profile("sh-routes", 1, DENY),
+        "enforce",
+        &[],
+        script,
+        with_hooks,
+    );
+    let (d, dir) = run.finish_keeping_dir();
+    let ws = dir.0.join("ws");
+    for what in [
+        "rename", "create", "symlink", "mkdir", "link", "config", "env",
+    ] {
+        assert!(
+            d.stdout.contains(&format!("{what}-refused")),
+            "{what}: {}",
+            d.brief()
+        );
+    }
+    // Nothing landed; the payload stayed; the bound files are as they
+    // were; the agent could still read its .env and do its work.
+    for name in ["pre-commit", "post-commit", "pre-push", "sub", "post-merge"] {
+        assert!(
+            std::fs::symlink_metadata(ws.join(".git/hooks").join(name)).is_err(),
+            "{name} landed: {}",
+            d.brief()
+        );
+    }
+    let read = |p: &str| std::fs::read_to_string(ws.join(p)).unwrap_or_default();
+    assert_eq!(read("p"), "payload\n", "{}", d.brief());
+    assert_eq!(read(".git/config"), "[core]\n", "{}", d.brief());
+    assert_eq!(read(".env"), "TOKEN=1\n", "{}", d.brief());
+    assert!(d.stdout.contains("TOKEN=1"), "{}", d.brief());
+    assert!(d.stdout.lines().any(|l| l == "hi"), "{}", d.brief());
+    assert!(ws.join("d").is_dir(), "{}", d.brief());
+    // Each refusal is alerted under its guardrail, by the real path.
+    let persistence = d.alerts_by("guardrail/persistence");
+    for name in ["pre-commit", "post-commit", "pre-push", "sub", "post-merge"] {
+        let real = format!("$WORKSPACE/.git/hooks/{name}");
+        assert!(
+            persistence
+                .iter()
+                .any(|a| a["what"].as_str().unwrap_or("").contains(&real)
+                    && a["action"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("before the effect")),
+            "{name}: {}",
+            d.brief()
+        );
+    }
+    let secrets = d.alerts_by("guardrail/secrets");
+    assert!(
+        secrets
+            .iter()
+            .any(|a| a["what"].as_str().unwrap_or("").contains("/.env")),
+        "{}",
+        d.brief()
+    );
+    // The summary names what was bound.
+    let bound: Vec<String> = d.summary()["sandbox"]["shield"]["paths"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in [".git/hooks", ".git/config", ".env"] {
+        assert!(
+            bound.contains(&ws.join(p).display().to_string()),
+            "{p}: {bound:?}"
+        );
+    }
+}
+
+#[test]
+fn a_rename_whose_name_is_rewritten_under_the_call_cannot_plant_a_hook() {
+    let Some(_g) = privileged() else { return };
+    if !shield_tier() {
+        return;
+    }
+    // tests/tools/race.c flips a rename's destination to
+    // .git/hooks/pre-commit between the entry's copy and the kernel's.
+    // A try the entry catches by name kills the racer (deny here is
+    // SIGKILL at the call), so it is started again, as an attacker would:
+    // before the shield, it planted the hook here within three runs.
+    let bin = support::race_tool();
+    let yaml = profile("sh-race", 1, DENY).replace(
+        "executables:\n",
+        &format!("executables:\n  - path: \"{bin}\"\n"),
+    );
+    let script = format!(
+        "for i in $(seq 10); do ({bin} .git/hooks/pre-commit 4000); done\n\
+         test -e .git/hooks/pre-commit && echo hook-planted || echo hook-absent"
+    );
+    let run = Run::start_prepared("sh-race", &yaml, "enforce", &[], &script, with_hooks);
+    let (d, dir) = run.finish_keeping_dir();
+    let hook = dir.0.join("ws/.git/hooks/pre-commit");
+    assert!(
+        d.stdout.contains("hook-absent"),
+        "{}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    assert!(
+        !d.stdout.contains("planted=1"),
+        "{}\n{}",
+        d.stdout,
+        d.brief()
+    );
+    assert!(std::fs::symlink_metadata(&hook).is_err(), "{}", d.brief());
+    // Which tries the kernel refused, and which the entry caught by name,
+    // is the scheduler's; say it. A refused raced try is a tamper alert:
+    // its names, read again at the exit, lead to no read-only mount.
+    let by_name = d.alerts_by("guardrail/persistence").len();
+    let raced = d.alerts_by("guardrail/tamper");
+    eprintln!(
+        "race: {by_name} alerts by name at the entry, {} raced tries refused by the read-only mount\n{}",
+        raced.len(),
+        d.stdout.trim()
+    );
+    for a in &raced {
+        assert!(
+            a["action"]
+                .as_str()
+                .unwrap_or("")
+                .contains("before the effect"),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_that_may_approve_guardrails_gets_no_read_only_mounts() {
+    let Some(_g) = privileged() else { return };
+    if !shield_tier() {
+        return;
+    }
+    // A guardrail that pauses asks a person, and an approval could not
+    // lift a mount: such an agent's tree stays as it is.
+    let d = Run::start_prepared(
+        "sh-pause",
+        &profile("sh-pause", 1, "actions:\n  guardrails: pause\n"),
+        "enforce",
+        &["--pause-timeout", "1s"],
+        "cat .env",
+        with_hooks,
+    )
+    .finish();
+    assert!(d.summary()["sandbox"]["shield"].is_null(), "{}", d.brief());
+    assert!(d.stdout.contains("TOKEN=1"), "{}", d.brief());
+}
