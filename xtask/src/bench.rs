@@ -85,6 +85,17 @@ pub struct Options {
     pins_only: bool,
     #[arg(long, default_value_t = 1024, help = "MiB of the pins model")]
     pins_mib: u64,
+    /// Only what the guardrail shield adds to a launch (a workspace of
+    /// `--shield-files` files walked and bound, against a launch without
+    /// the shield); rewrites its section of docs/benchmarks.md.
+    #[arg(long)]
+    shield_only: bool,
+    #[arg(
+        long,
+        default_value_t = 50_000,
+        help = "files of the shield benchmark's workspace"
+    )]
+    shield_files: usize,
     /// Only where a watched, allowed open's time goes under enforce, by
     /// path length (the kernel's per-program accounting); rewrites its
     /// section of docs/benchmarks.md.
@@ -416,6 +427,11 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         let s = crate::bench_pins::section(&bench_of(&ws, o.ops), o.rounds.min(5), o.pins_mib)?;
         return crate::bench_docs::write_section(&ws, crate::bench_pins::HEADING, &s);
     }
+    if o.shield_only {
+        let b = bench_of(&ws, o.ops);
+        let s = crate::bench_shield::section(&b, o.rounds.min(7), o.shield_files)?;
+        return crate::bench_docs::write_section(&ws, crate::bench_shield::HEADING, &s);
+    }
     if o.daemon_only {
         let section = crate::bench_daemon::section(&bench_of(&ws, o.ops), o.daemon_ops)?;
         return crate::bench_docs::write_section(&ws, crate::bench_daemon::HEADING, &section);
@@ -494,7 +510,11 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     let kept = crate::bench_docs::keep_sections(
         &old,
         &report,
-        &[crate::bench_intent::HEADING, crate::bench_pins::HEADING],
+        &[
+            crate::bench_intent::HEADING,
+            crate::bench_pins::HEADING,
+            crate::bench_shield::HEADING,
+        ],
     );
     std::fs::write(&path, kept)?;
     eprintln!("written to {}", path.display());

@@ -17,6 +17,7 @@ mod bench_peers_load;
 mod bench_peers_report;
 mod bench_pins;
 mod bench_profile;
+mod bench_shield;
 mod detection;
 mod dist;
 mod fuzz;

@@ -168,14 +168,14 @@ fn outermost(roots: &[PathBuf]) -> Vec<PathBuf> {
 
 /// The shield of an agent's profile: the guardrails in force (with the
 /// profile's own) inside its writable tree. None, with a note on stderr,
-/// when this process may not mount (no CAP_SYS_ADMIN).
+/// when this process may not give the agent its own mounts (`probe`).
 pub fn for_profile(
     profile: &Profile,
     anchors: &Anchors,
     guardrails: &Guardrails,
 ) -> Option<Shield> {
-    if !can_mount() {
-        eprintln!("agentwatch: note: no CAP_SYS_ADMIN: the guardrails inside the agent's tree are not made read-only (eBPF judges them by the names a call gives)");
+    if let Err(why) = probe() {
+        eprintln!("agentwatch: note: {why}: the guardrails inside the agent's tree are not made read-only (eBPF judges them by the names a call gives)");
         return None;
     }
     let guardrails = guardrails
@@ -261,19 +261,39 @@ impl Shield {
     }
 }
 
-/// capability(7)'s number.
-const CAP_SYS_ADMIN: u32 = 21;
-
-/// Whether this process may make the shield's mounts (CAP_SYS_ADMIN).
-pub fn can_mount() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+/// Whether this process may give a child a mount namespace of its own:
+/// tried in a forked child, so a kernel, container runtime or seccomp
+/// policy that refuses it says so before the agent is started. Err: why.
+pub fn probe() -> Result<(), String> {
+    // SAFETY: the child calls only unshare and _exit (async-signal-safe).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child; _exit never returns.
+        unsafe {
+            let code = if libc::unshare(libc::CLONE_NEWNS) == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            };
+            libc::_exit(code)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(errno) => Err(format!(
+            "a mount namespace is refused here ({}; it needs CAP_SYS_ADMIN)",
+            std::io::Error::from_raw_os_error(errno)
+        )),
+        None => Err("the mount namespace probe died".into()),
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +388,19 @@ mod tests {
         );
         assert_eq!(few.layer.paths.len(), 1);
         assert!(few.layer.incomplete.is_some());
+    }
+
+    #[test]
+    fn the_probe_answers_in_a_child_and_leaves_this_process_as_it_was() {
+        let before = std::fs::read_link("/proc/self/ns/mnt").ok();
+        let r = probe();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(r, Ok(()));
+        } else {
+            assert!(r.is_err_and(|why| why.contains("CAP_SYS_ADMIN")));
+        }
+        assert_eq!(std::fs::read_link("/proc/self/ns/mnt").ok(), before);
     }
 
     #[test]
