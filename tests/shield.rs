@@ -41,7 +41,8 @@ fn guardrails_inside_the_tree_are_read_only_whatever_name_reaches_them() {
     }
     // Every route a name-based judge misses: a symlinked directory for a
     // rename, a create, a symlink, a mkdir and a hard link; the bound
-    // files replaced through one. Then the agent's own work goes on.
+    // files replaced through one; `.git` moved aside. Then the agent's
+    // own work goes on.
     let script = "ln -s .git/hooks sd && ln -s .git gd && ln -s . top\n\
                   echo payload > p\n\
                   (mv p sd/pre-commit) || echo rename-refused\n\
@@ -51,6 +52,7 @@ fn guardrails_inside_the_tree_are_read_only_whatever_name_reaches_them() {
                   (ln p sd/post-merge) || echo link-refused\n\
                   echo y > c; (mv c gd/config) || echo config-refused\n\
                   (rm top/.env) || echo env-refused\n\
+                  (mv top/.git moved) || echo move-refused\n\
                   cat top/.env\n\
                   echo hi > a && mv a b && mkdir d && cat b";
     let run = Run::start_prepared(
@@ -64,7 +66,7 @@ fn guardrails_inside_the_tree_are_read_only_whatever_name_reaches_them() {
     let (d, dir) = run.finish_keeping_dir();
     let ws = dir.0.join("ws");
     for what in [
-        "rename", "create", "symlink", "mkdir", "link", "config", "env",
+        "rename", "create", "symlink", "mkdir", "link", "config", "env", "move",
     ] {
         assert!(
             d.stdout.contains(&format!("{what}-refused")),
@@ -104,6 +106,17 @@ fn guardrails_inside_the_tree_are_read_only_whatever_name_reaches_them() {
             d.brief()
         );
     }
+    // Moving .git aside (to make it again around an unbound hooks) is
+    // refused: the directories on the way are mount points.
+    assert!(ws.join(".git/hooks").is_dir() && !ws.join("moved").exists());
+    assert!(
+        d.alerts_by("guardrail/tamper").iter().any(|a| a["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("move or remove")),
+        "{}",
+        d.brief()
+    );
     let secrets = d.alerts_by("guardrail/secrets");
     assert!(
         secrets

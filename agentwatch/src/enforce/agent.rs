@@ -454,13 +454,15 @@ impl AgentEnforcer {
                     .unwrap_or_default();
             }
             let files_held = crate::sandbox::Held::of_policy(&self.compiled.policy).file;
-            by_sandbox = explain::by_shield(ev, &findings).or_else(|| {
-                findings
-                    .iter()
-                    .all(Finding::is_rate)
-                    .then(|| explain::rewritten(ev, files_held, &self.anchors))
-                    .flatten()
-            });
+            by_sandbox = explain::by_shield(ev, &findings)
+                .or_else(|| explain::pinned(ev, &self.anchors))
+                .or_else(|| {
+                    findings
+                        .iter()
+                        .all(Finding::is_rate)
+                        .then(|| explain::rewritten(ev, files_held, &self.anchors))
+                        .flatten()
+                });
             if by_sandbox.is_none() && findings.iter().all(Finding::is_rate) {
                 if k.held {
                     self.release(ev.pid);

@@ -7,13 +7,16 @@
 //! `.git/hooks`), or with a name another thread rewrites under the call,
 //! a hook could be planted unnoticed. So the agent starts in a mount
 //! namespace of its own where every guardrail that exists inside its
-//! writable tree is a read-only bind mount of itself. The kernel then
-//! refuses any change there before the effect, by the real hierarchy:
-//! EROFS for a write, create, symlink, mkdir, unlink or chmod, EXDEV for a
-//! rename or link across the mount, EBUSY for replacing or removing a
-//! bound file. The seccomp filter and Landlock forbid the agent to
-//! unmount or remount. The eBPF exit reports those failures
-//! (`watch::SHIELDED`) and userspace names the guardrail by the real path.
+//! writable tree is a read-only bind mount of itself, and every directory
+//! on the way to one a mount point (which cannot be renamed or removed:
+//! `.git` moved aside and made again would leave `hooks` behind). The
+//! kernel then refuses any change there before the effect, by the real
+//! hierarchy: EROFS for a write, create, symlink, mkdir, unlink or chmod,
+//! EXDEV for a rename or link across the mount, EBUSY for replacing or
+//! removing a bound file or moving a directory on the way. The seccomp
+//! filter and Landlock forbid the agent to unmount or remount. The eBPF
+//! exit reports those failures (`watch::SHIELDED`) and userspace names
+//! the guardrail by the real path.
 //!
 //! Only what exists at launch is bound; the walk that finds it is bounded
 //! (`Limits`), and the run's summary says when it stopped short. It is
@@ -42,7 +45,8 @@ pub struct Limits {
     pub entries: usize,
     /// Levels below a root.
     pub depth: usize,
-    /// Mounts made (each costs the kernel a mount in the agent's namespace).
+    /// Guardrails bound (each is a mount in the agent's namespace, plus
+    /// the directories on the way that no other one pins).
     pub mounts: usize,
 }
 
@@ -66,10 +70,27 @@ pub struct ShieldLayer {
     pub incomplete: Option<String>,
 }
 
-/// The read-only mounts to make in the agent's namespace.
+/// What one mount of the shield does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A directory on the way from a root to a guardrail, bound onto
+    /// itself as it is: a mount point cannot be renamed or removed
+    /// (EBUSY), so `.git` cannot be moved aside and made again around an
+    /// unbound `hooks`.
+    Pin,
+    /// A guardrail, bound onto itself read-only.
+    ReadOnly,
+    /// A root of the tree, bound onto itself with everything beneath it,
+    /// last: absolute paths then pass the mounts above as the agent's
+    /// working directory (on the mount beneath) does, and the root cannot
+    /// be moved either.
+    Root,
+}
+
+/// The mounts to make in the agent's namespace, in order.
 #[derive(Debug, Clone)]
 pub struct Shield {
-    paths: Vec<CString>,
+    mounts: Vec<(CString, Kind)>,
     pub layer: ShieldLayer,
 }
 
@@ -88,11 +109,12 @@ pub fn plan(roots: &[PathBuf], guardrails: &Guardrails, limits: Limits) -> Shiel
     let mut entries = 0usize;
     let mut too_deep = false;
     let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::new();
-    for root in outermost(roots) {
-        if guarded_dir(&root) {
-            found.push(root);
+    let roots = outermost(roots);
+    for root in &roots {
+        if guarded_dir(root) {
+            found.push(root.clone());
         } else {
-            queue.push_back((root, 0));
+            queue.push_back((root.clone(), 0));
         }
     }
     'walk: while let Some((dir, depth)) = queue.pop_front() {
@@ -131,9 +153,9 @@ pub fn plan(roots: &[PathBuf], guardrails: &Guardrails, limits: Limits) -> Shiel
         incomplete = Some(format!("stopped at depth {}", limits.depth));
     }
     Shield {
-        paths: found
-            .iter()
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+        mounts: order(&roots, &found)
+            .into_iter()
+            .filter_map(|(p, k)| Some((CString::new(p.as_os_str().as_bytes()).ok()?, k)))
             .collect(),
         layer: ShieldLayer {
             paths: found
@@ -143,6 +165,34 @@ pub fn plan(roots: &[PathBuf], guardrails: &Guardrails, limits: Limits) -> Shiel
             incomplete,
         },
     }
+}
+
+/// The mounts for the guardrails `found` beneath `roots`, in the order the
+/// child makes them: per root, the directories on the way (outermost
+/// first), the guardrails, then the root itself with all of it.
+fn order(roots: &[PathBuf], found: &[PathBuf]) -> Vec<(PathBuf, Kind)> {
+    let mut out = Vec::new();
+    for root in roots {
+        let mine: Vec<&PathBuf> = found.iter().filter(|p| p.starts_with(root)).collect();
+        if mine.contains(&root) {
+            out.push((root.clone(), Kind::ReadOnly));
+            continue;
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        let mut on_the_way: Vec<&Path> = mine
+            .iter()
+            .flat_map(|p| p.ancestors().skip(1))
+            .filter(|a| a.starts_with(root) && *a != root.as_path())
+            .collect();
+        on_the_way.sort_by_key(|a| (a.components().count(), a.to_path_buf()));
+        on_the_way.dedup();
+        out.extend(on_the_way.into_iter().map(|a| (a.to_path_buf(), Kind::Pin)));
+        out.extend(mine.into_iter().map(|p| (p.clone(), Kind::ReadOnly)));
+        out.push((root.clone(), Kind::Root));
+    }
+    out
 }
 
 /// The roots that are not beneath another, existing directories only;
@@ -201,19 +251,20 @@ const MOUNT_ATTR_RDONLY: u64 = 1;
 
 impl Shield {
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.layer.paths.is_empty()
     }
 
     /// Enters a mount namespace of the process's own, receiving the
-    /// host's later mounts but sending none back, with each path a
-    /// read-only bind mount of itself. A path gone since the walk is
-    /// skipped. Needs CAP_SYS_ADMIN; syscalls only (no allocation).
+    /// host's later mounts but sending none back, and makes the mounts
+    /// (`order`): each guardrail a read-only bind mount of itself, the
+    /// directories on the way and the root mount points. A path gone
+    /// since the walk is skipped. Needs CAP_SYS_ADMIN; syscalls only (no allocation).
     ///
     /// # Safety
     /// Call only in a forked child before exec, or in a single-threaded
     /// process about to exec.
     pub unsafe fn enter(&self) -> std::io::Result<()> {
-        if self.paths.is_empty() {
+        if self.is_empty() {
             return Ok(());
         }
         let fail = || Err(std::io::Error::last_os_error());
@@ -238,12 +289,19 @@ impl Shield {
             propagation: 0,
             userns_fd: 0,
         };
-        for p in &self.paths {
-            if libc::mount(p.as_ptr(), p.as_ptr(), none, libc::MS_BIND, none.cast()) != 0 {
+        for (p, kind) in &self.mounts {
+            let flags = match kind {
+                Kind::Root => libc::MS_BIND | libc::MS_REC,
+                Kind::Pin | Kind::ReadOnly => libc::MS_BIND,
+            };
+            if libc::mount(p.as_ptr(), p.as_ptr(), none, flags, none.cast()) != 0 {
                 if *libc::__errno_location() == libc::ENOENT {
                     continue;
                 }
                 return fail();
+            }
+            if *kind != Kind::ReadOnly {
+                continue;
             }
             let r = libc::syscall(
                 libc::SYS_mount_setattr,
@@ -360,6 +418,56 @@ mod tests {
             ]
         );
         assert_eq!(s.layer.incomplete, None);
+    }
+
+    #[test]
+    fn the_directories_on_the_way_are_pinned_before_and_the_root_after() {
+        let d = tree();
+        let root = d.path().to_path_buf();
+        let s = plan(
+            std::slice::from_ref(&root),
+            &Guardrails::builtin(),
+            Limits::default(),
+        );
+        let r = root.to_string_lossy().into_owned();
+        let seen: Vec<(String, Kind)> = s
+            .mounts
+            .iter()
+            .map(|(p, k)| {
+                let p = p.to_string_lossy();
+                (p.strip_prefix(&*r).unwrap_or(&p).to_string(), *k)
+            })
+            .collect();
+        let pins: Vec<&str> = seen
+            .iter()
+            .filter(|(_, k)| *k == Kind::Pin)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        // Outermost first; each once; never the root or a guardrail.
+        assert_eq!(
+            pins,
+            [
+                "/.git",
+                "/src",
+                "/venv",
+                "/src/deep",
+                "/venv/lib",
+                "/venv/lib/site-packages"
+            ]
+        );
+        let at = |p: &str, k: Kind| seen.iter().position(|x| x.0 == p && x.1 == k);
+        let hooks = at("/.git/hooks", Kind::ReadOnly).expect("hooks bound");
+        assert!(at("/.git", Kind::Pin) < Some(hooks));
+        assert_eq!(seen.last(), Some(&(String::new(), Kind::Root)));
+        // A root that is a guardrail is bound read-only, nothing more.
+        let git = root.join(".git/hooks");
+        let only = plan(
+            std::slice::from_ref(&git),
+            &Guardrails::builtin(),
+            Limits::default(),
+        );
+        assert_eq!(only.mounts.len(), 1);
+        assert_eq!(only.mounts[0].1, Kind::ReadOnly);
     }
 
     #[test]

@@ -77,14 +77,14 @@ pub(super) fn by_shield(ev: &Event, findings: &[Finding]) -> Option<Finding> {
     })
 }
 
-/// A refusal only the read-only guardrail mounts make (EROFS, EBUSY;
-/// EXDEV when Landlock holds no file rules, `files_held`, so cannot have
-/// made it) whose names, read again at the exit and resolved in the
-/// agent's own mount namespace (`/proc/PID/root`), lead to nothing
-/// read-only, no mount point, no mount boundary: another thread rewrote
-/// them under the call, racing the judge. A tamper violation, refused
-/// before the effect. None when the names explain it, or cannot be looked
-/// at (the process is gone).
+/// A refusal only the shield's mounts make (EROFS, EBUSY; EXDEV when
+/// Landlock holds no file rules, `files_held`, so cannot have made it)
+/// whose names, read again at the exit and resolved in the agent's own
+/// mount namespace (`/proc/PID/root`), lead to nothing read-only, no
+/// mount point, no mount boundary: another thread rewrote them under the
+/// call, racing the judge. A tamper violation, refused before the effect.
+/// None when the names explain it, or cannot be looked at (the process is
+/// gone).
 pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Option<Finding> {
     use crate::event::Detail;
     let errno = ev.detail.result().filter(|r| *r < 0).map(|r| -r)? as i32;
@@ -112,15 +112,10 @@ pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Opti
             let ro = |p: &str| at(p).and_then(|p| mounts::read_only(&p));
             ro(target) == Some(true) || ro(&dir)?
         }
-        libc::EBUSY => [Some(target), from].into_iter().flatten().any(|p| {
-            let (Some(p), Some(d)) = (at(p), parent(p).and_then(|d| at(&d))) else {
-                return true;
-            };
-            match (mounts::id(&p), mounts::id(&d)) {
-                (Some(a), Some(b)) => a != b,
-                _ => true,
-            }
-        }),
+        libc::EBUSY => [Some(target), from]
+            .into_iter()
+            .flatten()
+            .any(|p| at(p).and_then(|p| mounts::point(&p)) != Some(false)),
         libc::EXDEV if !files_held => {
             let (to_dir, from_dir) = (parent(target)?, parent(from?)?);
             mounts::id(&at(&to_dir)?)? != mounts::id(&at(&from_dir)?)?
@@ -130,16 +125,43 @@ pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Opti
     if explained {
         return None;
     }
+    Some(finding(ev, anchors, "refused before the effect by a read-only guardrail mount, though the names the call gave lead to none: another thread rewrote them under the call, racing the judge"))
+}
+
+/// A rename or removal refused with EBUSY on a mount point the agent has
+/// and agentwatch has not: one of the shield's, a directory on the way to
+/// a guardrail (`sandbox::shield`'s pins). A tamper violation, refused
+/// before the effect: moved aside, the guardrails in it could be left
+/// behind and made again unbound.
+pub(super) fn pinned(ev: &Event, anchors: &Anchors) -> Option<Finding> {
+    use crate::event::Detail;
+    if ev.detail.result() != Some(-(libc::EBUSY as i64)) {
+        return None;
+    }
+    let names: Vec<&String> = match &ev.detail {
+        Detail::Rename { from, to, .. } => vec![from, to],
+        Detail::Unlink { path, .. } => vec![path],
+        _ => return None,
+    };
+    let theirs = |p: &str| mounts::point(&format!("/proc/{}/root{p}", ev.pid));
+    let ours = names
+        .iter()
+        .any(|p| p.starts_with('/') && theirs(p) == Some(true) && mounts::point(p) == Some(false));
+    ours.then(|| finding(ev, anchors, "refused before the effect: it would move or remove a directory that holds guardrails (a mount point in the agent's own namespace, so the guardrails cannot be left behind and made again)"))
+}
+
+/// A tamper finding against the shield, for `ev`.
+fn finding(ev: &Event, anchors: &Anchors, reason: &str) -> Finding {
     let class = match ev.detail {
-        Detail::Unlink { .. } => Class::Delete,
+        crate::event::Detail::Unlink { .. } => Class::Delete,
         _ => Class::File,
     };
-    Some(Finding {
+    Finding {
         rule: Rule::GuardTamper,
         class,
         what: describe(ev, anchors),
-        reason: "refused before the effect by a read-only guardrail mount, though the names the call gave lead to none: another thread rewrote them under the call, racing the judge".into(),
-    })
+        reason: reason.into(),
+    }
 }
 
 /// Mounts as the agent sees them, through `/proc/PID/root`.
@@ -170,6 +192,12 @@ mod mounts {
         // SAFETY: statx succeeded.
         let st = unsafe { st.assume_init() };
         (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+    }
+
+    /// Whether `path` is a mount point (its mount is not its parent's).
+    pub fn point(path: &str) -> Option<bool> {
+        let parent = std::path::Path::new(path).parent()?.to_str()?;
+        Some(id(path)? != id(parent)?)
     }
 
     /// Whether the mount holding `path` is read-only.
@@ -347,6 +375,9 @@ mod tests {
         assert!(rewritten(&rename(&p, &q, libc::EROFS), true, &anchors).is_some());
         // Across two mounts (the root and /proc): explained.
         assert!(rewritten(&rename(&p, "/proc/x", libc::EXDEV), false, &anchors).is_none());
+        // A mount point of agentwatch's too (not the shield's): EBUSY is
+        // its own.
+        assert!(rewritten(&rename("/proc", "/proc2", libc::EBUSY), false, &anchors).is_none());
         // A process that is gone cannot be looked at.
         let mut gone = rename(&p, &q, libc::EROFS);
         gone.pid = u32::MAX;
