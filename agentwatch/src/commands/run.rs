@@ -412,12 +412,8 @@ fn launch_sandbox(
     let allowed = crate::sandbox::Allowed::of_flags(compiled.policy.flags);
     // The BPF LSM tier, where attached, judges real paths against the
     // guardrails itself.
-    use agentwatch_common::policy::action;
-    let refuses = matches!(
-        compiled.policy.guardrail_action,
-        action::DENY | action::KILL
-    );
-    let shield = (refuses && !opts.decide_in_userspace && maps.lsm_tier().is_err())
+    let wanted = shield::wanted(&compiled.policy);
+    let shield = (wanted && !opts.decide_in_userspace && maps.lsm_tier().is_err())
         .then(|| shield::for_profile(profile, anchors, guardrails))
         .flatten();
     let s = Sandbox::prepare(files, allowed, shield)?;

@@ -120,7 +120,6 @@ impl DaemonControl {
 /// refuses, unless the BPF LSM tier refuses them itself or every event
 /// crosses to userspace); then watching it.
 fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
-    use agentwatch_common::policy::action;
     match req {
         Request::LaunchInfo => {
             let held = match e.lsm_tier() {
@@ -129,11 +128,9 @@ fn launch(e: &mut crate::enforce::agent::AgentEnforcer, req: Request) -> Reply {
                 Err(_) => crate::sandbox::Held::of_policy(&e.compiled().policy),
             };
             let allowed = crate::sandbox::Allowed::of_flags(e.compiled().policy.flags);
-            let refuses = matches!(
-                e.compiled().policy.guardrail_action,
-                action::DENY | action::KILL
-            );
-            let shield = refuses && e.lsm_tier().is_err() && e.decides_in_kernel();
+            let shield = crate::sandbox::shield::wanted(&e.compiled().policy)
+                && e.lsm_tier().is_err()
+                && e.decides_in_kernel();
             Reply::Launch {
                 profile: e.profile_path().display().to_string(),
                 mode: e.mode().name(),

@@ -216,6 +216,14 @@ fn outermost(roots: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// Whether an agent under `policy` gets the shield: its guardrails
+/// refuse (deny, kill). One that pauses asks a person, and an approval
+/// could not lift a mount.
+pub fn wanted(policy: &agentwatch_common::policy::AgentPolicy) -> bool {
+    use agentwatch_common::policy::action;
+    matches!(policy.guardrail_action, action::DENY | action::KILL)
+}
+
 /// The shield of an agent's profile: the guardrails in force (with the
 /// profile's own) inside its writable tree. None, with a note on stderr,
 /// when this process may not give the agent its own mounts (`probe`).

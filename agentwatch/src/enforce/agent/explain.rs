@@ -64,8 +64,7 @@ pub(super) fn explain(
 /// on a path a guardrail holds: that guardrail's finding, said to be
 /// refused before the effect.
 pub(super) fn by_shield(ev: &Event, findings: &[Finding]) -> Option<Finding> {
-    let errno = ev.detail.result().filter(|r| *r < 0).map(|r| -r)?;
-    let why = match errno as i32 {
+    let why = match errno(ev)? {
         libc::EROFS | libc::EBUSY => "refused before the effect: the guardrail is a read-only mount in the agent's own mount namespace",
         libc::EXDEV => "refused before the effect by the launch sandbox: a link or rename across a read-only guardrail mount, or out of the tree Landlock grants",
         _ => return None,
@@ -87,11 +86,8 @@ pub(super) fn by_shield(ev: &Event, findings: &[Finding]) -> Option<Finding> {
 /// gone).
 pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Option<Finding> {
     use crate::event::Detail;
-    let errno = ev.detail.result().filter(|r| *r < 0).map(|r| -r)? as i32;
-    let at = |p: &str| {
-        p.starts_with('/')
-            .then(|| format!("/proc/{}/root{p}", ev.pid))
-    };
+    let errno = errno(ev)?;
+    let at = |p: &str| as_agent_sees(ev, p);
     let parent = |p: &str| {
         std::path::Path::new(p)
             .parent()
@@ -135,7 +131,7 @@ pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Opti
 /// behind and made again unbound.
 pub(super) fn pinned(ev: &Event, anchors: &Anchors) -> Option<Finding> {
     use crate::event::Detail;
-    if ev.detail.result() != Some(-(libc::EBUSY as i64)) {
+    if errno(ev) != Some(libc::EBUSY) {
         return None;
     }
     let names: Vec<&String> = match &ev.detail {
@@ -143,11 +139,23 @@ pub(super) fn pinned(ev: &Event, anchors: &Anchors) -> Option<Finding> {
         Detail::Unlink { path, .. } => vec![path],
         _ => return None,
     };
-    let theirs = |p: &str| mounts::point(&format!("/proc/{}/root{p}", ev.pid));
+    let theirs = |p: &str| as_agent_sees(ev, p).and_then(|p| mounts::point(&p));
     let ours = names
         .iter()
-        .any(|p| p.starts_with('/') && theirs(p) == Some(true) && mounts::point(p) == Some(false));
+        .any(|p| theirs(p) == Some(true) && mounts::point(p) == Some(false));
     ours.then(|| finding(ev, anchors, "refused before the effect: it would move or remove a directory that holds guardrails (a mount point in the agent's own namespace, so the guardrails cannot be left behind and made again)"))
+}
+
+/// The errno a failed call returned.
+fn errno(ev: &Event) -> Option<i32> {
+    ev.detail.result().filter(|r| *r < 0).map(|r| -r as i32)
+}
+
+/// An absolute path as the process that made `ev` sees it, through its
+/// own root and mounts (`/proc/PID/root`).
+fn as_agent_sees(ev: &Event, path: &str) -> Option<String> {
+    path.starts_with('/')
+        .then(|| format!("/proc/{}/root{path}", ev.pid))
 }
 
 /// A tamper finding against the shield, for `ev`.
@@ -202,15 +210,8 @@ mod mounts {
 
     /// Whether the mount holding `path` is read-only.
     pub fn read_only(path: &str) -> Option<bool> {
-        let p = c(path)?;
-        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-        // SAFETY: a valid C string and a buffer statvfs fills.
-        if unsafe { libc::statvfs(p.as_ptr(), st.as_mut_ptr()) } != 0 {
-            return None;
-        }
-        // SAFETY: statvfs succeeded.
-        let st = unsafe { st.assume_init() };
-        Some(st.f_flag & libc::ST_RDONLY != 0)
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        Some(statvfs(path).ok()?.flags().contains(FsFlags::ST_RDONLY))
     }
 }
 
