@@ -152,10 +152,22 @@ fn errno(ev: &Event) -> Option<i32> {
 }
 
 /// An absolute path as the process that made `ev` sees it, through its
-/// own root and mounts (`/proc/PID/root`).
+/// own root and mounts (`/proc/PID/root`). A process that has exited
+/// since (an `mv` whose rename was refused) is looked through its nearest
+/// living ancestor in a mount namespace other than agentwatch's: the
+/// agent's, which it inherited.
 fn as_agent_sees(ev: &Event, path: &str) -> Option<String> {
-    path.starts_with('/')
-        .then(|| format!("/proc/{}/root{path}", ev.pid))
+    if !path.starts_with('/') {
+        return None;
+    }
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let ancestors = ev.context.ancestry.iter().map(|a| a.pid);
+    let pid = std::iter::once(ev.pid)
+        .filter(|p| ns(*p).is_some())
+        .chain(ancestors.filter(|p| ns(*p).is_some_and(|n| Some(n) != own)))
+        .next()?;
+    Some(format!("/proc/{pid}/root{path}"))
 }
 
 /// A tamper finding against the shield, for `ev`.
