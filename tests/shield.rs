@@ -200,22 +200,82 @@ fn a_rename_whose_name_is_rewritten_under_the_call_cannot_plant_a_hook() {
 }
 
 #[test]
-fn an_agent_that_may_approve_guardrails_gets_no_read_only_mounts() {
+fn a_refused_guardrail_call_pauses_the_agent_and_an_approval_lifts_that_mount() {
     let Some(_g) = privileged() else { return };
     if !shield_tier() {
         return;
     }
-    // A guardrail that pauses asks a person, and an approval could not
-    // lift a mount: such an agent's tree stays as it is.
-    let d = Run::start_prepared(
+    // Guardrails that pause (the default) get the shield too. A directory
+    // made in `.git/hooks` through a symlinked one (mkdir: one call, where
+    // mv falls back to a copy and an unlink) is refused before the effect
+    // and the agent stopped (the sweep comes a moment after the refusal:
+    // the script sleeps meanwhile); approving lifts `.git/hooks`' mount in the
+    // agent's namespace, so the retry lands. `.git/config` stays bound:
+    // replacing it is refused and paused again, and denying that ends
+    // the agent.
+    let script = "ln -s .git/hooks sd && ln -s .git gd\n\
+                  (mkdir sd/sub) || echo first-refused\n\
+                  sleep 2; (mkdir sd/sub) && echo retry-landed\n\
+                  echo y > c; (mv c gd/config) || echo config-refused\n\
+                  sleep 2; echo after-deny";
+    let run = Run::start_prepared(
         "sh-pause",
         &profile("sh-pause", 1, "actions:\n  guardrails: pause\n"),
         "enforce",
-        &["--pause-timeout", "1s"],
-        "cat .env",
+        &[],
+        script,
         with_hooks,
-    )
-    .finish();
-    assert!(d.summary()["sandbox"]["shield"].is_null(), "{}", d.brief());
-    assert!(d.stdout.contains("TOKEN=1"), "{}", d.brief());
+    );
+    let hooks = run.ws().join(".git/hooks");
+    run.wait_stopped("sh");
+    let id = request_for("sh-pause", "guardrail/persistence");
+    let listed: serde_json::Value =
+        serde_json::from_str(&control(&["pending", "--json"])).expect("pending json");
+    let req = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == id.as_str()))
+        .unwrap_or_else(|| panic!("{id} not in {listed}"))
+        .clone();
+    assert_eq!(req["lifts"], hooks.display().to_string(), "{req}");
+    assert!(std::fs::symlink_metadata(hooks.join("sub")).is_err());
+    let answer = control(&["approve", &id]);
+    assert!(answer.contains("writable for the agent"), "{answer}");
+    run.wait_stopped("sh");
+    let config = request_for("sh-pause", "guardrail/persistence");
+    control(&["deny", &config]);
+    let (d, dir) = run.finish_keeping_dir();
+    let ws = dir.0.join("ws");
+    assert!(d.stdout.contains("first-refused"), "{}", d.brief());
+    assert!(d.stdout.contains("retry-landed"), "{}", d.brief());
+    assert!(!d.stdout.contains("after-deny"), "{}", d.brief());
+    let read = |p: &str| std::fs::read_to_string(ws.join(p)).unwrap_or_default();
+    assert!(ws.join(".git/hooks/sub").is_dir(), "{}", d.brief());
+    assert_eq!(read(".git/config"), "[core]\n", "{}", d.brief());
+    // Each refused call is alerted as paused; mv tries `.git/config`
+    // more than one way before the sweep stops it.
+    let paused = d.alerts_by("guardrail/persistence");
+    let what = |a: &&serde_json::Value| a["what"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        paused.first().map(what).as_deref(),
+        Some("create $WORKSPACE/.git/hooks/sub"),
+        "{}",
+        d.brief()
+    );
+    assert!(
+        paused
+            .iter()
+            .any(|a| what(a) == "rename $WORKSPACE/.git/config"),
+        "{}",
+        d.brief()
+    );
+    for a in paused {
+        assert!(
+            a["action"].as_str().unwrap_or("").starts_with("pause")
+                && a["action"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("before the effect"),
+            "{a}"
+        );
+    }
 }

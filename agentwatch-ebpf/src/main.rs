@@ -236,11 +236,12 @@ pub fn dns_egress(ctx: SkBuffContext) -> i32 {
     dns_egress::try_egress(&ctx).unwrap_or(1)
 }
 
-/// lsm/file_open: refuses an open decided "deny" at its syscall entry.
-/// Fails open: no mark, no refusal.
+/// lsm/file_open(file): refuses an open decided "deny" at its syscall
+/// entry, and a writing open the names allowed whose real file is a
+/// guardrail (`lsm::try_open`). Fails open: no mark, no refusal.
 #[lsm(hook = "file_open")]
-pub fn deny_file_open(_ctx: LsmContext) -> i32 {
-    lsm::try_refuse().unwrap_or(0)
+pub fn deny_file_open(ctx: LsmContext) -> i32 {
+    lsm::try_open(ctx.arg(0)).unwrap_or(0)
 }
 
 /// lsm/path_mknod(dir, dentry, mode, dev): mknod, and the creation step

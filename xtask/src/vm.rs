@@ -360,6 +360,7 @@ fn check(log: &str) -> anyhow::Result<()> {
         race,
         status,
         log.contains("=== AW-RACE-PLANTED"),
+        log.contains("=== AW-RACE-CONFIG-KEPT"),
         changed,
         &race_alerts,
     )

@@ -5,6 +5,9 @@
 //!   `.git/hooks`), which the entry judges by the names given: the LSM
 //!   hooks judge the dentries the kernel reached and refuse them
 //!   (`kernel.real_paths`; the open's alert keeps its flags);
+//! - an O_TRUNC open of `.git/config` through a symlinked `.git` (`gd`):
+//!   `file_open` judges the file reached and refuses it before the
+//!   truncation (the open's exit alone would find it already emptied);
 //! - `tests/tools/race.c`: a rename whose destination a second thread keeps
 //!   rewriting (mostly benign, briefly `.git/hooks/pre-commit`), so the
 //!   entry may copy one name and the kernel the other. Without the LSM
@@ -29,13 +32,16 @@ const TRIES: u32 = 4000;
 pub fn init_part() -> String {
     format!(
         r#"mkdir -p /work/race/.git/hooks
+echo "[core]" > /work/race/.git/config
 echo "=== AW-RACE-BEGIN"
-cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; out=$( (echo x > sd/post-commit) 2>&1); echo "SYMLINKED-CREATE rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
+cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; ln -s .git gd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; out=$( (echo x > sd/post-commit) 2>&1); echo "SYMLINKED-CREATE rc=$? $out"; out=$( (: > gd/config) 2>&1); echo "SYMLINKED-TRUNC rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
 echo "=== AW-RACE-END status=$?"
 cd /
 [ -e /work/race/.git/hooks/pre-commit ] && echo "=== AW-RACE-PLANTED"
+grep -q core /work/race/.git/config && echo "=== AW-RACE-CONFIG-KEPT"
 echo "=== AW-RACE-CHANGED $(grep -c '"real_paths":true' /work/race.jsonl)"
 grep '"real_paths":true' /work/race.jsonl | head -n 2
+grep '"real_paths":true' /work/race.jsonl | grep '/.git/config"' | head -n 1
 grep '"type":"alert"' /work/race.jsonl | head -n 1
 grep '"type":"summary"' /work/race.jsonl
 echo "=== AW-RACE-ALERTS-END"
@@ -70,6 +76,7 @@ pub fn check(
     run: &str,
     status: &str,
     planted_marker: bool,
+    config_kept: bool,
     changed: &str,
     alerts: &[serde_json::Value],
 ) -> anyhow::Result<()> {
@@ -120,11 +127,22 @@ pub fn check(
             .is_some_and(|a| a.contains(&serde_json::json!("create"))),
         "the create's alert carries the open's flags: {c}"
     );
+    // An O_TRUNC open of .git/config through gd/: refused at file_open,
+    // before the truncation.
+    refused_step(run, "SYMLINKED-TRUNC", "truncate")?;
+    ensure!(config_kept, ".git/config was emptied through gd/");
+    ensure!(
+        alerts
+            .iter()
+            .any(|a| a["event"]["kernel"]["real_paths"] == true
+                && a["event"]["path"] == "/work/race/.git/config"),
+        "no real-paths alert for the truncation among {alerts:?}"
+    );
     // How many of the race's renames met a rewritten name is up to the
     // scheduler (none, in some emulated runs); planted must stay 0.
     let real: u32 = changed.trim().parse().context("real-paths count")?;
     println!(
-        "vm-test: race: {} calls refused at the LSM hook by the real path (the two through sd/ included)",
+        "vm-test: race: {} calls refused at the LSM hook by the real path (the three through sd/ and gd/ included)",
         real
     );
     let summary = alerts

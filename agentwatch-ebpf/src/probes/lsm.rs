@@ -7,17 +7,19 @@
 //! the alert userspace raises and the errno the process sees always agree.
 //! One exception: a call the entry allowed by the names it copied is
 //! judged again here, by the kernel's own dentries, against the
-//! guardrails (`try_recheck`). The names are only a claim: a symlinked
-//! directory on the way leads elsewhere, and the entry reads the caller's
-//! memory before the kernel does, so another thread can rewrite them.
+//! guardrails (`try_recheck`; an open that writes, `try_open`). The names
+//! are only a claim: a symlinked directory on the way leads elsewhere, and
+//! the entry reads the caller's memory before the kernel does, so another
+//! thread can rewrite them.
 use agentwatch_common::{
     calls::{self, OpenFlags},
+    open,
     policy::{access, action, class, decided, flags, hard_rule, verdict},
     slot, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
 
-use super::syscall::{syscall_args_now, ALLOWED, SYSNO_MASK};
+use super::syscall::{syscall_args_now, ALLOWED, OPEN_FLAGS_MASK, SYSNO_MASK};
 use crate::{
     enforce::{self, Decision},
     event,
@@ -27,16 +29,6 @@ use crate::{
 
 /// What an LSM program returns to refuse: -EPERM.
 pub const EPERM: i32 = -1;
-
-/// Refuses the current call if its entry was decided "deny". Only a call
-/// whose entry was sent can be: a thread with nothing pending (every
-/// unwatched process) is let through on its gate bit, without the
-/// DENY_NOW lookup.
-#[inline(always)]
-pub fn try_refuse() -> Result<i32, i32> {
-    pending_now().ok_or(0)?;
-    Ok(if denied_now() { EPERM } else { 0 })
-}
 
 /// Whether the current thread's call was decided "deny" at its entry.
 #[inline(always)]
@@ -87,7 +79,28 @@ pub enum Second {
     Created(Target),
 }
 
-/// A path hook: refuses a call its entry decided to deny (`try_refuse`);
+/// file_open(file): refuses an open its entry decided to deny; one it
+/// allowed by the names it gave that writes or truncates is judged again
+/// by the file the kernel reached (`try_recheck`), before the truncation
+/// or any write: `: > sd/config` through a symlinked `.git`. A read's
+/// real path is judged at its exit, before a byte of it is read. A
+/// thread with nothing pending (every unwatched process) is let through
+/// on its gate bit.
+#[inline(always)]
+pub fn try_open(file: Ptr) -> Result<i32, i32> {
+    let (_, word, _) = pending_now().ok_or(0)?;
+    if denied_now() {
+        return Ok(EPERM);
+    }
+    let flags = (word >> 32) & OPEN_FLAGS_MASK;
+    if word & ALLOWED == 0 || file.is_null() || !open::opened_for_write(flags) {
+        return Ok(0);
+    }
+    let path = unsafe { aw_file_path(file) };
+    recheck(Target::of_path(path), Second::None, access::WRITE)
+}
+
+/// A path hook: refuses a call its entry decided to deny;
 /// else, for a call its entry allowed by the names it copied, judges what
 /// the kernel reached (`first`, then `second`) by its real path against
 /// the guardrails. A guardrail there is one the names did not lead the
@@ -99,6 +112,13 @@ pub enum Second {
 /// Fails open: anything unreadable lets the call go, as its entry decided.
 #[inline(always)]
 pub fn try_recheck(first: Target, second: Second) -> Result<i32, i32> {
+    // An open reaches a path hook only to create its file.
+    recheck(first, second, access::CREATE)
+}
+
+/// `try_recheck`, an open judged for `open_access`.
+#[inline(always)]
+fn recheck(first: Target, second: Second, open_access: u64) -> Result<i32, i32> {
     let (slot_ptr, word, w) = pending_now().ok_or(0)?;
     if denied_now() {
         return Ok(EPERM);
@@ -112,9 +132,8 @@ pub fn try_recheck(first: Target, second: Second) -> Result<i32, i32> {
     if pol.flags & flags::LSM == 0 || pol.flags & flags::PATHS == 0 {
         return Ok(0);
     }
-    // An open reaches a path hook only to create its file.
     let acc = if call.is_open() {
-        access::CREATE
+        open_access
     } else {
         call.access
     };

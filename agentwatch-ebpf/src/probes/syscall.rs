@@ -36,7 +36,7 @@ pub(crate) const ALLOWED: u64 = 1 << 31;
 const LEFT: u64 = 1 << 30;
 /// The open flags' part of the high word (taken shifted down): every bit
 /// below the `RECORD_*` bits (open flags stop at bit 23).
-const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
+pub(crate) const OPEN_FLAGS_MASK: u64 = (1 << 29) - 1;
 const RECORD_PINNED: u64 = 1 << (32 + 29);
 const RECORD_TERRITORY: u64 = 1 << (32 + 30);
 const RECORD_TAINT: u64 = 1 << (32 + 31);

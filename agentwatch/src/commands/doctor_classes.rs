@@ -27,7 +27,7 @@ pub struct Host<'a> {
 }
 
 /// What the guardrail shield (`sandbox::shield`) holds, without BPF LSM.
-const SHIELD: &str = "the guardrails that exist inside the profile's tree at launch are read-only mounts in the agent's own mount namespace (when the guardrails' action refuses): the kernel refuses a change there before the effect, whatever name reaches it (EROFS, EXDEV, EBUSY)";
+const SHIELD: &str = "the guardrails that exist inside the profile's tree at launch are read-only mounts in the agent's own mount namespace (when the guardrails act: deny, kill, or pause, whose approval lifts that guardrail's mount for the agent's retry): the kernel refuses a change there before the effect, whatever name reaches it (EROFS, EXDEV, EBUSY)";
 
 pub fn table(h: &Host) -> Vec<ClassTier> {
     let landlock_files = h.layers.landlock_abi.is_some_and(|a| a >= FILES_ABI);

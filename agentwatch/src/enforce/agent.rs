@@ -471,9 +471,18 @@ impl AgentEnforcer {
             }
         }
         let mut action = kernel_action(&k);
+        // A guardrail whose action pauses: refused all the same (the
+        // shield is a mount), and the agent stopped for a person, whose
+        // approval lifts the mount for a retry (`pause_for`).
+        let mut shield_pause = false;
         let f = match by_sandbox {
             Some(f) => {
-                action = "deny (launch sandbox, before the effect)";
+                shield_pause = wanted(&self.compiled.policy, self.mode, &f) == ActionKind::Pause;
+                action = if shield_pause {
+                    "pause (launch sandbox refused it before the effect)"
+                } else {
+                    "deny (launch sandbox, before the effect)"
+                };
                 f
             }
             None => explain(Rule::from_kernel(k.rule), &findings, ev, &self.anchors),
@@ -488,6 +497,10 @@ impl AgentEnforcer {
         // Whether the caller goes on after the action (a call held
         // at its entry must then be released).
         let goes_on = match k.action {
+            _ if shield_pause => {
+                approval = Some(self.pause_for(ev, &f));
+                false
+            }
             ka::PAUSE => {
                 approval = Some(self.pause_for(ev, &f));
                 false

@@ -62,6 +62,11 @@ pub struct Subject {
     /// What `approve --learn` adds (never for guardrails).
     #[serde(skip)]
     pub learn: Option<LearnEntry>,
+    /// The guardrail shield's read-only mount that refused the call, in
+    /// the agent's mount namespace: approving lifts it, so a retry goes
+    /// through (`sandbox::shield::lift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifts: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +267,7 @@ mod tests {
             evidence: serde_json::Value::Null,
             context: None,
             learn: None,
+            lifts: None,
         }
     }
 
@@ -273,6 +279,7 @@ mod tests {
             path: "$WORKSPACE/x".into(),
             access: AccessSet::of(&[crate::profile::Access::Read]),
         });
+        s.lifts = Some("/w/.git/hooks".into());
         a.open(s, Duration::from_secs(300));
         a.open(req("bot"), Duration::ZERO);
         let text = serde_json::to_string(&a.stored()).unwrap();
@@ -282,6 +289,8 @@ mod tests {
         let r = b.take("bot-1").unwrap();
         assert!(r.learnable);
         assert_eq!(r.subject.learn, a.list()[0].subject.learn);
+        // What an approval lifts survives a restart too.
+        assert_eq!(r.subject.lifts.as_deref(), Some("/w/.git/hooks"));
         assert_eq!(r.deadline, a.list()[0].deadline);
         // Numbering goes on after the restored ones.
         assert_eq!(b.open(req("bot"), Duration::from_secs(1)), "bot-3");

@@ -20,8 +20,10 @@
 //!
 //! Only what exists at launch is bound; the walk that finds it is bounded
 //! (`Limits`), and the run's summary says when it stopped short. It is
-//! used only where the guardrails' action refuses (deny, kill): a pause
-//! asks a person, and an approval could not lift the mount.
+//! used wherever the guardrails' action acts (deny, kill, pause): a
+//! refused call that pauses the agent asks a person, and an approval
+//! lifts that guardrail's mount in the agent's namespace (`lift`), so the
+//! agent's retry goes through.
 use std::{
     collections::VecDeque,
     ffi::CString,
@@ -81,9 +83,8 @@ enum Kind {
     /// A guardrail, bound onto itself read-only.
     ReadOnly,
     /// A root of the tree, bound onto itself with everything beneath it,
-    /// last: absolute paths then pass the mounts above as the agent's
-    /// working directory (on the mount beneath) does, and the root cannot
-    /// be moved either.
+    /// first: it cannot be moved either, and the mounts after it land on
+    /// it.
     Root,
 }
 
@@ -168,8 +169,11 @@ pub fn plan(roots: &[PathBuf], guardrails: &Guardrails, limits: Limits) -> Shiel
 }
 
 /// The mounts for the guardrails `found` beneath `roots`, in the order the
-/// child makes them: per root, the directories on the way (outermost
-/// first), the guardrails, then the root itself with all of it.
+/// child makes them: per root, the root itself with everything mounted
+/// beneath it, then the directories on the way (outermost first), then
+/// the guardrails. Each lands on the one before, so one mount holds each
+/// guardrail on every route (`enter` moves the working directory onto
+/// them), and one unmount lifts it.
 fn order(roots: &[PathBuf], found: &[PathBuf]) -> Vec<(PathBuf, Kind)> {
     let mut out = Vec::new();
     for root in roots {
@@ -188,9 +192,9 @@ fn order(roots: &[PathBuf], found: &[PathBuf]) -> Vec<(PathBuf, Kind)> {
             .collect();
         on_the_way.sort_by_key(|a| (a.components().count(), a.to_path_buf()));
         on_the_way.dedup();
+        out.push((root.clone(), Kind::Root));
         out.extend(on_the_way.into_iter().map(|a| (a.to_path_buf(), Kind::Pin)));
         out.extend(mine.into_iter().map(|p| (p.clone(), Kind::ReadOnly)));
-        out.push((root.clone(), Kind::Root));
     }
     out
 }
@@ -216,12 +220,15 @@ fn outermost(roots: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Whether an agent under `policy` gets the shield: its guardrails
-/// refuse (deny, kill). One that pauses asks a person, and an approval
-/// could not lift a mount.
+/// Whether an agent under `policy` gets the shield: its guardrails act
+/// (deny, kill, pause; in either mode, as guardrails do). A paused
+/// agent's approval lifts the one mount that refused the call (`lift`).
 pub fn wanted(policy: &agentwatch_common::policy::AgentPolicy) -> bool {
     use agentwatch_common::policy::action;
-    matches!(policy.guardrail_action, action::DENY | action::KILL)
+    matches!(
+        policy.guardrail_action,
+        action::DENY | action::KILL | action::PAUSE
+    )
 }
 
 /// The shield of an agent's profile: the guardrails in force (with the
@@ -323,42 +330,88 @@ impl Shield {
                 return fail();
             }
         }
+        // The working directory was taken on the mounts beneath (the
+        // spawn changed into it first): taken again by its path, it is on
+        // the shield's, as absolute paths are.
+        let mut cwd = [0u8; libc::PATH_MAX as usize];
+        if !libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()).is_null()
+            && libc::chdir(cwd.as_ptr().cast()) != 0
+        {
+            return fail();
+        }
         Ok(())
     }
+}
+
+/// Lifts the shield's read-only mount at `path` in the mount namespace of
+/// process `pid` (one of the agent's): a person approved the call it
+/// refused, so the agent's retry goes through. Later calls there are
+/// judged by the names they give, as without the shield. The caller
+/// checks that `path` is one of the shield's mounts.
+pub fn lift(pid: u32, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    let p = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let fd = ns.as_raw_fd();
+    // SAFETY (in the child): setns and umount2 on values made before
+    // the fork.
+    let code = in_child(|| unsafe {
+        let flags = libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW;
+        if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::umount2(p.as_ptr(), flags) != 0 {
+            *libc::__errno_location()
+        } else {
+            0
+        }
+    })?;
+    match code {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Runs `f` in a forked child; returns the child's exit code (`f`'s: 0,
+/// or the errno it failed with). `f` makes raw syscalls only: this
+/// process may have other threads, and the child has just one.
+fn in_child(f: impl FnOnce() -> i32) -> std::io::Result<i32> {
+    // SAFETY: the child runs `f` and _exit, both async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child; _exit never returns.
+        unsafe { libc::_exit(f()) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) {
+        return Err(std::io::Error::other("the child died"));
+    }
+    Ok(libc::WEXITSTATUS(status))
 }
 
 /// Whether this process may give a child a mount namespace of its own:
 /// tried in a forked child, so a kernel, container runtime or seccomp
 /// policy that refuses it says so before the agent is started. Err: why.
 pub fn probe() -> Result<(), String> {
-    // SAFETY: the child calls only unshare and _exit (async-signal-safe).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // SAFETY: in the forked child; _exit never returns.
-        unsafe {
-            let code = if libc::unshare(libc::CLONE_NEWNS) == 0 {
-                0
-            } else {
-                *libc::__errno_location()
-            };
-            libc::_exit(code)
+    // SAFETY (in the child): unshare only.
+    let tried = in_child(|| unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) == 0 {
+            0
+        } else {
+            *libc::__errno_location()
         }
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child just forked.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
-    }
-    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
-        Some(0) => Ok(()),
-        Some(errno) => Err(format!(
+    });
+    match tried {
+        Ok(0) => Ok(()),
+        Ok(errno) => Err(format!(
             "a mount namespace is refused here ({}; it needs CAP_SYS_ADMIN)",
             std::io::Error::from_raw_os_error(errno)
         )),
-        None => Err("the mount namespace probe died".into()),
+        Err(e) => Err(format!("the mount namespace probe failed ({e})")),
     }
 }
 
@@ -429,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn the_directories_on_the_way_are_pinned_before_and_the_root_after() {
+    fn the_root_comes_first_then_the_directories_on_the_way_then_the_guardrails() {
         let d = tree();
         let root = d.path().to_path_buf();
         let s = plan(
@@ -466,7 +519,7 @@ mod tests {
         let at = |p: &str, k: Kind| seen.iter().position(|x| x.0 == p && x.1 == k);
         let hooks = at("/.git/hooks", Kind::ReadOnly).expect("hooks bound");
         assert!(at("/.git", Kind::Pin) < Some(hooks));
-        assert_eq!(seen.last(), Some(&(String::new(), Kind::Root)));
+        assert_eq!(seen.first(), Some(&(String::new(), Kind::Root)));
         // A root that is a guardrail is bound read-only, nothing more.
         let git = root.join(".git/hooks");
         let only = plan(
@@ -507,6 +560,19 @@ mod tests {
     }
 
     #[test]
+    fn only_guardrails_that_act_get_the_shield() {
+        use agentwatch_common::policy::{action, AgentPolicy};
+        let with = |a: u8| AgentPolicy {
+            guardrail_action: a,
+            ..AgentPolicy::default()
+        };
+        for a in [action::DENY, action::KILL, action::PAUSE] {
+            assert!(wanted(&with(a)), "{a}");
+        }
+        assert!(!wanted(&with(action::ALERT)));
+    }
+
+    #[test]
     fn the_probe_answers_in_a_child_and_leaves_this_process_as_it_was() {
         let before = std::fs::read_link("/proc/self/ns/mnt").ok();
         let r = probe();
@@ -517,6 +583,46 @@ mod tests {
             assert!(r.is_err_and(|why| why.contains("CAP_SYS_ADMIN")));
         }
         assert_eq!(std::fs::read_link("/proc/self/ns/mnt").ok(), before);
+    }
+
+    #[test]
+    fn a_lift_unmounts_the_read_only_bind_in_the_other_namespace_only() {
+        use std::io::{BufRead, Write};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: lifting a mount in another namespace needs root");
+            return;
+        }
+        let d = tempfile::tempdir().expect("tempdir");
+        let sub = d.path().join("hooks");
+        std::fs::create_dir(&sub).expect("mkdir");
+        // A process in a namespace of its own with `hooks` read-only, as
+        // the shield leaves an agent; it tries to write there when told.
+        let script = "mount --make-rslave / && mount --bind hooks hooks && \
+                      mount -o remount,ro,bind hooks && echo ready && read go && \
+                      touch hooks/x && echo wrote";
+        let mut child = std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", script])
+            .current_dir(d.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("ready");
+        assert_eq!(line, "ready\n");
+        // Read-only there, writable here: a mount of its namespace only.
+        assert!(std::fs::write(sub.join("here"), "x").is_ok());
+        lift(child.id(), &sub).expect("lift");
+        // Not a mount in this namespace: nothing to lift here.
+        assert!(lift(std::process::id(), &sub).is_err());
+        writeln!(child.stdin.take().expect("stdin")).expect("go");
+        line.clear();
+        out.read_line(&mut line).expect("wrote");
+        assert_eq!(line, "wrote\n");
+        assert!(child.wait().expect("wait").success());
+        assert!(sub.join("x").exists());
     }
 
     #[test]

@@ -146,6 +146,39 @@ pub(super) fn pinned(ev: &Event, anchors: &Anchors) -> Option<Finding> {
     ours.then(|| finding(ev, anchors, "refused before the effect: it would move or remove a directory that holds guardrails (a mount point in the agent's own namespace, so the guardrails cannot be left behind and made again)"))
 }
 
+/// The shield's read-only mount that holds what a guardrail call aimed
+/// at: the call's target by its real path, walked up to the first mount
+/// point the agent has. What approving the call lifts (`shield::lift`).
+/// None when that mount point is not read-only, is one agentwatch's own
+/// namespace has too (not the shield's), or the agent cannot be looked at.
+pub(super) fn shield_mount(ev: &Event) -> Option<String> {
+    use crate::event::Detail;
+    let real = by_real_paths(ev);
+    let target = match &real.as_ref().unwrap_or(ev).detail {
+        Detail::Rename { to, .. } | Detail::Link { to, .. } => to.clone(),
+        // A read passes the mount: there is nothing to lift for it.
+        Detail::Open { access, .. } if !(access.write || access.create || access.truncate) => {
+            return None
+        }
+        Detail::Open { path, .. }
+        | Detail::Make { path, .. }
+        | Detail::Unlink { path, .. }
+        | Detail::Chmod { path, .. }
+        | Detail::Chown { path, .. } => path.clone(),
+        _ => return None,
+    };
+    for dir in std::path::Path::new(&target).ancestors() {
+        let here = dir.to_str().filter(|d| *d != "/")?;
+        let theirs = as_agent_sees(ev, here)?;
+        if mounts::point(&theirs) == Some(true) {
+            let shields =
+                mounts::read_only(&theirs) == Some(true) && mounts::point(here) == Some(false);
+            return shields.then(|| here.to_string());
+        }
+    }
+    None
+}
+
 /// The errno a failed call returned.
 fn errno(ev: &Event) -> Option<i32> {
     ev.detail.result().filter(|r| *r < 0).map(|r| -r as i32)

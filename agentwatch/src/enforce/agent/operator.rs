@@ -2,7 +2,7 @@
 //! requests (approve, with `--learn` into the profile; deny; the timeout),
 //! pause and resume it, switch its mode, swap in a reloaded profile, and
 //! release it.
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{AgentEnforcer, Reconfig};
 use crate::{
@@ -58,6 +58,7 @@ impl AgentEnforcer {
                 evidence: serde_json::Value::Null,
                 context: None,
                 learn: None,
+                lifts: None,
             },
             self.timeout,
         );
@@ -113,6 +114,9 @@ impl AgentEnforcer {
             msg.push_str(
                 "; not learned: guardrails hold whatever the profile says, so this was a one-time approval",
             );
+        }
+        if let Some(mount) = &req.subject.lifts {
+            msg.push_str(&self.lift_shield(mount));
         }
         if self.approvals.is_empty() {
             self.resume_tree();
@@ -222,6 +226,28 @@ impl AgentEnforcer {
             self.agent,
             ids.join(", ")
         )
+    }
+
+    /// Lifts the guardrail shield's read-only `mount` in the agent's
+    /// namespace (an approved call it refused); what the answer says of it.
+    fn lift_shield(&self, mount: &str) -> String {
+        let Some(pid) = self.maps.pids(self.agent_id).into_iter().next() else {
+            return format!("; {mount} stays read-only: no process of the agent is left");
+        };
+        match crate::sandbox::shield::lift(pid, std::path::Path::new(mount)) {
+            Ok(()) => {
+                info!(agent = %self.agent, mount, "guardrail shield lifted on approval");
+                format!("; {mount} is writable for the agent now (the shield refused the call before its effect: a retry goes through, and later calls there are judged by the names they give)")
+            }
+            // Another approved request of the same sweep lifted it.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                format!("; {mount} is no mount in the agent's namespace now (lifted already)")
+            }
+            Err(e) => {
+                warn!(agent = %self.agent, mount, error = %e, "could not lift the guardrail shield");
+                format!("; {mount} stays read-only: lifting its mount failed ({e})")
+            }
+        }
     }
 
     fn resume_tree(&mut self) {

@@ -1,14 +1,17 @@
 //! Pausing an agent for a decision: its whole tree stopped (a sweep that
 //! catches what forks meanwhile) and an approval request opened, with
 //! what `approve --learn` would add.
-use super::{explain::learn_entry, AgentEnforcer};
+use super::{
+    explain::{learn_entry, shield_mount},
+    AgentEnforcer,
+};
 use crate::{
     enforce::{
         approvals::{LearnEntry, Subject},
         tree,
     },
     event::Event,
-    profile::matcher::Finding,
+    profile::{matcher::Finding, rule::Rule},
 };
 
 impl AgentEnforcer {
@@ -54,6 +57,13 @@ impl AgentEnforcer {
     ) -> String {
         let _ = self.maps.set_paused(self.agent_id, true);
         self.stop_tree();
+        // A guardrail the shield holds: approving lifts its mount.
+        let lifts = matches!(
+            f.rule,
+            Rule::GuardSecrets | Rule::GuardPersistence | Rule::GuardAgentwatch
+        )
+        .then(|| shield_mount(ev))
+        .flatten();
         self.approvals.open(
             Subject {
                 agent: self.agent.clone(),
@@ -67,6 +77,7 @@ impl AgentEnforcer {
                 evidence: serde_json::to_value(ev).unwrap_or_default(),
                 context: self.intent.context(),
                 learn,
+                lifts,
             },
             self.timeout,
         )
