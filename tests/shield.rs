@@ -148,13 +148,30 @@ fn a_rename_whose_name_is_rewritten_under_the_call_cannot_plant_a_hook() {
     if !shield_tier() {
         return;
     }
-    // tests/tools/race.c flips a rename's destination to
-    // .git/hooks/pre-commit between the entry's copy and the kernel's.
-    // A try the entry catches by name kills the racer (deny here is
-    // SIGKILL at the call), so it is started again, as an attacker would:
-    // before the shield, it planted the hook here within three runs.
+    race_plants_nothing("sh-race", DENY);
+}
+
+#[test]
+fn with_landlock_holding_files_a_raced_rename_is_still_refused() {
+    let Some(_g) = privileged() else { return };
+    if !shield_tier() {
+        return;
+    }
+    // Landlock's own EXDEV (a rename between directories whose rules
+    // differ) looks like the mount's; the race renames within one
+    // directory, where Landlock never gives it, so a raced try the mount
+    // refused is still told apart (`explain::rewritten`).
+    race_plants_nothing("sh-race-ll", "actions:\n  guardrails: deny\n  file: deny\n");
+}
+
+/// tests/tools/race.c flips a rename's destination to
+/// .git/hooks/pre-commit between the entry's copy and the kernel's. A
+/// try the entry catches by name kills the racer (deny here is SIGKILL at
+/// the call), so it is started again, as an attacker would: before the
+/// shield, it planted the hook here within three runs.
+fn race_plants_nothing(agent: &str, actions: &str) {
     let bin = support::race_tool();
-    let yaml = profile("sh-race", 1, DENY).replace(
+    let yaml = profile(agent, 1, actions).replace(
         "executables:\n",
         &format!("executables:\n  - path: \"{bin}\"\n"),
     );
@@ -162,7 +179,7 @@ fn a_rename_whose_name_is_rewritten_under_the_call_cannot_plant_a_hook() {
         "for i in $(seq 10); do ({bin} .git/hooks/pre-commit 4000); done\n\
          test -e .git/hooks/pre-commit && echo hook-planted || echo hook-absent"
     );
-    let run = Run::start_prepared("sh-race", &yaml, "enforce", &[], &script, with_hooks);
+    let run = Run::start_prepared(agent, &yaml, "enforce", &[], &script, with_hooks);
     let (d, dir) = run.finish_keeping_dir();
     let hook = dir.0.join("ws/.git/hooks/pre-commit");
     assert!(
@@ -184,7 +201,7 @@ fn a_rename_whose_name_is_rewritten_under_the_call_cannot_plant_a_hook() {
     let by_name = d.alerts_by("guardrail/persistence").len();
     let raced = d.alerts_by("guardrail/tamper");
     eprintln!(
-        "race: {by_name} alerts by name at the entry, {} raced tries refused by the read-only mount\n{}",
+        "race ({agent}): {by_name} alerts by name at the entry, {} raced tries refused by the read-only mount\n{}",
         raced.len(),
         d.stdout.trim()
     );

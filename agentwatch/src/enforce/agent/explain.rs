@@ -76,9 +76,9 @@ pub(super) fn by_shield(ev: &Event, findings: &[Finding]) -> Option<Finding> {
     })
 }
 
-/// A refusal only the shield's mounts make (EROFS, EBUSY; EXDEV when
-/// Landlock holds no file rules, `files_held`, so cannot have made it)
-/// whose names, read again at the exit and resolved in the agent's own
+/// A refusal only the shield's mounts make (EROFS, EBUSY; EXDEV within
+/// one directory, or when Landlock holds no file rules, `files_held`, so
+/// cannot have made it) whose names, read again at the exit and resolved in the agent's own
 /// mount namespace (`/proc/PID/root`), lead to nothing read-only, no
 /// mount point, no mount boundary: another thread rewrote them under the
 /// call, racing the judge. A tamper violation, refused before the effect.
@@ -112,9 +112,12 @@ pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Opti
             .into_iter()
             .flatten()
             .any(|p| at(p).and_then(|p| mounts::point(&p)) != Some(false)),
-        libc::EXDEV if !files_held => {
-            let (to_dir, from_dir) = (parent(target)?, parent(from?)?);
-            mounts::id(&at(&to_dir)?)? != mounts::id(&at(&from_dir)?)?
+        libc::EXDEV => {
+            let (to_dir, from_dir) = (at(&parent(target)?)?, at(&parent(from?)?)?);
+            // Landlock refuses with EXDEV only a rename or link between
+            // two directories (whose rules differ), never within one.
+            let two_dirs = mounts::inode(&to_dir)? != mounts::inode(&from_dir)?;
+            (files_held && two_dirs) || mounts::id(&to_dir)? != mounts::id(&from_dir)?
         }
         _ => return None,
     };
@@ -245,6 +248,13 @@ mod mounts {
         // SAFETY: statx succeeded.
         let st = unsafe { st.assume_init() };
         (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+    }
+
+    /// The (device, inode) of what `path` names, following symlinks.
+    pub fn inode(path: &str) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.dev(), m.ino()))
     }
 
     /// Whether `path` is a mount point (its mount is not its parent's).
@@ -415,8 +425,14 @@ mod tests {
         // Both names in one directory of one mount: EXDEV cannot be theirs.
         let f = rewritten(&rename(&p, &q, libc::EXDEV), false, &anchors).expect("a race");
         assert_eq!(f.rule, Rule::GuardTamper);
-        // Landlock holds files: its EXDEV looks the same, so no verdict.
-        assert!(rewritten(&rename(&p, &q, libc::EXDEV), true, &anchors).is_none());
+        // Landlock holds files: within one directory, its EXDEV cannot be
+        // Landlock's either; between two, it may be.
+        assert!(rewritten(&rename(&p, &q, libc::EXDEV), true, &anchors).is_some());
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let elsewhere = sub.join("q").to_string_lossy().into_owned();
+        assert!(rewritten(&rename(&p, &elsewhere, libc::EXDEV), true, &anchors).is_none());
+        assert!(rewritten(&rename(&p, &elsewhere, libc::EXDEV), false, &anchors).is_some());
         // EROFS on a writable directory: not the names' either.
         assert!(rewritten(&rename(&p, &q, libc::EROFS), true, &anchors).is_some());
         // Across two mounts (the root and /proc): explained.
