@@ -361,6 +361,7 @@ fn check(log: &str) -> anyhow::Result<()> {
         status,
         log.contains("=== AW-RACE-PLANTED"),
         log.contains("=== AW-RACE-CONFIG-KEPT"),
+        log.contains("=== AW-RACE-DEEP-PLANTED"),
         changed,
         &race_alerts,
     )

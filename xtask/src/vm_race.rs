@@ -8,6 +8,10 @@
 //! - an O_TRUNC open of `.git/config` through a symlinked `.git` (`gd`):
 //!   `file_open` judges the file reached and refuses it before the
 //!   truncation (the open's exit alone would find it already emptied);
+//! - a rename through a symlink (`dd`) into the hooks of a repository
+//!   nested deeper than the kernel's walk goes: the real path cannot be
+//!   judged, so enforce mode refuses it (`rule::UNJUDGED`) rather than
+//!   let it through;
 //! - `tests/tools/race.c`: a rename whose destination a second thread keeps
 //!   rewriting (mostly benign, briefly `.git/hooks/pre-commit`), so the
 //!   entry may copy one name and the kernel the other. Without the LSM
@@ -33,12 +37,15 @@ pub fn init_part() -> String {
     format!(
         r#"mkdir -p /work/race/.git/hooks
 echo "[core]" > /work/race/.git/config
+deep=/work/race/deep; i=0; while [ $i -lt 50 ]; do deep=$deep/d; i=$((i+1)); done
+mkdir -p $deep/.git/hooks && ln -s $deep/.git/hooks /work/race/dd
 echo "=== AW-RACE-BEGIN"
-cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; ln -s .git gd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; out=$( (echo x > sd/post-commit) 2>&1); echo "SYMLINKED-CREATE rc=$? $out"; out=$( (: > gd/config) 2>&1); echo "SYMLINKED-TRUNC rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
+cd /work/race && /agentwatch run --json --mode enforce --profile /race-profile.yaml --workspace /work/race -o /work/race.jsonl -- /bin/sh -c 'ln -s .git/hooks sd; ln -s .git gd; echo x > p2; out=$(mv p2 sd/pre-commit 2>&1); echo "SYMLINKED rc=$? $out"; out=$( (echo x > sd/post-commit) 2>&1); echo "SYMLINKED-CREATE rc=$? $out"; out=$( (: > gd/config) 2>&1); echo "SYMLINKED-TRUNC rc=$? $out"; echo x > p3; out=$(mv p3 dd/pre-commit 2>&1); echo "DEEP rc=$? $out"; /race .git/hooks/pre-commit {TRIES}' 2>&1
 echo "=== AW-RACE-END status=$?"
 cd /
 [ -e /work/race/.git/hooks/pre-commit ] && echo "=== AW-RACE-PLANTED"
 grep -q core /work/race/.git/config && echo "=== AW-RACE-CONFIG-KEPT"
+[ -e $deep/.git/hooks/pre-commit ] && echo "=== AW-RACE-DEEP-PLANTED"
 echo "=== AW-RACE-CHANGED $(grep -c '"real_paths":true' /work/race.jsonl)"
 grep '"real_paths":true' /work/race.jsonl | head -n 2
 grep '"real_paths":true' /work/race.jsonl | grep '/.git/config"' | head -n 1
@@ -77,6 +84,7 @@ pub fn check(
     status: &str,
     planted_marker: bool,
     config_kept: bool,
+    deep_planted: bool,
     changed: &str,
     alerts: &[serde_json::Value],
 ) -> anyhow::Result<()> {
@@ -131,6 +139,12 @@ pub fn check(
     // before the truncation.
     refused_step(run, "SYMLINKED-TRUNC", "truncate")?;
     ensure!(config_kept, ".git/config was emptied through gd/");
+    // A rename into hooks deeper than the walk goes: refused unjudged.
+    refused_step(run, "DEEP", "rename deeper than the walk")?;
+    ensure!(
+        !deep_planted,
+        "a hook was planted deeper than the walk goes"
+    );
     ensure!(
         alerts
             .iter()

@@ -14,7 +14,7 @@
 use agentwatch_common::{
     calls::{self, OpenFlags},
     open,
-    policy::{access, action, class, decided, flags, hard_rule, verdict},
+    policy::{access, action, class, decided, flags, hard_rule, rule, verdict},
     slot, RecordKind,
 };
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::LsmContext};
@@ -164,11 +164,19 @@ fn recheck(first: Target, second: Second, open_access: u64) -> Result<i32, i32> 
         let payload = enforce::resolve(pol, ev, path, base, false);
         enforce::judge_path(w.agent_id, payload, acc, cls)
     };
-    let mut d = judge(ev, slot::PATH1, slot::BASE1, acc);
-    if let (false, Some((_, acc2))) = (breached(&d), second) {
+    // A walk cut short (deeper than the walk goes, longer than a slot)
+    // names no file a guardrail can be judged against: in enforce mode
+    // the call does not run unjudged, as at the entry (`rule::UNJUDGED`).
+    let unjudged = pol.enforce != 0 && super::file::cut_short(ev);
+    let mut d = if unjudged {
+        Decision::new(verdict::VIOLATION, rule::UNJUDGED, cls)
+    } else {
+        judge(ev, slot::PATH1, slot::BASE1, acc)
+    };
+    if let (false, false, Some((_, acc2))) = (unjudged, breached(&d), second) {
         d = judge(ev, slot::PATH2, slot::BASE2, acc2);
     }
-    if !breached(&d) {
+    if !unjudged && !breached(&d) {
         return Ok(0);
     }
     ev.hdr.verdict = d.verdict;
