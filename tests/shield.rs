@@ -27,6 +27,16 @@ fn shield_tier() -> bool {
     true
 }
 
+/// The open request `id`, as `pending --json` lists it.
+fn listed(id: &str) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_str(&control(&["pending", "--json"])).expect("pending json");
+    all.as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == id))
+        .unwrap_or_else(|| panic!("{id} not in {all}"))
+        .clone()
+}
+
 fn with_hooks(ws: &std::path::Path) {
     std::fs::create_dir_all(ws.join(".git/hooks")).expect("hooks");
     std::fs::write(ws.join(".git/config"), "[core]\n").expect("config");
@@ -246,17 +256,11 @@ fn a_refused_guardrail_call_pauses_the_agent_and_an_approval_lifts_that_mount() 
     let hooks = run.ws().join(".git/hooks");
     run.wait_stopped("sh");
     let id = request_for("sh-pause", "guardrail/persistence");
-    let listed: serde_json::Value =
-        serde_json::from_str(&control(&["pending", "--json"])).expect("pending json");
-    let req = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["id"] == id.as_str()))
-        .unwrap_or_else(|| panic!("{id} not in {listed}"))
-        .clone();
+    let req = listed(&id);
     assert_eq!(req["lifts"], hooks.display().to_string(), "{req}");
     assert!(std::fs::symlink_metadata(hooks.join("sub")).is_err());
     let answer = control(&["approve", &id]);
-    assert!(answer.contains("writable for the agent"), "{answer}");
+    assert!(answer.contains("is lifted for the agent"), "{answer}");
     run.wait_stopped("sh");
     let config = request_for("sh-pause", "guardrail/persistence");
     control(&["deny", &config]);
@@ -295,4 +299,53 @@ fn a_refused_guardrail_call_pauses_the_agent_and_an_approval_lifts_that_mount() 
             "{a}"
         );
     }
+}
+
+#[test]
+fn an_approval_lifts_a_pinned_directory_with_the_guardrails_beneath_it() {
+    let Some(_g) = privileged() else { return };
+    if !shield_tier() {
+        return;
+    }
+    // Moving `sub` (a directory on the way to the guardrail `sub/.env`,
+    // pinned as a mount point) is refused and, guardrails pausing, the
+    // agent stopped; approving lifts the pin and the guardrail bound
+    // beneath it, so the retry moves it. (Not `.git`: a wildcard of the
+    // profile does not match a leading dot, so moving it is outside the
+    // profile as well.)
+    let script = "(mv sub moved) || echo move-refused\n\
+                  sleep 2; (mv sub moved) && echo move-landed";
+    let run = Run::start_prepared(
+        "sh-pin",
+        &profile("sh-pin", 1, "actions:\n  guardrails: pause\n"),
+        "enforce",
+        &[],
+        script,
+        |ws| {
+            std::fs::create_dir_all(ws.join("sub")).expect("sub");
+            std::fs::write(ws.join("sub/.env"), "TOKEN=1\n").expect(".env");
+        },
+    );
+    let sub = run.ws().join("sub");
+    run.wait_stopped("sh");
+    let id = request_for("sh-pin", "guardrail/tamper");
+    let req = listed(&id);
+    assert_eq!(req["lifts"], sub.display().to_string(), "{req}");
+    let answer = control(&["approve", &id]);
+    assert!(answer.contains("is lifted for the agent"), "{answer}");
+    let (d, dir) = run.finish_keeping_dir();
+    let ws = dir.0.join("ws");
+    assert!(d.stdout.contains("move-refused"), "{}", d.brief());
+    assert!(d.stdout.contains("move-landed"), "{}", d.brief());
+    assert!(ws.join("moved/.env").is_file(), "{}", d.brief());
+    assert_eq!(d.only_alert_rules(), ["guardrail/tamper"], "{}", d.brief());
+    let tamper = d.alerts_by("guardrail/tamper");
+    assert!(
+        tamper[0]["action"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("pause"),
+        "{}",
+        tamper[0]
+    );
 }

@@ -62,9 +62,10 @@ pub struct Subject {
     /// What `approve --learn` adds (never for guardrails).
     #[serde(skip)]
     pub learn: Option<LearnEntry>,
-    /// The guardrail shield's read-only mount that refused the call, in
-    /// the agent's mount namespace: approving lifts it, so a retry goes
-    /// through (`sandbox::shield::lift`).
+    /// The guardrail shield's mount that refused the call (a guardrail's,
+    /// or a directory's on the way to some), in the agent's mount
+    /// namespace: approving lifts it, with what is bound beneath it, so a
+    /// retry goes through (`sandbox::shield::lift`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifts: Option<String>,
 }

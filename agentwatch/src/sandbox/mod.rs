@@ -18,6 +18,8 @@
 //! child between fork and exec with syscalls only.
 pub mod files;
 mod landlock;
+#[cfg(test)]
+pub(crate) mod own_namespace;
 mod seccomp;
 pub mod shield;
 

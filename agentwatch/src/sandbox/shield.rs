@@ -343,8 +343,9 @@ impl Shield {
     }
 }
 
-/// Lifts the shield's read-only mount at `path` in the mount namespace of
-/// process `pid` (one of the agent's): a person approved the call it
+/// Lifts the shield's mount at `path` (a guardrail's, or a directory's on
+/// the way, with the guardrails bound beneath it) in the mount namespace
+/// of process `pid` (one of the agent's): a person approved the call it
 /// refused, so the agent's retry goes through. Later calls there are
 /// judged by the names they give, as without the shield. The caller
 /// checks that `path` is one of the shield's mounts.
@@ -418,6 +419,7 @@ pub fn probe() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::own_namespace::OwnNamespace;
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().expect("tempdir");
@@ -587,41 +589,22 @@ mod tests {
 
     #[test]
     fn a_lift_unmounts_the_read_only_bind_in_the_other_namespace_only() {
-        use std::io::{BufRead, Write};
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: lifting a mount in another namespace needs root");
-            return;
-        }
         let d = tempfile::tempdir().expect("tempdir");
         let sub = d.path().join("hooks");
         std::fs::create_dir(&sub).expect("mkdir");
-        // A process in a namespace of its own with `hooks` read-only, as
-        // the shield leaves an agent; it tries to write there when told.
-        let script = "mount --make-rslave / && mount --bind hooks hooks && \
-                      mount -o remount,ro,bind hooks && echo ready && read go && \
-                      touch hooks/x && echo wrote";
-        let mut child = std::process::Command::new("unshare")
-            .args(["-m", "sh", "-c", script])
-            .current_dir(d.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("unshare (util-linux)");
-        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("ready");
-        assert_eq!(line, "ready\n");
+        // `hooks` read-only there, as the shield leaves an agent; it
+        // tries to write there when told.
+        let setup = "mount --bind hooks hooks && mount -o remount,ro,bind hooks";
+        let Some(mut ns) = OwnNamespace::start(d.path(), setup, "touch hooks/x && echo wrote")
+        else {
+            return;
+        };
         // Read-only there, writable here: a mount of its namespace only.
         assert!(std::fs::write(sub.join("here"), "x").is_ok());
-        lift(child.id(), &sub).expect("lift");
+        lift(ns.pid(), &sub).expect("lift");
         // Not a mount in this namespace: nothing to lift here.
         assert!(lift(std::process::id(), &sub).is_err());
-        writeln!(child.stdin.take().expect("stdin")).expect("go");
-        line.clear();
-        out.read_line(&mut line).expect("wrote");
-        assert_eq!(line, "wrote\n");
-        assert!(child.wait().expect("wait").success());
+        assert_eq!(ns.go(), "wrote\n");
         assert!(sub.join("x").exists());
     }
 

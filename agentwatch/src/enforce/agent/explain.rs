@@ -133,20 +133,29 @@ pub(super) fn rewritten(ev: &Event, files_held: bool, anchors: &Anchors) -> Opti
 /// before the effect: moved aside, the guardrails in it could be left
 /// behind and made again unbound.
 pub(super) fn pinned(ev: &Event, anchors: &Anchors) -> Option<Finding> {
+    pinned_name(ev).map(|_| finding(ev, anchors, "refused before the effect: it would move or remove a directory that holds guardrails (a mount point in the agent's own namespace, so the guardrails cannot be left behind and made again)"))
+}
+
+/// The name of an EBUSY rename or removal that is a mount point the agent
+/// has and agentwatch has not (`pinned`): the shield's mount an approval
+/// of the call lifts, with the guardrails bound beneath it.
+pub(super) fn pinned_name(ev: &Event) -> Option<String> {
     use crate::event::Detail;
     if errno(ev) != Some(libc::EBUSY) {
         return None;
     }
-    let names: Vec<&String> = match &ev.detail {
+    // By the real paths: what a lift unmounts is named without symlinks.
+    let real = by_real_paths(ev);
+    let names: Vec<&String> = match &real.as_ref().unwrap_or(ev).detail {
         Detail::Rename { from, to, .. } => vec![from, to],
         Detail::Unlink { path, .. } => vec![path],
         _ => return None,
     };
     let theirs = |p: &str| as_agent_sees(ev, p).and_then(|p| mounts::point(&p));
-    let ours = names
-        .iter()
-        .any(|p| theirs(p) == Some(true) && mounts::point(p) == Some(false));
-    ours.then(|| finding(ev, anchors, "refused before the effect: it would move or remove a directory that holds guardrails (a mount point in the agent's own namespace, so the guardrails cannot be left behind and made again)"))
+    names
+        .into_iter()
+        .find(|p| theirs(p) == Some(true) && mounts::point(p) == Some(false))
+        .cloned()
 }
 
 /// The shield's read-only mount that holds what a guardrail call aimed
@@ -382,6 +391,7 @@ pub(super) fn learn_entry(ev: &Event, class: Class, anchors: &Anchors) -> Option
 mod tests {
     use super::*;
     use crate::event::Detail;
+    use crate::sandbox::own_namespace::OwnNamespace;
 
     /// A rename by this test process that failed with `errno`.
     fn rename(from: &str, to: &str, errno: i32) -> Event {
@@ -414,6 +424,34 @@ mod tests {
         // Landlock's own EACCES keeps its rule; no guardrail, no finding.
         assert!(by_shield(&rename("/w/p", "/w/q", libc::EACCES), &[guard_finding()]).is_none());
         assert!(by_shield(&ev, &[]).is_none());
+    }
+
+    #[test]
+    fn a_directory_only_the_agent_has_as_a_mount_point_is_what_a_lift_names() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for dir in ["pin", "plain"] {
+            std::fs::create_dir(d.path().join(dir)).expect("mkdir");
+        }
+        // A process whose namespace has `pin` as a mount point, as the
+        // shield pins a directory on the way to a guardrail.
+        let setup = "mount --bind pin pin";
+        let Some(ns) = OwnNamespace::start(d.path(), setup, "true") else {
+            return;
+        };
+        let at = |p: &str| d.path().join(p).to_string_lossy().into_owned();
+        let of_ns = |from: &str, errno: i32| {
+            let mut ev = rename(from, &at("elsewhere"), errno);
+            ev.pid = ns.pid();
+            ev
+        };
+        let pin = at("pin");
+        assert_eq!(pinned_name(&of_ns(&pin, libc::EBUSY)), Some(pin.clone()));
+        let anchors = Anchors::new(None, None, None);
+        assert!(pinned(&of_ns(&pin, libc::EBUSY), &anchors).is_some());
+        // Not a mount point there; another errno; agentwatch's own mount.
+        assert_eq!(pinned_name(&of_ns(&at("plain"), libc::EBUSY)), None);
+        assert_eq!(pinned_name(&of_ns(&pin, libc::EXDEV)), None);
+        assert_eq!(pinned_name(&of_ns("/proc", libc::EBUSY)), None);
     }
 
     #[test]

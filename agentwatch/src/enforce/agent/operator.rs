@@ -237,7 +237,7 @@ impl AgentEnforcer {
         match crate::sandbox::shield::lift(pid, std::path::Path::new(mount)) {
             Ok(()) => {
                 info!(agent = %self.agent, mount, "guardrail shield lifted on approval");
-                format!("; {mount} is writable for the agent now (the shield refused the call before its effect: a retry goes through, and later calls there are judged by the names they give)")
+                format!("; the shield's mount at {mount} is lifted for the agent (it refused the call before its effect: a retry goes through, and later calls there are judged by the names they give)")
             }
             // Another approved request of the same sweep lifted it.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {

@@ -2,7 +2,7 @@
 //! catches what forks meanwhile) and an approval request opened, with
 //! what `approve --learn` would add.
 use super::{
-    explain::{learn_entry, shield_mount},
+    explain::{learn_entry, pinned_name, shield_mount},
     AgentEnforcer,
 };
 use crate::{
@@ -57,13 +57,13 @@ impl AgentEnforcer {
     ) -> String {
         let _ = self.maps.set_paused(self.agent_id, true);
         self.stop_tree();
-        // A guardrail the shield holds: approving lifts its mount.
-        let lifts = matches!(
-            f.rule,
-            Rule::GuardSecrets | Rule::GuardPersistence | Rule::GuardAgentwatch
-        )
-        .then(|| shield_mount(ev))
-        .flatten();
+        // A call the shield refused: approving lifts the mount that
+        // refused it (a guardrail's, or a directory's on the way to some).
+        let lifts = match f.rule {
+            Rule::GuardSecrets | Rule::GuardPersistence | Rule::GuardAgentwatch => shield_mount(ev),
+            Rule::GuardTamper => pinned_name(ev),
+            _ => None,
+        };
         self.approvals.open(
             Subject {
                 agent: self.agent.clone(),
