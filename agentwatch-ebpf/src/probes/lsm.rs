@@ -82,7 +82,7 @@ pub enum Second {
 /// file_open(file): refuses an open its entry decided to deny; one it
 /// allowed by the names it gave that writes or truncates is judged again
 /// by the file the kernel reached (`try_recheck`), before the truncation
-/// or any write: `: > sd/config` through a symlinked `.git`. A read's
+/// or any write: `: > gd/config` through a symlinked `.git`. A read's
 /// real path is judged at its exit, before a byte of it is read. A
 /// thread with nothing pending (every unwatched process) is let through
 /// on its gate bit.

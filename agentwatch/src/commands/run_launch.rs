@@ -90,6 +90,14 @@ pub(super) fn start_command(
     // The agent holds its end now: ours goes, so that the pipe's reader
     // is the agent alone.
     drop(reasons);
+    // Spawned means exec'd: the child is in the shield's namespace.
+    if let (Ok(child), Some(sb)) = (&spawned, sandbox) {
+        if sb.shield_flags() != 0 {
+            if let Ok(mut e) = enforcer.lock() {
+                e.shielded_launch(child.id());
+            }
+        }
+    }
     Ok(spawned)
 }
 

@@ -129,6 +129,8 @@ pub struct AgentEnforcer {
     /// Pinned files being hashed, with the read that asked and whether
     /// its reader is held.
     hasher: crate::pins::hasher::Hasher<(Event, bool)>,
+    /// The mount namespaces its launches got from the guardrail shield.
+    shield_namespaces: std::collections::HashSet<String>,
 }
 
 /// A matcher for `profile` that asks the kernel's WRITTEN map whether the
@@ -303,6 +305,7 @@ impl AgentEnforcer {
             bounds: None,
             pins,
             hasher: Default::default(),
+            shield_namespaces: Default::default(),
         };
         me.set_intent(s.context);
         me.set_shadow(s.shadow);

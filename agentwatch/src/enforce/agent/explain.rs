@@ -205,14 +205,31 @@ fn as_agent_sees(ev: &Event, path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
-    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
-    let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+    Some(format!("/proc/{}/root{path}", agent_pid(ev)?))
+}
+
+/// The mount namespace `ev`'s process is in (the link of its
+/// `/proc/PID/ns/mnt`, `mnt:[N]`), looked at as `as_agent_sees` does.
+pub(super) fn namespace_of(ev: &Event) -> Option<String> {
+    namespace(agent_pid(ev)?)
+}
+
+/// The mount namespace of process `pid`.
+pub(super) fn namespace(pid: u32) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// The process `ev`'s mounts are looked at through: its own, or, gone,
+/// its nearest living ancestor in a mount namespace other than
+/// agentwatch's.
+fn agent_pid(ev: &Event) -> Option<u32> {
+    let own = namespace(std::process::id());
     let ancestors = ev.context.ancestry.iter().map(|a| a.pid);
-    let pid = std::iter::once(ev.pid)
-        .filter(|p| ns(*p).is_some())
-        .chain(ancestors.filter(|p| ns(*p).is_some_and(|n| Some(n) != own)))
-        .next()?;
-    Some(format!("/proc/{pid}/root{path}"))
+    std::iter::once(ev.pid)
+        .filter(|p| namespace(*p).is_some())
+        .chain(ancestors.filter(|p| namespace(*p).is_some_and(|n| Some(n) != own)))
+        .next()
 }
 
 /// A tamper finding against the shield, for `ev`.

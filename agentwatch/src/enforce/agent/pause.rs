@@ -2,7 +2,7 @@
 //! catches what forks meanwhile) and an approval request opened, with
 //! what `approve --learn` would add.
 use super::{
-    explain::{learn_entry, pinned_name, shield_mount},
+    explain::{learn_entry, namespace, namespace_of, pinned_name, shield_mount},
     AgentEnforcer,
 };
 use crate::{
@@ -59,7 +59,10 @@ impl AgentEnforcer {
         self.stop_tree();
         // A call the shield refused: approving lifts the mount that
         // refused it (a guardrail's, or a directory's on the way to some).
+        // Only in a namespace agentwatch made: never a container's mount.
+        let shielded = namespace_of(ev).is_some_and(|n| self.shield_namespaces.contains(&n));
         let lifts = match f.rule {
+            _ if !shielded => None,
             Rule::GuardSecrets | Rule::GuardPersistence | Rule::GuardAgentwatch => shield_mount(ev),
             Rule::GuardTamper => pinned_name(ev),
             _ => None,
@@ -81,5 +84,19 @@ impl AgentEnforcer {
             },
             self.timeout,
         )
+    }
+
+    /// Process `pid` was launched in the guardrail shield's mount
+    /// namespace: requests from that namespace may lift its mounts.
+    pub fn shielded_launch(&mut self, pid: u32) {
+        let ours = namespace(std::process::id());
+        match namespace(pid) {
+            Some(ns) if Some(&ns) != ours.as_ref() => {
+                self.shield_namespaces.insert(ns);
+            }
+            _ => {
+                tracing::warn!(agent = %self.agent, pid, "the launched agent is not in a mount namespace of its own: approvals lift nothing")
+            }
+        }
     }
 }

@@ -85,6 +85,9 @@ impl AgentEnforcer {
             watch::LANDLOCK_FILE | watch::LANDLOCK_DELETE | watch::LANDLOCK_EXEC | watch::SHIELDED;
         let flags = landlock.map_or(0, |l| watch::SANDBOXED | (l & held));
         self.maps.watch(pid, self.agent_id, flags)?;
+        if flags & watch::SHIELDED != 0 {
+            self.shielded_launch(pid);
+        }
         self.started();
         if let Some(fd) = reasons_fd {
             match crate::enforce::steer::Steer::open_launched(pid, fd) {
